@@ -1,0 +1,312 @@
+//! Facts about the target table, read from the system catalog once per run: where the table
+//! is, which columns make its key and their types, whether an index serves the key walk, and
+//! which triggers will fire. Checks the job against the live catalog (so a run before the expand
+//! migration stops here, before anything is written). Builds no statement about the table
+//! itself; that is `plan`'s job.
+
+use sqlx::{Connection as _, PgConnection, Row as _};
+use thiserror::Error;
+
+use crate::db::statement;
+use crate::job::Job;
+
+/// What the catalog says about the job's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    /// The schema the table was found in (as stored, unquoted).
+    pub schema: String,
+    /// The table's name (as stored, unquoted).
+    pub name: String,
+    /// The key columns, in key order.
+    pub key: Vec<Column>,
+    /// Where the key came from.
+    pub key_source: KeySource,
+    /// A btree index whose leading columns are the key, if there is one; without it every
+    /// batch scans the table.
+    pub key_index: Option<String>,
+    /// Enabled user triggers on the table; they fire for every row a batch changes.
+    pub triggers: Vec<String>,
+}
+
+/// A key column and its type as SQL (`format_type`), used to cast key text back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_sql: String,
+}
+
+/// How the key columns were chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The table's primary key (index name).
+    PrimaryKey(String),
+    /// A unique index on NOT NULL columns (index name), used when there is no primary key.
+    UniqueIndex(String),
+    /// `key = [...]` in the job file.
+    JobFile,
+}
+
+/// Why the catalog does not fit the job, or could not be read.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error(
+        "table {table} does not exist; check the schema name, or the search_path of the connecting user if the name is not schema-qualified"
+    )]
+    TableNotFound { table: String },
+    #[error("{table} is a {kind}, not a table; backfill updates ordinary or partitioned tables")]
+    NotATable { table: String, kind: String },
+    #[error(
+        "column {column:?} of table {table} does not exist — has the expand migration been applied?"
+    )]
+    ColumnMissing { column: String, table: String },
+    #[error("key column {column:?} of table {table} does not exist; fix `key` in the job file")]
+    KeyColumnMissing { column: String, table: String },
+    #[error(
+        "key column {column:?} of table {table} allows NULL, and rows with a NULL key would be skipped; choose NOT NULL columns for `key`"
+    )]
+    NullableKey { column: String, table: String },
+    #[error(
+        "table {table} has no primary key and no unique index on NOT NULL columns; set key = [\"column\", …] in the job file"
+    )]
+    NoKey { table: String },
+    #[error(
+        "[set] writes key column {column:?}; changing the key while walking it would skip or repeat rows"
+    )]
+    SetsKeyColumn { column: String },
+    #[error("[set] writes {column:?}, a generated column of table {table}; PostgreSQL computes it")]
+    GeneratedColumn { column: String, table: String },
+    #[error("cannot read the catalog for table {table}")]
+    Database {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl CatalogError {
+    /// True when the job does not fit the database (exit code 2), false when the database could
+    /// not be read (exit code 1).
+    pub fn is_invalid_job(&self) -> bool {
+        !matches!(self, CatalogError::Database { .. })
+    }
+}
+
+/// One column as the catalog lists it.
+struct ColumnFacts {
+    name: String,
+    type_sql: String,
+    not_null: bool,
+    generated: bool,
+}
+
+/// One usable btree index: plain columns, no predicate, no expressions.
+struct IndexFacts {
+    name: String,
+    primary: bool,
+    unique: bool,
+    columns: Vec<String>,
+}
+
+const RESOLVE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text \
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
+
+const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+    a.attgenerated <> '' FROM pg_attribute a \
+    WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+const INDEXES: &str = "SELECT i.indexrelid::regclass::text, i.indisprimary, i.indisunique, \
+    ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+          WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) \
+    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
+    WHERE i.indrelid = $1::int8::oid AND i.indisvalid AND i.indisready AND am.amname = 'btree' \
+      AND i.indpred IS NULL AND i.indexprs IS NULL \
+    ORDER BY i.indisprimary DESC, i.indnkeyatts, 1";
+
+const TRIGGERS: &str = "SELECT tgname::text FROM pg_trigger \
+    WHERE tgrelid = $1::int8::oid AND NOT tgisinternal AND tgenabled <> 'D' ORDER BY 1";
+
+impl Catalog {
+    /// Reads the table's facts in one read-only transaction and checks the job against them.
+    pub async fn read(conn: &mut PgConnection, job: &Job) -> Result<Catalog, CatalogError> {
+        let table = job.table.to_string();
+        let db = |source| CatalogError::Database {
+            table: table.clone(),
+            source,
+        };
+        let mut tx = conn.begin_with("BEGIN READ ONLY").await.map_err(db)?;
+        let resolved = statement(RESOLVE)
+            .bind(&table)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| CatalogError::TableNotFound {
+                table: table.clone(),
+            })?;
+        let oid: i64 = resolved.get(0);
+        let schema: String = resolved.get(1);
+        let name: String = resolved.get(2);
+        let kind: String = resolved.get(3);
+        if kind != "r" && kind != "p" {
+            return Err(CatalogError::NotATable {
+                table,
+                kind: relkind_name(&kind).into(),
+            });
+        }
+        let columns = statement(COLUMNS)
+            .bind(oid)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .map(|r| ColumnFacts {
+                name: r.get(0),
+                type_sql: r.get(1),
+                not_null: r.get(2),
+                generated: r.get(3),
+            })
+            .collect::<Vec<_>>();
+        let indexes = statement(INDEXES)
+            .bind(oid)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .map(|r| IndexFacts {
+                name: r.get(0),
+                primary: r.get(1),
+                unique: r.get(2),
+                columns: r.get(3),
+            })
+            .collect::<Vec<_>>();
+        let triggers = statement(TRIGGERS)
+            .bind(oid)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().await.map_err(db)?;
+
+        let display = crate::sql::Qualified {
+            schema: &schema,
+            name: &name,
+        }
+        .to_string();
+        let (key, key_source) = choose_key(job, &display, &columns, &indexes)?;
+        check_set_columns(job, &display, &columns, &key)?;
+        let key_index = indexes
+            .iter()
+            .find(|i| {
+                i.columns.len() >= key.len()
+                    && key.iter().zip(&i.columns).all(|(k, c)| &k.name == c)
+            })
+            .map(|i| i.name.clone());
+        Ok(Catalog {
+            schema,
+            name,
+            key,
+            key_source,
+            key_index,
+            triggers,
+        })
+    }
+}
+
+/// The job's key, or the primary key, or the first unique index on NOT NULL columns.
+fn choose_key(
+    job: &Job,
+    table: &str,
+    columns: &[ColumnFacts],
+    indexes: &[IndexFacts],
+) -> Result<(Vec<Column>, KeySource), CatalogError> {
+    let find = |name: &str| columns.iter().find(|c| c.name == name);
+    let key_columns = |names: &[String]| -> Result<Vec<Column>, CatalogError> {
+        names
+            .iter()
+            .map(|n| {
+                let c = find(n).ok_or_else(|| CatalogError::KeyColumnMissing {
+                    column: n.clone(),
+                    table: table.into(),
+                })?;
+                if !c.not_null {
+                    return Err(CatalogError::NullableKey {
+                        column: n.clone(),
+                        table: table.into(),
+                    });
+                }
+                Ok(Column {
+                    name: c.name.clone(),
+                    type_sql: c.type_sql.clone(),
+                })
+            })
+            .collect()
+    };
+    if let Some(names) = &job.key {
+        return Ok((key_columns(names)?, KeySource::JobFile));
+    }
+    let all_not_null = |i: &&IndexFacts| {
+        i.columns
+            .iter()
+            .all(|n| find(n).is_some_and(|c| c.not_null))
+    };
+    if let Some(pk) = indexes.iter().find(|i| i.primary) {
+        return Ok((
+            key_columns(&pk.columns)?,
+            KeySource::PrimaryKey(pk.name.clone()),
+        ));
+    }
+    match indexes.iter().filter(|i| i.unique).find(all_not_null) {
+        Some(u) => Ok((
+            key_columns(&u.columns)?,
+            KeySource::UniqueIndex(u.name.clone()),
+        )),
+        None => Err(CatalogError::NoKey {
+            table: table.into(),
+        }),
+    }
+}
+
+/// Every `[set]` column exists, is not generated and is not part of the key.
+fn check_set_columns(
+    job: &Job,
+    table: &str,
+    columns: &[ColumnFacts],
+    key: &[Column],
+) -> Result<(), CatalogError> {
+    for a in &job.set {
+        let column = columns.iter().find(|c| c.name == a.column).ok_or_else(|| {
+            CatalogError::ColumnMissing {
+                column: a.column.clone(),
+                table: table.into(),
+            }
+        })?;
+        if column.generated {
+            return Err(CatalogError::GeneratedColumn {
+                column: a.column.clone(),
+                table: table.into(),
+            });
+        }
+        if key.iter().any(|k| k.name == a.column) {
+            return Err(CatalogError::SetsKeyColumn {
+                column: a.column.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `pg_class.relkind` in words.
+fn relkind_name(kind: &str) -> &'static str {
+    match kind {
+        "v" => "view",
+        "m" => "materialized view",
+        "i" | "I" => "index",
+        "S" => "sequence",
+        "f" => "foreign table",
+        "c" => "composite type",
+        "t" => "TOAST table",
+        _ => "relation of another kind",
+    }
+}

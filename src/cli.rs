@@ -1,0 +1,154 @@
+//! The command line: clap types only. Field doc comments are the `--help` text. No behaviour
+//! lives here (see `commands`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Fill new PostgreSQL columns in small keyset batches, without blocking the application.
+///
+/// The "backfill" step of an expand → backfill → contract schema change: after the expand
+/// migration adds a column, `backfill run` fills it in short, checkpointed transactions, and
+/// `backfill verify` tells CI whether the contract migration may go ahead.
+///
+/// Exit codes: 0 done; 1 runtime failure; 2 invalid job file or arguments (nothing touched);
+/// 3 `verify` found rows still pending; 130 stopped by Ctrl-C after checkpointing.
+#[derive(Debug, Parser)]
+#[command(name = "backfill", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/db. Without it, libpq's PGHOST,
+    /// PGPORT, PGUSER, PGPASSWORD and PGDATABASE are used.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Schema that holds the state table `jobs` (created on the first run).
+    #[arg(long, default_value = "backfill", global = true)]
+    pub state_schema: String,
+    /// Directory where a bare job name NAME is read from as NAME.toml.
+    #[arg(long, default_value = "jobs", global = true)]
+    pub jobs_dir: PathBuf,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run jobs (in order) from their checkpoints to the end; resumes where a run stopped.
+    Run(RunArgs),
+    /// Dry run: check the job against the database, print the SQL of a batch, EXPLAIN of the
+    /// first batch and the estimate. Writes nothing.
+    Plan(PlanArgs),
+    /// Show every job in the state table: status, rows done, rate, last update.
+    Status(StatusArgs),
+    /// Count rows that still match the job's `where`; exit 0 when none, 3 otherwise.
+    Verify(VerifyArgs),
+    /// Forget a job's checkpoint and counters so that the next run starts over.
+    Reset(JobArg),
+    /// Ask a running job to pause before its next batch (it keeps its lease).
+    Pause(JobArg),
+    /// Let a paused job go on.
+    Resume(JobArg),
+    /// Ask a running job to stop after its current batch and mark it cancelled.
+    Cancel(JobArg),
+    /// Start a throwaway PostgreSQL, fill a sample table with a real run, verify, clean up.
+    Demo(DemoArgs),
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Job files, or names looked up in --jobs-dir.
+    #[arg(required = true, value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// Start over from the first key, forgetting any checkpoint (also after a job file change).
+    #[arg(long)]
+    pub restart: bool,
+    /// Continue a cancelled job from its checkpoint.
+    #[arg(long)]
+    pub resume_cancelled: bool,
+    /// Count pending rows exactly with count(*) instead of the planner's estimate.
+    #[arg(long)]
+    pub exact_count: bool,
+    /// Print NDJSON events on stdout instead of a progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Job file, or a name looked up in --jobs-dir.
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// Count pending rows exactly with count(*) instead of the planner's estimate.
+    #[arg(long)]
+    pub exact_count: bool,
+}
+
+/// `status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Job file, or a name looked up in --jobs-dir.
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A job by name (as in the state table) or by job file path.
+#[derive(Debug, Args)]
+pub struct JobArg {
+    /// Job name, or a path to its job file.
+    #[arg(value_name = "JOB")]
+    pub job: String,
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows in the sample table.
+    #[arg(long, default_value_t = 300_000)]
+    pub rows: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_several_jobs() {
+        let cli = Cli::try_parse_from(["backfill", "run", "a", "b", "--restart"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.jobs, ["a", "b"]);
+        assert!(args.restart);
+    }
+
+    #[test]
+    fn run_needs_a_job() {
+        assert!(Cli::try_parse_from(["backfill", "run"]).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! What each subcommand does, wiring the library together: job files are read and validated
+//! first (a bad file stops everything before the database is contacted), then the catalog is
+//! read and the server checks the job's SQL, and only then is the state table touched.
+//! Owns the text that commands print on stdout; the progress display belongs to `progress`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use sqlx::PgConnection;
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::cli::{GlobalArgs, JobArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs};
+use crate::db::Target;
+use crate::engine::{self, Outcome, Run, application_name};
+use crate::job::Job;
+use crate::plan::Plan;
+use crate::preflight;
+use crate::progress::{Mode, Reporter};
+use crate::state::{Control, Owner, Store};
+
+/// How a command ended without an error; each maps to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0.
+    Success,
+    /// 1: a job was cancelled by an operator.
+    Cancelled,
+    /// 3: `verify` found rows still pending.
+    Pending,
+    /// 130: stopped by Ctrl-C or SIGTERM after checkpointing.
+    Interrupted,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(match exit {
+            Exit::Success => 0,
+            Exit::Cancelled => 1,
+            Exit::Pending => 3,
+            Exit::Interrupted => 130,
+        })
+    }
+}
+
+/// Where a job argument points: `NAME` is `<jobs-dir>/NAME.toml`; anything that looks like a
+/// path (has a `/` or ends in `.toml`) is taken as one.
+pub fn job_path(arg: &str, jobs_dir: &Path) -> PathBuf {
+    if arg.contains('/') || arg.ends_with(".toml") {
+        PathBuf::from(arg)
+    } else {
+        jobs_dir.join(format!("{arg}.toml"))
+    }
+}
+
+/// The job's name for commands that need only the state row: a bare name is used as is, a
+/// path is read for the name inside the file.
+fn job_name(arg: &str) -> Result<String> {
+    if arg.contains('/') || arg.ends_with(".toml") {
+        Ok(Job::load(Path::new(arg))?.name)
+    } else {
+        Ok(arg.to_owned())
+    }
+}
+
+async fn connect(global: &GlobalArgs, app: &str) -> Result<(Target, PgConnection)> {
+    let target = Target::new(global.database_url.as_deref())?;
+    let conn = target
+        .connect(app)
+        .await
+        .with_context(|| format!("cannot connect to {}", target.describe()))?;
+    Ok((target, conn))
+}
+
+/// A job made ready to run: validated file, catalog facts, statements.
+pub struct Prepared {
+    pub job: Job,
+    pub catalog: Catalog,
+    pub plan: Plan,
+}
+
+/// Reads the catalog, builds the plan and has the server check it. Writes nothing.
+pub async fn prepare(
+    conn: &mut PgConnection,
+    job: Job,
+) -> Result<(Prepared, preflight::Preflight)> {
+    let catalog = Catalog::read(conn, &job).await?;
+    let plan = Plan::new(&job, &catalog);
+    let checked = preflight::check(conn, &job, &plan, job.batch.size).await?;
+    Ok((Prepared { job, catalog, plan }, checked))
+}
+
+/// `backfill run`.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Exit> {
+    let jobs = args
+        .jobs
+        .iter()
+        .map(|arg| Job::load(&job_path(arg, &global.jobs_dir)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        prepared.push(prepare(&mut conn, job).await?.0);
+    }
+    drop(conn);
+    let options = RunOptions {
+        restart: args.restart,
+        resume_cancelled: args.resume_cancelled,
+        exact_count: args.exact_count,
+        mode: Mode::detect(args.json),
+    };
+    let store = Store::new(&global.state_schema);
+    run_jobs(&target, &store, &prepared, &options, shutdown).await
+}
+
+/// How `run_jobs` runs.
+pub struct RunOptions {
+    pub restart: bool,
+    pub resume_cancelled: bool,
+    pub exact_count: bool,
+    pub mode: Mode,
+}
+
+/// Runs prepared jobs in order, showing progress; stops at the first that does not finish.
+pub async fn run_jobs(
+    target: &Target,
+    store: &Store,
+    prepared: &[Prepared],
+    options: &RunOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Exit> {
+    let owner = Owner::this_process();
+    let mut reporter = Reporter::new(options.mode);
+    for p in prepared {
+        let r = Run {
+            job: &p.job,
+            plan: &p.plan,
+            store,
+            target,
+            owner: &owner,
+            restart: options.restart,
+            resume_cancelled: options.resume_cancelled,
+            exact_count: options.exact_count,
+        };
+        let outcome = engine::run(&r, &mut |e| reporter.emit(e), shutdown.clone()).await;
+        let exit = match outcome {
+            Err(e) => {
+                reporter.finish();
+                return Err(e.into());
+            }
+            Ok(Outcome::Finished { .. }) => None,
+            Ok(Outcome::AlreadyDone { rows_done }) => {
+                eprintln!(
+                    "{}: already done ({rows_done} rows); `backfill run --restart {}` runs it again",
+                    p.job.name, p.job.name
+                );
+                None
+            }
+            Ok(Outcome::Interrupted { rows_done }) => {
+                eprintln!(
+                    "{}: stopped after {rows_done} rows, checkpoint saved; run it again to resume",
+                    p.job.name
+                );
+                Some(Exit::Interrupted)
+            }
+            Ok(Outcome::Cancelled { rows_done }) => {
+                eprintln!(
+                    "{}: cancelled by an operator after {rows_done} rows; `backfill run --resume-cancelled {}` continues it",
+                    p.job.name, p.job.name
+                );
+                Some(Exit::Cancelled)
+            }
+        };
+        if let Some(exit) = exit {
+            reporter.finish();
+            return Ok(exit);
+        }
+    }
+    reporter.finish();
+    Ok(Exit::Success)
+}
+
+/// `backfill plan`: everything `run` would check and do, printed; nothing written.
+pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
+    let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
+    let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
+    let (p, checked) = prepare(&mut conn, job).await?;
+    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
+        .await
+        .context("cannot estimate the pending rows")?;
+    let store = Store::new(&global.state_schema);
+    let state = store
+        .list(&mut conn)
+        .await?
+        .into_iter()
+        .find(|row| row.name == p.job.name);
+    print!(
+        "{}",
+        crate::report::plan(
+            &p.job,
+            &p.catalog,
+            &p.plan,
+            &checked,
+            pending,
+            args.exact_count,
+            &store,
+            state.as_ref()
+        )
+    );
+    Ok(Exit::Success)
+}
+
+/// `backfill verify`: exit 0 only when no row matches `where` any more.
+pub async fn verify(global: &GlobalArgs, args: &VerifyArgs) -> Result<Exit> {
+    let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
+    let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
+    let catalog = Catalog::read(&mut conn, &job).await?;
+    let plan = Plan::new(&job, &catalog);
+    verify_job(&mut conn, &job, &plan, args.json).await
+}
+
+/// Counts the rows still matching `where` and prints the verdict.
+pub async fn verify_job(
+    conn: &mut PgConnection,
+    job: &Job,
+    plan: &Plan,
+    json: bool,
+) -> Result<Exit> {
+    let pending = preflight::pending_rows(conn, plan, true)
+        .await
+        .with_context(|| format!("cannot count the rows of {} that match `where`", plan.table))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"job": job.name, "table": plan.table, "pending": pending, "ok": pending == 0})
+        );
+    } else if pending == 0 {
+        println!(
+            "{}: verified — no row of {} matches `{}`; the contract migration may go ahead",
+            job.name, plan.table, job.filter
+        );
+    } else {
+        println!(
+            "{}: {pending} rows of {} still match `{}`; run the job again (rows past its range end need the application's dual write)",
+            job.name, plan.table, job.filter
+        );
+    }
+    Ok(if pending == 0 {
+        Exit::Success
+    } else {
+        Exit::Pending
+    })
+}
+
+/// `backfill status`.
+pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
+    let (_, mut conn) = connect(global, "backfill:status").await?;
+    let rows = Store::new(&global.state_schema).list(&mut conn).await?;
+    if args.json {
+        let list: Vec<_> = rows.iter().map(crate::report::status_json).collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        print!("{}", crate::report::status_table(&rows));
+    }
+    Ok(Exit::Success)
+}
+
+/// `backfill reset`.
+pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
+    let name = job_name(&args.job)?;
+    let (_, mut conn) = connect(global, &application_name(&name)).await?;
+    let was = Store::new(&global.state_schema)
+        .reset(&mut conn, &name)
+        .await?;
+    println!(
+        "{name}: reset (was {}, {} rows done); the next run starts from the first key",
+        was.status, was.rows_done
+    );
+    Ok(Exit::Success)
+}
+
+/// `backfill pause`, `resume` and `cancel`.
+pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
+    let name = job_name(&args.job)?;
+    let (_, mut conn) = connect(global, &application_name(&name)).await?;
+    let row = Store::new(&global.state_schema)
+        .control(&mut conn, &name, control)
+        .await?;
+    let running = row.lease_is_live();
+    let text = match (control, running) {
+        (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
+        (Control::Pause, false) => "not running; it will start paused until `backfill resume`",
+        (Control::Resume, _) => "resumed",
+        (Control::Cancel, true) => "cancel requested; the runner stops after its current batch",
+        (Control::Cancel, false) => "cancelled",
+    };
+    println!("{name}: {text}");
+    Ok(Exit::Success)
+}
+
+/// The exit code for an error: 2 when the job file, the arguments or the job's fit to the
+/// database are wrong (nothing was touched), 1 for everything else.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let invalid = err.chain().any(|cause| {
+        cause.is::<crate::job::JobError>()
+            || cause.is::<crate::db::TargetError>()
+            || cause
+                .downcast_ref::<crate::catalog::CatalogError>()
+                .is_some_and(|e| e.is_invalid_job())
+            || cause
+                .downcast_ref::<preflight::PreflightError>()
+                .is_some_and(|e| e.is_invalid_job())
+            || cause
+                .downcast_ref::<crate::state::StateError>()
+                .is_some_and(|e| e.is_invalid_job())
+            || cause
+                .downcast_ref::<engine::EngineError>()
+                .is_some_and(|e| e.is_invalid_job())
+    });
+    if invalid { 2 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_name_is_looked_up_in_the_jobs_dir() {
+        assert_eq!(
+            job_path("users", Path::new("jobs")),
+            PathBuf::from("jobs/users.toml")
+        );
+    }
+
+    #[test]
+    fn path_is_taken_as_is() {
+        assert_eq!(
+            job_path("x/users.toml", Path::new("jobs")),
+            PathBuf::from("x/users.toml")
+        );
+        assert_eq!(
+            job_path("users.toml", Path::new("jobs")),
+            PathBuf::from("users.toml")
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! How `backfill` talks to PostgreSQL: connection settings and statement execution that work
+//! the same directly and behind PgBouncer in transaction mode, and the classification of errors
+//! into "roll back and try again" and "stop".
+//!
+//! PgBouncer (DESIGN §6): named prepared statements break under transaction pooling, so every
+//! statement is unnamed (`persistent(false)`) and runs inside an explicit transaction, and the
+//! `extra_float_digits` startup parameter (which PgBouncer rejects) is not sent. This module
+//! knows nothing about jobs or tables.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
+use sqlx::{
+    AssertSqlSafe, ConnectOptions as _, Connection as _, PgConnection, Postgres, Row as _,
+    Transaction,
+};
+use thiserror::Error;
+
+/// A connection target as given on the command line, before it is tried.
+#[derive(Debug, Clone)]
+pub struct Target {
+    options: PgConnectOptions,
+}
+
+/// Errors in the connection settings themselves (not from the server).
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error(
+        "invalid database URL {url:?}: {reason}; expected postgres://user:password@host:port/database"
+    )]
+    BadUrl { url: String, reason: String },
+}
+
+impl Target {
+    /// Reads `url`, or, when there is none, libpq's `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+    /// `PGDATABASE` and `PGSSLMODE` as libpq would.
+    pub fn new(url: Option<&str>) -> Result<Target, TargetError> {
+        let options = match url {
+            Some(url) => url
+                .parse::<PgConnectOptions>()
+                .map_err(|e| TargetError::BadUrl {
+                    url: redact(url),
+                    reason: e.to_string(),
+                })?,
+            None => PgConnectOptions::new(),
+        };
+        let options = options.statement_cache_capacity(0).extra_float_digits(None);
+        Ok(Target { options })
+    }
+
+    /// Connects with `application_name` set so that operators can find the session in
+    /// `pg_stat_activity`.
+    pub async fn connect(&self, application_name: &str) -> Result<PgConnection, sqlx::Error> {
+        self.options
+            .clone()
+            .application_name(application_name)
+            .connect()
+            .await
+    }
+
+    /// `host:port/database`, for messages (never the password).
+    pub fn describe(&self) -> String {
+        format!(
+            "{}:{}/{}",
+            self.options.get_host(),
+            self.options.get_port(),
+            self.options
+                .get_database()
+                .unwrap_or(self.options.get_username())
+        )
+    }
+}
+
+/// A URL with its password replaced, safe to print.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A statement ready for binds: unnamed, so it works behind PgBouncer's transaction pooling.
+pub fn statement(sql: &str) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    sqlx::query(AssertSqlSafe(sql.to_owned())).persistent(false)
+}
+
+/// Opens a transaction whose statements are bounded by `statement_timeout` and `lock_timeout`
+/// (`SET LOCAL`, via `set_config(…, true)`, so nothing outlives the transaction — which matters
+/// behind PgBouncer, where the next transaction may run on another client's server session).
+pub async fn begin_bounded<'c>(
+    conn: &'c mut PgConnection,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+    read_only: bool,
+) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
+    let mut tx = if read_only {
+        conn.begin_with("BEGIN READ ONLY").await?
+    } else {
+        conn.begin().await?
+    };
+    statement(
+        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)",
+    )
+    .bind(format!("{}ms", statement_timeout.as_millis()))
+    .bind(format!("{}ms", lock_timeout.as_millis()))
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
+/// Binds key values (text, cast back by the statement) in order; `None` binds NULL.
+pub fn bind_keys<'q, I, S>(
+    mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    values: I,
+) -> sqlx::query::Query<'q, Postgres, PgArguments>
+where
+    I: IntoIterator<Item = Option<S>>,
+    S: AsRef<str>,
+{
+    for v in values {
+        query = query.bind(v.map(|s| s.as_ref().to_owned()));
+    }
+    query
+}
+
+/// Reads a row of text columns (a key as text).
+pub fn key_of(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
+    (0..row.len()).map(|i| row.try_get(i)).collect()
+}
+
+/// What to do about a failed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Roll back and try the same batch again after a backoff.
+    Transient {
+        /// The statement ran out of time: try again with a smaller batch.
+        halve: bool,
+        /// The connection is gone: reconnect before trying again.
+        reconnect: bool,
+    },
+    /// Anything else: stop the job and record the error.
+    Fatal,
+}
+
+/// Classifies an error by SQLSTATE (or by its kind when the server never answered).
+pub fn classify(err: &sqlx::Error) -> Failure {
+    let lost = Failure::Transient {
+        halve: false,
+        reconnect: true,
+    };
+    match err {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // lock_not_available, deadlock_detected, serialization_failure: nobody's fault.
+            Some("55P03" | "40P01" | "40001") => Failure::Transient {
+                halve: false,
+                reconnect: false,
+            },
+            // query_canceled: statement_timeout (or a cancel) — the batch was too big.
+            Some("57014") => Failure::Transient {
+                halve: true,
+                reconnect: false,
+            },
+            // admin/crash shutdown, cannot_connect_now, too_many_connections, connection_*.
+            Some(code)
+                if matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+                    || code.starts_with("08") =>
+            {
+                lost
+            }
+            _ => Failure::Fatal,
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => lost,
+        _ => Failure::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_mean_reconnect() {
+        let err = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            classify(&err),
+            Failure::Transient {
+                halve: false,
+                reconnect: true
+            }
+        );
+    }
+
+    #[test]
+    fn decode_errors_are_fatal() {
+        let err = sqlx::Error::ColumnNotFound("x".into());
+        assert_eq!(classify(&err), Failure::Fatal);
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/prod"),
+            "postgres://app:***@db:5432/prod"
+        );
+    }
+
+    #[test]
+    fn url_without_password_is_unchanged() {
+        assert_eq!(redact("postgres://app@db/prod"), "postgres://app@db/prod");
+    }
+
+    #[test]
+    fn bad_url_is_reported_without_the_password() {
+        let err = Target::new(Some("postgres://u:pw@host:notaport/db")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("u:***@host:notaport/db"), "{text}");
+        assert!(!text.contains("pw"), "{text}");
+    }
+}

@@ -1,0 +1,526 @@
+//! The engine: runs one job from its checkpoint to the end of its key range (DESIGN §3).
+//!
+//! It claims the job's lease, captures the range end once, then loops: obey the operator's
+//! control flag and the shutdown signal, run one batch (`batch.rs`), learn the next size
+//! (`sizer.rs`), and on a transient error roll back, back off (`backoff.rs`), reconnect if the
+//! connection is gone and re-read the stored cursor, which is the only truth about what
+//! committed. It emits [`Event`]s and never prints; it never listens for signals itself — the
+//! caller passes shutdown in.
+
+mod backoff;
+mod batch;
+mod heartbeat;
+pub mod sizer;
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgConnection;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::db::{Failure, Target, key_of, statement};
+use crate::event::Event;
+use crate::job::Job;
+use crate::plan::Plan;
+use crate::preflight;
+use crate::rate::RateWindow;
+use crate::state::{Admission, Claim, JobRow, Live, Owner, Release, StateError, Store};
+
+use heartbeat::{Heartbeat, Lease};
+use sizer::Sizer;
+
+/// Consecutive failed attempts of one batch before the job stops.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Everything one run of one job needs.
+pub struct Run<'a> {
+    pub job: &'a Job,
+    pub plan: &'a Plan,
+    pub store: &'a Store,
+    pub target: &'a Target,
+    pub owner: &'a Owner,
+    /// Forget the checkpoint and start from the first key.
+    pub restart: bool,
+    /// Continue a cancelled job from its checkpoint.
+    pub resume_cancelled: bool,
+    /// Count pending rows exactly (`count(*)`) instead of using the planner's estimate.
+    pub exact_count: bool,
+}
+
+/// How a run ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The key range is walked to its end.
+    Finished { rows_done: u64 },
+    /// An earlier run finished the job; nothing was done.
+    AlreadyDone { rows_done: u64 },
+    /// Stopped by the shutdown signal; the checkpoint is consistent and `run` resumes it.
+    Interrupted { rows_done: u64 },
+    /// Cancelled by an operator (`backfill cancel`).
+    Cancelled { rows_done: u64 },
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("cannot connect to {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot read the key range or the pending rows of {table}")]
+    Range {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("batch after cursor {cursor} failed; the job stopped with its checkpoint intact")]
+    Batch {
+        cursor: String,
+        #[source]
+        source: batch::BatchError,
+    },
+    #[error(
+        "batch after cursor {cursor} failed {attempts} times in a row; the job stopped with its checkpoint intact"
+    )]
+    GaveUp {
+        cursor: String,
+        attempts: u32,
+        #[source]
+        source: batch::BatchError,
+    },
+    #[error("{0}")]
+    LeaseLost(String),
+}
+
+impl EngineError {
+    /// True when the operator must act before the job can run (exit code 2).
+    pub fn is_invalid_job(&self) -> bool {
+        matches!(self, EngineError::State(e) if e.is_invalid_job())
+    }
+}
+
+/// `application_name` for the job's sessions: `backfill:<job>`, cut to PostgreSQL's 63 bytes.
+pub fn application_name(job: &str) -> String {
+    let mut name = format!("backfill:{job}");
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+/// An error and its causes on one line, as `{:#}` prints an `anyhow` chain.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs `r.job` to its end, or until `shutdown` turns true, emitting events on the way.
+pub async fn run(
+    r: &Run<'_>,
+    emit: &mut dyn FnMut(&Event),
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Outcome, EngineError> {
+    let app = application_name(&r.job.name);
+    let mut conn = connect(r.target, &app).await?;
+    r.store.ensure(&mut conn).await?;
+    let claim = Claim {
+        name: &r.job.name,
+        table_name: &r.plan.table,
+        definition_hash: &r.job.definition_hash(),
+        owner: r.owner,
+        restart: r.restart,
+        resume_cancelled: r.resume_cancelled,
+    };
+    let (admission, row) = r.store.claim(&mut conn, &claim).await?;
+    if admission == Admission::AlreadyDone {
+        return Ok(Outcome::AlreadyDone {
+            rows_done: row.rows_done,
+        });
+    }
+    let heartbeat = Heartbeat::start(Lease {
+        store: r.store.clone(),
+        target: r.target.clone(),
+        name: r.job.name.clone(),
+        owner: r.owner.clone(),
+        application_name: app.clone(),
+    });
+    let mut walker = Walker {
+        r,
+        conn,
+        app,
+        heartbeat: &heartbeat,
+        emit,
+        shutdown: &mut shutdown,
+        started: Instant::now(),
+        rate: RateWindow::default(),
+    };
+    let result = walker.walk(row).await;
+    let mut conn = walker.conn;
+    heartbeat.stop().await;
+    if let Err(e) = &result {
+        emit(&Event::Error {
+            job: r.job.name.clone(),
+            message: error_chain(e),
+        });
+    }
+    let release = match &result {
+        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. }) => Some(Release::Done),
+        Ok(Outcome::Interrupted { .. }) => Some(Release::Stopped),
+        Ok(Outcome::Cancelled { .. }) => Some(Release::Cancelled),
+        Err(EngineError::LeaseLost(_) | EngineError::State(StateError::LeaseLost { .. })) => None,
+        Err(e) => Some(Release::Failed(error_chain(e))),
+    };
+    if let Some(how) = release {
+        release_lease(r, &mut conn, &how).await;
+    }
+    result
+}
+
+async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError> {
+    target
+        .connect(app)
+        .await
+        .map_err(|source| EngineError::Connect {
+            target: target.describe(),
+            source,
+        })
+}
+
+/// Gives the lease back, on a fresh connection if the batch connection is broken. A failure
+/// here loses nothing: the lease goes stale and the checkpoint is already committed.
+async fn release_lease(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
+    let name = &r.job.name;
+    if r.store.release(conn, name, r.owner, how).await.is_ok() {
+        return;
+    }
+    let fresh = connect(r.target, &application_name(name)).await;
+    let released = match fresh {
+        Ok(mut c) => r.store.release(&mut c, name, r.owner, how).await.is_ok(),
+        Err(_) => false,
+    };
+    if !released {
+        tracing::warn!("could not release the lease of job {name}; it goes stale on its own");
+    }
+}
+
+/// Where the walk stands: what has committed, as last known.
+struct Position {
+    cursor: Option<Vec<String>>,
+    rows_done: u64,
+    batches_done: u64,
+}
+
+impl Position {
+    fn of(row: &JobRow) -> Position {
+        Position {
+            cursor: row.cursor.clone(),
+            rows_done: row.rows_done,
+            batches_done: row.batches_done,
+        }
+    }
+}
+
+/// The state of one walk over the key range.
+struct Walker<'r, 'a> {
+    r: &'r Run<'a>,
+    conn: PgConnection,
+    app: String,
+    heartbeat: &'r Heartbeat,
+    emit: &'r mut dyn FnMut(&Event),
+    shutdown: &'r mut watch::Receiver<bool>,
+    started: Instant,
+    /// Recent rows per second, published with the heartbeat for `status`.
+    rate: RateWindow,
+}
+
+impl Walker<'_, '_> {
+    /// Emits the event `make` builds for this job's name.
+    fn send(&mut self, make: impl FnOnce(String) -> Event) {
+        let event = make(self.r.job.name.clone());
+        (self.emit)(&event);
+    }
+
+    async fn walk(&mut self, row: JobRow) -> Result<Outcome, EngineError> {
+        let mut at = Position::of(&row);
+        let Some(range_end) = self.range_end(&row).await? else {
+            self.started_event(&at, 0);
+            return Ok(self.finish(&at));
+        };
+        let r = self.r;
+        let pending = preflight::pending_rows(&mut self.conn, r.plan, r.exact_count)
+            .await
+            .map_err(|source| range_error(r, source))?;
+        self.started_event(&at, pending);
+        let batch = &self.r.job.batch;
+        let mut sizer = Sizer::new(
+            batch.min,
+            batch.max,
+            batch.target,
+            row.batch_size.unwrap_or(batch.size),
+        );
+        let mut failures = 0;
+        loop {
+            if let Some(outcome) = self.obey(&at).await? {
+                return Ok(outcome);
+            }
+            if at.cursor.as_deref() == Some(range_end.as_slice()) {
+                return Ok(self.finish(&at));
+            }
+            let size = sizer.size();
+            match batch::run(
+                &mut self.conn,
+                self.r,
+                at.cursor.as_deref(),
+                &range_end,
+                size,
+            )
+            .await
+            {
+                Ok(done) => {
+                    failures = 0;
+                    sizer.record(size, done.elapsed);
+                    at.rows_done += done.rows;
+                    at.batches_done += 1;
+                    at.cursor = Some(done.upper);
+                    self.rate.push(Instant::now(), at.rows_done);
+                    self.heartbeat.publish(Live {
+                        rate: self.rate.per_sec(),
+                        note: None,
+                    });
+                    self.send(|job| Event::Batch {
+                        job,
+                        rows: done.rows,
+                        rows_done: at.rows_done,
+                        batches_done: at.batches_done,
+                        batch_size: size,
+                        elapsed_ms: millis(done.elapsed),
+                    });
+                    if self.sleep(self.r.job.batch.pause).await {
+                        return Ok(self.interrupted(&at));
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    let cursor = describe_cursor(at.cursor.as_deref());
+                    let Failure::Transient { halve, reconnect } = e.failure() else {
+                        return Err(EngineError::Batch { cursor, source: e });
+                    };
+                    if failures >= MAX_ATTEMPTS {
+                        return Err(EngineError::GaveUp {
+                            cursor,
+                            attempts: failures,
+                            source: e,
+                        });
+                    }
+                    if halve {
+                        sizer.halve();
+                    }
+                    if self.retry(failures, &e, reconnect).await {
+                        return Ok(self.interrupted(&at));
+                    }
+                    // A commit may have landed before the connection broke: the stored
+                    // cursor, not our copy, says where to go on.
+                    if let Ok(row) = self.r.store.load(&mut self.conn, &self.r.job.name).await {
+                        if row.owner.as_ref() != Some(self.r.owner) {
+                            return Err(EngineError::LeaseLost(format!(
+                                "job {:?} was taken over or reset while this run was retrying",
+                                self.r.job.name
+                            )));
+                        }
+                        at = Position::of(&row);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The stored range end, or the table's greatest key captured and stored now (`None`: the
+    /// table is empty).
+    async fn range_end(&mut self, row: &JobRow) -> Result<Option<Vec<String>>, EngineError> {
+        let r = self.r;
+        if let Some(end) = &row.range_end {
+            return Ok(Some(end.clone()));
+        }
+        let mut tx = sqlx::Connection::begin_with(&mut self.conn, "BEGIN READ ONLY")
+            .await
+            .map_err(|source| range_error(r, source))?;
+        let end = statement(&self.r.plan.range_end)
+            .fetch_optional(&mut *tx)
+            .await
+            .and_then(|r| r.map(|r| key_of(&r)).transpose());
+        let end = match end {
+            Ok(end) => end,
+            Err(source) => return Err(range_error(r, source)),
+        };
+        tx.commit().await.map_err(|source| range_error(r, source))?;
+        if let Some(end) = &end {
+            self.r
+                .store
+                .set_range_end(&mut self.conn, &self.r.job.name, self.r.owner, end)
+                .await?;
+        }
+        Ok(end)
+    }
+
+    fn started_event(&mut self, at: &Position, pending: u64) {
+        self.send(|job| Event::Started {
+            job,
+            total_estimate: at.rows_done + pending,
+            rows_done: at.rows_done,
+            resumed: at.cursor.is_some(),
+        });
+    }
+
+    fn finish(&mut self, at: &Position) -> Outcome {
+        let elapsed_ms = millis(self.started.elapsed());
+        self.send(|job| Event::Finished {
+            job,
+            rows_done: at.rows_done,
+            batches_done: at.batches_done,
+            elapsed_ms,
+        });
+        Outcome::Finished {
+            rows_done: at.rows_done,
+        }
+    }
+
+    fn interrupted(&mut self, at: &Position) -> Outcome {
+        self.send(|job| Event::Interrupted {
+            job,
+            rows_done: at.rows_done,
+        });
+        Outcome::Interrupted {
+            rows_done: at.rows_done,
+        }
+    }
+
+    /// Before each batch: stop on shutdown, a lost lease or `cancel`; wait out `pause`.
+    async fn obey(&mut self, at: &Position) -> Result<Option<Outcome>, EngineError> {
+        let mut beats = self.heartbeat.watch();
+        let mut paused = false;
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok(Some(self.interrupted(at)));
+            }
+            let beat = self.heartbeat.beat();
+            if let Some(lost) = beat.lost {
+                return Err(EngineError::LeaseLost(lost));
+            }
+            match beat.control.as_deref() {
+                Some("cancel") => {
+                    return Ok(Some(Outcome::Cancelled {
+                        rows_done: at.rows_done,
+                    }));
+                }
+                Some("pause") => {
+                    if !paused {
+                        paused = true;
+                        self.heartbeat.publish(Live {
+                            rate: None,
+                            note: Some("paused: by operator".into()),
+                        });
+                        self.send(|job| Event::Paused {
+                            job,
+                            reason: "by operator".into(),
+                        });
+                    }
+                    tokio::select! {
+                        _ = beats.changed() => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                }
+                _ => {
+                    if paused {
+                        self.send(|job| Event::Running { job });
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Reports the failure, waits the backoff and reconnects if asked. True on shutdown.
+    async fn retry(&mut self, attempt: u32, err: &batch::BatchError, reconnect: bool) -> bool {
+        let wait = backoff::delay(attempt, backoff::jitter());
+        self.send(|job| Event::Retry {
+            job,
+            attempt,
+            delay_ms: millis(wait),
+            error: error_chain(err),
+        });
+        if self.sleep(wait).await {
+            return true;
+        }
+        if reconnect {
+            match self.r.target.connect(&self.app).await {
+                Ok(c) => self.conn = c,
+                Err(e) => tracing::warn!("reconnect failed: {e}"),
+            }
+        }
+        false
+    }
+
+    /// Sleeps `d` unless shutdown comes first. True on shutdown.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        if d.is_zero() {
+            return *self.shutdown.borrow();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => *self.shutdown.borrow(),
+            _ = self.shutdown.changed() => true,
+        }
+    }
+}
+
+fn range_error(r: &Run<'_>, source: sqlx::Error) -> EngineError {
+    EngineError::Range {
+        table: r.plan.table.clone(),
+        source,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A cursor for messages: `[5000]`, `["acme", 42]`-like, or `(start)`.
+fn describe_cursor(cursor: Option<&[String]>) -> String {
+    match cursor {
+        Some(values) => format!("({})", values.join(", ")),
+        None => "(start)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_name_names_the_job() {
+        assert_eq!(application_name("users_flag"), "backfill:users_flag");
+    }
+
+    #[test]
+    fn application_name_fits_postgres_limit() {
+        assert_eq!(application_name(&"x".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn cursor_is_described_for_messages() {
+        assert_eq!(
+            describe_cursor(Some(&["acme".into(), "42".into()])),
+            "(acme, 42)"
+        );
+        assert_eq!(describe_cursor(None), "(start)");
+    }
+}

@@ -1,0 +1,78 @@
+//! What a running job reports about itself.
+//!
+//! The engine emits these and never prints; `progress` turns them into a progress bar, plain
+//! lines or NDJSON. Every field is plain data so that a reporter needs nothing from the engine.
+
+use serde::Serialize;
+
+/// One thing that happened to a job, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The job is about to run its first batch (or its first batch since a resume).
+    Started {
+        job: String,
+        /// Rows the job expects to change in all, including `rows_done`.
+        total_estimate: u64,
+        /// Rows already changed by earlier runs of this job (non-zero on a resume).
+        rows_done: u64,
+        /// True when the job continues from a checkpoint.
+        resumed: bool,
+    },
+    /// A batch committed together with its checkpoint.
+    Batch {
+        job: String,
+        /// Rows this batch changed.
+        rows: u64,
+        /// Rows changed by the job so far, all runs together.
+        rows_done: u64,
+        /// Batches committed so far, all runs together.
+        batches_done: u64,
+        /// Rows per batch asked for by this batch (its key span).
+        batch_size: u32,
+        /// Time the batch transaction took, in milliseconds.
+        elapsed_ms: u64,
+    },
+    /// A batch rolled back on a transient error and will be tried again after `delay_ms`.
+    Retry {
+        job: String,
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
+    },
+    /// No batch starts until the reason clears (`reason` is a human sentence).
+    Paused { job: String, reason: String },
+    /// Batches run, but smaller and further apart, until the reason clears.
+    Throttled { job: String, reason: String },
+    /// Full speed again after a pause or a throttle.
+    Running { job: String },
+    /// The key range is walked to its end.
+    Finished {
+        job: String,
+        rows_done: u64,
+        batches_done: u64,
+        /// Wall time of this run (not of earlier runs), in milliseconds.
+        elapsed_ms: u64,
+    },
+    /// The run stopped on Ctrl-C (or SIGTERM) after its last batch committed or rolled back.
+    Interrupted { job: String, rows_done: u64 },
+    /// The job stopped with an error; it is recorded in the state table too.
+    Error { job: String, message: String },
+}
+
+impl Event {
+    /// The job the event belongs to.
+    pub fn job(&self) -> &str {
+        match self {
+            Event::Started { job, .. }
+            | Event::Batch { job, .. }
+            | Event::Retry { job, .. }
+            | Event::Paused { job, .. }
+            | Event::Throttled { job, .. }
+            | Event::Running { job }
+            | Event::Finished { job, .. }
+            | Event::Interrupted { job, .. }
+            | Event::Error { job, .. } => job,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The job file: TOML text → `RawJob` (serde, no invariants) → [`Job`]
+//! (validated).
+//!
+//! Owns the job file's format (§2 of DESIGN.md), its defaults and every check that needs only
+//! the text, with errors that point at `file:line:column`. Reading the file in [`Job::load`] is
+//! its only I/O. It does not resolve anything against the database (which primary key, which
+//! column types, whether the table exists: that is `catalog`), and it builds no SQL (`plan`).
+//!
+//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `table` reads
+//! PostgreSQL table names, `hash` computes [`Job::definition_hash`], `error` holds the errors.
+
+mod error;
+mod hash;
+mod raw;
+mod table;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{JobError, Location, Problem};
+pub use table::{MAX_IDENTIFIER_BYTES, TableName};
+pub use validate::is_valid_job_name;
+
+/// Values a job file may leave out, and the bounds on batch sizes.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Starting rows per batch, clamped into `min..=max`.
+    pub const SIZE: u32 = 2000;
+    /// Smallest batch the adaptive sizer may choose.
+    pub const MIN: u32 = 1000;
+    /// Largest batch the adaptive sizer may choose.
+    pub const MAX: u32 = 5000;
+    /// Upper bound for `size`, `min` and `max`: a larger batch holds row locks for too long.
+    pub const LIMIT: u32 = 100_000;
+    /// Duration the adaptive sizer aims each batch at.
+    pub const TARGET: Duration = Duration::from_millis(200);
+    /// Sleep between batches.
+    pub const PAUSE: Duration = Duration::ZERO;
+    /// `statement_timeout` for every batch transaction.
+    pub const STATEMENT: Duration = Duration::from_secs(30);
+    /// `lock_timeout` for every batch transaction.
+    pub const LOCK: Duration = Duration::from_secs(2);
+}
+
+/// A validated backfill job: which rows of which table to change, how, and at what pace.
+///
+/// Built only by [`Job::parse`] (or [`Job::load`]), so every `Job` satisfies the rules of the
+/// job file: required keys present, identifiers PostgreSQL keeps whole, sane batch bounds and
+/// timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The job's name in the state table: the file stem unless `name = "…"` is given;
+    /// always matches [`is_valid_job_name`].
+    pub name: String,
+    /// The table to fill.
+    pub table: TableName,
+    /// Exact key column names to walk, in order; `None` means the table's primary key, which
+    /// the catalog resolves.
+    pub key: Option<Vec<String>>,
+    /// The `where` expression, trimmed: rows that still need the backfill.
+    pub filter: String,
+    /// The `[set]` assignments, sorted by column so that the order never depends on the file.
+    pub set: Vec<Assignment>,
+    /// Batch sizing and pacing.
+    pub batch: BatchSettings,
+    /// Per-batch timeouts.
+    pub timeouts: Timeouts,
+    /// The file the job came from.
+    pub source: PathBuf,
+}
+
+/// One `column = "expression"` line of `[set]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The exact column name (no quoting, no case folding).
+    pub column: String,
+    /// The SQL expression over the same row, trimmed; trusted like a migration file.
+    pub expr: String,
+}
+
+/// The `[batch]` table, with defaults filled in.
+///
+/// Invariant: `1 <= min <= size <= max <= 100000` and `target > 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Rows in the first batch.
+    pub size: u32,
+    /// Smallest batch the adaptive sizer may choose.
+    pub min: u32,
+    /// Largest batch the adaptive sizer may choose.
+    pub max: u32,
+    /// Duration the adaptive sizer aims each batch at.
+    pub target: Duration,
+    /// Sleep between batches.
+    pub pause: Duration,
+}
+
+/// The `[timeouts]` table, with defaults filled in.
+///
+/// Invariant: `lock >= 1ms`, `statement > lock` and `statement > batch.target`; both are set
+/// with `SET LOCAL` in every batch transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `statement_timeout`: bounds one batch.
+    pub statement: Duration,
+    /// `lock_timeout`: bounds a wait for a lock, so a batch never queues behind DDL for long.
+    pub lock: Duration,
+}
+
+impl Job {
+    /// Reads and validates the job file at `path`.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Job::parse(&text, path)
+    }
+
+    /// Validates the job file `text`; `source` names it in errors and gives the default name.
+    /// Pure: nothing is read.
+    pub fn parse(text: &str, source: &Path) -> Result<Job, JobError> {
+        let raw = toml::from_str(text).map_err(|err| toml_error(&err, text, source))?;
+        Job::try_from(validate::Draft { raw, text, source })
+    }
+
+    /// A hash of what decides which rows change and how: table, key, filter and `[set]`.
+    ///
+    /// Batch and timeout settings are left out, so retuning them keeps a checkpoint valid.
+    /// 16 lowercase hex characters of FNV-1a 64, the same on every platform and Rust version.
+    pub fn definition_hash(&self) -> String {
+        hash::definition_hash(self)
+    }
+}
+
+/// A TOML or serde error, located, with serde's wording made to fit a job file.
+fn toml_error(err: &toml::de::Error, text: &str, source: &Path) -> JobError {
+    let span = err.span();
+    let found = span.clone().and_then(|span| text.get(span)).unwrap_or("");
+    JobError::Toml {
+        at: Location::new(source, text, span),
+        message: explain(err.message(), found),
+    }
+}
+
+/// Rewords a TOML/serde message: "key" rather than "field", a hint for durations, and the
+/// offending text when the message does not already quote it.
+fn explain(message: &str, found: &str) -> String {
+    let mut message = message
+        .replacen("unknown field", "unknown key", 1)
+        .replacen("expected i64", "expected an integer", 1);
+    if message.ends_with("expected a duration") {
+        message.push_str("; write a duration such as \"250ms\", \"2s\" or \"5m\"");
+    }
+    let found = found.trim();
+    if !found.is_empty() && found.len() <= 60 && !found.contains('\n') && !message.contains(found) {
+        message.push_str(&format!(" (at {})", error::show(found)));
+    }
+    message
+}

@@ -1,0 +1,69 @@
+//! The job file as TOML spells it: [`RawJob`], read by serde with no invariants.
+//!
+//! Owns the shape of the file (which keys exist, their TOML types) and keeps each value's
+//! byte span so that validation can point at it. It does not check any value: that is
+//! `validate`, which turns a `RawJob` into a [`Job`](super::Job).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string with the place it was written.
+pub type RawText = Spanned<String>;
+
+/// The whole job file. Every key is optional here; `validate` says which are required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// `name = "…"`: overrides the file stem.
+    pub name: Option<RawText>,
+    /// `table = "public.users"`, written as in SQL.
+    pub table: Option<RawText>,
+    /// `key = ["tenant", "id"]`: exact column names; absent means the primary key.
+    pub key: Option<Spanned<Vec<RawText>>>,
+    /// `where = "…"`: the rows that still need the backfill.
+    #[serde(rename = "where")]
+    pub filter: Option<RawText>,
+    /// `[set]`: exact column name → SQL expression, sorted by column.
+    pub set: Option<Spanned<BTreeMap<RawText, RawText>>>,
+    /// `[batch]`: batch sizing and pacing.
+    #[serde(default)]
+    pub batch: RawBatch,
+    /// `[timeouts]`: per-batch `statement_timeout` and `lock_timeout`.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+/// The `[batch]` table. Numbers stay `i64` so that negative values get our own message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Starting rows per batch.
+    pub size: Option<Spanned<i64>>,
+    /// Smallest batch the adaptive sizer may choose.
+    pub min: Option<Spanned<i64>>,
+    /// Largest batch the adaptive sizer may choose.
+    pub max: Option<Spanned<i64>>,
+    /// Duration the adaptive sizer aims each batch at.
+    pub target: Option<Spanned<RawDuration>>,
+    /// Sleep between batches.
+    pub pause: Option<Spanned<RawDuration>>,
+}
+
+/// The `[timeouts]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// `SET LOCAL statement_timeout` in every batch transaction.
+    pub statement: Option<Spanned<RawDuration>>,
+    /// `SET LOCAL lock_timeout` in every batch transaction.
+    pub lock: Option<Spanned<RawDuration>>,
+}
+
+/// A humantime duration string ("250ms", "2s", "5m").
+///
+/// A newtype because `Spanned` needs a type that deserializes on its own.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct RawDuration(#[serde(with = "humantime_serde")] pub Duration);

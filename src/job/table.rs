@@ -1,0 +1,299 @@
+//! The `table = "…"` value: a table name written as in SQL, read with PostgreSQL's rules.
+//!
+//! Owns [`TableName`]: parsing (unquoted names fold to lower case, quoted names keep case and
+//! unescape `""`) and the quoted SQL form for display. It does not look the table up; whether
+//! it exists, and which schema an unqualified name resolves to, is the catalog's business.
+
+use std::fmt;
+
+use super::error::show;
+use crate::sql::Ident;
+
+/// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones are truncated.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// The forms an error message offers when a table name cannot be read.
+const VALID_FORMS: &str =
+    r#"write it as in SQL: public.users, users, or "Sales Data"."Order""Lines""#;
+
+/// A table, as PostgreSQL stores its name: after case folding and unquoting.
+///
+/// `schema` is `None` when the job file names the table alone and leaves it to `search_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    /// The schema, if the name was qualified.
+    pub schema: Option<String>,
+    /// The table's own name.
+    pub name: String,
+}
+
+impl TableName {
+    /// Reads `text` the way `'…'::regclass` does: one or two dot-separated parts, each either
+    /// unquoted (ASCII letters folded to lower case) or double-quoted (case kept, `""` is a
+    /// quote). Whitespace around the name and around the dot is ignored.
+    ///
+    /// The error quotes `text`, says what is wrong and shows valid forms.
+    pub fn parse(text: &str) -> Result<TableName, String> {
+        let why_not =
+            |why: String| format!("{} is not a table name: {why}; {VALID_FORMS}", show(text));
+        let mut parts = parts(text).map_err(why_not)?;
+        let count = parts.len();
+        let name = parts.pop();
+        match (parts.pop(), name, parts.is_empty()) {
+            (schema, Some(name), true) => Ok(TableName { schema, name }),
+            _ => Err(why_not(format!(
+                "it has {count} dot-separated parts, and at most two (schema.table) are allowed"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    /// The SQL form with every part quoted: `"public"."users"`, or `"users"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = &self.schema {
+            write!(f, "{}.", Ident(schema))?;
+        }
+        write!(f, "{}", Ident(&self.name))
+    }
+}
+
+/// Splits `text` into its unquoted, folded parts.
+fn parts(text: &str) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut rest = skip_space(text);
+    if rest.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    loop {
+        let (part, after) = identifier(rest)?;
+        parts.push(part);
+        rest = skip_space(after);
+        match rest.chars().next() {
+            None => return Ok(parts),
+            Some('.') => rest = skip_space(&rest[1..]),
+            Some(c) => {
+                let at = text[..text.len() - rest.len()].chars().count() + 1;
+                return Err(format!(
+                    "unexpected {} at character {at}",
+                    show(&c.to_string())
+                ));
+            }
+        }
+    }
+}
+
+/// Reads one identifier from the start of `text`; returns it and the text after it.
+fn identifier(text: &str) -> Result<(String, &str), String> {
+    let (part, rest) = match text.chars().next() {
+        Some('"') => quoted(&text[1..])?,
+        Some(c) if is_start(c) => unquoted(text),
+        Some(c) => return Err(format!("a name cannot start with {}", show(&c.to_string()))),
+        None => return Err("a name is missing after the dot".to_owned()),
+    };
+    if part.len() > MAX_IDENTIFIER_BYTES {
+        return Err(format!(
+            "{} is {} bytes long and PostgreSQL would silently truncate it to {MAX_IDENTIFIER_BYTES}",
+            show(&part),
+            part.len()
+        ));
+    }
+    Ok((part, rest))
+}
+
+/// An unquoted identifier: ASCII letters fold to lower case, other characters are kept.
+fn unquoted(text: &str) -> (String, &str) {
+    let end = text
+        .char_indices()
+        .find(|&(_, c)| !is_continue(c))
+        .map_or(text.len(), |(at, _)| at);
+    (text[..end].to_ascii_lowercase(), &text[end..])
+}
+
+/// The inside of a quoted identifier, starting after the opening quote.
+fn quoted(text: &str) -> Result<(String, &str), String> {
+    let mut name = String::new();
+    let mut rest = text;
+    loop {
+        let Some(close) = rest.find('"') else {
+            return Err("a quoted name is not closed; end it with a double quote".to_owned());
+        };
+        name.push_str(&rest[..close]);
+        rest = &rest[close + 1..];
+        match rest.strip_prefix('"') {
+            Some(after) => {
+                name.push('"');
+                rest = after;
+            }
+            None => break,
+        }
+    }
+    if name.is_empty() {
+        return Err("a quoted name is empty (\"\")".to_owned());
+    }
+    if name.contains('\0') {
+        return Err("a quoted name contains a NUL byte".to_owned());
+    }
+    Ok((name, rest))
+}
+
+/// Characters PostgreSQL's scanner accepts as the first of an unquoted identifier.
+fn is_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || !c.is_ascii()
+}
+
+/// Characters PostgreSQL's scanner accepts after the first of an unquoted identifier.
+fn is_continue(c: char) -> bool {
+    is_start(c) || c.is_ascii_digit() || c == '$'
+}
+
+/// Skips the whitespace PostgreSQL allows around names and dots.
+fn skip_space(text: &str) -> &str {
+    text.trim_start_matches(|c: char| c.is_ascii_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(schema: Option<&str>, name: &str) -> TableName {
+        TableName {
+            schema: schema.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn qualified_name() {
+        assert_eq!(
+            TableName::parse("public.users"),
+            Ok(table(Some("public"), "users"))
+        );
+    }
+
+    #[test]
+    fn unquoted_names_fold_to_lower_case() {
+        assert_eq!(TableName::parse("Users"), Ok(table(None, "users")));
+    }
+
+    #[test]
+    fn quoted_names_keep_case_and_unescape_quotes() {
+        let parsed = TableName::parse(r#""Sales Data"."Order""Lines""#);
+        assert_eq!(parsed, Ok(table(Some("Sales Data"), "Order\"Lines")));
+    }
+
+    #[test]
+    fn quoted_name_may_start_and_end_with_an_escaped_quote() {
+        assert_eq!(
+            TableName::parse(r#""Odd ""Name""""#),
+            Ok(table(None, "Odd \"Name\""))
+        );
+    }
+
+    #[test]
+    fn unquoted_unicode_is_kept_and_only_ascii_folds() {
+        assert_eq!(
+            TableName::parse("Ünïcode_Tâble$2"),
+            Ok(table(None, "Ünïcode_tâble$2"))
+        );
+    }
+
+    #[test]
+    fn whitespace_around_name_and_dot_is_ignored() {
+        assert_eq!(
+            TableName::parse("  public . users \n"),
+            Ok(table(Some("public"), "users"))
+        );
+    }
+
+    #[test]
+    fn sql_after_the_name_is_refused_with_valid_forms() {
+        let err = TableName::parse("users; DROP TABLE users").unwrap_err();
+        assert_eq!(
+            err,
+            "`users; DROP TABLE users` is not a table name: unexpected `;` at character 6; write it \
+             as in SQL: public.users, users, or \"Sales Data\".\"Order\"\"Lines\""
+        );
+    }
+
+    #[test]
+    fn three_parts_are_refused() {
+        let err = TableName::parse("db.public.users").unwrap_err();
+        assert!(err.contains("it has 3 dot-separated parts"), "{err}");
+    }
+
+    #[test]
+    fn empty_part_between_dots_is_refused() {
+        let err = TableName::parse("a..b").unwrap_err();
+        assert!(err.contains("a name cannot start with `.`"), "{err}");
+    }
+
+    #[test]
+    fn trailing_dot_is_refused() {
+        let err = TableName::parse("public.").unwrap_err();
+        assert!(err.contains("a name is missing after the dot"), "{err}");
+    }
+
+    #[test]
+    fn unterminated_quote_is_refused() {
+        let err = TableName::parse(r#""Sales Data.orders"#).unwrap_err();
+        assert!(err.contains("quoted name is not closed"), "{err}");
+    }
+
+    #[test]
+    fn empty_quoted_name_is_refused() {
+        let err = TableName::parse(r#""".users"#).unwrap_err();
+        assert!(err.contains("quoted name is empty"), "{err}");
+    }
+
+    #[test]
+    fn nul_in_quoted_name_is_refused() {
+        let err = TableName::parse("\"a\0b\"").unwrap_err();
+        assert!(err.contains("NUL byte"), "{err}");
+    }
+
+    #[test]
+    fn blank_name_is_refused() {
+        let err = TableName::parse("   ").unwrap_err();
+        assert!(err.contains("it is empty"), "{err}");
+    }
+
+    #[test]
+    fn leading_digit_is_refused() {
+        let err = TableName::parse("1users").unwrap_err();
+        assert!(err.contains("cannot start with `1`"), "{err}");
+    }
+
+    #[test]
+    fn names_longer_than_63_bytes_are_refused() {
+        let err = TableName::parse(&"é".repeat(32)).unwrap_err();
+        assert!(
+            err.contains("64 bytes long") && err.contains("truncate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_63_byte_name_is_accepted() {
+        assert!(TableName::parse(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn display_quotes_each_part() {
+        assert_eq!(
+            table(Some("public"), "users").to_string(),
+            r#""public"."users""#
+        );
+    }
+
+    #[test]
+    fn display_doubles_quotes_inside_names() {
+        assert_eq!(table(None, "Order\"Lines").to_string(), r#""Order""Lines""#);
+    }
+
+    #[test]
+    fn display_parses_back_to_the_same_name() {
+        let name = table(Some("Sales Data"), "Order\"Lines");
+        assert_eq!(TableName::parse(&name.to_string()), Ok(name));
+    }
+}

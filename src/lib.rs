@@ -1,0 +1,33 @@
+//! `backfill` fills new PostgreSQL columns in small keyset-paginated batches, each in a short
+//! transaction that also records its checkpoint, so that a run never blocks the application,
+//! never loses or repeats a row, and resumes exactly where it stopped.
+//!
+//! Layout (DESIGN §7):
+//! - [`job`]: job file → validated [`job::Job`], no I/O beyond reading the file.
+//! - [`catalog`]: the table's key, columns, indexes and triggers, read once per run.
+//! - [`plan`]: pure; every statement about the target table. [`sql`] is its quoting type.
+//! - [`preflight`]: the server's check of a job's SQL before anything is written.
+//! - [`engine`]: the batch loop, retries, adaptive sizing, the lease heartbeat.
+//! - [`state`]: the state table — checkpoints, leases, control flags.
+//! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
+//!   knows indicatif).
+//! - [`db`]: connections and statement execution that also work behind PgBouncer.
+//! - [`scratch`]: a throwaway PostgreSQL cluster for `demo` and the tests.
+//! - [`cli`], [`commands`], [`report`], [`demo`]: the command line and what it prints.
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod db;
+pub mod demo;
+pub mod engine;
+pub mod event;
+pub mod job;
+pub mod plan;
+pub mod preflight;
+pub mod progress;
+pub mod rate;
+pub mod report;
+pub mod scratch;
+pub mod sql;
+pub mod state;

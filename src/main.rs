@@ -1,0 +1,75 @@
+//! The `backfill` binary: parses arguments, runs the command, prints `{:#}` errors to stderr
+//! and maps the outcome to the exit codes of DESIGN §1. The only place that listens for Ctrl-C.
+
+use std::process::ExitCode;
+
+use backfill::cli::{Cli, Command};
+use backfill::commands::{self, Exit};
+use backfill::state::Control;
+use clap::Parser as _;
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BACKFILL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(backfill::commands::exit_code(&e))
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    let g = &cli.global;
+    match &cli.command {
+        Command::Run(args) => commands::run(g, args, shutdown).await,
+        Command::Plan(args) => commands::plan(g, args).await,
+        Command::Status(args) => commands::status(g, args).await,
+        Command::Verify(args) => commands::verify(g, args).await,
+        Command::Reset(args) => commands::reset(g, args).await,
+        Command::Pause(args) => commands::control(g, args, Control::Pause).await,
+        Command::Resume(args) => commands::control(g, args, Control::Resume).await,
+        Command::Cancel(args) => commands::control(g, args, Control::Cancel).await,
+        Command::Demo(args) => backfill::demo::demo(args, shutdown).await,
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (what `kill` and Kubernetes send).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,367 @@
+//! The planner: a validated [`Job`] plus the table's [`Catalog`] facts become every SQL text a run
+//! needs. Pure: no I/O, no database; the only module that writes statements about the target
+//! table. Identifiers go through [`Ident`]; values (cursor, bounds, batch size) are always bind
+//! parameters, never text.
+//!
+//! Key values travel as text (`"k"::text` out, `$1::<column type>` in) so that any key type with
+//! a btree order works without the tool knowing it. Composite keys are compared as rows,
+//! `("a", "b") > ($1::text, $2::integer)`, which PostgreSQL turns into one index range scan.
+
+use std::fmt::Write as _;
+
+use crate::catalog::Catalog;
+use crate::job::Job;
+use crate::sql::{Ident, Qualified};
+
+/// A statement in two forms: for the first batch (no cursor yet) and for every later batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statements {
+    /// Used while there is no checkpointed cursor: the walk starts at the lowest key.
+    pub from_start: String,
+    /// Used after a cursor: keys strictly greater than it.
+    pub after_cursor: String,
+}
+
+impl Statements {
+    /// The form to use given whether a cursor exists.
+    pub fn pick(&self, has_cursor: bool) -> &str {
+        if has_cursor {
+            &self.after_cursor
+        } else {
+            &self.from_start
+        }
+    }
+}
+
+/// Every statement a job runs against its table, with the bind-parameter layout documented on
+/// each field (`n` is the number of key columns; all key values are text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The table as written in the statements, e.g. `"public"."users"`.
+    pub table: String,
+    /// Number of key columns.
+    pub key_len: usize,
+    /// The greatest key now, as text columns. No parameters. Captured once, when a job starts,
+    /// so that the walk ends even while the application keeps inserting.
+    pub range_end: String,
+    /// The inclusive upper key of the next batch: the `size`-th key after the cursor, but not
+    /// past the range end. `after_cursor`: `$1..$n` cursor, `$n+1..$2n` range end, `$2n+1`
+    /// offset (size - 1). `from_start`: `$1..$n` range end, `$n+1` offset.
+    pub upper_bound: Statements,
+    /// The batch itself: rows in `(cursor, upper]` that still match `where`. `after_cursor`:
+    /// `$1..$n` cursor, `$n+1..$2n` upper bound. `from_start`: `$1..$n` upper bound.
+    pub update: Statements,
+    /// Rows that still match `where`, counted exactly. No parameters.
+    pub pending_count: String,
+    /// The planner's estimate of the same, as `EXPLAIN (FORMAT JSON)`. No parameters.
+    pub pending_estimate: String,
+}
+
+impl Plan {
+    /// Builds every statement for `job` on the table described by `catalog`.
+    pub fn new(job: &Job, catalog: &Catalog) -> Plan {
+        let table = Qualified {
+            schema: &catalog.schema,
+            name: &catalog.name,
+        }
+        .to_string();
+        let key = KeySql::new(catalog, &table);
+        let filter = &job.filter;
+        let n = key.len();
+
+        let range_end = format!(
+            "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
+            key.as_text(),
+            key.order_desc()
+        );
+        let upper_bound = Statements {
+            from_start: format!(
+                "SELECT {} FROM {table} WHERE {} <= {} ORDER BY {} OFFSET ${}::bigint LIMIT 1",
+                key.as_text(),
+                key.row(),
+                key.params(1),
+                key.order_asc(),
+                n + 1
+            ),
+            after_cursor: format!(
+                "SELECT {} FROM {table} WHERE {} > {} AND {} <= {} ORDER BY {} OFFSET ${}::bigint LIMIT 1",
+                key.as_text(),
+                key.row(),
+                key.params(1),
+                key.row(),
+                key.params(n + 1),
+                key.order_asc(),
+                2 * n + 1
+            ),
+        };
+        let set = assignments(job);
+        let update = Statements {
+            from_start: format!(
+                "UPDATE {table} SET {set} WHERE {} <= {} AND ({filter})",
+                key.row(),
+                key.params(1)
+            ),
+            after_cursor: format!(
+                "UPDATE {table} SET {set} WHERE {} > {} AND {} <= {} AND ({filter})",
+                key.row(),
+                key.params(1),
+                key.row(),
+                key.params(n + 1)
+            ),
+        };
+        Plan {
+            pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
+            pending_estimate: format!(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
+            ),
+            table,
+            key_len: n,
+            range_end,
+            upper_bound,
+            update,
+        }
+    }
+}
+
+/// `"a" = (expr), "b" = (expr)`: each expression parenthesised so that it stays one value.
+fn assignments(job: &Job) -> String {
+    let mut out = String::new();
+    for (i, a) in job.set.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{} = ({})", Ident(&a.column), a.expr);
+    }
+    out
+}
+
+/// Renders the key columns in the shapes the statements need.
+struct KeySql<'a> {
+    names: Vec<Ident<'a>>,
+    types: Vec<&'a str>,
+    /// The table as written, to qualify `ORDER BY` columns (see `order_asc`).
+    table: &'a str,
+}
+
+impl<'a> KeySql<'a> {
+    fn new(catalog: &'a Catalog, table: &'a str) -> Self {
+        KeySql {
+            names: catalog.key.iter().map(|c| Ident(&c.name)).collect(),
+            types: catalog.key.iter().map(|c| c.type_sql.as_str()).collect(),
+            table,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    fn join(&self, each: impl Fn(usize, &Ident) -> String) -> String {
+        let parts: Vec<String> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| each(i, k))
+            .collect();
+        parts.join(", ")
+    }
+
+    /// `"a"::text, "b"::text`
+    fn as_text(&self) -> String {
+        self.join(|_, k| format!("{k}::text"))
+    }
+
+    /// `("a", "b")`
+    fn row(&self) -> String {
+        format!("({})", self.join(|_, k| k.to_string()))
+    }
+
+    /// `($first::type_a, $first+1::type_b)`
+    fn params(&self, first: usize) -> String {
+        format!(
+            "({})",
+            self.join(|i, _| format!("${}::{}", first + i, self.types[i]))
+        )
+    }
+
+    /// `"s"."t"."a", "s"."t"."b"`. Qualified because an unqualified `ORDER BY "a"` would
+    /// mean the output column `"a"::text` (output names win in `ORDER BY`) and sort as text.
+    fn order_asc(&self) -> String {
+        self.join(|_, k| format!("{}.{k}", self.table))
+    }
+
+    /// `"s"."t"."a" DESC, "s"."t"."b" DESC`
+    fn order_desc(&self) -> String {
+        self.join(|_, k| format!("{}.{k} DESC", self.table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Column, KeySource};
+    use std::path::Path;
+
+    fn job(text: &str) -> Job {
+        Job::parse(text, Path::new("jobs/t.toml")).expect("valid job")
+    }
+
+    fn catalog(schema: &str, name: &str, key: &[(&str, &str)]) -> Catalog {
+        Catalog {
+            schema: schema.into(),
+            name: name.into(),
+            key: key
+                .iter()
+                .map(|(n, t)| Column {
+                    name: (*n).into(),
+                    type_sql: (*t).into(),
+                })
+                .collect(),
+            key_source: KeySource::PrimaryKey("t_pkey".into()),
+            key_index: Some("t_pkey".into()),
+            triggers: vec![],
+        }
+    }
+
+    const USERS: &str = r#"
+table = "users"
+where = "status_flag IS NULL"
+[set]
+status_flag = "legacy_status"
+"#;
+
+    #[test]
+    fn bigint_key_update_after_cursor() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("id", "bigint")]),
+        );
+        assert_eq!(
+            plan.update.after_cursor,
+            r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (status_flag IS NULL)"#
+        );
+    }
+
+    #[test]
+    fn bigint_key_update_from_start() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("id", "bigint")]),
+        );
+        assert_eq!(
+            plan.update.from_start,
+            r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
+        );
+    }
+
+    #[test]
+    fn upper_bound_walks_the_key_and_stops_at_the_range_end() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("id", "bigint")]),
+        );
+        assert_eq!(
+            plan.upper_bound.after_cursor,
+            r#"SELECT "id"::text FROM "public"."users" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "public"."users"."id" OFFSET $3::bigint LIMIT 1"#
+        );
+        assert_eq!(
+            plan.upper_bound.from_start,
+            r#"SELECT "id"::text FROM "public"."users" WHERE ("id") <= ($1::bigint) ORDER BY "public"."users"."id" OFFSET $2::bigint LIMIT 1"#
+        );
+    }
+
+    #[test]
+    fn composite_key_compares_rows_with_each_columns_type() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
+        );
+        assert_eq!(
+            plan.upper_bound.after_cursor,
+            r#"SELECT "tenant"::text, "id"::text FROM "public"."users" WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id" OFFSET $5::bigint LIMIT 1"#
+        );
+    }
+
+    #[test]
+    fn range_end_orders_every_key_column_descending() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
+        );
+        assert_eq!(
+            plan.range_end,
+            r#"SELECT "tenant"::text, "id"::text FROM "public"."users" ORDER BY "public"."users"."tenant" DESC, "public"."users"."id" DESC LIMIT 1"#
+        );
+    }
+
+    #[test]
+    fn odd_names_in_a_non_public_schema_are_quoted() {
+        let text = r#"
+table = '"Sales Data"."Odd ""Name"""'
+where = '"Total Cents" IS NULL'
+[set]
+"Total Cents" = "qty * price_cents"
+"#;
+        let plan = Plan::new(
+            &job(text),
+            &catalog("Sales Data", r#"Odd "Name""#, &[(r#"we"ird id"#, "uuid")]),
+        );
+        assert_eq!(
+            plan.update.after_cursor,
+            r#"UPDATE "Sales Data"."Odd ""Name""" SET "Total Cents" = (qty * price_cents) WHERE ("we""ird id") > ($1::uuid) AND ("we""ird id") <= ($2::uuid) AND ("Total Cents" IS NULL)"#
+        );
+    }
+
+    #[test]
+    fn several_set_columns_are_comma_separated() {
+        let text = r#"
+table = "orders"
+where = "a IS NULL OR b IS NULL"
+[set]
+a = "1"
+b = "x + 1"
+"#;
+        let plan = Plan::new(
+            &job(text),
+            &catalog("public", "orders", &[("id", "bigint")]),
+        );
+        assert!(
+            plan.update
+                .from_start
+                .contains(r#"SET "a" = (1), "b" = (x + 1) WHERE"#)
+        );
+    }
+
+    #[test]
+    fn pending_rows_are_counted_and_estimated_with_the_filter() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("id", "bigint")]),
+        );
+        assert_eq!(
+            plan.pending_count,
+            r#"SELECT count(*) FROM "public"."users" WHERE (status_flag IS NULL)"#
+        );
+        assert_eq!(
+            plan.pending_estimate,
+            r#"EXPLAIN (FORMAT JSON) SELECT 1 FROM "public"."users" WHERE (status_flag IS NULL)"#
+        );
+    }
+
+    #[test]
+    fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog(
+                "public",
+                "users",
+                &[("at", "timestamp with time zone"), ("n", "numeric(10,2)")],
+            ),
+        );
+        assert!(
+            plan.update
+                .from_start
+                .contains("($1::timestamp with time zone, $2::numeric(10,2))")
+        );
+    }
+}

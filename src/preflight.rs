@@ -1,0 +1,173 @@
+//! The server's check of a job before anything is written: reads the key range and the first
+//! batch's bounds, and `EXPLAIN`s the key walk and the first batch's `UPDATE` so that PostgreSQL
+//! itself parses and plans the job's `where` and `[set]` expressions. Runs in a read-only
+//! transaction bounded by the job's timeouts; writes nothing, creates nothing. Used by `plan`
+//! (which prints the result) and by `run` (which stops on a rejected expression).
+//! Also estimates how many rows are still pending.
+
+use sqlx::{PgConnection, Row as _};
+use thiserror::Error;
+
+use crate::db::{begin_bounded, bind_keys, key_of, statement};
+use crate::job::Job;
+use crate::plan::Plan;
+
+/// What the server said about the job's first batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preflight {
+    /// The greatest key now (`None`: the table is empty).
+    pub range_end: Option<Vec<String>>,
+    /// The first batch's inclusive upper key.
+    pub first_upper: Option<Vec<String>>,
+    /// `EXPLAIN` of the key walk that finds each batch's upper bound.
+    pub walk_plan: String,
+    /// `EXPLAIN` of the first batch's `UPDATE`.
+    pub update_plan: String,
+}
+
+impl Preflight {
+    /// True when the key walk reads an index rather than scanning the table; without one,
+    /// every batch costs a full scan and a run over a large table is quadratic.
+    pub fn walk_uses_index(&self) -> bool {
+        self.walk_plan.contains("Index Only Scan") || self.walk_plan.contains("Index Scan")
+    }
+}
+
+/// Why the check failed.
+#[derive(Debug, Error)]
+pub enum PreflightError {
+    #[error(
+        "PostgreSQL rejected the job's SQL; check `where` and the [set] expressions\n  statement: {sql}"
+    )]
+    Rejected {
+        sql: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot check the job against the database")]
+    Database(#[source] sqlx::Error),
+}
+
+impl PreflightError {
+    /// True when the job's own SQL is at fault (exit code 2).
+    pub fn is_invalid_job(&self) -> bool {
+        matches!(self, PreflightError::Rejected { .. })
+    }
+}
+
+/// Reads the range and `EXPLAIN`s the first batch.
+pub async fn check(
+    conn: &mut PgConnection,
+    job: &Job,
+    plan: &Plan,
+    size: u32,
+) -> Result<Preflight, PreflightError> {
+    let mut tx = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
+        .await
+        .map_err(PreflightError::Database)?;
+    let range_end = statement(&plan.range_end)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(PreflightError::Database)?
+        .map(|r| key_of(&r))
+        .transpose()
+        .map_err(PreflightError::Database)?;
+    let end: Vec<Option<&str>> = match &range_end {
+        Some(end) => end.iter().map(|v| Some(v.as_str())).collect(),
+        None => vec![None; plan.key_len],
+    };
+    let walk = &plan.upper_bound.from_start;
+    let first_upper = bind_keys(statement(walk), end.iter().copied())
+        .bind(i64::from(size.saturating_sub(1)))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(PreflightError::Database)?
+        .map(|r| key_of(&r))
+        .transpose()
+        .map_err(PreflightError::Database)?;
+    let upper: Vec<Option<&str>> = match &first_upper {
+        Some(u) => u.iter().map(|v| Some(v.as_str())).collect(),
+        None => end.clone(),
+    };
+    let walk_plan = explain(&mut tx, walk, &end, Some(size)).await?;
+    let update_plan = explain(&mut tx, &plan.update.from_start, &upper, None).await?;
+    tx.commit().await.map_err(PreflightError::Database)?;
+    Ok(Preflight {
+        range_end,
+        first_upper,
+        walk_plan,
+        update_plan,
+    })
+}
+
+/// `EXPLAIN` of `sql` with its key binds (and the walk's offset), as text lines.
+async fn explain(
+    conn: &mut PgConnection,
+    sql: &str,
+    keys: &[Option<&str>],
+    size: Option<u32>,
+) -> Result<String, PreflightError> {
+    let text = format!("EXPLAIN {sql}");
+    let mut query = bind_keys(statement(&text), keys.iter().copied());
+    if let Some(size) = size {
+        query = query.bind(i64::from(size.saturating_sub(1)));
+    }
+    let rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|source| PreflightError::Rejected {
+            sql: sql.to_owned(),
+            source,
+        })?;
+    let lines: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(lines.join("\n"))
+}
+
+/// Rows still matching `where`: the planner's estimate, or an exact `count(*)`.
+pub async fn pending_rows(
+    conn: &mut PgConnection,
+    plan: &Plan,
+    exact: bool,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN READ ONLY").await?;
+    let rows = if exact {
+        let n: i64 = statement(&plan.pending_count)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        u64::try_from(n).unwrap_or_default()
+    } else {
+        // EXPLAIN's column is `json`, whose binary form is its text.
+        let doc: String = statement(&plan.pending_estimate)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get_unchecked(0)?;
+        plan_rows(&doc)
+    };
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// `Plan Rows` of the top node of an `EXPLAIN (FORMAT JSON)` document (0 when unreadable).
+fn plan_rows(doc: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(doc)
+        .ok()
+        .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
+        .map_or(0, |rows| rows.max(0.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_rows_reads_the_top_node() {
+        let doc = r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1234, "Plan Width": 0}}]"#;
+        assert_eq!(plan_rows(doc), 1234);
+    }
+
+    #[test]
+    fn unreadable_plan_is_zero() {
+        assert_eq!(plan_rows("not json"), 0);
+    }
+}

@@ -1,0 +1,835 @@
+//! Turns the engine's [`Event`]s into what the operator sees.
+//!
+//! Owns all terminal output of a run: a live progress bar per job when stderr is a terminal,
+//! plain throttled lines when it is not (CI logs), or NDJSON events on stdout for `--json`.
+//! It is the only module that knows indicatif. It does not decide anything about the job: the
+//! numbers it shows come from the events, and the rate and ETA are computed here from the recent
+//! batches only.
+//!
+//! Writing never panics: a closed stderr or stdout (say, `backfill run … | head`) loses the
+//! output, not the run.
+
+use std::collections::HashMap;
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::event::Event;
+use crate::rate::RateWindow;
+
+/// In lines mode, at most one progress line per job per this interval while batches arrive.
+const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often a bar redraws on its own, so that it stays live while no event arrives.
+const TICK: Duration = Duration::from_millis(200);
+
+/// How the progress of a run is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A live progress bar per job on stderr, for a person at a terminal.
+    Bar,
+    /// Plain lines on stderr, few enough for a CI log.
+    Lines,
+    /// Every event as one JSON object per line on stdout, for scripts; nothing on stderr.
+    Json,
+}
+
+impl Mode {
+    /// `Json` when asked for; otherwise a bar when stderr is a terminal and lines when it is not.
+    pub fn detect(json: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if io::stderr().is_terminal() {
+            Mode::Bar
+        } else {
+            Mode::Lines
+        }
+    }
+}
+
+/// Shows the events of a run as they happen, in one [`Mode`].
+///
+/// The engine calls [`Reporter::emit`] for every event, from one task, and [`Reporter::finish`]
+/// when the run is over.
+pub struct Reporter {
+    tracks: HashMap<String, Track>,
+    output: Output,
+}
+
+enum Output {
+    Bar(Bars),
+    Lines(Lines),
+    Json,
+}
+
+impl Reporter {
+    /// A reporter that writes in `mode`; nothing is written before the first event.
+    pub fn new(mode: Mode) -> Reporter {
+        let output = match mode {
+            Mode::Bar => Output::Bar(Bars::default()),
+            Mode::Lines => Output::Lines(Lines::default()),
+            Mode::Json => Output::Json,
+        };
+        Reporter {
+            tracks: HashMap::new(),
+            output,
+        }
+    }
+
+    /// Shows one event; cheap enough to call after every batch.
+    pub fn emit(&mut self, event: &Event) {
+        let now = Instant::now();
+        match &mut self.output {
+            Output::Json => write_json(event),
+            Output::Bar(bars) => {
+                let track = self.tracks.entry(event.job().to_owned()).or_default();
+                track.apply(event, now);
+                bars.show(event, track);
+            }
+            Output::Lines(lines) => {
+                let track = self.tracks.entry(event.job().to_owned()).or_default();
+                let news = track.apply(event, now);
+                if let Some(line) = lines.line(event, track, news, now) {
+                    write_stderr(&line);
+                }
+            }
+        }
+    }
+
+    /// Leaves every bar that is still live on screen as it is and stops its redraws. Called
+    /// again on drop, so an early return in the caller does not wipe the bars.
+    pub fn finish(&mut self) {
+        if let Output::Bar(bars) = &self.output {
+            bars.abandon_live();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// What the reporter knows about one job, gathered from its events.
+#[derive(Debug, Default)]
+struct Track {
+    /// Rows the job changes in all: the estimate, grown to `rows_done` when that is passed.
+    total: u64,
+    rows_done: u64,
+    /// `rows_done` when this run started; a resumed run's speed counts only its own rows.
+    run_start: u64,
+    /// Rows asked for by the last batch; unknown before the first one.
+    batch_size: Option<u32>,
+    window: RateWindow,
+    condition: Condition,
+    /// The last batch rolled back and is being retried; cleared by the next batch.
+    retry: Option<Retrying>,
+}
+
+/// What the database monitor last said about the job.
+#[derive(Debug, Default, PartialEq)]
+enum Condition {
+    #[default]
+    Running,
+    Paused(String),
+    Throttled(String),
+}
+
+#[derive(Debug)]
+struct Retrying {
+    attempt: u32,
+    error: String,
+}
+
+impl Track {
+    /// Takes in one event. Returns false when it only repeats the job's current condition (a
+    /// second `Paused` with the same reason), which is not worth another line.
+    fn apply(&mut self, event: &Event, now: Instant) -> bool {
+        match event {
+            Event::Started {
+                total_estimate,
+                rows_done,
+                ..
+            } => {
+                self.total = *total_estimate;
+                self.run_start = *rows_done;
+                self.set_rows(*rows_done);
+                self.window.push(now, *rows_done);
+            }
+            Event::Batch {
+                rows_done,
+                batch_size,
+                ..
+            } => {
+                self.set_rows(*rows_done);
+                self.batch_size = Some(*batch_size);
+                self.retry = None;
+                self.window.push(now, *rows_done);
+            }
+            Event::Retry { attempt, error, .. } => {
+                self.retry = Some(Retrying {
+                    attempt: *attempt,
+                    error: error.clone(),
+                });
+            }
+            Event::Paused { reason, .. } => return self.enter(Condition::Paused(reason.clone())),
+            Event::Throttled { reason, .. } => {
+                return self.enter(Condition::Throttled(reason.clone()));
+            }
+            Event::Running { .. } => return self.enter(Condition::Running),
+            Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
+                self.set_rows(*rows_done);
+            }
+            Event::Error { .. } => {}
+        }
+        true
+    }
+
+    fn enter(&mut self, condition: Condition) -> bool {
+        let news = self.condition != condition;
+        self.condition = condition;
+        news
+    }
+
+    /// Estimates are estimates: a total smaller than what is done grows to it.
+    fn set_rows(&mut self, rows_done: u64) {
+        self.rows_done = rows_done;
+        self.total = self.total.max(rows_done);
+    }
+
+    fn counts_text(&self) -> String {
+        format!(
+            "{}/{} rows",
+            si(self.rows_done as f64),
+            si(self.total as f64)
+        )
+    }
+
+    fn eta_text(&self) -> String {
+        eta_text(
+            self.total.saturating_sub(self.rows_done),
+            self.window.per_sec(),
+        )
+    }
+
+    /// `batch 5000`, or nothing before the first batch.
+    fn batch_text(&self) -> Option<String> {
+        self.batch_size.map(|size| format!("batch {size}"))
+    }
+
+    fn status_text(&self) -> String {
+        match (&self.condition, &self.retry) {
+            (Condition::Paused(reason), _) => format!("paused: {reason}"),
+            (_, Some(retry)) => format!("retrying (attempt {}): {}", retry.attempt, retry.error),
+            (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
+            (Condition::Running, None) => "running".to_owned(),
+        }
+    }
+
+    /// The text after the bar. While paused the rate and batch size mean nothing, so the
+    /// reason takes their place; the ETA stays, from the speed before the pause.
+    fn bar_message(&self) -> String {
+        let mut parts = vec![self.counts_text()];
+        if let Condition::Paused(_) = self.condition {
+            parts.push(self.status_text());
+            parts.push(self.eta_text());
+        } else {
+            parts.push(rate_text(self.window.per_sec()));
+            parts.push(self.eta_text());
+            parts.extend(self.batch_text());
+            parts.push(self.status_text());
+        }
+        parts.join("  ")
+    }
+
+    /// The periodic line of lines mode: `1.21M/2.00M rows (60%)  48.2k rows/s  ETA 16s  batch 5000`
+    fn progress_text(&self) -> String {
+        let percent = match self.total {
+            0 => 100,
+            total => self.rows_done.saturating_mul(100) / total,
+        };
+        let mut parts = vec![
+            format!("{} ({percent}%)", self.counts_text()),
+            rate_text(self.window.per_sec()),
+            self.eta_text(),
+        ];
+        parts.extend(self.batch_text());
+        parts.join("  ")
+    }
+
+    /// What one event says, once the track has taken it in (no job name).
+    fn event_text(&self, event: &Event) -> String {
+        match event {
+            Event::Started { resumed: false, .. } => {
+                format!(
+                    "started: {} rows to change (estimate)",
+                    si(self.total as f64)
+                )
+            }
+            Event::Started { resumed: true, .. } => format!("resuming at {}", self.counts_text()),
+            Event::Batch { .. } => self.progress_text(),
+            Event::Retry {
+                attempt,
+                delay_ms,
+                error,
+                ..
+            } => format!(
+                "retrying (attempt {attempt}) in {}: {error}",
+                duration_text(Duration::from_millis(*delay_ms))
+            ),
+            Event::Paused { reason, .. } => format!("paused: {reason}"),
+            Event::Throttled { reason, .. } => format!("throttled: {reason}"),
+            Event::Running { .. } => "running".to_owned(),
+            Event::Finished {
+                rows_done,
+                elapsed_ms,
+                ..
+            } => self.done_text(*rows_done, Duration::from_millis(*elapsed_ms)),
+            Event::Interrupted { rows_done, .. } => {
+                format!(
+                    "stopped at {} rows; run again to resume",
+                    si(*rows_done as f64)
+                )
+            }
+            Event::Error { message, .. } => format!("error: {message}"),
+        }
+    }
+
+    /// `done: 2.00M rows in 41s (48.7k rows/s)`; the speed is this run's own.
+    fn done_text(&self, rows_done: u64, elapsed: Duration) -> String {
+        let this_run = rows_done.saturating_sub(self.run_start) as f64;
+        let rate = (!elapsed.is_zero()).then(|| this_run / elapsed.as_secs_f64());
+        format!(
+            "done: {} rows in {} ({})",
+            si(rows_done as f64),
+            duration_text(elapsed),
+            rate_text(rate)
+        )
+    }
+}
+
+/// The bars of bar mode, one per job, drawn together on stderr.
+#[derive(Default)]
+struct Bars {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+}
+
+impl Bars {
+    /// Brings the job's bar up to date with its track (the event is already applied).
+    fn show(&mut self, event: &Event, track: &Track) {
+        let Bars { multi, bars } = self;
+        let bar = bars
+            .entry(event.job().to_owned())
+            .or_insert_with(|| new_bar(multi, event.job(), track));
+        bar.set_length(track.total);
+        bar.set_position(track.rows_done);
+        match event {
+            Event::Finished { .. } => bar.finish_with_message(track.event_text(event)),
+            Event::Interrupted { .. } | Event::Error { .. } => {
+                bar.abandon_with_message(track.event_text(event));
+            }
+            _ => bar.set_message(track.bar_message()),
+        }
+    }
+
+    fn abandon_live(&self) {
+        for bar in self.bars.values().filter(|bar| !bar.is_finished()) {
+            bar.abandon();
+        }
+    }
+}
+
+/// A bar under `multi` that starts out showing the track, so its first frame is not empty.
+fn new_bar(multi: &MultiProgress, job: &str, track: &Track) -> ProgressBar {
+    let bar = multi.add(
+        ProgressBar::new(track.total)
+            .with_position(track.rows_done)
+            .with_message(track.bar_message())
+            .with_style(bar_style())
+            .with_prefix(job.to_owned()),
+    );
+    bar.enable_steady_tick(TICK);
+    bar
+}
+
+/// `users_status_flag ▕█████████▌      ▏ <message>`; the message carries all the numbers.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} ▕{bar:16}▏ {msg}")
+        .expect("the bar template is valid")
+        .progress_chars("█▉▊▋▌▍▎▏ ")
+}
+
+/// Lines mode: which line, if any, an event is worth.
+#[derive(Debug, Default)]
+struct Lines {
+    /// When each job last had a progress line.
+    last_progress: HashMap<String, Instant>,
+}
+
+impl Lines {
+    /// Batches give a progress line at most every [`LINE_INTERVAL`] per job; every other event
+    /// gives its line at once, unless it is no news.
+    fn line(&mut self, event: &Event, track: &Track, news: bool, now: Instant) -> Option<String> {
+        let due = match event {
+            Event::Batch { .. } => self.progress_due(event.job(), now),
+            _ => news,
+        };
+        due.then(|| format!("{}: {}", event.job(), track.event_text(event)))
+    }
+
+    fn progress_due(&mut self, job: &str, now: Instant) -> bool {
+        let due = self
+            .last_progress
+            .get(job)
+            .is_none_or(|last| now.duration_since(*last) >= LINE_INTERVAL);
+        if due {
+            self.last_progress.insert(job.to_owned(), now);
+        }
+        due
+    }
+}
+
+fn write_stderr(line: &str) {
+    // Ignored on purpose: a closed stderr must not stop the run.
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+fn write_json(event: &Event) {
+    let mut out = io::stdout().lock();
+    // Ignored on purpose: a reader that went away must not stop the run.
+    let _ = serde_json::to_writer(&mut out, event)
+        .map_err(io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+}
+
+/// A count with an SI suffix, three significant digits from a thousand on:
+/// `999`, `1.0k`, `48.2k`, `1.21M`, `2.00M`, `3.50G`.
+fn si(value: f64) -> String {
+    const UNITS: [(f64, &str, usize); 3] = [(1e3, "k", 1), (1e6, "M", 2), (1e9, "G", 2)];
+    if value.round() < 1000.0 {
+        return format!("{value:.0}");
+    }
+    // The first unit whose rounded figure stays below a thousand: 999_999 is 1.00M, not 1000.0k.
+    let (scale, suffix, decimals) = UNITS
+        .into_iter()
+        .find(|&(scale, _, decimals)| {
+            let shift = 10f64.powi(decimals as i32);
+            (value / scale * shift).round() / shift < 1000.0
+        })
+        .unwrap_or(UNITS[UNITS.len() - 1]);
+    format!("{:.decimals$}{suffix}", value / scale)
+}
+
+/// `48.2k rows/s`, or `-- rows/s` while the rate is unknown.
+fn rate_text(rows_per_sec: Option<f64>) -> String {
+    match rows_per_sec {
+        Some(rate) => format!("{} rows/s", si(rate)),
+        None => "-- rows/s".to_owned(),
+    }
+}
+
+/// `ETA 16s`: the remaining rows at the recent rate. `ETA --` when the rate is unknown or zero
+/// (no finite ETA), or when the estimate is used up while the job still runs.
+fn eta_text(remaining: u64, rows_per_sec: Option<f64>) -> String {
+    let eta = rows_per_sec
+        .filter(|_| remaining > 0)
+        .and_then(|rate| Duration::try_from_secs_f64(remaining as f64 / rate).ok());
+    match eta {
+        Some(eta) => format!("ETA {}", duration_text(eta)),
+        None => "ETA --".to_owned(),
+    }
+}
+
+/// A short human duration: `0.4s`, `9.5s`, `41s`, `3m05s`, `2h03m`.
+fn duration_text(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs < 10.0 {
+        return format!("{secs:.1}s");
+    }
+    let whole = secs.round() as u64;
+    match whole {
+        0..60 => format!("{whole}s"),
+        60..3600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        _ => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "users_status_flag";
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn started(total_estimate: u64, rows_done: u64) -> Event {
+        Event::Started {
+            job: JOB.to_owned(),
+            total_estimate,
+            rows_done,
+            resumed: rows_done > 0,
+        }
+    }
+
+    fn batch(rows_done: u64) -> Event {
+        Event::Batch {
+            job: JOB.to_owned(),
+            rows: 5000,
+            rows_done,
+            batches_done: rows_done / 5000,
+            batch_size: 5000,
+            elapsed_ms: 100,
+        }
+    }
+
+    fn paused(reason: &str) -> Event {
+        Event::Paused {
+            job: JOB.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn running() -> Event {
+        Event::Running {
+            job: JOB.to_owned(),
+        }
+    }
+
+    fn retry() -> Event {
+        Event::Retry {
+            job: JOB.to_owned(),
+            attempt: 2,
+            delay_ms: 1500,
+            error: "canceling statement due to lock timeout".to_owned(),
+        }
+    }
+
+    /// What `event` says when it comes a second after the last batch of [`busy_track`].
+    fn event_text(event: &Event) -> String {
+        let t0 = Instant::now();
+        let mut track = busy_track(t0);
+        track.apply(event, t0 + secs(16));
+        track.event_text(event)
+    }
+
+    /// A job at 1.21M of 2.00M rows that moved 484k rows in the last 10 s (48.4k rows/s); the
+    /// start, 15 s ago, has left the rate window.
+    fn busy_track(t0: Instant) -> Track {
+        let mut track = Track::default();
+        track.apply(&started(2_000_000, 0), t0);
+        track.apply(&batch(726_000), t0 + secs(5));
+        track.apply(&batch(1_210_000), t0 + secs(15));
+        track
+    }
+
+    #[test]
+    fn si_leaves_hundreds_alone() {
+        assert_eq!(si(999.0), "999");
+    }
+
+    #[test]
+    fn si_writes_thousands_with_one_decimal() {
+        assert_eq!(si(1000.0), "1.0k");
+    }
+
+    #[test]
+    fn si_rounds_thousands() {
+        assert_eq!(si(48_249.0), "48.2k");
+    }
+
+    #[test]
+    fn si_writes_millions_with_two_decimals() {
+        assert_eq!(si(1_210_000.0), "1.21M");
+    }
+
+    #[test]
+    fn si_keeps_trailing_zeros() {
+        assert_eq!(si(2_000_000.0), "2.00M");
+    }
+
+    #[test]
+    fn si_moves_to_the_next_unit_when_rounding_reaches_a_thousand() {
+        assert_eq!(si(999_999.0), "1.00M");
+    }
+
+    #[test]
+    fn si_writes_billions() {
+        assert_eq!(si(3_500_000_000.0), "3.50G");
+    }
+
+    #[test]
+    fn eta_divides_remaining_by_rate() {
+        assert_eq!(eta_text(790_000, Some(48_200.0)), "ETA 16s");
+    }
+
+    #[test]
+    fn eta_is_unknown_without_a_rate() {
+        assert_eq!(eta_text(790_000, None), "ETA --");
+    }
+
+    #[test]
+    fn eta_is_unknown_at_zero_rate() {
+        assert_eq!(eta_text(790_000, Some(0.0)), "ETA --");
+    }
+
+    #[test]
+    fn eta_is_unknown_when_it_would_overflow() {
+        assert_eq!(eta_text(u64::MAX, Some(0.1)), "ETA --");
+    }
+
+    #[test]
+    fn eta_is_unknown_when_the_estimate_is_used_up() {
+        assert_eq!(eta_text(0, Some(48_200.0)), "ETA --");
+    }
+
+    #[test]
+    fn duration_below_ten_seconds_has_a_decimal() {
+        assert_eq!(duration_text(Duration::from_millis(420)), "0.4s");
+    }
+
+    #[test]
+    fn duration_in_minutes_pads_seconds() {
+        assert_eq!(duration_text(secs(185)), "3m05s");
+    }
+
+    #[test]
+    fn duration_in_hours_pads_minutes() {
+        assert_eq!(duration_text(secs(2 * 3600 + 3 * 60 + 40)), "2h03m");
+    }
+
+    #[test]
+    fn total_grows_to_rows_done() {
+        let mut track = Track::default();
+        track.apply(&started(1000, 0), Instant::now());
+        track.apply(&batch(1500), Instant::now());
+        assert_eq!(track.counts_text(), "1.5k/1.5k rows");
+    }
+
+    #[test]
+    fn bar_message_while_running() {
+        assert_eq!(
+            busy_track(Instant::now()).bar_message(),
+            "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  running"
+        );
+    }
+
+    #[test]
+    fn bar_message_while_paused_keeps_the_eta() {
+        let mut track = busy_track(Instant::now());
+        track.apply(&paused("ALTER TABLE waiting (pid 4711)"), Instant::now());
+        assert_eq!(
+            track.bar_message(),
+            "1.21M/2.00M rows  paused: ALTER TABLE waiting (pid 4711)  ETA 16s"
+        );
+    }
+
+    #[test]
+    fn bar_message_while_throttled() {
+        let mut track = busy_track(Instant::now());
+        let throttled = Event::Throttled {
+            job: JOB.to_owned(),
+            reason: "82% of max_connections in use".to_owned(),
+        };
+        track.apply(&throttled, Instant::now());
+        assert_eq!(
+            track.bar_message(),
+            "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  \
+             throttled: 82% of max_connections in use"
+        );
+    }
+
+    #[test]
+    fn retry_is_shown_until_the_next_batch() {
+        let t0 = Instant::now();
+        let mut track = busy_track(t0);
+        track.apply(&retry(), t0 + secs(15));
+        track.apply(&batch(1_215_000), t0 + secs(16));
+        assert_eq!(track.status_text(), "running");
+    }
+
+    #[test]
+    fn bar_message_while_retrying() {
+        let mut track = busy_track(Instant::now());
+        track.apply(&retry(), Instant::now());
+        assert_eq!(
+            track.status_text(),
+            "retrying (attempt 2): canceling statement due to lock timeout"
+        );
+    }
+
+    #[test]
+    fn started_text() {
+        let mut track = Track::default();
+        track.apply(&started(2_000_000, 0), Instant::now());
+        assert_eq!(
+            track.event_text(&started(2_000_000, 0)),
+            "started: 2.00M rows to change (estimate)"
+        );
+    }
+
+    #[test]
+    fn resumed_text() {
+        let mut track = Track::default();
+        track.apply(&started(2_000_000, 1_210_000), Instant::now());
+        assert_eq!(
+            track.event_text(&started(2_000_000, 1_210_000)),
+            "resuming at 1.21M/2.00M rows"
+        );
+    }
+
+    #[test]
+    fn batch_text_is_the_progress_line() {
+        assert_eq!(
+            busy_track(Instant::now()).event_text(&batch(1_210_000)),
+            "1.21M/2.00M rows (60%)  48.4k rows/s  ETA 16s  batch 5000"
+        );
+    }
+
+    #[test]
+    fn retry_text() {
+        assert_eq!(
+            event_text(&retry()),
+            "retrying (attempt 2) in 1.5s: canceling statement due to lock timeout"
+        );
+    }
+
+    #[test]
+    fn paused_text() {
+        assert_eq!(
+            event_text(&paused("replica lag 12s")),
+            "paused: replica lag 12s"
+        );
+    }
+
+    #[test]
+    fn throttled_text() {
+        let throttled = Event::Throttled {
+            job: JOB.to_owned(),
+            reason: "throttle_query returned 3".to_owned(),
+        };
+        assert_eq!(
+            event_text(&throttled),
+            "throttled: throttle_query returned 3"
+        );
+    }
+
+    #[test]
+    fn running_text() {
+        assert_eq!(event_text(&running()), "running");
+    }
+
+    #[test]
+    fn finished_text_uses_this_runs_speed() {
+        let finished = Event::Finished {
+            job: JOB.to_owned(),
+            rows_done: 2_000_000,
+            batches_done: 400,
+            elapsed_ms: 41_000,
+        };
+        assert_eq!(
+            event_text(&finished),
+            "done: 2.00M rows in 41s (48.8k rows/s)"
+        );
+    }
+
+    #[test]
+    fn finished_text_of_an_instant_run_has_no_speed() {
+        assert_eq!(
+            Track::default().done_text(0, Duration::ZERO),
+            "done: 0 rows in 0.0s (-- rows/s)"
+        );
+    }
+
+    #[test]
+    fn interrupted_text() {
+        let interrupted = Event::Interrupted {
+            job: JOB.to_owned(),
+            rows_done: 1_210_000,
+        };
+        assert_eq!(
+            event_text(&interrupted),
+            "stopped at 1.21M rows; run again to resume"
+        );
+    }
+
+    #[test]
+    fn error_text() {
+        let error = Event::Error {
+            job: JOB.to_owned(),
+            message: "column \"legacy_status\" does not exist".to_owned(),
+        };
+        assert_eq!(
+            event_text(&error),
+            "error: column \"legacy_status\" does not exist"
+        );
+    }
+
+    /// Feeds events to a lines-mode output at the given seconds; returns the lines written.
+    fn lines_at(events: &[(u64, Event)]) -> Vec<String> {
+        let t0 = Instant::now();
+        let (mut lines, mut track) = (Lines::default(), Track::default());
+        events
+            .iter()
+            .filter_map(|(at, event)| {
+                let now = t0 + secs(*at);
+                let news = track.apply(event, now);
+                lines.line(event, &track, news, now)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_print_the_first_batch_at_once() {
+        assert_eq!(lines_at(&[(0, batch(5000))]).len(), 1);
+    }
+
+    #[test]
+    fn lines_skip_batches_within_the_interval() {
+        assert_eq!(lines_at(&[(0, batch(5000)), (4, batch(10_000))]).len(), 1);
+    }
+
+    #[test]
+    fn lines_print_a_batch_once_the_interval_passed() {
+        assert_eq!(lines_at(&[(0, batch(5000)), (5, batch(10_000))]).len(), 2);
+    }
+
+    #[test]
+    fn lines_print_state_changes_at_once() {
+        let events = [
+            (0, batch(5000)),
+            (1, paused("lock waiters")),
+            (2, running()),
+        ];
+        assert_eq!(lines_at(&events).len(), 3);
+    }
+
+    #[test]
+    fn lines_skip_a_repeated_pause() {
+        let events = [(0, paused("lock waiters")), (1, paused("lock waiters"))];
+        assert_eq!(lines_at(&events).len(), 1);
+    }
+
+    #[test]
+    fn lines_skip_running_when_already_running() {
+        assert_eq!(lines_at(&[(0, running())]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn lines_name_the_job() {
+        assert_eq!(
+            lines_at(&[(0, paused("lock waiters"))]),
+            ["users_status_flag: paused: lock waiters"]
+        );
+    }
+
+    #[test]
+    fn bar_template_is_valid() {
+        bar_style();
+    }
+}

@@ -1,0 +1,802 @@
+//! A throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) for `backfill demo` and the tests.
+//!
+//! Owns: finding the server binaries, a private directory per cluster, a free port, starting,
+//! stopping and restarting the server, streaming replicas of it, and removing all of it again —
+//! in `Drop`, and through a watchdog process when the owner dies without dropping (SIGKILL,
+//! Ctrl-C, a `static` that is never dropped). Does not own anything inside the server: callers
+//! connect to [`Cluster::url`] and create their own databases and tables.
+//!
+//! Everything here is blocking `std::process` code; async callers wrap it in
+//! `tokio::task::spawn_blocking`. Clusters are independent, so many threads and processes may
+//! start them at once.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// How often a start is retried on a new port when another process took the chosen one.
+const PORT_ATTEMPTS: u32 = 5;
+/// How much of a log or of a command's output goes into an error message.
+const TAIL_LINES: usize = 20;
+/// Seconds `pg_ctl` waits for a start or a stop before giving up.
+const PG_CTL_TIMEOUT: &str = "60";
+
+/// Why a scratch cluster could not be created, started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    /// No directory with `initdb` was found.
+    #[error(
+        "no PostgreSQL server binaries found (searched {searched}); install them with \
+         `sudo apt-get install postgresql` (Debian/Ubuntu) or `brew install postgresql` (macOS), \
+         or set PG_BIN to the directory that contains initdb"
+    )]
+    NotFound { searched: String },
+    /// `PG_BIN` is set but does not point at the server binaries.
+    #[error(
+        "the PG_BIN directory {0} has no initdb; point PG_BIN at the directory that holds \
+         initdb and pg_ctl (see `pg_config --bindir`), or unset it"
+    )]
+    PgBinWithoutInitdb(PathBuf),
+    /// We are root, so the server must run as `postgres`, and that user does not exist.
+    #[error(
+        "running as root, but /etc/passwd has no `postgres` user to run the server as; \
+         create it (`sudo useradd --system postgres`) or run as a normal user"
+    )]
+    NoPostgresUser,
+    /// A file-system or process operation failed.
+    #[error("could not {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A PostgreSQL program ran and reported failure.
+    #[error("`{command}` failed ({status}); its output ends with:\n{output}")]
+    Command {
+        command: String,
+        status: ExitStatus,
+        output: String,
+    },
+    /// The server did not come up; its log usually says why.
+    #[error("postgresql did not start on port {port}; its log ends with:\n{tail}")]
+    Start { port: u16, tail: String },
+}
+
+impl ScratchError {
+    fn io(action: impl Into<String>) -> impl FnOnce(io::Error) -> ScratchError {
+        let action = action.into();
+        move |source| ScratchError::Io { action, source }
+    }
+
+    /// True when the server failed only because another process took its port first.
+    fn is_port_taken(&self) -> bool {
+        matches!(self, ScratchError::Start { tail, .. }
+            if tail.contains("could not bind") || tail.contains("Address already in use"))
+    }
+}
+
+/// What to add to a new cluster's `postgresql.conf`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Extra `name = 'value'` lines, after the fast-and-unsafe defaults (`fsync = off`, …) so
+    /// that they win. Values are quoted for you. `port` is always the cluster's own.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A running PostgreSQL server in a private temporary directory, removed on drop.
+///
+/// Connect as `postgres` without a password over TCP ([`Cluster::url`]) or over the Unix
+/// socket in [`Cluster::socket_dir`] (`psql -h DIR -p PORT -U postgres`).
+#[derive(Debug)]
+pub struct Cluster {
+    bindir: PathBuf,
+    /// The private directory: data directory, log and socket; removed on drop.
+    dir: PathBuf,
+    data_dir: PathBuf,
+    port: u16,
+    runner: Runner,
+    watchdog: Watchdog,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster with the default settings.
+    pub fn start() -> Result<Cluster, ScratchError> {
+        Cluster::start_with(&ClusterOptions::default())
+    }
+
+    /// Creates a cluster with `initdb`, adds `options` to its configuration and starts it.
+    pub fn start_with(options: &ClusterOptions) -> Result<Cluster, ScratchError> {
+        let started = Instant::now();
+        let mut cluster = Cluster::prepare(find_bindir()?)?;
+        let mut initdb = cluster.runner.command(&cluster.bindir.join("initdb"));
+        initdb
+            .args("--no-sync -U postgres -A trust -E UTF8 --locale=C -D".split(' '))
+            .arg(&cluster.data_dir);
+        run(initdb)?;
+        cluster.launch(options)?;
+        tracing::debug!(port = cluster.port, dir = %cluster.dir.display(),
+            elapsed_ms = started.elapsed().as_millis(), "scratch cluster started");
+        Ok(cluster)
+    }
+
+    /// Starts a streaming replica of this cluster (`pg_basebackup -R -X stream -c fast`) in a
+    /// directory and on a port of its own, with `options` added to its configuration (for
+    /// example `recovery_min_apply_delay` for deterministic lag). It is removed on drop.
+    pub fn replica(&self, options: &ClusterOptions) -> Result<Cluster, ScratchError> {
+        let mut replica = Cluster::prepare(self.bindir.clone())?;
+        let mut backup = replica.runner.command(&self.bindir.join("pg_basebackup"));
+        backup
+            .args("-h 127.0.0.1 -U postgres -R -X stream -c fast --no-sync -p".split(' '))
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(&replica.data_dir);
+        run(backup)?;
+        replica.launch(options)?;
+        Ok(replica)
+    }
+
+    /// The TCP port the server listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/DATABASE`; `database` is put in as is.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The directory of the `initdb`, `pg_ctl`, `postgres` … binaries in use.
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
+    /// The server's data directory (`PGDATA`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory of the server's Unix socket, for `psql -h`.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`), keeping its data, so that a test can see
+    /// what a lost server does; [`Cluster::start_again`] brings it back.
+    pub fn stop(&self) -> Result<(), ScratchError> {
+        let mut stop = self.pg_ctl();
+        stop.args(["stop", "-m", "fast", "-w", "-t", PG_CTL_TIMEOUT, "-D"])
+            .arg(&self.data_dir);
+        run(stop)
+    }
+
+    /// Starts a stopped server again, on the same port and data directory.
+    pub fn start_again(&self) -> Result<(), ScratchError> {
+        self.pg_ctl_start("start")
+    }
+
+    /// Restarts the server (`pg_ctl restart -m fast`): every connection is dropped.
+    pub fn restart(&self) -> Result<(), ScratchError> {
+        self.pg_ctl_start("restart")
+    }
+
+    /// Creates the private directory, guarded by a watchdog from the first moment, so that
+    /// every later failure only has to return: dropping the half-built cluster cleans up.
+    fn prepare(bindir: PathBuf) -> Result<Cluster, ScratchError> {
+        let runner = Runner::detect()?;
+        let dir = create_private_dir()?;
+        let data_dir = dir.join("data");
+        let mut stop = runner.argv(&bindir.join("pg_ctl"));
+        stop.extend(["stop", "-m", "immediate", "-D"].map(OsString::from));
+        stop.push(data_dir.clone().into());
+        let watchdog = Watchdog::spawn(&dir, &stop).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&dir);
+        })?;
+        let cluster = Cluster {
+            bindir,
+            dir,
+            data_dir,
+            port: 0,
+            runner,
+            watchdog,
+        };
+        fs::create_dir(&cluster.data_dir)
+            .and_then(|()| {
+                fs::set_permissions(&cluster.data_dir, fs::Permissions::from_mode(0o700))
+            })
+            .map_err(ScratchError::io(format!(
+                "create {}",
+                cluster.data_dir.display()
+            )))?;
+        cluster.runner.give_to_server(&cluster.dir)?;
+        cluster.runner.give_to_server(&cluster.data_dir)?;
+        Ok(cluster)
+    }
+
+    /// Adds our settings to `postgresql.conf` and starts the server, on another free port
+    /// when the chosen one was taken in the meantime (another test, another process).
+    fn launch(&mut self, options: &ClusterOptions) -> Result<(), ScratchError> {
+        let conf_path = self.data_dir.join("postgresql.conf");
+        let base = fs::read_to_string(&conf_path)
+            .map_err(ScratchError::io(format!("read {}", conf_path.display())))?;
+        let mut attempt = 1;
+        loop {
+            self.port = free_port()?;
+            let conf = configuration(&base, &self.dir, self.port, &options.settings);
+            fs::write(&conf_path, conf)
+                .map_err(ScratchError::io(format!("write {}", conf_path.display())))?;
+            match self.pg_ctl_start("start") {
+                Err(error) if attempt < PORT_ATTEMPTS && error.is_port_taken() => {
+                    tracing::debug!(port = self.port, "port taken, trying another");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs `pg_ctl start` or `pg_ctl restart` and waits until the server accepts connections.
+    ///
+    /// `pg_ctl` runs in a process group of its own (and puts the server in a session of its
+    /// own), so a Ctrl-C at the terminal reaches neither: our code, or the watchdog, stops it.
+    fn pg_ctl_start(&self, action: &str) -> Result<(), ScratchError> {
+        let log = self.dir.join("postgres.log");
+        let log_start = fs::metadata(&log).map_or(0, |meta| meta.len());
+        let mut start = self.pg_ctl();
+        start
+            .args([action, "-w", "-t", PG_CTL_TIMEOUT, "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .process_group(0);
+        match run(start) {
+            Err(ScratchError::Command { output, .. }) => {
+                let log_tail = tail_of_file(&log, log_start);
+                let tail = if log_tail.trim().is_empty() {
+                    output
+                } else {
+                    log_tail
+                };
+                Err(ScratchError::Start {
+                    port: self.port,
+                    tail,
+                })
+            }
+            result => result,
+        }
+    }
+
+    fn pg_ctl(&self) -> Command {
+        self.runner.command(&self.bindir.join("pg_ctl"))
+    }
+}
+
+impl Drop for Cluster {
+    /// Stops the server at once (`-m immediate`: nothing is kept, so nothing needs a clean
+    /// shutdown), removes the directory, then stops the watchdog. Failures are logged.
+    fn drop(&mut self) {
+        if self.data_dir.join("postmaster.pid").exists() {
+            let mut stop = self.pg_ctl();
+            stop.args(["stop", "-m", "immediate", "-w", "-t", PG_CTL_TIMEOUT, "-D"])
+                .arg(&self.data_dir);
+            if let Err(error) = run(stop) {
+                tracing::warn!(error = %error, "could not stop the scratch cluster");
+            }
+        }
+        match fs::remove_dir_all(&self.dir) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %self.dir.display(), %error, "could not remove the scratch cluster");
+            }
+            _ => {}
+        }
+        self.watchdog.dismiss();
+        tracing::debug!(dir = %self.dir.display(), "scratch cluster removed");
+    }
+}
+
+/// A `sh` process that stops the server and removes its directory once this process is gone.
+///
+/// It blocks reading a pipe whose only writer is this process (Rust opens every descriptor
+/// close-on-exec, so no child inherits it). The kernel closes the pipe however the process
+/// ends — return, panic, SIGKILL, a `static` never dropped — and the shell then cleans up. This
+/// is more robust than polling `kill -0 PID`, which sees an unreaped zombie or a reused pid
+/// as alive, and it reacts at once. The cleanup is idempotent, so a race with `Drop` is harmless.
+#[derive(Debug)]
+struct Watchdog {
+    /// Its stdin is the pipe; the shell ignores HUP, INT and TERM and has its own process
+    /// group, so nothing but the pipe closing or `dismiss` ends it.
+    shell: Child,
+}
+
+const WATCHDOG_SCRIPT: &str = r#"trap '' HUP INT TERM
+dir=$1; shift
+while read -r _; do :; done
+"$@" >/dev/null 2>&1
+rm -rf "$dir""#;
+
+impl Watchdog {
+    /// Starts the watchdog for `dir`; `stop` is the argv that stops the server.
+    fn spawn(dir: &Path, stop: &[OsString]) -> Result<Watchdog, ScratchError> {
+        let shell = Command::new("sh")
+            .args(["-c", WATCHDOG_SCRIPT, "backfill-scratch-watchdog"])
+            .arg(dir)
+            .args(stop)
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(ScratchError::io("start the clean-up watchdog (sh)"))?;
+        Ok(Watchdog { shell })
+    }
+
+    /// Ends the watchdog without letting it clean up: kill first, so that the pipe closing
+    /// (which `wait` does) finds nobody listening.
+    fn dismiss(&mut self) {
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
+    }
+}
+
+/// How server programs are launched: `initdb` and `pg_ctl` refuse to run as root, so as root
+/// they run as `postgres` through `runuser`, in directories owned by `postgres`.
+#[derive(Debug, Clone, Copy)]
+enum Runner {
+    Direct,
+    AsPostgres { uid: u32, gid: u32 },
+}
+
+impl Runner {
+    fn detect() -> Result<Runner, ScratchError> {
+        let is_root = fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+        if !is_root {
+            return Ok(Runner::Direct);
+        }
+        let passwd =
+            fs::read_to_string("/etc/passwd").map_err(ScratchError::io("read /etc/passwd"))?;
+        let (uid, gid) = passwd_ids(&passwd, "postgres").ok_or(ScratchError::NoPostgresUser)?;
+        Ok(Runner::AsPostgres { uid, gid })
+    }
+
+    /// The argv that runs `program` as the server's user.
+    fn argv(&self, program: &Path) -> Vec<OsString> {
+        let mut argv = match self {
+            Runner::Direct => Vec::new(),
+            Runner::AsPostgres { .. } => ["runuser", "-u", "postgres", "--"]
+                .map(OsString::from)
+                .to_vec(),
+        };
+        argv.push(program.into());
+        argv
+    }
+
+    /// A command for `program`, quiet (no stdin) and run from a directory every user can enter.
+    fn command(&self, program: &Path) -> Command {
+        let argv = self.argv(program);
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Makes `path` the server user's (a no-op unless we are root).
+    fn give_to_server(&self, path: &Path) -> Result<(), ScratchError> {
+        match *self {
+            Runner::Direct => Ok(()),
+            Runner::AsPostgres { uid, gid } => {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(ScratchError::io(
+                    format!("give {} to the postgres user", path.display()),
+                ))
+            }
+        }
+    }
+}
+
+/// Finds the PostgreSQL server binaries: `$PG_BIN`, then `pg_config --bindir` when it holds
+/// `initdb` (on Debian it may belong to a client-only package), then the newest
+/// `/usr/lib/postgresql/*/bin` with `initdb`.
+pub fn find_bindir() -> Result<PathBuf, ScratchError> {
+    if let Some(dir) = std::env::var_os("PG_BIN").filter(|dir| !dir.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return if has_initdb(&dir) {
+            Ok(dir)
+        } else {
+            Err(ScratchError::PgBinWithoutInitdb(dir))
+        };
+    }
+    let pg_config = pg_config_bindir();
+    if let Some(dir) = pg_config.as_ref().filter(|dir| has_initdb(dir)) {
+        return Ok(dir.clone());
+    }
+    let pg_config = pg_config.map_or("not found".into(), |dir| {
+        format!("{}: no initdb", dir.display())
+    });
+    newest_bindir(Path::new("/usr/lib/postgresql")).ok_or_else(|| ScratchError::NotFound {
+        searched: format!(
+            "$PG_BIN (unset), `pg_config --bindir` ({pg_config}), /usr/lib/postgresql/*/bin"
+        ),
+    })
+}
+
+fn has_initdb(dir: &Path) -> bool {
+    dir.join("initdb").is_file()
+}
+
+fn pg_config_bindir() -> Option<PathBuf> {
+    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let dir = String::from_utf8(output.stdout).ok()?;
+    (output.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
+}
+
+/// The `bin` directory with `initdb` under the highest version directory of `root`
+/// (Debian's layout: `/usr/lib/postgresql/15/bin`, `…/9.6/bin`).
+fn newest_bindir(root: &Path) -> Option<PathBuf> {
+    fs::read_dir(root)
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = version_key(entry.file_name().to_str()?)?;
+            let bin = entry.path().join("bin");
+            has_initdb(&bin).then_some((version, bin))
+        })
+        .max()
+        .map(|(_, bin)| bin)
+}
+
+/// `"9.6"` → `[9, 6]`, so that 10 sorts above 9.6; `None` for names that are not versions.
+fn version_key(name: &str) -> Option<Vec<u32>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
+}
+
+/// The uid and gid of `user` in the text of `/etc/passwd`.
+fn passwd_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != user {
+            return None;
+        }
+        let _password = fields.next()?;
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    })
+}
+
+/// A new directory of our own under the system's temporary directory, unique across threads
+/// (counter), processes (pid) and time (nanoseconds, against a reused pid's leftovers).
+fn create_private_dir() -> Result<PathBuf, ScratchError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    let name = format!(
+        "backfill-scratch-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let dir = std::env::temp_dir().join(name);
+    fs::create_dir(&dir)
+        .and_then(|()| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
+        .map_err(ScratchError::io(format!("create {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// A port that was free a moment ago: the kernel picks it for a listener we close at once.
+/// Another process may take it before the server binds it; `launch` retries then.
+fn free_port() -> Result<u16, ScratchError> {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(ScratchError::io("find a free TCP port on 127.0.0.1"))
+}
+
+/// `initdb`'s `postgresql.conf` with our settings appended (for a parameter set twice, the
+/// last line wins): local only, durability off for speed, the caller's settings, our port.
+fn configuration(
+    base: &str,
+    socket_dir: &Path,
+    port: u16,
+    settings: &[(String, String)],
+) -> String {
+    let mut conf = format!(
+        "{base}\n# added for a throwaway cluster by backfill\n\
+         listen_addresses = '127.0.0.1'\n\
+         unix_socket_directories = '{}'\n\
+         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+        quote_setting(&socket_dir.to_string_lossy())
+    );
+    for (name, value) in settings {
+        conf.push_str(&format!("{name} = '{}'\n", quote_setting(value)));
+    }
+    conf.push_str(&format!("port = {port}\n"));
+    conf
+}
+
+/// Doubles single quotes, as `postgresql.conf` string values need.
+fn quote_setting(value: &str) -> String {
+    value.replace('\'', "''")
+}
+
+/// Runs a command to completion, capturing its output, and turns failure into an error.
+fn run(mut command: Command) -> Result<(), ScratchError> {
+    let output = command
+        .output()
+        .map_err(ScratchError::io(format!("run {}", describe(&command))))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ScratchError::Command {
+        command: describe(&command),
+        status: output.status,
+        output: tail_of_output(&output),
+    })
+}
+
+/// `program arg arg …` for messages.
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn tail_of_output(output: &Output) -> String {
+    let text = [&output.stdout[..], &output.stderr[..]].concat();
+    last_lines(&String::from_utf8_lossy(&text))
+}
+
+/// The last lines of `path` written after byte `from` (this attempt's part of the log).
+fn tail_of_file(path: &Path, from: u64) -> String {
+    let mut bytes = Vec::new();
+    let read = fs::File::open(path)
+        .and_then(|mut file| file.seek(SeekFrom::Start(from)).map(|_| file))
+        .and_then(|mut file| file.read_to_end(&mut bytes));
+    match read {
+        Ok(_) => last_lines(&String::from_utf8_lossy(&bytes)),
+        Err(error) => format!("(could not read the log: {error})"),
+    }
+}
+
+fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpStream;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+
+    /// Tells the `owner_process` test which death to die in a child process.
+    const OWNER_MODE: &str = "BACKFILL_SCRATCH_OWNER_MODE";
+
+    #[test]
+    fn passwd_ids_reads_uid_and_gid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104:PG:/var/lib/postgresql:/bin/bash\n";
+        assert_eq!(passwd_ids(passwd, "postgres"), Some((101, 104)));
+        assert_eq!(passwd_ids(passwd, "nobody"), None);
+    }
+
+    #[test]
+    fn version_key_orders_numerically() {
+        assert!(version_key("10") > version_key("9.6"));
+        assert_eq!(version_key("main"), None);
+    }
+
+    #[test]
+    fn newest_bindir_skips_versions_without_initdb() {
+        let root = create_private_dir().unwrap();
+        for (version, with_initdb) in [("9.6", true), ("15", true), ("16", false)] {
+            let bin = root.join(version).join("bin");
+            fs::create_dir_all(&bin).unwrap();
+            if with_initdb {
+                fs::write(bin.join("initdb"), "").unwrap();
+            }
+        }
+        assert_eq!(newest_bindir(&root), Some(root.join("15").join("bin")));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn configuration_quotes_values_and_ends_with_the_port() {
+        let settings = [("application_name".to_string(), "it's".to_string())];
+        let conf = configuration("# initdb\n", Path::new("/tmp/x"), 5433, &settings);
+        assert!(conf.contains("unix_socket_directories = '/tmp/x'\n"));
+        assert!(conf.contains("application_name = 'it''s'\n"));
+        assert!(conf.ends_with("\nport = 5433\n"));
+    }
+
+    #[test]
+    fn port_taken_is_recognised_from_the_log() {
+        let error = |tail: &str| ScratchError::Start {
+            port: 1,
+            tail: tail.into(),
+        };
+        let log = "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use";
+        assert!(error(log).is_port_taken());
+        assert!(!error("FATAL:  invalid value for parameter").is_port_taken());
+    }
+
+    async fn select_one(url: &str) -> Result<i32, sqlx::Error> {
+        let mut connection = PgConnection::connect(url).await?;
+        sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut connection)
+            .await
+    }
+
+    fn is_gone(dir: &Path, port: u16) -> bool {
+        !dir.exists() && TcpStream::connect(("127.0.0.1", port)).is_err()
+    }
+
+    #[tokio::test]
+    async fn cluster_serves_restarts_and_vanishes_on_drop() {
+        let cluster = Cluster::start().unwrap();
+        assert_eq!(select_one(&cluster.url("postgres")).await.unwrap(), 1);
+        cluster.restart().unwrap();
+        assert_eq!(select_one(&cluster.url("postgres")).await.unwrap(), 1);
+        cluster.stop().unwrap();
+        assert!(select_one(&cluster.url("postgres")).await.is_err());
+        cluster.start_again().unwrap();
+        assert_eq!(select_one(&cluster.url("postgres")).await.unwrap(), 1);
+        let (dir, port) = (cluster.socket_dir().to_path_buf(), cluster.port());
+        drop(cluster);
+        assert!(is_gone(&dir, port));
+    }
+
+    #[tokio::test]
+    async fn settings_reach_the_server() {
+        let options = ClusterOptions {
+            settings: vec![("work_mem".into(), "7MB".into())],
+        };
+        let cluster = Cluster::start_with(&options).unwrap();
+        let mut connection = PgConnection::connect(&cluster.url("postgres"))
+            .await
+            .unwrap();
+        let work_mem: String = sqlx::query_scalar("SHOW work_mem")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(work_mem, "7MB");
+    }
+
+    #[test]
+    fn clusters_start_in_parallel() {
+        let ports: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4).map(|_| scope.spawn(Cluster::start)).collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap().unwrap().port())
+                .collect()
+        });
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
+    }
+
+    #[tokio::test]
+    async fn replica_follows_the_primary() {
+        let primary = Cluster::start().unwrap();
+        let replica = primary.replica(&ClusterOptions::default()).unwrap();
+        let mut connection = PgConnection::connect(&primary.url("postgres"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t AS SELECT 42 AS answer")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let mut replica_connection = PgConnection::connect(&replica.url("postgres"))
+            .await
+            .unwrap();
+        let mut answer = None;
+        for _ in 0..50 {
+            let query = sqlx::query_scalar("SELECT answer FROM t");
+            answer = query
+                .fetch_optional(&mut replica_connection)
+                .await
+                .ok()
+                .flatten();
+            if answer.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(answer, Some(42));
+    }
+
+    /// Not a test on its own: the owner process for `killed_owner_leaves_nothing_behind` and
+    /// `leaked_cluster_is_removed_at_exit`. It prints its cluster, then dies as told.
+    #[test]
+    #[ignore = "run as a child process by other tests"]
+    fn owner_process() {
+        let Ok(mode) = std::env::var(OWNER_MODE) else {
+            return;
+        };
+        let cluster = Cluster::start().unwrap();
+        println!(
+            "CLUSTER {} {}",
+            cluster.port(),
+            cluster.socket_dir().display()
+        );
+        if mode == "wait-for-kill" {
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        static NEVER_DROPPED: OnceLock<Cluster> = OnceLock::new();
+        NEVER_DROPPED.set(cluster).unwrap();
+    }
+
+    /// Runs `owner_process` in a child process; returns it with its cluster's port and directory.
+    fn spawn_owner(mode: &str) -> (Child, BufReader<std::process::ChildStdout>, u16, PathBuf) {
+        let test_name = format!(
+            "{}::owner_process",
+            module_path!().split_once("::").unwrap().1
+        );
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([&test_name, "--exact", "--ignored", "--nocapture"])
+            .env(OWNER_MODE, mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("CLUSTER ") {
+            line.clear();
+            assert_ne!(
+                stdout.read_line(&mut line).unwrap(),
+                0,
+                "the owner exited early"
+            );
+        }
+        let mut fields = line.split_whitespace().skip(1);
+        let port = fields.next().unwrap().parse().unwrap();
+        let dir = PathBuf::from(fields.next().unwrap());
+        (child, stdout, port, dir)
+    }
+
+    fn wait_until_gone(dir: &Path, port: u16) -> bool {
+        (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            is_gone(dir, port)
+        })
+    }
+
+    #[test]
+    fn killed_owner_leaves_nothing_behind() {
+        let (mut child, _stdout, port, dir) = spawn_owner("wait-for-kill");
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            wait_until_gone(&dir, port),
+            "{} is still there",
+            dir.display()
+        );
+    }
+
+    #[test]
+    fn leaked_cluster_is_removed_at_exit() {
+        let (mut child, mut stdout, port, dir) = spawn_owner("leak");
+        io::copy(&mut stdout, &mut io::sink()).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert!(
+            wait_until_gone(&dir, port),
+            "{} is still there",
+            dir.display()
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! The one way an identifier enters SQL text.
+//!
+//! Every table, schema and column name that `backfill` puts into a statement goes through
+//! [`Ident`], which writes it double-quoted with inner quotes doubled, exactly as PostgreSQL's
+//! `quote_ident` would (but always quoting, so case and odd characters survive). Values never
+//! enter SQL text at all: they travel as bind parameters. This module builds no statements.
+
+use std::fmt;
+
+/// An identifier to be written into SQL, always quoted: `we"ird` → `"we""ird"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ident<'a>(pub &'a str);
+
+impl fmt::Display for Ident<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for (i, part) in self.0.split('"').enumerate() {
+            if i > 0 {
+                f.write_str("\"\"")?;
+            }
+            f.write_str(part)?;
+        }
+        f.write_str("\"")
+    }
+}
+
+/// A schema-qualified name written as `"schema"."name"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qualified<'a> {
+    pub schema: &'a str,
+    pub name: &'a str,
+}
+
+impl fmt::Display for Qualified<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", Ident(self.schema), Ident(self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_name_is_quoted() {
+        assert_eq!(Ident("users").to_string(), r#""users""#);
+    }
+
+    #[test]
+    fn inner_quotes_are_doubled() {
+        assert_eq!(Ident(r#"Odd "Name""#).to_string(), r#""Odd ""Name""""#);
+    }
+
+    #[test]
+    fn sql_metacharacters_stay_inside_the_quotes() {
+        assert_eq!(
+            Ident("users; DROP TABLE users --").to_string(),
+            r#""users; DROP TABLE users --""#
+        );
+    }
+
+    #[test]
+    fn qualified_quotes_both_parts() {
+        let q = Qualified {
+            schema: "Sales Data",
+            name: r#"Order"Lines"#,
+        };
+        assert_eq!(q.to_string(), r#""Sales Data"."Order""Lines""#);
+    }
+}
