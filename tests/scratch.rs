@@ -105,15 +105,18 @@ async fn replica_follows_the_primary() {
     assert_eq!(answer, Some(42));
 }
 
-/// Starts `backfill demo` on a large table and returns it once its cluster is up, with the
-/// cluster's port and directory read from its output.
-fn spawn_demo() -> (Child, u16, PathBuf) {
-    let mut child = common::backfill_command(&["demo", "--rows", "3000000"])
+/// Starts `backfill demo` on a large table, its stderr piped.
+fn spawn_demo() -> Child {
+    common::backfill_command(&["demo", "--rows", "3000000"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        .unwrap()
+}
+
+/// Waits until the demo's cluster is up; returns its port and data directory.
+fn cluster_of(demo: &mut Child) -> (u16, PathBuf) {
+    let mut stderr = BufReader::new(demo.stderr.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
@@ -123,14 +126,15 @@ fn spawn_demo() -> (Child, u16, PathBuf) {
             let data_dir = PathBuf::from(dir);
             // Keep draining stderr so the demo never blocks on a full pipe.
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, port.parse().unwrap(), data_dir);
+            return (port.parse().unwrap(), data_dir);
         }
     }
 }
 
 #[test]
 fn demo_killed_with_sigkill_leaves_no_cluster_behind() {
-    let (mut child, port, dir) = spawn_demo();
+    let mut child = spawn_demo();
+    let (port, dir) = cluster_of(&mut child);
     assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
     child.kill().unwrap();
     child.wait().unwrap();
@@ -143,7 +147,8 @@ fn demo_killed_with_sigkill_leaves_no_cluster_behind() {
 
 #[test]
 fn demo_interrupted_with_ctrl_c_exits_130_and_cleans_up() {
-    let (mut child, port, dir) = spawn_demo();
+    let mut child = spawn_demo();
+    let (port, dir) = cluster_of(&mut child);
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
