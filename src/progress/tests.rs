@@ -1,0 +1,375 @@
+//! Unit tests of the progress display: text, rate, ETA and the plain-line throttle, with an
+//! injected clock and no terminal.
+
+use super::*;
+
+const JOB: &str = "users_status_flag";
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn started(total_estimate: u64, rows_done: u64) -> Event {
+    Event::Started {
+        job: JOB.to_owned(),
+        total_estimate,
+        rows_done,
+        resumed: rows_done > 0,
+    }
+}
+
+fn batch(rows_done: u64) -> Event {
+    Event::Batch {
+        job: JOB.to_owned(),
+        rows: 5000,
+        rows_done,
+        batches_done: rows_done / 5000,
+        batch_size: 5000,
+        elapsed_ms: 100,
+    }
+}
+
+fn paused(reason: &str) -> Event {
+    Event::Paused {
+        job: JOB.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn running() -> Event {
+    Event::Running {
+        job: JOB.to_owned(),
+    }
+}
+
+fn retry() -> Event {
+    Event::Retry {
+        job: JOB.to_owned(),
+        attempt: 2,
+        delay_ms: 1500,
+        error: "canceling statement due to lock timeout".to_owned(),
+    }
+}
+
+/// What `event` says when it comes a second after the last batch of [`busy_track`].
+fn event_text(event: &Event) -> String {
+    let t0 = Instant::now();
+    let mut track = busy_track(t0);
+    track.apply(event, t0 + secs(16));
+    track.event_text(event)
+}
+
+/// A job at 1.21M of 2.00M rows that moved 484k rows in the last 10 s (48.4k rows/s); the
+/// start, 15 s ago, has left the rate window.
+fn busy_track(t0: Instant) -> Track {
+    let mut track = Track::default();
+    track.apply(&started(2_000_000, 0), t0);
+    track.apply(&batch(726_000), t0 + secs(5));
+    track.apply(&batch(1_210_000), t0 + secs(15));
+    track
+}
+
+#[test]
+fn si_leaves_hundreds_alone() {
+    assert_eq!(si(999.0), "999");
+}
+
+#[test]
+fn si_writes_thousands_with_one_decimal() {
+    assert_eq!(si(1000.0), "1.0k");
+}
+
+#[test]
+fn si_rounds_thousands() {
+    assert_eq!(si(48_249.0), "48.2k");
+}
+
+#[test]
+fn si_writes_millions_with_two_decimals() {
+    assert_eq!(si(1_210_000.0), "1.21M");
+}
+
+#[test]
+fn si_keeps_trailing_zeros() {
+    assert_eq!(si(2_000_000.0), "2.00M");
+}
+
+#[test]
+fn si_moves_to_the_next_unit_when_rounding_reaches_a_thousand() {
+    assert_eq!(si(999_999.0), "1.00M");
+}
+
+#[test]
+fn si_writes_billions() {
+    assert_eq!(si(3_500_000_000.0), "3.50G");
+}
+
+#[test]
+fn eta_divides_remaining_by_rate() {
+    assert_eq!(eta_text(790_000, Some(48_200.0)), "ETA 16s");
+}
+
+#[test]
+fn eta_is_unknown_without_a_rate() {
+    assert_eq!(eta_text(790_000, None), "ETA --");
+}
+
+#[test]
+fn eta_is_unknown_at_zero_rate() {
+    assert_eq!(eta_text(790_000, Some(0.0)), "ETA --");
+}
+
+#[test]
+fn eta_is_unknown_when_it_would_overflow() {
+    assert_eq!(eta_text(u64::MAX, Some(0.1)), "ETA --");
+}
+
+#[test]
+fn eta_is_unknown_when_the_estimate_is_used_up() {
+    assert_eq!(eta_text(0, Some(48_200.0)), "ETA --");
+}
+
+#[test]
+fn duration_below_ten_seconds_has_a_decimal() {
+    assert_eq!(duration_text(Duration::from_millis(420)), "0.4s");
+}
+
+#[test]
+fn duration_in_minutes_pads_seconds() {
+    assert_eq!(duration_text(secs(185)), "3m05s");
+}
+
+#[test]
+fn duration_in_hours_pads_minutes() {
+    assert_eq!(duration_text(secs(2 * 3600 + 3 * 60 + 40)), "2h03m");
+}
+
+#[test]
+fn total_grows_to_rows_done() {
+    let mut track = Track::default();
+    track.apply(&started(1000, 0), Instant::now());
+    track.apply(&batch(1500), Instant::now());
+    assert_eq!(track.counts_text(), "1.5k/1.5k rows");
+}
+
+#[test]
+fn bar_message_while_running() {
+    assert_eq!(
+        busy_track(Instant::now()).bar_message(),
+        "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  running"
+    );
+}
+
+#[test]
+fn bar_message_while_paused_keeps_the_eta() {
+    let mut track = busy_track(Instant::now());
+    track.apply(&paused("ALTER TABLE waiting (pid 4711)"), Instant::now());
+    assert_eq!(
+        track.bar_message(),
+        "1.21M/2.00M rows  paused: ALTER TABLE waiting (pid 4711)  ETA 16s"
+    );
+}
+
+#[test]
+fn bar_message_while_throttled() {
+    let mut track = busy_track(Instant::now());
+    let throttled = Event::Throttled {
+        job: JOB.to_owned(),
+        reason: "82% of max_connections in use".to_owned(),
+    };
+    track.apply(&throttled, Instant::now());
+    assert_eq!(
+        track.bar_message(),
+        "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  \
+         throttled: 82% of max_connections in use"
+    );
+}
+
+#[test]
+fn retry_is_shown_until_the_next_batch() {
+    let t0 = Instant::now();
+    let mut track = busy_track(t0);
+    track.apply(&retry(), t0 + secs(15));
+    track.apply(&batch(1_215_000), t0 + secs(16));
+    assert_eq!(track.status_text(), "running");
+}
+
+#[test]
+fn bar_message_while_retrying() {
+    let mut track = busy_track(Instant::now());
+    track.apply(&retry(), Instant::now());
+    assert_eq!(
+        track.status_text(),
+        "retrying (attempt 2): canceling statement due to lock timeout"
+    );
+}
+
+#[test]
+fn started_text() {
+    let mut track = Track::default();
+    track.apply(&started(2_000_000, 0), Instant::now());
+    assert_eq!(
+        track.event_text(&started(2_000_000, 0)),
+        "started: 2.00M rows to change (estimate)"
+    );
+}
+
+#[test]
+fn resumed_text() {
+    let mut track = Track::default();
+    track.apply(&started(2_000_000, 1_210_000), Instant::now());
+    assert_eq!(
+        track.event_text(&started(2_000_000, 1_210_000)),
+        "resuming at 1.21M/2.00M rows"
+    );
+}
+
+#[test]
+fn batch_text_is_the_progress_line() {
+    assert_eq!(
+        busy_track(Instant::now()).event_text(&batch(1_210_000)),
+        "1.21M/2.00M rows (60%)  48.4k rows/s  ETA 16s  batch 5000"
+    );
+}
+
+#[test]
+fn retry_text() {
+    assert_eq!(
+        event_text(&retry()),
+        "retrying (attempt 2) in 1.5s: canceling statement due to lock timeout"
+    );
+}
+
+#[test]
+fn paused_text() {
+    assert_eq!(
+        event_text(&paused("replica lag 12s")),
+        "paused: replica lag 12s"
+    );
+}
+
+#[test]
+fn throttled_text() {
+    let throttled = Event::Throttled {
+        job: JOB.to_owned(),
+        reason: "throttle_query returned 3".to_owned(),
+    };
+    assert_eq!(
+        event_text(&throttled),
+        "throttled: throttle_query returned 3"
+    );
+}
+
+#[test]
+fn running_text() {
+    assert_eq!(event_text(&running()), "running");
+}
+
+#[test]
+fn finished_text_uses_this_runs_speed() {
+    let finished = Event::Finished {
+        job: JOB.to_owned(),
+        rows_done: 2_000_000,
+        batches_done: 400,
+        elapsed_ms: 41_000,
+    };
+    assert_eq!(
+        event_text(&finished),
+        "done: 2.00M rows in 41s (48.8k rows/s)"
+    );
+}
+
+#[test]
+fn finished_text_of_an_instant_run_has_no_speed() {
+    assert_eq!(
+        Track::default().done_text(0, Duration::ZERO),
+        "done: 0 rows in 0.0s (-- rows/s)"
+    );
+}
+
+#[test]
+fn interrupted_text() {
+    let interrupted = Event::Interrupted {
+        job: JOB.to_owned(),
+        rows_done: 1_210_000,
+    };
+    assert_eq!(
+        event_text(&interrupted),
+        "stopped at 1.21M rows; run again to resume"
+    );
+}
+
+#[test]
+fn error_text() {
+    let error = Event::Error {
+        job: JOB.to_owned(),
+        message: "column \"legacy_status\" does not exist".to_owned(),
+    };
+    assert_eq!(
+        event_text(&error),
+        "error: column \"legacy_status\" does not exist"
+    );
+}
+
+/// Feeds events to a lines-mode output at the given seconds; returns the lines written.
+fn lines_at(events: &[(u64, Event)]) -> Vec<String> {
+    let t0 = Instant::now();
+    let (mut lines, mut track) = (Lines::default(), Track::default());
+    events
+        .iter()
+        .filter_map(|(at, event)| {
+            let now = t0 + secs(*at);
+            let news = track.apply(event, now);
+            lines.line(event, &track, news, now)
+        })
+        .collect()
+}
+
+#[test]
+fn lines_print_the_first_batch_at_once() {
+    assert_eq!(lines_at(&[(0, batch(5000))]).len(), 1);
+}
+
+#[test]
+fn lines_skip_batches_within_the_interval() {
+    assert_eq!(lines_at(&[(0, batch(5000)), (4, batch(10_000))]).len(), 1);
+}
+
+#[test]
+fn lines_print_a_batch_once_the_interval_passed() {
+    assert_eq!(lines_at(&[(0, batch(5000)), (5, batch(10_000))]).len(), 2);
+}
+
+#[test]
+fn lines_print_state_changes_at_once() {
+    let events = [
+        (0, batch(5000)),
+        (1, paused("lock waiters")),
+        (2, running()),
+    ];
+    assert_eq!(lines_at(&events).len(), 3);
+}
+
+#[test]
+fn lines_skip_a_repeated_pause() {
+    let events = [(0, paused("lock waiters")), (1, paused("lock waiters"))];
+    assert_eq!(lines_at(&events).len(), 1);
+}
+
+#[test]
+fn lines_skip_running_when_already_running() {
+    assert_eq!(lines_at(&[(0, running())]), Vec::<String>::new());
+}
+
+#[test]
+fn lines_name_the_job() {
+    assert_eq!(
+        lines_at(&[(0, paused("lock waiters"))]),
+        ["users_status_flag: paused: lock waiters"]
+    );
+}
+
+#[test]
+fn bar_template_is_valid() {
+    bar_style();
+}

@@ -1,0 +1,142 @@
+//! Unit tests of the admission rules and the state table's names, with no database.
+
+use super::*;
+
+fn row(status: &str, owner: Option<&str>, heartbeat_age: Option<f64>) -> JobRow {
+    JobRow {
+        name: "j".into(),
+        table_name: "\"public\".\"t\"".into(),
+        definition_hash: "h1".into(),
+        status: status.into(),
+        cursor: None,
+        range_end: None,
+        rows_done: 0,
+        batches_done: 0,
+        batch_size: None,
+        owner: owner.map(|o| Owner(o.into())),
+        heartbeat_age,
+        updated_age: None,
+        control: None,
+        last_error: None,
+        rate: None,
+        note: None,
+    }
+}
+
+fn claim<'a>(owner: &'a Owner, hash: &'a str, restart: bool) -> Claim<'a> {
+    Claim {
+        name: "j",
+        table_name: "\"public\".\"t\"",
+        definition_hash: hash,
+        owner,
+        restart,
+        resume_cancelled: false,
+    }
+}
+
+const OTHER_HOST: &str = "elsewhere.example:4242:00000001";
+
+#[test]
+fn new_job_runs() {
+    let me = Owner::this_process();
+    assert_eq!(
+        admit(&row("pending", None, None), &claim(&me, "h1", false)).unwrap(),
+        Admission::Run
+    );
+}
+
+#[test]
+fn live_lease_elsewhere_refuses() {
+    let me = Owner::this_process();
+    let err = admit(
+        &row("running", Some(OTHER_HOST), Some(1.0)),
+        &claim(&me, "h1", false),
+    )
+    .unwrap_err();
+    assert!(matches!(err, StateError::Busy { .. }), "{err}");
+}
+
+#[test]
+fn restart_does_not_override_a_live_lease() {
+    let me = Owner::this_process();
+    let err = admit(
+        &row("running", Some(OTHER_HOST), Some(1.0)),
+        &claim(&me, "h1", true),
+    )
+    .unwrap_err();
+    assert!(matches!(err, StateError::Busy { .. }), "{err}");
+}
+
+#[test]
+fn stale_lease_is_taken_over() {
+    let me = Owner::this_process();
+    let stale = LEASE_TIMEOUT.as_secs_f64() + 1.0;
+    assert_eq!(
+        admit(
+            &row("running", Some(OTHER_HOST), Some(stale)),
+            &claim(&me, "h1", false)
+        )
+        .unwrap(),
+        Admission::Run
+    );
+}
+
+#[test]
+fn lease_of_a_dead_process_on_this_host_is_taken_over_at_once() {
+    let me = Owner::this_process();
+    let dead = format!("{}:{}:00000001", hostname(), u32::MAX - 1);
+    assert_eq!(
+        admit(
+            &row("running", Some(&dead), Some(0.5)),
+            &claim(&me, "h1", false)
+        )
+        .unwrap(),
+        Admission::Run
+    );
+}
+
+#[test]
+fn changed_definition_refuses() {
+    let me = Owner::this_process();
+    let err = admit(&row("stopped", None, None), &claim(&me, "h2", false)).unwrap_err();
+    assert!(err.to_string().contains("backfill reset j"), "{err}");
+}
+
+#[test]
+fn changed_definition_with_restart_starts_over() {
+    let me = Owner::this_process();
+    assert_eq!(
+        admit(&row("stopped", None, None), &claim(&me, "h2", true)).unwrap(),
+        Admission::Restart
+    );
+}
+
+#[test]
+fn done_job_is_not_run_again() {
+    let me = Owner::this_process();
+    assert_eq!(
+        admit(&row("done", None, None), &claim(&me, "h1", false)).unwrap(),
+        Admission::AlreadyDone
+    );
+}
+
+#[test]
+fn cancelled_job_needs_an_explicit_resume() {
+    let me = Owner::this_process();
+    let err = admit(&row("cancelled", None, None), &claim(&me, "h1", false)).unwrap_err();
+    assert!(err.to_string().contains("--resume-cancelled"), "{err}");
+    let mut resume = claim(&me, "h1", false);
+    resume.resume_cancelled = true;
+    assert_eq!(
+        admit(&row("cancelled", None, None), &resume).unwrap(),
+        Admission::Run
+    );
+}
+
+#[test]
+fn state_table_name_is_quoted() {
+    assert_eq!(
+        Store::new("Our \"State\"").table(),
+        r#""Our ""State"""."jobs""#
+    );
+}
