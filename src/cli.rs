@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Count pending rows exactly with count(*) instead of the planner's estimate.
     #[arg(long)]
     pub exact_count: bool,
+    /// How long to keep reconnecting when the database goes away (a restart, a failover)
+    /// before giving up with exit code 1; the checkpoint stays intact either way.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reconnect_timeout: std::time::Duration,
     /// Print NDJSON events on stdout instead of a progress bar.
     #[arg(long)]
     pub json: bool,

@@ -112,6 +112,7 @@ pub async fn run(
         restart: args.restart,
         resume_cancelled: args.resume_cancelled,
         exact_count: args.exact_count,
+        reconnect_timeout: args.reconnect_timeout,
         mode: Mode::detect(args.json),
     };
     let store = Store::new(&global.state_schema);
@@ -123,6 +124,7 @@ pub struct RunOptions {
     pub restart: bool,
     pub resume_cancelled: bool,
     pub exact_count: bool,
+    pub reconnect_timeout: std::time::Duration,
     pub mode: Mode,
 }
 
@@ -146,6 +148,7 @@ pub async fn run_jobs(
             restart: options.restart,
             resume_cancelled: options.resume_cancelled,
             exact_count: options.exact_count,
+            reconnect_timeout: options.reconnect_timeout,
         };
         let outcome = engine::run(&r, &mut |e| reporter.emit(e), shutdown.clone()).await;
         let exit = match outcome {

@@ -71,6 +71,7 @@ async fn story(
         restart: false,
         resume_cancelled: false,
         exact_count: false,
+        reconnect_timeout: std::time::Duration::from_secs(60),
         mode: Mode::detect(false),
     };
     let store = Store::new("backfill");

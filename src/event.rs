@@ -39,6 +39,8 @@ pub enum Event {
         attempt: u32,
         delay_ms: u64,
         error: String,
+        /// The connection was lost: the retry reconnects first.
+        reconnecting: bool,
     },
     /// No batch starts until the reason clears (`reason` is a human sentence).
     Paused { job: String, reason: String },

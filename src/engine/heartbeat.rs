@@ -96,7 +96,7 @@ async fn beat_loop(
             match lease.target.connect(&lease.application_name).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    tracing::warn!("heartbeat cannot connect: {e}");
+                    tracing::debug!("heartbeat cannot connect: {e}");
                     continue;
                 }
             }
@@ -123,7 +123,7 @@ async fn beat_loop(
                 return;
             }
             Err(e) => {
-                tracing::warn!("heartbeat failed, reconnecting: {e}");
+                tracing::debug!("heartbeat failed, reconnecting: {e}");
                 conn = None;
             }
         }

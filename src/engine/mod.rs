@@ -43,6 +43,8 @@ pub struct Run<'a> {
     pub restart: bool,
     /// Continue a cancelled job from its checkpoint.
     pub resume_cancelled: bool,
+    /// How long to keep reconnecting to a database that went away before giving up.
+    pub reconnect_timeout: Duration,
     /// Count pending rows exactly (`count(*)`) instead of using the planner's estimate.
     pub exact_count: bool,
 }
@@ -89,6 +91,16 @@ pub enum EngineError {
     GaveUp {
         cursor: String,
         attempts: u32,
+        #[source]
+        source: batch::BatchError,
+    },
+    #[error(
+        "lost the database at {target} and could not get it back within {}; the checkpoint is intact, run again to resume",
+        humantime::format_duration(*waited)
+    )]
+    Unreachable {
+        target: String,
+        waited: Duration,
         #[source]
         source: batch::BatchError,
     },
@@ -217,6 +229,28 @@ async fn release_lease(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
     }
 }
 
+/// The failures of the current batch since its last success.
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    since: Option<Instant>,
+}
+
+impl Failures {
+    /// Counts one more failure at `now`; true when the job should stop: after
+    /// [`MAX_ATTEMPTS`] failures in a row, or, while the database is unreachable, once
+    /// `reconnect_timeout` has passed since the first failure.
+    fn give_up(&mut self, reconnect: bool, now: Instant, reconnect_timeout: Duration) -> bool {
+        self.count += 1;
+        let since = *self.since.get_or_insert(now);
+        if reconnect {
+            now.duration_since(since) >= reconnect_timeout
+        } else {
+            self.count >= MAX_ATTEMPTS
+        }
+    }
+}
+
 /// Where the walk stands: what has committed, as last known.
 struct Position {
     cursor: Option<Vec<String>>,
@@ -272,7 +306,7 @@ impl Walker<'_, '_> {
             batch.target,
             row.batch_size.unwrap_or(batch.size),
         );
-        let mut failures = 0;
+        let mut failures = Failures::default();
         loop {
             if let Some(outcome) = self.obey(&at).await? {
                 return Ok(outcome);
@@ -291,7 +325,7 @@ impl Walker<'_, '_> {
             .await
             {
                 Ok(done) => {
-                    failures = 0;
+                    failures = Failures::default();
                     sizer.record(size, done.elapsed);
                     at.rows_done += done.rows;
                     at.batches_done += 1;
@@ -314,38 +348,62 @@ impl Walker<'_, '_> {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let cursor = describe_cursor(at.cursor.as_deref());
-                    let Failure::Transient { halve, reconnect } = e.failure() else {
-                        return Err(EngineError::Batch { cursor, source: e });
-                    };
-                    if failures >= MAX_ATTEMPTS {
-                        return Err(EngineError::GaveUp {
-                            cursor,
-                            attempts: failures,
-                            source: e,
-                        });
-                    }
-                    if halve {
-                        sizer.halve();
-                    }
-                    if self.retry(failures, &e, reconnect).await {
-                        return Ok(self.interrupted(&at));
-                    }
-                    // A commit may have landed before the connection broke: the stored
-                    // cursor, not our copy, says where to go on.
-                    if let Ok(row) = self.r.store.load(&mut self.conn, &self.r.job.name).await {
-                        if row.owner.as_ref() != Some(self.r.owner) {
-                            return Err(EngineError::LeaseLost(format!(
-                                "job {:?} was taken over or reset while this run was retrying",
-                                self.r.job.name
-                            )));
-                        }
-                        at = Position::of(&row);
+                    if let Some(outcome) =
+                        self.recover(e, &mut at, &mut sizer, &mut failures).await?
+                    {
+                        return Ok(outcome);
                     }
                 }
             }
         }
+    }
+
+    /// After a failed batch: stop on a fatal error or when retrying is exhausted; otherwise
+    /// back off, reconnect if needed and reload the position. `Some` on shutdown.
+    async fn recover(
+        &mut self,
+        e: batch::BatchError,
+        at: &mut Position,
+        sizer: &mut Sizer,
+        failures: &mut Failures,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let cursor = describe_cursor(at.cursor.as_deref());
+        let Failure::Transient { halve, reconnect } = e.failure() else {
+            return Err(EngineError::Batch { cursor, source: e });
+        };
+        if failures.give_up(reconnect, Instant::now(), self.r.reconnect_timeout) {
+            return Err(if reconnect {
+                EngineError::Unreachable {
+                    target: self.r.target.describe(),
+                    waited: self.r.reconnect_timeout,
+                    source: e,
+                }
+            } else {
+                EngineError::GaveUp {
+                    cursor,
+                    attempts: failures.count,
+                    source: e,
+                }
+            });
+        }
+        if halve {
+            sizer.halve();
+        }
+        if self.retry(failures.count, &e, reconnect).await {
+            return Ok(Some(self.interrupted(at)));
+        }
+        // A commit may have landed before the connection broke: the stored cursor, not our
+        // copy, says where to go on.
+        if let Ok(row) = self.r.store.load(&mut self.conn, &self.r.job.name).await {
+            if row.owner.as_ref() != Some(self.r.owner) {
+                return Err(EngineError::LeaseLost(format!(
+                    "job {:?} was taken over or reset while this run was retrying",
+                    self.r.job.name
+                )));
+            }
+            *at = Position::of(&row);
+        }
+        Ok(None)
     }
 
     /// The stored range end, or the table's greatest key captured and stored now (`None`: the
@@ -461,6 +519,7 @@ impl Walker<'_, '_> {
             attempt,
             delay_ms: millis(wait),
             error: error_chain(err),
+            reconnecting: reconnect,
         });
         if self.sleep(wait).await {
             return true;
@@ -468,7 +527,7 @@ impl Walker<'_, '_> {
         if reconnect {
             match self.r.target.connect(&self.app).await {
                 Ok(c) => self.conn = c,
-                Err(e) => tracing::warn!("reconnect failed: {e}"),
+                Err(e) => tracing::debug!("reconnect failed: {e}"),
             }
         }
         false
@@ -525,6 +584,28 @@ mod tests {
         let err = sqlx::Error::Io(io);
         let text = error_chain(&err);
         assert_eq!(text.matches("refused").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn lock_failures_give_up_after_max_attempts() {
+        let mut f = Failures::default();
+        let now = Instant::now();
+        let stops: Vec<bool> = (0..MAX_ATTEMPTS)
+            .map(|_| f.give_up(false, now, Duration::from_secs(60)))
+            .collect();
+        assert_eq!(stops.iter().filter(|s| **s).count(), 1);
+        assert!(stops[MAX_ATTEMPTS as usize - 1]);
+    }
+
+    #[test]
+    fn lost_connections_retry_until_the_reconnect_timeout() {
+        let mut f = Failures::default();
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(60);
+        for i in 0..50 {
+            assert!(!f.give_up(true, t0 + Duration::from_secs(i), limit));
+        }
+        assert!(f.give_up(true, t0 + limit, limit));
     }
 
     #[test]

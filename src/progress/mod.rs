@@ -141,6 +141,16 @@ enum Condition {
 struct Retrying {
     attempt: u32,
     error: String,
+    reconnecting: bool,
+}
+
+/// What a retry does, for the progress line: a lost connection reads "reconnecting".
+fn retry_verb(reconnecting: bool) -> &'static str {
+    if reconnecting {
+        "reconnecting"
+    } else {
+        "retrying"
+    }
 }
 
 impl Track {
@@ -168,10 +178,16 @@ impl Track {
                 self.retry = None;
                 self.window.push(now, *rows_done);
             }
-            Event::Retry { attempt, error, .. } => {
+            Event::Retry {
+                attempt,
+                error,
+                reconnecting,
+                ..
+            } => {
                 self.retry = Some(Retrying {
                     attempt: *attempt,
                     error: error.clone(),
+                    reconnecting: *reconnecting,
                 });
             }
             Event::Paused { reason, .. } => return self.enter(Condition::Paused(reason.clone())),
@@ -222,7 +238,12 @@ impl Track {
     fn status_text(&self) -> String {
         match (&self.condition, &self.retry) {
             (Condition::Paused(reason), _) => format!("paused: {reason}"),
-            (_, Some(retry)) => format!("retrying (attempt {}): {}", retry.attempt, retry.error),
+            (_, Some(retry)) => format!(
+                "{} (attempt {}): {}",
+                retry_verb(retry.reconnecting),
+                retry.attempt,
+                retry.error
+            ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
             (Condition::Running, None) => "running".to_owned(),
         }
@@ -274,9 +295,11 @@ impl Track {
                 attempt,
                 delay_ms,
                 error,
+                reconnecting,
                 ..
             } => format!(
-                "retrying (attempt {attempt}) in {}: {error}",
+                "{} (attempt {attempt}) in {}: {error}",
+                retry_verb(*reconnecting),
                 duration_text(Duration::from_millis(*delay_ms))
             ),
             Event::Paused { reason, .. } => format!("paused: {reason}"),

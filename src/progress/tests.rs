@@ -48,6 +48,7 @@ fn retry() -> Event {
         attempt: 2,
         delay_ms: 1500,
         error: "canceling statement due to lock timeout".to_owned(),
+        reconnecting: false,
     }
 }
 

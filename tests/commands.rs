@@ -1,0 +1,644 @@
+//! Every subcommand but `demo`, end to end against a real PostgreSQL: what it prints, its exit
+//! code, what it writes (and, for `plan`, `verify` and `status`, that it writes nothing), and
+//! the operator's controls (`pause`, `resume`, `cancel`, `reset`) against a running job.
+//!
+//! Each test has a database of its own holding `orders`; `total_cents` is the new column that
+//! the job fills with `qty * price_cents`.
+
+mod common;
+
+use std::future::Future;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestDb, backfill, backfill_command, fresh_database, write_job};
+use serde_json::Value;
+use sqlx::Row as _;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// The job every test runs unless it needs another: the file stem `fill` is its name.
+const JOB: &str = "table = \"orders\"
+where = \"total_cents IS NULL\"
+
+[set]
+total_cents = \"qty::bigint * price_cents\"
+";
+
+/// [`JOB`] slowed down to about 2000 rows a second (batches of 100 keys, 50 ms apart), so that
+/// an operator can act while it runs.
+const SLOW: &str = "
+[batch]
+size = 100
+min = 10
+max = 100
+pause = \"50ms\"
+";
+
+/// A fresh database with `orders` of `rows` rows (analyzed, so estimates are exact) and a
+/// directory for job files.
+async fn setup(rows: u32) -> (TestDb, TempDir) {
+    let db = fresh_database().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL, price_cents int NOT NULL,
+                              total_cents bigint);
+         INSERT INTO orders (id, qty, price_cents)
+              SELECT g, g % 7 + 1, g % 1000 + 5 FROM generate_series(1, {rows}) g;
+         ANALYZE orders;"
+    )))
+    .execute(&db.pool)
+    .await
+    .expect("create the orders table");
+    (
+        db,
+        TempDir::new().expect("create a directory for job files"),
+    )
+}
+
+/// `backfill --database-url URL <args>` to completion.
+fn cli(db: &TestDb, args: &[&str]) -> Output {
+    let mut full = vec!["--database-url", db.url.as_str()];
+    full.extend_from_slice(args);
+    backfill(&full)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it is not `code`.
+fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// `cli` that must exit 0; returns stdout.
+fn cli_ok(db: &TestDb, args: &[&str]) -> String {
+    let output = cli(db, args);
+    assert_exit(&output, 0, &format!("{args:?}"));
+    stdout(&output)
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// Rows of `orders` whose `total_cents` is still NULL.
+async fn pending(db: &TestDb) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE total_cents IS NULL")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count pending rows")
+}
+
+/// Rows of `orders` whose `total_cents` is set but wrong.
+async fn wrong(db: &TestDb) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE total_cents <> qty::bigint * price_cents")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count wrong rows")
+}
+
+async fn schema_exists(db: &TestDb, schema: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
+        .bind(schema)
+        .fetch_one(&db.pool)
+        .await
+        .expect("look for a schema")
+}
+
+/// A job's row in the state table, as the tests read it.
+#[derive(Debug, Clone, PartialEq)]
+struct JobState {
+    status: String,
+    rows_done: i64,
+    control: Option<String>,
+    note: Option<String>,
+}
+
+/// The job's row in `<schema>.jobs`; `None` while the table or the row does not exist.
+async fn job_state(db: &TestDb, schema: &str, name: &str) -> Option<JobState> {
+    let sql =
+        format!("SELECT status, rows_done, control, note FROM \"{schema}\".jobs WHERE name = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await
+        .ok()??;
+    Some(JobState {
+        status: row.get(0),
+        rows_done: row.get(1),
+        control: row.get(2),
+        note: row.get(3),
+    })
+}
+
+async fn rows_done(db: &TestDb, name: &str) -> i64 {
+    job_state(db, "backfill", name)
+        .await
+        .map_or(0, |s| s.rows_done)
+}
+
+/// Polls `condition` every 50 ms until it holds; fails the test after `timeout`.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `backfill --database-url URL <args>` in the background and collects its output.
+///
+/// The child is killed if the test fails first (`kill_on_drop`: the task, and with it the
+/// child, is dropped with the test's runtime), so a paused runner never outlives its test.
+fn spawn_cli(db: &TestDb, args: &[&str]) -> JoinHandle<std::io::Result<Output>> {
+    let mut full = vec!["--database-url", db.url.as_str()];
+    full.extend_from_slice(args);
+    let mut command = tokio::process::Command::from(backfill_command(&full));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().expect("start backfill");
+    tokio::spawn(child.wait_with_output())
+}
+
+/// Waits for a background `backfill` to exit.
+async fn finished(runner: JoinHandle<std::io::Result<Output>>, timeout: Duration) -> Output {
+    tokio::time::timeout(timeout, runner)
+        .await
+        .unwrap_or_else(|_| panic!("backfill did not exit within {timeout:?}"))
+        .expect("the output task")
+        .expect("collect backfill's output")
+}
+
+/// `status --json`, parsed.
+fn status_json(db: &TestDb, extra: &[&str]) -> Vec<Value> {
+    let mut args = extra.to_vec();
+    args.extend(["status", "--json"]);
+    let text = cli_ok(db, &args);
+    match serde_json::from_str(&text) {
+        Ok(Value::Array(jobs)) => jobs,
+        other => panic!("status --json must print a JSON array, got {other:?} from {text:?}"),
+    }
+}
+
+#[tokio::test]
+async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
+    let (db, dir) = setup(1000).await;
+    let path = write_job(&dir, "fill", JOB);
+
+    let text = cli_ok(&db, &["plan", path_str(&path)]);
+    assert!(
+        text.contains(
+            "UPDATE \"public\".\"orders\" SET \"total_cents\" = (qty::bigint * price_cents) WHERE (\"id\") > ($1::bigint) AND (\"id\") <= ($2::bigint) AND (total_cents IS NULL);"
+        ),
+        "plan must print the batch's UPDATE with the quoted table:\n{text}"
+    );
+    let walk = text
+        .split("-- EXPLAIN of the first batch's key walk:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no EXPLAIN of the key walk:\n{text}"));
+    assert!(
+        walk.lines().next().is_some_and(|l| l.starts_with("Limit")),
+        "the key walk's EXPLAIN must follow its heading:\n{text}"
+    );
+    assert!(
+        text.contains("-- EXPLAIN of the first batch's UPDATE:\nUpdate on orders"),
+        "plan must EXPLAIN the UPDATE:\n{text}"
+    );
+    assert!(
+        text.contains("pending   1000 rows (planner estimate"),
+        "plan must estimate the pending rows:\n{text}"
+    );
+    assert!(
+        !text.contains("does not use an index"),
+        "the primary key serves the walk:\n{text}"
+    );
+
+    let counted = cli_ok(&db, &["plan", "--exact-count", path_str(&path)]);
+    assert!(
+        counted.contains("pending   1000 rows (counted)"),
+        "{counted}"
+    );
+
+    assert!(
+        !schema_exists(&db, "backfill").await,
+        "plan created the state schema"
+    );
+    assert_eq!(pending(&db).await, 1000, "plan changed rows");
+}
+
+#[tokio::test]
+async fn plan_warns_when_the_key_has_no_index() {
+    let (db, dir) = setup(1000).await;
+    sqlx::raw_sql(
+        "ALTER TABLE orders ADD COLUMN seq int;
+         UPDATE orders SET seq = 1001 - id;
+         ALTER TABLE orders ALTER COLUMN seq SET NOT NULL;
+         ANALYZE orders;",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let path = write_job(&dir, "by_seq", &format!("key = [\"seq\"]\n{JOB}"));
+
+    let text = cli_ok(&db, &["plan", path_str(&path)]);
+    assert!(
+        text.contains("warning: the key walk does not use an index"),
+        "plan must warn about a key walk without an index:\n{text}"
+    );
+    assert!(text.contains("none leads with the key"), "{text}");
+    assert!(!schema_exists(&db, "backfill").await);
+    assert_eq!(pending(&db).await, 1000);
+}
+
+#[tokio::test]
+async fn verify_fails_before_the_run_and_passes_after() {
+    let (db, dir) = setup(1000).await;
+    let path = write_job(&dir, "fill", JOB);
+
+    let output = cli(&db, &["verify", path_str(&path)]);
+    assert_exit(&output, 3, "verify before the run");
+    assert!(
+        stdout(&output).contains("1000 rows of \"public\".\"orders\" still match"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = cli(&db, &["verify", "--json", path_str(&path)]);
+    assert_exit(&output, 3, "verify --json before the run");
+    let v: Value = serde_json::from_slice(&output.stdout).expect("verify --json prints JSON");
+    assert_eq!(v["pending"], 1000, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["job"], "fill", "{v}");
+    assert!(
+        !schema_exists(&db, "backfill").await,
+        "verify created the state schema"
+    );
+
+    cli_ok(&db, &["run", path_str(&path)]);
+
+    let text = cli_ok(&db, &["verify", path_str(&path)]);
+    assert!(text.contains("verified"), "{text}");
+    let v: Value = serde_json::from_str(&cli_ok(&db, &["verify", "--json", path_str(&path)]))
+        .expect("verify --json prints JSON");
+    assert_eq!(v["pending"], 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[tokio::test]
+async fn status_lists_jobs_after_a_run() {
+    let (db, dir) = setup(1000).await;
+    let path = write_job(&dir, "fill", JOB);
+
+    assert_eq!(cli_ok(&db, &["status"]), "no jobs yet\n");
+    assert!(status_json(&db, &[]).is_empty());
+    assert!(
+        !schema_exists(&db, "backfill").await,
+        "status created the state schema"
+    );
+
+    cli_ok(&db, &["run", path_str(&path)]);
+    assert_eq!(pending(&db).await, 0);
+    assert_eq!(wrong(&db).await, 0);
+
+    let text = cli_ok(&db, &["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fill "))
+        .unwrap_or_else(|| panic!("status must list the job:\n{text}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.get(1), Some(&"done"), "{line}");
+    assert_eq!(fields.get(2), Some(&"1000"), "{line}");
+
+    let jobs = status_json(&db, &[]);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["name"], "fill");
+    assert_eq!(jobs[0]["status"], "done");
+    assert_eq!(jobs[0]["rows_done"], 1000);
+}
+
+#[tokio::test]
+async fn reset_makes_the_next_run_start_over() {
+    let (db, dir) = setup(1000).await;
+    let path = write_job(&dir, "fill", JOB);
+    cli_ok(&db, &["run", path_str(&path)]);
+    sqlx::query("UPDATE orders SET total_cents = NULL")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // Without a reset, a finished job is not run again.
+    let output = cli(&db, &["run", path_str(&path)]);
+    assert_exit(&output, 0, "run of a finished job");
+    assert!(
+        stderr(&output).contains("already done"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(pending(&db).await, 1000);
+
+    let text = cli_ok(&db, &["reset", "fill"]);
+    assert!(
+        text.contains("fill: reset (was done, 1000 rows done)"),
+        "{text}"
+    );
+    assert_eq!(job_state(&db, "backfill", "fill").await, None);
+    assert!(
+        status_json(&db, &[]).is_empty(),
+        "reset left the job in status"
+    );
+
+    cli_ok(&db, &["run", path_str(&path)]);
+    assert_eq!(pending(&db).await, 0);
+    assert_eq!(wrong(&db).await, 0);
+    let jobs = status_json(&db, &[]);
+    assert_eq!(jobs[0]["rows_done"], 1000, "{jobs:?}");
+    assert_eq!(jobs[0]["status"], "done", "{jobs:?}");
+}
+
+#[tokio::test]
+async fn controls_of_an_unknown_job_are_refused() {
+    let (db, dir) = setup(10).await;
+    cli_ok(&db, &["run", path_str(&write_job(&dir, "fill", JOB))]);
+    let before = status_json(&db, &[]);
+
+    for command in ["reset", "pause", "resume", "cancel"] {
+        let output = cli(&db, &[command, "nosuch"]);
+        assert_exit(&output, 2, &format!("{command} of an unknown job"));
+        assert!(
+            stderr(&output).contains("no job named \"nosuch\""),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let after = status_json(&db, &[]);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["status"], before[0]["status"]);
+    assert_eq!(after[0]["rows_done"], before[0]["rows_done"]);
+}
+
+#[tokio::test]
+async fn controls_before_any_run_are_refused_and_create_nothing() {
+    // No state table yet: the job is as unknown as in `controls_of_an_unknown_job_are_refused`.
+    let (db, _dir) = setup(10).await;
+    let mut wrong_answers = Vec::new();
+    for command in ["reset", "pause", "resume", "cancel"] {
+        let output = cli(&db, &[command, "nosuch"]);
+        let message = stderr(&output);
+        if output.status.code() != Some(2) || !message.contains("no job named \"nosuch\"") {
+            wrong_answers.push(format!(
+                "`{command} nosuch` exited {:?}: {message}",
+                output.status.code()
+            ));
+        }
+    }
+    assert!(
+        wrong_answers.is_empty(),
+        "expected exit 2 and \"no job named\", got:\n{}",
+        wrong_answers.join("\n")
+    );
+    assert!(!schema_exists(&db, "backfill").await);
+}
+
+#[tokio::test]
+async fn pause_holds_a_running_job_and_resume_lets_it_finish() {
+    const ROWS: i64 = 8000;
+    let (db, dir) = setup(ROWS as u32).await;
+    let path = write_job(&dir, "slow", &format!("{JOB}{SLOW}"));
+    let runner = spawn_cli(&db, &["run", path_str(&path)]);
+    let db = &db;
+
+    wait_until(
+        "the first batch commits",
+        Duration::from_secs(15),
+        || async move { rows_done(db, "slow").await > 0 },
+    )
+    .await;
+    let text = cli_ok(db, &["pause", "slow"]);
+    assert!(text.contains("slow: pause requested"), "{text}");
+
+    // The runner acknowledges by publishing its note with the next heartbeat, which it only
+    // does once it has stopped starting batches.
+    wait_until(
+        "the runner reports it is paused",
+        Duration::from_secs(10),
+        || async move {
+            job_state(db, "backfill", "slow")
+                .await
+                .and_then(|s| s.note)
+                .is_some_and(|n| n.contains("paused"))
+        },
+    )
+    .await;
+    let held = job_state(db, "backfill", "slow").await.unwrap();
+    assert_eq!(held.control.as_deref(), Some("pause"), "{held:?}");
+    assert!(
+        held.rows_done < ROWS,
+        "the job finished before the pause took effect; slow it down: {held:?}"
+    );
+    let status = status_json(db, &[]);
+    assert_eq!(status[0]["control"], "pause", "{status:?}");
+    // Nothing can be polled for "nothing happens": watch the counters for two seconds.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            rows_done(db, "slow").await,
+            held.rows_done,
+            "rows done while paused"
+        );
+        assert_eq!(
+            pending(db).await,
+            ROWS - held.rows_done,
+            "rows changed while paused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let text = cli_ok(db, &["resume", "slow"]);
+    assert!(text.contains("slow: resumed"), "{text}");
+    wait_until("the job goes on", Duration::from_secs(10), || async move {
+        rows_done(db, "slow").await > held.rows_done
+    })
+    .await;
+
+    let output = finished(runner, Duration::from_secs(30)).await;
+    assert_exit(&output, 0, "the resumed run");
+    let done = job_state(db, "backfill", "slow").await.unwrap();
+    assert_eq!(done.status, "done");
+    assert_eq!(done.rows_done, ROWS, "every row exactly once");
+    assert_eq!(done.control, None);
+    assert_eq!(pending(db).await, 0);
+    assert_eq!(wrong(db).await, 0);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_job_until_resume_cancelled() {
+    const ROWS: i64 = 8000;
+    let (db, dir) = setup(ROWS as u32).await;
+    let path = write_job(&dir, "slow", &format!("{JOB}{SLOW}"));
+    let runner = spawn_cli(&db, &["run", path_str(&path)]);
+    let db = &db;
+
+    wait_until(
+        "the first batch commits",
+        Duration::from_secs(15),
+        || async move { rows_done(db, "slow").await > 0 },
+    )
+    .await;
+    let text = cli_ok(db, &["cancel", "slow"]);
+    assert!(text.contains("slow: cancel requested"), "{text}");
+
+    let output = finished(runner, Duration::from_secs(15)).await;
+    assert_exit(&output, 1, "the cancelled run");
+    assert!(stderr(&output).contains("cancelled"), "{}", stderr(&output));
+    let cancelled = job_state(db, "backfill", "slow").await.unwrap();
+    assert_eq!(cancelled.status, "cancelled", "{cancelled:?}");
+    assert!(cancelled.rows_done < ROWS, "{cancelled:?}");
+    assert_eq!(
+        pending(db).await,
+        ROWS - cancelled.rows_done,
+        "the checkpoint must match the rows written"
+    );
+
+    let output = cli(db, &["run", path_str(&path)]);
+    assert_exit(&output, 2, "a plain run of a cancelled job");
+    assert!(
+        stderr(&output).contains("--resume-cancelled"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(job_state(db, "backfill", "slow").await.unwrap(), cancelled);
+
+    // Batch settings are not part of the job's definition: the resumed run may go faster.
+    write_job(&dir, "slow", JOB);
+    cli_ok(db, &["run", "--resume-cancelled", path_str(&path)]);
+    let done = job_state(db, "backfill", "slow").await.unwrap();
+    assert_eq!(done.status, "done");
+    assert_eq!(done.rows_done, ROWS, "every row exactly once");
+    assert_eq!(pending(db).await, 0);
+    assert_eq!(wrong(db).await, 0);
+}
+
+#[tokio::test]
+async fn bare_job_name_is_read_from_the_jobs_dir() {
+    let (db, dir) = setup(1000).await;
+    write_job(&dir, "fill", JOB);
+    let jobs_dir = path_str(dir.path());
+
+    let output = cli(&db, &["--jobs-dir", jobs_dir, "verify", "fill"]);
+    assert_exit(&output, 3, "verify by name");
+    assert!(
+        cli_ok(&db, &["--jobs-dir", jobs_dir, "plan", "fill"]).contains("UPDATE"),
+        "plan by name"
+    );
+    cli_ok(&db, &["--jobs-dir", jobs_dir, "run", "fill"]);
+    assert_eq!(pending(&db).await, 0);
+    assert_eq!(wrong(&db).await, 0);
+    assert_eq!(
+        job_state(&db, "backfill", "fill").await.unwrap().status,
+        "done"
+    );
+    cli_ok(&db, &["--jobs-dir", jobs_dir, "verify", "fill"]);
+
+    let output = cli(&db, &["--jobs-dir", jobs_dir, "run", "nosuch"]);
+    assert_exit(&output, 2, "run of a name with no file");
+    let missing = dir.path().join("nosuch.toml");
+    assert!(
+        stderr(&output).contains(path_str(&missing)),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn run_takes_several_jobs_in_order() {
+    let (db, dir) = setup(1000).await;
+    sqlx::query("ALTER TABLE orders ADD COLUMN doubled int")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let first = write_job(&dir, "first", JOB);
+    let second = write_job(
+        &dir,
+        "second",
+        "table = \"orders\"\nwhere = \"doubled IS NULL\"\n[set]\ndoubled = \"qty * 2\"\n",
+    );
+
+    cli_ok(&db, &["run", path_str(&first), path_str(&second)]);
+    assert_eq!(pending(&db).await, 0);
+    assert_eq!(wrong(&db).await, 0);
+    let doubled_wrong: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE doubled IS DISTINCT FROM qty * 2")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(doubled_wrong, 0);
+
+    let in_order: bool = sqlx::query_scalar(
+        "SELECT (SELECT finished_at FROM backfill.jobs WHERE name = 'first')
+             <= (SELECT started_at FROM backfill.jobs WHERE name = 'second')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(in_order, "second started before first finished");
+    let jobs = status_json(&db, &[]);
+    let summary: Vec<(&str, &str, i64)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap_or(""),
+                j["status"].as_str().unwrap_or(""),
+                j["rows_done"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(summary, [("first", "done", 1000), ("second", "done", 1000)]);
+}
+
+#[tokio::test]
+async fn state_schema_option_keeps_state_elsewhere() {
+    let (db, dir) = setup(1000).await;
+    let path = write_job(&dir, "fill", JOB);
+
+    cli_ok(&db, &["--state-schema", "custom", "run", path_str(&path)]);
+    assert_eq!(pending(&db).await, 0);
+    let state = job_state(&db, "custom", "fill").await;
+    assert_eq!(
+        state.as_ref().map(|s| (s.status.as_str(), s.rows_done)),
+        Some(("done", 1000)),
+        "{state:?}"
+    );
+    assert!(
+        !schema_exists(&db, "backfill").await,
+        "the default state schema was created too"
+    );
+
+    let jobs = status_json(&db, &["--state-schema", "custom"]);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["name"], "fill");
+    assert_eq!(cli_ok(&db, &["status"]), "no jobs yet\n");
+    let text = cli_ok(&db, &["--state-schema", "custom", "reset", "fill"]);
+    assert!(text.contains("fill: reset"), "{text}");
+    assert_eq!(job_state(&db, "custom", "fill").await, None);
+}
