@@ -80,14 +80,21 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Reads the catalog, builds the plan and has the server check it. Writes nothing.
+/// Reads the catalog, builds the plan and has the server check it. Writes nothing. Errors
+/// name the job file, so that the log of `run a b c` says which job failed.
 pub async fn prepare(
     conn: &mut PgConnection,
     job: Job,
 ) -> Result<(Prepared, preflight::Preflight)> {
-    let catalog = Catalog::read(conn, &job).await?;
-    let plan = Plan::new(&job, &catalog);
-    let checked = preflight::check(conn, &job, &plan, job.batch.size).await?;
+    let source = job.source.display().to_string();
+    let (catalog, plan, checked) = async {
+        let catalog = Catalog::read(conn, &job).await?;
+        let plan = Plan::new(&job, &catalog);
+        let checked = preflight::check(conn, &job, &plan, job.batch.size).await?;
+        anyhow::Ok((catalog, plan, checked))
+    }
+    .await
+    .context(source)?;
     Ok((Prepared { job, catalog, plan }, checked))
 }
 
@@ -222,9 +229,8 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
 pub async fn verify(global: &GlobalArgs, args: &VerifyArgs) -> Result<Exit> {
     let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let catalog = Catalog::read(&mut conn, &job).await?;
-    let plan = Plan::new(&job, &catalog);
-    verify_job(&mut conn, &job, &plan, args.json).await
+    let (p, _) = prepare(&mut conn, job).await?;
+    verify_job(&mut conn, &p.job, &p.plan, args.json).await
 }
 
 /// Counts the rows still matching `where` and prints the verdict.

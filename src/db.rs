@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgDatabaseError, PgErrorPosition, PgRow};
 use sqlx::{
     AssertSqlSafe, ConnectOptions as _, Connection as _, PgConnection, Postgres, Row as _,
     Transaction,
@@ -134,6 +134,57 @@ pub fn key_of(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
     (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
+/// An error and its causes on one line, as `{:#}` prints an `anyhow` chain, except that a
+/// cause whose text its parent already printed is skipped (sqlx repeats its I/O errors), and a
+/// PostgreSQL error is shown as the server reported it: message, SQLSTATE, position, detail
+/// and hint — not sqlx's "at line N", which is a line of PostgreSQL's C source.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(err);
+    while let Some(cause) = next {
+        if let Some(db) = cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+        {
+            push_cause(&mut text, &describe_server_error(db));
+            break;
+        }
+        push_cause(&mut text, &cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+fn push_cause(text: &mut String, cause: &str) {
+    if text.contains(cause) {
+        return;
+    }
+    if !text.is_empty() {
+        text.push_str(": ");
+    }
+    text.push_str(cause);
+}
+
+/// `message [SQLSTATE 42703] at character 17 of the statement; detail: …; hint: …`
+fn describe_server_error(db: &dyn sqlx::error::DatabaseError) -> String {
+    let mut text = db.message().to_owned();
+    if let Some(code) = db.code() {
+        text.push_str(&format!(" [SQLSTATE {code}]"));
+    }
+    if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+        if let Some(PgErrorPosition::Original(at)) = pg.position() {
+            text.push_str(&format!(" at character {at} of the statement"));
+        }
+        if let Some(detail) = pg.detail() {
+            text.push_str(&format!("; detail: {detail}"));
+        }
+        if let Some(hint) = pg.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+    }
+    text
+}
+
 /// What to do about a failed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -205,6 +256,13 @@ mod tests {
     fn decode_errors_are_fatal() {
         let err = sqlx::Error::ColumnNotFound("x".into());
         assert_eq!(classify(&err), Failure::Fatal);
+    }
+
+    #[test]
+    fn error_chain_skips_causes_already_in_the_message() {
+        let err = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let text = error_chain(&err);
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
     }
 
     #[test]

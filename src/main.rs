@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("error: {}", backfill::engine::error_chain(e.as_ref()));
+            eprintln!("error: {}", backfill::db::error_chain(e.as_ref()));
             ExitCode::from(backfill::commands::exit_code(&e))
         }
     }

@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::{Failure, Target, key_of, statement};
+use crate::db::{Failure, Target, error_chain, key_of, statement};
 use crate::event::Event;
 use crate::job::Job;
 use crate::plan::Plan;
@@ -122,22 +122,6 @@ pub fn application_name(job: &str) -> String {
         name.pop();
     }
     name
-}
-
-/// An error and its causes on one line, as `{:#}` prints an `anyhow` chain, but without a
-/// cause whose text its parent already printed (sqlx repeats its I/O errors that way).
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs `r.job` to its end, or until `shutdown` turns true, emitting events on the way.
@@ -576,14 +560,6 @@ mod tests {
     #[test]
     fn application_name_fits_postgres_limit() {
         assert_eq!(application_name(&"x".repeat(100)).len(), 63);
-    }
-
-    #[test]
-    fn error_chain_skips_causes_already_in_the_message() {
-        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let err = sqlx::Error::Io(io);
-        let text = error_chain(&err);
-        assert_eq!(text.matches("refused").count(), 1, "{text}");
     }
 
     #[test]

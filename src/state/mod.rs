@@ -362,11 +362,14 @@ impl Store {
             self.jobs,
             if lock { " FOR UPDATE" } else { "" }
         );
-        let row = statement(&sql)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(self.db("read"))?;
+        let row = statement(&sql).bind(name).fetch_optional(&mut *conn).await;
+        let row = match row {
+            // No state table yet: no job has ever run here.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
+                None
+            }
+            other => other.map_err(self.db("read"))?,
+        };
         match row {
             Some(row) => decode_row(&row).map_err(self.db("read")),
             None => Err(StateError::UnknownJob {
