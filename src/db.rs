@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgDatabaseError, PgErrorPosition, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgDatabaseError, PgErrorPosition};
 use sqlx::{
     AssertSqlSafe, ConnectOptions as _, Connection as _, PgConnection, Postgres, Row as _,
     Transaction,
@@ -129,9 +129,18 @@ where
     query
 }
 
-/// Reads a row of text columns (a key as text).
-pub fn key_of(row: &PgRow) -> Result<Vec<String>, sqlx::Error> {
-    (0..row.len()).map(|i| row.try_get(i)).collect()
+/// Runs a query that returns at most one key (a row of text columns).
+pub async fn fetch_key(
+    query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    conn: &mut PgConnection,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let Some(row) = query.fetch_optional(conn).await? else {
+        return Ok(None);
+    };
+    (0..row.len())
+        .map(|i| row.try_get(i))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// An error and its causes on one line, as `{:#}` prints an `anyhow` chain, except that a

@@ -8,7 +8,7 @@
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{begin_bounded, bind_keys, key_of, statement};
+use crate::db::{begin_bounded, bind_keys, fetch_key, statement};
 use crate::job::Job;
 use crate::plan::Plan;
 
@@ -65,25 +65,18 @@ pub async fn check(
     let mut tx = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
         .await
         .map_err(PreflightError::Database)?;
-    let range_end = statement(&plan.range_end)
-        .fetch_optional(&mut *tx)
+    let range_end = range_end(&mut tx, plan)
         .await
-        .map_err(PreflightError::Database)?
-        .map(|r| key_of(&r))
-        .transpose()
         .map_err(PreflightError::Database)?;
     let end: Vec<Option<&str>> = match &range_end {
         Some(end) => end.iter().map(|v| Some(v.as_str())).collect(),
         None => vec![None; plan.key_len],
     };
     let walk = &plan.upper_bound.from_start;
-    let first_upper = bind_keys(statement(walk), end.iter().copied())
-        .bind(i64::from(size.saturating_sub(1)))
-        .fetch_optional(&mut *tx)
+    let walk_query =
+        bind_keys(statement(walk), end.iter().copied()).bind(i64::from(size.saturating_sub(1)));
+    let first_upper = fetch_key(walk_query, &mut tx)
         .await
-        .map_err(PreflightError::Database)?
-        .map(|r| key_of(&r))
-        .transpose()
         .map_err(PreflightError::Database)?;
     let upper: Vec<Option<&str>> = match &first_upper {
         Some(u) => u.iter().map(|v| Some(v.as_str())).collect(),
@@ -98,6 +91,14 @@ pub async fn check(
         walk_plan,
         update_plan,
     })
+}
+
+/// The greatest key of the table now (`None`: the table is empty).
+pub async fn range_end(
+    conn: &mut PgConnection,
+    plan: &Plan,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    fetch_key(statement(&plan.range_end), conn).await
 }
 
 /// `EXPLAIN` of `sql` with its key binds (and the walk's offset), as text lines.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgConnection;
 use thiserror::Error;
 
-use crate::db::{Failure, begin_bounded, bind_keys, classify, key_of, statement};
+use crate::db::{Failure, begin_bounded, bind_keys, classify, fetch_key, statement};
 use crate::state::StateError;
 
 use super::Run;
@@ -61,12 +61,10 @@ pub async fn run(
     let lower = cursor.unwrap_or_default();
 
     let walk = r.plan.upper_bound.pick(has_cursor);
-    let upper = bind_keys(statement(walk), lower.iter().chain(range_end).map(Some))
-        .bind(i64::from(size.saturating_sub(1)))
-        .fetch_optional(&mut *tx)
+    let walk_query = bind_keys(statement(walk), lower.iter().chain(range_end).map(Some))
+        .bind(i64::from(size.saturating_sub(1)));
+    let upper = fetch_key(walk_query, &mut tx)
         .await?
-        .map(|row| key_of(&row))
-        .transpose()?
         .unwrap_or_else(|| range_end.to_vec());
 
     let update = r.plan.update.pick(has_cursor);

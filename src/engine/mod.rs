@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::{Failure, Target, error_chain, key_of, statement};
+use crate::db::{Failure, Target, error_chain};
 use crate::event::Event;
 use crate::job::Job;
 use crate::plan::Plan;
@@ -397,18 +397,14 @@ impl Walker<'_, '_> {
         if let Some(end) = &row.range_end {
             return Ok(Some(end.clone()));
         }
-        let mut tx = sqlx::Connection::begin_with(&mut self.conn, "BEGIN READ ONLY")
-            .await
-            .map_err(|source| range_error(r, source))?;
-        let end = statement(&self.r.plan.range_end)
-            .fetch_optional(&mut *tx)
-            .await
-            .and_then(|r| r.map(|r| key_of(&r)).transpose());
-        let end = match end {
-            Ok(end) => end,
-            Err(source) => return Err(range_error(r, source)),
-        };
-        tx.commit().await.map_err(|source| range_error(r, source))?;
+        let end = async {
+            let mut tx = sqlx::Connection::begin_with(&mut self.conn, "BEGIN READ ONLY").await?;
+            let end = preflight::range_end(&mut tx, r.plan).await?;
+            tx.commit().await?;
+            Ok(end)
+        }
+        .await
+        .map_err(|source| range_error(r, source))?;
         if let Some(end) = &end {
             self.r
                 .store
