@@ -156,6 +156,12 @@ pub enum Problem {
     )]
     StatementTooShort(Duration),
     #[error(
+        "timeouts.statement ({}) is longer than PostgreSQL allows (2147483647ms, about 24.8 \
+         days); use e.g. statement = \"30s\"",
+        human(*.0)
+    )]
+    StatementTooLong(Duration),
+    #[error(
         "timeouts.statement ({}) must be larger than timeouts.lock ({}), or a batch stuck \
          behind a lock would end as a statement timeout instead of a lock timeout; raise \
          statement or lower lock",

@@ -374,6 +374,14 @@ fn zero_statement_is_refused() {
 }
 
 #[test]
+fn statement_beyond_postgres_limit_is_refused() {
+    assert_has(
+        &err(&with("[timeouts]\nstatement = \"25days\"\n")),
+        &["jobs/x.toml:6:13: ", "longer than PostgreSQL allows"],
+    );
+}
+
+#[test]
 fn statement_not_above_lock_is_refused() {
     let message = err(&with("[timeouts]\nstatement = \"2s\"\n"));
     assert_has(

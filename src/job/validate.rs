@@ -264,12 +264,18 @@ impl Checker<'_> {
             let target = batch.target;
             let problem = Problem::StatementNotAboveTarget { statement, target };
             (statement_span.or(target_span), problem)
+        } else if statement > MAX_TIMEOUT {
+            // lock < statement, so lock fits too.
+            (statement_span, Problem::StatementTooLong(statement))
         } else {
             return Ok(Timeouts { statement, lock });
         };
         Err(self.invalid(problem.0, problem.1))
     }
 }
+
+/// PostgreSQL's largest timeout: `statement_timeout` is an int of milliseconds.
+const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The duration written in the file, or `default` when absent.
 fn duration(value: Option<&Spanned<RawDuration>>, default: Duration) -> Duration {

@@ -1,0 +1,298 @@
+//! `backfill run` behind a real PgBouncer in transaction mode (DESIGN §6), with other clients
+//! sharing the same two server connections: every statement must be unnamed and inside an
+//! explicit transaction, and no `extra_float_digits` may be sent at startup, or the run fails
+//! with "prepared statement … already exists" or reads another client's result.
+//!
+//! Needs `/usr/sbin/pgbouncer` (Debian's `pgbouncer` package; `.ci/run` installs it).
+
+use std::collections::BTreeSet;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use backfill::scratch::Cluster;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, PgConnection};
+use tempfile::TempDir;
+
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+/// A PgBouncer process in front of one server, stopped and removed on drop.
+struct PgBouncer {
+    child: Child,
+    dir: TempDir,
+    port: u16,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer in transaction mode with two server connections per database and user,
+    /// in front of `127.0.0.1:server_port`. As root it runs as `postgres` (it refuses root),
+    /// with its files in a directory `postgres` owns.
+    fn start(server_port: u16) -> PgBouncer {
+        assert!(
+            Path::new(PGBOUNCER).is_file(),
+            "{PGBOUNCER} is missing: apt-get install pgbouncer"
+        );
+        let dir = TempDir::new().expect("create the PgBouncer directory");
+        let port = TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.local_addr())
+            .expect("find a free port")
+            .port();
+        let d = dir.path().display();
+        let config = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &config,
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={server_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {d}\n\
+                 auth_type = trust\nauth_file = {d}/userlist.txt\npool_mode = transaction\n\
+                 default_pool_size = 2\nmax_client_conn = 100\n\
+                 logfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n"
+            ),
+        )
+        .expect("write pgbouncer.ini");
+        std::fs::write(dir.path().join("userlist.txt"), "\"postgres\" \"\"\n")
+            .expect("write userlist.txt");
+        let is_root = std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+        let mut command = if is_root {
+            let (uid, gid) = postgres_ids();
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("give the PgBouncer directory to postgres");
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--", PGBOUNCER]);
+            command
+        } else {
+            Command::new(PGBOUNCER)
+        };
+        let child = command
+            .arg(&config)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("create stderr"))
+            .spawn()
+            .expect("start pgbouncer");
+        let mut bouncer = PgBouncer { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = bouncer.child.try_wait().expect("poll pgbouncer") {
+                panic!("pgbouncer exited ({status}):\n{}", bouncer.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not listen:\n{}",
+                bouncer.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bouncer
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn log(&self) -> String {
+        ["stderr", "pgbouncer.log"]
+            .iter()
+            .map(|file| std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for PgBouncer {
+    /// SIGTERM to PgBouncer itself (under `runuser` our child is its parent), then reap.
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("pgbouncer.pid"))
+            .ok()
+            .map(|pid| pid.trim().to_owned())
+            .filter(|pid| !pid.is_empty())
+            .unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The uid and gid of `postgres` in `/etc/passwd`.
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() > 3 && fields[0] == "postgres")
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+                .flatten()
+        })
+        .expect("a postgres user in /etc/passwd")
+}
+
+/// A client of the pool that stays out of PgBouncer's way as backfill must: no
+/// `extra_float_digits`, no statement cache.
+async fn client(url: &str) -> PgConnection {
+    PgConnectOptions::from_str(url)
+        .expect("parse the PgBouncer URL")
+        .extra_float_digits(None)
+        .statement_cache_capacity(0)
+        .application_name("hammer")
+        .connect()
+        .await
+        .expect("connect through PgBouncer")
+}
+
+/// Short transactions on random rows until `stop`: an UPDATE of another column (simple
+/// protocol) and a SELECT (an unnamed statement in an explicit transaction). Returns how many
+/// transactions it committed and the server backends that ran its SELECTs.
+async fn hammer(url: String, seed: u64, stop: Arc<AtomicBool>) -> (u64, BTreeSet<i32>) {
+    let mut conn = client(&url).await;
+    let mut x = seed;
+    let mut done = 0;
+    let mut backends = BTreeSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = (x % 50_000 + 1) as i64;
+        let update = format!(
+            "BEGIN; UPDATE items SET touched = touched + 1 WHERE id = {id}; \
+             SELECT count(*) FROM items WHERE id BETWEEN {id} AND {id} + 100; COMMIT"
+        );
+        sqlx::raw_sql(AssertSqlSafe(update))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|error| panic!("hammer UPDATE through PgBouncer: {error}"));
+        let mut tx = conn.begin().await.expect("hammer BEGIN");
+        let (qty, backend): (i32, i32) =
+            sqlx::query_as("SELECT qty, pg_backend_pid() FROM items WHERE id = $1")
+                .bind(id)
+                .persistent(false)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap_or_else(|error| panic!("hammer SELECT through PgBouncer: {error}"));
+        assert_eq!(qty, (id % 7 + 1) as i32, "another client's result");
+        tx.commit().await.expect("hammer COMMIT");
+        backends.insert(backend);
+        done += 2;
+    }
+    (done, backends)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .unwrap()
+        .expect("start a scratch PostgreSQL");
+    let direct = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&cluster.url("postgres"))
+        .await
+        .expect("connect to the scratch cluster");
+    direct
+        .execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, price int NOT NULL, \
+               total bigint, touched int NOT NULL DEFAULT 0);
+             INSERT INTO items (id, qty, price)
+               SELECT i, i % 7 + 1, i % 13 + 1 FROM generate_series(1, 50000) AS i;",
+        )
+        .await
+        .expect("create items");
+    let port = cluster.port();
+    let bouncer = tokio::task::spawn_blocking(move || PgBouncer::start(port))
+        .await
+        .unwrap();
+    let url = bouncer.url("postgres");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammers: Vec<_> = (1..=4u64)
+        .map(|n| {
+            tokio::spawn(hammer(
+                url.clone(),
+                n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    let dir = TempDir::new().unwrap();
+    let job = dir.path().join("items_total.toml");
+    std::fs::write(
+        &job,
+        "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty * price\"\n\
+         [batch]\nsize = 500\nmin = 500\nmax = 500\n",
+    )
+    .unwrap();
+    let job = job.to_str().unwrap().to_owned();
+    let run_url = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_backfill"))
+            .args(["--database-url", &run_url, "run", "--json", &job])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run backfill")
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut transactions = Vec::new();
+    let mut backends = BTreeSet::new();
+    for hammer in hammers {
+        let (done, seen) = hammer.await.expect("a hammer failed");
+        transactions.push(done);
+        backends.extend(seen);
+    }
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "backfill behind PgBouncer\nstdout:\n{stdout}\nstderr:\n{stderr}\npgbouncer:\n{}",
+        bouncer.log()
+    );
+    println!("hammer transactions while backfill ran: {transactions:?}, backends {backends:?}");
+    // Four clients on at most two server backends: PgBouncer really pools by transaction.
+    assert!(backends.len() <= 2, "not transaction pooling: {backends:?}");
+    assert!(
+        transactions.iter().all(|&n| n > 0),
+        "a hammer never got a transaction in: {transactions:?}"
+    );
+    // No error on either stream: not on stderr, and no `error` event (or field) in the NDJSON.
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .chain(stdout.lines())
+        .filter(|line| line.to_lowercase().contains("error"))
+        .collect();
+    assert!(error_lines.is_empty(), "error lines: {error_lines:#?}");
+    let retries: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("\"event\":\"retry\""))
+        .collect();
+    assert!(retries.is_empty(), "retries behind PgBouncer: {retries:#?}");
+    let wrong: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
+    )
+    .fetch_one(&direct)
+    .await
+    .unwrap();
+    assert_eq!(wrong, 0);
+    let rows_done: i64 =
+        sqlx::query_scalar("SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'")
+            .fetch_one(&direct)
+            .await
+            .unwrap();
+    assert_eq!(rows_done, 50_000);
+    drop(bouncer);
+    drop(cluster);
+}
