@@ -8,15 +8,16 @@
 mod common;
 
 use std::future::Future;
-use std::path::Path;
-use std::process::{Output, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{TestDb, backfill, backfill_command, fresh_database, write_job};
+use common::{
+    Finished, Runner, TestDb, fresh_database, number, path_str, run_backfill, schema_exists,
+    write_job,
+};
 use serde_json::Value;
 use sqlx::Row as _;
 use tempfile::TempDir;
-use tokio::task::JoinHandle;
 
 /// The job every test runs unless it needs another: the file stem `fill` is its name.
 const JOB: &str = "table = \"orders\"
@@ -57,64 +58,33 @@ async fn setup(rows: u32) -> (TestDb, TempDir) {
 }
 
 /// `backfill --database-url URL <args>` to completion.
-fn cli(db: &TestDb, args: &[&str]) -> Output {
-    let mut full = vec!["--database-url", db.url.as_str()];
-    full.extend_from_slice(args);
-    backfill(&full)
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing both streams when it is not `code`.
-fn assert_exit(output: &Output, code: i32, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
+fn cli(db: &TestDb, args: &[&str]) -> Finished {
+    run_backfill(&db.url, args)
 }
 
 /// `cli` that must exit 0; returns stdout.
 fn cli_ok(db: &TestDb, args: &[&str]) -> String {
     let output = cli(db, args);
-    assert_exit(&output, 0, &format!("{args:?}"));
-    stdout(&output)
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
+    output.expect_code(0, &format!("{args:?}"));
+    output.stdout
 }
 
 /// Rows of `orders` whose `total_cents` is still NULL.
 async fn pending(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE total_cents IS NULL")
-        .fetch_one(&db.pool)
-        .await
-        .expect("count pending rows")
+    number(
+        &db.pool,
+        "SELECT count(*) FROM orders WHERE total_cents IS NULL",
+    )
+    .await
 }
 
 /// Rows of `orders` whose `total_cents` is set but wrong.
 async fn wrong(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE total_cents <> qty::bigint * price_cents")
-        .fetch_one(&db.pool)
-        .await
-        .expect("count wrong rows")
-}
-
-async fn schema_exists(db: &TestDb, schema: &str) -> bool {
-    sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
-        .bind(schema)
-        .fetch_one(&db.pool)
-        .await
-        .expect("look for a schema")
+    number(
+        &db.pool,
+        "SELECT count(*) FROM orders WHERE total_cents <> qty::bigint * price_cents",
+    )
+    .await
 }
 
 /// A job's row in the state table, as the tests read it.
@@ -165,29 +135,20 @@ where
     }
 }
 
-/// Starts `backfill --database-url URL <args>` in the background and collects its output.
-///
-/// The child is killed if the test fails first (`kill_on_drop`: the task, and with it the
-/// child, is dropped with the test's runtime), so a paused runner never outlives its test.
-fn spawn_cli(db: &TestDb, args: &[&str]) -> JoinHandle<std::io::Result<Output>> {
-    let mut full = vec!["--database-url", db.url.as_str()];
-    full.extend_from_slice(args);
-    let mut command = tokio::process::Command::from(backfill_command(&full));
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = command.spawn().expect("start backfill");
-    tokio::spawn(child.wait_with_output())
-}
-
-/// Waits for a background `backfill` to exit.
-async fn finished(runner: JoinHandle<std::io::Result<Output>>, timeout: Duration) -> Output {
-    tokio::time::timeout(timeout, runner)
-        .await
-        .unwrap_or_else(|_| panic!("backfill did not exit within {timeout:?}"))
-        .expect("the output task")
-        .expect("collect backfill's output")
+/// A database with `rows` orders and the job `slow` ([`JOB`] with [`SLOW`]) running in the
+/// background, past its first batch; the job file's path.
+async fn slow_run(rows: i64) -> (TestDb, TempDir, PathBuf, Runner) {
+    let (db, dir) = setup(rows as u32).await;
+    let path = write_job(&dir, "slow", &format!("{JOB}{SLOW}"));
+    let runner = Runner::spawn(&db.url, &dir, "run", &["run", path_str(&path)]);
+    let db_ref = &db;
+    wait_until(
+        "the first batch commits",
+        Duration::from_secs(15),
+        || async move { rows_done(db_ref, "slow").await > 0 },
+    )
+    .await;
+    (db, dir, path, runner)
 }
 
 /// `status --json`, parsed.
@@ -241,7 +202,7 @@ async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
     );
 
     assert!(
-        !schema_exists(&db, "backfill").await,
+        !schema_exists(&db.pool, "backfill").await,
         "plan created the state schema"
     );
     assert_eq!(pending(&db).await, 1000, "plan changed rows");
@@ -267,7 +228,7 @@ async fn plan_warns_when_the_key_has_no_index() {
         "plan must warn about a key walk without an index:\n{text}"
     );
     assert!(text.contains("none leads with the key"), "{text}");
-    assert!(!schema_exists(&db, "backfill").await);
+    assert!(!schema_exists(&db.pool, "backfill").await);
     assert_eq!(pending(&db).await, 1000);
 }
 
@@ -277,21 +238,23 @@ async fn verify_fails_before_the_run_and_passes_after() {
     let path = write_job(&dir, "fill", JOB);
 
     let output = cli(&db, &["verify", path_str(&path)]);
-    assert_exit(&output, 3, "verify before the run");
+    output.expect_code(3, "verify before the run");
     assert!(
-        stdout(&output).contains("1000 rows of \"public\".\"orders\" still match"),
+        output
+            .stdout
+            .contains("1000 rows of \"public\".\"orders\" still match"),
         "{}",
-        stdout(&output)
+        output.stdout
     );
 
     let output = cli(&db, &["verify", "--json", path_str(&path)]);
-    assert_exit(&output, 3, "verify --json before the run");
-    let v: Value = serde_json::from_slice(&output.stdout).expect("verify --json prints JSON");
+    output.expect_code(3, "verify --json before the run");
+    let v: Value = serde_json::from_str(&output.stdout).expect("verify --json prints JSON");
     assert_eq!(v["pending"], 1000, "{v}");
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["job"], "fill", "{v}");
     assert!(
-        !schema_exists(&db, "backfill").await,
+        !schema_exists(&db.pool, "backfill").await,
         "verify created the state schema"
     );
 
@@ -313,7 +276,7 @@ async fn status_lists_jobs_after_a_run() {
     assert_eq!(cli_ok(&db, &["status"]), "no jobs yet\n");
     assert!(status_json(&db, &[]).is_empty());
     assert!(
-        !schema_exists(&db, "backfill").await,
+        !schema_exists(&db.pool, "backfill").await,
         "status created the state schema"
     );
 
@@ -349,12 +312,8 @@ async fn reset_makes_the_next_run_start_over() {
 
     // Without a reset, a finished job is not run again.
     let output = cli(&db, &["run", path_str(&path)]);
-    assert_exit(&output, 0, "run of a finished job");
-    assert!(
-        stderr(&output).contains("already done"),
-        "{}",
-        stderr(&output)
-    );
+    output.expect_code(0, "run of a finished job");
+    assert!(output.stderr.contains("already done"), "{}", output.stderr);
     assert_eq!(pending(&db).await, 1000);
 
     let text = cli_ok(&db, &["reset", "fill"]);
@@ -384,11 +343,11 @@ async fn controls_of_an_unknown_job_are_refused() {
 
     for command in ["reset", "pause", "resume", "cancel"] {
         let output = cli(&db, &[command, "nosuch"]);
-        assert_exit(&output, 2, &format!("{command} of an unknown job"));
+        output.expect_code(2, &format!("{command} of an unknown job"));
         assert!(
-            stderr(&output).contains("no job named \"nosuch\""),
+            output.stderr.contains("no job named \"nosuch\""),
             "{}",
-            stderr(&output)
+            output.stderr
         );
     }
     let after = status_json(&db, &[]);
@@ -404,7 +363,7 @@ async fn controls_before_any_run_are_refused_and_create_nothing() {
     let mut wrong_answers = Vec::new();
     for command in ["reset", "pause", "resume", "cancel"] {
         let output = cli(&db, &[command, "nosuch"]);
-        let message = stderr(&output);
+        let message = &output.stderr;
         if output.status.code() != Some(2) || !message.contains("no job named \"nosuch\"") {
             wrong_answers.push(format!(
                 "`{command} nosuch` exited {:?}: {message}",
@@ -417,23 +376,15 @@ async fn controls_before_any_run_are_refused_and_create_nothing() {
         "expected exit 2 and \"no job named\", got:\n{}",
         wrong_answers.join("\n")
     );
-    assert!(!schema_exists(&db, "backfill").await);
+    assert!(!schema_exists(&db.pool, "backfill").await);
 }
 
 #[tokio::test]
 async fn pause_holds_a_running_job_and_resume_lets_it_finish() {
     const ROWS: i64 = 8000;
-    let (db, dir) = setup(ROWS as u32).await;
-    let path = write_job(&dir, "slow", &format!("{JOB}{SLOW}"));
-    let runner = spawn_cli(&db, &["run", path_str(&path)]);
+    let (db, _dir, _path, runner) = slow_run(ROWS).await;
     let db = &db;
 
-    wait_until(
-        "the first batch commits",
-        Duration::from_secs(15),
-        || async move { rows_done(db, "slow").await > 0 },
-    )
-    .await;
     let text = cli_ok(db, &["pause", "slow"]);
     assert!(text.contains("slow: pause requested"), "{text}");
 
@@ -481,8 +432,8 @@ async fn pause_holds_a_running_job_and_resume_lets_it_finish() {
     })
     .await;
 
-    let output = finished(runner, Duration::from_secs(30)).await;
-    assert_exit(&output, 0, "the resumed run");
+    let output = runner.finish().await;
+    output.expect_code(0, "the resumed run");
     let done = job_state(db, "backfill", "slow").await.unwrap();
     assert_eq!(done.status, "done");
     assert_eq!(done.rows_done, ROWS, "every row exactly once");
@@ -494,23 +445,15 @@ async fn pause_holds_a_running_job_and_resume_lets_it_finish() {
 #[tokio::test]
 async fn cancel_stops_a_running_job_until_resume_cancelled() {
     const ROWS: i64 = 8000;
-    let (db, dir) = setup(ROWS as u32).await;
-    let path = write_job(&dir, "slow", &format!("{JOB}{SLOW}"));
-    let runner = spawn_cli(&db, &["run", path_str(&path)]);
+    let (db, dir, path, runner) = slow_run(ROWS).await;
     let db = &db;
 
-    wait_until(
-        "the first batch commits",
-        Duration::from_secs(15),
-        || async move { rows_done(db, "slow").await > 0 },
-    )
-    .await;
     let text = cli_ok(db, &["cancel", "slow"]);
     assert!(text.contains("slow: cancel requested"), "{text}");
 
-    let output = finished(runner, Duration::from_secs(15)).await;
-    assert_exit(&output, 1, "the cancelled run");
-    assert!(stderr(&output).contains("cancelled"), "{}", stderr(&output));
+    let output = runner.within(Duration::from_secs(15)).finish().await;
+    output.expect_code(1, "the cancelled run");
+    assert!(output.stderr.contains("cancelled"), "{}", output.stderr);
     let cancelled = job_state(db, "backfill", "slow").await.unwrap();
     assert_eq!(cancelled.status, "cancelled", "{cancelled:?}");
     assert!(cancelled.rows_done < ROWS, "{cancelled:?}");
@@ -521,11 +464,11 @@ async fn cancel_stops_a_running_job_until_resume_cancelled() {
     );
 
     let output = cli(db, &["run", path_str(&path)]);
-    assert_exit(&output, 2, "a plain run of a cancelled job");
+    output.expect_code(2, "a plain run of a cancelled job");
     assert!(
-        stderr(&output).contains("--resume-cancelled"),
+        output.stderr.contains("--resume-cancelled"),
         "{}",
-        stderr(&output)
+        output.stderr
     );
     assert_eq!(job_state(db, "backfill", "slow").await.unwrap(), cancelled);
 
@@ -546,7 +489,7 @@ async fn bare_job_name_is_read_from_the_jobs_dir() {
     let jobs_dir = path_str(dir.path());
 
     let output = cli(&db, &["--jobs-dir", jobs_dir, "verify", "fill"]);
-    assert_exit(&output, 3, "verify by name");
+    output.expect_code(3, "verify by name");
     assert!(
         cli_ok(&db, &["--jobs-dir", jobs_dir, "plan", "fill"]).contains("UPDATE"),
         "plan by name"
@@ -561,12 +504,12 @@ async fn bare_job_name_is_read_from_the_jobs_dir() {
     cli_ok(&db, &["--jobs-dir", jobs_dir, "verify", "fill"]);
 
     let output = cli(&db, &["--jobs-dir", jobs_dir, "run", "nosuch"]);
-    assert_exit(&output, 2, "run of a name with no file");
+    output.expect_code(2, "run of a name with no file");
     let missing = dir.path().join("nosuch.toml");
     assert!(
-        stderr(&output).contains(path_str(&missing)),
+        output.stderr.contains(path_str(&missing)),
         "{}",
-        stderr(&output)
+        output.stderr
     );
 }
 
@@ -630,7 +573,7 @@ async fn state_schema_option_keeps_state_elsewhere() {
         "{state:?}"
     );
     assert!(
-        !schema_exists(&db, "backfill").await,
+        !schema_exists(&db.pool, "backfill").await,
         "the default state schema was created too"
     );
 

@@ -12,8 +12,10 @@ use std::path::Path;
 
 use backfill::job::{Job, MAX_IDENTIFIER_BYTES, TableName, is_valid_job_name};
 use backfill::sql::Ident;
-use common::{TestDb, backfill, fresh_database, write_job};
-use sqlx::{AssertSqlSafe, Executor as _, PgPool};
+use common::{
+    Finished, TestDb, XorShift, fresh_database, number, run_backfill, schema_exists, write_job,
+};
+use sqlx::{AssertSqlSafe, Executor as _};
 use tempfile::TempDir;
 
 /// An identifier as SQL writes it, quoted by the test itself (not by the code under test).
@@ -46,33 +48,14 @@ fn exactly(prefix: &str, pad: char, bytes: usize) -> String {
     name
 }
 
-async fn number(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-}
-
 /// `backfill --database-url URL ARGS…` to completion: exit code, stdout, stderr.
 fn run(db: &TestDb, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut all = vec!["--database-url", db.url.as_str()];
-    all.extend_from_slice(args);
-    let out = backfill(&all);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// True when the state schema exists: a run that was refused must not have created it.
-async fn state_schema_exists(pool: &PgPool) -> bool {
-    number(
-        pool,
-        "SELECT count(*) FROM pg_namespace WHERE nspname = 'backfill'",
-    )
-    .await
-        > 0
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = run_backfill(&db.url, args);
+    (status.code(), stdout, stderr)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +111,7 @@ async fn sql_smuggled_into_names_is_refused_and_touches_nothing() {
             "{name}: users changed"
         );
         assert!(
-            !state_schema_exists(&db.pool).await,
+            !schema_exists(&db.pool, "backfill").await,
             "{name}: a refused job created the state schema"
         );
     }
@@ -268,7 +251,7 @@ async fn a_64_byte_identifier_is_refused_before_the_database_is_touched() {
             "{name}: no word of the 63-byte limit:\n{stderr}"
         );
         assert!(
-            !state_schema_exists(&db.pool).await,
+            !schema_exists(&db.pool, "backfill").await,
             "{name}: a refused job created the state schema"
         );
     }
@@ -277,28 +260,6 @@ async fn a_64_byte_identifier_is_refused_before_the_database_is_touched() {
 // ---------------------------------------------------------------------------------------------
 // Fuzz (pure)
 // ---------------------------------------------------------------------------------------------
-
-/// xorshift64 with a fixed seed: the same inputs on every run.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// Pieces that mean something to SQL, to the table-name reader or to TOML.
 const PIECES: &[&str] = &[

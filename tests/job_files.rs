@@ -8,9 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::{TestDb, backfill, fresh_database, write_job};
+use common::{Finished, TestDb, fresh_database, path_str, run_backfill, schema_exists, write_job};
 use sqlx::Row as _;
 use tempfile::TempDir;
 
@@ -67,23 +66,13 @@ async fn fingerprint(db: &TestDb) -> String {
         .join("\n")
 }
 
-/// True when the state schema `backfill` does not exist.
-async fn no_state_schema(db: &TestDb) -> bool {
-    sqlx::query_scalar("SELECT to_regnamespace('backfill') IS NULL")
-        .fetch_one(&db.pool)
-        .await
-        .expect("look for the state schema")
-}
-
 /// Runs `backfill --database-url URL <args>`, asserts that it was refused the way an invalid
 /// job file must be (exit 2, one error message, nothing printed on stdout, database untouched)
 /// and returns the message.
 async fn assert_refused(db: &TestDb, args: &[&str]) -> String {
     let before = fingerprint(db).await;
-    let mut full = vec!["--database-url", db.url.as_str()];
-    full.extend_from_slice(args);
-    let output = backfill(&full);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let output = run_backfill(&db.url, args);
+    let stderr = output.stderr.clone();
     assert_eq!(
         output.status.code(),
         Some(2),
@@ -91,7 +80,7 @@ async fn assert_refused(db: &TestDb, args: &[&str]) -> String {
     );
     assert_one_message(&output, &stderr);
     assert!(
-        no_state_schema(db).await,
+        !schema_exists(&db.pool, "backfill").await,
         "{args:?} created the state schema; stderr:\n{stderr}"
     );
     assert_eq!(
@@ -103,16 +92,12 @@ async fn assert_refused(db: &TestDb, args: &[&str]) -> String {
 }
 
 /// One `error: …` message, no panic, nothing on stdout.
-fn assert_one_message(output: &Output, stderr: &str) {
+fn assert_one_message(output: &Finished, stderr: &str) {
     assert!(stderr.starts_with("error: "), "stderr:\n{stderr}");
     let messages = stderr.lines().filter(|l| l.starts_with("error:")).count();
     assert_eq!(messages, 1, "expected one error message; stderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
-    assert!(
-        output.stdout.is_empty(),
-        "stdout: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert!(output.stdout.is_empty(), "stdout: {}", output.stdout);
 }
 
 /// `backfill run` of a job file with `toml`, refused; returns the job's path and the message.
@@ -133,10 +118,6 @@ fn assert_names_file(stderr: &str, path: &Path) {
         "the message must name the job file {}; stderr:\n{stderr}",
         path.display()
     );
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
 }
 
 /// Asserts that `stderr` is `error: PATH:LINE:COLUMN: …` and contains every one of `parts`.
@@ -433,13 +414,13 @@ async fn unreadable_database_url_is_refused_without_its_password() {
     let path = write_job(&dir, "job", VALID);
     for url in ["postgres://app:s3cret@localhost:notaport/db", "not a url"] {
         let before = fingerprint(&db).await;
-        let output = backfill(&["--database-url", url, "run", path_str(&path)]);
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let output = run_backfill(url, &["run", path_str(&path)]);
+        let stderr = output.stderr.clone();
         assert_eq!(output.status.code(), Some(2), "{url}: stderr:\n{stderr}");
         assert_one_message(&output, &stderr);
         assert_contains(&stderr, &["invalid database URL"]);
         assert!(!stderr.contains("s3cret"), "password shown: {stderr}");
-        assert!(no_state_schema(&db).await);
+        assert!(!schema_exists(&db.pool, "backfill").await);
         assert_eq!(fingerprint(&db).await, before);
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! Needs `/usr/sbin/pgbouncer` (Debian's `pgbouncer` package; `.ci/run` installs it).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt as _;
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use backfill::scratch::Cluster;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use common::{XorShift, create_items, number, own_cluster, run_backfill, write_job, wrong_items};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, PgConnection};
 use tempfile::TempDir;
 
@@ -156,14 +158,11 @@ async fn client(url: &str) -> PgConnection {
 /// transactions it committed and the server backends that ran its SELECTs.
 async fn hammer(url: String, seed: u64, stop: Arc<AtomicBool>) -> (u64, BTreeSet<i32>) {
     let mut conn = client(&url).await;
-    let mut x = seed;
+    let mut rng = XorShift(seed);
     let mut done = 0;
     let mut backends = BTreeSet::new();
     while !stop.load(Ordering::Relaxed) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let id = (x % 50_000 + 1) as i64;
+        let id = (rng.next() % 50_000 + 1) as i64;
         let update = format!(
             "BEGIN; UPDATE items SET touched = touched + 1 WHERE id = {id}; \
              SELECT count(*) FROM items WHERE id BETWEEN {id} AND {id} + 100; COMMIT"
@@ -190,24 +189,12 @@ async fn hammer(url: String, seed: u64, stop: Arc<AtomicBool>) -> (u64, BTreeSet
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .expect("start a scratch PostgreSQL");
-    let direct = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&cluster.url("postgres"))
-        .await
-        .expect("connect to the scratch cluster");
+    let (cluster, direct) = own_cluster().await;
+    create_items(&direct, 50_000).await;
     direct
-        .execute(
-            "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, price int NOT NULL, \
-               total bigint, touched int NOT NULL DEFAULT 0);
-             INSERT INTO items (id, qty, price)
-               SELECT i, i % 7 + 1, i % 13 + 1 FROM generate_series(1, 50000) AS i;",
-        )
+        .execute("ALTER TABLE items ADD COLUMN touched int NOT NULL DEFAULT 0")
         .await
-        .expect("create items");
+        .expect("add the column the hammers update");
     let port = cluster.port();
     let bouncer = tokio::task::spawn_blocking(move || PgBouncer::start(port))
         .await
@@ -226,24 +213,17 @@ async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes
         .collect();
 
     let dir = TempDir::new().unwrap();
-    let job = dir.path().join("items_total.toml");
-    std::fs::write(
-        &job,
+    let job = write_job(
+        &dir,
+        "items_total",
         "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty * price\"\n\
          [batch]\nsize = 500\nmin = 500\nmax = 500\n",
-    )
-    .unwrap();
+    );
     let job = job.to_str().unwrap().to_owned();
     let run_url = url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_backfill"))
-            .args(["--database-url", &run_url, "run", "--json", &job])
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run backfill")
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || run_backfill(&run_url, &["run", "--json", &job]))
+        .await
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     let mut transactions = Vec::new();
     let mut backends = BTreeSet::new();
@@ -253,8 +233,7 @@ async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes
         backends.extend(seen);
     }
 
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -280,18 +259,12 @@ async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes
         .filter(|line| line.contains("\"event\":\"retry\""))
         .collect();
     assert!(retries.is_empty(), "retries behind PgBouncer: {retries:#?}");
-    let wrong: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
+    assert_eq!(wrong_items(&direct).await, 0);
+    let rows_done = number(
+        &direct,
+        "SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'",
     )
-    .fetch_one(&direct)
-    .await
-    .unwrap();
-    assert_eq!(wrong, 0);
-    let rows_done: i64 =
-        sqlx::query_scalar("SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'")
-            .fetch_one(&direct)
-            .await
-            .unwrap();
+    .await;
     assert_eq!(rows_done, 50_000);
     drop(bouncer);
     drop(cluster);

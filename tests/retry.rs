@@ -6,19 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::{events, fresh_database, holds, number, run_backfill, write_job};
 use serde_json::Value;
 use sqlx::Connection as _;
 
-fn events(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn statement_timeout_halves_the_batch_until_it_fits() {
-    let db = common::fresh_database().await;
+    let db = fresh_database().await;
     sqlx::raw_sql(
         "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL, w int);
          INSERT INTO t SELECT g, g FROM generate_series(1, 400) g;",
@@ -29,7 +23,7 @@ async fn statement_timeout_halves_the_batch_until_it_fits() {
     let dir = tempfile::tempdir().unwrap();
     // 2 ms per row: a 400-row batch takes 0.8 s, over the 300 ms statement_timeout; halving
     // reaches 100 rows (0.2 s), which fits.
-    let job = common::write_job(
+    let job = write_job(
         &dir,
         "slow",
         r#"
@@ -47,19 +41,8 @@ statement = "300ms"
 lock = "100ms"
 "#,
     );
-    let out = common::backfill(&[
-        "--database-url",
-        &db.url,
-        "run",
-        "--json",
-        job.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_backfill(&db.url, &["run", "--json", job.to_str().unwrap()]);
+    out.expect_code(0, "run");
     let events = events(&out.stdout);
     let retries: Vec<&Value> = events.iter().filter(|e| e["event"] == "retry").collect();
     assert!(
@@ -78,22 +61,23 @@ lock = "100ms"
         .as_u64()
         .unwrap();
     assert!(first_size < 400, "batch not halved: {first_size}");
-    let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM t WHERE w IS DISTINCT FROM v * 2")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let wrong = number(
+        &db.pool,
+        "SELECT count(*) FROM t WHERE w IS DISTINCT FROM v * 2",
+    )
+    .await;
     assert_eq!(wrong, 0);
-    let rows_done: i64 =
-        sqlx::query_scalar("SELECT rows_done FROM backfill.jobs WHERE name = 'slow'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let rows_done = number(
+        &db.pool,
+        "SELECT rows_done FROM backfill.jobs WHERE name = 'slow'",
+    )
+    .await;
     assert_eq!(rows_done, 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_lock_held_elsewhere_is_waited_out_with_retries() {
-    let db = common::fresh_database().await;
+    let db = fresh_database().await;
     sqlx::raw_sql(
         "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL, w int);
          INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g;",
@@ -109,7 +93,7 @@ async fn a_row_lock_held_elsewhere_is_waited_out_with_retries() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let job = common::write_job(
+    let job = write_job(
         &dir,
         "locked",
         r#"
@@ -125,19 +109,16 @@ lock = "100ms"
     );
     let url = db.url.clone();
     let path = job.to_str().unwrap().to_owned();
-    let run = tokio::task::spawn_blocking(move || {
-        common::backfill(&["--database-url", &url, "run", "--json", &path])
-    });
+    let run = tokio::task::spawn_blocking(move || run_backfill(&url, &["run", "--json", &path]));
     // Release the lock once the runner has hit it at least once.
     let mut waited = Duration::ZERO;
     loop {
-        let blocked: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM backfill.jobs WHERE name = 'locked' AND rows_done >= 1000",
+        let blocked = holds(
+            &db.pool,
+            "SELECT rows_done >= 1000 FROM backfill.jobs WHERE name = 'locked'",
         )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap_or(0);
-        if blocked > 0 || waited > Duration::from_secs(20) {
+        .await;
+        if blocked || waited > Duration::from_secs(20) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -146,12 +127,7 @@ lock = "100ms"
     tokio::time::sleep(Duration::from_millis(600)).await;
     tx.rollback().await.unwrap();
     let out = run.await.unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    out.expect_code(0, "run");
     let events = events(&out.stdout);
     let retry = events
         .iter()
@@ -161,15 +137,16 @@ lock = "100ms"
         retry["error"].as_str().unwrap().contains("lock timeout"),
         "{retry}"
     );
-    let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM t WHERE w IS DISTINCT FROM v + 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let wrong = number(
+        &db.pool,
+        "SELECT count(*) FROM t WHERE w IS DISTINCT FROM v + 1",
+    )
+    .await;
     assert_eq!(wrong, 0);
-    let rows_done: i64 =
-        sqlx::query_scalar("SELECT rows_done FROM backfill.jobs WHERE name = 'locked'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let rows_done = number(
+        &db.pool,
+        "SELECT rows_done FROM backfill.jobs WHERE name = 'locked'",
+    )
+    .await;
     assert_eq!(rows_done, 3000);
 }

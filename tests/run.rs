@@ -7,61 +7,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestDb, backfill, backfill_command, fresh_database, write_job};
-use sqlx::{AssertSqlSafe, PgPool};
+use common::{
+    Runner, count_updates, create_items, fresh_database, items_job, number, run_backfill,
+    write_job, wrong_items,
+};
+use sqlx::PgPool;
 use tempfile::TempDir;
-
-/// How long a condition on the state table may take to come true before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// `items(id bigint primary key, qty, price, total)` with `total` NULL in rows `1..=rows`.
-async fn create_items(pool: &PgPool, rows: i64) {
-    sqlx::raw_sql(
-        "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, price int NOT NULL, total bigint)",
-    )
-    .execute(pool)
-    .await
-    .expect("create items");
-    sqlx::query(
-        "INSERT INTO items (id, qty, price) \
-         SELECT i, i % 7 + 1, i % 13 + 1 FROM generate_series(1, $1::bigint) AS i",
-    )
-    .bind(rows)
-    .execute(pool)
-    .await
-    .expect("fill items");
-}
-
-/// The job file for `items`: `total = qty * price` where it is NULL, with `batch` as the
-/// `[batch]` table's body.
-fn items_job(batch: &str) -> String {
-    format!(
-        "table = \"public.items\"\nwhere = \"total IS NULL\"\n\n[set]\ntotal = \"qty * price\"\n\n[batch]\n{batch}\n"
-    )
-}
-
-/// One number from a query written by the test.
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-}
-
-/// Rows of `items` whose `total` is not `qty * price`.
-async fn wrong_items(pool: &PgPool) -> i64 {
-    count(
-        pool,
-        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
-    )
-    .await
-}
 
 /// A job's row in `backfill.jobs`, as `backfill status` would show it.
 #[derive(Debug)]
@@ -85,138 +40,6 @@ async fn job_state(pool: &PgPool, name: &str) -> JobState {
     }
 }
 
-/// A finished `backfill` process, with what it printed.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Finished {
-    fn from_output(output: std::process::Output) -> Finished {
-        Finished {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Panics with everything the process printed unless it exited with `code`.
-    fn expect_code(&self, code: i32, what: &str) {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "{what}: expected exit {code}, got {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-}
-
-/// `backfill --database-url URL ARGS…`, run to completion.
-fn run_backfill(db: &TestDb, args: &[&str]) -> Finished {
-    let mut all = vec!["--database-url", &db.url];
-    all.extend_from_slice(args);
-    Finished::from_output(backfill(&all))
-}
-
-/// A `backfill` process running in the background. Its output goes to files, so that it never
-/// blocks on a full pipe while the test is busy elsewhere; it is killed if the test panics.
-struct Runner {
-    child: tokio::process::Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Runner {
-    fn spawn(db: &TestDb, dir: &TempDir, label: &str, args: &[&str]) -> Runner {
-        let stdout = dir.path().join(format!("{label}.stdout"));
-        let stderr = dir.path().join(format!("{label}.stderr"));
-        let mut all = vec!["--database-url", &db.url];
-        all.extend_from_slice(args);
-        let mut command = backfill_command(&all);
-        command
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("create the stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("create the stderr file"));
-        let child = tokio::process::Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn backfill");
-        Runner {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("the runner has not been reaped yet")
-    }
-
-    fn output(&self, status: ExitStatus) -> Finished {
-        Finished {
-            status,
-            stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
-        }
-    }
-
-    async fn finish(mut self) -> Finished {
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("backfill did not exit in time")
-            .expect("wait for backfill");
-        self.output(status)
-    }
-
-    /// Sends `signal` (a `kill` name such as "INT") to the runner, as a terminal or an
-    /// operator would.
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Polls `condition` (a SQL boolean) until it holds. Fails at once, with the runner's
-    /// output, if the runner exits first.
-    async fn wait_until(&mut self, pool: &PgPool, condition: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if holds(pool, condition).await {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("poll the runner") {
-                let out = self.output(status);
-                panic!(
-                    "backfill exited ({:?}) before `{condition}` held\nstdout:\n{}\nstderr:\n{}",
-                    out.status, out.stdout, out.stderr
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{condition}` did not hold within {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// True when the SQL boolean `condition` holds; false also while it cannot be evaluated yet
-/// (the state table is created by the first run).
-async fn holds(pool: &PgPool, condition: &str) -> bool {
-    sqlx::query_scalar::<_, Option<bool>>(AssertSqlSafe(format!("SELECT ({condition})")))
-        .fetch_one(pool)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Keys of every shape
 // ---------------------------------------------------------------------------------------------
@@ -229,11 +52,14 @@ async fn bigint_key_fills_every_row_in_small_batches() {
     let job = write_job(
         &dir,
         "items_total",
-        &items_job("size = 500\nmin = 100\nmax = 1000\npause = \"0ms\""),
+        &items_job(
+            "total IS NULL",
+            "size = 500\nmin = 100\nmax = 1000\npause = \"0ms\"",
+        ),
     );
     let job = job.to_str().unwrap();
 
-    run_backfill(&db, &["run", job]).expect_code(0, "run");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "run");
 
     assert_eq!(wrong_items(&db.pool).await, 0);
     let state = job_state(&db.pool, "items_total").await;
@@ -243,7 +69,7 @@ async fn bigint_key_fills_every_row_in_small_batches() {
         state.batches_done >= 20,
         "20000 rows in batches of at most 1000: {state:?}"
     );
-    run_backfill(&db, &["verify", job]).expect_code(0, "verify");
+    run_backfill(&db.url, &["verify", job]).expect_code(0, "verify");
 }
 
 #[tokio::test]
@@ -273,10 +99,10 @@ async fn composite_text_key_walks_tenants_in_collation_order() {
     );
     let job = job.to_str().unwrap();
 
-    run_backfill(&db, &["run", job]).expect_code(0, "run");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "run");
 
     assert_eq!(
-        count(
+        number(
             &db.pool,
             "SELECT count(*) FROM orders WHERE total IS DISTINCT FROM qty::bigint * price"
         )
@@ -286,7 +112,7 @@ async fn composite_text_key_walks_tenants_in_collation_order() {
     let state = job_state(&db.pool, "orders_total").await;
     assert_eq!(state.status, "done");
     assert_eq!(state.rows_done, 11 * 700);
-    run_backfill(&db, &["verify", job]).expect_code(0, "verify");
+    run_backfill(&db.url, &["verify", job]).expect_code(0, "verify");
 }
 
 #[tokio::test]
@@ -308,10 +134,10 @@ async fn uuid_key_fills_every_row() {
          [set]\nstarted_at = \"to_timestamp(started)\"\n\n[batch]\nsize = 400\nmin = 100\nmax = 800\n",
     );
 
-    run_backfill(&db, &["run", job.to_str().unwrap()]).expect_code(0, "run");
+    run_backfill(&db.url, &["run", job.to_str().unwrap()]).expect_code(0, "run");
 
     assert_eq!(
-        count(
+        number(
             &db.pool,
             "SELECT count(*) FROM sessions WHERE started_at IS DISTINCT FROM to_timestamp(started)"
         )
@@ -355,10 +181,10 @@ max = 500
     );
     let job = job.to_str().unwrap();
 
-    run_backfill(&db, &["run", job]).expect_code(0, "run");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "run");
 
     assert_eq!(
-        count(
+        number(
             &db.pool,
             r#"SELECT count(*) FROM "Sales Data"."Order ""Lines"""
                 WHERE "Total Cents" IS DISTINCT FROM qty::bigint * price_cents"#
@@ -368,7 +194,7 @@ max = 500
     );
     let state = job_state(&db.pool, "order_lines_total").await;
     assert_eq!((state.status.as_str(), state.rows_done), ("done", 3000));
-    run_backfill(&db, &["verify", job]).expect_code(0, "verify");
+    run_backfill(&db.url, &["verify", job]).expect_code(0, "verify");
 }
 
 #[tokio::test]
@@ -387,15 +213,15 @@ async fn sparse_keys_take_few_batches() {
     .execute(&db.pool)
     .await
     .expect("fill sparse items");
-    let rows = count(&db.pool, "SELECT count(*) FROM items").await;
+    let rows = number(&db.pool, "SELECT count(*) FROM items").await;
     let dir = TempDir::new().unwrap();
     let job = write_job(
         &dir,
         "sparse",
-        &items_job("size = 500\nmin = 500\nmax = 500"),
+        &items_job("total IS NULL", "size = 500\nmin = 500\nmax = 500"),
     );
 
-    run_backfill(&db, &["run", job.to_str().unwrap()]).expect_code(0, "run");
+    run_backfill(&db.url, &["run", job.to_str().unwrap()]).expect_code(0, "run");
 
     assert_eq!(wrong_items(&db.pool).await, 0);
     let state = job_state(&db.pool, "sparse").await;
@@ -414,14 +240,18 @@ async fn empty_table_is_done_at_once() {
     let db = fresh_database().await;
     create_items(&db.pool, 0).await;
     let dir = TempDir::new().unwrap();
-    let job = write_job(&dir, "empty", &items_job("size = 500\nmin = 100"));
+    let job = write_job(
+        &dir,
+        "empty",
+        &items_job("total IS NULL", "size = 500\nmin = 100"),
+    );
     let job = job.to_str().unwrap();
 
-    run_backfill(&db, &["run", job]).expect_code(0, "run");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "run");
 
     let state = job_state(&db.pool, "empty").await;
     assert_eq!((state.status.as_str(), state.rows_done), ("done", 0));
-    run_backfill(&db, &["verify", job]).expect_code(0, "verify");
+    run_backfill(&db.url, &["verify", job]).expect_code(0, "verify");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,11 +290,14 @@ async fn concurrent_inserts_past_the_range_end_are_left_to_the_dual_write() {
     let job = write_job(
         &dir,
         "under_load",
-        &items_job("size = 200\nmin = 100\nmax = 200\npause = \"20ms\""),
+        &items_job(
+            "total IS NULL",
+            "size = 200\nmin = 100\nmax = 200\npause = \"20ms\"",
+        ),
     );
     let job = job.to_str().unwrap();
 
-    let mut runner = Runner::spawn(&db, &dir, "run", &["run", job]);
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", job]);
     // Once a batch has committed, the range end is captured: every insert from now on is past it.
     runner
         .wait_until(
@@ -489,7 +322,7 @@ async fn concurrent_inserts_past_the_range_end_are_left_to_the_dual_write() {
 
     // Every row that existed at the start is filled; so is every dual-written row.
     assert_eq!(
-        count(
+        number(
             &db.pool,
             "SELECT count(*) FROM items WHERE id <= 10000 AND total IS DISTINCT FROM qty::bigint * price"
         )
@@ -509,10 +342,10 @@ async fn concurrent_inserts_past_the_range_end_are_left_to_the_dual_write() {
     );
 
     // The rows inserted NULL past the range end are what verify reports.
-    let pending = count(&db.pool, "SELECT count(*) FROM items WHERE total IS NULL").await;
+    let pending = number(&db.pool, "SELECT count(*) FROM items WHERE total IS NULL").await;
     assert!(null_rows_inserted > 0);
     assert_eq!(pending, i64::try_from(null_rows_inserted).unwrap());
-    let verify = run_backfill(&db, &["verify", job]);
+    let verify = run_backfill(&db.url, &["verify", job]);
     verify.expect_code(3, "verify with rows past the range end");
     assert!(
         verify.stdout.contains(&format!("{pending} rows")),
@@ -524,7 +357,7 @@ async fn concurrent_inserts_past_the_range_end_are_left_to_the_dual_write() {
         .execute(&db.pool)
         .await
         .unwrap();
-    run_backfill(&db, &["verify", job]).expect_code(0, "verify after the manual fill");
+    run_backfill(&db.url, &["verify", job]).expect_code(0, "verify after the manual fill");
 }
 
 #[tokio::test]
@@ -535,11 +368,14 @@ async fn a_second_runner_of_a_running_job_is_refused() {
     let job = write_job(
         &dir,
         "leased",
-        &items_job("size = 100\nmin = 100\nmax = 100\npause = \"50ms\""),
+        &items_job(
+            "total IS NULL",
+            "size = 100\nmin = 100\nmax = 100\npause = \"50ms\"",
+        ),
     );
     let job = job.to_str().unwrap();
 
-    let mut first = Runner::spawn(&db, &dir, "first", &["run", job]);
+    let mut first = Runner::spawn(&db.url, &dir, "first", &["run", job]);
     first
         .wait_until(
             &db.pool,
@@ -547,7 +383,7 @@ async fn a_second_runner_of_a_running_job_is_refused() {
         )
         .await;
 
-    let second = run_backfill(&db, &["run", job]);
+    let second = run_backfill(&db.url, &["run", job]);
     second.expect_code(1, "second runner");
     assert!(
         second.stderr.contains("is being run by"),
@@ -574,25 +410,19 @@ async fn a_second_runner_of_a_running_job_is_refused() {
 async fn kill_9_then_resume_updates_every_row_exactly_once() {
     let db = fresh_database().await;
     create_items(&db.pool, 200_000).await;
-    sqlx::raw_sql(
-        "ALTER TABLE items ADD COLUMN updates int NOT NULL DEFAULT 0;
-         CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
-         CREATE TRIGGER count_update BEFORE UPDATE ON items
-           FOR EACH ROW EXECUTE FUNCTION count_update();",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("add the update counter");
+    count_updates(&db.pool).await;
     let dir = TempDir::new().unwrap();
     let job = write_job(
         &dir,
         "killed",
-        &items_job("size = 1000\nmin = 1000\nmax = 1000\npause = \"5ms\""),
+        &items_job(
+            "total IS NULL",
+            "size = 1000\nmin = 1000\nmax = 1000\npause = \"5ms\"",
+        ),
     );
     let job = job.to_str().unwrap();
 
-    let mut runner = Runner::spawn(&db, &dir, "killed", &["run", job]);
+    let mut runner = Runner::spawn(&db.url, &dir, "killed", &["run", job]);
     runner
         .wait_until(
             &db.pool,
@@ -602,13 +432,13 @@ async fn kill_9_then_resume_updates_every_row_exactly_once() {
     // SIGKILL, and reap it, as a crashed host process would be gone.
     runner.child.kill().await.expect("kill -9 the runner");
 
-    let changed = count(&db.pool, "SELECT count(*) FROM items WHERE updates > 0").await;
+    let changed = number(&db.pool, "SELECT count(*) FROM items WHERE updates > 0").await;
     assert!(
         changed > 0 && changed < 200_000,
         "killed mid-way, {changed} rows changed"
     );
     assert_eq!(
-        count(&db.pool, "SELECT count(*) FROM items WHERE total IS NULL").await,
+        number(&db.pool, "SELECT count(*) FROM items WHERE total IS NULL").await,
         200_000 - changed
     );
     assert_eq!(
@@ -617,18 +447,18 @@ async fn kill_9_then_resume_updates_every_row_exactly_once() {
         "the checkpoint commits with its batch"
     );
 
-    run_backfill(&db, &["run", job]).expect_code(0, "run after kill -9");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "run after kill -9");
 
     assert_eq!(wrong_items(&db.pool).await, 0);
     let state = job_state(&db.pool, "killed").await;
     assert_eq!((state.status.as_str(), state.rows_done), ("done", 200_000));
     assert_eq!(
-        count(&db.pool, "SELECT max(updates)::bigint FROM items").await,
+        number(&db.pool, "SELECT max(updates)::bigint FROM items").await,
         1,
         "no row is updated twice"
     );
     assert_eq!(
-        count(&db.pool, "SELECT min(updates)::bigint FROM items").await,
+        number(&db.pool, "SELECT min(updates)::bigint FROM items").await,
         1
     );
 }
@@ -641,11 +471,14 @@ async fn ctrl_c_checkpoints_and_exits_130() {
     let job = write_job(
         &dir,
         "interrupted",
-        &items_job("size = 500\nmin = 500\nmax = 500\npause = \"10ms\""),
+        &items_job(
+            "total IS NULL",
+            "size = 500\nmin = 500\nmax = 500\npause = \"10ms\"",
+        ),
     );
     let job = job.to_str().unwrap();
 
-    let mut runner = Runner::spawn(&db, &dir, "interrupted", &["run", job]);
+    let mut runner = Runner::spawn(&db.url, &dir, "interrupted", &["run", job]);
     runner
         .wait_until(
             &db.pool,
@@ -663,7 +496,7 @@ async fn ctrl_c_checkpoints_and_exits_130() {
 
     let state = job_state(&db.pool, "interrupted").await;
     assert_eq!(state.status, "stopped");
-    let changed = count(
+    let changed = number(
         &db.pool,
         "SELECT count(*) FROM items WHERE total IS NOT NULL",
     )
@@ -671,11 +504,11 @@ async fn ctrl_c_checkpoints_and_exits_130() {
     assert!(changed > 0 && changed < 50_000, "{changed} rows changed");
     assert_eq!(state.rows_done, changed);
 
-    run_backfill(&db, &["run", job]).expect_code(0, "resume");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "resume");
     assert_eq!(wrong_items(&db.pool).await, 0);
     let state = job_state(&db.pool, "interrupted").await;
     assert_eq!((state.status.as_str(), state.rows_done), ("done", 50_000));
-    run_backfill(&db, &["verify", job]).expect_code(0, "verify");
+    run_backfill(&db.url, &["verify", job]).expect_code(0, "verify");
 }
 
 #[tokio::test]
@@ -691,11 +524,11 @@ async fn changed_job_file_refuses_to_resume_until_restart() {
     };
     let job = write_job(&dir, "repriced", &job_text("qty * price"));
     let job = job.to_str().unwrap();
-    run_backfill(&db, &["run", job]).expect_code(0, "first run");
+    run_backfill(&db.url, &["run", job]).expect_code(0, "first run");
     assert_eq!(wrong_items(&db.pool).await, 0);
 
     write_job(&dir, "repriced", &job_text("qty * price + 1"));
-    let refused = run_backfill(&db, &["run", job]);
+    let refused = run_backfill(&db.url, &["run", job]);
     refused.expect_code(2, "run with a changed job file");
     assert!(
         refused.stderr.contains("reset") && refused.stderr.contains("--restart"),
@@ -705,9 +538,9 @@ async fn changed_job_file_refuses_to_resume_until_restart() {
     assert_eq!(wrong_items(&db.pool).await, 0, "nothing touched");
     assert_eq!(job_state(&db.pool, "repriced").await.status, "done");
 
-    run_backfill(&db, &["run", "--restart", job]).expect_code(0, "run --restart");
+    run_backfill(&db.url, &["run", "--restart", job]).expect_code(0, "run --restart");
     assert_eq!(
-        count(
+        number(
             &db.pool,
             "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price + 1"
         )
@@ -732,21 +565,18 @@ async fn json_events_account_for_every_changed_row() {
         .execute(&db.pool)
         .await
         .unwrap();
-    let to_change = count(&db.pool, "SELECT count(*) FROM items WHERE total IS NULL").await;
+    let to_change = number(&db.pool, "SELECT count(*) FROM items WHERE total IS NULL").await;
     let dir = TempDir::new().unwrap();
-    let job = write_job(&dir, "json", &items_job("size = 300\nmin = 100\nmax = 300"));
+    let job = write_job(
+        &dir,
+        "json",
+        &items_job("total IS NULL", "size = 300\nmin = 100\nmax = 300"),
+    );
 
-    let out = run_backfill(&db, &["run", "--json", job.to_str().unwrap()]);
+    let out = run_backfill(&db.url, &["run", "--json", job.to_str().unwrap()]);
     out.expect_code(0, "run --json");
 
-    let events: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|error| panic!("not a JSON line: {line:?}: {error}"))
-        })
-        .collect();
+    let events = common::events(&out.stdout);
     let kind = |e: &serde_json::Value| e["event"].as_str().unwrap_or_default().to_owned();
     assert_eq!(events.first().map(kind).as_deref(), Some("started"));
     assert_eq!(events.last().map(kind).as_deref(), Some("finished"));

@@ -1,27 +1,36 @@
 //! The integration tests' harness: one PostgreSQL server per test binary, a database of its own
-//! for every test, and the real `backfill` binary.
+//! for every test, the real `backfill` binary, and the helpers the test files share.
 //!
 //! The server is a scratch [`Cluster`] started on first use and shared by every test in the
 //! binary. It lives in a `static` and is never dropped: its watchdog removes it when the test
 //! process exits. Set `BACKFILL_TEST_DATABASE_URL` to use an existing server instead; the URL
 //! names the database to connect to for `CREATE DATABASE` (the role needs `CREATEDB`), and the
-//! databases the tests create there are left behind for inspection.
+//! databases the tests create there are left behind for inspection. A test that stops or
+//! restarts its server takes a cluster of its own instead ([`own_cluster`]).
 //!
-//! Owns nothing about jobs or tables: each test arranges its own schema through [`TestDb::pool`].
+//! Besides: `backfill` run to completion ([`run_backfill`]) or in the background ([`Runner`]),
+//! scalar checks in SQL ([`number`], [`holds`], [`schema_exists`]), the `items` table that
+//! several files fill ([`create_items`], [`count_updates`], [`items_job`], [`wrong_items`]), the
+//! `--json` events ([`events`]) and a seeded generator ([`XorShift`]). Every other table and job
+//! is the test's own.
 
 // Every test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backfill::scratch::Cluster;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
+
+/// How long a [`Runner`] waits for a condition or for its exit, unless told otherwise
+/// ([`Runner::within`]).
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A database of one test's own, so that tests run in parallel without seeing each other.
 pub struct TestDb {
@@ -80,6 +89,278 @@ pub fn write_job(dir: &TempDir, name: &str, toml: &str) -> PathBuf {
     std::fs::write(&path, toml)
         .unwrap_or_else(|error| panic!("write the job file {}: {error}", path.display()));
     path
+}
+
+/// `path` as the `&str` an argument list wants.
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// A scratch cluster of the test's own (for tests that stop or restart it, or count every
+/// session on it), and a small pool on its `postgres` database.
+pub async fn own_cluster() -> (Arc<Cluster>, PgPool) {
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("join the cluster start")
+        .expect("start a scratch PostgreSQL");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&cluster.url("postgres"))
+        .await
+        .expect("connect to the scratch cluster");
+    (Arc::new(cluster), pool)
+}
+
+/// A finished `backfill` process, with what it printed.
+pub struct Finished {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The exit status and both streams of `output`, as text.
+    pub fn from_output(output: Output) -> Finished {
+        Finished {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with everything the process printed unless it exited with `code`.
+    pub fn expect_code(&self, code: i32, what: &str) {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "{what}: expected exit {code}, got {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// `backfill --database-url URL ARGS…`, run to completion.
+pub fn run_backfill(url: &str, args: &[&str]) -> Finished {
+    let mut all = vec!["--database-url", url];
+    all.extend_from_slice(args);
+    Finished::from_output(backfill(&all))
+}
+
+/// A `backfill --database-url URL ARGS…` process running in the background. Its output goes to
+/// files, so that it never blocks on a full pipe while the test is busy elsewhere; it is killed
+/// if the test panics.
+pub struct Runner {
+    /// The process, for tests that poll, kill or reap it themselves.
+    pub child: tokio::process::Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    wait: Duration,
+}
+
+impl Runner {
+    /// Starts `backfill` with its output in `DIR/LABEL.stdout` and `DIR/LABEL.stderr`.
+    pub fn spawn(url: &str, dir: &TempDir, label: &str, args: &[&str]) -> Runner {
+        let stdout = dir.path().join(format!("{label}.stdout"));
+        let stderr = dir.path().join(format!("{label}.stderr"));
+        let mut all = vec!["--database-url", url];
+        all.extend_from_slice(args);
+        let mut command = backfill_command(&all);
+        command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("create the stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("create the stderr file"));
+        let child = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn backfill");
+        Runner {
+            child,
+            stdout,
+            stderr,
+            wait: WAIT,
+        }
+    }
+
+    /// The runner with `wait` instead of [`WAIT`] for [`Runner::wait_until`] and
+    /// [`Runner::finish`].
+    pub fn within(self, wait: Duration) -> Runner {
+        Runner { wait, ..self }
+    }
+
+    /// The process id, while the runner has not been reaped.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the runner has not been reaped yet")
+    }
+
+    /// What the runner printed, once it exited with `status`.
+    pub fn output(&self, status: ExitStatus) -> Finished {
+        Finished {
+            status,
+            stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        }
+    }
+
+    /// Waits for the runner to exit and returns what it printed.
+    pub async fn finish(mut self) -> Finished {
+        let status = tokio::time::timeout(self.wait, self.child.wait())
+            .await
+            .expect("backfill did not exit in time")
+            .expect("wait for backfill");
+        self.output(status)
+    }
+
+    /// Sends `signal` (a `kill` name such as "INT") to the runner, as a terminal or an
+    /// operator would.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Polls `condition` (a SQL boolean, see [`holds`]) until it holds. Fails at once, with the
+    /// runner's output, if the runner exits first.
+    pub async fn wait_until(&mut self, pool: &PgPool, condition: &str) {
+        let deadline = Instant::now() + self.wait;
+        while !holds(pool, condition).await {
+            if let Some(status) = self.child.try_wait().expect("poll the runner") {
+                let out = self.output(status);
+                panic!(
+                    "backfill exited ({:?}) before `{condition}` held\nstdout:\n{}\nstderr:\n{}",
+                    out.status, out.stdout, out.stderr
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{condition}` did not hold within {:?}",
+                self.wait
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// One number from a query written by the test.
+pub async fn number(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// True when the SQL boolean `condition` holds; false also while it cannot be evaluated (the
+/// state table is created by the first run, the server is restarting).
+pub async fn holds(pool: &PgPool, condition: &str) -> bool {
+    sqlx::query_scalar::<_, Option<bool>>(AssertSqlSafe(format!("SELECT ({condition})")))
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// True when the schema `schema` exists (a command that must write nothing must not create
+/// the state schema).
+pub async fn schema_exists(pool: &PgPool, schema: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
+        .bind(schema)
+        .fetch_one(pool)
+        .await
+        .expect("look for a schema")
+}
+
+/// `items(id bigint primary key, qty, price, total)` with `total` NULL in rows `1..=rows`.
+pub async fn create_items(pool: &PgPool, rows: i64) {
+    sqlx::raw_sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, price int NOT NULL, total bigint)",
+    )
+    .execute(pool)
+    .await
+    .expect("create items");
+    sqlx::query(
+        "INSERT INTO items (id, qty, price) \
+         SELECT i, i % 7 + 1, i % 13 + 1 FROM generate_series(1, $1::bigint) AS i",
+    )
+    .bind(rows)
+    .execute(pool)
+    .await
+    .expect("fill items");
+}
+
+/// Adds `items.updates`, which a BEFORE UPDATE trigger raises on every UPDATE of a row: a row
+/// updated twice shows.
+pub async fn count_updates(pool: &PgPool) {
+    sqlx::raw_sql(
+        "ALTER TABLE items ADD COLUMN updates int NOT NULL DEFAULT 0;
+         CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
+         CREATE TRIGGER count_update BEFORE UPDATE ON items
+           FOR EACH ROW EXECUTE FUNCTION count_update();",
+    )
+    .execute(pool)
+    .await
+    .expect("add the update counter");
+}
+
+/// A job file for `items`: `total = qty * price` on the rows that `filter` selects, with
+/// `batch` as the `[batch]` table's body.
+pub fn items_job(filter: &str, batch: &str) -> String {
+    format!(
+        "table = \"public.items\"\nwhere = \"{filter}\"\n\n[set]\ntotal = \"qty * price\"\n\n[batch]\n{batch}\n"
+    )
+}
+
+/// Rows of `items` whose `total` is not `qty * price`.
+pub async fn wrong_items(pool: &PgPool) -> i64 {
+    number(
+        pool,
+        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
+    )
+    .await
+}
+
+/// The NDJSON events of `run --json`, one a line; panics on a line that is not JSON.
+pub fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON line: {line:?}: {error}"))
+        })
+        .collect()
+}
+
+/// xorshift64: a small deterministic generator, so that a run can be replayed from its seed.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number of the sequence (never 0 for a seed that is not 0).
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// One of `items`.
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
 }
 
 /// The server every test of this binary shares.
