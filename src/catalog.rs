@@ -4,10 +4,10 @@
 //! migration stops here, before anything is written). Builds no statement about the table
 //! itself; that is `plan`'s job.
 
-use sqlx::{Connection as _, PgConnection, Row as _};
+use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::statement;
+use crate::db::{begin_read_only, statement};
 use crate::job::Job;
 
 /// What the catalog says about the job's table.
@@ -134,7 +134,7 @@ impl Catalog {
             table: table.clone(),
             source,
         };
-        let mut tx = conn.begin_with("BEGIN READ ONLY").await.map_err(db)?;
+        let mut tx = begin_read_only(conn).await.map_err(db)?;
         let resolved = statement(RESOLVE)
             .bind(&table)
             .fetch_optional(&mut *tx)

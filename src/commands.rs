@@ -47,17 +47,22 @@ impl From<Exit> for ExitCode {
 /// Where a job argument points: `NAME` is `<jobs-dir>/NAME.toml`; anything that looks like a
 /// path (has a `/` or ends in `.toml`) is taken as one.
 pub fn job_path(arg: &str, jobs_dir: &Path) -> PathBuf {
-    if arg.contains('/') || arg.ends_with(".toml") {
+    if is_path(arg) {
         PathBuf::from(arg)
     } else {
         jobs_dir.join(format!("{arg}.toml"))
     }
 }
 
+/// True when a job argument names a file rather than a job.
+fn is_path(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".toml")
+}
+
 /// The job's name for commands that need only the state row: a bare name is used as is, a
 /// path is read for the name inside the file.
 fn job_name(arg: &str) -> Result<String> {
-    if arg.contains('/') || arg.ends_with(".toml") {
+    if is_path(arg) {
         Ok(Job::load(Path::new(arg))?.name)
     } else {
         Ok(arg.to_owned())
@@ -115,24 +120,15 @@ pub async fn run(
         prepared.push(prepare(&mut conn, job).await?.0);
     }
     drop(conn);
-    let options = RunOptions {
+    let options = engine::Options {
         restart: args.restart,
         resume_cancelled: args.resume_cancelled,
         exact_count: args.exact_count,
         reconnect_timeout: args.reconnect_timeout,
-        mode: Mode::detect(args.json),
     };
     let store = Store::new(&global.state_schema);
-    run_jobs(&target, &store, &prepared, &options, shutdown).await
-}
-
-/// How `run_jobs` runs.
-pub struct RunOptions {
-    pub restart: bool,
-    pub resume_cancelled: bool,
-    pub exact_count: bool,
-    pub reconnect_timeout: std::time::Duration,
-    pub mode: Mode,
+    let mode = Mode::detect(args.json);
+    run_jobs(&target, &store, &prepared, &options, mode, shutdown).await
 }
 
 /// Runs prepared jobs in order, showing progress; stops at the first that does not finish.
@@ -140,11 +136,12 @@ pub async fn run_jobs(
     target: &Target,
     store: &Store,
     prepared: &[Prepared],
-    options: &RunOptions,
+    options: &engine::Options,
+    mode: Mode,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Exit> {
     let owner = Owner::this_process();
-    let mut reporter = Reporter::new(options.mode);
+    let mut reporter = Reporter::new(mode);
     for p in prepared {
         let r = Run {
             job: &p.job,
@@ -152,10 +149,7 @@ pub async fn run_jobs(
             store,
             target,
             owner: &owner,
-            restart: options.restart,
-            resume_cancelled: options.resume_cancelled,
-            exact_count: options.exact_count,
-            reconnect_timeout: options.reconnect_timeout,
+            options,
         };
         let outcome = engine::run(&r, &mut |e| reporter.emit(e), shutdown.clone()).await;
         let exit = match outcome {

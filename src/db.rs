@@ -100,7 +100,7 @@ pub async fn begin_bounded<'c>(
     read_only: bool,
 ) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
     let mut tx = if read_only {
-        conn.begin_with("BEGIN READ ONLY").await?
+        begin_read_only(conn).await?
     } else {
         conn.begin().await?
     };
@@ -112,6 +112,14 @@ pub async fn begin_bounded<'c>(
     .execute(&mut *tx)
     .await?;
     Ok(tx)
+}
+
+/// Opens a read-only transaction: what reads that must write nothing run in (and, behind
+/// PgBouncer, every statement runs in an explicit transaction).
+pub async fn begin_read_only(
+    conn: &mut PgConnection,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    conn.begin_with("BEGIN READ ONLY").await
 }
 
 /// Binds key values (text, cast back by the statement) in order; `None` binds NULL.

@@ -8,8 +8,9 @@ use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
-use crate::commands::{Exit, RunOptions, prepare, run_jobs, verify_job};
+use crate::commands::{Exit, prepare, run_jobs, verify_job};
 use crate::db::{Target, statement};
+use crate::engine;
 use crate::job::Job;
 use crate::progress::Mode;
 use crate::scratch::Cluster;
@@ -49,15 +50,15 @@ async fn story(
     let target = Target::new(Some(&cluster.url("postgres")))?;
     let mut conn = target.connect("backfill:demo").await?;
     eprintln!("creating public.orders with {} rows…", args.rows);
-    for step in [CREATE, FILL] {
-        let mut q = statement(step);
-        if step == FILL {
-            q = q.bind(i32::try_from(args.rows).unwrap_or(i32::MAX));
-        }
-        q.execute(&mut conn)
-            .await
-            .with_context(|| format!("demo setup failed: {step}"))?;
-    }
+    statement(CREATE)
+        .execute(&mut conn)
+        .await
+        .context("demo setup: create the table")?;
+    statement(FILL)
+        .bind(i32::try_from(args.rows).unwrap_or(i32::MAX))
+        .execute(&mut conn)
+        .await
+        .context("demo setup: fill the table")?;
     eprintln!("1. expand:   {EXPAND};");
     statement(EXPAND).execute(&mut conn).await?;
     statement("ANALYZE public.orders")
@@ -67,12 +68,11 @@ async fn story(
     eprintln!("2. backfill: backfill run jobs/demo_orders.toml");
     let job = Job::parse(JOB, Path::new("jobs/demo_orders.toml"))?;
     let (prepared, _) = prepare(&mut conn, job).await?;
-    let options = RunOptions {
+    let options = engine::Options {
         restart: false,
         resume_cancelled: false,
         exact_count: false,
         reconnect_timeout: std::time::Duration::from_secs(60),
-        mode: Mode::detect(false),
     };
     let store = Store::new("backfill");
     let exit = run_jobs(
@@ -80,6 +80,7 @@ async fn story(
         &store,
         std::slice::from_ref(&prepared),
         &options,
+        Mode::detect(false),
         shutdown,
     )
     .await?;

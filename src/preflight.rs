@@ -8,7 +8,7 @@
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{begin_bounded, bind_keys, fetch_key, statement};
+use crate::db::{begin_bounded, begin_read_only, bind_keys, fetch_key, statement};
 use crate::job::Job;
 use crate::plan::Plan;
 
@@ -130,7 +130,7 @@ pub async fn pending_rows(
     plan: &Plan,
     exact: bool,
 ) -> Result<u64, sqlx::Error> {
-    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN READ ONLY").await?;
+    let mut tx = begin_read_only(conn).await?;
     let rows = if exact {
         let n: i64 = statement(&plan.pending_count)
             .fetch_one(&mut *tx)

@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::{Failure, Target, error_chain};
+use crate::db::{Failure, Target, begin_read_only, error_chain};
 use crate::event::Event;
 use crate::job::Job;
 use crate::plan::Plan;
@@ -39,14 +39,20 @@ pub struct Run<'a> {
     pub store: &'a Store,
     pub target: &'a Target,
     pub owner: &'a Owner,
+    pub options: &'a Options,
+}
+
+/// How the operator asked jobs to run (`run`'s flags).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// Forget the checkpoint and start from the first key.
     pub restart: bool,
     /// Continue a cancelled job from its checkpoint.
     pub resume_cancelled: bool,
-    /// How long to keep reconnecting to a database that went away before giving up.
-    pub reconnect_timeout: Duration,
     /// Count pending rows exactly (`count(*)`) instead of using the planner's estimate.
     pub exact_count: bool,
+    /// How long to keep reconnecting to a database that went away before giving up.
+    pub reconnect_timeout: Duration,
 }
 
 /// How a run ended without an error.
@@ -138,8 +144,8 @@ pub async fn run(
         table_name: &r.plan.table,
         definition_hash: &r.job.definition_hash(),
         owner: r.owner,
-        restart: r.restart,
-        resume_cancelled: r.resume_cancelled,
+        restart: r.options.restart,
+        resume_cancelled: r.options.resume_cancelled,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
@@ -279,7 +285,7 @@ impl Walker<'_, '_> {
             return Ok(self.finish(&at));
         };
         let r = self.r;
-        let pending = preflight::pending_rows(&mut self.conn, r.plan, r.exact_count)
+        let pending = preflight::pending_rows(&mut self.conn, r.plan, r.options.exact_count)
             .await
             .map_err(|source| range_error(r, source))?;
         self.started_event(&at, pending);
@@ -355,11 +361,12 @@ impl Walker<'_, '_> {
         let Failure::Transient { halve, reconnect } = e.failure() else {
             return Err(EngineError::Batch { cursor, source: e });
         };
-        if failures.give_up(reconnect, Instant::now(), self.r.reconnect_timeout) {
+        let reconnect_timeout = self.r.options.reconnect_timeout;
+        if failures.give_up(reconnect, Instant::now(), reconnect_timeout) {
             return Err(if reconnect {
                 EngineError::Unreachable {
                     target: self.r.target.describe(),
-                    waited: self.r.reconnect_timeout,
+                    waited: reconnect_timeout,
                     source: e,
                 }
             } else {
@@ -398,7 +405,7 @@ impl Walker<'_, '_> {
             return Ok(Some(end.clone()));
         }
         let end = async {
-            let mut tx = sqlx::Connection::begin_with(&mut self.conn, "BEGIN READ ONLY").await?;
+            let mut tx = begin_read_only(&mut self.conn).await?;
             let end = preflight::range_end(&mut tx, r.plan).await?;
             tx.commit().await?;
             Ok(end)

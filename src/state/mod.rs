@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::{Connection as _, PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::statement;
+use crate::db::{begin_read_only, statement};
 use crate::sql::{Ident, Qualified};
 
 /// A lease with no heartbeat for this long is stale and may be taken over. The runner beats
@@ -27,6 +27,8 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 pub struct Store {
     jobs: String,
     schema: String,
+    /// The checkpoint statement, built once: it runs in every batch.
+    checkpoint: String,
 }
 
 /// Who runs a job: `host:pid:nonce`. The host and pid let a runner on the same host see at
@@ -233,13 +235,19 @@ const SELECT_ROW: &str = "SELECT name, coalesce(table_name, ''), definition_hash
 impl Store {
     /// The state table in `schema` (default `backfill`).
     pub fn new(schema: &str) -> Store {
+        let jobs = Qualified {
+            schema,
+            name: "jobs",
+        }
+        .to_string();
+        let checkpoint = format!(
+            "UPDATE {jobs} SET cursor = $3::jsonb, rows_done = rows_done + $4, batches_done = batches_done + 1, \
+             batch_size = $5, updated_at = now(), heartbeat_at = now() WHERE name = $1 AND owner = $2"
+        );
         Store {
-            jobs: Qualified {
-                schema,
-                name: "jobs",
-            }
-            .to_string(),
+            jobs,
             schema: schema.to_owned(),
+            checkpoint,
         }
     }
 
@@ -419,12 +427,8 @@ impl Store {
     /// The checkpoint statement: `$1` name, `$2` owner, `$3` cursor (jsonb text), `$4` rows
     /// changed, `$5` batch size. The owner condition makes a runner that lost its lease fail
     /// instead of overwriting the new owner's progress.
-    pub fn checkpoint_sql(&self) -> String {
-        format!(
-            "UPDATE {} SET cursor = $3::jsonb, rows_done = rows_done + $4, batches_done = batches_done + 1, \
-             batch_size = $5, updated_at = now(), heartbeat_at = now() WHERE name = $1 AND owner = $2",
-            self.jobs
-        )
+    pub fn checkpoint_sql(&self) -> &str {
+        &self.checkpoint
     }
 
     /// The checkpoint, run inside the batch's own transaction: the batch and its record commit
@@ -438,7 +442,7 @@ impl Store {
         rows: u64,
         batch_size: u32,
     ) -> Result<(), StateError> {
-        let done = statement(&self.checkpoint_sql())
+        let done = statement(&self.checkpoint)
             .bind(name)
             .bind(&owner.0)
             .bind(to_json(cursor))
@@ -515,10 +519,7 @@ impl Store {
     /// Every job's row, by name; empty when the state table does not exist yet (nothing is
     /// created by reading).
     pub async fn list(&self, conn: &mut PgConnection) -> Result<Vec<JobRow>, StateError> {
-        let mut tx = conn
-            .begin_with("BEGIN READ ONLY")
-            .await
-            .map_err(self.db("list"))?;
+        let mut tx = begin_read_only(conn).await.map_err(self.db("list"))?;
         let exists: bool = statement("SELECT to_regclass($1) IS NOT NULL")
             .bind(&self.jobs)
             .fetch_one(&mut *tx)
