@@ -114,18 +114,24 @@ pub async fn run(
         .iter()
         .map(|arg| Job::load(&job_path(arg, &global.jobs_dir)))
         .collect::<Result<Vec<_>, _>>()?;
+    // Every argument is checked before the database is contacted.
+    let options = engine::Options {
+        restart: args.restart,
+        resume_cancelled: args.resume_cancelled,
+        exact_count: args.exact_count,
+        reconnect_timeout: args.reconnect_timeout,
+        monitor: args
+            .monitor_url
+            .as_deref()
+            .map(|url| Target::new(Some(url)))
+            .transpose()?,
+    };
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
         prepared.push(prepare(&mut conn, job).await?.0);
     }
     drop(conn);
-    let options = engine::Options {
-        restart: args.restart,
-        resume_cancelled: args.resume_cancelled,
-        exact_count: args.exact_count,
-        reconnect_timeout: args.reconnect_timeout,
-    };
     let store = Store::new(&global.state_schema);
     let mode = Mode::detect(args.json);
     run_jobs(&target, &store, &prepared, &options, mode, shutdown).await

@@ -90,28 +90,49 @@ pub fn statement(sql: &str) -> sqlx::query::Query<'static, Postgres, PgArguments
     sqlx::query(AssertSqlSafe(sql.to_owned())).persistent(false)
 }
 
+/// The server process a transaction runs on, identified together with the transaction's start:
+/// behind PgBouncer the pid alone may belong to another client's transaction a moment later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// `pg_backend_pid()`.
+    pub pid: i32,
+    /// `now()` (the transaction's start) in microseconds since the epoch, computed the same way
+    /// as from `pg_stat_activity.xact_start` in [`BACKEND_IS`].
+    pub xact_start_us: i64,
+}
+
+/// A condition over `pg_stat_activity` (no alias) that holds for exactly the [`Backend`] bound
+/// as `$1` (pid) and `$2` (start).
+pub const BACKEND_IS: &str = "pid = $1 AND (extract(epoch FROM xact_start) * 1000000)::int8 = $2";
+
 /// Opens a transaction whose statements are bounded by `statement_timeout` and `lock_timeout`
 /// (`SET LOCAL`, via `set_config(…, true)`, so nothing outlives the transaction — which matters
 /// behind PgBouncer, where the next transaction may run on another client's server session).
+/// The same round trip reads which [`Backend`] runs it.
 pub async fn begin_bounded<'c>(
     conn: &'c mut PgConnection,
     statement_timeout: Duration,
     lock_timeout: Duration,
     read_only: bool,
-) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
+) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
     let mut tx = if read_only {
         begin_read_only(conn).await?
     } else {
         conn.begin().await?
     };
-    statement(
-        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)",
+    let row = statement(
+        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
+         pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8",
     )
     .bind(format!("{}ms", statement_timeout.as_millis()))
     .bind(format!("{}ms", lock_timeout.as_millis()))
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(tx)
+    let backend = Backend {
+        pid: row.try_get(2)?,
+        xact_start_us: row.try_get(3)?,
+    };
+    Ok((tx, backend))
 }
 
 /// Opens a read-only transaction: what reads that must write nothing run in (and, behind

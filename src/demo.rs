@@ -73,6 +73,7 @@ async fn story(
         resume_cancelled: false,
         exact_count: false,
         reconnect_timeout: std::time::Duration::from_secs(60),
+        monitor: None,
     };
     let store = Store::new("backfill");
     let exit = run_jobs(

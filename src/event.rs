@@ -46,6 +46,9 @@ pub enum Event {
     Paused { job: String, reason: String },
     /// Batches run, but smaller and further apart, until the reason clears.
     Throttled { job: String, reason: String },
+    /// The monitor cancelled the running batch so that a session waiting for its locks could go
+    /// ahead; the batch rolled back and runs again once the way is clear. Not an error.
+    Yielded { job: String, reason: String },
     /// Full speed again after a pause or a throttle.
     Running { job: String },
     /// The key range is walked to its end.
@@ -71,6 +74,7 @@ impl Event {
             | Event::Retry { job, .. }
             | Event::Paused { job, .. }
             | Event::Throttled { job, .. }
+            | Event::Yielded { job, .. }
             | Event::Running { job }
             | Event::Finished { job, .. }
             | Event::Interrupted { job, .. }

@@ -7,7 +7,9 @@
 //! - [`catalog`]: the table's key, columns, indexes and triggers, read once per run.
 //! - [`plan`]: pure; every statement about the target table. [`sql`] is its quoting type.
 //! - [`preflight`]: the server's check of a job's SQL before anything is written.
-//! - [`engine`]: the batch loop, retries, adaptive sizing, the lease heartbeat.
+//! - [`engine`]: the batch loop, retries, adaptive sizing and pacing, the lease heartbeat.
+//! - [`monitor`]: samples locks, load and replicas on its own connection; the pure
+//!   [`monitor::policy::decide`] turns a sample into go, throttle, pause or yield.
 //! - [`state`]: the state table — checkpoints, leases, control flags.
 //! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
 //!   knows indicatif).
@@ -23,6 +25,7 @@ pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod job;
+pub mod monitor;
 pub mod plan;
 pub mod preflight;
 pub mod progress;

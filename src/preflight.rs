@@ -2,14 +2,16 @@
 //! batch's bounds, and `EXPLAIN`s the key walk and the first batch's `UPDATE` so that PostgreSQL
 //! itself parses and plans the job's `where` and `[set]` expressions. Runs in a read-only
 //! transaction bounded by the job's timeouts; writes nothing, creates nothing. Used by `plan`
-//! (which prints the result) and by `run` (which stops on a rejected expression).
-//! Also estimates how many rows are still pending.
+//! (which prints the result) and by `run` (which stops on a rejected expression). Runs the
+//! `[throttle]` `throttle_query` once, so that a broken one stops the run before it starts
+//! rather than pausing it later. Also estimates how many rows are still pending.
 
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
 use crate::db::{begin_bounded, begin_read_only, bind_keys, fetch_key, statement};
 use crate::job::Job;
+use crate::monitor::throttle_query_sql;
 use crate::plan::Plan;
 
 /// What the server said about the job's first batch.
@@ -23,6 +25,8 @@ pub struct Preflight {
     pub walk_plan: String,
     /// `EXPLAIN` of the first batch's `UPDATE`.
     pub update_plan: String,
+    /// What `throttle_query` returns now, when the job has one.
+    pub throttle_query: Option<f64>,
 }
 
 impl Preflight {
@@ -44,6 +48,15 @@ pub enum PreflightError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "throttle.throttle_query failed; it must be a read-only SELECT whose first column is a \
+         number (a result > 0 throttles the run)\n  statement: {sql}"
+    )]
+    ThrottleQuery {
+        sql: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("cannot check the job against the database")]
     Database(#[source] sqlx::Error),
 }
@@ -51,7 +64,10 @@ pub enum PreflightError {
 impl PreflightError {
     /// True when the job's own SQL is at fault (exit code 2).
     pub fn is_invalid_job(&self) -> bool {
-        matches!(self, PreflightError::Rejected { .. })
+        matches!(
+            self,
+            PreflightError::Rejected { .. } | PreflightError::ThrottleQuery { .. }
+        )
     }
 }
 
@@ -62,7 +78,7 @@ pub async fn check(
     plan: &Plan,
     size: u32,
 ) -> Result<Preflight, PreflightError> {
-    let mut tx = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
+    let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
         .await
         .map_err(PreflightError::Database)?;
     let range_end = range_end(&mut tx, plan)
@@ -84,12 +100,17 @@ pub async fn check(
     };
     let walk_plan = explain(&mut tx, walk, &end, Some(size)).await?;
     let update_plan = explain(&mut tx, &plan.update.from_start, &upper, None).await?;
+    let throttle_query = match &job.throttle.throttle_query {
+        Some(query) => Some(throttle_query(&mut tx, query).await?),
+        None => None,
+    };
     tx.commit().await.map_err(PreflightError::Database)?;
     Ok(Preflight {
         range_end,
         first_upper,
         walk_plan,
         update_plan,
+        throttle_query,
     })
 }
 
@@ -122,6 +143,17 @@ async fn explain(
         })?;
     let lines: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     Ok(lines.join("\n"))
+}
+
+/// Runs `throttle_query` as the monitor will.
+async fn throttle_query(conn: &mut PgConnection, query: &str) -> Result<f64, PreflightError> {
+    let sql = throttle_query_sql(query);
+    let row = statement(&sql).fetch_one(conn).await;
+    row.and_then(|row| row.try_get(0))
+        .map_err(|source| PreflightError::ThrottleQuery {
+            sql: query.to_owned(),
+            source,
+        })
 }
 
 /// Rows still matching `where`: the planner's estimate, or an exact `count(*)`.

@@ -2,10 +2,12 @@
 //! unit-tested without a database. The live progress display is `progress`'s, not this.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::catalog::KeySource;
-use crate::job::Job;
+use crate::job::{Job, ThrottlePolicy};
+use crate::monitor::policy::Bytes;
 use crate::plan::Plan;
 use crate::preflight::Preflight;
 use crate::state::LEASE_TIMEOUT;
@@ -82,6 +84,7 @@ pub fn plan(
         humantime::format_duration(t.statement),
         humantime::format_duration(t.lock)
     );
+    out.push_str(&throttle(&job.throttle, checked.throttle_query));
     let how = if exact {
         "counted"
     } else {
@@ -115,7 +118,7 @@ pub fn plan(
     let _ = writeln!(out, "BEGIN;");
     let _ = writeln!(
         out,
-        "SELECT set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true);",
+        "SELECT set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true), pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8;",
         t.statement.as_millis(),
         t.lock.as_millis()
     );
@@ -144,6 +147,89 @@ pub fn plan(
 }
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
+/// The effective `[throttle]` policy, one signal per line, for `plan`.
+fn throttle(p: &ThrottlePolicy, query_now: Option<f64>) -> String {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    let mut lines = Vec::new();
+    if !p.enabled {
+        lines.push(
+            "off ([throttle] enabled = false): no pause, throttle or yield; only the lock \
+             timeout bounds how long the application waits behind a batch"
+                .to_owned(),
+        );
+    } else {
+        lines.push(format!(
+            "sample every {}; full speed after {} clear; pause when no sample for {}",
+            d(p.poll),
+            d(p.cooldown),
+            d(p.fail_closed_after)
+        ));
+        lines.push(if p.yield_to_waiters {
+            format!(
+                "yield: cancel the batch when a session waits for its locks (checked every {})",
+                d(p.batch_poll)
+            )
+        } else {
+            "yield: off (sessions waiting on a batch wait until it commits)".to_owned()
+        });
+        lines.push(if p.pause_on_table_locks {
+            "pause while another session holds or waits for a conflicting lock on the table"
+                .to_owned()
+        } else {
+            "table locks: ignored".to_owned()
+        });
+        lines.push(format!(
+            "throttle above {:.0}% of max_connections in use",
+            p.max_connection_use * 100.0
+        ));
+        lines.push(if p.max_idle_in_transaction.is_zero() {
+            "idle in transaction: ignored".to_owned()
+        } else {
+            format!(
+                "throttle while a session is idle in transaction over {}",
+                d(p.max_idle_in_transaction)
+            )
+        });
+        let mut lag = Vec::new();
+        if !p.max_replica_lag.is_zero() {
+            lag.push(d(p.max_replica_lag));
+        }
+        if p.max_replica_lag_bytes > 0 {
+            lag.push(format!("{} of WAL", Bytes(p.max_replica_lag_bytes)));
+        }
+        lines.push(if lag.is_empty() {
+            "replica lag: ignored".to_owned()
+        } else {
+            format!(
+                "pause while a replica is behind by more than {}",
+                lag.join(" or ")
+            )
+        });
+        if let Some(q) = &p.throttle_query {
+            let now = query_now.map_or(String::new(), |v| format!(" (returns {v} now)"));
+            lines.push(format!("throttle while throttle_query > 0: {q}{now}"));
+        }
+        if let Some(f) = &p.throttle_file {
+            let now = if f.exists() {
+                "exists now"
+            } else {
+                "absent now"
+            };
+            lines.push(format!("pause while {} exists ({now})", f.display()));
+        }
+        lines.push(format!(
+            "throttled: batches of batch.min rows, pauses doubling up to {}",
+            d(p.max_pause)
+        ));
+    }
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let label = if i == 0 { "throttle" } else { "" };
+        let _ = writeln!(out, "{label:<10}{line}");
+    }
+    out
+}
+
 pub fn age(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {

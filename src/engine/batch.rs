@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use thiserror::Error;
 
 use crate::db::{Failure, begin_bounded, bind_keys, classify, fetch_key, statement};
+use crate::monitor::Monitor;
 use crate::state::StateError;
 
 use super::Run;
@@ -46,17 +47,22 @@ impl BatchError {
 }
 
 /// Runs the batch of up to `size` keys after `cursor` (from the first key when `None`), never
-/// past `range_end`.
+/// past `range_end`, telling `monitor` which backend runs it as soon as it is known (the caller
+/// tells it when the batch ended).
 pub async fn run(
     conn: &mut PgConnection,
     r: &Run<'_>,
+    monitor: Option<&Monitor>,
     cursor: Option<&[String]>,
     range_end: &[String],
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
     let timeouts = &r.job.timeouts;
-    let mut tx = begin_bounded(conn, timeouts.statement, timeouts.lock, false).await?;
+    let (mut tx, backend) = begin_bounded(conn, timeouts.statement, timeouts.lock, false).await?;
+    if let Some(monitor) = monitor {
+        monitor.batch_started(backend);
+    }
     let has_cursor = cursor.is_some();
     let lower = cursor.unwrap_or_default();
 

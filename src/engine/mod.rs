@@ -1,11 +1,14 @@
 //! The engine: runs one job from its checkpoint to the end of its key range (DESIGN §3).
 //!
-//! It claims the job's lease, captures the range end once, then loops: obey the operator's
-//! control flag and the shutdown signal, run one batch (`batch.rs`), learn the next size
-//! (`sizer.rs`), and on a transient error roll back, back off (`backoff.rs`), reconnect if the
-//! connection is gone and re-read the stored cursor, which is the only truth about what
-//! committed. It emits [`Event`]s and never prints; it never listens for signals itself — the
-//! caller passes shutdown in.
+//! It claims the job's lease, starts the [`monitor`](crate::monitor) (unless `[throttle]` turns
+//! it off), captures the range end once, then loops: obey the shutdown signal, the operator's
+//! control flag and the monitor's decision (pause, or throttle: smaller batches further
+//! apart), run one batch (`batch.rs`), learn the next size from its time without its lock
+//! waits (`sizer.rs`), and on a transient error roll back, back off (`backoff.rs`), reconnect
+//! if the connection is gone and re-read the stored cursor, which is the only truth about what
+//! committed. A batch the monitor cancelled to yield is not an error: it runs again once the
+//! way is clear. It emits [`Event`]s and never prints; it never listens for signals itself —
+//! the caller passes shutdown in.
 
 mod backoff;
 mod batch;
@@ -21,6 +24,7 @@ use tokio::sync::watch;
 use crate::db::{Failure, Target, begin_read_only, error_chain};
 use crate::event::Event;
 use crate::job::Job;
+use crate::monitor::{Action, Decision, Monitor, Signal, Watch};
 use crate::plan::Plan;
 use crate::preflight;
 use crate::rate::RateWindow;
@@ -53,6 +57,8 @@ pub struct Options {
     pub exact_count: bool,
     /// How long to keep reconnecting to a database that went away before giving up.
     pub reconnect_timeout: Duration,
+    /// Where the monitor connects (`--monitor-url`); `None`: the job's own database URL.
+    pub monitor: Option<Target>,
 }
 
 /// How a run ended without an error.
@@ -130,6 +136,11 @@ pub fn application_name(job: &str) -> String {
     name
 }
 
+/// `application_name` for the job's monitor: `backfill:<job>:monitor` as far as it fits.
+pub fn monitor_application_name(job: &str) -> String {
+    application_name(&format!("{job}:monitor"))
+}
+
 /// Runs `r.job` to its end, or until `shutdown` turns true, emitting events on the way.
 pub async fn run(
     r: &Run<'_>,
@@ -160,11 +171,26 @@ pub async fn run(
         owner: r.owner.clone(),
         application_name: app.clone(),
     });
+    let monitor = r.job.throttle.enabled.then(|| {
+        Monitor::start(Watch {
+            policy: r.job.throttle.clone(),
+            target: r
+                .options
+                .monitor
+                .clone()
+                .unwrap_or_else(|| r.target.clone()),
+            application_name: monitor_application_name(&r.job.name),
+            table: r.plan.table.clone(),
+        })
+    });
     let mut walker = Walker {
         r,
         conn,
         app,
         heartbeat: &heartbeat,
+        monitor: monitor.as_ref(),
+        decisions: monitor.as_ref().map(Monitor::decisions),
+        condition: Condition::Running,
         emit,
         shutdown: &mut shutdown,
         started: Instant::now(),
@@ -172,6 +198,9 @@ pub async fn run(
     };
     let result = walker.walk(row).await;
     let mut conn = walker.conn;
+    if let Some(monitor) = monitor {
+        monitor.stop().await;
+    }
     heartbeat.stop().await;
     if let Err(e) = &result {
         emit(&Event::Error {
@@ -258,12 +287,69 @@ impl Position {
     }
 }
 
+/// What the run is doing about the database's state, as last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Condition {
+    Running,
+    Throttled {
+        signal: Option<Signal>,
+        reason: String,
+    },
+    /// `signal` is `None` for an operator's pause.
+    Paused {
+        signal: Option<Signal>,
+        reason: String,
+    },
+}
+
+impl Condition {
+    fn of(decision: &Decision) -> Condition {
+        let (signal, reason) = (decision.signal, decision.reason.clone());
+        match decision.action {
+            Action::Go => Condition::Running,
+            Action::Throttle => Condition::Throttled { signal, reason },
+            Action::Pause | Action::Yield => Condition::Paused { signal, reason },
+        }
+    }
+
+    /// Same state for the same signal: not worth another event even if the numbers in the
+    /// reason moved.
+    fn same_as(&self, other: &Condition) -> bool {
+        use Condition::*;
+        match (self, other) {
+            (Running, Running) => true,
+            (Throttled { signal: a, .. }, Throttled { signal: b, .. })
+            | (Paused { signal: a, .. }, Paused { signal: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The note published for `status`: `paused: …`, `throttled: …`, or none at full speed.
+    fn note(&self) -> Option<String> {
+        match self {
+            Condition::Running => None,
+            Condition::Throttled { reason, .. } => Some(format!("throttled: {reason}")),
+            Condition::Paused { reason, .. } => Some(format!("paused: {reason}")),
+        }
+    }
+}
+
+/// What [`Walker::obey`] allows.
+enum Step {
+    Stop(Outcome),
+    Batch { throttled: bool },
+}
+
 /// The state of one walk over the key range.
 struct Walker<'r, 'a> {
     r: &'r Run<'a>,
     conn: PgConnection,
     app: String,
     heartbeat: &'r Heartbeat,
+    /// `None` when `[throttle] enabled = false`.
+    monitor: Option<&'r Monitor>,
+    decisions: Option<watch::Receiver<Option<Decision>>>,
+    condition: Condition,
     emit: &'r mut dyn FnMut(&Event),
     shutdown: &'r mut watch::Receiver<bool>,
     started: Instant,
@@ -297,34 +383,40 @@ impl Walker<'_, '_> {
             row.batch_size.unwrap_or(batch.size),
         );
         let mut failures = Failures::default();
+        let mut pause = Duration::ZERO;
         loop {
-            if let Some(outcome) = self.obey(&at).await? {
-                return Ok(outcome);
-            }
+            let throttled = match self.obey(&at).await? {
+                Step::Stop(outcome) => return Ok(outcome),
+                Step::Batch { throttled } => throttled,
+            };
             if at.cursor.as_deref() == Some(range_end.as_slice()) {
                 return Ok(self.finish(&at));
             }
-            let size = sizer.size();
-            match batch::run(
+            let size = if throttled {
+                sizer.size().min(batch.min)
+            } else {
+                sizer.size()
+            };
+            let cursor = at.cursor.as_deref();
+            let result = batch::run(
                 &mut self.conn,
                 self.r,
-                at.cursor.as_deref(),
+                self.monitor,
+                cursor,
                 &range_end,
                 size,
             )
-            .await
-            {
+            .await;
+            let seen = self.monitor.map(Monitor::batch_ended).unwrap_or_default();
+            match result {
                 Ok(done) => {
                     failures = Failures::default();
-                    sizer.record(size, done.elapsed);
+                    sizer.record(size, done.elapsed.saturating_sub(seen.lock_wait));
                     at.rows_done += done.rows;
                     at.batches_done += 1;
                     at.cursor = Some(done.upper);
                     self.rate.push(Instant::now(), at.rows_done);
-                    self.heartbeat.publish(Live {
-                        rate: self.rate.per_sec(),
-                        note: None,
-                    });
+                    self.publish();
                     self.send(|job| Event::Batch {
                         job,
                         rows: done.rows,
@@ -333,9 +425,16 @@ impl Walker<'_, '_> {
                         batch_size: size,
                         elapsed_ms: millis(done.elapsed),
                     });
-                    if self.sleep(self.r.job.batch.pause).await {
+                    let max_pause = self.r.job.throttle.max_pause;
+                    pause = sizer::pause_before_next(throttled, pause, batch.pause, max_pause);
+                    if self.sleep(pause).await {
                         return Ok(self.interrupted(&at));
                     }
+                }
+                Err(_) if seen.yielded => {
+                    let reason = self.decision().map(|d| d.reason).unwrap_or_default();
+                    self.send(|job| Event::Yielded { job, reason });
+                    self.reload(&mut at).await?;
                 }
                 Err(e) => {
                     if let Some(outcome) =
@@ -385,6 +484,13 @@ impl Walker<'_, '_> {
         }
         // A commit may have landed before the connection broke: the stored cursor, not our
         // copy, says where to go on.
+        self.reload(at).await?;
+        Ok(None)
+    }
+
+    /// Re-reads the position from the state row after a batch that did not succeed; keeps `at`
+    /// if the row cannot be read (the next attempt will tell).
+    async fn reload(&mut self, at: &mut Position) -> Result<(), EngineError> {
         if let Ok(row) = self.r.store.load(&mut self.conn, &self.r.job.name).await {
             if row.owner.as_ref() != Some(self.r.owner) {
                 return Err(EngineError::LeaseLost(format!(
@@ -394,7 +500,7 @@ impl Walker<'_, '_> {
             }
             *at = Position::of(&row);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// The stored range end, or the table's greatest key captured and stored now (`None`: the
@@ -453,49 +559,86 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// Before each batch: stop on shutdown, a lost lease or `cancel`; wait out `pause`.
-    async fn obey(&mut self, at: &Position) -> Result<Option<Outcome>, EngineError> {
+    /// Before each batch: stop on shutdown, a lost lease or `cancel`; wait out an operator's
+    /// `pause` and the monitor's pauses (silently until its first decision); report every
+    /// change of condition.
+    async fn obey(&mut self, at: &Position) -> Result<Step, EngineError> {
         let mut beats = self.heartbeat.watch();
-        let mut paused = false;
         loop {
             if *self.shutdown.borrow() {
-                return Ok(Some(self.interrupted(at)));
+                return Ok(Step::Stop(self.interrupted(at)));
             }
             let beat = self.heartbeat.beat();
             if let Some(lost) = beat.lost {
                 return Err(EngineError::LeaseLost(lost));
             }
-            match beat.control.as_deref() {
-                Some("cancel") => {
-                    return Ok(Some(Outcome::Cancelled {
+            let condition = match (beat.control.as_deref(), &self.decisions) {
+                (Some("cancel"), _) => {
+                    return Ok(Step::Stop(Outcome::Cancelled {
                         rows_done: at.rows_done,
                     }));
                 }
-                Some("pause") => {
-                    if !paused {
-                        paused = true;
-                        self.heartbeat.publish(Live {
-                            rate: None,
-                            note: Some("paused: by operator".into()),
-                        });
-                        self.send(|job| Event::Paused {
-                            job,
-                            reason: "by operator".into(),
-                        });
-                    }
-                    tokio::select! {
-                        _ = beats.changed() => {}
-                        _ = self.shutdown.changed() => {}
-                    }
-                }
-                _ => {
-                    if paused {
-                        self.send(|job| Event::Running { job });
-                    }
-                    return Ok(None);
+                (Some("pause"), _) => Some(Condition::Paused {
+                    signal: None,
+                    reason: "by operator".into(),
+                }),
+                (_, None) => Some(Condition::Running),
+                (_, Some(decisions)) => decisions.borrow().as_ref().map(Condition::of),
+            };
+            if let Some(condition) = condition {
+                let step = match &condition {
+                    Condition::Running => Some(Step::Batch { throttled: false }),
+                    Condition::Throttled { .. } => Some(Step::Batch { throttled: true }),
+                    Condition::Paused { .. } => None,
+                };
+                self.enter(condition);
+                if let Some(step) = step {
+                    return Ok(step);
                 }
             }
+            tokio::select! {
+                _ = beats.changed() => {}
+                _ = changed(&mut self.decisions) => {}
+                _ = self.shutdown.changed() => {}
+            }
         }
+    }
+
+    /// The monitor's latest decision, if it runs and has made one.
+    fn decision(&self) -> Option<Decision> {
+        self.decisions.as_ref().and_then(|d| d.borrow().clone())
+    }
+
+    /// Takes on `condition`: an event when it differs from the current one in kind or signal,
+    /// and the note for `status` in any case.
+    fn enter(&mut self, condition: Condition) {
+        if !self.condition.same_as(&condition) {
+            let event = match &condition {
+                Condition::Running => Event::Running {
+                    job: self.r.job.name.clone(),
+                },
+                Condition::Throttled { reason, .. } => Event::Throttled {
+                    job: self.r.job.name.clone(),
+                    reason: reason.clone(),
+                },
+                Condition::Paused { reason, .. } => Event::Paused {
+                    job: self.r.job.name.clone(),
+                    reason: reason.clone(),
+                },
+            };
+            (self.emit)(&event);
+        }
+        self.condition = condition;
+        self.publish();
+    }
+
+    /// Publishes the rate and the condition for the next heartbeats (and so for `status`).
+    fn publish(&self) {
+        let paused = matches!(self.condition, Condition::Paused { .. });
+        self.heartbeat.publish(Live {
+            rate: if paused { None } else { self.rate.per_sec() },
+            note: self.condition.note(),
+        });
     }
 
     /// Reports the failure, waits the backoff and reconnects if asked. True on shutdown.
@@ -532,6 +675,16 @@ impl Walker<'_, '_> {
     }
 }
 
+/// Waits for the next decision; forever when there is no monitor (or it is gone).
+async fn changed(decisions: &mut Option<watch::Receiver<Option<Decision>>>) {
+    if let Some(rx) = decisions
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
 fn range_error(r: &Run<'_>, source: sqlx::Error) -> EngineError {
     EngineError::Range {
         table: r.plan.table.clone(),
@@ -558,6 +711,14 @@ mod tests {
     #[test]
     fn application_name_names_the_job() {
         assert_eq!(application_name("users_flag"), "backfill:users_flag");
+    }
+
+    #[test]
+    fn monitor_is_named_after_the_job() {
+        assert_eq!(
+            monitor_application_name("users_flag"),
+            "backfill:users_flag:monitor"
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The adaptive batch sizer: pure arithmetic that picks the next batch's size so that batches
-//! take about `[batch] target`. Knows nothing of SQL or time sources; the engine feeds it the
-//! measured execution time of each committed batch.
+//! The adaptive batch sizer and the pacing between batches: pure arithmetic. The sizer picks the
+//! next batch's size so that batches take about `[batch] target`; [`pause_before_next`] spaces
+//! batches out while the monitor throttles. Knows nothing of SQL or time sources; the engine
+//! feeds it the execution time of each committed batch, without the time it spent waiting for
+//! locks (so that contention does not collapse the size to the floor).
 //!
 //! The estimate is the p90 of time-per-row over the last [`WINDOW`] batches: robust against one
 //! fast outlier, quick to notice a slow streak. Growth is limited to ×1.5 per batch so a lucky
-//! batch cannot make the next one huge; shrinking is immediate, since a batch far over target is
-//! what holds locks too long.
+//! batch cannot make the next one huge; shrinking is immediate, and a batch more than
+//! [`FAR_OVER`] times the target sets the size by its own speed alone, since a batch far over
+//! target is what holds locks too long.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -15,6 +18,12 @@ pub const WINDOW: usize = 10;
 
 /// Largest growth from one batch to the next.
 const MAX_GROWTH: f64 = 1.5;
+
+/// A batch this many times over target is sized from by itself, not by the window.
+pub const FAR_OVER: u32 = 2;
+
+/// The first sleep of a throttled run; each throttled batch doubles it up to `max_pause`.
+const FIRST_THROTTLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// Chooses batch sizes within `min..=max` aiming at `target` per batch.
 #[derive(Debug, Clone)]
@@ -52,11 +61,14 @@ impl Sizer {
         if self.per_row.len() == WINDOW {
             self.per_row.pop_front();
         }
-        self.per_row
-            .push_back(elapsed.as_secs_f64() / f64::from(size));
-        let p90 = percentile(&self.per_row, 0.9);
-        let wanted = if p90 > 0.0 {
-            self.target.as_secs_f64() / p90
+        let last = elapsed.as_secs_f64() / f64::from(size);
+        self.per_row.push_back(last);
+        let mut per_row = percentile(&self.per_row, 0.9);
+        if elapsed > self.target * FAR_OVER {
+            per_row = per_row.max(last);
+        }
+        let wanted = if per_row > 0.0 {
+            self.target.as_secs_f64() / per_row
         } else {
             f64::from(self.max)
         };
@@ -70,6 +82,26 @@ impl Sizer {
         self.size = (self.size / 2).max(1);
         self.per_row.clear();
     }
+}
+
+/// The sleep before the next batch: `[batch] pause` at full speed; while throttled, twice the
+/// previous sleep (the first one [`FIRST_THROTTLE_PAUSE`]), at most `max_pause`, and never less
+/// than `[batch] pause`.
+pub fn pause_before_next(
+    throttled: bool,
+    previous: Duration,
+    base: Duration,
+    max_pause: Duration,
+) -> Duration {
+    if !throttled {
+        return base;
+    }
+    let next = if previous < FIRST_THROTTLE_PAUSE {
+        FIRST_THROTTLE_PAUSE
+    } else {
+        previous.saturating_mul(2)
+    };
+    next.min(max_pause).max(base)
 }
 
 /// `value` rounded down into `min..=max`.
@@ -164,6 +196,45 @@ mod tests {
         let mut one = Sizer::new(1, 5, ms(200), 1);
         one.halve();
         assert_eq!(one.size(), 1);
+    }
+
+    #[test]
+    fn one_batch_far_over_target_shrinks_even_a_fast_window() {
+        let mut s = Sizer::new(100, 5000, ms(200), 4000);
+        for _ in 0..9 {
+            s.record(4000, ms(100));
+        }
+        assert_eq!(s.size(), 5000);
+        s.record(5000, ms(1000));
+        assert_eq!(s.size(), 1000);
+    }
+
+    #[test]
+    fn a_slow_batch_just_over_target_is_left_to_the_window() {
+        let mut s = Sizer::new(100, 5000, ms(200), 4000);
+        for _ in 0..9 {
+            s.record(4000, ms(100));
+        }
+        s.record(5000, ms(300));
+        assert_eq!(s.size(), 5000);
+    }
+
+    #[test]
+    fn throttled_pauses_double_up_to_the_limit() {
+        let max = ms(1000);
+        let mut pause = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            pause = pause_before_next(true, pause, Duration::ZERO, max);
+            seen.push(pause.as_millis());
+        }
+        assert_eq!(seen, [100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn full_speed_uses_the_batch_pause_and_throttling_never_shortens_it() {
+        assert_eq!(pause_before_next(false, ms(800), ms(5), ms(1000)), ms(5));
+        assert_eq!(pause_before_next(true, ms(0), ms(3000), ms(1000)), ms(3000));
     }
 
     #[test]

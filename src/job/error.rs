@@ -179,6 +179,52 @@ pub enum Problem {
         statement: Duration,
         target: Duration,
     },
+    #[error(
+        "throttle.{field} ({}) is shorter than 10ms; sampling that often loads the server for \
+         nothing, use e.g. {field} = \"{}\"",
+        human(*value),
+        human(*suggested)
+    )]
+    PollTooFast {
+        field: &'static str,
+        value: Duration,
+        suggested: Duration,
+    },
+    #[error(
+        "throttle.batch_poll ({}) is longer than throttle.poll ({}); it is the faster check made \
+         while a batch runs, so make it at most poll",
+        human(*batch_poll),
+        human(*poll)
+    )]
+    BatchPollAbovePoll {
+        batch_poll: Duration,
+        poll: Duration,
+    },
+    #[error(
+        "throttle.fail_closed_after ({}) must be longer than throttle.poll ({}), or every run \
+         would pause as soon as it starts; raise fail_closed_after or lower poll",
+        human(*fail_closed_after),
+        human(*poll)
+    )]
+    FailClosedNotAbovePoll {
+        fail_closed_after: Duration,
+        poll: Duration,
+    },
+    #[error(
+        "throttle.max_connection_use ({0}) must be above 0 and at most 1; it is the fraction of \
+         max_connections in use above which the run throttles, e.g. max_connection_use = 0.7"
+    )]
+    ConnectionUseOutOfRange(String),
+    #[error(
+        "throttle.max_replica_lag_bytes ({0}) is negative; write a number of bytes, e.g. \
+         134217728 for 128 MiB, or 0 to turn the check off"
+    )]
+    NegativeLagBytes(i64),
+    #[error("throttle.{key} is empty; {hint}")]
+    BlankThrottleSetting {
+        key: &'static str,
+        hint: &'static str,
+    },
 }
 
 /// Where in a job file something is: the file, and the line and column when known.

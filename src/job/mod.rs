@@ -6,13 +6,14 @@
 //! its only I/O. It does not resolve anything against the database (which primary key, which
 //! column types, whether the table exists: that is `catalog`), and it builds no SQL (`plan`).
 //!
-//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `table` reads
+//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `throttle` reads `[throttle]`, `table` reads
 //! PostgreSQL table names, `hash` computes [`Job::definition_hash`], `error` holds the errors.
 
 mod error;
 mod hash;
 mod raw;
 mod table;
+mod throttle;
 mod validate;
 
 #[cfg(test)]
@@ -45,6 +46,32 @@ pub mod defaults {
     pub const STATEMENT: Duration = Duration::from_secs(30);
     /// `lock_timeout` for every batch transaction.
     pub const LOCK: Duration = Duration::from_secs(2);
+
+    /// `[throttle]` defaults (DESIGN §5).
+    pub mod throttle {
+        use std::time::Duration;
+
+        /// How often the monitor samples the database.
+        pub const POLL: Duration = Duration::from_millis(250);
+        /// How often, while a batch runs, the monitor looks for sessions waiting on its locks.
+        pub const BATCH_POLL: Duration = Duration::from_millis(50);
+        /// The shortest `poll` and `batch_poll`: sampling faster loads the server for nothing.
+        pub const FASTEST_POLL: Duration = Duration::from_millis(10);
+        /// How long every signal must stay clear before full speed returns.
+        pub const COOLDOWN: Duration = Duration::from_secs(2);
+        /// Throttle above this fraction of `max_connections` in use.
+        pub const MAX_CONNECTION_USE: f64 = 0.70;
+        /// Throttle while a session is idle in transaction for longer than this.
+        pub const MAX_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
+        /// Pause while a replica's replay lag is longer than this.
+        pub const MAX_REPLICA_LAG: Duration = Duration::from_secs(5);
+        /// Pause while a replica has more WAL than this left to replay (128 MiB).
+        pub const MAX_REPLICA_LAG_BYTES: u64 = 128 * 1024 * 1024;
+        /// Pause when the monitor has had no successful sample for this long.
+        pub const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(5);
+        /// The longest sleep between batches while throttled.
+        pub const MAX_PAUSE: Duration = Duration::from_secs(2);
+    }
 }
 
 /// A validated backfill job: which rows of which table to change, how, and at what pace.
@@ -52,7 +79,7 @@ pub mod defaults {
 /// Built only by [`Job::parse`] (or [`Job::load`]), so every `Job` satisfies the rules of the
 /// job file: required keys present, identifiers PostgreSQL keeps whole, sane batch bounds and
 /// timeouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     /// The job's name in the state table: the file stem unless `name = "…"` is given;
     /// always matches [`is_valid_job_name`].
@@ -70,6 +97,8 @@ pub struct Job {
     pub batch: BatchSettings,
     /// Per-batch timeouts.
     pub timeouts: Timeouts,
+    /// What the monitor watches and how the run gives way.
+    pub throttle: ThrottlePolicy,
     /// The file the job came from.
     pub source: PathBuf,
 }
@@ -110,6 +139,68 @@ pub struct Timeouts {
     pub statement: Duration,
     /// `lock_timeout`: bounds a wait for a lock, so a batch never queues behind DDL for long.
     pub lock: Duration,
+}
+
+/// The `[throttle]` table, with defaults filled in: the thresholds of the monitor's signals
+/// (DESIGN §5) and how a throttled run paces itself.
+///
+/// Invariant: `10ms <= batch_poll <= poll < fail_closed_after` and
+/// `0 < max_connection_use <= 1`. A zero `max_idle_in_transaction`, `max_replica_lag` or
+/// `max_replica_lag_bytes` turns that signal off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottlePolicy {
+    /// `false`: no monitor runs; the run never throttles, pauses or yields on its own.
+    pub enabled: bool,
+    /// How often the monitor samples the database.
+    pub poll: Duration,
+    /// How often, while a batch runs, the monitor looks for sessions waiting on its locks.
+    pub batch_poll: Duration,
+    /// How long every signal must stay clear before full speed returns.
+    pub cooldown: Duration,
+    /// Cancel our own running batch when another session waits for a lock it holds.
+    pub yield_to_waiters: bool,
+    /// Pause while another session holds, or waits for, a lock on the table that conflicts
+    /// with our `UPDATE` (DDL, `LOCK TABLE`, `CREATE INDEX`).
+    pub pause_on_table_locks: bool,
+    /// Throttle above this fraction of `max_connections` in use.
+    pub max_connection_use: f64,
+    /// Throttle while a session is idle in transaction for longer than this.
+    pub max_idle_in_transaction: Duration,
+    /// Pause while a replica's replay lag is longer than this.
+    pub max_replica_lag: Duration,
+    /// Pause while a replica has more than this many bytes of WAL left to replay.
+    pub max_replica_lag_bytes: u64,
+    /// A query whose result > 0 throttles (the first column of the first row; no row or NULL
+    /// is 0).
+    pub throttle_query: Option<String>,
+    /// Pause while this file exists: the operator's emergency brake.
+    pub throttle_file: Option<PathBuf>,
+    /// Pause when the monitor has had no successful sample for this long.
+    pub fail_closed_after: Duration,
+    /// The longest sleep between batches while throttled.
+    pub max_pause: Duration,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> ThrottlePolicy {
+        use defaults::throttle::*;
+        ThrottlePolicy {
+            enabled: true,
+            poll: POLL,
+            batch_poll: BATCH_POLL,
+            cooldown: COOLDOWN,
+            yield_to_waiters: true,
+            pause_on_table_locks: true,
+            max_connection_use: MAX_CONNECTION_USE,
+            max_idle_in_transaction: MAX_IDLE_IN_TRANSACTION,
+            max_replica_lag: MAX_REPLICA_LAG,
+            max_replica_lag_bytes: MAX_REPLICA_LAG_BYTES,
+            throttle_query: None,
+            throttle_file: None,
+            fail_closed_after: FAIL_CLOSED_AFTER,
+            max_pause: MAX_PAUSE,
+        }
+    }
 }
 
 impl Job {

@@ -34,6 +34,9 @@ pub struct RawJob {
     /// `[timeouts]`: per-batch `statement_timeout` and `lock_timeout`.
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// `[throttle]`: what the monitor watches and when it slows or stops the run.
+    #[serde(default)]
+    pub throttle: RawThrottle,
 }
 
 /// The `[batch]` table. Numbers stay `i64` so that negative values get our own message.
@@ -60,6 +63,41 @@ pub struct RawTimeouts {
     pub statement: Option<Spanned<RawDuration>>,
     /// `SET LOCAL lock_timeout` in every batch transaction.
     pub lock: Option<Spanned<RawDuration>>,
+}
+
+/// The `[throttle]` table (DESIGN §5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    /// `false` runs without a monitor: no throttle, no pause, no yield.
+    pub enabled: Option<bool>,
+    /// How often the monitor samples the database.
+    pub poll: Option<Spanned<RawDuration>>,
+    /// How often, while a batch runs, the monitor looks for sessions waiting on its locks.
+    pub batch_poll: Option<Spanned<RawDuration>>,
+    /// How long every signal must stay clear before full speed returns.
+    pub cooldown: Option<Spanned<RawDuration>>,
+    /// Cancel our own batch when another session waits for a lock it holds.
+    #[serde(rename = "yield")]
+    pub yield_to_waiters: Option<bool>,
+    /// Pause while another session holds or waits for a conflicting lock on the table.
+    pub pause_on_table_locks: Option<bool>,
+    /// Throttle above this fraction of `max_connections` in use.
+    pub max_connection_use: Option<Spanned<f64>>,
+    /// Throttle while a session is idle in transaction for longer; "0s" turns it off.
+    pub max_idle_in_transaction: Option<Spanned<RawDuration>>,
+    /// Pause while a replica's replay lag is longer; "0s" turns it off.
+    pub max_replica_lag: Option<Spanned<RawDuration>>,
+    /// Pause while a replica has more WAL than this left to replay; 0 turns it off.
+    pub max_replica_lag_bytes: Option<Spanned<i64>>,
+    /// A query whose result > 0 throttles.
+    pub throttle_query: Option<RawText>,
+    /// Pause while this file exists.
+    pub throttle_file: Option<RawText>,
+    /// Pause when the monitor has had no sample for this long.
+    pub fail_closed_after: Option<Spanned<RawDuration>>,
+    /// The longest sleep between batches while throttled.
+    pub max_pause: Option<Spanned<RawDuration>>,
 }
 
 /// A humantime duration string ("250ms", "2s", "5m").

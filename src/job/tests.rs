@@ -89,6 +89,7 @@ fn full_file_round_trips_into_a_job() {
             statement: Duration::from_secs(10),
             lock: Duration::from_millis(500),
         },
+        throttle: ThrottlePolicy::default(),
         source: FILE.into(),
     };
     assert_eq!(ok(FULL), expected);
@@ -194,14 +195,6 @@ fn unknown_batch_key_is_located() {
     assert_has(
         &err(&with("[batch]\nsise = 10\n")),
         &["jobs/x.toml:6:1: ", "unknown key `sise`", "`size`"],
-    );
-}
-
-#[test]
-fn throttle_section_is_not_a_job_key_yet() {
-    assert_has(
-        &err(&with("[throttle]\n")),
-        &["jobs/x.toml:5:", "unknown key `throttle`"],
     );
 }
 

@@ -44,6 +44,7 @@ impl TryFrom<Draft<'_>> for Job {
         let target_span = raw.batch.target.as_ref().map(Spanned::span);
         let batch = cx.batch(raw.batch)?;
         let timeouts = cx.timeouts(raw.timeouts, &batch, target_span)?;
+        let throttle = cx.throttle(raw.throttle)?;
         Ok(Job {
             name,
             table,
@@ -52,6 +53,7 @@ impl TryFrom<Draft<'_>> for Job {
             set,
             batch,
             timeouts,
+            throttle,
             source: draft.source.to_path_buf(),
         })
     }
@@ -69,13 +71,13 @@ pub fn is_valid_job_name(name: &str) -> bool {
 }
 
 /// Checks values of one file and locates their problems.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     text: &'a str,
     source: &'a Path,
 }
 
 impl Checker<'_> {
-    fn invalid(&self, span: Option<Range<usize>>, problem: Problem) -> JobError {
+    pub(super) fn invalid(&self, span: Option<Range<usize>>, problem: Problem) -> JobError {
         JobError::Invalid {
             at: Location::new(self.source, self.text, span),
             problem,
@@ -278,7 +280,7 @@ impl Checker<'_> {
 const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The duration written in the file, or `default` when absent.
-fn duration(value: Option<&Spanned<RawDuration>>, default: Duration) -> Duration {
+pub(super) fn duration(value: Option<&Spanned<RawDuration>>, default: Duration) -> Duration {
     value.map_or(default, |value| value.get_ref().0)
 }
 

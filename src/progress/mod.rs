@@ -195,6 +195,7 @@ impl Track {
                 return self.enter(Condition::Throttled(reason.clone()));
             }
             Event::Running { .. } => return self.enter(Condition::Running),
+            Event::Yielded { .. } => {}
             Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
                 self.set_rows(*rows_done);
             }
@@ -304,6 +305,9 @@ impl Track {
             ),
             Event::Paused { reason, .. } => format!("paused: {reason}"),
             Event::Throttled { reason, .. } => format!("throttled: {reason}"),
+            Event::Yielded { reason, .. } => {
+                format!("yielded: {reason}; the batch rolled back and runs again when clear")
+            }
             Event::Running { .. } => "running".to_owned(),
             Event::Finished {
                 rows_done,

@@ -1,0 +1,263 @@
+//! `[throttle]` → [`ThrottlePolicy`]: defaults and the checks that need only the file.
+//!
+//! Whether `throttle_query` runs is the server's business (`preflight` runs it once before
+//! anything is written); here it is only trimmed and checked for being there at all.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{JobError, Problem};
+use super::raw::{RawDuration, RawText, RawThrottle};
+use super::validate::{Checker, duration};
+use super::{ThrottlePolicy, defaults::throttle as default};
+
+impl Checker<'_> {
+    pub(super) fn throttle(&self, raw: RawThrottle) -> Result<ThrottlePolicy, JobError> {
+        let poll = self.poll("poll", raw.poll.as_ref(), default::POLL)?;
+        let batch_poll = self.poll("batch_poll", raw.batch_poll.as_ref(), default::BATCH_POLL)?;
+        if batch_poll > poll {
+            let span = span_of(raw.batch_poll.as_ref()).or(span_of(raw.poll.as_ref()));
+            return Err(self.invalid(span, Problem::BatchPollAbovePoll { batch_poll, poll }));
+        }
+        let fail_closed_after =
+            duration(raw.fail_closed_after.as_ref(), default::FAIL_CLOSED_AFTER);
+        if fail_closed_after <= poll {
+            let span = span_of(raw.fail_closed_after.as_ref()).or(span_of(raw.poll.as_ref()));
+            let problem = Problem::FailClosedNotAbovePoll {
+                fail_closed_after,
+                poll,
+            };
+            return Err(self.invalid(span, problem));
+        }
+        Ok(ThrottlePolicy {
+            enabled: raw.enabled.unwrap_or(true),
+            poll,
+            batch_poll,
+            cooldown: duration(raw.cooldown.as_ref(), default::COOLDOWN),
+            yield_to_waiters: raw.yield_to_waiters.unwrap_or(true),
+            pause_on_table_locks: raw.pause_on_table_locks.unwrap_or(true),
+            max_connection_use: self.connection_use(raw.max_connection_use)?,
+            max_idle_in_transaction: duration(
+                raw.max_idle_in_transaction.as_ref(),
+                default::MAX_IDLE_IN_TRANSACTION,
+            ),
+            max_replica_lag: duration(raw.max_replica_lag.as_ref(), default::MAX_REPLICA_LAG),
+            max_replica_lag_bytes: self.lag_bytes(raw.max_replica_lag_bytes)?,
+            throttle_query: self.throttle_query(raw.throttle_query)?,
+            throttle_file: self.throttle_file(raw.throttle_file)?,
+            fail_closed_after,
+            max_pause: duration(raw.max_pause.as_ref(), default::MAX_PAUSE),
+        })
+    }
+
+    /// A sampling interval of at least 10ms, or `default` when absent.
+    fn poll(
+        &self,
+        field: &'static str,
+        value: Option<&Spanned<RawDuration>>,
+        default: Duration,
+    ) -> Result<Duration, JobError> {
+        let poll = duration(value, default);
+        if poll < default::FASTEST_POLL {
+            let problem = Problem::PollTooFast {
+                field,
+                value: poll,
+                suggested: default,
+            };
+            return Err(self.invalid(span_of(value), problem));
+        }
+        Ok(poll)
+    }
+
+    fn connection_use(&self, value: Option<Spanned<f64>>) -> Result<f64, JobError> {
+        let Some(value) = value else {
+            return Ok(default::MAX_CONNECTION_USE);
+        };
+        let fraction = *value.get_ref();
+        if fraction > 0.0 && fraction <= 1.0 {
+            return Ok(fraction);
+        }
+        let problem = Problem::ConnectionUseOutOfRange(fraction.to_string());
+        Err(self.invalid(Some(value.span()), problem))
+    }
+
+    fn lag_bytes(&self, value: Option<Spanned<i64>>) -> Result<u64, JobError> {
+        let Some(value) = value else {
+            return Ok(default::MAX_REPLICA_LAG_BYTES);
+        };
+        u64::try_from(*value.get_ref()).map_err(|_| {
+            self.invalid(
+                Some(value.span()),
+                Problem::NegativeLagBytes(*value.get_ref()),
+            )
+        })
+    }
+
+    /// The query trimmed of blanks and trailing semicolons: it is run as a subquery.
+    fn throttle_query(&self, value: Option<RawText>) -> Result<Option<String>, JobError> {
+        let Some(value) = value else { return Ok(None) };
+        let query = value
+            .get_ref()
+            .trim()
+            .trim_end_matches([';', ' ', '\n', '\t', '\r']);
+        let span = Some(value.span());
+        if query.is_empty() {
+            let problem = Problem::BlankThrottleSetting {
+                key: "throttle_query",
+                hint: "write a query whose result > 0 throttles, e.g. \
+                       \"SELECT count(*) FROM pg_stat_activity WHERE state = 'active'\", or \
+                       leave it out",
+            };
+            return Err(self.invalid(span, problem));
+        }
+        if query.contains('\0') {
+            let what = "throttle.throttle_query".to_owned();
+            return Err(self.invalid(span, Problem::NulInExpression { what }));
+        }
+        Ok(Some(query.to_owned()))
+    }
+
+    fn throttle_file(&self, value: Option<RawText>) -> Result<Option<PathBuf>, JobError> {
+        let Some(value) = value else { return Ok(None) };
+        if value.get_ref().trim().is_empty() || value.get_ref().contains('\0') {
+            let problem = Problem::BlankThrottleSetting {
+                key: "throttle_file",
+                hint: "write the path of a file whose existence pauses the run, e.g. \
+                       \"/tmp/backfill.pause\", or leave it out",
+            };
+            return Err(self.invalid(Some(value.span()), problem));
+        }
+        Ok(Some(PathBuf::from(value.get_ref())))
+    }
+}
+
+fn span_of<T>(value: Option<&Spanned<T>>) -> Option<Range<usize>> {
+    value.map(Spanned::span)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::job::ThrottlePolicy;
+    use crate::job::tests::{assert_has, err, ok, with};
+
+    fn policy(section: &str) -> ThrottlePolicy {
+        ok(&with(&format!("[throttle]\n{section}"))).throttle
+    }
+
+    fn problem(section: &str) -> String {
+        err(&with(&format!("[throttle]\n{section}")))
+    }
+
+    #[test]
+    fn absent_section_gives_the_defaults() {
+        assert_eq!(ok(&with("")).throttle, ThrottlePolicy::default());
+        assert_eq!(policy(""), ThrottlePolicy::default());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let p = policy(
+            "enabled = false\npoll = \"100ms\"\nbatch_poll = \"20ms\"\ncooldown = \"0s\"\n\
+             yield = false\npause_on_table_locks = false\nmax_connection_use = 1\n\
+             max_idle_in_transaction = \"0s\"\nmax_replica_lag = \"1s\"\n\
+             max_replica_lag_bytes = 1024\nthrottle_query = \" SELECT 1 ; \"\n\
+             throttle_file = \"/tmp/brake\"\nfail_closed_after = \"1s\"\nmax_pause = \"5s\"\n",
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(
+            p,
+            ThrottlePolicy {
+                enabled: false,
+                poll: ms(100),
+                batch_poll: ms(20),
+                cooldown: ms(0),
+                yield_to_waiters: false,
+                pause_on_table_locks: false,
+                max_connection_use: 1.0,
+                max_idle_in_transaction: ms(0),
+                max_replica_lag: ms(1000),
+                max_replica_lag_bytes: 1024,
+                throttle_query: Some("SELECT 1".into()),
+                throttle_file: Some(Path::new("/tmp/brake").to_path_buf()),
+                fail_closed_after: ms(1000),
+                max_pause: ms(5000),
+            }
+        );
+    }
+
+    #[test]
+    fn poll_under_10ms_is_refused() {
+        assert_has(
+            &problem("poll = \"5ms\"\n"),
+            &[
+                "jobs/x.toml:6:8: ",
+                "throttle.poll (5ms)",
+                "shorter than 10ms",
+            ],
+        );
+    }
+
+    #[test]
+    fn batch_poll_above_poll_is_refused() {
+        assert_has(
+            &problem("poll = \"100ms\"\nbatch_poll = \"200ms\"\n"),
+            &["jobs/x.toml:7:14: ", "batch_poll (200ms) is longer than"],
+        );
+    }
+
+    #[test]
+    fn fail_closed_after_must_exceed_poll() {
+        assert_has(
+            &problem("fail_closed_after = \"250ms\"\n"),
+            &["jobs/x.toml:6:21: ", "must be longer than throttle.poll"],
+        );
+    }
+
+    #[test]
+    fn connection_use_must_be_a_fraction() {
+        for bad in ["0", "1.5", "-0.2", "nan"] {
+            assert_has(
+                &problem(&format!("max_connection_use = {bad}\n")),
+                &["jobs/x.toml:6:22: ", "above 0 and at most 1"],
+            );
+        }
+    }
+
+    #[test]
+    fn negative_lag_bytes_are_refused() {
+        assert_has(
+            &problem("max_replica_lag_bytes = -1\n"),
+            &["jobs/x.toml:6:25: ", "is negative"],
+        );
+    }
+
+    #[test]
+    fn blank_throttle_query_and_file_are_refused() {
+        assert_has(
+            &problem("throttle_query = \" ; \"\n"),
+            &["jobs/x.toml:6:18: ", "throttle.throttle_query is empty"],
+        );
+        assert_has(
+            &problem("throttle_file = \"\"\n"),
+            &["jobs/x.toml:6:17: ", "throttle.throttle_file is empty"],
+        );
+    }
+
+    #[test]
+    fn unknown_throttle_key_lists_the_valid_ones() {
+        assert_has(
+            &problem("max_lag = \"1s\"\n"),
+            &[
+                "jobs/x.toml:6:1: ",
+                "unknown key `max_lag`",
+                "`max_replica_lag`",
+            ],
+        );
+    }
+}

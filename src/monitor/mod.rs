@@ -1,0 +1,263 @@
+//! The monitor (DESIGN §5): a task with its own connection that samples the database every
+//! `poll` — and every `batch_poll` while a batch runs — judges the sample with the pure
+//! [`policy::decide`], and publishes the [`Decision`] on a watch channel that the batch loop
+//! obeys before every batch.
+//!
+//! A yield it carries out itself, at once: it cancels the statement of our running batch
+//! (identified by pid *and* transaction start, see [`Backend`]) so that the session waiting for
+//! its locks goes ahead, and tells the batch loop that the failure was a yield, not an error.
+//! While a batch waits for a lock the monitor counts that time, so that the adaptive sizer can
+//! leave it out. A lost connection is retried on every tick; after `fail_closed_after` without
+//! a sample the decision is a pause.
+
+pub mod policy;
+mod sample;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgConnection;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db::{Backend, Target, error_chain};
+use crate::job::ThrottlePolicy;
+
+pub use policy::{Action, Decision, Signal};
+use policy::{History, Load, Reading, Snapshot};
+pub use sample::throttle_query_sql;
+
+/// The monitor's connection, made on first use and after a failure.
+async fn connection<'c>(
+    conn: &'c mut Option<PgConnection>,
+    watch: &Watch,
+) -> Result<&'c mut PgConnection, sqlx::Error> {
+    if conn.is_none() {
+        *conn = Some(watch.target.connect(&watch.application_name).await?);
+    }
+    Ok(conn.as_mut().expect("connected just above"))
+}
+
+/// The shortest statement timeout of a sample.
+const MIN_SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the monitor needs to watch one job.
+pub struct Watch {
+    pub policy: ThrottlePolicy,
+    /// Where to connect (`--monitor-url`, or the main URL).
+    pub target: Target,
+    pub application_name: String,
+    /// The target table as SQL (`"public"."items"`).
+    pub table: String,
+}
+
+/// What the monitor saw of one batch while it ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchWatch {
+    /// Time the batch spent waiting for locks, as sampled every `batch_poll`.
+    pub lock_wait: Duration,
+    /// The monitor cancelled the batch to let another session go ahead.
+    pub yielded: bool,
+}
+
+/// The running monitor task.
+pub struct Monitor {
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    decision: watch::Receiver<Option<Decision>>,
+    batch: watch::Sender<Option<Backend>>,
+    seen: Arc<Mutex<BatchWatch>>,
+}
+
+impl Monitor {
+    /// Starts watching; the first decision comes with the first sample (or, if none succeeds,
+    /// after `fail_closed_after`).
+    pub fn start(watch: Watch) -> Monitor {
+        let (stop, stopped) = watch::channel(false);
+        let (decision_tx, decision) = watch::channel(None);
+        let (batch, batch_rx) = watch::channel(None);
+        let seen = Arc::new(Mutex::new(BatchWatch::default()));
+        let task = tokio::spawn(
+            Task {
+                watch,
+                decision: decision_tx,
+                batch: batch_rx,
+                seen: Arc::clone(&seen),
+                conn: None,
+                last_full: None,
+            }
+            .run(stopped),
+        );
+        Monitor {
+            task,
+            stop,
+            decision,
+            batch,
+            seen,
+        }
+    }
+
+    /// A receiver of the decisions; `None` until the first one.
+    pub fn decisions(&self) -> watch::Receiver<Option<Decision>> {
+        self.decision.clone()
+    }
+
+    /// Our batch runs on `backend` from now on: watch it closely.
+    pub fn batch_started(&self, backend: Backend) {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = BatchWatch::default();
+        }
+        self.batch.send_replace(Some(backend));
+    }
+
+    /// The batch ended (committed or rolled back): what the monitor saw of it.
+    pub fn batch_ended(&self) -> BatchWatch {
+        self.batch.send_replace(None);
+        self.seen
+            .lock()
+            .map(|mut seen| std::mem::take(&mut *seen))
+            .unwrap_or_default()
+    }
+
+    /// Stops the task and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The monitor task's state.
+struct Task {
+    watch: Watch,
+    decision: watch::Sender<Option<Decision>>,
+    batch: watch::Receiver<Option<Backend>>,
+    seen: Arc<Mutex<BatchWatch>>,
+    conn: Option<PgConnection>,
+    /// The last full sample's load, `throttle_query` and `throttle_file`, reused by the lock-only
+    /// samples taken in between, and when it was taken.
+    last_full: Option<(Instant, Reading)>,
+}
+
+impl Task {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        let mut history = History::new(Instant::now());
+        let mut previous = Instant::now();
+        loop {
+            let batch = *self.batch.borrow_and_update();
+            let at = Instant::now();
+            let reading = self.sample(batch, at).await;
+            let snapshot = Snapshot { at, reading };
+            let policy = &self.watch.policy;
+            let decision = policy::decide(policy, &snapshot, &history);
+            history.record(policy, &snapshot);
+            if let (Some(b), Ok(reading)) = (batch, &snapshot.reading) {
+                self.account(b, reading, at.saturating_duration_since(previous));
+            }
+            previous = at;
+            if let Some(b) = batch
+                && decision.action == Action::Yield
+            {
+                self.cancel(b).await;
+            }
+            self.decision.send_if_modified(|slot| {
+                let changed = slot.as_ref() != Some(&decision);
+                *slot = Some(decision);
+                changed
+            });
+            let wait = self.next_wait(batch.is_some(), at);
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.batch.changed() => {}
+            }
+        }
+    }
+
+    /// How long to sleep: `batch_poll` while a batch runs, otherwise until the next full sample.
+    fn next_wait(&self, in_batch: bool, now: Instant) -> Duration {
+        let policy = &self.watch.policy;
+        let until_full = self.last_full.as_ref().map_or(Duration::ZERO, |(at, _)| {
+            (*at + policy.poll).saturating_duration_since(now)
+        });
+        if in_batch {
+            until_full.min(policy.batch_poll)
+        } else {
+            until_full
+        }
+    }
+
+    /// One sample: locks always, the rest when a full sample is due. On an error the connection
+    /// is dropped and the next tick reconnects.
+    async fn sample(&mut self, batch: Option<Backend>, at: Instant) -> Result<Reading, String> {
+        let policy = &self.watch.policy;
+        let full = self
+            .last_full
+            .as_ref()
+            .is_none_or(|(last, _)| at.saturating_duration_since(*last) >= policy.poll);
+        let probe = sample::Probe {
+            table: &self.watch.table,
+            batch,
+            full,
+            throttle_query: policy.throttle_query.as_deref(),
+            timeout: policy.poll.max(MIN_SAMPLE_TIMEOUT),
+        };
+        let conn = connection(&mut self.conn, &self.watch)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let sampled = match sample::take(conn, &probe).await {
+            Ok(sampled) => sampled,
+            Err(e) => {
+                self.conn = None;
+                return Err(error_chain(&e));
+            }
+        };
+        let mut reading = match (&self.last_full, full) {
+            (Some((_, last)), false) => last.clone(),
+            _ => Reading::default(),
+        };
+        reading.locks = sampled.locks;
+        if full {
+            reading.load = sampled.load.unwrap_or_else(Load::default);
+            reading.throttle_query = sampled.throttle_query;
+            reading.throttle_file = policy
+                .throttle_file
+                .as_deref()
+                .is_some_and(sample::file_exists);
+            self.last_full = Some((at, reading.clone()));
+        }
+        Ok(reading)
+    }
+
+    /// Adds `since_last` to the batch's lock wait when the sample saw it waiting.
+    fn account(&self, batch: Backend, reading: &Reading, since_last: Duration) {
+        if !reading.locks.batch_waiting || *self.batch.borrow() != Some(batch) {
+            return;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.lock_wait += since_last.min(self.watch.policy.poll);
+        }
+    }
+
+    /// Marks our batch yielded, then cancels its statement if `batch` still runs. Marked first,
+    /// so that the batch loop never sees the cancelled batch's error before the mark; the mark
+    /// on a batch that commits anyway changes nothing.
+    async fn cancel(&mut self, batch: Backend) {
+        if *self.batch.borrow() == Some(batch)
+            && let Ok(mut seen) = self.seen.lock()
+        {
+            seen.yielded = true;
+        }
+        let timeout = self.watch.policy.poll.max(MIN_SAMPLE_TIMEOUT);
+        let sent = match connection(&mut self.conn, &self.watch).await {
+            Ok(conn) => sample::cancel(conn, batch, timeout).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("could not cancel our batch to yield: {}", error_chain(&e));
+                self.conn = None;
+            }
+        }
+    }
+}

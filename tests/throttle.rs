@@ -1,0 +1,454 @@
+//! The monitor on real PostgreSQL (DESIGN §5): DDL behind a running batch goes ahead at once, a
+//! table lock pauses the run without errors, replica lag pauses it, `throttle_query` and
+//! `throttle_file` slow and stop it, and a monitor that loses its connection fails closed and
+//! comes back. Every run ends with every row correct and nothing applied twice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use backfill::scratch::ClusterOptions;
+use common::{
+    Finished, Runner, count_updates, create_items, events, fresh_database, number, own_cluster,
+    path_str, write_job,
+};
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
+use tempfile::TempDir;
+
+/// `items` with `total` to fill, a job over it with `batch` and `throttle` sections, and a
+/// directory for the job and the runner's output.
+async fn items_with_job(
+    pool: &PgPool,
+    rows: i64,
+    batch: &str,
+    throttle: &str,
+) -> (TempDir, String) {
+    create_items(pool, rows).await;
+    count_updates(pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(
+        &dir,
+        "items_total",
+        &format!(
+            "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty * price\"\n\
+             [batch]\n{batch}\n[throttle]\n{throttle}\n"
+        ),
+    );
+    (dir, path_str(&job).to_owned())
+}
+
+/// Every row filled once, and `rows_done` says so.
+async fn assert_all_done_once(pool: &PgPool, rows: i64) {
+    let wrong = number(
+        pool,
+        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
+    )
+    .await;
+    assert_eq!(wrong, 0, "rows left wrong");
+    let twice = number(pool, "SELECT count(*) FROM items WHERE updates <> 1").await;
+    assert_eq!(twice, 0, "rows not updated exactly once");
+    let done = number(pool, "SELECT rows_done FROM backfill.jobs").await;
+    assert_eq!(done, rows);
+}
+
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+fn reasons(events: &[Value], kind: &str) -> Vec<String> {
+    of_kind(events, kind)
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The run finished cleanly: exit 0, no retry and no error on the way.
+fn assert_clean(out: &Finished, what: &str) -> Vec<Value> {
+    out.expect_code(0, what);
+    let events = events(&out.stdout);
+    assert!(
+        of_kind(&events, "retry").is_empty(),
+        "{what}: retries:\n{}",
+        out.stdout
+    );
+    assert!(
+        of_kind(&events, "error").is_empty(),
+        "{what}: errors:\n{}",
+        out.stdout
+    );
+    events
+}
+
+const NOTE_PAUSED: &str = "EXISTS (SELECT 1 FROM backfill.jobs WHERE note LIKE 'paused: %";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
+    let db = fresh_database().await;
+    // Each row sleeps for `knob.per_row` seconds: 0.02 s × 500 rows makes a 10 s batch, until
+    // the test turns the knob down.
+    sqlx::raw_sql("CREATE TABLE knob (per_row float8); INSERT INTO knob VALUES (0.02);")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    create_items(&db.pool, 1_000).await;
+    count_updates(&db.pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(
+        &dir,
+        "items_total",
+        "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\n\
+         total = \"qty * price + (pg_sleep((SELECT per_row FROM knob)) IS NULL)::int\"\n\
+         [batch]\nsize = 500\nmin = 500\nmax = 500\ntarget = \"10s\"\n\
+         [timeouts]\nstatement = \"60s\"\n",
+    );
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)]);
+    runner
+        .wait_until(
+            &db.pool,
+            "EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
+             AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%')",
+        )
+        .await;
+    let mut ddl = PgConnection::connect(&db.url).await.unwrap();
+    let asked = Instant::now();
+    sqlx::raw_sql("ALTER TABLE items ADD COLUMN note text")
+        .execute(&mut ddl)
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    // The batch it queued behind did not commit: it was cancelled for the ALTER.
+    let done_then = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
+    sqlx::raw_sql("UPDATE knob SET per_row = 0")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = runner.finish().await;
+    println!("ALTER TABLE waited {waited:?} behind a 10 s batch");
+    assert_eq!(
+        done_then, 0,
+        "the slow batch committed before the ALTER went ahead"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "ALTER TABLE waited {waited:?}"
+    );
+    let events = assert_clean(&out, "run");
+    let yielded = reasons(&events, "yielded");
+    assert!(
+        yielded
+            .iter()
+            .any(|r| r.contains("ALTER TABLE items ADD COLUMN note text")),
+        "no yield naming the ALTER: {yielded:?}"
+    );
+    assert_all_done_once(&db.pool, 1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_holding_access_exclusive_pauses_the_run_without_errors() {
+    let db = fresh_database().await;
+    let (dir, job) = items_with_job(
+        &db.pool,
+        4_000,
+        "size = 100\nmin = 100\nmax = 100\npause = \"20ms\"",
+        "cooldown = \"500ms\"",
+    )
+    .await;
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
+    runner
+        .wait_until(&db.pool, "(SELECT rows_done FROM backfill.jobs) > 0")
+        .await;
+    let mut holder = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    runner
+        .wait_until(&db.pool, &format!("{NOTE_PAUSED}AccessExclusiveLock%')"))
+        .await;
+    let paused_at = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let still = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let out = runner.finish().await;
+    assert_eq!(paused_at, still, "batches ran while the table was locked");
+    let events = assert_clean(&out, "run");
+    let paused = reasons(&events, "paused");
+    assert!(
+        paused
+            .iter()
+            .any(|r| r.contains("holds AccessExclusiveLock on the table")),
+        "{paused:?}"
+    );
+    assert!(
+        !of_kind(&events, "running").is_empty(),
+        "never ran again:\n{}",
+        out.stdout
+    );
+    assert_all_done_once(&db.pool, 4_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_lag_pauses_the_run_until_the_replica_catches_up() {
+    let (primary, _) = own_cluster().await;
+    let delay = ClusterOptions {
+        settings: vec![
+            ("recovery_min_apply_delay".into(), "2s".into()),
+            ("wal_receiver_status_interval".into(), "1s".into()),
+        ],
+    };
+    let replica = {
+        let primary = primary.clone();
+        tokio::task::spawn_blocking(move || primary.replica(&delay))
+            .await
+            .unwrap()
+            .expect("start the replica")
+    };
+    let url = primary.url("postgres");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    // A 1000-row batch writes well over 64 KiB of WAL; the heartbeats in 2 s write far less.
+    let (dir, job) = items_with_job(
+        &pool,
+        3_000,
+        "size = 1000\nmin = 1000\nmax = 1000",
+        "max_replica_lag_bytes = 65536\ncooldown = \"300ms\"",
+    )
+    .await;
+    let out = Runner::spawn(&url, &dir, "run", &["run", "--json", &job])
+        .within(Duration::from_secs(60))
+        .finish()
+        .await;
+    let events = assert_clean(&out, "run");
+    let paused = reasons(&events, "paused");
+    assert!(
+        paused
+            .iter()
+            .any(|r| r.contains("of WAL to replay (limit 64.0 KiB)")),
+        "never paused for the replica: {paused:?}\n{}",
+        out.stdout
+    );
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let first_pause = kinds.iter().position(|k| *k == "paused").unwrap();
+    assert!(
+        kinds[first_pause..].contains(&"batch"),
+        "no batch ran after the pause: {kinds:?}"
+    );
+    assert_all_done_once(&pool, 3_000).await;
+    drop(replica);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttle_query_slows_the_run_to_min_batches_until_it_returns_zero() {
+    let db = fresh_database().await;
+    sqlx::raw_sql("CREATE TABLE brake (on_hold int); INSERT INTO brake VALUES (1);")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (dir, job) = items_with_job(
+        &db.pool,
+        20_000,
+        "size = 1000\nmin = 50\nmax = 1000",
+        "throttle_query = \"SELECT count(*) FROM brake\"\nmax_pause = \"100ms\"\ncooldown = \"300ms\"",
+    )
+    .await;
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
+    runner
+        .wait_until(
+            &db.pool,
+            "EXISTS (SELECT 1 FROM backfill.jobs WHERE note LIKE 'throttled: throttle_query returned 1%' \
+             AND rows_done >= 150)",
+        )
+        .await;
+    sqlx::raw_sql("DELETE FROM brake")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = runner.finish().await;
+    let events = assert_clean(&out, "run");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let throttled = kinds
+        .iter()
+        .position(|k| *k == "throttled")
+        .expect("never throttled");
+    let running = kinds
+        .iter()
+        .position(|k| *k == "running")
+        .expect("never ran at full speed");
+    assert!(throttled < running, "{kinds:?}");
+    let sizes: Vec<u64> = events[throttled..running]
+        .iter()
+        .filter(|e| e["event"] == "batch")
+        .map(|e| e["batch_size"].as_u64().unwrap())
+        .collect();
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|s| *s == 50),
+        "throttled batches above min: {sizes:?}"
+    );
+    let after: Vec<u64> = events[running..]
+        .iter()
+        .filter(|e| e["event"] == "batch")
+        .map(|e| e["batch_size"].as_u64().unwrap())
+        .collect();
+    assert!(
+        after.iter().any(|s| *s > 50),
+        "never sped up again: {after:?}"
+    );
+    assert_all_done_once(&db.pool, 20_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttle_file_holds_the_run_until_it_is_removed() {
+    let db = fresh_database().await;
+    let brake = tempfile::tempdir().unwrap();
+    let brake = brake.path().join("backfill.pause");
+    std::fs::write(&brake, "").unwrap();
+    let (dir, job) = items_with_job(
+        &db.pool,
+        2_000,
+        "size = 500\nmin = 500",
+        &format!(
+            "throttle_file = \"{}\"\ncooldown = \"300ms\"",
+            brake.display()
+        ),
+    )
+    .await;
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
+    runner
+        .wait_until(
+            &db.pool,
+            &format!("{NOTE_PAUSED}throttle_file %backfill.pause exists')"),
+        )
+        .await;
+    let before = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
+    std::fs::remove_file(&brake).unwrap();
+    let out = runner.finish().await;
+    assert_eq!(before, 0, "a batch ran while the brake file existed");
+    let events = assert_clean(&out, "run");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let paused = kinds
+        .iter()
+        .position(|k| *k == "paused")
+        .expect("never paused");
+    let first_batch = kinds.iter().position(|k| *k == "batch").expect("no batch");
+    assert!(paused < first_batch, "{kinds:?}");
+    assert_all_done_once(&db.pool, 2_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_monitor_that_loses_its_connection_pauses_the_run_and_comes_back() {
+    let db = fresh_database().await;
+    let watcher = format!("watcher_{}", std::process::id());
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE {watcher} LOGIN; GRANT pg_monitor TO {watcher};"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let monitor_url = db.url.replacen("postgres@", &format!("{watcher}@"), 1);
+    let (dir, job) = items_with_job(
+        &db.pool,
+        8_000,
+        "size = 100\nmin = 100\nmax = 100\npause = \"100ms\"",
+        "fail_closed_after = \"1s\"\ncooldown = \"300ms\"",
+    )
+    .await;
+    let mut runner = Runner::spawn(
+        &db.url,
+        &dir,
+        "run",
+        &["run", "--json", "--monitor-url", &monitor_url, &job],
+    );
+    runner
+        .wait_until(&db.pool, "(SELECT rows_done FROM backfill.jobs) > 0")
+        .await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER ROLE {watcher} NOLOGIN;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'backfill:items_total:monitor';"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    runner
+        .wait_until(
+            &db.pool,
+            &format!("{NOTE_PAUSED}the monitor has had no reading%')"),
+        )
+        .await;
+    let paused_at = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
+    sqlx::raw_sql(AssertSqlSafe(format!("ALTER ROLE {watcher} LOGIN")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = runner.finish().await;
+    let events = assert_clean(&out, "run");
+    let paused = reasons(&events, "paused");
+    assert!(
+        paused
+            .iter()
+            .any(|r| r.contains("the monitor has had no reading of the database")),
+        "{paused:?}"
+    );
+    assert!(
+        paused_at < 8_000,
+        "the run ended before the monitor was lost"
+    );
+    assert_all_done_once(&db.pool, 8_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_monitor_off_a_run_uses_two_sessions() {
+    let (cluster, pool) = own_cluster().await;
+    let url = cluster.url("postgres");
+    let (dir, job) = items_with_job(
+        &pool,
+        2_000,
+        "size = 100\nmin = 100\nmax = 100\npause = \"20ms\"",
+        "enabled = false",
+    )
+    .await;
+    let mut runner = Runner::spawn(&url, &dir, "run", &["run", "--json", &job]);
+    runner
+        .wait_until(&pool, "(SELECT rows_done FROM backfill.jobs) > 0")
+        .await;
+    let sessions = number(
+        &pool,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'backfill:%'",
+    )
+    .await;
+    let monitors = number(
+        &pool,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'backfill:%:monitor'",
+    )
+    .await;
+    let out = runner.finish().await;
+    assert_clean(&out, "run");
+    assert_eq!(monitors, 0);
+    assert!(sessions <= 2, "{sessions} sessions");
+    assert_all_done_once(&pool, 2_000).await;
+    drop(cluster);
+}
+
+#[test]
+fn a_bad_monitor_url_is_refused_before_anything_is_touched() {
+    let out = Finished::from_output(common::backfill(&[
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "run",
+        "--monitor-url",
+        "postgres://watcher@127.0.0.1:notaport/db",
+        "jobs/demo_orders.toml",
+    ]));
+    out.expect_code(2, "run");
+    assert!(
+        out.stderr.contains("invalid database URL"),
+        "{}",
+        out.stderr
+    );
+}
