@@ -323,6 +323,44 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    #[test]
+    fn throttle_policy_reads_one_signal_a_line() {
+        let text = throttle(&ThrottlePolicy::default(), None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "throttle  sample every 250ms; full speed after 2s clear; pause when no sample for 5s"
+        );
+        assert!(
+            lines[1..].iter().all(|l| l.starts_with("          ")),
+            "{text}"
+        );
+        assert!(text.contains("throttle while a session is idle in transaction over 1m"));
+        assert!(text.contains("throttled: batches of batch.min rows, pauses doubling up to 2s"));
+    }
+
+    #[test]
+    fn switched_off_signals_and_monitor_say_so() {
+        let off = ThrottlePolicy {
+            yield_to_waiters: false,
+            max_idle_in_transaction: Duration::ZERO,
+            max_replica_lag: Duration::ZERO,
+            max_replica_lag_bytes: 0,
+            ..ThrottlePolicy::default()
+        };
+        let text = throttle(&off, None);
+        assert!(text.contains("yield: off"), "{text}");
+        assert!(text.contains("idle in transaction: ignored"), "{text}");
+        assert!(text.contains("replica lag: ignored"), "{text}");
+        let disabled = ThrottlePolicy {
+            enabled: false,
+            ..ThrottlePolicy::default()
+        };
+        assert!(
+            throttle(&disabled, None).starts_with("throttle  off ([throttle] enabled = false)")
+        );
+    }
+
     fn row(name: &str, status: &str) -> JobRow {
         JobRow {
             name: name.into(),

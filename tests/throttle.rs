@@ -452,3 +452,63 @@ fn a_bad_monitor_url_is_refused_before_anything_is_touched() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_prints_the_policy_and_a_failing_throttle_query_stops_run_untouched() {
+    let db = fresh_database().await;
+    sqlx::raw_sql("CREATE TABLE brake (on_hold int); INSERT INTO brake VALUES (1), (2);")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (dir, job) = items_with_job(
+        &db.pool,
+        100,
+        "size = 100\nmin = 100",
+        "throttle_query = \"SELECT count(*) FROM brake\"\nmax_connection_use = 0.5",
+    )
+    .await;
+    let plan = common::run_backfill(&db.url, &["plan", &job]);
+    plan.expect_code(0, "plan");
+    for line in [
+        "throttle  sample every 250ms; full speed after 2s clear; pause when no sample for 5s",
+        "yield: cancel the batch when a session waits for its locks (checked every 50ms)",
+        "throttle above 50% of max_connections in use",
+        "pause while a replica is behind by more than 5s or 128.0 MiB of WAL",
+        "throttle while throttle_query > 0: SELECT count(*) FROM brake (returns 2 now)",
+    ] {
+        assert!(
+            plan.stdout.contains(line),
+            "{line:?} not in:\n{}",
+            plan.stdout
+        );
+    }
+
+    let broken = write_job(
+        &dir,
+        "broken",
+        "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty * price\"\n\
+         [throttle]\nthrottle_query = \"SELECT 'busy'\"\n",
+    );
+    let out = common::run_backfill(&db.url, &["run", path_str(&broken)]);
+    out.expect_code(2, "run with a failing throttle_query");
+    assert!(
+        out.stderr.contains("throttle.throttle_query failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("invalid input syntax for type double precision"),
+        "{}",
+        out.stderr
+    );
+    assert!(!common::schema_exists(&db.pool, "backfill").await);
+    assert_eq!(
+        number(
+            &db.pool,
+            "SELECT count(*) FROM items WHERE total IS NOT NULL"
+        )
+        .await,
+        0
+    );
+}
