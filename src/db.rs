@@ -108,7 +108,10 @@ pub const BACKEND_IS: &str = "pid = $1 AND (extract(epoch FROM xact_start) * 100
 /// Opens a transaction whose statements are bounded by `statement_timeout` and `lock_timeout`
 /// (`SET LOCAL`, via `set_config(…, true)`, so nothing outlives the transaction — which matters
 /// behind PgBouncer, where the next transaction may run on another client's server session).
-/// The same round trip reads which [`Backend`] runs it.
+/// Its commit does not wait for the WAL flush (`synchronous_commit = off`): a batch and its
+/// checkpoint commit together, so a server crash can lose the last few batches only together
+/// with their checkpoints, and the next run redoes them; nothing is lost or applied twice, and
+/// no batch waits for a disk flush. The same round trip reads which [`Backend`] runs it.
 pub async fn begin_bounded<'c>(
     conn: &'c mut PgConnection,
     statement_timeout: Duration,
@@ -122,6 +125,7 @@ pub async fn begin_bounded<'c>(
     };
     let row = statement(
         "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
+         set_config('synchronous_commit', 'off', true), \
          pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8",
     )
     .bind(format!("{}ms", statement_timeout.as_millis()))
@@ -129,8 +133,8 @@ pub async fn begin_bounded<'c>(
     .fetch_one(&mut *tx)
     .await?;
     let backend = Backend {
-        pid: row.try_get(2)?,
-        xact_start_us: row.try_get(3)?,
+        pid: row.try_get(3)?,
+        xact_start_us: row.try_get(4)?,
     };
     Ok((tx, backend))
 }

@@ -118,7 +118,7 @@ pub fn plan(
     let _ = writeln!(out, "BEGIN;");
     let _ = writeln!(
         out,
-        "SELECT set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true), pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8;",
+        "SELECT set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8;",
         t.statement.as_millis(),
         t.lock.as_millis()
     );

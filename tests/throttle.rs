@@ -215,7 +215,8 @@ async fn replica_lag_pauses_the_run_until_the_replica_catches_up() {
     let (dir, job) = items_with_job(
         &pool,
         3_000,
-        "size = 1000\nmin = 1000\nmax = 1000",
+        // The pause gives the monitor's full sample (every 250ms) time to see each batch's WAL.
+        "size = 1000\nmin = 1000\nmax = 1000\npause = \"500ms\"",
         "max_replica_lag_bytes = 65536\ncooldown = \"300ms\"",
     )
     .await;

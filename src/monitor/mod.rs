@@ -154,16 +154,18 @@ impl Task {
                 self.account(b, reading, at.saturating_duration_since(previous));
             }
             previous = at;
-            if let Some(b) = batch
-                && decision.action == Action::Yield
-            {
-                self.cancel(b).await;
-            }
+            let yield_now = decision.action == Action::Yield;
+            // Published before the cancel, so that the batch loop knows why its batch failed.
             self.decision.send_if_modified(|slot| {
                 let changed = slot.as_ref() != Some(&decision);
                 *slot = Some(decision);
                 changed
             });
+            if let Some(b) = batch
+                && yield_now
+            {
+                self.cancel(b).await;
+            }
             let wait = self.next_wait(batch.is_some(), at);
             tokio::select! {
                 _ = stopped.changed() => return,
