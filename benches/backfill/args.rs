@@ -26,6 +26,11 @@ pub struct Options {
     pub latency_seconds: u32,
     /// The job text that turns the monitor's yield off (appended to the DDL job).
     pub yield_off_toml: String,
+    /// Server settings that replace or add to the benchmark's own (`--set fsync=off`).
+    pub settings: Vec<(String, String)>,
+    /// Job text appended to the default job wherever it runs (throughput's "defaults" row,
+    /// profile, latency, scaling), to try a change without editing code.
+    pub job_extra: String,
 }
 
 /// One scenario of the benchmark.
@@ -83,6 +88,8 @@ impl Default for Options {
             latency_rate: 200,
             latency_seconds: 10,
             yield_off_toml: "[throttle]\nenabled = false\n".into(),
+            settings: Vec::new(),
+            job_extra: String::new(),
         }
     }
 }
@@ -97,7 +104,9 @@ cargo bench --bench backfill -- [options]
   --only S,…               throughput,scaling,ddl,latency,profile (default all)
   --latency-rate N         pgbench -R (default 200)
   --latency-seconds N      idle latency phase (default 10)
-  --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")";
+  --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")
+  --set NAME=VALUE,…       server settings over the benchmark's own (e.g. fsync=off)
+  --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")";
 
 impl Options {
     /// Reads `--name value` and `--name=value` pairs; ignores what it does not know.
@@ -131,6 +140,8 @@ impl Options {
             "--latency-rate",
             "--latency-seconds",
             "--yield-off-toml",
+            "--set",
+            "--job-extra",
         ];
         names.contains(&name)
     }
@@ -146,9 +157,16 @@ impl Options {
             "--latency-rate" => self.latency_rate = number(name, value)?,
             "--latency-seconds" => self.latency_seconds = number(name, value)?,
             "--yield-off-toml" => self.yield_off_toml = value.replace("\\n", "\n"),
+            "--set" => self.settings.extend(list(value, setting)?),
+            "--job-extra" => self.job_extra = value.replace("\\n", "\n"),
             _ => unreachable!("`knows` lists every name"),
         }
         Ok(())
+    }
+
+    /// The job of every "defaults" run: the demo's job plus `--job-extra`.
+    pub fn job(&self) -> String {
+        format!("{}{}", crate::runner::ORDERS_JOB, self.job_extra)
     }
 
     /// Whether `section` is to run.
@@ -182,6 +200,14 @@ fn millions(value: &str) -> Result<u64, String> {
             "--scaling takes millions of rows like 1,2,4,8, not {value:?}"
         )),
     }
+}
+
+/// `"fsync=off"` → `("fsync", "off")`.
+fn setting(value: &str) -> Result<(String, String), String> {
+    value
+        .split_once('=')
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .ok_or_else(|| format!("--set takes NAME=VALUE pairs, not {value:?}"))
 }
 
 /// `"5000-20000"` → `(5000, 20000)`.

@@ -45,11 +45,13 @@ pub struct Copy {
 }
 
 impl Server {
-    /// Starts the cluster (blocking: `initdb` and `pg_ctl`) and connects to it.
-    pub async fn start() -> Result<Server> {
+    /// Starts the cluster (blocking: `initdb` and `pg_ctl`) with [`SETTINGS`] and then
+    /// `overrides` (the later line wins), and connects to it.
+    pub async fn start(overrides: &[(String, String)]) -> Result<Server> {
         let settings = SETTINGS
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
+            .chain(overrides.iter().cloned())
             .collect();
         let cluster =
             tokio::task::spawn_blocking(move || Cluster::start_with(&ClusterOptions { settings }))

@@ -3,7 +3,8 @@
 //!
 //! Latency is pgbench's per-transaction log value: from the transaction's *scheduled* start
 //! (so it includes any queueing behind a blocked client, as pgbench's own `-R` report does)
-//! to its end. Only transactions that ended inside the phase's window count. pgbench runs in
+//! to its end. The transactions *scheduled* inside the phase's window count, also when they
+//! end after it (a client blocked by the phase's work ends when it commits). pgbench runs in
 //! short segments, each writing complete logs, so that a phase of unknown length needs no
 //! signal to end it (pgbench loses its buffered log when killed).
 
@@ -17,7 +18,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::fixture::{self, Copy, Server};
-use crate::runner::{self, ORDERS_JOB};
+use crate::runner;
 use crate::stats::Summary;
 
 /// Seconds of one pgbench segment.
@@ -52,6 +53,8 @@ pub struct Workload {
     pub port: u16,
     pub rate: u32,
     pub idle_seconds: u32,
+    /// The `backfill run` job of the "during" phase.
+    pub job: String,
 }
 
 /// Runs the three phases, each on a fresh copy of the `rows` table.
@@ -68,7 +71,7 @@ pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<
             rows,
             workload,
             "during backfill run",
-            async |copy: &Copy| runner::run_to_end(copy, ORDERS_JOB).await.map(drop),
+            async |copy: &Copy| runner::run_to_end(copy, &workload.job).await.map(drop),
         )
         .await?,
         phase(
@@ -92,7 +95,7 @@ pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<
 }
 
 /// Starts the load on a fresh copy, runs `work` inside the window, and summarises the
-/// transactions that ended in it.
+/// transactions scheduled in it.
 async fn phase(
     server: &mut Server,
     rows: u64,
@@ -112,7 +115,7 @@ async fn phase(
     worked?;
     let latencies: Vec<f64> = transactions?
         .into_iter()
-        .filter(|t| (opened..=closed).contains(&t.ended))
+        .filter(|t| (opened..=closed).contains(&t.scheduled))
         .map(|t| t.latency_ms)
         .collect();
     Ok(Phase {
@@ -131,8 +134,8 @@ fn epoch_seconds() -> f64 {
 
 /// One logged pgbench transaction.
 struct Transaction {
-    /// When it ended, seconds since the epoch.
-    ended: f64,
+    /// When it was due to start, seconds since the epoch (its end less its latency).
+    scheduled: f64,
     latency_ms: f64,
 }
 
@@ -243,7 +246,7 @@ fn parse_log_line(line: &str) -> Option<Transaction> {
     let seconds: f64 = fields.get(4)?.parse().ok()?;
     let micros: f64 = fields.get(5)?.parse().ok()?;
     Some(Transaction {
-        ended: seconds + micros / 1e6,
+        scheduled: seconds + micros / 1e6 - latency_us / 1e6,
         latency_ms: latency_us / 1000.0,
     })
 }

@@ -52,9 +52,9 @@ fn main() -> ExitCode {
 async fn run(options: &Options) -> Result<()> {
     let started = Instant::now();
     eprintln!("starting a throwaway PostgreSQL cluster");
-    let mut server = Server::start().await?;
+    let mut server = Server::start(&options.settings).await?;
     let mut report = Report {
-        machine: Machine::describe(&mut server).await?,
+        machine: Machine::describe(&mut server, &options.settings).await?,
         command: command_line(),
         rows: options.rows,
         ..Report::default()
@@ -75,7 +75,8 @@ async fn run(options: &Options) -> Result<()> {
         }
         report.duration_s = started.elapsed().as_secs_f64();
         report.check_targets();
-        write(&report, &options.json)?; // after each scenario: a late failure keeps the rest
+        // After each scenario, so that a late failure keeps the rest.
+        write(&report, &options.json, &server.log_path())?;
     }
     print!("{}", report::markdown(&report));
     eprintln!("report written to {}", options.json.display());
@@ -91,7 +92,9 @@ async fn run_section(
     let rows = options.rows;
     match section {
         Section::Throughput => report.throughput = Some(throughput::run(server, options).await?),
-        Section::Profile => report.profile = Some(profile::run(server, rows).await?),
+        Section::Profile => {
+            report.profile = Some(profile::run(server, &options.job(), rows).await?)
+        }
         Section::Ddl => {
             let modes = [
                 ddl::Mode {
@@ -111,11 +114,12 @@ async fn run_section(
                 port: server.port(),
                 rate: options.latency_rate,
                 idle_seconds: options.latency_seconds,
+                job: options.job(),
             };
             report.latency = Some(latency::run(server, rows, &workload).await?);
         }
         Section::Scaling => {
-            let points = scaling::run(server, &options.scaling, rows).await?;
+            let points = scaling::run(server, &options.job(), &options.scaling, rows).await?;
             report.growth = scaling::growth(&points, rows);
             report.scaling = Some(points);
         }
@@ -136,13 +140,15 @@ fn command_line() -> String {
     }
 }
 
-/// Writes the JSON report and its Markdown beside it.
-fn write(report: &Report, json: &Path) -> Result<()> {
+/// Writes the JSON report, its Markdown beside it, and a copy of the server's log (checkpoints
+/// and autovacuum runs are logged: they explain outliers).
+fn write(report: &Report, json: &Path, server_log: &Path) -> Result<()> {
     if let Some(dir) = json.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     std::fs::write(json, serde_json::to_string_pretty(report)?)
         .with_context(|| format!("write {}", json.display()))?;
     std::fs::write(json.with_extension("md"), report::markdown(report))?;
+    std::fs::copy(server_log, json.with_extension("postgres.log"))?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::fixture::Server;
-use crate::runner::{self, ORDERS_JOB};
+use crate::runner;
 
 /// Server time of one kind of statement, over the whole run.
 #[derive(Debug, Clone, Serialize)]
@@ -50,14 +50,14 @@ const BATCH_KINDS: &[&str] = &[
     "COMMIT",
 ];
 
-/// Runs the default job once with statement logging on and reads the log back.
-pub async fn run(server: &mut Server, rows: u64) -> Result<Profile> {
+/// Runs `job` once with statement logging on and reads the log back.
+pub async fn run(server: &mut Server, job: &str, rows: u64) -> Result<Profile> {
     eprintln!("  profile: backfill run with log_min_duration_statement = 0");
     let copy = server.fresh(rows).await?;
     server.log_statements(&copy).await?;
     let log = server.log_path();
     let offset = std::fs::metadata(&log)?.len();
-    let outcome = runner::run_to_end(&copy, ORDERS_JOB).await?;
+    let outcome = runner::run_to_end(&copy, job).await?;
     server.discard(copy).await?;
     let costs = costs(&read_from(&log, offset)?, outcome.batches.len());
     let batches = outcome.batches.len().max(1) as f64;

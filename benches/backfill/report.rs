@@ -52,13 +52,17 @@ pub struct Target {
 
 impl Machine {
     /// Reads the machine from `/proc` and the server's version and settings.
-    pub async fn describe(server: &mut Server) -> Result<Machine> {
+    pub async fn describe(server: &mut Server, overrides: &[(String, String)]) -> Result<Machine> {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mut settings = Vec::new();
-        let names = SETTINGS.iter().map(|(name, _)| *name);
-        for name in names.chain(["wal_level", "autovacuum", "max_connections"]) {
-            settings.push((name.to_string(), server.show(name).await?));
+        let mut names: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
+        names.extend(["wal_level", "autovacuum", "max_connections", "wal_buffers"]);
+        names.extend(overrides.iter().map(|(name, _)| name.as_str()));
+        for name in names {
+            if !settings.iter().any(|(known, _)| known == name) {
+                settings.push((name.to_string(), server.show(name).await?));
+            }
         }
         Ok(Machine {
             cpus: std::thread::available_parallelism().map_or(0, usize::from),
@@ -182,6 +186,8 @@ pub fn markdown(report: &Report) -> String {
         "Machine: {} CPUs ({}), {:.0} GiB RAM, Linux {}, PostgreSQL {}; whole run {:.0} s\n",
         m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.postgres, report.duration_s
     );
+    let settings: Vec<String> = m.settings.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let _ = writeln!(out, "Server settings: {}\n", settings.join(", "));
     if let Some(rows) = &report.throughput {
         throughput_table(&mut out, rows);
     }
@@ -313,18 +319,22 @@ fn scaling_table(out: &mut String, points: &[Point], growth: Option<&Growth>) {
     let _ = writeln!(out, "### Scaling (`backfill run`, defaults)\n");
     let _ = writeln!(
         out,
-        "| rows | batches | wall s | s per million rows | peak RSS MB |"
+        "| rows | batches | wall s | s per million rows | peak RSS MB | s outside batches | \
+         batch ms, first ¼ | batch ms, last ¼ |"
     );
-    let _ = writeln!(out, "|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|");
     for p in points {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.2} | {:.1} |",
+            "| {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
             p.rows,
             p.batches,
             p.wall_s,
             p.s_per_million,
-            p.peak_rss_kb as f64 / 1024.0
+            p.peak_rss_kb as f64 / 1024.0,
+            p.outside_batches_s,
+            p.first_quarter_batch_ms,
+            p.last_quarter_batch_ms
         );
     }
     if let Some(g) = growth {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::fixture::{self, Server};
-use crate::runner::{self, ORDERS_JOB};
+use crate::runner;
 
 /// One table size.
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +16,12 @@ pub struct Point {
     pub s_per_million: f64,
     pub peak_rss_kb: u64,
     pub batches: usize,
+    /// Wall time spent outside batch transactions (start-up, pacing, monitor).
+    pub outside_batches_s: f64,
+    /// Mean batch transaction time over the first and the last quarter of the batches: a
+    /// cost that grows with the position in the table shows here.
+    pub first_quarter_batch_ms: f64,
+    pub last_quarter_batch_ms: f64,
 }
 
 /// How total time grew between two sizes, against linear growth.
@@ -29,13 +35,18 @@ pub struct Growth {
     pub size_ratio: f64,
 }
 
-/// Runs the job at every size (a fresh table each) and drops the tables it built.
-pub async fn run(server: &mut Server, sizes: &[u64], keep_template: u64) -> Result<Vec<Point>> {
+/// Runs `job` at every size (a fresh table each) and drops the tables it built.
+pub async fn run(
+    server: &mut Server,
+    job: &str,
+    sizes: &[u64],
+    keep_template: u64,
+) -> Result<Vec<Point>> {
     let mut points = Vec::new();
     for &rows in sizes {
         let copy = server.fresh(rows).await?;
         eprintln!("  scaling: backfill run on {rows} rows");
-        let outcome = runner::run_to_end(&copy, ORDERS_JOB).await?;
+        let outcome = runner::run_to_end(&copy, job).await?;
         anyhow::ensure!(
             outcome.rows_done == rows,
             "changed {} of {rows} rows",
@@ -44,15 +55,28 @@ pub async fn run(server: &mut Server, sizes: &[u64], keep_template: u64) -> Resu
         fixture::verify(&copy).await?;
         server.discard(copy).await?;
         server.drop_templates_except(keep_template).await?;
+        let times: Vec<f64> = outcome
+            .batches
+            .iter()
+            .map(|b| b.elapsed_ms as f64)
+            .collect();
+        let quarter = (times.len() / 4).max(1);
         points.push(Point {
             rows,
             wall_s: outcome.wall_s,
             s_per_million: outcome.wall_s / (rows as f64 / 1e6),
             peak_rss_kb: outcome.peak_rss_kb,
             batches: outcome.batches.len(),
+            outside_batches_s: outcome.wall_s - outcome.batch_seconds(),
+            first_quarter_batch_ms: mean(&times[..quarter.min(times.len())]),
+            last_quarter_batch_ms: mean(&times[times.len().saturating_sub(quarter)..]),
         });
     }
     Ok(points)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 /// Growth from the point of `reference` rows (or the smallest) to the largest.

@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::args::Options;
 use crate::fixture::{self, Copy, Server};
-use crate::runner::{self, ORDERS_JOB};
+use crate::runner;
 
 /// The single statement every other way is compared with.
 const SINGLE_UPDATE: &str =
@@ -48,10 +48,7 @@ pub async fn run(server: &mut Server, options: &Options) -> Result<Vec<Row>> {
         let label = "guides' loop (5000/batch)";
         results.push(measure(server, rows, label, guides_loop).await?);
     }
-    let mut jobs = vec![(
-        "backfill run (defaults)".to_string(),
-        ORDERS_JOB.to_string(),
-    )];
+    let mut jobs = vec![("backfill run (defaults)".to_string(), options.job())];
     for &(min, max) in &options.batch_variants {
         let label = format!("backfill run (batch {min}..{max})");
         jobs.push((label, runner::job_with_batch(min, max)));
