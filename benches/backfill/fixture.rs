@@ -112,6 +112,26 @@ impl Server {
         })
     }
 
+    /// The server's current WAL insert position, to measure the WAL a method writes.
+    pub async fn wal_position(&mut self) -> Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+                .fetch_one(&mut self.admin)
+                .await?,
+        )
+    }
+
+    /// Megabytes of WAL written since `position`.
+    pub async fn wal_mb_since(&mut self, position: &str) -> Result<f64> {
+        let bytes: f64 = sqlx::query_scalar(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8",
+        )
+        .bind(position)
+        .fetch_one(&mut self.admin)
+        .await?;
+        Ok(bytes / 1024.0 / 1024.0)
+    }
+
     /// Drops a copy, ending whatever still runs in it.
     pub async fn discard(&mut self, copy: Copy) -> Result<()> {
         self.execute(&format!("DROP DATABASE {} WITH (FORCE)", copy.name))

@@ -214,17 +214,17 @@ fn throughput_table(out: &mut String, rows: &[Row]) {
     let _ = writeln!(out, "### Throughput\n");
     let _ = writeln!(
         out,
-        "| method | rows | transactions | wall s | rows/s | × single UPDATE | peak RSS MB |"
+        "| method | rows | transactions | wall s | rows/s | × single UPDATE | WAL MB | peak RSS MB |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
     for r in rows {
         let rss = r
             .peak_rss_kb
             .map_or("-".into(), |kb| format!("{:.1}", kb as f64 / 1024.0));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {rss} |",
-            r.method, r.rows, r.batches, r.wall_s, r.rows_per_s, r.vs_update
+            "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.0} | {rss} |",
+            r.method, r.rows, r.batches, r.wall_s, r.rows_per_s, r.vs_update, r.wal_mb
         );
     }
     out.push('\n');

@@ -32,6 +32,8 @@ pub struct Row {
     pub peak_rss_kb: Option<u64>,
     /// Transactions that changed rows.
     pub batches: usize,
+    /// WAL written while it ran (full-page images included: each copy starts checkpointed).
+    pub wal_mb: f64,
 }
 
 /// Runs every method on a fresh copy of the `rows` table.
@@ -103,7 +105,9 @@ async fn measure(
 ) -> Result<Row> {
     let copy = server.fresh(rows).await?;
     eprintln!("  throughput: {label} on {rows} rows");
+    let wal_start = server.wal_position().await?;
     let done = method(&copy).await?;
+    let wal_mb = server.wal_mb_since(&wal_start).await?;
     anyhow::ensure!(
         done.changed == rows,
         "{label} changed {} of {rows} rows",
@@ -120,6 +124,7 @@ async fn measure(
         vs_update: 0.0,
         peak_rss_kb: done.peak_rss_kb,
         batches: done.batches,
+        wal_mb,
     })
 }
 
