@@ -1,0 +1,219 @@
+//! The benchmark's own command line (after `cargo bench --bench backfill --`).
+//!
+//! Owns: the options, their defaults and parsing. Unknown arguments are ignored, because cargo
+//! passes `--bench` to every `harness = false` target. Nothing here touches a database.
+
+use std::path::PathBuf;
+
+/// What one benchmark run measures and how big it is.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rows of the table for throughput, DDL wait, latency and profile.
+    pub rows: u64,
+    /// Table sizes of the scaling scenario, in rows.
+    pub scaling: Vec<u64>,
+    /// The guides' loop is quadratic: it is skipped above this many rows.
+    pub skip_loop_above: u64,
+    /// Extra `backfill run` rows in the throughput table, as `[batch]` `(min, max)` pairs.
+    pub batch_variants: Vec<(u32, u32)>,
+    /// Where the JSON report goes (a Markdown copy goes beside it).
+    pub json: PathBuf,
+    /// Which scenarios run.
+    pub only: Vec<Section>,
+    /// `pgbench -R`: foreground transactions per second.
+    pub latency_rate: u32,
+    /// Length of the idle latency phase, in seconds.
+    pub latency_seconds: u32,
+    /// The job text that turns the monitor's yield off (appended to the DDL job).
+    pub yield_off_toml: String,
+    /// Server settings that replace or add to the benchmark's own (`--set fsync=off`).
+    pub settings: Vec<(String, String)>,
+    /// Job text appended to the default job wherever it runs (throughput's "defaults" row,
+    /// profile, latency, scaling), to try a change without editing code.
+    pub job_extra: String,
+}
+
+/// One scenario of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Throughput,
+    Scaling,
+    Ddl,
+    Latency,
+    Profile,
+}
+
+impl Section {
+    const ALL: [Section; 5] = [
+        Section::Throughput,
+        Section::Scaling,
+        Section::Ddl,
+        Section::Latency,
+        Section::Profile,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::Throughput => "throughput",
+            Section::Scaling => "scaling",
+            Section::Ddl => "ddl",
+            Section::Latency => "latency",
+            Section::Profile => "profile",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Section, String> {
+        Section::ALL
+            .into_iter()
+            .find(|section| section.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<_> = Section::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown section {text:?}; expected one of {}",
+                    names.join(",")
+                )
+            })
+    }
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            rows: 2_000_000,
+            scaling: vec![1_000_000, 2_000_000, 4_000_000, 8_000_000],
+            skip_loop_above: 2_000_000,
+            batch_variants: vec![(5_000, 20_000), (20_000, 100_000)],
+            json: PathBuf::from("target/bench/backfill.json"),
+            only: Section::ALL.to_vec(),
+            latency_rate: 200,
+            latency_seconds: 10,
+            yield_off_toml: "[throttle]\nenabled = false\n".into(),
+            settings: Vec::new(),
+            job_extra: String::new(),
+        }
+    }
+}
+
+pub const USAGE: &str = "\
+cargo bench --bench backfill -- [options]
+  --rows N                 table rows for throughput/ddl/latency/profile (default 2000000)
+  --scaling A,B,…          scaling sizes in millions of rows (default 1,2,4,8)
+  --skip-loop-above N      skip the guides' loop above N rows (default 2000000)
+  --batch-variants A-B,…   extra runs with [batch] min=A max=B (default 5000-20000,20000-100000; '' for none)
+  --json PATH              JSON report (default target/bench/backfill.json; .md beside it)
+  --only S,…               throughput,scaling,ddl,latency,profile (default all)
+  --latency-rate N         pgbench -R (default 200)
+  --latency-seconds N      idle latency phase (default 10)
+  --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")
+  --set NAME=VALUE,…       server settings over the benchmark's own (e.g. fsync=off)
+  --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")";
+
+impl Options {
+    /// Reads `--name value` and `--name=value` pairs; ignores what it does not know.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+        let mut options = Options::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name.to_string(), Some(value.to_string())),
+                None => (arg, None),
+            };
+            if !options.knows(&name) {
+                continue; // `--bench` from cargo, and anything else not ours
+            }
+            let value = inline
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?;
+            options.set(&name, &value)?;
+        }
+        Ok(options)
+    }
+
+    fn knows(&self, name: &str) -> bool {
+        let names = [
+            "--rows",
+            "--scaling",
+            "--skip-loop-above",
+            "--batch-variants",
+            "--json",
+            "--only",
+            "--latency-rate",
+            "--latency-seconds",
+            "--yield-off-toml",
+            "--set",
+            "--job-extra",
+        ];
+        names.contains(&name)
+    }
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            "--rows" => self.rows = number(name, value)?,
+            "--scaling" => self.scaling = list(value, millions)?,
+            "--skip-loop-above" => self.skip_loop_above = number(name, value)?,
+            "--batch-variants" => self.batch_variants = list(value, variant)?,
+            "--json" => self.json = PathBuf::from(value),
+            "--only" => self.only = list(value, Section::parse)?,
+            "--latency-rate" => self.latency_rate = number(name, value)?,
+            "--latency-seconds" => self.latency_seconds = number(name, value)?,
+            "--yield-off-toml" => self.yield_off_toml = value.replace("\\n", "\n"),
+            "--set" => self.settings.extend(list(value, setting)?),
+            "--job-extra" => self.job_extra = value.replace("\\n", "\n"),
+            _ => unreachable!("`knows` lists every name"),
+        }
+        Ok(())
+    }
+
+    /// The job of every "defaults" run: the demo's job plus `--job-extra`.
+    pub fn job(&self) -> String {
+        format!("{}{}", crate::runner::ORDERS_JOB, self.job_extra)
+    }
+
+    /// Whether `section` is to run.
+    pub fn runs(&self, section: Section) -> bool {
+        self.only.contains(&section)
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
+    value
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{name} takes a whole number, not {value:?}"))
+}
+
+/// Comma-separated items; an empty text is an empty list.
+fn list<T>(value: &str, item: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(item)
+        .collect()
+}
+
+/// `"0.5"` → 500 000 rows.
+fn millions(value: &str) -> Result<u64, String> {
+    match value.parse::<f64>() {
+        Ok(m) if m > 0.0 => Ok((m * 1e6).round() as u64),
+        _ => Err(format!(
+            "--scaling takes millions of rows like 1,2,4,8, not {value:?}"
+        )),
+    }
+}
+
+/// `"fsync=off"` → `("fsync", "off")`.
+fn setting(value: &str) -> Result<(String, String), String> {
+    value
+        .split_once('=')
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .ok_or_else(|| format!("--set takes NAME=VALUE pairs, not {value:?}"))
+}
+
+/// `"5000-20000"` → `(5000, 20000)`.
+fn variant(value: &str) -> Result<(u32, u32), String> {
+    let parsed = value
+        .split_once('-')
+        .and_then(|(min, max)| Some((min.parse().ok()?, max.parse().ok()?)));
+    parsed.ok_or_else(|| format!("--batch-variants takes MIN-MAX pairs, not {value:?}"))
+}

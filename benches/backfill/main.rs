@@ -1,0 +1,154 @@
+//! `cargo bench --bench backfill [-- options]`: how `backfill run` compares with one `UPDATE`
+//! and with the migration guides' loop, how it scales, how long DDL waits behind it, and what
+//! it does to the application's latency (issue 5). See BENCHMARKS.md for what each scenario
+//! does and for the latest results.
+//!
+//! Everything runs on one throwaway cluster started here; every scenario gets a fresh copy of
+//! the same table, so that ratios within one run are comparable. No timing is asserted: the
+//! report states which targets were met.
+
+mod args;
+mod ddl;
+mod fixture;
+mod latency;
+mod profile;
+mod report;
+mod runner;
+mod scaling;
+mod stats;
+mod throughput;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use args::{Options, Section};
+use fixture::Server;
+use report::{Machine, Report};
+
+fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(&options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("benchmark failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: &Options) -> Result<()> {
+    let started = Instant::now();
+    eprintln!("starting a throwaway PostgreSQL cluster");
+    let mut server = Server::start(&options.settings).await?;
+    let mut report = Report {
+        machine: Machine::describe(&mut server, &options.settings).await?,
+        command: command_line(),
+        rows: options.rows,
+        ..Report::default()
+    };
+    for section in [
+        Section::Throughput,
+        Section::Profile,
+        Section::Ddl,
+        Section::Latency,
+        Section::Scaling,
+    ] {
+        if !options.runs(section) {
+            continue;
+        }
+        if let Err(error) = run_section(section, &mut server, options, &mut report).await {
+            eprintln!("  {section:?} failed: {error:#}");
+            report.errors.push(format!("{section:?}: {error:#}"));
+        }
+        report.duration_s = started.elapsed().as_secs_f64();
+        report.check_targets();
+        // After each scenario, so that a late failure keeps the rest.
+        write(&report, &options.json, &server.log_path())?;
+    }
+    print!("{}", report::markdown(&report));
+    eprintln!("report written to {}", options.json.display());
+    Ok(())
+}
+
+async fn run_section(
+    section: Section,
+    server: &mut Server,
+    options: &Options,
+    report: &mut Report,
+) -> Result<()> {
+    let rows = options.rows;
+    match section {
+        Section::Throughput => report.throughput = Some(throughput::run(server, options).await?),
+        Section::Profile => {
+            report.profile = Some(profile::run(server, &options.job(), rows).await?)
+        }
+        Section::Ddl => {
+            let modes = [
+                ddl::Mode {
+                    label: "yield on (throttle defaults)",
+                    extra_toml: String::new(),
+                },
+                ddl::Mode {
+                    label: "yield off",
+                    extra_toml: options.yield_off_toml.clone(),
+                },
+            ];
+            report.ddl = Some(ddl::run(server, rows, &modes).await?);
+        }
+        Section::Latency => {
+            let workload = latency::Workload {
+                bindir: server.bindir(),
+                port: server.port(),
+                rate: options.latency_rate,
+                idle_seconds: options.latency_seconds,
+                job: options.job(),
+            };
+            report.latency = Some(latency::run(server, rows, &workload).await?);
+        }
+        Section::Scaling => {
+            let points = scaling::run(server, &options.job(), &options.scaling, rows).await?;
+            report.growth = scaling::growth(&points, rows);
+            report.scaling = Some(points);
+        }
+    }
+    Ok(())
+}
+
+/// How this run was started, for the report's "reproduce with".
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| arg != "--bench")
+        .collect();
+    if args.is_empty() {
+        "cargo bench --bench backfill".into()
+    } else {
+        format!("cargo bench --bench backfill -- {}", args.join(" "))
+    }
+}
+
+/// Writes the JSON report, its Markdown beside it, and a copy of the server's log (checkpoints
+/// and autovacuum runs are logged: they explain outliers).
+fn write(report: &Report, json: &Path, server_log: &Path) -> Result<()> {
+    if let Some(dir) = json.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::write(json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("write {}", json.display()))?;
+    std::fs::write(json.with_extension("md"), report::markdown(report))?;
+    std::fs::copy(server_log, json.with_extension("postgres.log"))?;
+    Ok(())
+}
