@@ -101,8 +101,9 @@ pub struct Backend {
     pub xact_start_us: i64,
 }
 
-/// A condition over `pg_stat_activity` (no alias) that holds for exactly the [`Backend`] bound
-/// as `$1` (pid) and `$2` (start).
+/// A condition over `pg_stat_activity` (unaliased, or any relation with its `pid` and
+/// `xact_start` columns) that holds for exactly the [`Backend`] bound as `$1` (pid) and `$2`
+/// (start).
 pub const BACKEND_IS: &str = "pid = $1 AND (extract(epoch FROM xact_start) * 1000000)::int8 = $2";
 
 /// Opens a transaction whose statements are bounded by `statement_timeout` and `lock_timeout`

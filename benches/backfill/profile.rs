@@ -5,7 +5,7 @@
 //! round trips and client work. Logging slows the run a little; this run is not a throughput
 //! number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -85,13 +85,28 @@ fn read_from(path: &Path, offset: u64) -> Result<String> {
     Ok(text)
 }
 
+/// The monitor's lock query opens with this; every statement of a session that ran it is the
+/// monitor's (its `BEGIN`, `set_config` and `COMMIT` look like a batch's).
+const MONITOR_MARK: &str = "WITH act AS MATERIALIZED";
+
 /// Sums `duration: X ms  <phase>: <statement>` lines per kind of statement.
 fn costs(log: &str, batches: usize) -> Vec<Cost> {
+    let lines: Vec<Logged> = log.lines().filter_map(parse_duration_line).collect();
+    let monitors: BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.statement.starts_with(MONITOR_MARK))
+        .map(|l| l.pid)
+        .collect();
     let mut by_kind: BTreeMap<&'static str, (u64, f64)> = BTreeMap::new();
-    for (phase, ms, statement) in log.lines().filter_map(parse_duration_line) {
-        let entry = by_kind.entry(kind(statement)).or_default();
-        entry.0 += u64::from(phase != "parse" && phase != "bind");
-        entry.1 += ms;
+    for line in &lines {
+        let kind = if monitors.contains(line.pid) {
+            "monitor (own connection)"
+        } else {
+            kind(line.statement)
+        };
+        let entry = by_kind.entry(kind).or_default();
+        entry.0 += u64::from(line.phase != "parse" && line.phase != "bind");
+        entry.1 += line.ms;
     }
     let batches = batches.max(1) as f64;
     let order = |kind: &str| {
@@ -113,14 +128,27 @@ fn costs(log: &str, batches: usize) -> Vec<Cost> {
     costs
 }
 
-/// `… LOG:  duration: 0.052 ms  execute <unnamed>: BEGIN` → `("execute", 0.052, "BEGIN")`;
-/// also `statement: …` for the simple protocol.
-fn parse_duration_line(line: &str) -> Option<(&str, f64, &str)> {
-    let rest = line.split_once("duration: ")?.1;
+/// One `duration:` line of the server log.
+struct Logged<'a> {
+    pid: &'a str,
+    phase: &'a str,
+    ms: f64,
+    statement: &'a str,
+}
+
+/// `… [4242] LOG:  duration: 0.052 ms  execute <unnamed>: BEGIN` → pid 4242, `execute`, 0.052,
+/// `BEGIN`; also `statement: …` for the simple protocol.
+fn parse_duration_line(line: &str) -> Option<Logged<'_>> {
+    let (head, rest) = line.split_once("duration: ")?;
+    let pid = head.split_once(" [")?.1.split_once(']')?.0;
     let (ms, rest) = rest.split_once(" ms  ")?;
     let (phase, statement) = rest.split_once(": ")?;
-    let phase = phase.split_whitespace().next()?;
-    Some((phase, ms.parse().ok()?, statement.trim()))
+    Some(Logged {
+        pid,
+        phase: phase.split_whitespace().next()?,
+        ms: ms.parse().ok()?,
+        statement: statement.trim(),
+    })
 }
 
 fn kind(statement: &str) -> &'static str {

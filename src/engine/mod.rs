@@ -191,6 +191,7 @@ pub async fn run(
         monitor: monitor.as_ref(),
         decisions: monitor.as_ref().map(Monitor::decisions),
         condition: Condition::Running,
+        lost: None,
         emit,
         shutdown: &mut shutdown,
         started: Instant::now(),
@@ -350,6 +351,9 @@ struct Walker<'r, 'a> {
     monitor: Option<&'r Monitor>,
     decisions: Option<watch::Receiver<Option<Decision>>>,
     condition: Condition,
+    /// The batch connection is broken and the last reconnect failed: since when (the first
+    /// failure of the streak), and the error that broke it. A pause goes on reconnecting.
+    lost: Option<(Instant, batch::BatchError)>,
     emit: &'r mut dyn FnMut(&Event),
     shutdown: &'r mut watch::Receiver<bool>,
     started: Instant,
@@ -385,7 +389,7 @@ impl Walker<'_, '_> {
         let mut failures = Failures::default();
         let mut pause = Duration::ZERO;
         loop {
-            let throttled = match self.obey(&at).await? {
+            let throttled = match self.obey(&mut at).await? {
                 Step::Stop(outcome) => return Ok(outcome),
                 Step::Batch { throttled } => throttled,
             };
@@ -479,13 +483,48 @@ impl Walker<'_, '_> {
         if halve {
             sizer.halve();
         }
-        if self.retry(failures.count, &e, reconnect).await {
+        let since = failures.since.unwrap_or_else(Instant::now);
+        let Some(connected) = self.retry(failures.count, &e, reconnect).await else {
             return Ok(Some(self.interrupted(at)));
-        }
+        };
+        self.lost = (!connected).then_some((since, e));
         // A commit may have landed before the connection broke: the stored cursor, not our
         // copy, says where to go on.
         self.reload(at).await?;
         Ok(None)
+    }
+
+    /// While paused with a broken batch connection: reconnect (and re-read the position), or
+    /// give up once `--reconnect-timeout` has passed since the connection broke.
+    async fn probe(&mut self, at: &mut Position) -> Result<(), EngineError> {
+        let Some((since, _)) = &self.lost else {
+            return Ok(());
+        };
+        let since = *since;
+        match self.r.target.connect(&self.app).await {
+            Ok(c) => {
+                self.conn = c;
+                self.lost = None;
+                self.reload(at).await
+            }
+            Err(e) => {
+                tracing::debug!("reconnect failed: {e}");
+                let waited = self.r.options.reconnect_timeout;
+                match self.lost.take() {
+                    Some((_, source)) if since.elapsed() >= waited => {
+                        Err(EngineError::Unreachable {
+                            target: self.r.target.describe(),
+                            waited,
+                            source,
+                        })
+                    }
+                    lost => {
+                        self.lost = lost;
+                        Ok(())
+                    }
+                }
+            }
+        }
     }
 
     /// Re-reads the position from the state row after a batch that did not succeed; keeps `at`
@@ -562,7 +601,7 @@ impl Walker<'_, '_> {
     /// Before each batch: stop on shutdown, a lost lease or `cancel`; wait out an operator's
     /// `pause` and the monitor's pauses (silently until its first decision); report every
     /// change of condition.
-    async fn obey(&mut self, at: &Position) -> Result<Step, EngineError> {
+    async fn obey(&mut self, at: &mut Position) -> Result<Step, EngineError> {
         let mut beats = self.heartbeat.watch();
         loop {
             if *self.shutdown.borrow() {
@@ -600,6 +639,7 @@ impl Walker<'_, '_> {
                 _ = beats.changed() => {}
                 _ = changed(&mut self.decisions) => {}
                 _ = self.shutdown.changed() => {}
+                _ = reconnect_tick(self.lost.is_some()) => self.probe(at).await?,
             }
         }
     }
@@ -641,8 +681,14 @@ impl Walker<'_, '_> {
         });
     }
 
-    /// Reports the failure, waits the backoff and reconnects if asked. True on shutdown.
-    async fn retry(&mut self, attempt: u32, err: &batch::BatchError, reconnect: bool) -> bool {
+    /// Reports the failure, waits the backoff and reconnects if asked. `None` on shutdown,
+    /// otherwise whether the batch connection is usable (as far as is known).
+    async fn retry(
+        &mut self,
+        attempt: u32,
+        err: &batch::BatchError,
+        reconnect: bool,
+    ) -> Option<bool> {
         let wait = backoff::delay(attempt, backoff::jitter());
         self.send(|job| Event::Retry {
             job,
@@ -652,15 +698,21 @@ impl Walker<'_, '_> {
             reconnecting: reconnect,
         });
         if self.sleep(wait).await {
-            return true;
+            return None;
         }
-        if reconnect {
-            match self.r.target.connect(&self.app).await {
-                Ok(c) => self.conn = c,
-                Err(e) => tracing::debug!("reconnect failed: {e}"),
+        if !reconnect {
+            return Some(true);
+        }
+        match self.r.target.connect(&self.app).await {
+            Ok(c) => {
+                self.conn = c;
+                Some(true)
+            }
+            Err(e) => {
+                tracing::debug!("reconnect failed: {e}");
+                Some(false)
             }
         }
-        false
     }
 
     /// Sleeps `d` unless shutdown comes first. True on shutdown.
@@ -672,6 +724,18 @@ impl Walker<'_, '_> {
             _ = tokio::time::sleep(d) => *self.shutdown.borrow(),
             _ = self.shutdown.changed() => true,
         }
+    }
+}
+
+/// How often a paused run with a broken batch connection tries to reconnect.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+/// Ticks every [`RECONNECT_EVERY`] while `lost`; never otherwise.
+async fn reconnect_tick(lost: bool) {
+    if lost {
+        tokio::time::sleep(RECONNECT_EVERY).await;
+    } else {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -85,6 +85,7 @@ impl Monitor {
                 seen: Arc::clone(&seen),
                 conn: None,
                 last_full: None,
+                full_tried: None,
             }
             .run(stopped),
         );
@@ -134,8 +135,11 @@ struct Task {
     seen: Arc<Mutex<BatchWatch>>,
     conn: Option<PgConnection>,
     /// The last full sample's load, `throttle_query` and `throttle_file`, reused by the lock-only
-    /// samples taken in between, and when it was taken.
-    last_full: Option<(Instant, Reading)>,
+    /// samples taken in between.
+    last_full: Option<Reading>,
+    /// When the last full sample was tried, whether it succeeded or not: the next is due `poll`
+    /// later (so that a server that is down is not hammered).
+    full_tried: Option<Instant>,
 }
 
 impl Task {
@@ -166,25 +170,29 @@ impl Task {
             {
                 self.cancel(b).await;
             }
-            let wait = self.next_wait(batch.is_some(), at);
-            tokio::select! {
-                _ = stopped.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.batch.changed() => {}
+            // Batches start and end every few milliseconds: a change only moves the next sample
+            // earlier (to `batch_poll` after this one), it never takes one at once.
+            loop {
+                let in_batch = self.batch.borrow_and_update().is_some();
+                let due = self.next_sample(in_batch, at);
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep_until(due.into()) => break,
+                    _ = self.batch.changed() => {}
+                }
             }
         }
     }
 
-    /// How long to sleep: `batch_poll` while a batch runs, otherwise until the next full sample.
-    fn next_wait(&self, in_batch: bool, now: Instant) -> Duration {
+    /// When to sample next, after one taken at `last`: `batch_poll` later while a batch runs,
+    /// otherwise when the next full sample is due.
+    fn next_sample(&self, in_batch: bool, last: Instant) -> Instant {
         let policy = &self.watch.policy;
-        let until_full = self.last_full.as_ref().map_or(Duration::ZERO, |(at, _)| {
-            (*at + policy.poll).saturating_duration_since(now)
-        });
+        let full = self.full_tried.map_or(last, |at| at + policy.poll);
         if in_batch {
-            until_full.min(policy.batch_poll)
+            full.min(last + policy.batch_poll)
         } else {
-            until_full
+            full
         }
     }
 
@@ -193,9 +201,11 @@ impl Task {
     async fn sample(&mut self, batch: Option<Backend>, at: Instant) -> Result<Reading, String> {
         let policy = &self.watch.policy;
         let full = self
-            .last_full
-            .as_ref()
-            .is_none_or(|(last, _)| at.saturating_duration_since(*last) >= policy.poll);
+            .full_tried
+            .is_none_or(|last| at.saturating_duration_since(last) >= policy.poll);
+        if full {
+            self.full_tried = Some(at);
+        }
         let probe = sample::Probe {
             table: &self.watch.table,
             batch,
@@ -214,7 +224,7 @@ impl Task {
             }
         };
         let mut reading = match (&self.last_full, full) {
-            (Some((_, last)), false) => last.clone(),
+            (Some(last), false) => last.clone(),
             _ => Reading::default(),
         };
         reading.locks = sampled.locks;
@@ -225,7 +235,7 @@ impl Task {
                 .throttle_file
                 .as_deref()
                 .is_some_and(sample::file_exists);
-            self.last_full = Some((at, reading.clone()));
+            self.last_full = Some(reading.clone());
         }
         Ok(reading)
     }

@@ -23,21 +23,25 @@ const QUERY_CHARS: usize = 120;
 /// table. Row kinds: `batch_waits` (our batch waits for a lock), `waits_on_batch` (a session
 /// waits for a lock our batch holds, or queued behind it), `table` (another session holds a
 /// lock on the table that conflicts with `ROW EXCLUSIVE`, or waits for any lock on it).
+///
+/// It reads the functions behind `pg_stat_activity` and `pg_locks` rather than the views, and
+/// the activity once: this runs every `batch_poll` and, unnamed behind PgBouncer, is planned
+/// every time, so planning is most of its cost.
 fn locks_sql() -> String {
     format!(
-        "WITH batch AS (
-             SELECT pid, wait_event_type = 'Lock' AS waiting
-               FROM pg_stat_activity WHERE {BACKEND_IS})
+        "WITH act AS MATERIALIZED (
+             SELECT pid, wait_event_type, query, xact_start FROM pg_stat_get_activity(NULL)),
+         batch AS (SELECT pid, wait_event_type = 'Lock' AS waiting FROM act WHERE {BACKEND_IS})
          SELECT 'batch_waits' AS kind, b.pid, '' AS mode, false AS granted, '' AS query
            FROM batch b WHERE b.waiting
          UNION ALL
          SELECT 'waits_on_batch', w.pid, '', false, coalesce(w.query, '')
-           FROM pg_stat_activity w, batch b
+           FROM act w, batch b
           WHERE w.wait_event_type = 'Lock' AND w.pid <> b.pid
             AND b.pid = ANY (pg_blocking_pids(w.pid))
          UNION ALL
          SELECT 'table', coalesce(l.pid, 0), l.mode, l.granted, coalesce(a.query, '')
-           FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+           FROM pg_lock_status() l LEFT JOIN act a ON a.pid = l.pid
           WHERE l.locktype = 'relation'
             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND l.relation = $3::regclass
