@@ -57,6 +57,19 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// The `event` field of each event, in order.
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events.iter().filter_map(|e| e["event"].as_str()).collect()
+}
+
+/// The `batch_size` of each `batch` event.
+fn batch_sizes(events: &[Value]) -> Vec<u64> {
+    of_kind(events, "batch")
+        .iter()
+        .map(|e| e["batch_size"].as_u64().unwrap())
+        .collect()
+}
+
 fn reasons(events: &[Value], kind: &str) -> Vec<String> {
     of_kind(events, kind)
         .iter()
@@ -233,7 +246,7 @@ async fn replica_lag_pauses_the_run_until_the_replica_catches_up() {
         "never paused for the replica: {paused:?}\n{}",
         out.stdout
     );
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let kinds = kinds(&events);
     let first_pause = kinds.iter().position(|k| *k == "paused").unwrap();
     assert!(
         kinds[first_pause..].contains(&"batch"),
@@ -271,7 +284,7 @@ async fn throttle_query_slows_the_run_to_min_batches_until_it_returns_zero() {
         .unwrap();
     let out = runner.finish().await;
     let events = assert_clean(&out, "run");
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let kinds = kinds(&events);
     let throttled = kinds
         .iter()
         .position(|k| *k == "throttled")
@@ -281,21 +294,13 @@ async fn throttle_query_slows_the_run_to_min_batches_until_it_returns_zero() {
         .position(|k| *k == "running")
         .expect("never ran at full speed");
     assert!(throttled < running, "{kinds:?}");
-    let sizes: Vec<u64> = events[throttled..running]
-        .iter()
-        .filter(|e| e["event"] == "batch")
-        .map(|e| e["batch_size"].as_u64().unwrap())
-        .collect();
+    let sizes = batch_sizes(&events[throttled..running]);
     assert!(sizes.len() >= 3, "{sizes:?}");
     assert!(
         sizes.iter().all(|s| *s == 50),
         "throttled batches above min: {sizes:?}"
     );
-    let after: Vec<u64> = events[running..]
-        .iter()
-        .filter(|e| e["event"] == "batch")
-        .map(|e| e["batch_size"].as_u64().unwrap())
-        .collect();
+    let after = batch_sizes(&events[running..]);
     assert!(
         after.iter().any(|s| *s > 50),
         "never sped up again: {after:?}"
@@ -331,7 +336,7 @@ async fn throttle_file_holds_the_run_until_it_is_removed() {
     let out = runner.finish().await;
     assert_eq!(before, 0, "a batch ran while the brake file existed");
     let events = assert_clean(&out, "run");
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let kinds = kinds(&events);
     let paused = kinds
         .iter()
         .position(|k| *k == "paused")

@@ -63,7 +63,6 @@ pub struct BatchWatch {
 /// The running monitor task.
 pub struct Monitor {
     task: JoinHandle<()>,
-    stop: watch::Sender<bool>,
     decision: watch::Receiver<Option<Decision>>,
     batch: watch::Sender<Option<Backend>>,
     seen: Arc<Mutex<BatchWatch>>,
@@ -73,7 +72,6 @@ impl Monitor {
     /// Starts watching; the first decision comes with the first sample (or, if none succeeds,
     /// after `fail_closed_after`).
     pub fn start(watch: Watch) -> Monitor {
-        let (stop, stopped) = watch::channel(false);
         let (decision_tx, decision) = watch::channel(None);
         let (batch, batch_rx) = watch::channel(None);
         let seen = Arc::new(Mutex::new(BatchWatch::default()));
@@ -87,11 +85,10 @@ impl Monitor {
                 last_full: None,
                 full_tried: None,
             }
-            .run(stopped),
+            .run(),
         );
         Monitor {
             task,
-            stop,
             decision,
             batch,
             seen,
@@ -120,9 +117,10 @@ impl Monitor {
             .unwrap_or_default()
     }
 
-    /// Stops the task and waits for it.
+    /// Stops the task and waits for it. Aborted rather than asked: it holds nothing that needs
+    /// saving, and it may be stuck connecting to a server that does not answer.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.task.abort();
         let _ = self.task.await;
     }
 }
@@ -143,7 +141,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+    async fn run(mut self) {
         let mut history = History::new(Instant::now());
         let mut previous = Instant::now();
         loop {
@@ -176,9 +174,9 @@ impl Task {
                 let in_batch = self.batch.borrow_and_update().is_some();
                 let due = self.next_sample(in_batch, at);
                 tokio::select! {
-                    _ = stopped.changed() => return,
                     _ = tokio::time::sleep_until(due.into()) => break,
-                    _ = self.batch.changed() => {}
+                    // The batch loop is gone: so is the reason to watch.
+                    gone = self.batch.changed() => if gone.is_err() { return },
                 }
             }
         }
