@@ -96,8 +96,10 @@ fn assert_clean(out: &Finished, what: &str) -> Vec<Value> {
 
 const NOTE_PAUSED: &str = "EXISTS (SELECT 1 FROM backfill.jobs WHERE note LIKE 'paused: %";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
+/// Runs `statement` from another session while a deliberately slow batch (10 s), 200 ms into
+/// its `UPDATE`, holds its locks, and checks that it went ahead at once: the batch yielded, did not commit first, and
+/// the run still ended with every row filled once. Returns the reasons of the yields.
+async fn goes_ahead_of_a_slow_batch(statement: &str) -> Vec<String> {
     let db = fresh_database().await;
     // Each row sleeps for `knob.per_row` seconds: 0.02 s × 500 rows makes a 10 s batch, until
     // the test turns the knob down.
@@ -121,41 +123,60 @@ async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
         .wait_until(
             &db.pool,
             "EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
-             AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%')",
+             AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%' \
+             AND clock_timestamp() - query_start > interval '200 ms')",
         )
         .await;
-    let mut ddl = PgConnection::connect(&db.url).await.unwrap();
+    let mut other = PgConnection::connect(&db.url).await.unwrap();
     let asked = Instant::now();
-    sqlx::raw_sql("ALTER TABLE items ADD COLUMN note text")
-        .execute(&mut ddl)
+    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
+        .execute(&mut other)
         .await
         .unwrap();
     let waited = asked.elapsed();
-    // The batch it queued behind did not commit: it was cancelled for the ALTER.
+    // The batch it queued behind did not commit: it was cancelled for the statement.
     let done_then = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
     sqlx::raw_sql("UPDATE knob SET per_row = 0")
         .execute(&db.pool)
         .await
         .unwrap();
     let out = runner.finish().await;
-    println!("ALTER TABLE waited {waited:?} behind a 10 s batch");
+    println!("{statement} waited {waited:?} behind a 10 s batch");
     assert_eq!(
         done_then, 0,
-        "the slow batch committed before the ALTER went ahead"
+        "the slow batch committed before {statement} went ahead"
     );
     assert!(
         waited < Duration::from_secs(5),
-        "ALTER TABLE waited {waited:?}"
+        "{statement} waited {waited:?}"
     );
     let events = assert_clean(&out, "run");
-    let yielded = reasons(&events, "yielded");
+    assert_all_done_once(&db.pool, 1_000).await;
+    reasons(&events, "yielded")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
+    let yielded = goes_ahead_of_a_slow_batch("ALTER TABLE items ADD COLUMN note text").await;
     assert!(
         yielded
             .iter()
             .any(|r| r.contains("ALTER TABLE items ADD COLUMN note text")),
         "no yield naming the ALTER: {yielded:?}"
     );
-    assert_all_done_once(&db.pool, 1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_row_lock_behind_a_slow_batch_goes_ahead_at_once() {
+    // Row 1 is the batch's first: locked 20 ms into its UPDATE.
+    let lock = "SELECT id FROM items WHERE id = 1 FOR UPDATE";
+    let yielded = goes_ahead_of_a_slow_batch(lock).await;
+    assert!(
+        yielded
+            .iter()
+            .any(|r| r.contains("waits for a lock our batch holds") && r.contains(lock)),
+        "no yield naming the waiting query: {yielded:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
