@@ -124,15 +124,16 @@ pub async fn begin_bounded<'c>(
     } else {
         conn.begin().await?
     };
-    let row = statement(
-        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
-         set_config('synchronous_commit', 'off', true), \
+    // Simple query protocol: one round trip where a statement with binds takes two (parse and
+    // describe, then bind and execute). The values are our own integers, never user text.
+    let sql = format!(
+        "SELECT set_config('statement_timeout', '{}ms', true), \
+         set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), \
          pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8",
-    )
-    .bind(format!("{}ms", statement_timeout.as_millis()))
-    .bind(format!("{}ms", lock_timeout.as_millis()))
-    .fetch_one(&mut *tx)
-    .await?;
+        statement_timeout.as_millis(),
+        lock_timeout.as_millis()
+    );
+    let row = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(&mut *tx).await?;
     let backend = Backend {
         pid: row.try_get(3)?,
         xact_start_us: row.try_get(4)?,
