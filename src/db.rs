@@ -133,7 +133,9 @@ pub async fn begin_bounded<'c>(
         statement_timeout.as_millis(),
         lock_timeout.as_millis()
     );
-    let row = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(&mut *tx).await?;
+    let row = sqlx::raw_sql(AssertSqlSafe(sql))
+        .fetch_one(&mut *tx)
+        .await?;
     let backend = Backend {
         pid: row.try_get(3)?,
         xact_start_us: row.try_get(4)?,
