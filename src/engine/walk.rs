@@ -274,14 +274,9 @@ impl Walker<'_, '_> {
         let Failure::Transient { halve, reconnect } = e.failure() else {
             return Err(EngineError::Batch { cursor, source: e });
         };
-        let reconnect_timeout = self.r.options.reconnect_timeout;
-        if failures.give_up(reconnect, Instant::now(), reconnect_timeout) {
+        if failures.give_up(reconnect, Instant::now(), self.r.options.reconnect_timeout) {
             return Err(if reconnect {
-                EngineError::Unreachable {
-                    target: self.r.target.describe(),
-                    waited: reconnect_timeout,
-                    source: e,
-                }
+                self.unreachable(e)
             } else {
                 EngineError::GaveUp {
                     cursor,
@@ -304,6 +299,15 @@ impl Walker<'_, '_> {
         Ok(None)
     }
 
+    /// The database stayed out of reach for `--reconnect-timeout`.
+    fn unreachable(&self, source: batch::BatchError) -> EngineError {
+        EngineError::Unreachable {
+            target: self.r.target.describe(),
+            waited: self.r.options.reconnect_timeout,
+            source,
+        }
+    }
+
     /// While paused with a broken batch connection: reconnect (and re-read the position), or
     /// give up once `--reconnect-timeout` has passed since the connection broke.
     async fn probe(&mut self, at: &mut Position) -> Result<(), EngineError> {
@@ -319,14 +323,9 @@ impl Walker<'_, '_> {
             }
             Err(e) => {
                 tracing::debug!("reconnect failed: {e}");
-                let waited = self.r.options.reconnect_timeout;
                 match self.lost.take() {
-                    Some((_, source)) if since.elapsed() >= waited => {
-                        Err(EngineError::Unreachable {
-                            target: self.r.target.describe(),
-                            waited,
-                            source,
-                        })
+                    Some((_, source)) if since.elapsed() >= self.r.options.reconnect_timeout => {
+                        Err(self.unreachable(source))
                     }
                     lost => {
                         self.lost = lost;
@@ -460,7 +459,7 @@ impl Walker<'_, '_> {
     }
 
     /// Takes on `condition`: an event when it differs from the current one in kind or signal,
-    /// and the note for `status` in any case.
+    /// and the note for `status` when anything in it changed.
     fn enter(&mut self, condition: Condition) {
         if !self.condition.same_as(&condition) {
             let event = match &condition {
@@ -478,8 +477,11 @@ impl Walker<'_, '_> {
             };
             (self.emit)(&event);
         }
-        self.condition = condition;
-        self.publish();
+        // Every batch passes here: publish only what changed (a batch publishes its rate).
+        if self.condition != condition {
+            self.condition = condition;
+            self.publish();
+        }
     }
 
     /// Publishes the rate and the condition for the next heartbeats (and so for `status`).
