@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::cli::{GlobalArgs, JobArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs};
-use crate::db::Target;
+use crate::db::{Target, hang_up};
 use crate::engine::{self, Outcome, Run, application_name};
 use crate::job::Job;
 use crate::plan::Plan;
@@ -131,7 +131,7 @@ pub async fn run(
     for job in jobs {
         prepared.push(prepare(&mut conn, job).await?.0);
     }
-    drop(conn);
+    hang_up(conn).await;
     let store = Store::new(&global.state_schema);
     let mode = Mode::detect(args.json);
     run_jobs(&target, &store, &prepared, &options, mode, shutdown).await

@@ -71,6 +71,16 @@ impl Target {
     }
 }
 
+/// How long a goodbye to the server may take before the socket is simply dropped.
+const HANG_UP_WITHIN: Duration = Duration::from_secs(1);
+
+/// Ends a session with a `Terminate` message rather than a bare socket close. Behind PgBouncer
+/// an idle client that just vanishes is logged as "client unexpected eof" on every run; one
+/// that vanishes inside a transaction costs the pool a server connection.
+pub async fn hang_up(conn: PgConnection) {
+    let _ = tokio::time::timeout(HANG_UP_WITHIN, conn.close()).await;
+}
+
 /// A URL with its password replaced, safe to print.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

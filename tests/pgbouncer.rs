@@ -242,7 +242,21 @@ async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes
     );
     println!("hammer transactions while backfill ran: {transactions:?}, backends {backends:?}");
     // Four clients on at most two server backends: PgBouncer really pools by transaction.
-    assert!(backends.len() <= 2, "not transaction pooling: {backends:?}");
+    let log = bouncer.log();
+    assert!(
+        backends.len() <= 2,
+        "not transaction pooling: {backends:?}\npgbouncer:\n{log}"
+    );
+    // Every session of the run ended between transactions and said goodbye: PgBouncer never
+    // had to throw a server connection away because a client vanished inside a transaction.
+    let server_closed: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" S-0x") && line.contains("closing because"))
+        .collect();
+    assert!(
+        server_closed.is_empty(),
+        "PgBouncer closed server connections: {server_closed:#?}"
+    );
     assert!(
         transactions.iter().all(|&n| n > 0),
         "a hammer never got a transaction in: {transactions:?}"

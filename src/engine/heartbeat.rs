@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::db::Target;
+use crate::db::{Target, hang_up};
 use crate::state::{HEARTBEAT_EVERY, Live, Owner, StateError, Store};
 
 /// What the last heartbeat learned.
@@ -89,7 +89,7 @@ async fn beat_loop(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => break,
             _ = ticks.tick() => {}
         }
         if conn.is_none() {
@@ -120,12 +120,15 @@ async fn beat_loop(
                     control: None,
                     lost: Some(e.to_string()),
                 });
-                return;
+                break;
             }
             Err(e) => {
                 tracing::debug!("heartbeat failed, reconnecting: {e}");
                 conn = None;
             }
         }
+    }
+    if let Some(conn) = conn {
+        hang_up(conn).await;
     }
 }

@@ -25,7 +25,7 @@ use sqlx::PgConnection;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::{Target, error_chain};
+use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
 use crate::job::Job;
 use crate::monitor::{Monitor, Watch};
@@ -216,6 +216,7 @@ pub async fn run(
     if let Some(how) = release {
         release_lease(r, &mut conn, &how).await;
     }
+    hang_up(conn).await;
     result
 }
 

@@ -20,7 +20,7 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::db::{Backend, Target, error_chain};
+use crate::db::{Backend, Target, error_chain, hang_up};
 use crate::job::ThrottlePolicy;
 
 pub use policy::{Action, Decision, Signal};
@@ -40,6 +40,12 @@ async fn connection<'c>(
 
 /// The shortest statement timeout of a sample.
 const MIN_SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The statement timeout of the monitor's samples and cancels: `poll`, but at least
+/// [`MIN_SAMPLE_TIMEOUT`].
+fn sample_timeout(policy: &ThrottlePolicy) -> Duration {
+    policy.poll.max(MIN_SAMPLE_TIMEOUT)
+}
 
 /// What the monitor needs to watch one job.
 pub struct Watch {
@@ -66,6 +72,8 @@ pub struct Monitor {
     decision: watch::Receiver<Option<Decision>>,
     batch: watch::Sender<Option<Backend>>,
     seen: Arc<Mutex<BatchWatch>>,
+    /// How long [`Monitor::stop`] waits for the task to end by itself.
+    stop_within: Duration,
 }
 
 impl Monitor {
@@ -75,6 +83,7 @@ impl Monitor {
         let (decision_tx, decision) = watch::channel(None);
         let (batch, batch_rx) = watch::channel(None);
         let seen = Arc::new(Mutex::new(BatchWatch::default()));
+        let stop_within = sample_timeout(&watch.policy);
         let task = tokio::spawn(
             Task {
                 watch,
@@ -92,6 +101,7 @@ impl Monitor {
             decision,
             batch,
             seen,
+            stop_within,
         }
     }
 
@@ -117,11 +127,22 @@ impl Monitor {
             .unwrap_or_default()
     }
 
-    /// Stops the task and waits for it. Aborted rather than asked: it holds nothing that needs
-    /// saving, and it may be stuck connecting to a server that does not answer.
+    /// Stops the task and waits for it. Asked first, so that it ends between two samples and
+    /// hangs up cleanly: a session dropped inside its sample transaction would cost PgBouncer a
+    /// server connection. Aborted if it does not end within one sample's statement timeout,
+    /// which only happens while it is stuck connecting to a server that does not answer.
     pub async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        let Monitor {
+            mut task,
+            batch,
+            stop_within,
+            ..
+        } = self;
+        drop(batch);
+        if tokio::time::timeout(stop_within, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
@@ -141,7 +162,15 @@ struct Task {
 }
 
 impl Task {
+    /// Watches until the batch loop is gone, then hangs up.
     async fn run(mut self) {
+        self.watch_until_gone().await;
+        if let Some(conn) = self.conn.take() {
+            hang_up(conn).await;
+        }
+    }
+
+    async fn watch_until_gone(&mut self) {
         let mut history = History::new(Instant::now());
         let mut previous = Instant::now();
         loop {
@@ -209,7 +238,7 @@ impl Task {
             batch,
             full,
             throttle_query: policy.throttle_query.as_deref(),
-            timeout: policy.poll.max(MIN_SAMPLE_TIMEOUT),
+            timeout: sample_timeout(policy),
         };
         let conn = connection(&mut self.conn, &self.watch)
             .await
@@ -257,7 +286,7 @@ impl Task {
         {
             seen.yielded = true;
         }
-        let timeout = self.watch.policy.poll.max(MIN_SAMPLE_TIMEOUT);
+        let timeout = sample_timeout(&self.watch.policy);
         let sent = match connection(&mut self.conn, &self.watch).await {
             Ok(conn) => sample::cancel(conn, batch, timeout).await,
             Err(e) => Err(e),
