@@ -76,10 +76,8 @@ pub struct RunArgs {
     /// Count pending rows exactly with count(*) instead of the planner's estimate.
     #[arg(long)]
     pub exact_count: bool,
-    /// PostgreSQL URL for the monitor that watches locks, load and replicas (default: the
-    /// database URL). Point it straight at the primary when the job goes through PgBouncer.
-    #[arg(long, env = "BACKFILL_MONITOR_URL", hide_env_values = true)]
-    pub monitor_url: Option<String>,
+    #[command(flatten)]
+    pub monitor: MonitorArg,
     /// How long to keep reconnecting when the database goes away (a restart, a failover)
     /// before giving up with exit code 1; the checkpoint stays intact either way.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -87,6 +85,15 @@ pub struct RunArgs {
     /// Print NDJSON events on stdout instead of a progress bar.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the monitor connects, for `run` and for `plan` (which checks its privileges).
+#[derive(Debug, Args)]
+pub struct MonitorArg {
+    /// PostgreSQL URL for the monitor that watches locks, load and replicas (default: the
+    /// database URL). Point it straight at the primary when the job goes through PgBouncer.
+    #[arg(long, env = "BACKFILL_MONITOR_URL", hide_env_values = true)]
+    pub monitor_url: Option<String>,
 }
 
 /// `plan` options.
@@ -98,6 +105,8 @@ pub struct PlanArgs {
     /// Count pending rows exactly with count(*) instead of the planner's estimate.
     #[arg(long)]
     pub exact_count: bool,
+    #[command(flatten)]
+    pub monitor: MonitorArg,
 }
 
 /// `status` options.

@@ -3,6 +3,7 @@
 //! read and the server checks the job's SQL, and only then is the state table touched.
 //! Owns the text that commands print on stdout; the progress display belongs to `progress`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,13 +12,15 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::cli::{GlobalArgs, JobArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs};
-use crate::db::{Target, hang_up};
-use crate::engine::{self, Outcome, Run, application_name};
-use crate::job::Job;
+use crate::cli::{GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs};
+use crate::db::{Target, TargetError, hang_up};
+use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
+use crate::job::{Job, ThrottlePolicy};
+use crate::monitor::sight::{self, Sight};
 use crate::plan::Plan;
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
+use crate::report::PlanReport;
 use crate::state::{Control, Owner, Store};
 
 /// How a command ended without an error; each maps to an exit code.
@@ -78,6 +81,42 @@ async fn connect(global: &GlobalArgs, app: &str) -> Result<(Target, PgConnection
     Ok((target, conn))
 }
 
+/// The monitor's own target, when `--monitor-url` (or its variable) gives one.
+fn monitor_target(arg: &MonitorArg) -> Result<Option<Target>, TargetError> {
+    arg.monitor_url
+        .as_deref()
+        .map(|url| Target::new(Some(url)))
+        .transpose()
+}
+
+/// What the monitor's role may see and do to the batches of `conn`'s role, read on its own
+/// connection when `monitor` is given (which must then be reachable), else on `conn`. `None`
+/// when no policy has the monitor on.
+async fn monitor_sight(
+    conn: &mut PgConnection,
+    monitor: Option<&Target>,
+    policies: &[&ThrottlePolicy],
+    job: &str,
+) -> Result<Option<Sight>> {
+    if !policies.iter().any(|p| p.enabled) {
+        return Ok(None);
+    }
+    let batch_role = sight::role(conn).await?;
+    let sight = match monitor {
+        None => sight::read(conn, &batch_role).await?,
+        Some(target) => {
+            let mut own = target
+                .connect(&monitor_application_name(job))
+                .await
+                .with_context(|| format!("cannot connect the monitor to {}", target.describe()))?;
+            let sight = sight::read(&mut own, &batch_role).await;
+            hang_up(own).await;
+            sight?
+        }
+    };
+    Ok(Some(sight))
+}
+
 /// A job made ready to run: validated file, catalog facts, statements.
 pub struct Prepared {
     pub job: Job,
@@ -120,18 +159,30 @@ pub async fn run(
         resume_cancelled: args.resume_cancelled,
         exact_count: args.exact_count,
         reconnect_timeout: args.reconnect_timeout,
-        monitor: args
-            .monitor_url
-            .as_deref()
-            .map(|url| Target::new(Some(url)))
-            .transpose()?,
+        monitor: monitor_target(&args.monitor)?,
     };
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
         prepared.push(prepare(&mut conn, job).await?.0);
     }
+    let policies: Vec<&ThrottlePolicy> = prepared.iter().map(|p| &p.job.throttle).collect();
+    let sight = monitor_sight(
+        &mut conn,
+        options.monitor.as_ref(),
+        &policies,
+        &prepared[0].job.name,
+    )
+    .await?;
     hang_up(conn).await;
+    let mut warned = BTreeSet::new();
+    for policy in policies {
+        for warning in sight.iter().flat_map(|s| s.warnings(policy)) {
+            if warned.insert(warning.clone()) {
+                eprintln!("warning: {warning}");
+            }
+        }
+    }
     let store = Store::new(&global.state_schema);
     let mode = Mode::detect(args.json);
     run_jobs(&target, &store, &prepared, &options, mode, shutdown).await
@@ -198,8 +249,10 @@ pub async fn run_jobs(
 /// `backfill plan`: everything `run` would check and do, printed; nothing written.
 pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
     let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
+    let monitor = monitor_target(&args.monitor)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
     let (p, checked) = prepare(&mut conn, job).await?;
+    let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
     let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
         .await
         .context("cannot estimate the pending rows")?;
@@ -211,16 +264,17 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
         .find(|row| row.name == p.job.name);
     print!(
         "{}",
-        crate::report::plan(
-            &p.job,
-            &p.catalog,
-            &p.plan,
-            &checked,
+        crate::report::plan(&PlanReport {
+            job: &p.job,
+            catalog: &p.catalog,
+            plan: &p.plan,
+            checked: &checked,
             pending,
-            args.exact_count,
-            &store,
-            state.as_ref()
-        )
+            exact: args.exact_count,
+            store: &store,
+            state: state.as_ref(),
+            sight: sight.as_ref(),
+        })
     );
     Ok(Exit::Success)
 }

@@ -8,23 +8,42 @@ use crate::catalog::Catalog;
 use crate::catalog::KeySource;
 use crate::job::{Job, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
+use crate::monitor::sight::Sight;
 use crate::plan::Plan;
 use crate::preflight::Preflight;
 use crate::state::LEASE_TIMEOUT;
 use crate::state::{JobRow, Store};
 
-/// The dry run's report: checks, the SQL of one batch, EXPLAINs, the estimate, the state.
-#[allow(clippy::too_many_arguments)]
-pub fn plan(
-    job: &Job,
-    catalog: &Catalog,
-    plan: &Plan,
-    checked: &Preflight,
-    pending: u64,
-    exact: bool,
-    store: &Store,
-    state: Option<&JobRow>,
-) -> String {
+/// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
+pub struct PlanReport<'a> {
+    pub job: &'a Job,
+    pub catalog: &'a Catalog,
+    pub plan: &'a Plan,
+    pub checked: &'a Preflight,
+    /// Rows still matching `where`.
+    pub pending: u64,
+    /// `pending` was counted rather than estimated.
+    pub exact: bool,
+    pub store: &'a Store,
+    pub state: Option<&'a JobRow>,
+    /// What the monitor's role may see and do; `None` when throttling is off.
+    pub sight: Option<&'a Sight>,
+}
+
+/// The dry run's report: checks, the SQL of one batch, EXPLAINs, the estimate, the state, and
+/// a warning for each thing that would make the run slow or blind.
+pub fn plan(report: &PlanReport<'_>) -> String {
+    let &PlanReport {
+        job,
+        catalog,
+        plan,
+        checked,
+        pending,
+        exact,
+        store,
+        state,
+        sight,
+    } = report;
     let mut out = String::new();
     let key: Vec<String> = catalog
         .key
@@ -84,7 +103,7 @@ pub fn plan(
         humantime::format_duration(t.statement),
         humantime::format_duration(t.lock)
     );
-    out.push_str(&throttle(&job.throttle, checked.throttle_query));
+    out.push_str(&throttle(&job.throttle, checked.throttle_query, sight));
     let how = if exact {
         "counted"
     } else {
@@ -143,12 +162,15 @@ pub fn plan(
             key.join(", ")
         );
     }
+    for warning in sight.map(|s| s.warnings(&job.throttle)).unwrap_or_default() {
+        let _ = writeln!(out, "\nwarning: {warning}");
+    }
     out
 }
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
 /// The effective `[throttle]` policy, one signal per line, for `plan`.
-fn throttle(p: &ThrottlePolicy, query_now: Option<f64>) -> String {
+fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -> String {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     let mut lines = Vec::new();
     if !p.enabled {
@@ -221,6 +243,7 @@ fn throttle(p: &ThrottlePolicy, query_now: Option<f64>) -> String {
             "throttled: batches of batch.min rows, pauses doubling up to {}",
             d(p.max_pause)
         ));
+        lines.extend(sight.map(Sight::describe));
     }
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
@@ -325,7 +348,7 @@ mod tests {
 
     #[test]
     fn throttle_policy_reads_one_signal_a_line() {
-        let text = throttle(&ThrottlePolicy::default(), None);
+        let text = throttle(&ThrottlePolicy::default(), None, None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -348,7 +371,7 @@ mod tests {
             max_replica_lag_bytes: 0,
             ..ThrottlePolicy::default()
         };
-        let text = throttle(&off, None);
+        let text = throttle(&off, None, None);
         assert!(text.contains("yield: off"), "{text}");
         assert!(text.contains("idle in transaction: ignored"), "{text}");
         assert!(text.contains("replica lag: ignored"), "{text}");
@@ -357,7 +380,8 @@ mod tests {
             ..ThrottlePolicy::default()
         };
         assert!(
-            throttle(&disabled, None).starts_with("throttle  off ([throttle] enabled = false)")
+            throttle(&disabled, None, None)
+                .starts_with("throttle  off ([throttle] enabled = false)")
         );
     }
 

@@ -96,10 +96,59 @@ fn assert_clean(out: &Finished, what: &str) -> Vec<Value> {
 
 const NOTE_PAUSED: &str = "EXISTS (SELECT 1 FROM backfill.jobs WHERE note LIKE 'paused: %";
 
+/// Roles of their own for a run: `batch` owns the table and runs the job, `monitor` watches
+/// with `--monitor-url`. Cluster-wide, so named after the test and the process.
+struct Roles {
+    batch: String,
+    monitor: String,
+    /// What the monitor's role is granted (`pg_monitor, pg_signal_backend`, or nothing).
+    grants: &'static str,
+}
+
+impl Roles {
+    fn new(test: &str, grants: &'static str) -> Roles {
+        let pid = std::process::id();
+        Roles {
+            batch: format!("{test}_app_{pid}"),
+            monitor: format!("{test}_watcher_{pid}"),
+            grants,
+        }
+    }
+
+    /// Creates both roles and hands them `tables` and the database (for the state schema).
+    async fn create(&self, pool: &PgPool, tables: &[&str]) {
+        let Roles {
+            batch,
+            monitor,
+            grants,
+        } = self;
+        let mut sql = format!(
+            "CREATE ROLE {batch} LOGIN; CREATE ROLE {monitor} LOGIN;
+             DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO {batch}', current_database()); END $$;"
+        );
+        for table in tables {
+            sql.push_str(&format!("ALTER TABLE {table} OWNER TO {batch};"));
+        }
+        if !grants.is_empty() {
+            sql.push_str(&format!("GRANT {grants} TO {monitor};"));
+        }
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
+    /// `url` with `role` as the user.
+    fn url(url: &str, role: &str) -> String {
+        url.replacen("postgres@", &format!("{role}@"), 1)
+    }
+}
+
 /// Runs `statement` from another session while a deliberately slow batch (10 s), 200 ms into
-/// its `UPDATE`, holds its locks, and checks that it went ahead at once: the batch yielded, did not commit first, and
-/// the run still ended with every row filled once. Returns the reasons of the yields.
-async fn goes_ahead_of_a_slow_batch(statement: &str) -> Vec<String> {
+/// its `UPDATE`, holds its locks, and checks that it went ahead at once: the batch yielded, did
+/// not commit first, and the run still ended with every row filled once. With `roles`, the job
+/// runs as one role and the monitor as another. Returns the reasons of the yields.
+async fn goes_ahead_of_a_slow_batch(statement: &str, roles: Option<&Roles>) -> Vec<String> {
     let db = fresh_database().await;
     // Each row sleeps for `knob.per_row` seconds: 0.02 s × 500 rows makes a 10 s batch, until
     // the test turns the knob down.
@@ -118,7 +167,22 @@ async fn goes_ahead_of_a_slow_batch(statement: &str) -> Vec<String> {
          [batch]\nsize = 500\nmin = 500\nmax = 500\ntarget = \"10s\"\n\
          [timeouts]\nstatement = \"60s\"\n",
     );
-    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)]);
+    let (run_url, monitor_url) = match roles {
+        None => (db.url.clone(), None),
+        Some(roles) => {
+            roles.create(&db.pool, &["items", "knob"]).await;
+            (
+                Roles::url(&db.url, &roles.batch),
+                Some(Roles::url(&db.url, &roles.monitor)),
+            )
+        }
+    };
+    let mut args = vec!["run", "--json"];
+    if let Some(url) = &monitor_url {
+        args.extend(["--monitor-url", url]);
+    }
+    args.push(path_str(&job));
+    let mut runner = Runner::spawn(&run_url, &dir, "run", &args);
     runner
         .wait_until(
             &db.pool,
@@ -151,13 +215,14 @@ async fn goes_ahead_of_a_slow_batch(statement: &str) -> Vec<String> {
         "{statement} waited {waited:?}"
     );
     let events = assert_clean(&out, "run");
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
     assert_all_done_once(&db.pool, 1_000).await;
     reasons(&events, "yielded")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
-    let yielded = goes_ahead_of_a_slow_batch("ALTER TABLE items ADD COLUMN note text").await;
+    let yielded = goes_ahead_of_a_slow_batch("ALTER TABLE items ADD COLUMN note text", None).await;
     assert!(
         yielded
             .iter()
@@ -170,13 +235,103 @@ async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
 async fn an_application_row_lock_behind_a_slow_batch_goes_ahead_at_once() {
     // Row 1 is the batch's first: locked 20 ms into its UPDATE.
     let lock = "SELECT id FROM items WHERE id = 1 FOR UPDATE";
-    let yielded = goes_ahead_of_a_slow_batch(lock).await;
+    let yielded = goes_ahead_of_a_slow_batch(lock, None).await;
     assert!(
         yielded
             .iter()
             .any(|r| r.contains("waits for a lock our batch holds") && r.contains(lock)),
         "no yield naming the waiting query: {yielded:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_monitor_of_another_role_with_pg_signal_backend_yields_the_job_roles_batch() {
+    let roles = Roles::new("yield", "pg_monitor, pg_signal_backend");
+    let yielded =
+        goes_ahead_of_a_slow_batch("ALTER TABLE items ADD COLUMN note text", Some(&roles)).await;
+    assert!(
+        yielded.iter().any(|r| r.contains("ALTER TABLE items")),
+        "no yield naming the ALTER: {yielded:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_run_name_the_grants_a_monitor_role_lacks() {
+    let db = fresh_database().await;
+    let roles = Roles::new("blind", "");
+    let (_dir, job) = items_with_job(&db.pool, 300, "size = 100\nmin = 100", "").await;
+    roles.create(&db.pool, &["items"]).await;
+    let url = Roles::url(&db.url, &roles.batch);
+    let monitor_url = Roles::url(&db.url, &roles.monitor);
+    let watcher = &roles.monitor;
+    let cannot_see = format!(
+        "warning: the monitor's role {watcher} is not a member of pg_read_all_stats, so it \
+         cannot see other roles' sessions idle in transaction or the replicas' lag and those \
+         signals never fire; run `GRANT pg_monitor TO \"{watcher}\";`"
+    );
+    let cannot_cancel = format!(
+        "warning: the monitor's role {watcher} may not cancel the queries of {}, so it cannot \
+         yield",
+        roles.batch
+    );
+    let plan = common::run_backfill(&url, &["plan", "--monitor-url", &monitor_url, &job]);
+    plan.expect_code(0, "plan");
+    for line in [
+        format!(
+            "monitor as role {watcher}: sees only its own role's sessions, may not cancel the batches"
+        ),
+        cannot_see.clone(),
+        cannot_cancel.clone(),
+    ] {
+        assert!(
+            plan.stdout.contains(&line),
+            "{line:?} not in:\n{}",
+            plan.stdout
+        );
+    }
+
+    // A monitor that cannot connect stops the run before anything is written.
+    let nobody = Roles::url(&db.url, "nobody_at_all");
+    let refused = common::run_backfill(&url, &["run", "--monitor-url", &nobody, &job]);
+    refused.expect_code(1, "run with a monitor that cannot log in");
+    assert!(
+        refused.stderr.contains("cannot connect the monitor to"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!common::schema_exists(&db.pool, "backfill").await);
+
+    // Warned once each, before the first batch; the run itself goes ahead.
+    let out = common::run_backfill(
+        &url,
+        &["run", "--json", "--monitor-url", &monitor_url, &job],
+    );
+    assert_clean(&out, "run");
+    assert_eq!(out.stderr.matches(&cannot_see).count(), 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches(&cannot_cancel).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert_all_done_once(&db.pool, 300).await;
+
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "GRANT pg_monitor, pg_signal_backend TO {watcher}"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let plan = common::run_backfill(&url, &["plan", "--monitor-url", &monitor_url, &job]);
+    plan.expect_code(0, "plan after the grants");
+    assert!(
+        plan.stdout.contains(&format!(
+            "monitor as role {watcher}: sees every session and replica, may cancel the batches"
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("warning"), "{}", plan.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]

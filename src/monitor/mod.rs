@@ -12,6 +12,7 @@
 
 pub mod policy;
 mod sample;
+pub mod sight;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,0 +1,243 @@
+//! What the monitor's role may see and do. PostgreSQL hides other roles' session state and the
+//! replicas' progress from a role outside `pg_read_all_stats`, and refuses to cancel another
+//! role's query without membership or `pg_signal_backend`. The monitor then reads NULLs, which
+//! look exactly like "nothing to report": its signals would stay silent instead of firing. So
+//! `plan` and `run` read the role's privileges once, before anything is written, and say which
+//! signals they blind and which `GRANT` fixes it.
+
+use sqlx::{PgConnection, Row as _};
+
+use crate::db::statement;
+use crate::job::ThrottlePolicy;
+
+/// The monitor's role and what it may see and do to the batch's role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sight {
+    /// The role the monitor connects as.
+    pub role: String,
+    /// The role the batches run as.
+    pub batch_role: String,
+    /// Sees every session's state and the replicas' lag (superuser or `pg_read_all_stats`,
+    /// which `pg_monitor` includes).
+    pub sees_all: bool,
+    /// The monitor's role is a superuser.
+    pub superuser: bool,
+    /// The batches' role is a superuser.
+    pub batch_superuser: bool,
+    /// The monitor's role has the privileges of the batches' role or of `pg_signal_backend`.
+    pub may_signal: bool,
+}
+
+/// The role a connection runs as.
+pub async fn role(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    statement("SELECT current_user::text")
+        .fetch_one(conn)
+        .await?
+        .try_get(0)
+}
+
+/// Reads what the role of `monitor` may see and do to `batch_role`'s sessions.
+pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Sight, sqlx::Error> {
+    let row = statement(
+        "SELECT me.rolname::text, pg_has_role('pg_read_all_stats', 'USAGE'), me.rolsuper,
+                batch.rolsuper,
+                pg_has_role($1, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')
+           FROM pg_roles me, pg_roles batch
+          WHERE me.rolname = current_user AND batch.rolname = $1",
+    )
+    .bind(batch_role)
+    .fetch_one(monitor)
+    .await?;
+    Ok(Sight {
+        role: row.try_get(0)?,
+        batch_role: batch_role.to_owned(),
+        sees_all: row.try_get(1)?,
+        superuser: row.try_get(2)?,
+        batch_superuser: row.try_get(3)?,
+        may_signal: row.try_get(4)?,
+    })
+}
+
+impl Sight {
+    /// Whether `pg_cancel_backend` lets the monitor cancel a batch: a superuser may cancel
+    /// anyone; only a superuser may cancel a superuser; otherwise the privileges of the batches'
+    /// role or `pg_signal_backend` are needed.
+    pub fn can_cancel(&self) -> bool {
+        self.superuser || (!self.batch_superuser && self.may_signal)
+    }
+
+    /// One line for `plan`: what the monitor works with.
+    pub fn describe(&self) -> String {
+        let sees = if self.sees_all {
+            "sees every session and replica"
+        } else {
+            "sees only its own role's sessions"
+        };
+        let cancels = if self.can_cancel() {
+            "may cancel the batches"
+        } else {
+            "may not cancel the batches"
+        };
+        format!("monitor as role {}: {sees}, {cancels}", self.role)
+    }
+
+    /// What the role cannot do that `policy` relies on, each with the `GRANT` that fixes it.
+    pub fn warnings(&self, policy: &ThrottlePolicy) -> Vec<String> {
+        if !policy.enabled {
+            return Vec::new();
+        }
+        let role = crate::sql::Ident(&self.role);
+        let mut warnings = Vec::new();
+        let mut blind = Vec::new();
+        if !policy.max_idle_in_transaction.is_zero() {
+            blind.push("other roles' sessions idle in transaction");
+        }
+        if !policy.max_replica_lag.is_zero() || policy.max_replica_lag_bytes > 0 {
+            blind.push("the replicas' lag");
+        }
+        if !self.sees_all && !blind.is_empty() {
+            warnings.push(format!(
+                "the monitor's role {} is not a member of pg_read_all_stats, so it cannot see {} \
+                 and those signals never fire; run `GRANT pg_monitor TO {role};`",
+                self.role,
+                blind.join(" or ")
+            ));
+        }
+        if policy.yield_to_waiters && !self.can_cancel() {
+            let fix = if self.batch_superuser {
+                "only a superuser may cancel a superuser's query: connect the monitor as a \
+                 superuser, or run the job as a role that is not one"
+                    .to_owned()
+            } else {
+                format!(
+                    "run `GRANT pg_signal_backend TO {role};` (or `GRANT {} TO {role};`)",
+                    crate::sql::Ident(&self.batch_role)
+                )
+            };
+            warnings.push(format!(
+                "the monitor's role {} may not cancel the queries of {}, so it cannot yield: a \
+                 session waiting on a batch waits until the batch commits or reaches its lock \
+                 timeout; {fix}",
+                self.role, self.batch_role
+            ));
+        }
+        warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The monitor as `role` watching batches of the non-superuser `app`.
+    fn sight(sees_all: bool, may_signal: bool, role: &str) -> Sight {
+        Sight {
+            role: role.to_owned(),
+            batch_role: "app".to_owned(),
+            sees_all,
+            superuser: false,
+            batch_superuser: false,
+            may_signal,
+        }
+    }
+
+    #[test]
+    fn cancelling_follows_pg_cancel_backend() {
+        let app = sight(true, true, "watcher");
+        assert!(app.can_cancel());
+        assert!(!sight(true, false, "watcher").can_cancel());
+        let of_superuser = Sight {
+            batch_superuser: true,
+            ..app.clone()
+        };
+        assert!(!of_superuser.can_cancel());
+        let by_superuser = Sight {
+            superuser: true,
+            may_signal: false,
+            ..of_superuser.clone()
+        };
+        assert!(by_superuser.can_cancel());
+    }
+
+    #[test]
+    fn a_role_that_sees_and_cancels_gets_no_warning() {
+        let s = sight(true, true, "app");
+        assert!(s.warnings(&ThrottlePolicy::default()).is_empty());
+        assert_eq!(
+            s.describe(),
+            "monitor as role app: sees every session and replica, may cancel the batches"
+        );
+    }
+
+    #[test]
+    fn a_role_outside_pg_read_all_stats_is_told_which_signals_are_blind() {
+        let warnings = sight(false, true, "watcher").warnings(&ThrottlePolicy::default());
+        assert_eq!(
+            warnings,
+            [
+                "the monitor's role watcher is not a member of pg_read_all_stats, so it cannot see \
+              other roles' sessions idle in transaction or the replicas' lag and those signals \
+              never fire; run `GRANT pg_monitor TO \"watcher\";`"
+            ]
+        );
+    }
+
+    #[test]
+    fn blindness_matters_only_for_the_signals_that_are_on() {
+        let policy = ThrottlePolicy {
+            max_idle_in_transaction: Duration::ZERO,
+            ..ThrottlePolicy::default()
+        };
+        let warnings = sight(false, true, "watcher").warnings(&policy);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("cannot see the replicas' lag and"));
+        let no_lag = ThrottlePolicy {
+            max_replica_lag: Duration::ZERO,
+            max_replica_lag_bytes: 0,
+            ..policy
+        };
+        assert!(sight(false, true, "watcher").warnings(&no_lag).is_empty());
+    }
+
+    #[test]
+    fn a_role_that_may_not_cancel_is_told_how_to_yield() {
+        let other = sight(true, false, "watcher").warnings(&ThrottlePolicy::default());
+        assert_eq!(
+            other,
+            [
+                "the monitor's role watcher may not cancel the queries of app, so it cannot yield: a \
+              session waiting on a batch waits until the batch commits or reaches its lock \
+              timeout; run `GRANT pg_signal_backend TO \"watcher\";` (or `GRANT \"app\" TO \
+              \"watcher\";`)"
+            ]
+        );
+        let of_superuser = Sight {
+            batch_superuser: true,
+            ..sight(true, true, "watcher")
+        };
+        let warnings = of_superuser.warnings(&ThrottlePolicy::default());
+        assert!(
+            warnings[0].ends_with(
+                "only a superuser may cancel a superuser's query: connect the monitor as a \
+                 superuser, or run the job as a role that is not one"
+            ),
+            "{warnings:?}"
+        );
+        let no_yield = ThrottlePolicy {
+            yield_to_waiters: false,
+            ..ThrottlePolicy::default()
+        };
+        assert!(sight(true, false, "watcher").warnings(&no_yield).is_empty());
+    }
+
+    #[test]
+    fn a_monitor_that_is_off_needs_nothing() {
+        let off = ThrottlePolicy {
+            enabled: false,
+            ..ThrottlePolicy::default()
+        };
+        assert!(sight(false, false, "watcher").warnings(&off).is_empty());
+    }
+}
