@@ -7,7 +7,7 @@
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::statement;
+use crate::db::{begin_read_only, statement};
 use crate::job::ThrottlePolicy;
 
 /// The monitor's role and what it may see and do to the batch's role.
@@ -28,9 +28,10 @@ pub struct Sight {
     pub may_signal: bool,
 }
 
-/// The role a connection runs as.
+/// The role a connection runs as. One simple-protocol message, so that behind PgBouncer it
+/// needs no transaction of its own.
 pub async fn role(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
-    statement("SELECT current_user::text")
+    sqlx::raw_sql("SELECT current_user::text")
         .fetch_one(conn)
         .await?
         .try_get(0)
@@ -38,6 +39,7 @@ pub async fn role(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
 
 /// Reads what the role of `monitor` may see and do to `batch_role`'s sessions.
 pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Sight, sqlx::Error> {
+    let mut tx = begin_read_only(monitor).await?;
     let row = statement(
         "SELECT me.rolname::text, pg_has_role('pg_read_all_stats', 'USAGE'), me.rolsuper,
                 batch.rolsuper,
@@ -46,8 +48,9 @@ pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Sight,
           WHERE me.rolname = current_user AND batch.rolname = $1",
     )
     .bind(batch_role)
-    .fetch_one(monitor)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Sight {
         role: row.try_get(0)?,
         batch_role: batch_role.to_owned(),
