@@ -335,6 +335,65 @@ async fn plan_and_run_name_the_grants_a_monitor_role_lacks() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_application_locks_all_the_time_does_not_stall_the_run() {
+    let db = fresh_database().await;
+    create_items(&db.pool, 1_200).await;
+    count_updates(&db.pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 2 ms a row: a 400-row batch holds the row locks it has taken for up to 0.8 s.
+    let job = write_job(
+        &dir,
+        "items_total",
+        "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\n\
+         total = \"qty * price + (pg_sleep(0.002) IS NULL)::int\"\n\
+         [batch]\nsize = 400\nmin = 10\nmax = 400\ntarget = \"10s\"\n\
+         [timeouts]\nstatement = \"60s\"\n[throttle]\ncooldown = \"200ms\"\n",
+    );
+    // The application locks row 600 — in the middle of the second batch — every 10 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = tokio::spawn({
+        let (url, stop) = (db.url.clone(), stop.clone());
+        async move {
+            let mut conn = PgConnection::connect(&url).await.unwrap();
+            let mut locks = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sqlx::raw_sql("BEGIN; SELECT id FROM items WHERE id = 600 FOR UPDATE; COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("the application's row lock");
+                locks += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            locks
+        }
+    });
+    let out = common::Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)])
+        .finish()
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let locks = app.await.unwrap();
+    let events = assert_clean(&out, "run");
+    let kinds = kinds(&events);
+    let first_yield = kinds.iter().position(|&k| k == "yielded");
+    let first_yield = first_yield.unwrap_or_else(|| panic!("no yield: {kinds:?}"));
+    // Each yield halves the batch, so the next try holds row 600 for less time and gets past.
+    let sizes_after: Vec<u64> = events[first_yield..]
+        .iter()
+        .filter(|e| e["event"] == "batch")
+        .map(|e| e["batch_size"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sizes_after[0] <= 200,
+        "batch sizes after the yield: {sizes_after:?}"
+    );
+    println!(
+        "{locks} application locks; batch sizes {:?}",
+        batch_sizes(&events)
+    );
+    assert_all_done_once(&db.pool, 1_200).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_session_holding_access_exclusive_pauses_the_run_without_errors() {
     let db = fresh_database().await;
     let (dir, job) = items_with_job(

@@ -82,6 +82,15 @@ impl Sizer {
         self.size = (self.size / 2).max(1);
         self.per_row.clear();
     }
+
+    /// The batch was cancelled because another session waited for its locks: halve, not below
+    /// `min`, so that the next try holds fewer rows for less time. Without this a row the
+    /// application touches all the time would make every try of its batch yield again, and
+    /// the run would never get past it. The history stays: the batch's speed did not change,
+    /// and growth back to the target goes at the usual ×1.5 a batch.
+    pub fn yielded(&mut self) {
+        self.size = (self.size / 2).clamp(self.min, self.max);
+    }
 }
 
 /// The sleep before the next batch: `[batch] pause` at full speed; while throttled, twice the
@@ -196,6 +205,22 @@ mod tests {
         let mut one = Sizer::new(1, 5, ms(200), 1);
         one.halve();
         assert_eq!(one.size(), 1);
+    }
+
+    #[test]
+    fn a_yield_halves_down_to_min_and_keeps_the_history() {
+        let mut s = Sizer::new(100, 5000, ms(200), 1000);
+        s.record(1000, ms(100));
+        assert_eq!(s.size(), 1500);
+        s.yielded();
+        assert_eq!(s.size(), 750);
+        for _ in 0..4 {
+            s.yielded();
+        }
+        assert_eq!(s.size(), 100, "not below min");
+        // The same 0.1 ms a row as before: back up at ×1.5 a batch, not from scratch.
+        s.record(100, ms(10));
+        assert_eq!(s.size(), 150);
     }
 
     #[test]

@@ -246,6 +246,7 @@ impl Walker<'_, '_> {
                     }
                 }
                 Err(_) if seen.yielded => {
+                    sizer.yielded();
                     let reason = self.decision().map(|d| d.reason).unwrap_or_default();
                     self.send(|job| Event::Yielded { job, reason });
                     self.reload(&mut at).await?;
