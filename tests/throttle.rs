@@ -187,7 +187,7 @@ async fn goes_ahead_of_a_slow_batch(statement: &str, roles: Option<&Roles>) -> V
         .wait_until(
             &db.pool,
             "EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
-             AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%' \
+             AND datname = current_database() AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%' \
              AND clock_timestamp() - query_start > interval '200 ms')",
         )
         .await;
@@ -611,7 +611,8 @@ async fn a_monitor_that_loses_its_connection_pauses_the_run_and_comes_back() {
     sqlx::raw_sql(AssertSqlSafe(format!(
         "ALTER ROLE {watcher} NOLOGIN;
          SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE application_name = 'backfill:items_total:monitor';"
+          WHERE application_name = 'backfill:items_total:monitor'
+            AND datname = current_database();"
     )))
     .execute(&db.pool)
     .await
