@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backfill::scratch::ClusterOptions;
@@ -25,6 +27,24 @@ async fn items_with_job(
     batch: &str,
     throttle: &str,
 ) -> (TempDir, String) {
+    items_with_job_text(
+        pool,
+        rows,
+        "qty * price",
+        &format!("[batch]\n{batch}\n[throttle]\n{throttle}\n"),
+    )
+    .await
+}
+
+/// `items` with `total` to fill, a job that sets it to `total` (an expression that must equal
+/// `qty * price`) with `tables` (`[batch]`, `[timeouts]`, `[throttle]`) after it, and a directory
+/// for the job and the runner's output.
+async fn items_with_job_text(
+    pool: &PgPool,
+    rows: i64,
+    total: &str,
+    tables: &str,
+) -> (TempDir, String) {
     create_items(pool, rows).await;
     count_updates(pool).await;
     let dir = tempfile::tempdir().unwrap();
@@ -32,11 +52,32 @@ async fn items_with_job(
         &dir,
         "items_total",
         &format!(
-            "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty * price\"\n\
-             [batch]\n{batch}\n[throttle]\n{throttle}\n"
+            "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"{total}\"\n{tables}"
         ),
     );
     (dir, path_str(&job).to_owned())
+}
+
+/// Like [`items_with_job`], but every row first sleeps `seconds` (an SQL expression), so that a
+/// batch holds the row locks it has taken long enough to be seen waiting on. Its batches aim at
+/// 10 s and may take 60 s.
+async fn slow_items_job(
+    pool: &PgPool,
+    rows: i64,
+    seconds: &str,
+    batch: &str,
+    throttle: &str,
+) -> (TempDir, String) {
+    items_with_job_text(
+        pool,
+        rows,
+        &format!("qty * price + (pg_sleep({seconds}) IS NULL)::int"),
+        &format!(
+            "[batch]\ntarget = \"10s\"\n{batch}\n[timeouts]\nstatement = \"60s\"\n\
+             [throttle]\n{throttle}\n"
+        ),
+    )
+    .await
 }
 
 /// Every row filled once, and `rows_done` says so.
@@ -156,17 +197,14 @@ async fn goes_ahead_of_a_slow_batch(statement: &str, roles: Option<&Roles>) -> V
         .execute(&db.pool)
         .await
         .unwrap();
-    create_items(&db.pool, 1_000).await;
-    count_updates(&db.pool).await;
-    let dir = tempfile::tempdir().unwrap();
-    let job = write_job(
-        &dir,
-        "items_total",
-        "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\n\
-         total = \"qty * price + (pg_sleep((SELECT per_row FROM knob)) IS NULL)::int\"\n\
-         [batch]\nsize = 500\nmin = 500\nmax = 500\ntarget = \"10s\"\n\
-         [timeouts]\nstatement = \"60s\"\n",
-    );
+    let (dir, job) = slow_items_job(
+        &db.pool,
+        1_000,
+        "(SELECT per_row FROM knob)",
+        "size = 500\nmin = 500\nmax = 500",
+        "",
+    )
+    .await;
     let (run_url, monitor_url) = match roles {
         None => (db.url.clone(), None),
         Some(roles) => {
@@ -181,7 +219,7 @@ async fn goes_ahead_of_a_slow_batch(statement: &str, roles: Option<&Roles>) -> V
     if let Some(url) = &monitor_url {
         args.extend(["--monitor-url", url]);
     }
-    args.push(path_str(&job));
+    args.push(&job);
     let mut runner = Runner::spawn(&run_url, &dir, "run", &args);
     runner
         .wait_until(
@@ -337,26 +375,23 @@ async fn plan_and_run_name_the_grants_a_monitor_role_lacks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_the_application_locks_all_the_time_does_not_stall_the_run() {
     let db = fresh_database().await;
-    create_items(&db.pool, 1_200).await;
-    count_updates(&db.pool).await;
-    let dir = tempfile::tempdir().unwrap();
     // 2 ms a row: a 400-row batch holds the row locks it has taken for up to 0.8 s.
-    let job = write_job(
-        &dir,
-        "items_total",
-        "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\n\
-         total = \"qty * price + (pg_sleep(0.002) IS NULL)::int\"\n\
-         [batch]\nsize = 400\nmin = 10\nmax = 400\ntarget = \"10s\"\n\
-         [timeouts]\nstatement = \"60s\"\n[throttle]\ncooldown = \"200ms\"\n",
-    );
+    let (dir, job) = slow_items_job(
+        &db.pool,
+        1_200,
+        "0.002",
+        "size = 400\nmin = 10\nmax = 400",
+        "cooldown = \"200ms\"",
+    )
+    .await;
     // The application locks row 600 — in the middle of the second batch — every 10 ms.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let app = tokio::spawn({
         let (url, stop) = (db.url.clone(), stop.clone());
         async move {
             let mut conn = PgConnection::connect(&url).await.unwrap();
             let mut locks = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 sqlx::raw_sql("BEGIN; SELECT id FROM items WHERE id = 600 FOR UPDATE; COMMIT")
                     .execute(&mut conn)
                     .await
@@ -367,10 +402,10 @@ async fn a_row_the_application_locks_all_the_time_does_not_stall_the_run() {
             locks
         }
     });
-    let out = common::Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)])
+    let out = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job])
         .finish()
         .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let locks = app.await.unwrap();
     let events = assert_clean(&out, "run");
     let kinds = kinds(&events);

@@ -239,7 +239,11 @@ async fn release_lease(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
     }
     let fresh = connect(r.target, &application_name(name)).await;
     let released = match fresh {
-        Ok(mut c) => r.store.release(&mut c, name, r.owner, how).await.is_ok(),
+        Ok(mut c) => {
+            let released = r.store.release(&mut c, name, r.owner, how).await.is_ok();
+            hang_up(c).await;
+            released
+        }
         Err(_) => false,
     };
     if !released {
