@@ -26,6 +26,17 @@ pub struct Catalog {
     pub key_index: Option<String>,
     /// Enabled user triggers on the table; they fire for every row a batch changes.
     pub triggers: Vec<String>,
+    /// The table is partitioned: batches update its leaf partitions directly.
+    pub partitioned: bool,
+    /// The leaf partitions of a partitioned table, in name order (empty for a plain table).
+    pub leaves: Vec<Relation>,
+}
+
+/// A table by schema and name, as stored (unquoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub schema: String,
+    pub name: String,
 }
 
 /// A key column and its type as SQL (`format_type`), used to cast key text back.
@@ -73,6 +84,10 @@ pub enum CatalogError {
         "[set] writes key column {column:?}; changing the key while walking it would skip or repeat rows"
     )]
     SetsKeyColumn { column: String },
+    #[error(
+        "partition {partition} of {table} is a foreign table; backfill updates only local partitions — fill it on its own server"
+    )]
+    ForeignPartition { partition: String, table: String },
     #[error("[set] writes {column:?}, a generated column of table {table}; PostgreSQL computes it")]
     GeneratedColumn { column: String, table: String },
     #[error("cannot read the catalog for table {table}")]
@@ -122,6 +137,11 @@ const INDEXES: &str = "SELECT i.indexrelid::regclass::text, i.indisprimary, i.in
     WHERE i.indrelid = $1::int8::oid AND i.indisvalid AND i.indisready AND am.amname = 'btree' \
       AND i.indpred IS NULL AND i.indexprs IS NULL \
     ORDER BY i.indisprimary DESC, i.indnkeyatts, 1";
+
+/// The leaf partitions of a partitioned table (`pg_partition_tree`, PostgreSQL 12+).
+const LEAVES: &str = "SELECT n.nspname::text, c.relname::text, c.relkind::text \
+    FROM pg_partition_tree($1::int8::oid) t JOIN pg_class c ON c.oid = t.relid \
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf ORDER BY 1, 2";
 
 const TRIGGERS: &str = "SELECT tgname::text FROM pg_trigger \
     WHERE tgrelid = $1::int8::oid AND NOT tgisinternal AND tgenabled <> 'D' ORDER BY 1";
@@ -187,6 +207,19 @@ impl Catalog {
             .into_iter()
             .map(|r| r.get(0))
             .collect();
+        let partitioned = kind == "p";
+        let leaves = if partitioned {
+            statement(LEAVES)
+                .bind(oid)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1), r.get(2)))
+                .collect()
+        } else {
+            vec![]
+        };
         tx.commit().await.map_err(db)?;
 
         let display = crate::sql::Qualified {
@@ -194,6 +227,7 @@ impl Catalog {
             name: &name,
         }
         .to_string();
+        let leaves = local_leaves(leaves, &display)?;
         let (key, key_source) = choose_key(job, &display, &columns, &indexes)?;
         check_set_columns(job, &display, &columns, &key)?;
         let key_index = indexes
@@ -210,8 +244,33 @@ impl Catalog {
             key_source,
             key_index,
             triggers,
+            partitioned,
+            leaves,
         })
     }
+}
+
+/// The leaves as relations, refusing foreign ones (`relkind` `f`).
+fn local_leaves(
+    leaves: Vec<(String, String, String)>,
+    table: &str,
+) -> Result<Vec<Relation>, CatalogError> {
+    leaves
+        .into_iter()
+        .map(|(schema, name, kind)| {
+            if kind == "f" {
+                return Err(CatalogError::ForeignPartition {
+                    partition: crate::sql::Qualified {
+                        schema: &schema,
+                        name: &name,
+                    }
+                    .to_string(),
+                    table: table.into(),
+                });
+            }
+            Ok(Relation { schema, name })
+        })
+        .collect()
 }
 
 /// The job's key, or the primary key, or the first unique index on NOT NULL columns.

@@ -76,6 +76,20 @@ pub struct RunArgs {
     /// Count pending rows exactly with count(*) instead of the planner's estimate.
     #[arg(long)]
     pub exact_count: bool,
+    /// Batch loops to run in this process, each on its own connection, sharing the job's key
+    /// range (default: `[batch] workers`, else 1). A process uses N batch connections plus the
+    /// monitor's and the heartbeat's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Option<u32>,
+    /// Add workers to a job that another process or host is running (or run it if nobody
+    /// does), instead of refusing: every process takes free ranges or splits running ones.
+    #[arg(long)]
+    pub join: bool,
+    /// How long other processes wait after this one's last heartbeat before they take its
+    /// ranges over (it beats every second; at least 3s). A process on the same host that
+    /// is gone is taken over at once.
+    #[arg(long, default_value = "15s", value_parser = lease_timeout)]
+    pub lease_timeout: std::time::Duration,
     #[command(flatten)]
     pub monitor: MonitorArg,
     /// How long to keep reconnecting when the database goes away (a restart, a failover)
@@ -115,6 +129,24 @@ pub struct StatusArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list every range of each job: who walks it, where its cursor is, its rows and
+    /// rate.
+    #[arg(long)]
+    pub ranges: bool,
+}
+
+/// A lease timeout of at least [`crate::state::MIN_LEASE_TIMEOUT`].
+fn lease_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let least = crate::state::MIN_LEASE_TIMEOUT;
+    if timeout < least {
+        return Err(format!(
+            "{} is shorter than {}: other processes would take over a live one",
+            humantime::format_duration(timeout),
+            humantime::format_duration(least)
+        ));
+    }
+    Ok(timeout)
 }
 
 /// `verify` options.
@@ -162,6 +194,38 @@ mod tests {
         };
         assert_eq!(args.jobs, ["a", "b"]);
         assert!(args.restart);
+    }
+
+    #[test]
+    fn workers_join_and_lease_timeout_are_read() {
+        let cli = Cli::try_parse_from([
+            "backfill",
+            "run",
+            "a",
+            "--workers",
+            "4",
+            "--join",
+            "--lease-timeout",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.workers, Some(4));
+        assert!(args.join);
+        assert_eq!(args.lease_timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn workers_and_lease_timeout_out_of_bounds_are_refused() {
+        for args in [
+            ["backfill", "run", "a", "--workers", "0"],
+            ["backfill", "run", "a", "--workers", "65"],
+            ["backfill", "run", "a", "--lease-timeout", "1s"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

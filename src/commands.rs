@@ -160,6 +160,9 @@ pub async fn run(
         exact_count: args.exact_count,
         reconnect_timeout: args.reconnect_timeout,
         monitor: monitor_target(&args.monitor)?,
+        workers: args.workers,
+        join: args.join,
+        lease_timeout: args.lease_timeout,
     };
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());

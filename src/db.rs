@@ -107,14 +107,15 @@ pub struct Backend {
     /// `pg_backend_pid()`.
     pub pid: i32,
     /// `now()` (the transaction's start) in microseconds since the epoch, computed the same way
-    /// as from `pg_stat_activity.xact_start` in [`BACKEND_IS`].
+    /// as from `pg_stat_activity.xact_start` in [`OUR_BACKENDS`].
     pub xact_start_us: i64,
 }
 
-/// A condition over `pg_stat_activity` (unaliased, or any relation with its `pid` and
-/// `xact_start` columns) that holds for exactly the [`Backend`] bound as `$1` (pid) and `$2`
-/// (start).
-pub const BACKEND_IS: &str = "pid = $1 AND (extract(epoch FROM xact_start) * 1000000)::int8 = $2";
+/// A join that keeps, of `pg_stat_activity` (or the function behind it) aliased `a`, exactly
+/// the [`Backend`]s bound as `$1` (pids, `int4[]`) and `$2` (transaction starts, `int8[]`):
+/// behind PgBouncer a pid alone may be running another client's transaction by now.
+pub const OUR_BACKENDS: &str = "JOIN unnest($1::int4[], $2::int8[]) AS ours(pid, xact_start_us) \
+    ON a.pid = ours.pid AND (extract(epoch FROM a.xact_start) * 1000000)::int8 = ours.xact_start_us";
 
 /// Opens a transaction whose statements are bounded by `statement_timeout` and `lock_timeout`
 /// (`SET LOCAL`, via `set_config(…, true)`, so nothing outlives the transaction — which matters
@@ -129,17 +130,52 @@ pub async fn begin_bounded<'c>(
     lock_timeout: Duration,
     read_only: bool,
 ) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
+    begin_limited(conn, statement_timeout, lock_timeout, None, read_only).await
+}
+
+/// A batch transaction: [`begin_bounded`], and ended by the server if the client leaves it
+/// idle for `idle_in_transaction` (`idle_in_transaction_session_timeout`) — a frozen or cut
+/// off process must not hold its rows locked until someone notices.
+pub async fn begin_batch<'c>(
+    conn: &'c mut PgConnection,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+    idle_in_transaction: Duration,
+) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
+    begin_limited(
+        conn,
+        statement_timeout,
+        lock_timeout,
+        Some(idle_in_transaction),
+        false,
+    )
+    .await
+}
+
+async fn begin_limited<'c>(
+    conn: &'c mut PgConnection,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+    idle_in_transaction: Option<Duration>,
+    read_only: bool,
+) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
     let mut tx = if read_only {
         begin_read_only(conn).await?
     } else {
         conn.begin().await?
     };
+    let idle = idle_in_transaction.map_or(String::new(), |idle| {
+        format!(
+            "set_config('idle_in_transaction_session_timeout', '{}ms', true), ",
+            idle.as_millis()
+        )
+    });
     // Simple query protocol: one round trip where a statement with binds takes two (parse and
     // describe, then bind and execute). The values are our own integers, never user text.
     let sql = format!(
         "SELECT set_config('statement_timeout', '{}ms', true), \
          set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), \
-         pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8",
+         {idle}pg_backend_pid() AS pid, (extract(epoch FROM now()) * 1000000)::int8 AS xact_start_us",
         statement_timeout.as_millis(),
         lock_timeout.as_millis()
     );
@@ -147,8 +183,8 @@ pub async fn begin_bounded<'c>(
         .fetch_one(&mut *tx)
         .await?;
     let backend = Backend {
-        pid: row.try_get(3)?,
-        xact_start_us: row.try_get(4)?,
+        pid: row.try_get("pid")?,
+        xact_start_us: row.try_get("xact_start_us")?,
     };
     Ok((tx, backend))
 }

@@ -14,7 +14,7 @@ use crate::engine;
 use crate::job::Job;
 use crate::progress::Mode;
 use crate::scratch::Cluster;
-use crate::state::Store;
+use crate::state::{LEASE_TIMEOUT, Store};
 
 /// The demo's job file, compiled in so that the demo runs from any directory.
 const JOB: &str = include_str!("../jobs/demo_orders.toml");
@@ -74,6 +74,9 @@ async fn story(
         exact_count: false,
         reconnect_timeout: std::time::Duration::from_secs(60),
         monitor: None,
+        workers: None,
+        join: false,
+        lease_timeout: LEASE_TIMEOUT,
     };
     let store = Store::new("backfill");
     let exit = run_jobs(

@@ -18,15 +18,41 @@ pub enum Event {
         rows_done: u64,
         /// True when the job continues from a checkpoint.
         resumed: bool,
+        /// Batch loops this process runs (`--workers`).
+        workers: u32,
+        /// True when this process joined a job that another process runs (`--join`).
+        joined: bool,
+    },
+    /// A worker took a range to walk: a free one, or the upper part of a range it split.
+    Claimed {
+        job: String,
+        worker: u32,
+        range: u32,
+        /// The relation its batches update (the table, or one leaf partition).
+        relation: String,
+        /// The range it was split off, when the worker stole it.
+        split_from: Option<u32>,
+    },
+    /// The workers running the job changed: live workers of every process, those processes,
+    /// and their hosts.
+    Workers {
+        job: String,
+        workers: u32,
+        processes: u32,
+        hosts: u32,
     },
     /// A batch committed together with its checkpoint.
     Batch {
         job: String,
+        /// The worker of this process that ran it, and the range it belongs to.
+        worker: u32,
+        range: u32,
         /// Rows this batch changed.
         rows: u64,
-        /// Rows changed by the job so far, all runs together.
+        /// Rows changed by the job so far, all runs and processes together, as far as this
+        /// process knows (other processes' batches arrive with the heartbeat).
         rows_done: u64,
-        /// Batches committed so far, all runs together.
+        /// Batches committed so far, all runs and processes together, as far as known.
         batches_done: u64,
         /// Rows per batch asked for by this batch (its key span).
         batch_size: u32,
@@ -36,6 +62,9 @@ pub enum Event {
     /// A batch rolled back on a transient error and will be tried again after `delay_ms`.
     Retry {
         job: String,
+        worker: u32,
+        /// The range of the batch; `None` when the worker was looking for a range.
+        range: Option<u32>,
         attempt: u32,
         delay_ms: u64,
         error: String,
@@ -48,10 +77,15 @@ pub enum Event {
     Throttled { job: String, reason: String },
     /// The monitor cancelled the running batch so that a session waiting for its locks could go
     /// ahead; the batch rolled back and runs again once the way is clear. Not an error.
-    Yielded { job: String, reason: String },
+    Yielded {
+        job: String,
+        worker: u32,
+        range: u32,
+        reason: String,
+    },
     /// Full speed again after a pause or a throttle.
     Running { job: String },
-    /// The key range is walked to its end.
+    /// Every range of the job is walked to its end.
     Finished {
         job: String,
         rows_done: u64,
@@ -70,6 +104,8 @@ impl Event {
     pub fn job(&self) -> &str {
         match self {
             Event::Started { job, .. }
+            | Event::Claimed { job, .. }
+            | Event::Workers { job, .. }
             | Event::Batch { job, .. }
             | Event::Retry { job, .. }
             | Event::Paused { job, .. }

@@ -10,7 +10,8 @@
 //! - [`engine`]: the batch loop, retries, adaptive sizing and pacing, the lease heartbeat.
 //! - [`monitor`]: samples locks, load and replicas on its own connection; the pure
 //!   [`monitor::policy::decide`] turns a sample into go, throttle, pause or yield.
-//! - [`state`]: the state table — checkpoints, leases, control flags.
+//! - [`state`]: the state tables — jobs and their ranges: checkpoints, leases, control flags.
+//! - [`share`]: how a job's key range is laid out, claimed, split and stolen by workers.
 //! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
 //!   knows indicatif).
 //! - [`db`]: connections and statement execution that also work behind PgBouncer.
@@ -32,5 +33,6 @@ pub mod progress;
 pub mod rate;
 pub mod report;
 pub mod scratch;
+pub mod share;
 pub mod sql;
 pub mod state;

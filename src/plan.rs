@@ -41,6 +41,23 @@ pub struct Plan {
     pub table: String,
     /// Number of key columns.
     pub key_len: usize,
+    /// The key columns' types as SQL, to read keys stored as jsonb back (see
+    /// [`crate::sql::JsonbKey`]).
+    pub key_types: Vec<String>,
+    /// The walks over the relations that batches update: the table itself, or each of its
+    /// leaf partitions, so that a batch never goes through the parent's Append.
+    pub walks: Vec<Walk>,
+    /// Rows that still match `where`, counted exactly. No parameters.
+    pub pending_count: String,
+    /// The planner's estimate of the same, as `EXPLAIN (FORMAT JSON)`. No parameters.
+    pub pending_estimate: String,
+}
+
+/// The statements that walk one relation (the table, or one leaf partition) in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Walk {
+    /// The relation as written in the statements.
+    pub relation: String,
     /// The greatest key now, as text columns. No parameters. Captured once, when a job starts,
     /// so that the walk ends even while the application keeps inserting.
     pub range_end: String,
@@ -51,10 +68,10 @@ pub struct Plan {
     /// The batch itself: rows in `(cursor, upper]` that still match `where`. `after_cursor`:
     /// `$1..$n` cursor, `$n+1..$2n` upper bound. `from_start`: `$1..$n` upper bound.
     pub update: Statements,
-    /// Rows that still match `where`, counted exactly. No parameters.
-    pub pending_count: String,
-    /// The planner's estimate of the same, as `EXPLAIN (FORMAT JSON)`. No parameters.
-    pub pending_estimate: String,
+    /// A block sample (`TABLESAMPLE SYSTEM`) of the keys in `(cursor, upper]` in key order,
+    /// each with whether its row still matches `where`: where to split a range, never an
+    /// `OFFSET` walk of a large one. Parameters as `update`, then the percentage of blocks.
+    pub sample: Statements,
 }
 
 impl Plan {
@@ -65,10 +82,54 @@ impl Plan {
             name: &catalog.name,
         }
         .to_string();
-        let key = KeySql::new(catalog, &table);
+        let relations = if catalog.leaves.is_empty() && !catalog.partitioned {
+            vec![table.clone()]
+        } else {
+            catalog
+                .leaves
+                .iter()
+                .map(|leaf| {
+                    Qualified {
+                        schema: &leaf.schema,
+                        name: &leaf.name,
+                    }
+                    .to_string()
+                })
+                .collect()
+        };
+        let filter = &job.filter;
+        Plan {
+            pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
+            pending_estimate: format!(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
+            ),
+            key_len: catalog.key.len(),
+            key_types: catalog.key.iter().map(|c| c.type_sql.clone()).collect(),
+            walks: relations
+                .into_iter()
+                .map(|relation| Walk::new(job, catalog, relation))
+                .collect(),
+            table,
+        }
+    }
+
+    /// The walk over `relation`, as a range row names it.
+    pub fn walk(&self, relation: &str) -> Option<&Walk> {
+        self.walks.iter().find(|w| w.relation == relation)
+    }
+
+    /// True when batches update leaf partitions rather than the table itself.
+    pub fn by_partition(&self) -> bool {
+        self.walks.len() != 1 || self.walks[0].relation != self.table
+    }
+}
+
+impl Walk {
+    fn new(job: &Job, catalog: &Catalog, relation: String) -> Walk {
+        let key = KeySql::new(catalog, &relation);
         let filter = &job.filter;
         let n = key.len();
-
+        let table = &relation;
         let range_end = format!(
             "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
             key.as_text(),
@@ -109,16 +170,32 @@ impl Plan {
                 key.params(n + 1)
             ),
         };
-        Plan {
-            pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
-            pending_estimate: format!(
-                "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
+        let sample = Statements {
+            from_start: format!(
+                "SELECT {}, ({filter}) IS TRUE FROM {table} TABLESAMPLE SYSTEM (${}::float8) WHERE {} <= {} ORDER BY {}",
+                key.as_text(),
+                n + 1,
+                key.row(),
+                key.params(1),
+                key.order_asc()
             ),
-            table,
-            key_len: n,
+            after_cursor: format!(
+                "SELECT {}, ({filter}) IS TRUE FROM {table} TABLESAMPLE SYSTEM (${}::float8) WHERE {} > {} AND {} <= {} ORDER BY {}",
+                key.as_text(),
+                2 * n + 1,
+                key.row(),
+                key.params(1),
+                key.row(),
+                key.params(n + 1),
+                key.order_asc()
+            ),
+        };
+        Walk {
+            relation,
             range_end,
             upper_bound,
             update,
+            sample,
         }
     }
 }
@@ -199,7 +276,7 @@ impl<'a> KeySql<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Column, KeySource};
+    use crate::catalog::{Column, KeySource, Relation};
     use std::path::Path;
 
     fn job(text: &str) -> Job {
@@ -220,6 +297,8 @@ mod tests {
             key_source: KeySource::PrimaryKey("t_pkey".into()),
             key_index: Some("t_pkey".into()),
             triggers: vec![],
+            partitioned: false,
+            leaves: vec![],
         }
     }
 
@@ -237,7 +316,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("id", "bigint")]),
         );
         assert_eq!(
-            plan.update.after_cursor,
+            plan.walks[0].update.after_cursor,
             r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (status_flag IS NULL)"#
         );
     }
@@ -249,7 +328,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("id", "bigint")]),
         );
         assert_eq!(
-            plan.update.from_start,
+            plan.walks[0].update.from_start,
             r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
         );
     }
@@ -261,11 +340,11 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("id", "bigint")]),
         );
         assert_eq!(
-            plan.upper_bound.after_cursor,
+            plan.walks[0].upper_bound.after_cursor,
             r#"SELECT "id"::text FROM "public"."users" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "public"."users"."id" OFFSET $3::bigint LIMIT 1"#
         );
         assert_eq!(
-            plan.upper_bound.from_start,
+            plan.walks[0].upper_bound.from_start,
             r#"SELECT "id"::text FROM "public"."users" WHERE ("id") <= ($1::bigint) ORDER BY "public"."users"."id" OFFSET $2::bigint LIMIT 1"#
         );
     }
@@ -277,7 +356,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
         );
         assert_eq!(
-            plan.upper_bound.after_cursor,
+            plan.walks[0].upper_bound.after_cursor,
             r#"SELECT "tenant"::text, "id"::text FROM "public"."users" WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id" OFFSET $5::bigint LIMIT 1"#
         );
     }
@@ -289,7 +368,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
         );
         assert_eq!(
-            plan.range_end,
+            plan.walks[0].range_end,
             r#"SELECT "tenant"::text, "id"::text FROM "public"."users" ORDER BY "public"."users"."tenant" DESC, "public"."users"."id" DESC LIMIT 1"#
         );
     }
@@ -307,7 +386,7 @@ where = '"Total Cents" IS NULL'
             &catalog("Sales Data", r#"Odd "Name""#, &[(r#"we"ird id"#, "uuid")]),
         );
         assert_eq!(
-            plan.update.after_cursor,
+            plan.walks[0].update.after_cursor,
             r#"UPDATE "Sales Data"."Odd ""Name""" SET "Total Cents" = (qty * price_cents) WHERE ("we""ird id") > ($1::uuid) AND ("we""ird id") <= ($2::uuid) AND ("Total Cents" IS NULL)"#
         );
     }
@@ -326,7 +405,7 @@ b = "x + 1"
             &catalog("public", "orders", &[("id", "bigint")]),
         );
         assert!(
-            plan.update
+            plan.walks[0].update
                 .from_start
                 .contains(r#"SET "a" = (1), "b" = (x + 1) WHERE"#)
         );
@@ -349,6 +428,58 @@ b = "x + 1"
     }
 
     #[test]
+    fn the_sample_reads_a_share_of_blocks_inside_the_range_in_key_order() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
+        );
+        assert_eq!(
+            plan.walks[0].sample.after_cursor,
+            r#"SELECT "tenant"::text, "id"::text, (status_flag IS NULL) IS TRUE FROM "public"."users" TABLESAMPLE SYSTEM ($5::float8) WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id""#
+        );
+        assert_eq!(plan.key_types, ["text", "integer"]);
+    }
+
+    #[test]
+    fn a_partitioned_table_is_walked_leaf_by_leaf() {
+        let mut parent = catalog("public", "events", &[("id", "bigint")]);
+        parent.partitioned = true;
+        parent.leaves = vec![
+            Relation {
+                schema: "public".into(),
+                name: "events_1".into(),
+            },
+            Relation {
+                schema: "archive".into(),
+                name: "events_0".into(),
+            },
+        ];
+        let plan = Plan::new(&job(USERS), &parent);
+        assert!(plan.by_partition());
+        let relations: Vec<&str> = plan.walks.iter().map(|w| w.relation.as_str()).collect();
+        assert_eq!(relations, [r#""public"."events_1""#, r#""archive"."events_0""#]);
+        let leaf = plan.walk(r#""archive"."events_0""#).expect("a walk per leaf");
+        assert_eq!(
+            leaf.update.from_start,
+            r#"UPDATE "archive"."events_0" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
+        );
+        assert_eq!(
+            plan.pending_count,
+            r#"SELECT count(*) FROM "public"."events" WHERE (status_flag IS NULL)"#
+        );
+    }
+
+    #[test]
+    fn a_plain_table_is_its_only_walk() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("id", "bigint")]),
+        );
+        assert!(!plan.by_partition());
+        assert!(plan.walk(r#""public"."users""#).is_some());
+    }
+
+    #[test]
     fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
         let plan = Plan::new(
             &job(USERS),
@@ -359,7 +490,7 @@ b = "x + 1"
             ),
         );
         assert!(
-            plan.update
+            plan.walks[0].update
                 .from_start
                 .contains("($1::timestamp with time zone, $2::numeric(10,2))")
         );

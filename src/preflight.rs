@@ -71,24 +71,34 @@ impl PreflightError {
     }
 }
 
-/// Reads the range and `EXPLAIN`s the first batch.
+/// Reads the range and `EXPLAIN`s the first batch (of the first leaf partition, for a
+/// partitioned table; a partitioned table without partitions has nothing to check).
 pub async fn check(
     conn: &mut PgConnection,
     job: &Job,
     plan: &Plan,
     size: u32,
 ) -> Result<Preflight, PreflightError> {
+    let Some(first) = plan.walks.first() else {
+        return Ok(Preflight {
+            range_end: None,
+            first_upper: None,
+            walk_plan: "(the table has no partitions)".into(),
+            update_plan: "(the table has no partitions)".into(),
+            throttle_query: None,
+        });
+    };
     let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
         .await
         .map_err(PreflightError::Database)?;
-    let range_end = range_end(&mut tx, plan)
+    let range_end = fetch_key(statement(&first.range_end), &mut tx)
         .await
         .map_err(PreflightError::Database)?;
     let end: Vec<Option<&str>> = match &range_end {
         Some(end) => end.iter().map(|v| Some(v.as_str())).collect(),
         None => vec![None; plan.key_len],
     };
-    let walk = &plan.upper_bound.from_start;
+    let walk = &first.upper_bound.from_start;
     let walk_query =
         bind_keys(statement(walk), end.iter().copied()).bind(i64::from(size.saturating_sub(1)));
     let first_upper = fetch_key(walk_query, &mut tx)
@@ -99,7 +109,7 @@ pub async fn check(
         None => end.clone(),
     };
     let walk_plan = explain(&mut tx, walk, &end, Some(size)).await?;
-    let update_plan = explain(&mut tx, &plan.update.from_start, &upper, None).await?;
+    let update_plan = explain(&mut tx, &first.update.from_start, &upper, None).await?;
     let throttle_query = match &job.throttle.throttle_query {
         Some(query) => Some(throttle_query(&mut tx, query).await?),
         None => None,
@@ -112,14 +122,6 @@ pub async fn check(
         update_plan,
         throttle_query,
     })
-}
-
-/// The greatest key of the table now (`None`: the table is empty).
-pub async fn range_end(
-    conn: &mut PgConnection,
-    plan: &Plan,
-) -> Result<Option<Vec<String>>, sqlx::Error> {
-    fetch_key(statement(&plan.range_end), conn).await
 }
 
 /// `EXPLAIN` of `sql` with its key binds (and the walk's offset), as text lines.

@@ -12,7 +12,7 @@ use crate::monitor::sight::Sight;
 use crate::plan::Plan;
 use crate::preflight::Preflight;
 use crate::state::LEASE_TIMEOUT;
-use crate::state::{JobRow, Store};
+use crate::state::{JobRow, RangeSql, Store};
 
 /// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
 pub struct PlanReport<'a> {
@@ -141,9 +141,12 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         t.statement.as_millis(),
         t.lock.as_millis()
     );
-    let _ = writeln!(out, "{};", plan.upper_bound.after_cursor);
-    let _ = writeln!(out, "{};", plan.update.after_cursor);
-    let _ = writeln!(out, "{};", store.checkpoint_sql());
+    if let Some(walk) = plan.walks.first() {
+        let _ = writeln!(out, "{};", walk.upper_bound.after_cursor);
+        let _ = writeln!(out, "{};", walk.update.after_cursor);
+    }
+    let checkpoint = RangeSql::new(store, &plan.key_types);
+    let _ = writeln!(out, "{};", checkpoint.checkpoint_sql());
     let _ = writeln!(out, "COMMIT;");
     let _ = writeln!(
         out,
@@ -398,11 +401,17 @@ mod tests {
             batch_size: Some(2000),
             owner: None,
             heartbeat_age: None,
+            lease_s: None,
             updated_age: Some(5.0),
             control: None,
             last_error: Some("boom".into()),
             rate: None,
             note: None,
+            ranges: 1,
+            ranges_done: 0,
+            workers: 0,
+            processes: 0,
+            hosts: 0,
         }
     }
 

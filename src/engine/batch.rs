@@ -1,23 +1,24 @@
-//! One batch: a single bounded transaction that finds the batch's upper key, updates the rows
-//! in `(cursor, upper]` that still match `where`, and writes the checkpoint — committed
-//! together, or rolled back together. Knows nothing of retries or pacing (the loop in `mod.rs`
-//! decides those).
+//! One batch: a single bounded transaction that finds the batch's upper key inside its range,
+//! updates the rows in `(cursor, upper]` that still match `where`, and writes the range's
+//! checkpoint — committed together, or rolled back together. Knows nothing of retries or
+//! pacing (the worker decides those).
 
 use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use thiserror::Error;
 
-use crate::db::{Failure, begin_bounded, bind_keys, classify, fetch_key, statement};
-use crate::monitor::Monitor;
-use crate::state::StateError;
+use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement};
+use crate::plan::Walk;
+use crate::share::ShareError;
+use crate::state::{RangeRow, StateError, idle_in_transaction_timeout};
 
-use super::Run;
+use super::crew::Crew;
 
 /// A batch that committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
-    /// The batch's inclusive upper key: the new cursor.
+    /// The batch's inclusive upper key: the range's new cursor.
     pub upper: Vec<String>,
     /// Rows the `UPDATE` changed.
     pub rows: u64,
@@ -25,13 +26,15 @@ pub struct Committed {
     pub elapsed: Duration,
 }
 
-/// Why a batch rolled back.
+/// Why a batch rolled back, or why a worker could not get a range.
 #[derive(Debug, Error)]
 pub enum BatchError {
     #[error("batch failed")]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Share(#[from] ShareError),
 }
 
 impl BatchError {
@@ -42,45 +45,51 @@ impl BatchError {
                 classify(e)
             }
             BatchError::State(_) => Failure::Fatal,
+            BatchError::Share(e) => e.failure(),
         }
     }
 }
 
-/// Runs the batch of up to `size` keys after `cursor` (from the first key when `None`), never
-/// past `range_end`, telling `monitor` which backend runs it as soon as it is known (the caller
-/// tells it when the batch ended).
+/// Runs worker `worker`'s batch of up to `size` keys after `range`'s cursor (from the
+/// relation's first key when it has none), never past the range's upper end, over `walk`'s
+/// relation; tells the monitor which backend runs it as soon as it is known (the caller tells
+/// it when the batch ended).
 pub async fn run(
     conn: &mut PgConnection,
-    r: &Run<'_>,
-    monitor: Option<&Monitor>,
-    cursor: Option<&[String]>,
-    range_end: &[String],
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    walk: &Walk,
+    range: &RangeRow,
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let timeouts = &r.job.timeouts;
-    let (mut tx, backend) = begin_bounded(conn, timeouts.statement, timeouts.lock, false).await?;
-    if let Some(monitor) = monitor {
-        monitor.batch_started(backend);
+    let (job, options) = (crew.r.job, crew.r.options);
+    let idle = idle_in_transaction_timeout(options.lease_timeout);
+    let t = &job.timeouts;
+    let (mut tx, backend) = begin_batch(conn, t.statement, t.lock, idle).await?;
+    if let Some(monitor) = crew.monitor {
+        monitor.batch_started(worker, backend);
     }
-    let has_cursor = cursor.is_some();
-    let lower = cursor.unwrap_or_default();
+    let has_cursor = range.cursor.is_some();
+    let lower = range.cursor.as_deref().unwrap_or_default();
 
-    let walk = r.plan.upper_bound.pick(has_cursor);
-    let walk_query = bind_keys(statement(walk), lower.iter().chain(range_end).map(Some))
+    let keys = lower.iter().chain(&range.upper).map(Some);
+    let walk_query = bind_keys(statement(walk.upper_bound.pick(has_cursor)), keys)
         .bind(i64::from(size.saturating_sub(1)));
     let upper = fetch_key(walk_query, &mut tx)
         .await?
-        .unwrap_or_else(|| range_end.to_vec());
+        .unwrap_or_else(|| range.upper.clone());
 
-    let update = r.plan.update.pick(has_cursor);
-    let rows = bind_keys(statement(update), lower.iter().chain(&upper).map(Some))
+    let keys = lower.iter().chain(&upper).map(Some);
+    let rows = bind_keys(statement(walk.update.pick(has_cursor)), keys)
         .execute(&mut *tx)
         .await?
         .rows_affected();
 
-    r.store
-        .checkpoint(&mut tx, &r.job.name, r.owner, &upper, rows, size)
+    let holder = crew.holder(worker);
+    crew.r
+        .store
+        .checkpoint(&mut tx, crew.share.sql, &holder, range.id, &upper, rows, size)
         .await?;
     tx.commit().await?;
     Ok(Committed {

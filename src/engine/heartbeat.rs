@@ -1,9 +1,12 @@
-//! The lease heartbeat: a task with its own connection that refreshes the job's lease every
-//! [`HEARTBEAT_EVERY`], publishes the runner's rate and note for `status` on other hosts, and
-//! brings back the operator's control flag. Separate from the batch connection so that a long
-//! batch or a retry backoff never lets the lease go stale.
+//! The heartbeat: a task with its own connection that refreshes, every [`HEARTBEAT_EVERY`],
+//! every lease this process holds on the job (its ranges, and the job itself if it started
+//! the run), publishes its workers' rates and its note for `status` on other hosts, and
+//! brings back the operator's control flag and the job's totals across every process.
+//! Separate from the batch connections so that a long batch or a retry backoff never lets a
+//! lease go stale.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sqlx::PgConnection;
 use tokio::sync::watch;
@@ -11,15 +14,20 @@ use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::db::{Target, hang_up};
-use crate::state::{HEARTBEAT_EVERY, Live, Owner, StateError, Store};
+use crate::state::{HEARTBEAT_EVERY, JobRow, Live, Owner, StateError, Store};
 
 /// What the last heartbeat learned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Beat {
     /// The control flag an operator set (`pause`, `cancel`), if any.
     pub control: Option<String>,
-    /// Set when another runner holds the lease now: the message to stop with.
+    /// Set when another runner holds the job's lease now: the message to stop with.
     pub lost: Option<String>,
+    /// The job's row as the last successful heartbeat read it.
+    pub job: Option<JobRow>,
+    /// When the last heartbeat succeeded: a process that was frozen for a while must not
+    /// write before it has checked that its leases are still its own.
+    pub at: Option<Instant>,
 }
 
 /// A running heartbeat task.
@@ -36,6 +44,8 @@ pub struct Lease {
     pub target: Target,
     pub name: String,
     pub owner: Owner,
+    /// This process holds the job's lease (it started the run), not only range leases.
+    pub holds_job: bool,
     pub application_name: String,
 }
 
@@ -59,7 +69,7 @@ impl Heartbeat {
         self.beat.borrow().clone()
     }
 
-    /// A receiver that wakes on every changed beat.
+    /// A receiver that wakes on every beat.
     pub fn watch(&self) -> watch::Receiver<Beat> {
         self.beat.clone()
     }
@@ -103,23 +113,21 @@ async fn beat_loop(
         }
         let Some(c) = conn.as_mut() else { continue };
         let now = live.lock().map(|l| l.clone()).unwrap_or_default();
-        match lease
-            .store
-            .heartbeat(c, &lease.name, &lease.owner, &now)
+        let store = &lease.store;
+        match store
+            .heartbeat(c, &lease.name, &lease.owner, lease.holds_job, &now)
             .await
         {
-            Ok(control) => {
-                beat.send_if_modified(|b| {
-                    let changed = b.control != control;
-                    b.control = control;
-                    changed
+            Ok(job) => {
+                beat.send_replace(Beat {
+                    control: job.control.clone(),
+                    lost: None,
+                    job: Some(job),
+                    at: Some(Instant::now()),
                 });
             }
             Err(e @ StateError::LeaseLost { .. }) => {
-                let _ = beat.send(Beat {
-                    control: None,
-                    lost: Some(e.to_string()),
-                });
+                beat.send_modify(|b| b.lost = Some(e.to_string()));
                 break;
             }
             Err(e) => {

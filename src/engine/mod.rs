@@ -1,39 +1,44 @@
-//! The engine: runs one job from its checkpoint to the end of its key range (DESIGN §3).
+//! The engine: runs one job, in this process, from its checkpoints to the end of its key range
+//! (DESIGN §3, §9).
 //!
-//! It claims the job's lease, starts the [`monitor`](crate::monitor) (unless `[throttle]` turns
-//! it off), captures the range end once, then loops: obey the shutdown signal, the operator's
-//! control flag and the monitor's decision (pause, or throttle: smaller batches further
-//! apart), run one batch (`batch.rs`), learn the next size from its time without its lock
-//! waits (`sizer.rs`), and on a transient error roll back, back off (`backoff.rs`), reconnect
-//! if the connection is gone and re-read the stored cursor, which is the only truth about what
-//! committed. A batch the monitor cancelled to yield is not an error: it runs again once the
-//! way is clear. It emits [`Event`]s and never prints; it never listens for signals itself —
-//! the caller passes shutdown in.
+//! It claims the job — its lease, or, with `--join`, only a place beside the process that runs
+//! it — lays the job's ranges out if nobody has yet (`share`), starts the heartbeat that keeps
+//! this process's leases and the one [`monitor`](crate::monitor) that all its workers obey
+//! (unless `[throttle]` turns it off), then runs `--workers` workers, each a batch loop on its
+//! own connection (`worker.rs` takes ranges, `walk.rs` walks one, `batch.rs` runs one batch),
+//! sharing what `crew.rs` holds. It shows their events, and when they have all ended it
+//! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
+//! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! Layout: this file claims, starts and releases; `walk.rs` is the batch loop; `batch.rs` one
-//! batch; `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the lease.
+//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases.
 
 mod backoff;
 mod batch;
+mod crew;
 mod heartbeat;
 pub mod sizer;
 mod walk;
+mod worker;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use sqlx::PgConnection;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
 use crate::job::Job;
 use crate::monitor::{Monitor, Watch};
 use crate::plan::Plan;
-use crate::state::{Admission, Claim, Owner, Release, StateError, Store};
+use crate::preflight;
+use crate::share::{Share, ShareError};
+use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
 
+use crew::{Crew, Start};
 use heartbeat::{Heartbeat, Lease};
-use walk::{Parts, Walker};
+use worker::{End, Stop, Worker};
 
 /// Consecutive failed attempts of one batch before the job stops.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -61,6 +66,12 @@ pub struct Options {
     pub reconnect_timeout: Duration,
     /// Where the monitor connects (`--monitor-url`); `None`: the job's own database URL.
     pub monitor: Option<Target>,
+    /// Batch loops in this process (`--workers`); `None`: the job's `[batch] workers`.
+    pub workers: Option<u32>,
+    /// Add workers to a job another process runs, instead of refusing (`--join`).
+    pub join: bool,
+    /// How long others wait after this process's last heartbeat before taking its ranges over.
+    pub lease_timeout: Duration,
 }
 
 /// How a run ended without an error.
@@ -87,23 +98,27 @@ pub enum EngineError {
     },
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot read the key range or the pending rows of {table}")]
-    Range {
+    #[error("cannot lay out the key range of {table}")]
+    LayOut {
+        table: String,
+        #[source]
+        source: ShareError,
+    },
+    #[error("cannot estimate the pending rows of {table}")]
+    Estimate {
         table: String,
         #[source]
         source: sqlx::Error,
     },
-    #[error("batch after cursor {cursor} failed; the job stopped with its checkpoint intact")]
+    #[error("{at} failed; the job stopped with its checkpoint intact")]
     Batch {
-        cursor: String,
+        at: String,
         #[source]
         source: batch::BatchError,
     },
-    #[error(
-        "batch after cursor {cursor} failed {attempts} times in a row; the job stopped with its checkpoint intact"
-    )]
+    #[error("{at} failed {attempts} times in a row; the job stopped with its checkpoint intact")]
     GaveUp {
-        cursor: String,
+        at: String,
         attempts: u32,
         #[source]
         source: batch::BatchError,
@@ -147,7 +162,7 @@ pub fn monitor_application_name(job: &str) -> String {
 pub async fn run(
     r: &Run<'_>,
     emit: &mut dyn FnMut(&Event),
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<Outcome, EngineError> {
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
@@ -157,11 +172,14 @@ pub async fn run(
         table_name: &r.plan.table,
         definition_hash: &r.job.definition_hash(),
         owner: r.owner,
+        lease_timeout: r.options.lease_timeout,
         restart: r.options.restart,
         resume_cancelled: r.options.resume_cancelled,
+        join: r.options.join,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
+        hang_up(conn).await;
         return Ok(Outcome::AlreadyDone {
             rows_done: row.rows_done,
         });
@@ -171,6 +189,7 @@ pub async fn run(
         target: r.target.clone(),
         name: r.job.name.clone(),
         owner: r.owner.clone(),
+        holds_job: admission != Admission::Join,
         application_name: app.clone(),
     });
     let monitor = r.job.throttle.enabled.then(|| {
@@ -182,20 +201,26 @@ pub async fn run(
                 .clone()
                 .unwrap_or_else(|| r.target.clone()),
             application_name: monitor_application_name(&r.job.name),
-            table: r.plan.table.clone(),
+            relations: relations(r.plan),
+            ours: vec![app.clone(), monitor_application_name(&r.job.name)],
         })
     });
-    let mut walker = Walker::new(Parts {
+    let sql = RangeSql::new(r.store, &r.plan.key_types);
+    let share = Share {
+        store: r.store,
+        plan: r.plan,
+        sql: &sql,
+        timeouts: &r.job.timeouts,
+        min_keys: 4 * u64::from(r.job.batch.max),
+    };
+    let lead = Lead {
         r,
-        conn,
-        app,
+        share,
         heartbeat: &heartbeat,
         monitor: monitor.as_ref(),
-        emit,
-        shutdown: &mut shutdown,
-    });
-    let result = walker.walk(row).await;
-    let mut conn = walker.into_connection();
+        joined: admission == Admission::Join,
+    };
+    let (result, conn) = lead.run(conn, &row, emit, shutdown).await;
     if let Some(monitor) = monitor {
         monitor.stop().await;
     }
@@ -207,17 +232,185 @@ pub async fn run(
         });
     }
     let release = match &result {
-        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. }) => Some(Release::Done),
-        Ok(Outcome::Interrupted { .. }) => Some(Release::Stopped),
-        Ok(Outcome::Cancelled { .. }) => Some(Release::Cancelled),
-        Err(EngineError::LeaseLost(_) | EngineError::State(StateError::LeaseLost { .. })) => None,
-        Err(e) => Some(Release::Failed(error_chain(e))),
+        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. }) => Release::Done,
+        Ok(Outcome::Interrupted { .. }) => Release::Stopped,
+        Ok(Outcome::Cancelled { .. }) => Release::Cancelled,
+        Err(EngineError::LeaseLost(_) | EngineError::State(StateError::LeaseLost { .. })) => {
+            Release::Stopped
+        }
+        Err(e) => Release::Failed(error_chain(e)),
     };
-    if let Some(how) = release {
-        release_lease(r, &mut conn, &how).await;
-    }
+    let mut conn = match conn {
+        Some(conn) => conn,
+        None => connect(r.target, &app).await?,
+    };
+    release_leases(r, &mut conn, &release).await;
     hang_up(conn).await;
     result
+}
+
+/// The relations the monitor watches: the table, and the leaves batches update.
+fn relations(plan: &Plan) -> Vec<String> {
+    let mut all = vec![plan.table.clone()];
+    all.extend(
+        plan.walks
+            .iter()
+            .map(|w| w.relation.clone())
+            .filter(|r| *r != plan.table),
+    );
+    all
+}
+
+/// What leads the workers of this process.
+struct Lead<'r, 'a> {
+    r: &'r Run<'a>,
+    share: Share<'r>,
+    heartbeat: &'r Heartbeat,
+    monitor: Option<&'r Monitor>,
+    /// This process joined a job another process runs.
+    joined: bool,
+}
+
+impl Lead<'_, '_> {
+    /// Lays the ranges out, starts the workers and shows their events until they have all
+    /// ended; gives back a connection to release the leases on, if one is still good.
+    async fn run(
+        &self,
+        mut conn: PgConnection,
+        row: &JobRow,
+        emit: &mut dyn FnMut(&Event),
+        shutdown: watch::Receiver<bool>,
+    ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
+        let started = Instant::now();
+        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
+        let pending = match self.prepare(&mut conn, workers).await {
+            Ok(pending) => pending,
+            Err(e) => return (Err(e), Some(conn)),
+        };
+        emit(&Event::Started {
+            job: self.r.job.name.clone(),
+            total_estimate: row.rows_done + pending,
+            rows_done: row.rows_done,
+            resumed: row.batches_done > 0,
+            workers,
+            joined: self.joined,
+        });
+        let mut conns = vec![conn];
+        for _ in 1..workers {
+            match connect(self.r.target, &application_name(&self.r.job.name)).await {
+                Ok(c) => conns.push(c),
+                Err(e) => {
+                    let first = conns.into_iter().next();
+                    return (Err(e), first);
+                }
+            }
+        }
+        let (events, mut received) = mpsc::unbounded_channel();
+        let crew = Crew::new(Start {
+            r: self.r,
+            share: self.share,
+            heartbeat: self.heartbeat,
+            monitor: self.monitor,
+            totals: (row.rows_done, row.batches_done),
+            events,
+            shutdown,
+        });
+        let app = application_name(&self.r.job.name);
+        let mut ends = std::pin::pin!(join_all(
+            conns
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| Worker::new(&crew, i as u32, c, app.clone()).run())
+        ));
+        let mut beats = self.heartbeat.watch();
+        let mut shown = (0, 0, 0);
+        let ends = loop {
+            tokio::select! {
+                biased;
+                Some(event) = received.recv() => emit(&event),
+                _ = beats.changed() => {
+                    let job = beats.borrow_and_update().job.clone();
+                    if let Some(job) = job
+                        && (job.workers, job.processes, job.hosts) != shown
+                    {
+                        shown = (job.workers, job.processes, job.hosts);
+                        emit(&Event::Workers {
+                            job: job.name,
+                            workers: job.workers,
+                            processes: job.processes,
+                            hosts: job.hosts,
+                        });
+                    }
+                }
+                ends = &mut ends => break ends,
+            }
+        };
+        while let Ok(event) = received.try_recv() {
+            emit(&event);
+        }
+        let (results, mut conns): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
+        let mut conn = conns.swap_remove(0);
+        for c in conns {
+            hang_up(c).await;
+        }
+        let outcome = self.outcome(results, &mut conn, started, emit).await;
+        (outcome, Some(conn))
+    }
+
+    /// Lays the ranges out if nobody has, and estimates the rows still pending.
+    async fn prepare(&self, conn: &mut PgConnection, workers: u32) -> Result<u64, EngineError> {
+        let table = || self.r.plan.table.clone();
+        self.share
+            .lay_out(conn, &self.r.job.name, workers as usize)
+            .await
+            .map_err(|source| EngineError::LayOut {
+                table: table(),
+                source,
+            })?;
+        preflight::pending_rows(conn, self.r.plan, self.r.options.exact_count)
+            .await
+            .map_err(|source| EngineError::Estimate {
+                table: table(),
+                source,
+            })
+    }
+
+    /// How the run ended, from how each worker ended: the first error, else a cancel, else an
+    /// interruption, else done — with the job's totals as stored, and the event that says so.
+    async fn outcome(
+        &self,
+        results: Vec<Result<End, EngineError>>,
+        conn: &mut PgConnection,
+        started: Instant,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Result<Outcome, EngineError> {
+        let mut stop = None;
+        for result in results {
+            match result? {
+                End::AllDone => {}
+                End::Stopped(Stop::Halted) => {}
+                End::Stopped(s) => stop = stop.max(Some(s)),
+            }
+        }
+        let row = self.r.store.load(conn, &self.r.job.name).await?;
+        let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
+        Ok(match stop {
+            Some(Stop::Cancelled) => Outcome::Cancelled { rows_done },
+            Some(_) => {
+                emit(&Event::Interrupted { job, rows_done });
+                Outcome::Interrupted { rows_done }
+            }
+            None => {
+                emit(&Event::Finished {
+                    job,
+                    rows_done,
+                    batches_done: row.batches_done,
+                    elapsed_ms: worker::millis(started.elapsed()),
+                });
+                Outcome::Finished { rows_done }
+            }
+        })
+    }
 }
 
 async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError> {
@@ -230,9 +423,9 @@ async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError
         })
 }
 
-/// Gives the lease back, on a fresh connection if the batch connection is broken. A failure
-/// here loses nothing: the lease goes stale and the checkpoint is already committed.
-async fn release_lease(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
+/// Gives this process's leases back, on a fresh connection if `conn` is broken. A failure
+/// here loses nothing: the leases go stale and every checkpoint is already committed.
+async fn release_leases(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
     let name = &r.job.name;
     if r.store.release(conn, name, r.owner, how).await.is_ok() {
         return;
@@ -247,7 +440,7 @@ async fn release_lease(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
         Err(_) => false,
     };
     if !released {
-        tracing::warn!("could not release the lease of job {name}; it goes stale on its own");
+        tracing::warn!("could not release the leases of job {name}; they go stale on their own");
     }
 }
 

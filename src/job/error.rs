@@ -130,6 +130,12 @@ pub enum Problem {
     },
     #[error("batch.{field} ({value}) is outside 1..=100000; pick a value in that range")]
     BatchOutOfBounds { field: &'static str, value: i64 },
+    #[error(
+        "batch.workers ({0}) is outside 1..={max}; each worker holds a connection of its own, so \
+         pick a value in that range",
+        max = super::defaults::MAX_WORKERS
+    )]
+    WorkersOutOfBounds(i64),
     #[error("batch.min ({min}) is larger than batch.max ({max}); make min <= max")]
     MinAboveMax { min: u32, max: u32 },
     #[error(

@@ -42,6 +42,10 @@ pub mod defaults {
     pub const TARGET: Duration = Duration::from_millis(200);
     /// Sleep between batches.
     pub const PAUSE: Duration = Duration::ZERO;
+    /// Batch loops in one process.
+    pub const WORKERS: u32 = 1;
+    /// The most batch loops one process may run: each holds a connection.
+    pub const MAX_WORKERS: u32 = 64;
     /// `statement_timeout` for every batch transaction.
     pub const STATEMENT: Duration = Duration::from_secs(30);
     /// `lock_timeout` for every batch transaction.
@@ -114,7 +118,8 @@ pub struct Assignment {
 
 /// The `[batch]` table, with defaults filled in.
 ///
-/// Invariant: `1 <= min <= size <= max <= 100000` and `target > 0`.
+/// Invariant: `1 <= min <= size <= max <= 100000`, `target > 0` and
+/// `1 <= workers <= 64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSettings {
     /// Rows in the first batch.
@@ -127,6 +132,9 @@ pub struct BatchSettings {
     pub target: Duration,
     /// Sleep between batches.
     pub pause: Duration,
+    /// Batch loops `run` starts in one process, each on its own connection, sharing the job's
+    /// key range (`run --workers` overrides it).
+    pub workers: u32,
 }
 
 /// The `[timeouts]` table, with defaults filled in.

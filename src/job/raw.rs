@@ -53,6 +53,8 @@ pub struct RawBatch {
     pub target: Option<Spanned<RawDuration>>,
     /// Sleep between batches.
     pub pause: Option<Spanned<RawDuration>>,
+    /// Batch loops that `run` starts in one process.
+    pub workers: Option<Spanned<i64>>,
 }
 
 /// The `[timeouts]` table.

@@ -53,6 +53,7 @@ min = 100
 max = 400
 target = "1s"
 pause = "50ms"
+workers = 3
 [timeouts]
 statement = "10s"
 lock = "500ms"
@@ -84,6 +85,7 @@ fn full_file_round_trips_into_a_job() {
             max: 400,
             target: Duration::from_secs(1),
             pause: Duration::from_millis(50),
+            workers: 3,
         },
         timeouts: Timeouts {
             statement: Duration::from_secs(10),
@@ -104,6 +106,7 @@ fn defaults_fill_what_the_file_leaves_out() {
         max: 5000,
         target: Duration::from_millis(200),
         pause: Duration::ZERO,
+        workers: 1,
     };
     let timeouts = Timeouts {
         statement: Duration::from_secs(30),
@@ -418,4 +421,15 @@ fn problem_is_available_for_matching() {
             max: 5000
         })
     );
+}
+
+#[test]
+fn workers_default_to_one_and_stay_within_bounds() {
+    assert_eq!(parse(&with("")).unwrap().batch.workers, 1);
+    assert_eq!(parse(&with("[batch]\nworkers = 64\n")).unwrap().batch.workers, 64);
+    for bad in [0, 65, -1] {
+        let err = parse(&with(&format!("[batch]\nworkers = {bad}\n"))).unwrap_err();
+        assert_eq!(err.problem(), Some(&Problem::WorkersOutOfBounds(bad)));
+        assert!(err.to_string().starts_with("jobs/x.toml:6:11: "), "{err}");
+    }
 }

@@ -215,12 +215,23 @@ impl Checker<'_> {
             return Err(self.invalid(span, Problem::ZeroTarget));
         }
         let pause = duration(batch.pause.as_ref(), defaults::PAUSE);
+        let workers = match batch.workers {
+            None => defaults::WORKERS,
+            Some(value) => match u32::try_from(*value.get_ref()) {
+                Ok(n) if (1..=defaults::MAX_WORKERS).contains(&n) => n,
+                _ => {
+                    let problem = Problem::WorkersOutOfBounds(*value.get_ref());
+                    return Err(self.invalid(Some(value.span()), problem));
+                }
+            },
+        };
         Ok(BatchSettings {
             size,
             min,
             max,
             target,
             pause,
+            workers,
         })
     }
 

@@ -3,17 +3,19 @@
 //! [`policy::decide`], and publishes the [`Decision`] on a watch channel that the batch loop
 //! obeys before every batch.
 //!
-//! A yield it carries out itself, at once: it cancels the statement of our running batch
-//! (identified by pid *and* transaction start, see [`Backend`]) so that the session waiting for
-//! its locks goes ahead, and tells the batch loop that the failure was a yield, not an error.
-//! While a batch waits for a lock the monitor counts that time, so that the adaptive sizer can
-//! leave it out. A lost connection is retried on every tick; after `fail_closed_after` without
-//! a sample the decision is a pause.
+//! One monitor watches every batch of its process — one per worker. A yield it carries out
+//! itself, at once: it cancels the statements of those of our running batches that another
+//! session waits for (identified by pid *and* transaction start, see [`Backend`]) so that the
+//! session goes ahead, and tells each cancelled batch's worker that the failure was a yield,
+//! not an error. While a batch waits for a lock the monitor counts that time, so that its
+//! worker's adaptive sizer can leave it out. A lost connection is retried on every tick; after
+//! `fail_closed_after` without a sample the decision is a pause.
 
 pub mod policy;
 mod sample;
 pub mod sight;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,8 +56,12 @@ pub struct Watch {
     /// Where to connect (`--monitor-url`, or the main URL).
     pub target: Target,
     pub application_name: String,
-    /// The target table as SQL (`"public"."items"`).
-    pub table: String,
+    /// The target table as SQL (`"public"."items"`), followed by the leaf partitions that
+    /// batches update when it is partitioned.
+    pub relations: Vec<String>,
+    /// The application names of the job's own sessions (batches, heartbeat, monitor), whose
+    /// waits are never a reason to yield or pause.
+    pub ours: Vec<String>,
 }
 
 /// What the monitor saw of one batch while it ran.
@@ -67,12 +73,18 @@ pub struct BatchWatch {
     pub yielded: bool,
 }
 
+/// Our running batches, by worker.
+type Batches = BTreeMap<u32, Backend>;
+
+/// What the monitor saw of each running batch, by worker.
+type Seen = Arc<Mutex<HashMap<u32, BatchWatch>>>;
+
 /// The running monitor task.
 pub struct Monitor {
     task: JoinHandle<()>,
     decision: watch::Receiver<Option<Decision>>,
-    batch: watch::Sender<Option<Backend>>,
-    seen: Arc<Mutex<BatchWatch>>,
+    batches: watch::Sender<Batches>,
+    seen: Seen,
     /// How long [`Monitor::stop`] waits for the task to end by itself.
     stop_within: Duration,
 }
@@ -82,14 +94,14 @@ impl Monitor {
     /// after `fail_closed_after`).
     pub fn start(watch: Watch) -> Monitor {
         let (decision_tx, decision) = watch::channel(None);
-        let (batch, batch_rx) = watch::channel(None);
-        let seen = Arc::new(Mutex::new(BatchWatch::default()));
+        let (batches, batches_rx) = watch::channel(Batches::new());
+        let seen = Seen::default();
         let stop_within = sample_timeout(&watch.policy);
         let task = tokio::spawn(
             Task {
                 watch,
                 decision: decision_tx,
-                batch: batch_rx,
+                batches: batches_rx,
                 seen: Arc::clone(&seen),
                 conn: None,
                 last_full: None,
@@ -100,7 +112,7 @@ impl Monitor {
         Monitor {
             task,
             decision,
-            batch,
+            batches,
             seen,
             stop_within,
         }
@@ -111,20 +123,25 @@ impl Monitor {
         self.decision.clone()
     }
 
-    /// Our batch runs on `backend` from now on: watch it closely.
-    pub fn batch_started(&self, backend: Backend) {
+    /// `worker`'s batch runs on `backend` from now on: watch it closely.
+    pub fn batch_started(&self, worker: u32, backend: Backend) {
         if let Ok(mut seen) = self.seen.lock() {
-            *seen = BatchWatch::default();
+            seen.insert(worker, BatchWatch::default());
         }
-        self.batch.send_replace(Some(backend));
+        self.batches.send_modify(|b| {
+            b.insert(worker, backend);
+        });
     }
 
-    /// The batch ended (committed or rolled back): what the monitor saw of it.
-    pub fn batch_ended(&self) -> BatchWatch {
-        self.batch.send_replace(None);
+    /// `worker`'s batch ended (committed or rolled back): what the monitor saw of it.
+    pub fn batch_ended(&self, worker: u32) -> BatchWatch {
+        self.batches.send_modify(|b| {
+            b.remove(&worker);
+        });
         self.seen
             .lock()
-            .map(|mut seen| std::mem::take(&mut *seen))
+            .ok()
+            .and_then(|mut seen| seen.remove(&worker))
             .unwrap_or_default()
     }
 
@@ -135,11 +152,11 @@ impl Monitor {
     pub async fn stop(self) {
         let Monitor {
             mut task,
-            batch,
+            batches,
             stop_within,
             ..
         } = self;
-        drop(batch);
+        drop(batches);
         if tokio::time::timeout(stop_within, &mut task).await.is_err() {
             task.abort();
             let _ = task.await;
@@ -151,8 +168,8 @@ impl Monitor {
 struct Task {
     watch: Watch,
     decision: watch::Sender<Option<Decision>>,
-    batch: watch::Receiver<Option<Backend>>,
-    seen: Arc<Mutex<BatchWatch>>,
+    batches: watch::Receiver<Batches>,
+    seen: Seen,
     conn: Option<PgConnection>,
     /// The last full sample's load, `throttle_query` and `throttle_file`, reused by the lock-only
     /// samples taken in between.
@@ -175,16 +192,18 @@ impl Task {
         let mut history = History::new(Instant::now());
         let mut previous = Instant::now();
         loop {
-            let batch = *self.batch.borrow_and_update();
+            let batches = self.batches.borrow_and_update().clone();
             let at = Instant::now();
-            let reading = self.sample(batch, at).await;
+            let sampled = self.sample(&batches, at).await;
+            let (reading, ours) = match sampled {
+                Ok((reading, ours)) => (Ok(reading), ours),
+                Err(e) => (Err(e), Ours::default()),
+            };
             let snapshot = Snapshot { at, reading };
             let policy = &self.watch.policy;
             let decision = policy::decide(policy, &snapshot, &history);
             history.record(policy, &snapshot);
-            if let (Some(b), Ok(reading)) = (batch, &snapshot.reading) {
-                self.account(b, reading, at.saturating_duration_since(previous));
-            }
+            self.account(&batches, &ours.waiting, at.saturating_duration_since(previous));
             previous = at;
             let yield_now = decision.action == Action::Yield;
             // Published before the cancel, so that the batch loop knows why its batch failed.
@@ -193,20 +212,25 @@ impl Task {
                 *slot = Some(decision);
                 changed
             });
-            if let Some(b) = batch
-                && yield_now
-            {
-                self.cancel(b).await;
+            if yield_now {
+                let in_the_way: Vec<(u32, Backend)> = batches
+                    .iter()
+                    .filter(|(_, b)| ours.in_the_way.contains(&b.pid))
+                    .map(|(w, b)| (*w, *b))
+                    .collect();
+                if !in_the_way.is_empty() {
+                    self.cancel(&in_the_way).await;
+                }
             }
             // Batches start and end every few milliseconds: a change only moves the next sample
             // earlier (to `batch_poll` after this one), it never takes one at once.
             loop {
-                let in_batch = self.batch.borrow_and_update().is_some();
+                let in_batch = !self.batches.borrow_and_update().is_empty();
                 let due = self.next_sample(in_batch, at);
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => break,
-                    // The batch loop is gone: so is the reason to watch.
-                    gone = self.batch.changed() => if gone.is_err() { return },
+                    // The batch loops are gone: so is the reason to watch.
+                    gone = self.batches.changed() => if gone.is_err() { return },
                 }
             }
         }
@@ -226,7 +250,7 @@ impl Task {
 
     /// One sample: locks always, the rest when a full sample is due. On an error the connection
     /// is dropped and the next tick reconnects.
-    async fn sample(&mut self, batch: Option<Backend>, at: Instant) -> Result<Reading, String> {
+    async fn sample(&mut self, batches: &Batches, at: Instant) -> Result<(Reading, Ours), String> {
         let policy = &self.watch.policy;
         let full = self
             .full_tried
@@ -234,9 +258,11 @@ impl Task {
         if full {
             self.full_tried = Some(at);
         }
+        let backends: Vec<Backend> = batches.values().copied().collect();
         let probe = sample::Probe {
-            table: &self.watch.table,
-            batch,
+            relations: &self.watch.relations,
+            ours: &self.watch.ours,
+            batches: &backends,
             full,
             throttle_query: policy.throttle_query.as_deref(),
             timeout: sample_timeout(policy),
@@ -265,39 +291,62 @@ impl Task {
                 .is_some_and(sample::file_exists);
             self.last_full = Some(reading.clone());
         }
-        Ok(reading)
-    }
-
-    /// Adds `since_last` to the batch's lock wait when the sample saw it waiting.
-    fn account(&self, batch: Backend, reading: &Reading, since_last: Duration) {
-        if !reading.locks.batch_waiting || *self.batch.borrow() != Some(batch) {
-            return;
-        }
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.lock_wait += since_last.min(self.watch.policy.poll);
-        }
-    }
-
-    /// Marks our batch yielded, then cancels its statement if `batch` still runs. Marked first,
-    /// so that the batch loop never sees the cancelled batch's error before the mark; the mark
-    /// on a batch that commits anyway changes nothing.
-    async fn cancel(&mut self, batch: Backend) {
-        if *self.batch.borrow() == Some(batch)
-            && let Ok(mut seen) = self.seen.lock()
-        {
-            seen.yielded = true;
-        }
-        let timeout = sample_timeout(&self.watch.policy);
-        let sent = match connection(&mut self.conn, &self.watch).await {
-            Ok(conn) => sample::cancel(conn, batch, timeout).await,
-            Err(e) => Err(e),
+        let ours = Ours {
+            in_the_way: sampled.in_the_way,
+            waiting: sampled.waiting,
         };
-        match sent {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!("could not cancel our batch to yield: {}", error_chain(&e));
-                self.conn = None;
+        Ok((reading, ours))
+    }
+
+    /// Adds `since_last` to the lock wait of each batch the sample saw waiting, if it still
+    /// runs.
+    fn account(&self, batches: &Batches, waiting: &[i32], since_last: Duration) {
+        let running = self.batches.borrow();
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        for (worker, batch) in batches {
+            if waiting.contains(&batch.pid)
+                && running.get(worker) == Some(batch)
+                && let Some(watch) = seen.get_mut(worker)
+            {
+                watch.lock_wait += since_last.min(self.watch.policy.poll);
             }
         }
     }
+
+    /// Marks each batch in `batches` yielded, then cancels the statements of those that still
+    /// run. Marked first, so that a worker never sees its cancelled batch's error before the
+    /// mark; the mark on a batch that commits anyway changes nothing.
+    async fn cancel(&mut self, batches: &[(u32, Backend)]) {
+        {
+            let running = self.batches.borrow();
+            if let Ok(mut seen) = self.seen.lock() {
+                for (worker, batch) in batches {
+                    if running.get(worker) == Some(batch)
+                        && let Some(watch) = seen.get_mut(worker)
+                    {
+                        watch.yielded = true;
+                    }
+                }
+            }
+        }
+        let backends: Vec<Backend> = batches.iter().map(|(_, b)| *b).collect();
+        let timeout = sample_timeout(&self.watch.policy);
+        let sent = match connection(&mut self.conn, &self.watch).await {
+            Ok(conn) => sample::cancel(conn, &backends, timeout).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::warn!("could not cancel our batches to yield: {}", error_chain(&e));
+            self.conn = None;
+        }
+    }
+}
+
+/// Which of our batches a sample found in another session's way, and which wait themselves.
+#[derive(Debug, Default)]
+struct Ours {
+    in_the_way: Vec<i32>,
+    waiting: Vec<i32>,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{BACKEND_IS, Backend, begin_bounded, statement};
+use crate::db::{Backend, OUR_BACKENDS, begin_bounded, statement};
 
 use super::policy::{Load, Locks, Replica, Session, TableLock};
 
@@ -19,10 +19,14 @@ const SAMPLE_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 /// Longest query text kept for a reason.
 const QUERY_CHARS: usize = 120;
 
-/// Lock contention: `$1`/`$2` our running batch's [`Backend`] (NULL between batches), `$3` the
-/// table. Row kinds: `batch_waits` (our batch waits for a lock), `waits_on_batch` (a session
-/// waits for a lock our batch holds, or queued behind it), `table` (another session holds a
-/// lock on the table that conflicts with `ROW EXCLUSIVE`, or waits for any lock on it).
+/// Lock contention: `$1`/`$2` our running batches' [`Backend`]s (pids and transaction
+/// starts, as arrays), `$3` the relations batches update (the table and its leaf partitions),
+/// `$4` the job's own application names. Row kinds: `batch_waits` (one of our batches waits
+/// for a lock), `waits_on_batch` (another session waits for a lock one of our batches holds,
+/// or queued behind it; `blocker` names that batch), `table` (another session holds a lock on
+/// a relation that conflicts with `ROW EXCLUSIVE`, or waits for any lock on it). The job's own
+/// sessions — its other batches, in this process or another, its heartbeat — are never a
+/// reason to yield or pause: they only wait for each other's checkpoints, for a moment.
 ///
 /// It reads the functions behind `pg_stat_activity` and `pg_locks` rather than the views, and
 /// the activity once: this runs every `batch_poll` and, unnamed behind PgBouncer, is planned
@@ -30,25 +34,27 @@ const QUERY_CHARS: usize = 120;
 fn locks_sql() -> String {
     format!(
         "WITH act AS MATERIALIZED (
-             SELECT pid, wait_event_type, query, xact_start FROM pg_stat_get_activity(NULL)),
-         batch AS (SELECT pid, wait_event_type = 'Lock' AS waiting FROM act WHERE {BACKEND_IS})
-         SELECT 'batch_waits' AS kind, b.pid, '' AS mode, false AS granted, '' AS query
-           FROM batch b WHERE b.waiting
-         UNION ALL
-         SELECT 'waits_on_batch', w.pid, '', false, coalesce(w.query, '')
-           FROM act w, batch b
-          WHERE w.wait_event_type = 'Lock' AND w.pid <> b.pid
-            AND b.pid = ANY (pg_blocking_pids(w.pid))
-         UNION ALL
-         SELECT 'table', coalesce(l.pid, 0), l.mode, l.granted, coalesce(a.query, '')
-           FROM pg_lock_status() l LEFT JOIN act a ON a.pid = l.pid
-          WHERE l.locktype = 'relation'
-            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND l.relation = $3::regclass
-            AND (l.pid IS NULL OR $1::int4 IS NULL OR l.pid <> $1::int4)
-            AND l.pid <> pg_backend_pid()
-            AND (NOT l.granted OR l.mode IN ('ShareLock', 'ShareRowExclusiveLock',
-                                             'ExclusiveLock', 'AccessExclusiveLock'))"
+     SELECT pid, wait_event_type, query, xact_start, application_name
+       FROM pg_stat_get_activity(NULL)),
+ batch AS (SELECT a.pid, a.wait_event_type = 'Lock' AS waiting FROM act a {OUR_BACKENDS})
+SELECT 'batch_waits' AS kind, b.pid, '' AS mode, false AS granted, '' AS query, b.pid AS blocker
+  FROM batch b WHERE b.waiting
+UNION ALL
+SELECT 'waits_on_batch', w.pid, '', false, coalesce(w.query, ''), b.pid
+  FROM act w, batch b
+ WHERE w.wait_event_type = 'Lock' AND w.pid <> b.pid
+   AND coalesce(w.application_name, '') <> ALL ($4::text[])
+   AND b.pid = ANY (pg_blocking_pids(w.pid))
+UNION ALL
+SELECT 'table', coalesce(l.pid, 0), l.mode, l.granted, coalesce(a.query, ''), 0
+  FROM pg_lock_status() l LEFT JOIN act a ON a.pid = l.pid
+ WHERE l.locktype = 'relation'
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.relation = ANY ($3::text[]::regclass[])
+   AND l.pid <> pg_backend_pid()
+   AND coalesce(a.application_name, '') <> ALL ($4::text[])
+   AND (NOT l.granted OR l.mode IN ('ShareLock', 'ShareRowExclusiveLock',
+                                    'ExclusiveLock', 'AccessExclusiveLock'))"
     )
 }
 
@@ -90,16 +96,24 @@ struct RawReplica {
 /// What one sample read; `load` and `throttle_query` only on a full sample.
 pub struct Sampled {
     pub locks: Locks,
+    /// Our batches (pids) that another session waits for, or that wait themselves: the ones
+    /// a yield cancels.
+    pub in_the_way: Vec<i32>,
+    /// Our batches (pids) waiting for a lock.
+    pub waiting: Vec<i32>,
     pub load: Option<Load>,
     pub throttle_query: Option<f64>,
 }
 
 /// What a sample needs to know.
 pub struct Probe<'a> {
-    /// The target table, as SQL (`"public"."items"`).
-    pub table: &'a str,
-    /// Our running batch, if any.
-    pub batch: Option<Backend>,
+    /// The relations batches update, as SQL (`"public"."items"`, or a partitioned table and
+    /// its leaves).
+    pub relations: &'a [String],
+    /// The job's own sessions' application names.
+    pub ours: &'a [String],
+    /// Our running batches.
+    pub batches: &'a [Backend],
     /// Read load and `throttle_query` too, not only locks.
     pub full: bool,
     pub throttle_query: Option<&'a str>,
@@ -111,21 +125,33 @@ pub struct Probe<'a> {
 pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled, sqlx::Error> {
     let (mut tx, _) = begin_bounded(conn, probe.timeout, SAMPLE_LOCK_TIMEOUT, true).await?;
     let rows = statement(&locks_sql())
-        .bind(probe.batch.map(|b| b.pid))
-        .bind(probe.batch.map(|b| b.xact_start_us))
-        .bind(probe.table)
+        .bind(probe.batches.iter().map(|b| b.pid).collect::<Vec<_>>())
+        .bind(probe.batches.iter().map(|b| b.xact_start_us).collect::<Vec<_>>())
+        .bind(probe.relations)
+        .bind(probe.ours)
         .fetch_all(&mut *tx)
         .await?;
     let mut locks = Locks::default();
+    let (mut in_the_way, mut waiting) = (Vec::new(), Vec::new());
     for row in rows {
         let kind: String = row.try_get(0)?;
         let session = Session {
             pid: row.try_get(1)?,
             query: shorten(&row.try_get::<String, _>(4)?),
         };
+        let blocker: i32 = row.try_get(5)?;
         match kind.as_str() {
-            "batch_waits" => locks.batch_waiting = true,
-            "waits_on_batch" => locks.waiting_on_batch.push(session),
+            "batch_waits" => {
+                locks.batch_waiting = true;
+                waiting.push(blocker);
+                in_the_way.push(blocker);
+            }
+            "waits_on_batch" => {
+                in_the_way.push(blocker);
+                if !locks.waiting_on_batch.iter().any(|s| s.pid == session.pid) {
+                    locks.waiting_on_batch.push(session);
+                }
+            }
             _ => locks.table.push(TableLock {
                 session,
                 mode: row.try_get(2)?,
@@ -135,6 +161,8 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
     }
     let mut sampled = Sampled {
         locks,
+        in_the_way,
+        waiting,
         load: None,
         throttle_query: None,
     };
@@ -180,25 +208,25 @@ async fn load(conn: &mut PgConnection) -> Result<Load, sqlx::Error> {
     })
 }
 
-/// Cancels the statement our batch `batch` is running, if that transaction is still running:
-/// the pid alone might by now serve another client behind PgBouncer. True if a signal was sent.
+/// Cancels the statements `batches` are running, those of them whose transaction still runs:
+/// a pid alone might by now serve another client behind PgBouncer. How many were signalled.
 pub async fn cancel(
     conn: &mut PgConnection,
-    batch: Backend,
+    batches: &[Backend],
     timeout: Duration,
-) -> Result<bool, sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
     let (mut tx, _) = begin_bounded(conn, timeout, SAMPLE_LOCK_TIMEOUT, true).await?;
-    let sql = format!("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE {BACKEND_IS}");
-    let sent = statement(&sql)
-        .bind(batch.pid)
-        .bind(batch.xact_start_us)
-        .fetch_optional(&mut *tx)
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE pg_cancel_backend(a.pid))::int8 FROM pg_stat_activity a {OUR_BACKENDS}"
+    );
+    let sent: i64 = statement(&sql)
+        .bind(batches.iter().map(|b| b.pid).collect::<Vec<_>>())
+        .bind(batches.iter().map(|b| b.xact_start_us).collect::<Vec<_>>())
+        .fetch_one(&mut *tx)
         .await?
-        .map(|row| row.try_get::<bool, _>(0))
-        .transpose()?
-        .unwrap_or(false);
+        .try_get(0)?;
     tx.commit().await?;
-    Ok(sent)
+    Ok(usize::try_from(sent).unwrap_or(0))
 }
 
 /// Whether the operator's brake file exists.

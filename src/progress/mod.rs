@@ -126,6 +126,33 @@ struct Track {
     condition: Condition,
     /// The last batch rolled back and is being retried; cleared by the next batch.
     retry: Option<Retrying>,
+    /// Who runs the job, across processes, as the last heartbeat saw it.
+    crew: Crew,
+}
+
+/// Live workers of every process running the job, the processes, and their hosts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Crew {
+    workers: u32,
+    processes: u32,
+    hosts: u32,
+}
+
+impl Crew {
+    /// `4 workers on 2 hosts`, `3 workers in 2 processes`, `2 workers`; nothing for one.
+    fn text(&self) -> Option<String> {
+        let Crew {
+            workers,
+            processes,
+            hosts,
+        } = *self;
+        match (workers, processes, hosts) {
+            (0 | 1, 0 | 1, _) => None,
+            (w, _, h) if h > 1 => Some(format!("{w} workers on {h} hosts")),
+            (w, p, _) if p > 1 => Some(format!("{w} workers in {p} processes")),
+            (w, _, _) => Some(format!("{w} workers")),
+        }
+    }
 }
 
 /// What the database monitor last said about the job.
@@ -161,8 +188,10 @@ impl Track {
             Event::Started {
                 total_estimate,
                 rows_done,
+                workers,
                 ..
             } => {
+                self.crew.workers = *workers;
                 self.total = *total_estimate;
                 self.run_start = *rows_done;
                 self.set_rows(*rows_done);
@@ -195,6 +224,22 @@ impl Track {
                 return self.enter(Condition::Throttled(reason.clone()));
             }
             Event::Running { .. } => return self.enter(Condition::Running),
+            Event::Workers {
+                workers,
+                processes,
+                hosts,
+                ..
+            } => {
+                let crew = Crew {
+                    workers: *workers,
+                    processes: *processes,
+                    hosts: *hosts,
+                };
+                let news = self.crew.text() != crew.text();
+                self.crew = crew;
+                return news;
+            }
+            Event::Claimed { .. } => return false,
             Event::Yielded { .. } => {}
             Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
                 self.set_rows(*rows_done);
@@ -261,6 +306,7 @@ impl Track {
             parts.push(rate_text(self.window.per_sec()));
             parts.push(self.eta_text());
             parts.extend(self.batch_text());
+            parts.extend(self.crew.text());
             parts.push(self.status_text());
         }
         parts.join("  ")
@@ -278,19 +324,42 @@ impl Track {
             self.eta_text(),
         ];
         parts.extend(self.batch_text());
+        parts.extend(self.crew.text());
         parts.join("  ")
     }
 
     /// What one event says, once the track has taken it in (no job name).
     fn event_text(&self, event: &Event) -> String {
         match event {
-            Event::Started { resumed: false, .. } => {
-                format!(
-                    "started: {} rows to change (estimate)",
-                    si(self.total as f64)
-                )
+            Event::Started {
+                resumed, joined, ..
+            } => {
+                let start = match (joined, resumed) {
+                    (true, _) => format!("joined at {}", self.counts_text()),
+                    (false, true) => format!("resuming at {}", self.counts_text()),
+                    (false, false) => format!(
+                        "started: {} rows to change (estimate)",
+                        si(self.total as f64)
+                    ),
+                };
+                match self.crew.workers {
+                    0 | 1 => start,
+                    n => format!("{start}, {n} workers"),
+                }
             }
-            Event::Started { resumed: true, .. } => format!("resuming at {}", self.counts_text()),
+            Event::Claimed {
+                worker,
+                range,
+                split_from,
+                ..
+            } => match split_from {
+                Some(from) => format!("worker {worker} took range {range}, split off range {from}"),
+                None => format!("worker {worker} took range {range}"),
+            },
+            Event::Workers { .. } => self
+                .crew
+                .text()
+                .unwrap_or_else(|| "one worker left".to_owned()),
             Event::Batch { .. } => self.progress_text(),
             Event::Retry {
                 attempt,

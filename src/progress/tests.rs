@@ -15,12 +15,16 @@ fn started(total_estimate: u64, rows_done: u64) -> Event {
         total_estimate,
         rows_done,
         resumed: rows_done > 0,
+        workers: 1,
+        joined: false,
     }
 }
 
 fn batch(rows_done: u64) -> Event {
     Event::Batch {
         job: JOB.to_owned(),
+        worker: 0,
+        range: 1,
         rows: 5000,
         rows_done,
         batches_done: rows_done / 5000,
@@ -45,6 +49,8 @@ fn running() -> Event {
 fn retry() -> Event {
     Event::Retry {
         job: JOB.to_owned(),
+        worker: 0,
+        range: Some(1),
         attempt: 2,
         delay_ms: 1500,
         error: "canceling statement due to lock timeout".to_owned(),
@@ -373,4 +379,43 @@ fn lines_name_the_job() {
 #[test]
 fn bar_template_is_valid() {
     bar_style();
+}
+
+fn crew(workers: u32, processes: u32, hosts: u32) -> Event {
+    Event::Workers {
+        job: JOB.to_owned(),
+        workers,
+        processes,
+        hosts,
+    }
+}
+
+#[test]
+fn the_bar_names_the_workers_and_hosts_of_every_process() {
+    let t0 = Instant::now();
+    let mut track = busy_track(t0);
+    assert!(track.apply(&crew(4, 2, 2), t0 + secs(16)));
+    assert!(
+        track.bar_message().contains("4 workers on 2 hosts"),
+        "{}",
+        track.bar_message()
+    );
+    assert!(track.apply(&crew(3, 2, 1), t0 + secs(17)));
+    assert!(track.progress_text().contains("3 workers in 2 processes"));
+    assert!(!track.apply(&crew(3, 2, 1), t0 + secs(18)), "no news");
+    track.apply(&crew(1, 1, 1), t0 + secs(19));
+    assert!(!track.bar_message().contains("worker"), "{}", track.bar_message());
+}
+
+#[test]
+fn a_joined_process_says_so() {
+    let joined = Event::Started {
+        job: JOB.to_owned(),
+        total_estimate: 100,
+        rows_done: 40,
+        resumed: true,
+        workers: 2,
+        joined: true,
+    };
+    assert_eq!(event_text(&joined), "joined at 40/100 rows, 2 workers");
 }

@@ -1,0 +1,262 @@
+//! What the workers of one process share: the run, the heartbeat and the one monitor they all
+//! obey; the condition they are in (running, throttled, paused — reported once for all of
+//! them, not once per worker); the turn that throttled workers take one at a time, so that a
+//! throttled process puts the load of one throttled worker on the database whatever
+//! `--workers` says; the job's totals for events; what the heartbeat publishes; and the halt
+//! that stops every worker when one of them meets an error the job cannot go on from.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{MutexGuard, mpsc, watch};
+
+use crate::event::Event;
+use crate::monitor::{Action, Decision, Monitor, Signal};
+use crate::share::Share;
+use crate::state::{Holder, Live};
+
+use super::Run;
+use super::heartbeat::Heartbeat;
+
+/// What the process is doing about the database's state and the operator's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Condition {
+    Running,
+    Throttled {
+        signal: Option<Signal>,
+        reason: String,
+    },
+    /// `signal` is `None` for an operator's pause.
+    Paused {
+        signal: Option<Signal>,
+        reason: String,
+    },
+}
+
+impl Condition {
+    pub(super) fn of(decision: &Decision) -> Condition {
+        let (signal, reason) = (decision.signal, decision.reason.clone());
+        match decision.action {
+            Action::Go => Condition::Running,
+            Action::Throttle => Condition::Throttled { signal, reason },
+            Action::Pause | Action::Yield => Condition::Paused { signal, reason },
+        }
+    }
+
+    /// Same state for the same signal: not worth another event even if the numbers in the
+    /// reason moved.
+    fn same_as(&self, other: &Condition) -> bool {
+        use Condition::*;
+        match (self, other) {
+            (Running, Running) => true,
+            (Throttled { signal: a, .. }, Throttled { signal: b, .. })
+            | (Paused { signal: a, .. }, Paused { signal: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The note published for `status`: `paused: …`, `throttled: …`, or none at full speed.
+    fn note(&self) -> Option<String> {
+        match self {
+            Condition::Running => None,
+            Condition::Throttled { reason, .. } => Some(format!("throttled: {reason}")),
+            Condition::Paused { reason, .. } => Some(format!("paused: {reason}")),
+        }
+    }
+}
+
+/// What the workers share that changes.
+struct Shared {
+    condition: Condition,
+    /// Recent rows per second of each range a worker walks.
+    rates: BTreeMap<u32, f64>,
+    /// Rows and batches this process committed since it started.
+    rows_here: u64,
+    batches_here: u64,
+}
+
+/// The workers' common ground; see the module header.
+pub(super) struct Crew<'r, 'a> {
+    pub r: &'r Run<'a>,
+    pub share: Share<'r>,
+    pub heartbeat: &'r Heartbeat,
+    /// `None` when `[throttle] enabled = false`.
+    pub monitor: Option<&'r Monitor>,
+    /// The job's totals when this process started.
+    start: (u64, u64),
+    events: mpsc::UnboundedSender<Event>,
+    shutdown: watch::Receiver<bool>,
+    halt: watch::Sender<bool>,
+    turn: tokio::sync::Mutex<()>,
+    shared: Mutex<Shared>,
+}
+
+/// What a new crew starts from.
+pub(super) struct Start<'r, 'a> {
+    pub r: &'r Run<'a>,
+    pub share: Share<'r>,
+    pub heartbeat: &'r Heartbeat,
+    pub monitor: Option<&'r Monitor>,
+    /// The job's rows and batches done when this process started.
+    pub totals: (u64, u64),
+    pub events: mpsc::UnboundedSender<Event>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl<'r, 'a> Crew<'r, 'a> {
+    pub fn new(s: Start<'r, 'a>) -> Crew<'r, 'a> {
+        Crew {
+            r: s.r,
+            share: s.share,
+            heartbeat: s.heartbeat,
+            monitor: s.monitor,
+            start: s.totals,
+            events: s.events,
+            shutdown: s.shutdown,
+            halt: watch::channel(false).0,
+            turn: tokio::sync::Mutex::new(()),
+            shared: Mutex::new(Shared {
+                condition: Condition::Running,
+                rates: BTreeMap::new(),
+                rows_here: 0,
+                batches_here: 0,
+            }),
+        }
+    }
+}
+
+impl Crew<'_, '_> {
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.r.job.name
+    }
+
+    /// Worker `worker` of this process, as the ranges table knows it.
+    pub fn holder(&self, worker: u32) -> Holder<'_> {
+        Holder {
+            job: &self.r.job.name,
+            owner: self.r.owner,
+            worker,
+            lease_timeout: self.r.options.lease_timeout,
+        }
+    }
+
+    /// Reports an event (the leader shows it).
+    pub fn send(&self, make: impl FnOnce(String) -> Event) {
+        let _ = self.events.send(make(self.job().to_owned()));
+    }
+
+    /// Ctrl-C or SIGTERM, for one worker to watch.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Stops every worker after its current batch: one of them met an error the job cannot go
+    /// on from.
+    pub fn halt(&self) {
+        self.halt.send_replace(true);
+    }
+
+    /// The halt, for one worker to watch.
+    pub fn halted(&self) -> watch::Receiver<bool> {
+        self.halt.subscribe()
+    }
+
+    /// The monitor's decisions, if it runs.
+    pub fn decisions(&self) -> Option<watch::Receiver<Option<Decision>>> {
+        self.monitor.map(Monitor::decisions)
+    }
+
+    /// The monitor's latest decision, if it runs and has made one.
+    pub fn decision(&self) -> Option<Decision> {
+        self.monitor.and_then(|m| m.decisions().borrow().clone())
+    }
+
+    /// A throttled worker's turn: held for its batch and the pause after it, so that
+    /// throttled workers run one at a time.
+    pub async fn turn(&self) -> MutexGuard<'_, ()> {
+        self.turn.lock().await
+    }
+
+    /// Takes on `condition` for the whole process: an event when it differs from the current
+    /// one in kind or signal, and the note for `status` when anything in it changed.
+    pub fn enter(&self, condition: Condition) {
+        let Ok(mut shared) = self.shared.lock() else {
+            return;
+        };
+        if !shared.condition.same_as(&condition) {
+            let job = self.job().to_owned();
+            let event = match &condition {
+                Condition::Running => Event::Running { job },
+                Condition::Throttled { reason, .. } => Event::Throttled {
+                    job,
+                    reason: reason.clone(),
+                },
+                Condition::Paused { reason, .. } => Event::Paused {
+                    job,
+                    reason: reason.clone(),
+                },
+            };
+            let _ = self.events.send(event);
+        }
+        // Every batch passes here: publish only what changed.
+        if shared.condition != condition {
+            shared.condition = condition;
+            self.publish(&shared);
+        }
+    }
+
+    /// Records a batch of `rows` committed by this process; the job's rows and batches done
+    /// so far, as far as this process knows (other processes' batches come with the
+    /// heartbeat).
+    pub fn committed(&self, rows: u64) -> (u64, u64) {
+        let Ok(mut shared) = self.shared.lock() else {
+            return self.start;
+        };
+        shared.rows_here += rows;
+        shared.batches_here += 1;
+        let here = (
+            self.start.0 + shared.rows_here,
+            self.start.1 + shared.batches_here,
+        );
+        match self.heartbeat.beat().job {
+            Some(job) => (here.0.max(job.rows_done), here.1.max(job.batches_done)),
+            None => here,
+        }
+    }
+
+    /// Sets (or, with `None`, forgets) the recent rate of the worker walking `range`.
+    pub fn rate(&self, range: u32, rate: Option<f64>) {
+        let Ok(mut shared) = self.shared.lock() else {
+            return;
+        };
+        let changed = match rate {
+            Some(rate) => shared.rates.insert(range, rate) != Some(rate),
+            None => shared.rates.remove(&range).is_some(),
+        };
+        if changed {
+            self.publish(&shared);
+        }
+    }
+
+    /// Hands the heartbeat what it publishes next: every worker's rate (none while paused,
+    /// when rates mean nothing) and the condition's note.
+    fn publish(&self, shared: &Shared) {
+        let paused = matches!(shared.condition, Condition::Paused { .. });
+        self.heartbeat.publish(Live {
+            rates: if paused {
+                vec![]
+            } else {
+                shared.rates.iter().map(|(r, v)| (*r, *v)).collect()
+            },
+            note: shared.condition.note(),
+        });
+    }
+
+    /// The longest a heartbeat may be late before a worker must check that its leases are
+    /// still its own (the process may have been frozen, or cut off, for a while).
+    pub fn beat_in_doubt_after(&self) -> Duration {
+        self.r.options.lease_timeout / 2
+    }
+}

@@ -1,0 +1,429 @@
+//! The job row in `jobs`: what the job is (table, definition hash), where it stands (status,
+//! counters summed over its ranges), the operator's control flag, and the job's lease — held
+//! by the process that started the run; processes that `--join` it hold only range leases.
+//! Who may run a job now is decided by the pure [`admit`].
+
+use std::time::Duration;
+
+use sqlx::{Connection as _, PgConnection, Row as _};
+
+use crate::db::{begin_read_only, statement};
+
+use super::lease::{LEASE_TIMEOUT, Lease, Owner, timeout_secs};
+use super::{StateError, Store, from_json, is_missing_table};
+
+/// A job's row as stored, with what its ranges add up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub name: String,
+    pub table_name: String,
+    pub definition_hash: String,
+    pub status: String,
+    /// Where the walk stands when the job has a single range (or was started by a version
+    /// without ranges); `None` for a job split into several ranges.
+    pub cursor: Option<Vec<String>>,
+    pub range_end: Option<Vec<String>>,
+    pub rows_done: u64,
+    pub batches_done: u64,
+    pub batch_size: Option<u32>,
+    /// The job's lease: the process that started the run.
+    pub owner: Option<Owner>,
+    /// Seconds since the job lease's last heartbeat (database clock), when there is an owner.
+    pub heartbeat_age: Option<f64>,
+    /// The lease timeout the owner declared, in seconds.
+    pub lease_s: Option<f64>,
+    /// Seconds since the row last changed.
+    pub updated_age: Option<f64>,
+    pub control: Option<String>,
+    pub last_error: Option<String>,
+    /// Rows per second of every live worker together.
+    pub rate: Option<f64>,
+    /// Why the runners are paused or throttled, as one of them last said.
+    pub note: Option<String>,
+    /// The job's ranges, and how many of them are done.
+    pub ranges: u32,
+    pub ranges_done: u32,
+    /// Live workers (ranges held under a lease that has not gone stale), the processes they
+    /// belong to, and those processes' hosts.
+    pub workers: u32,
+    pub processes: u32,
+    pub hosts: u32,
+}
+
+impl JobRow {
+    /// The job's lease, if an owner holds one.
+    pub fn lease(&self) -> Option<Lease> {
+        self.owner.clone().map(|owner| Lease {
+            owner,
+            heartbeat_age: self.heartbeat_age,
+            timeout_s: self.lease_s,
+        })
+    }
+
+    /// True while the process that started the run holds a lease that has not gone stale.
+    pub fn lease_is_live(&self) -> bool {
+        self.lease().is_some_and(|l| l.is_live())
+    }
+
+    /// True while anyone runs the job: its lease, or a worker's range lease, is live.
+    pub fn is_running(&self) -> bool {
+        self.lease_is_live() || self.workers > 0
+    }
+}
+
+/// What `run` asks for.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub name: &'a str,
+    pub table_name: &'a str,
+    pub definition_hash: &'a str,
+    pub owner: &'a Owner,
+    /// How long others must wait after this process's last heartbeat before taking over.
+    pub lease_timeout: Duration,
+    /// Start over: forget the ranges, cursors and counters (`run --restart`).
+    pub restart: bool,
+    /// Continue a cancelled job from its checkpoint (`run --resume-cancelled`).
+    pub resume_cancelled: bool,
+    /// Add workers to a job that runs elsewhere instead of refusing (`run --join`).
+    pub join: bool,
+}
+
+/// What `admit` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Take the job's lease and continue from the stored ranges (none yet for a new job).
+    Run,
+    /// Take the job's lease and start over from the first key.
+    Restart,
+    /// The job runs elsewhere: add workers to it without its lease (`--join`).
+    Join,
+    /// The job finished before; nothing to do.
+    AlreadyDone,
+}
+
+/// Decides whether `claim` may run the job whose row is `row`, given the leases held on its
+/// ranges. Pure.
+pub fn admit(row: &JobRow, ranges: &[Lease], claim: &Claim) -> Result<Admission, StateError> {
+    let elsewhere = row
+        .lease()
+        .into_iter()
+        .chain(ranges.iter().cloned())
+        .find(|l| &l.owner != claim.owner && l.is_live());
+    if let Some(lease) = elsewhere {
+        if !claim.join || claim.restart || row.control.as_deref() == Some("cancel") {
+            return Err(StateError::Busy {
+                name: row.name.clone(),
+                owner: lease.owner.0,
+                age: lease.heartbeat_age.unwrap_or_default(),
+            });
+        }
+        if row.definition_hash != claim.definition_hash {
+            return Err(StateError::DefinitionChanged {
+                name: row.name.clone(),
+            });
+        }
+        return Ok(Admission::Join);
+    }
+    if claim.restart {
+        return Ok(Admission::Restart);
+    }
+    if row.definition_hash != claim.definition_hash {
+        return Err(StateError::DefinitionChanged {
+            name: row.name.clone(),
+        });
+    }
+    if row.status == "done" {
+        return Ok(Admission::AlreadyDone);
+    }
+    if row.status == "cancelled" && !claim.resume_cancelled {
+        return Err(StateError::Cancelled {
+            name: row.name.clone(),
+        });
+    }
+    Ok(Admission::Run)
+}
+
+/// What an operator asks of a job from another terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+/// The columns of a [`JobRow`], with the ranges' sums when the ranges table exists.
+fn select_sql(store: &Store, with_ranges: bool) -> String {
+    let jobs = &store.jobs;
+    let common = "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
+        j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
+        extract(epoch FROM now() - j.heartbeat_at)::float8, j.lease_s::float8, \
+        extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error";
+    if !with_ranges {
+        return format!(
+            "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0 FROM {jobs} j"
+        );
+    }
+    let ranges = &store.ranges;
+    format!(
+        "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
+                r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts \
+           FROM {jobs} j LEFT JOIN LATERAL (
+                SELECT count(*)::int4 AS ranges,
+                       count(*) FILTER (WHERE status = 'done')::int4 AS done,
+                       CASE WHEN count(*) = 1 THEN min(cursor::text) END AS cursor,
+                       sum(rate) FILTER (WHERE live) AS rate,
+                       min(note) FILTER (WHERE live) AS note,
+                       count(*) FILTER (WHERE live)::int4 AS workers,
+                       count(DISTINCT owner) FILTER (WHERE live)::int4 AS processes,
+                       count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts
+                  FROM (SELECT x.*, x.owner IS NOT NULL AND x.heartbeat_at >
+                               now() - make_interval(secs => coalesce(x.lease_s, {default}))
+                               AS live
+                          FROM {ranges} x WHERE x.job = j.name) AS x) AS r ON true",
+        default = LEASE_TIMEOUT.as_secs()
+    )
+}
+
+fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
+    let count = |i| -> Result<u32, sqlx::Error> {
+        Ok(u32::try_from(row.try_get::<i32, _>(i)?).unwrap_or(0))
+    };
+    let rows_done: i64 = row.try_get(5)?;
+    let batches_done: i64 = row.try_get(6)?;
+    let batch_size: Option<i32> = row.try_get(7)?;
+    Ok(JobRow {
+        name: row.try_get(0)?,
+        table_name: row.try_get(1)?,
+        definition_hash: row.try_get(2)?,
+        status: row.try_get(3)?,
+        range_end: from_json(row.try_get(4)?)?,
+        rows_done: u64::try_from(rows_done).unwrap_or_default(),
+        batches_done: u64::try_from(batches_done).unwrap_or_default(),
+        batch_size: batch_size.and_then(|b| u32::try_from(b).ok()),
+        owner: row.try_get::<Option<String>, _>(8)?.map(Owner),
+        heartbeat_age: row.try_get(9)?,
+        lease_s: row.try_get(10)?,
+        updated_age: row.try_get(11)?,
+        control: row.try_get(12)?,
+        last_error: row.try_get(13)?,
+        cursor: from_json(row.try_get(14)?)?,
+        rate: row.try_get(15)?,
+        note: row.try_get(16)?,
+        ranges: count(17)?,
+        ranges_done: count(18)?,
+        workers: count(19)?,
+        processes: count(20)?,
+        hosts: count(21)?,
+    })
+}
+
+impl Store {
+    /// Whether the ranges table exists (not yet, in a schema made by an older version that no
+    /// run of this version has touched).
+    async fn has_ranges(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        statement("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&self.ranges)
+            .fetch_one(conn)
+            .await?
+            .try_get(0)
+    }
+
+    /// Reads one job's row in the caller's transaction (locking it when `lock` is set).
+    pub async fn fetch(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        lock: bool,
+    ) -> Result<JobRow, StateError> {
+        let has_ranges = match self.has_ranges(conn).await {
+            Ok(has) => has,
+            Err(e) => return Err(self.db("read")(e)),
+        };
+        let sql = format!(
+            "{} WHERE j.name = $1{}",
+            select_sql(self, has_ranges),
+            if lock { " FOR UPDATE OF j" } else { "" }
+        );
+        let row = match statement(&sql).bind(name).fetch_optional(&mut *conn).await {
+            Err(e) if is_missing_table(&e) => None,
+            other => other.map_err(self.db("read"))?,
+        };
+        match row {
+            Some(row) => decode_row(&row).map_err(self.db("read")),
+            None => Err(StateError::UnknownJob {
+                name: name.into(),
+                table: self.jobs.clone(),
+            }),
+        }
+    }
+
+    /// Takes the job's lease if [`admit`] allows it, creating its row on first use (or only
+    /// checks that it may join), and returns the row as it now stands with the admission.
+    /// A restart forgets the job's ranges; a run lays out new ones when there are none.
+    pub async fn claim(
+        &self,
+        conn: &mut PgConnection,
+        claim: &Claim<'_>,
+    ) -> Result<(Admission, JobRow), StateError> {
+        let mut tx = conn.begin().await.map_err(self.db("claim"))?;
+        let insert = format!(
+            "INSERT INTO {} (name, table_name, definition_hash, status) VALUES ($1, $2, $3, 'pending') \
+             ON CONFLICT (name) DO NOTHING",
+            self.jobs
+        );
+        statement(&insert)
+            .bind(claim.name)
+            .bind(claim.table_name)
+            .bind(claim.definition_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("claim"))?;
+        let row = self.fetch(&mut tx, claim.name, true).await?;
+        let leases = self.range_leases(&mut tx, claim.name).await?;
+        let admission = admit(&row, &leases, claim)?;
+        if matches!(admission, Admission::AlreadyDone | Admission::Join) {
+            tx.commit().await.map_err(self.db("claim"))?;
+            return Ok((admission, row));
+        }
+        let restart = admission == Admission::Restart;
+        if restart {
+            let forget = format!("DELETE FROM {} WHERE job = $1", self.ranges);
+            statement(&forget)
+                .bind(claim.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("claim"))?;
+        }
+        let take = format!(
+            "UPDATE {} SET owner = $2, heartbeat_at = now(), lease_s = $6, updated_at = now(), status = 'running', \
+             control = CASE WHEN control = 'pause' THEN control END, last_error = NULL, note = NULL, rate = NULL, table_name = $3, \
+             started_at = CASE WHEN $4 THEN now() ELSE coalesce(started_at, now()) END, \
+             definition_hash = $5, \
+             cursor = CASE WHEN $4 THEN NULL ELSE cursor END, \
+             range_end = CASE WHEN $4 THEN NULL ELSE range_end END, \
+             rows_done = CASE WHEN $4 THEN 0 ELSE rows_done END, \
+             batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
+             finished_at = NULL WHERE name = $1",
+            self.jobs
+        );
+        statement(&take)
+            .bind(claim.name)
+            .bind(&claim.owner.0)
+            .bind(claim.table_name)
+            .bind(restart)
+            .bind(claim.definition_hash)
+            .bind(timeout_secs(claim.lease_timeout))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("claim"))?;
+        let row = self.fetch(&mut tx, claim.name, false).await?;
+        tx.commit().await.map_err(self.db("claim"))?;
+        Ok((admission, row))
+    }
+
+    /// Re-reads the job's row.
+    pub async fn load(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
+        let mut tx = begin_read_only(conn).await.map_err(self.db("read"))?;
+        let row = self.fetch(&mut tx, name, false).await?;
+        tx.commit().await.map_err(self.db("read"))?;
+        Ok(row)
+    }
+
+    /// Every job's row, by name; empty when the state table does not exist yet (nothing is
+    /// created by reading).
+    pub async fn list(&self, conn: &mut PgConnection) -> Result<Vec<JobRow>, StateError> {
+        let mut tx = begin_read_only(conn).await.map_err(self.db("list"))?;
+        let exists: bool = statement("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&self.jobs)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.db("list"))?
+            .get(0);
+        if !exists {
+            return Ok(vec![]);
+        }
+        let has_ranges = self.has_ranges(&mut tx).await.map_err(self.db("list"))?;
+        let sql = format!("{} ORDER BY j.name", select_sql(self, has_ranges));
+        let rows = statement(&sql)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.db("list"))?;
+        let rows = rows
+            .iter()
+            .map(decode_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.db("list"))?;
+        tx.commit().await.map_err(self.db("list"))?;
+        Ok(rows)
+    }
+
+    /// Forgets a job (ranges, cursors, counters, leases) so that the next `run` starts over.
+    /// Refuses while anyone runs it.
+    pub async fn reset(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
+        let mut tx = conn.begin().await.map_err(self.db("reset"))?;
+        let row = self.fetch(&mut tx, name, true).await?;
+        self.refuse_if_running(&mut tx, &row).await?;
+        let sql = format!("DELETE FROM {} WHERE name = $1", self.jobs);
+        statement(&sql)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("reset"))?;
+        tx.commit().await.map_err(self.db("reset"))?;
+        Ok(row)
+    }
+
+    /// `Busy` when the job's lease or any of its range leases is live.
+    async fn refuse_if_running(
+        &self,
+        conn: &mut PgConnection,
+        row: &JobRow,
+    ) -> Result<(), StateError> {
+        let ranges = if row.ranges > 0 {
+            self.range_leases(conn, &row.name).await?
+        } else {
+            vec![]
+        };
+        match row.lease().into_iter().chain(ranges).find(Lease::is_live) {
+            Some(live) => Err(StateError::Busy {
+                name: row.name.clone(),
+                owner: live.owner.0,
+                age: live.heartbeat_age.unwrap_or_default(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the operator's control flag: `pause` and `resume` (clears it) reach every process
+    /// running the job at its next heartbeat. `cancel` does too; a job nobody runs is marked
+    /// cancelled at once.
+    pub async fn control(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        control: Control,
+    ) -> Result<JobRow, StateError> {
+        let mut tx = conn.begin().await.map_err(self.db("control"))?;
+        let row = self.fetch(&mut tx, name, true).await?;
+        let (flag, status) = match control {
+            Control::Pause => (Some("pause"), None),
+            Control::Resume => (None, None),
+            Control::Cancel if row.is_running() => (Some("cancel"), None),
+            Control::Cancel => (None, Some("cancelled")),
+        };
+        let sql = format!(
+            "UPDATE {} SET control = $2, status = coalesce($3, status), updated_at = now() WHERE name = $1",
+            self.jobs
+        );
+        statement(&sql)
+            .bind(name)
+            .bind(flag)
+            .bind(status)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("control"))?;
+        let row = self.fetch(&mut tx, name, false).await?;
+        tx.commit().await.map_err(self.db("control"))?;
+        Ok(row)
+    }
+}
