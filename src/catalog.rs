@@ -44,6 +44,9 @@ pub struct Relation {
 pub struct Column {
     pub name: String,
     pub type_sql: String,
+    /// The column's own collation as SQL (`"pg_catalog"."und-x-icu"`) when it is not its
+    /// type's default: keys read back from text must compare in the column's order.
+    pub collation: Option<String>,
 }
 
 /// How the key columns were chosen.
@@ -110,6 +113,7 @@ impl CatalogError {
 struct ColumnFacts {
     name: String,
     type_sql: String,
+    collation: Option<String>,
     not_null: bool,
     generated: bool,
 }
@@ -126,7 +130,11 @@ const RESOLVE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.r
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
 
 const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-    a.attgenerated <> '' FROM pg_attribute a \
+    a.attgenerated <> '', CASE WHEN a.attcollation <> t.typcollation \
+        THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END \
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+    LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+    LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
     WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
 const INDEXES: &str = "SELECT i.indexrelid::regclass::text, i.indisprimary, i.indisunique, \
@@ -183,6 +191,7 @@ impl Catalog {
                 name: r.get(0),
                 type_sql: r.get(1),
                 not_null: r.get(2),
+                collation: r.get(4),
                 generated: r.get(3),
             })
             .collect::<Vec<_>>();
@@ -298,6 +307,7 @@ fn choose_key(
                 Ok(Column {
                     name: c.name.clone(),
                     type_sql: c.type_sql.clone(),
+                    collation: c.collation.clone(),
                 })
             })
             .collect()

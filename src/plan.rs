@@ -41,8 +41,8 @@ pub struct Plan {
     pub table: String,
     /// Number of key columns.
     pub key_len: usize,
-    /// The key columns' types as SQL, to read keys stored as jsonb back (see
-    /// [`crate::sql::JsonbKey`]).
+    /// The key columns' types as SQL, with the column's collation where it has its own, to
+    /// read keys stored as jsonb back in the key's order (see [`crate::sql::JsonbKey`]).
     pub key_types: Vec<String>,
     /// The walks over the relations that batches update: the table itself, or each of its
     /// leaf partitions, so that a batch never goes through the parent's Append.
@@ -104,7 +104,14 @@ impl Plan {
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
             ),
             key_len: catalog.key.len(),
-            key_types: catalog.key.iter().map(|c| c.type_sql.clone()).collect(),
+            key_types: catalog
+                .key
+                .iter()
+                .map(|c| match &c.collation {
+                    Some(collation) => format!("{} COLLATE {collation}", c.type_sql),
+                    None => c.type_sql.clone(),
+                })
+                .collect(),
             walks: relations
                 .into_iter()
                 .map(|relation| Walk::new(job, catalog, relation))
@@ -292,6 +299,7 @@ mod tests {
                 .map(|(n, t)| Column {
                     name: (*n).into(),
                     type_sql: (*t).into(),
+                    collation: None,
                 })
                 .collect(),
             key_source: KeySource::PrimaryKey("t_pkey".into()),
@@ -438,6 +446,17 @@ b = "x + 1"
             r#"SELECT "tenant"::text, "id"::text, (status_flag IS NULL) IS TRUE FROM "public"."users" TABLESAMPLE SYSTEM ($5::float8) WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id""#
         );
         assert_eq!(plan.key_types, ["text", "integer"]);
+    }
+
+    #[test]
+    fn a_key_column_with_its_own_collation_reads_back_in_its_order() {
+        let mut icu = catalog("public", "orders", &[("tenant", "text"), ("id", "integer")]);
+        icu.key[0].collation = Some(r#""pg_catalog"."und-x-icu""#.into());
+        let plan = Plan::new(&job(USERS), &icu);
+        assert_eq!(
+            plan.key_types,
+            [r#"text COLLATE "pg_catalog"."und-x-icu""#, "integer"]
+        );
     }
 
     #[test]

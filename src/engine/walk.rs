@@ -22,6 +22,17 @@ use super::sizer;
 use super::worker::{Failures, Step, Stop, Worker, millis};
 use super::EngineError;
 
+/// What re-reading a range found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reread {
+    /// Still ours; the copy is up to date.
+    Mine,
+    /// The row could not be read; the copy stays (the next attempt will tell).
+    Unread,
+    /// Another process holds it now, or it is done.
+    Lost,
+}
+
 /// How a walk over one range ended.
 pub(super) enum Walked {
     /// The range is walked to its end and marked done.
@@ -78,7 +89,7 @@ impl Worker<'_, '_, '_> {
                 Step::Stop(stop) => return Ok(Err(stop)),
                 Step::Batch { throttled } => throttled,
             };
-            if std::mem::take(&mut self.doubted) && !self.reload(range).await? {
+            if std::mem::take(&mut self.doubted) && self.reload(range).await? == Reread::Lost {
                 return Ok(Ok(Walked::Lost));
             }
             if range.is_walked() {
@@ -130,16 +141,26 @@ impl Worker<'_, '_, '_> {
                         range: id,
                         reason,
                     });
-                    if !self.reload(range).await? {
+                    if self.reload(range).await? == Reread::Lost {
                         return Ok(Ok(Walked::Lost));
                     }
                 }
                 Err(BatchError::State(StateError::RangeTaken { .. })) => {
                     return Ok(Ok(Walked::Lost));
                 }
-                Err(BatchError::State(StateError::RangeShrunk { .. })) => {
-                    if !self.reload(range).await? {
-                        return Ok(Ok(Walked::Lost));
+                Err(BatchError::State(e @ StateError::RangeShrunk { .. })) => {
+                    let upper = range.upper.clone();
+                    match self.reload(range).await? {
+                        Reread::Lost => return Ok(Ok(Walked::Lost)),
+                        // The checkpoint put the batch outside a range that did not move: the
+                        // key's order in SQL disagrees with the walk's. Stop, never loop.
+                        Reread::Mine if range.upper == upper => {
+                            return Err(EngineError::Batch {
+                                at: describe(range),
+                                source: e.into(),
+                            });
+                        }
+                        _ => {}
                     }
                 }
                 Err(e) => {
@@ -147,7 +168,7 @@ impl Worker<'_, '_, '_> {
                     if let Some(stop) = self.recover(e, Some(at), &mut failures).await? {
                         return Ok(Err(stop));
                     }
-                    if !self.reload(range).await? {
+                    if self.reload(range).await? == Reread::Lost {
                         return Ok(Ok(Walked::Lost));
                     }
                 }
@@ -195,9 +216,8 @@ impl Worker<'_, '_, '_> {
     }
 
     /// Re-reads the range after anything but a commit: a commit may have landed before a
-    /// connection broke, and a split may have moved its upper end. False when it is no longer
-    /// ours (keeps the copy if the row cannot be read: the next attempt will tell).
-    async fn reload(&mut self, range: &mut RangeRow) -> Result<bool, EngineError> {
+    /// connection broke, and a split may have moved its upper end.
+    async fn reload(&mut self, range: &mut RangeRow) -> Result<Reread, EngineError> {
         let store = self.crew.r.store;
         let job = self.crew.job();
         let read = async {
@@ -211,10 +231,11 @@ impl Worker<'_, '_, '_> {
                 let mine = row.lease.as_ref().is_some_and(|l| l.owner == *self.crew.r.owner)
                     && row.worker == Some(self.id)
                     && row.status == "running";
-                if mine {
-                    *range = row;
+                if !mine {
+                    return Ok(Reread::Lost);
                 }
-                Ok(mine)
+                *range = row;
+                Ok(Reread::Mine)
             }
             Ok(None) => Err(EngineError::LeaseLost(format!(
                 "job {:?} was reset while this run was walking it",
@@ -222,7 +243,7 @@ impl Worker<'_, '_, '_> {
             ))),
             Err(e) => {
                 tracing::debug!("cannot re-read range {}: {e}", range.id);
-                Ok(true)
+                Ok(Reread::Unread)
             }
         }
     }

@@ -339,14 +339,14 @@ impl Store {
     ) -> Result<Option<RangeRow>, StateError> {
         let sql = format!(
             "WITH pick AS (
-                 SELECT id FROM {ranges}
+                 SELECT id AS picked FROM {ranges}
                   WHERE job = $1 AND status <> 'done'
                     AND (owner IS NULL OR owner = ANY ($5::text[])
                          OR heartbeat_at < now() - make_interval(secs => coalesce(lease_s, {default})))
                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
              UPDATE {ranges} r SET owner = $2, worker = $3::int4, lease_s = $4::int4, heartbeat_at = now(),
                     status = 'running', rate = NULL, note = NULL, updated_at = now()
-               FROM pick WHERE r.job = $1 AND r.id = pick.id
+               FROM pick WHERE r.job = $1 AND r.id = pick.picked
              RETURNING {RANGE_COLUMNS}",
             ranges = self.ranges,
             default = LEASE_TIMEOUT.as_secs(),
