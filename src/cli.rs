@@ -119,6 +119,9 @@ pub struct PlanArgs {
     /// Count pending rows exactly with count(*) instead of the planner's estimate.
     #[arg(long)]
     pub exact_count: bool,
+    /// Show the connections `run --workers N` would hold, and whether the server has room.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Option<u32>,
     #[command(flatten)]
     pub monitor: MonitorArg,
 }

@@ -20,8 +20,9 @@ use crate::monitor::sight::{self, Sight};
 use crate::plan::Plan;
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
+use crate::report;
 use crate::report::PlanReport;
-use crate::state::{Control, Owner, Store};
+use crate::state::{Control, Owner, RangeRow, Store};
 
 /// How a command ended without an error; each maps to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,25 @@ async fn monitor_sight(
     Ok(Some(sight))
 }
 
+/// The connections a process of `job` would hold with `workers` (else the job's own count),
+/// against the server's room for them now.
+async fn budget(
+    conn: &mut PgConnection,
+    job: &Job,
+    workers: Option<u32>,
+) -> Result<preflight::Budget> {
+    let (in_use, max_connections) = preflight::connections(conn)
+        .await
+        .context("cannot read the server's connections")?;
+    Ok(preflight::Budget {
+        workers: workers.unwrap_or(job.batch.workers),
+        monitor: job.throttle.enabled,
+        in_use,
+        max_connections,
+        share: job.throttle.max_connection_use,
+    })
+}
+
 /// A job made ready to run: validated file, catalog facts, statements.
 pub struct Prepared {
     pub job: Job,
@@ -167,7 +187,16 @@ pub async fn run(
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        prepared.push(prepare(&mut conn, job).await?.0);
+        let p = prepare(&mut conn, job).await?.0;
+        let budget = budget(&mut conn, &p.job, args.workers).await?;
+        if !budget.fits() {
+            let source = p.job.source.display().to_string();
+            return Err(
+                anyhow::Error::new(preflight::PreflightError::TooManyWorkers(budget))
+                    .context(source),
+            );
+        }
+        prepared.push(p);
     }
     let policies: Vec<&ThrottlePolicy> = prepared.iter().map(|p| &p.job.throttle).collect();
     let sight = monitor_sight(
@@ -256,6 +285,7 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
     let (p, checked) = prepare(&mut conn, job).await?;
     let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
+    let budget = budget(&mut conn, &p.job, args.workers).await?;
     let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
         .await
         .context("cannot estimate the pending rows")?;
@@ -277,6 +307,7 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
             store: &store,
             state: state.as_ref(),
             sight: sight.as_ref(),
+            budget: &budget,
         })
     );
     Ok(Exit::Success)
@@ -326,12 +357,40 @@ pub async fn verify_job(
 /// `backfill status`.
 pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     let (_, mut conn) = connect(global, "backfill:status").await?;
-    let rows = Store::new(&global.state_schema).list(&mut conn).await?;
-    if args.json {
-        let list: Vec<_> = rows.iter().map(crate::report::status_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+    let store = Store::new(&global.state_schema);
+    let rows = store.list(&mut conn).await?;
+    let ranges = if args.ranges {
+        store.all_ranges(&mut conn).await?
     } else {
-        print!("{}", crate::report::status_table(&rows));
+        vec![]
+    };
+    hang_up(conn).await;
+    let of = |job: &str| -> Vec<RangeRow> {
+        ranges
+            .iter()
+            .filter(|(j, _)| j == job)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let mut v = report::status_json(row);
+                if args.ranges {
+                    v["ranges"] = of(&row.name).iter().map(report::range_json).collect();
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if args.ranges && !rows.is_empty() {
+        for row in &rows {
+            print!("{}", report::status_table(std::slice::from_ref(row)));
+            print!("{}", report::ranges_table(&of(&row.name), &row.table_name));
+        }
+    } else {
+        print!("{}", report::status_table(&rows));
     }
     Ok(Exit::Success)
 }

@@ -413,7 +413,8 @@ b = "x + 1"
             &catalog("public", "orders", &[("id", "bigint")]),
         );
         assert!(
-            plan.walks[0].update
+            plan.walks[0]
+                .update
                 .from_start
                 .contains(r#"SET "a" = (1), "b" = (x + 1) WHERE"#)
         );
@@ -476,8 +477,13 @@ b = "x + 1"
         let plan = Plan::new(&job(USERS), &parent);
         assert!(plan.by_partition());
         let relations: Vec<&str> = plan.walks.iter().map(|w| w.relation.as_str()).collect();
-        assert_eq!(relations, [r#""public"."events_1""#, r#""archive"."events_0""#]);
-        let leaf = plan.walk(r#""archive"."events_0""#).expect("a walk per leaf");
+        assert_eq!(
+            relations,
+            [r#""public"."events_1""#, r#""archive"."events_0""#]
+        );
+        let leaf = plan
+            .walk(r#""archive"."events_0""#)
+            .expect("a walk per leaf");
         assert_eq!(
             leaf.update.from_start,
             r#"UPDATE "archive"."events_0" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
@@ -509,7 +515,8 @@ b = "x + 1"
             ),
         );
         assert!(
-            plan.walks[0].update
+            plan.walks[0]
+                .update
                 .from_start
                 .contains("($1::timestamp with time zone, $2::numeric(10,2))")
         );

@@ -57,8 +57,85 @@ pub enum PreflightError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "{} worker{} would hold {} connections ({} batch, {}) and take the server to {} of max_connections {}, past max_connection_use {} ({}); at most {} worker{} fit now — use fewer (`run --workers`, `[batch] workers`) or add processes on other hosts later with `run --join`",
+        .0.workers, plural(.0.workers), .0.per_process(), .0.workers, .0.extras_text(),
+        .0.in_use + .0.per_process(), .0.max_connections, .0.share, .0.limit(), .0.most_workers(),
+        plural(.0.most_workers())
+    )]
+    TooManyWorkers(Budget),
     #[error("cannot check the job against the database")]
     Database(#[source] sqlx::Error),
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The connections one process of a job holds, against the server's room for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    /// Batch loops of the process, one connection each.
+    pub workers: u32,
+    /// The monitor runs (one more connection); the heartbeat always does.
+    pub monitor: bool,
+    /// Client connections in use now, other than the one asking.
+    pub in_use: u32,
+    pub max_connections: u32,
+    /// `[throttle] max_connection_use`.
+    pub share: f64,
+}
+
+impl Budget {
+    /// Connections one process holds: its workers', the heartbeat's and the monitor's.
+    pub fn per_process(&self) -> u32 {
+        self.workers + 1 + u32::from(self.monitor)
+    }
+
+    fn extras_text(&self) -> &'static str {
+        if self.monitor {
+            "the monitor's and the heartbeat's"
+        } else {
+            "the heartbeat's"
+        }
+    }
+
+    /// The connections the monitor throttles above.
+    pub fn limit(&self) -> u32 {
+        (self.share * f64::from(self.max_connections)).floor() as u32
+    }
+
+    /// True unless the workers alone would push the server past `max_connection_use`. One
+    /// worker always fits: that is how a run behaved before workers, and the monitor throttles
+    /// it if the server is busy.
+    pub fn fits(&self) -> bool {
+        self.workers <= 1 || self.in_use + self.per_process() <= self.limit()
+    }
+
+    /// The most workers that fit now (at least one).
+    pub fn most_workers(&self) -> u32 {
+        let room = self.limit().saturating_sub(self.in_use);
+        room.saturating_sub(self.per_process() - self.workers)
+            .max(1)
+    }
+}
+
+/// Client connections in use (other than this one) and `max_connections`.
+pub async fn connections(conn: &mut PgConnection) -> Result<(u32, u32), sqlx::Error> {
+    let mut tx = begin_read_only(conn).await?;
+    let row = statement(
+        "SELECT (SELECT count(*) FROM pg_stat_activity \
+                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int4, \
+                current_setting('max_connections')::int4",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let (in_use, max): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
+    tx.commit().await?;
+    Ok((
+        u32::try_from(in_use).unwrap_or(0),
+        u32::try_from(max).unwrap_or(0),
+    ))
 }
 
 impl PreflightError {
@@ -66,7 +143,9 @@ impl PreflightError {
     pub fn is_invalid_job(&self) -> bool {
         matches!(
             self,
-            PreflightError::Rejected { .. } | PreflightError::ThrottleQuery { .. }
+            PreflightError::Rejected { .. }
+                | PreflightError::ThrottleQuery { .. }
+                | PreflightError::TooManyWorkers(_)
         )
     }
 }
@@ -194,6 +273,39 @@ fn plan_rows(doc: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn budget(workers: u32, in_use: u32) -> Budget {
+        Budget {
+            workers,
+            monitor: true,
+            in_use,
+            max_connections: 100,
+            share: 0.70,
+        }
+    }
+
+    #[test]
+    fn workers_that_fit_under_max_connection_use_are_allowed() {
+        assert_eq!(budget(4, 10).per_process(), 6);
+        assert!(budget(4, 10).fits());
+        assert!(budget(4, 64).fits(), "64 + 6 = 70, at the limit");
+        assert!(!budget(4, 65).fits());
+    }
+
+    #[test]
+    fn one_worker_always_fits() {
+        assert!(budget(1, 99).fits());
+    }
+
+    #[test]
+    fn the_refusal_says_how_many_workers_fit() {
+        let err = PreflightError::TooManyWorkers(budget(8, 61));
+        assert!(err.is_invalid_job());
+        assert_eq!(
+            err.to_string(),
+            "8 workers would hold 10 connections (8 batch, the monitor's and the heartbeat's) and take the server to 71 of max_connections 100, past max_connection_use 0.7 (70); at most 7 workers fit now — use fewer (`run --workers`, `[batch] workers`) or add processes on other hosts later with `run --join`"
+        );
+    }
 
     #[test]
     fn plan_rows_reads_the_top_node() {

@@ -10,9 +10,14 @@ use crate::job::{Job, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
+use crate::preflight::Budget;
 use crate::preflight::Preflight;
 use crate::state::LEASE_TIMEOUT;
 use crate::state::{JobRow, RangeSql, Store};
+
+mod ranges;
+
+pub use ranges::{range_json, ranges_table};
 
 /// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
 pub struct PlanReport<'a> {
@@ -28,6 +33,8 @@ pub struct PlanReport<'a> {
     pub state: Option<&'a JobRow>,
     /// What the monitor's role may see and do; `None` when throttling is off.
     pub sight: Option<&'a Sight>,
+    /// The connections one process of the job would hold, and the server's room.
+    pub budget: &'a Budget,
 }
 
 /// The dry run's report: checks, the SQL of one batch, EXPLAINs, the estimate, the state, and
@@ -43,6 +50,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         store,
         state,
         sight,
+        budget,
     } = report;
     let mut out = String::new();
     let key: Vec<String> = catalog
@@ -79,6 +87,9 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         )
     };
     let _ = writeln!(out, "triggers  {triggers}");
+    if catalog.partitioned {
+        let _ = writeln!(out, "{}", partitions(plan));
+    }
     let _ = writeln!(out, "where     {}", job.filter);
     for a in &job.set {
         let _ = writeln!(
@@ -97,6 +108,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         humantime::format_duration(b.target),
         humantime::format_duration(b.pause)
     );
+    let _ = writeln!(out, "{}", workers(budget));
     let _ = writeln!(
         out,
         "timeouts  statement {}, lock {}",
@@ -169,6 +181,48 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         let _ = writeln!(out, "\nwarning: {warning}");
     }
     out
+}
+
+/// `partitions 3 leaves, each walked on its own: …`.
+fn partitions(plan: &Plan) -> String {
+    match plan.walks.len() {
+        0 => "partitions none yet; a run finishes at once".to_owned(),
+        n => format!(
+            "partitions {n} lea{}, each walked and updated on its own: {}",
+            if n == 1 { "f" } else { "ves" },
+            plan.walks
+                .iter()
+                .map(|w| w.relation.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `workers   4 per process: 6 connections …`, with a warning when they do not fit.
+fn workers(b: &Budget) -> String {
+    let extras = if b.monitor {
+        "monitor, heartbeat"
+    } else {
+        "heartbeat"
+    };
+    let mut line = format!(
+        "workers   {} per process: {} connections ({} batch, {extras}); the server has {} of max_connections {} in use, {} under max_connection_use {}",
+        b.workers,
+        b.per_process(),
+        b.workers,
+        b.in_use,
+        b.max_connections,
+        b.limit(),
+        b.share
+    );
+    if !b.fits() {
+        line.push_str(&format!(
+            " — too many: `run` refuses; at most {} fit now",
+            b.most_workers()
+        ));
+    }
+    line
 }
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
@@ -304,11 +358,19 @@ pub fn status_table(rows: &[JobRow]) -> String {
         let updated = row
             .updated_age
             .map_or("-".to_owned(), |a| format!("{} ago", age(a)));
-        let note = row
-            .note
-            .as_deref()
-            .or(row.last_error.as_deref())
-            .unwrap_or("");
+        let crew = match (row.workers, row.processes, row.hosts) {
+            (0 | 1, _, _) => String::new(),
+            (w, _, h) if h > 1 => format!("{w} workers on {h} hosts; "),
+            (w, p, _) if p > 1 => format!("{w} workers in {p} processes; "),
+            (w, _, _) => format!("{w} workers; "),
+        };
+        let note = format!(
+            "{crew}{}",
+            row.note
+                .as_deref()
+                .or(row.last_error.as_deref())
+                .unwrap_or("")
+        );
         let status = describe_status(row);
         let control = match row.control.as_deref() {
             Some(c) => format!(" [{c} requested]"),
@@ -339,6 +401,11 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
         "heartbeat_age_s": row.heartbeat_age,
         "updated_age_s": row.updated_age,
         "control": row.control,
+        "ranges": row.ranges,
+        "ranges_done": row.ranges_done,
+        "workers": row.workers,
+        "processes": row.processes,
+        "hosts": row.hosts,
         "rate": row.rate,
         "note": row.note,
         "last_error": row.last_error,

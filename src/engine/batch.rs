@@ -89,7 +89,15 @@ pub async fn run(
     let holder = crew.holder(worker);
     crew.r
         .store
-        .checkpoint(&mut tx, crew.share.sql, &holder, range.id, &upper, rows, size)
+        .checkpoint(
+            &mut tx,
+            crew.share.sql,
+            &holder,
+            range.id,
+            &upper,
+            rows,
+            size,
+        )
         .await?;
     tx.commit().await?;
     Ok(Committed {

@@ -317,10 +317,13 @@ impl Lead<'_, '_> {
         });
         let app = application_name(&self.r.job.name);
         let mut ends = std::pin::pin!(join_all(
-            conns
-                .into_iter()
-                .enumerate()
-                .map(|(i, c)| Worker::new(&crew, i as u32, c, app.clone()).run())
+            conns.into_iter().enumerate().map(|(i, c)| Worker::new(
+                &crew,
+                i as u32,
+                c,
+                app.clone()
+            )
+            .run())
         ));
         let mut beats = self.heartbeat.watch();
         let mut shown = (0, 0, 0);

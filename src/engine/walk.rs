@@ -17,10 +17,10 @@ use crate::monitor::Monitor;
 use crate::rate::RateWindow;
 use crate::state::{RangeRow, StateError};
 
+use super::EngineError;
 use super::batch::{self, BatchError, Committed};
 use super::sizer;
 use super::worker::{Failures, Step, Stop, Worker, millis};
-use super::EngineError;
 
 /// What re-reading a range found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,13 @@ impl Worker<'_, '_, '_> {
     }
 
     /// Takes in a committed batch: the range's copy, the rate, the event.
-    fn committed(&mut self, range: &mut RangeRow, done: &Committed, size: u32, rate: &mut RateWindow) {
+    fn committed(
+        &mut self,
+        range: &mut RangeRow,
+        done: &Committed,
+        size: u32,
+        rate: &mut RateWindow,
+    ) {
         range.cursor = Some(done.upper.clone());
         range.rows_done += done.rows;
         range.batches_done += 1;
@@ -228,7 +234,10 @@ impl Worker<'_, '_, '_> {
         };
         match read.await {
             Ok(Some(row)) => {
-                let mine = row.lease.as_ref().is_some_and(|l| l.owner == *self.crew.r.owner)
+                let mine = row
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.owner == *self.crew.r.owner)
                     && row.worker == Some(self.id)
                     && row.status == "running";
                 if !mine {

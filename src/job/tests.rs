@@ -426,7 +426,13 @@ fn problem_is_available_for_matching() {
 #[test]
 fn workers_default_to_one_and_stay_within_bounds() {
     assert_eq!(parse(&with("")).unwrap().batch.workers, 1);
-    assert_eq!(parse(&with("[batch]\nworkers = 64\n")).unwrap().batch.workers, 64);
+    assert_eq!(
+        parse(&with("[batch]\nworkers = 64\n"))
+            .unwrap()
+            .batch
+            .workers,
+        64
+    );
     for bad in [0, 65, -1] {
         let err = parse(&with(&format!("[batch]\nworkers = {bad}\n"))).unwrap_err();
         assert_eq!(err.problem(), Some(&Problem::WorkersOutOfBounds(bad)));

@@ -203,7 +203,11 @@ impl Task {
             let policy = &self.watch.policy;
             let decision = policy::decide(policy, &snapshot, &history);
             history.record(policy, &snapshot);
-            self.account(&batches, &ours.waiting, at.saturating_duration_since(previous));
+            self.account(
+                &batches,
+                &ours.waiting,
+                at.saturating_duration_since(previous),
+            );
             previous = at;
             let yield_now = decision.action == Action::Yield;
             // Published before the cancel, so that the batch loop knows why its batch failed.

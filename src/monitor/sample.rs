@@ -126,7 +126,13 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
     let (mut tx, _) = begin_bounded(conn, probe.timeout, SAMPLE_LOCK_TIMEOUT, true).await?;
     let rows = statement(&locks_sql())
         .bind(probe.batches.iter().map(|b| b.pid).collect::<Vec<_>>())
-        .bind(probe.batches.iter().map(|b| b.xact_start_us).collect::<Vec<_>>())
+        .bind(
+            probe
+                .batches
+                .iter()
+                .map(|b| b.xact_start_us)
+                .collect::<Vec<_>>(),
+        )
         .bind(probe.relations)
         .bind(probe.ours)
         .fetch_all(&mut *tx)

@@ -404,7 +404,11 @@ fn the_bar_names_the_workers_and_hosts_of_every_process() {
     assert!(track.progress_text().contains("3 workers in 2 processes"));
     assert!(!track.apply(&crew(3, 2, 1), t0 + secs(18)), "no news");
     track.apply(&crew(1, 1, 1), t0 + secs(19));
-    assert!(!track.bar_message().contains("worker"), "{}", track.bar_message());
+    assert!(
+        !track.bar_message().contains("worker"),
+        "{}",
+        track.bar_message()
+    );
 }
 
 #[test]

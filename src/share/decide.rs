@@ -62,7 +62,8 @@ pub fn split_points(sample: &[Sampled], pieces: usize) -> Vec<Key> {
 /// (`TABLESAMPLE SYSTEM`): enough blocks to place the cuts and estimate each piece's keys,
 /// never the whole of a large table.
 pub fn layout_percent(blocks: u64, pieces: usize) -> f64 {
-    let want = (LAYOUT_BLOCKS_PER_PIECE * pieces as u64).clamp(LAYOUT_BLOCKS_MIN, LAYOUT_BLOCKS_MAX);
+    let want =
+        (LAYOUT_BLOCKS_PER_PIECE * pieces as u64).clamp(LAYOUT_BLOCKS_MIN, LAYOUT_BLOCKS_MAX);
     percent(want, blocks)
 }
 
@@ -121,7 +122,13 @@ pub fn victim(ranges: &[RangeRow], min_keys: u64) -> Option<&RangeRow> {
         .iter()
         .filter(|r| r.status == "running" && r.lease.as_ref().is_some_and(Lease::is_live))
         .filter(|r| r.remaining_keys().is_none_or(|k| k >= min_keys))
-        .max_by_key(|r| (r.remaining_keys().is_some(), r.remaining_keys(), Reverse(r.id)))
+        .max_by_key(|r| {
+            (
+                r.remaining_keys().is_some(),
+                r.remaining_keys(),
+                Reverse(r.id),
+            )
+        })
 }
 
 /// The owners among `leases` that may be taken over at once: processes of this host that no

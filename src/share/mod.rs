@@ -16,7 +16,9 @@ pub mod decide;
 use sqlx::{Connection as _, PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement};
+use crate::db::{
+    Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
+};
 use crate::job::Timeouts;
 use crate::plan::{Plan, Walk};
 use crate::state::{Holder, JobRow, Key, NewRange, RangeRow, RangeSql, Split, StateError, Store};
@@ -126,7 +128,9 @@ impl Share<'_> {
             }
             None => self.cut_relations(&mut tx, pieces).await?,
         };
-        self.store.lay_out(&mut tx, job, &ranges, end.as_ref()).await?;
+        self.store
+            .lay_out(&mut tx, job, &ranges, end.as_ref())
+            .await?;
         tx.commit().await.map_err(self.read(&self.plan.table))
     }
 
@@ -148,7 +152,9 @@ impl Share<'_> {
             else {
                 continue;
             };
-            let blocks = relation_blocks(conn, &walk.relation).await.map_err(read())?;
+            let blocks = relation_blocks(conn, &walk.relation)
+                .await
+                .map_err(read())?;
             let percent = decide::layout_percent(blocks, pieces);
             let sample = self
                 .sample(conn, walk, None, &end, percent)
@@ -198,7 +204,8 @@ impl Share<'_> {
     ) -> Result<Option<Key>, sqlx::Error> {
         let keys = cursor.into_iter().flatten().chain(upper).map(Some);
         let offset = i64::try_from(n.saturating_sub(1)).unwrap_or(i64::MAX);
-        let query = bind_keys(statement(walk.upper_bound.pick(cursor.is_some())), keys).bind(offset);
+        let query =
+            bind_keys(statement(walk.upper_bound.pick(cursor.is_some())), keys).bind(offset);
         fetch_key(query, conn).await
     }
 
@@ -216,7 +223,9 @@ impl Share<'_> {
                 from: None,
             });
         }
-        let mut tx = begin_read_only(conn).await.map_err(self.read(&self.plan.table))?;
+        let mut tx = begin_read_only(conn)
+            .await
+            .map_err(self.read(&self.plan.table))?;
         let ranges = store.ranges(&mut tx, w.job).await?;
         tx.commit().await.map_err(self.read(&self.plan.table))?;
         if ranges.iter().all(|r| r.status == "done") {
@@ -279,7 +288,9 @@ impl Share<'_> {
         victim: &RangeRow,
     ) -> Result<Option<Key>, sqlx::Error> {
         let (cursor, upper) = (victim.cursor.as_ref(), &victim.upper);
-        let enough = self.key_at(conn, walk, cursor, upper, self.min_keys).await?;
+        let enough = self
+            .key_at(conn, walk, cursor, upper, self.min_keys)
+            .await?;
         if enough.is_none() {
             return Ok(None);
         }
@@ -351,12 +362,11 @@ fn pieces_of(
 /// The relation's size in blocks (exact, unlike `reltuples`, which is -1 or 0 before the
 /// first `ANALYZE`).
 async fn relation_blocks(conn: &mut PgConnection, relation: &str) -> Result<u64, sqlx::Error> {
-    let blocks: i64 = statement(
-        "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8",
-    )
-    .bind(relation)
-    .fetch_one(conn)
-    .await?
-    .try_get(0)?;
+    let blocks: i64 =
+        statement("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8")
+            .bind(relation)
+            .fetch_one(conn)
+            .await?
+            .try_get(0)?;
     Ok(u64::try_from(blocks).unwrap_or(0))
 }

@@ -153,7 +153,10 @@ impl Store {
         };
         let (status, error) = match how {
             _ if all_done => ("done", None),
-            Release::Failed(e) => (if others_run { "running" } else { "failed" }, Some(e.as_str())),
+            Release::Failed(e) => (
+                if others_run { "running" } else { "failed" },
+                Some(e.as_str()),
+            ),
             _ if others_run => ("running", None),
             Release::Done | Release::Stopped => ("stopped", None),
             Release::Cancelled => ("cancelled", None),

@@ -220,7 +220,7 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
 impl Store {
     /// Whether the ranges table exists (not yet, in a schema made by an older version that no
     /// run of this version has touched).
-    async fn has_ranges(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    pub(super) async fn has_ranges(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         statement("SELECT to_regclass($1) IS NOT NULL")
             .bind(&self.ranges)
             .fetch_one(conn)

@@ -86,9 +86,7 @@ impl Lease {
     /// True while the holder may still be running: it beat within its timeout and, if it ran
     /// on this host, its process still exists.
     pub fn is_live(&self) -> bool {
-        self.heartbeat_age
-            .is_some_and(|age| age < self.timeout())
-            && !self.owner.is_dead_here()
+        self.heartbeat_age.is_some_and(|age| age < self.timeout()) && !self.owner.is_dead_here()
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::statement;
+use crate::db::{begin_read_only, statement};
 use crate::sql::JsonbKey;
 
 use super::lease::{LEASE_TIMEOUT, Lease, Owner, timeout_secs};
@@ -157,36 +157,43 @@ const RANGE_COLUMNS: &str = "id, relation, lower::text, upper::text, cursor::tex
     batches_done, keys_estimate, keys_walked, batch_size, rate, note";
 
 fn decode_range(row: &sqlx::postgres::PgRow) -> Result<RangeRow, sqlx::Error> {
+    decode_range_from(row, 0)
+}
+
+/// A [`RangeRow`] from [`RANGE_COLUMNS`] starting at column `at`.
+fn decode_range_from(row: &sqlx::postgres::PgRow, at: usize) -> Result<RangeRow, sqlx::Error> {
     let unsigned = |v: i64| u64::try_from(v).unwrap_or_default();
-    let id: i32 = row.try_get(0)?;
-    let owner: Option<String> = row.try_get(6)?;
+    let get = |i: usize| i + at;
+    let id: i32 = row.try_get(get(0))?;
+    let owner: Option<String> = row.try_get(get(6))?;
     Ok(RangeRow {
         id: u32::try_from(id).unwrap_or_default(),
-        relation: row.try_get(1)?,
-        lower: from_json(row.try_get(2)?)?,
-        upper: from_json(row.try_get(3)?)?.unwrap_or_default(),
-        cursor: from_json(row.try_get(4)?)?,
-        status: row.try_get(5)?,
-        lease: owner.map(|owner| -> Result<Lease, sqlx::Error> {
-            Ok(Lease {
-                owner: Owner(owner),
-                heartbeat_age: row.try_get(7)?,
-                timeout_s: row.try_get(8)?,
+        relation: row.try_get(get(1))?,
+        lower: from_json(row.try_get(get(2))?)?,
+        upper: from_json(row.try_get(get(3))?)?.unwrap_or_default(),
+        cursor: from_json(row.try_get(get(4))?)?,
+        status: row.try_get(get(5))?,
+        lease: owner
+            .map(|owner| -> Result<Lease, sqlx::Error> {
+                Ok(Lease {
+                    owner: Owner(owner),
+                    heartbeat_age: row.try_get(get(7))?,
+                    timeout_s: row.try_get(get(8))?,
+                })
             })
-        })
-        .transpose()?,
+            .transpose()?,
         worker: row
-            .try_get::<Option<i32>, _>(9)?
+            .try_get::<Option<i32>, _>(get(9))?
             .and_then(|w| u32::try_from(w).ok()),
-        rows_done: unsigned(row.try_get(10)?),
-        batches_done: unsigned(row.try_get(11)?),
-        keys_estimate: row.try_get::<Option<i64>, _>(12)?.map(unsigned),
-        keys_walked: unsigned(row.try_get(13)?),
+        rows_done: unsigned(row.try_get(get(10))?),
+        batches_done: unsigned(row.try_get(get(11))?),
+        keys_estimate: row.try_get::<Option<i64>, _>(get(12))?.map(unsigned),
+        keys_walked: unsigned(row.try_get(get(13))?),
         batch_size: row
-            .try_get::<Option<i32>, _>(14)?
+            .try_get::<Option<i32>, _>(get(14))?
             .and_then(|b| u32::try_from(b).ok()),
-        rate: row.try_get(15)?,
-        note: row.try_get(16)?,
+        rate: row.try_get(get(15))?,
+        note: row.try_get(get(16))?,
     })
 }
 
@@ -258,6 +265,39 @@ impl Store {
             .map_err(self.db("read the ranges"))
     }
 
+    /// Every range of every job, by job and id; empty when the ranges table does not exist
+    /// (nothing is created by reading).
+    pub async fn all_ranges(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<(String, RangeRow)>, StateError> {
+        let mut tx = begin_read_only(conn)
+            .await
+            .map_err(self.db("list the ranges"))?;
+        if !self
+            .has_ranges(&mut tx)
+            .await
+            .map_err(self.db("list the ranges"))?
+        {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT job, {RANGE_COLUMNS} FROM {} ORDER BY job, id",
+            self.ranges
+        );
+        let rows = statement(&sql)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.db("list the ranges"))?;
+        let ranges = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, decode_range_from(row, 1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(self.db("list the ranges"))?;
+        tx.commit().await.map_err(self.db("list the ranges"))?;
+        Ok(ranges)
+    }
+
     /// One range of the job.
     pub async fn range(
         &self,
@@ -300,7 +340,12 @@ impl Store {
         let json = |k: &Option<Key>| k.as_deref().map(to_json);
         statement(&sql)
             .bind(job)
-            .bind(ranges.iter().map(|r| r.relation.clone()).collect::<Vec<_>>())
+            .bind(
+                ranges
+                    .iter()
+                    .map(|r| r.relation.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(ranges.iter().map(|r| json(&r.lower)).collect::<Vec<_>>())
             .bind(ranges.iter().map(|r| to_json(&r.upper)).collect::<Vec<_>>())
             .bind(ranges.iter().map(|r| json(&r.cursor)).collect::<Vec<_>>())
@@ -311,7 +356,12 @@ impl Store {
                     .collect::<Vec<_>>(),
             )
             .bind(ranges.iter().map(|r| int8(r.rows_done)).collect::<Vec<_>>())
-            .bind(ranges.iter().map(|r| int8(r.batches_done)).collect::<Vec<_>>())
+            .bind(
+                ranges
+                    .iter()
+                    .map(|r| int8(r.batches_done))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await
             .map_err(self.db("lay out the ranges"))?;
@@ -476,7 +526,12 @@ impl Store {
     }
 
     /// Why a statement that required our lease on `range` changed nothing.
-    async fn why_not_mine(&self, conn: &mut PgConnection, w: &Holder<'_>, range: u32) -> StateError {
+    async fn why_not_mine(
+        &self,
+        conn: &mut PgConnection,
+        w: &Holder<'_>,
+        range: u32,
+    ) -> StateError {
         match self.range(conn, w.job, range).await {
             Ok(Some(row)) => match row.lease {
                 Some(lease) if &lease.owner == w.owner => StateError::RangeShrunk {

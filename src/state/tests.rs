@@ -66,7 +66,9 @@ fn new_job_runs() {
 #[test]
 fn live_lease_elsewhere_refuses() {
     let me = Owner::this_process();
-    let err = admit(&row("running", Some(OTHER_HOST), Some(1.0)), &[],
+    let err = admit(
+        &row("running", Some(OTHER_HOST), Some(1.0)),
+        &[],
         &claim(&me, "h1", false),
     )
     .unwrap_err();
@@ -76,7 +78,9 @@ fn live_lease_elsewhere_refuses() {
 #[test]
 fn restart_does_not_override_a_live_lease() {
     let me = Owner::this_process();
-    let err = admit(&row("running", Some(OTHER_HOST), Some(1.0)), &[],
+    let err = admit(
+        &row("running", Some(OTHER_HOST), Some(1.0)),
+        &[],
         &claim(&me, "h1", true),
     )
     .unwrap_err();
@@ -88,7 +92,9 @@ fn stale_lease_is_taken_over() {
     let me = Owner::this_process();
     let stale = LEASE_TIMEOUT.as_secs_f64() + 1.0;
     assert_eq!(
-        admit(&row("running", Some(OTHER_HOST), Some(stale)), &[],
+        admit(
+            &row("running", Some(OTHER_HOST), Some(stale)),
+            &[],
             &claim(&me, "h1", false)
         )
         .unwrap(),
@@ -101,7 +107,9 @@ fn lease_of_a_dead_process_on_this_host_is_taken_over_at_once() {
     let me = Owner::this_process();
     let dead = format!("{}:{}:00000001", hostname(), u32::MAX - 1);
     assert_eq!(
-        admit(&row("running", Some(&dead), Some(0.5)), &[],
+        admit(
+            &row("running", Some(&dead), Some(0.5)),
+            &[],
             &claim(&me, "h1", false)
         )
         .unwrap(),
