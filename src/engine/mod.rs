@@ -182,6 +182,7 @@ pub async fn run(
                 .clone()
                 .unwrap_or_else(|| r.target.clone()),
             application_name: monitor_application_name(&r.job.name),
+            job_application_name: app.clone(),
             table: r.plan.table.clone(),
         })
     });

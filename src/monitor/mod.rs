@@ -25,7 +25,7 @@ use crate::db::{Backend, Target, error_chain, hang_up};
 use crate::job::ThrottlePolicy;
 
 pub use policy::{Action, Decision, Signal};
-use policy::{History, Load, Reading, Snapshot};
+use policy::{History, Reading, Snapshot};
 pub use sample::throttle_query_sql;
 
 /// The monitor's connection, made on first use and after a failure.
@@ -54,6 +54,9 @@ pub struct Watch {
     /// Where to connect (`--monitor-url`, or the main URL).
     pub target: Target,
     pub application_name: String,
+    /// The `application_name` of the job's own sessions, which `max_active_sessions` does not
+    /// count.
+    pub job_application_name: String,
     /// The target table as SQL (`"public"."items"`).
     pub table: String,
 }
@@ -154,8 +157,8 @@ struct Task {
     batch: watch::Receiver<Option<Backend>>,
     seen: Arc<Mutex<BatchWatch>>,
     conn: Option<PgConnection>,
-    /// The last full sample's load, `throttle_query` and `throttle_file`, reused by the lock-only
-    /// samples taken in between.
+    /// The last full sample's load, WAL retention, `throttle_query` and `throttle_file`, reused
+    /// by the lock-only samples taken in between.
     last_full: Option<Reading>,
     /// When the last full sample was tried, whether it succeeded or not: the next is due `poll`
     /// later (so that a server that is down is not hammered).
@@ -238,6 +241,7 @@ impl Task {
             table: &self.watch.table,
             batch,
             full,
+            job_application_name: &self.watch.job_application_name,
             throttle_query: policy.throttle_query.as_deref(),
             timeout: sample_timeout(policy),
         };
@@ -257,7 +261,7 @@ impl Task {
         };
         reading.locks = sampled.locks;
         if full {
-            reading.load = sampled.load.unwrap_or_else(Load::default);
+            (reading.load, reading.wal) = sampled.load.unwrap_or_default();
             reading.throttle_query = sampled.throttle_query;
             reading.throttle_file = policy
                 .throttle_file

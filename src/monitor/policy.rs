@@ -8,7 +8,7 @@
 //! flap. Knows nothing of SQL or clocks: the caller passes the time inside the snapshot.
 //!
 //! Layout: one module per family of signals turns its part of the reading into signals
-//! (`locks`, `load`); this one ranks them and keeps the history.
+//! (`locks`, `load`, `wal`); this one ranks them and keeps the history.
 
 use std::fmt;
 use std::path::Path;
@@ -18,9 +18,11 @@ use crate::job::ThrottlePolicy;
 
 mod load;
 mod locks;
+mod wal;
 
-pub use load::{Load, Replica};
+pub use load::{Autovacuum, Load, Replica};
 pub use locks::{Locks, TableLock};
+pub use wal::{Archiver, Slot, Wal};
 
 /// What the monitor read at one moment, or why it could not.
 #[derive(Debug, Clone)]
@@ -36,6 +38,7 @@ pub struct Snapshot {
 pub struct Reading {
     pub locks: Locks,
     pub load: Load,
+    pub wal: Wal,
     /// What `throttle_query` returned (no row or NULL is 0); `None` when there is none.
     pub throttle_query: Option<f64>,
     /// `throttle_file` exists.
@@ -63,6 +66,7 @@ pub enum Action {
 }
 
 /// Which signal fired; a run reports a new reason only when this (or the action) changes.
+/// Declared in DESIGN §5's order, which breaks ties between equally severe signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     WaitingOnBatch,
@@ -73,6 +77,10 @@ pub enum Signal {
     ThrottleQuery,
     ThrottleFile,
     MonitorLost,
+    ReplicationSlot,
+    Archiver,
+    ActiveSessions,
+    Autovacuum,
 }
 
 /// The monitor's verdict, with the sentence that explains it.
@@ -220,6 +228,7 @@ fn signals(policy: &ThrottlePolicy, r: &Reading) -> Vec<Found> {
         let reason = format!("throttle_file {} exists", show_path(path));
         out.push((Signal::ThrottleFile, Action::Pause, reason));
     }
+    out.extend(wal::signals(policy, &r.wal));
     out
 }
 

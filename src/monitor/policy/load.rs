@@ -1,12 +1,12 @@
-//! Load signals: connections in use, a session idle in transaction, replica lag. Pure: the
-//! full sample's numbers in, signals out.
+//! Load signals: connections in use, a session idle in transaction, replica lag, other
+//! sessions at work, autovacuum on the table. Pure: the full sample's numbers in, signals out.
 
 use std::time::Duration;
 
 use super::{Action, Bytes, Found, Session, Signal, human, query};
 use crate::job::ThrottlePolicy;
 
-/// How busy the server and its replicas are.
+/// How busy the server, its replicas and the table are.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Load {
     /// Client backends connected now.
@@ -16,6 +16,24 @@ pub struct Load {
     /// The session idle in transaction for longest, with how long.
     pub idle_in_transaction: Option<(Session, Duration)>,
     pub replicas: Vec<Replica>,
+    /// Client sessions running a query now, other than the job's own and the monitor's (and
+    /// not merely waiting for their client to send more).
+    pub active_sessions: u64,
+    /// Autovacuum workers vacuuming the table (or its TOAST table).
+    pub autovacuum: Vec<Autovacuum>,
+}
+
+/// An autovacuum worker at work on the table, from `pg_stat_progress_vacuum`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Autovacuum {
+    pub pid: i32,
+    /// The relation it vacuums, as SQL (`items`, `pg_toast.pg_toast_16384`).
+    pub relation: String,
+    /// `phase`, e.g. `scanning heap`, `vacuuming indexes`.
+    pub phase: String,
+    /// Its query says `(to prevent wraparound)`: PostgreSQL must freeze the table before
+    /// transaction ids run out, and this vacuum cannot be cancelled by a lock request.
+    pub wraparound: bool,
 }
 
 /// One row of `pg_stat_replication`.
@@ -61,7 +79,35 @@ pub(super) fn signals(policy: &ThrottlePolicy, load: &Load) -> Vec<Found> {
     if let Some(reason) = load.replicas.iter().find_map(|r| replica_lag(policy, r)) {
         out.push((Signal::ReplicaLag, Action::Pause, reason));
     }
+    let limit = policy.max_active_sessions;
+    if limit > 0 && load.active_sessions > limit {
+        let reason = format!(
+            "{} other sessions are active (limit {limit})",
+            load.active_sessions
+        );
+        out.push((Signal::ActiveSessions, Action::Throttle, reason));
+    }
+    if policy.watch_autovacuum
+        && let Some(found) = autovacuum(&load.autovacuum)
+    {
+        out.push(found);
+    }
     out
+}
+
+/// A wraparound vacuum of the table pauses the run, any other autovacuum of it throttles.
+fn autovacuum(workers: &[Autovacuum]) -> Option<Found> {
+    let worker = workers.iter().find(|w| w.wraparound).or(workers.first())?;
+    let (action, purpose) = if worker.wraparound {
+        (Action::Pause, " to prevent wraparound")
+    } else {
+        (Action::Throttle, "")
+    };
+    let reason = format!(
+        "autovacuum pid {} is vacuuming {}{purpose} (phase {})",
+        worker.pid, worker.relation, worker.phase
+    );
+    Some((Signal::Autovacuum, action, reason))
 }
 
 /// Why `replica` is too far behind, if it is.
@@ -89,3 +135,6 @@ fn replica_lag(policy: &ThrottlePolicy, replica: &Replica) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
