@@ -168,7 +168,6 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     out
 }
 
-/// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
 /// The effective `[throttle]` policy, one signal per line, for `plan`.
 fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -> String {
     let d = |d: Duration| humantime::format_duration(d).to_string();
@@ -227,6 +226,7 @@ fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -
                 lag.join(" or ")
             )
         });
+        lines.extend(wal_and_sessions(p));
         if let Some(q) = &p.throttle_query {
             let now = query_now.map_or(String::new(), |v| format!(" (returns {v} now)"));
             lines.push(format!("throttle while throttle_query > 0: {q}{now}"));
@@ -253,6 +253,46 @@ fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -
     out
 }
 
+/// The policy's lines for replication slots, the archiver, active sessions and autovacuum.
+fn wal_and_sessions(p: &ThrottlePolicy) -> [String; 4] {
+    let slots = if p.max_slot_lag_bytes == 0 {
+        "replication slots: ignored".to_owned()
+    } else {
+        let ignoring = match p.ignore_slots.as_slice() {
+            [] => String::new(),
+            names => format!(" (except {})", names.join(", ")),
+        };
+        format!(
+            "pause while a replication slot retains more than {} of WAL{ignoring}",
+            Bytes(p.max_slot_lag_bytes)
+        )
+    };
+    let archiver = if p.max_archive_lag == 0 {
+        "WAL archiver: ignored".to_owned()
+    } else {
+        format!(
+            "pause while the WAL archiver fails or is more than {} segments behind (where \
+             archive_mode is on)",
+            p.max_archive_lag
+        )
+    };
+    let sessions = if p.max_active_sessions == 0 {
+        "active sessions: ignored".to_owned()
+    } else {
+        format!(
+            "throttle while more than {} other sessions are active",
+            p.max_active_sessions
+        )
+    };
+    let autovacuum = if p.watch_autovacuum {
+        "throttle while autovacuum works on the table; pause while it prevents wraparound"
+    } else {
+        "autovacuum: ignored"
+    };
+    [slots, archiver, sessions, autovacuum.to_owned()]
+}
+
+/// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
 pub fn age(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {
@@ -360,6 +400,26 @@ mod tests {
         );
         assert!(text.contains("throttle while a session is idle in transaction over 1m"));
         assert!(text.contains("throttled: batches of batch.min rows, pauses doubling up to 2s"));
+        for line in [
+            "pause while a replication slot retains more than 1.0 GiB of WAL",
+            "pause while the WAL archiver fails or is more than 64 segments behind (where \
+             archive_mode is on)",
+            "active sessions: ignored",
+            "throttle while autovacuum works on the table; pause while it prevents wraparound",
+        ] {
+            assert!(
+                lines.contains(&format!("          {line}").as_str()),
+                "{text}"
+            );
+        }
+        let set = ThrottlePolicy {
+            ignore_slots: vec!["cdc".into(), "old".into()],
+            max_active_sessions: 16,
+            ..ThrottlePolicy::default()
+        };
+        let text = throttle(&set, None, None);
+        assert!(text.contains("retains more than 1.0 GiB of WAL (except cdc, old)\n"));
+        assert!(text.contains("throttle while more than 16 other sessions are active\n"));
     }
 
     #[test]
@@ -369,10 +429,16 @@ mod tests {
             max_idle_in_transaction: Duration::ZERO,
             max_replica_lag: Duration::ZERO,
             max_replica_lag_bytes: 0,
+            max_slot_lag_bytes: 0,
+            max_archive_lag: 0,
+            watch_autovacuum: false,
             ..ThrottlePolicy::default()
         };
         let text = throttle(&off, None, None);
         assert!(text.contains("yield: off"), "{text}");
+        assert!(text.contains("replication slots: ignored"), "{text}");
+        assert!(text.contains("WAL archiver: ignored"), "{text}");
+        assert!(text.contains("autovacuum: ignored"), "{text}");
         assert!(text.contains("idle in transaction: ignored"), "{text}");
         assert!(text.contains("replica lag: ignored"), "{text}");
         let disabled = ThrottlePolicy {
