@@ -154,8 +154,9 @@ fn archive_lag(policy: &ThrottlePolicy, archiver: &Archiver) -> Option<String> {
         return None;
     }
     let segments = |n: u64| {
-        let bytes = n.saturating_mul(archiver.segment_size);
-        format!("{n} segments ({})", Bytes(bytes))
+        let bytes = Bytes(n.saturating_mul(archiver.segment_size));
+        let plural = if n == 1 { "" } else { "s" };
+        format!("{n} segment{plural} ({bytes})")
     };
     if archiver.failing() {
         let (file, ago) = archiver.last_failed.as_ref()?;
@@ -168,7 +169,7 @@ fn archive_lag(policy: &ThrottlePolicy, archiver: &Archiver) -> Option<String> {
             human(*ago)
         );
         if let Some(n) = archiver.backlog() {
-            reason.push_str(&format!("; {} wait", segments(n)));
+            reason.push_str(&format!("; {} not archived", segments(n)));
         }
         return Some(reason);
     }

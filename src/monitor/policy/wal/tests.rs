@@ -115,14 +115,14 @@ fn slots_and_the_archiver_give_their_action_and_reason() {
             archiver(Some((&wal_file(2), 300)), Some((&wal_file(3), 2)), 6),
             Some(Signal::Archiver),
             "the WAL archiver is failing: 000000010000000000000003 failed 2s ago, nothing \
-             archived for 5m; 3 segments (48.0 MiB) wait",
+             archived for 5m; 3 segments (48.0 MiB) not archived",
         ),
         (
             "archiver failing from the start",
             archiver(None, Some((&wal_file(1), 1)), 2),
             Some(Signal::Archiver),
             "the WAL archiver is failing: 000000010000000000000001 failed 1s ago, nothing \
-             archived yet; 1 segments (16.0 MiB) wait",
+             archived yet; 1 segment (16.0 MiB) not archived",
         ),
         (
             "archiver failing on a history file",
