@@ -166,7 +166,9 @@ impl Job {
 }
 
 /// Changes `archive_command` the way an operator would: `ALTER SYSTEM` (a statement of its
-/// own: it cannot run in a transaction block) and a reload, which also wakes the archiver up.
+/// own: it cannot run in a transaction block) and a reload. From PostgreSQL 14 on the reload
+/// also makes the archiver try again at once; before, it waits for the next segment or a
+/// minute.
 async fn set_archive_command(pool: &PgPool, command: &str) {
     let quoted = command.replace('\'', "''");
     execute(
@@ -207,6 +209,8 @@ async fn a_failing_archiver_pauses_the_run_until_it_ships_again() {
         .await;
     let (paused_at, still) = rows_done_across_heartbeats(&mut runner, &pool).await;
     set_archive_command(&pool, "true").await;
+    // A completed segment wakes the archiver on every version (PostgreSQL 13 ignores the reload).
+    switch_wal(&pool).await;
     let out = runner.finish().await;
 
     let events = assert_clean(&out, "run");
