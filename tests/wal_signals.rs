@@ -247,7 +247,9 @@ async fn an_archiver_too_far_behind_pauses_the_run_until_it_catches_up() {
     let hold = cluster.socket_dir().join("hold");
     std::fs::write(&hold, "").unwrap();
     set_archive_command(&pool, &hold_while(&hold)).await;
-    for _ in 0..4 {
+    // Five more: the reload reaches the archiver a moment later, so the first one or two may
+    // still be shipped by the old command; at least three stay behind the stalled one.
+    for _ in 0..5 {
         switch_wal(&pool).await;
     }
     let mut runner = job.spawn(&url);
