@@ -1,6 +1,6 @@
 //! The monitor's queries: catalog views in, [`Locks`], [`Load`] and [`Wal`] out, and the cancel
-//! of our own batch. Every sample runs in one short read-only transaction with its own timeouts, so that the
-//! monitor itself never waits behind DDL and works behind PgBouncer too.
+//! of our own batch. Every sample runs in one short read-only transaction with its own
+//! timeouts, so that the monitor itself never waits behind DDL and works behind PgBouncer too.
 
 use std::path::Path;
 use std::time::Duration;
@@ -237,7 +237,8 @@ async fn load(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<(Load, Wal),
     let archiver = Archiver {
         last_archived: file_ago(10, 11)?,
         last_failed: file_ago(12, 13)?,
-        position: bytes(row.try_get(14)?),
+        // NULL only on a standby that has replayed nothing yet.
+        position: row.try_get::<Option<i64>, _>(14)?.map_or(0, bytes),
         segment_size: bytes(row.try_get(15)?),
     };
     let wal = Wal {

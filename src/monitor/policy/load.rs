@@ -26,6 +26,7 @@ pub struct Load {
 /// An autovacuum worker at work on the table, from `pg_stat_progress_vacuum`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Autovacuum {
+    /// The worker's pid, for the reason (and for `pg_cancel_backend`, if the operator must).
     pub pid: i32,
     /// The relation it vacuums, as SQL (`items`, `pg_toast.pg_toast_16384`).
     pub relation: String,

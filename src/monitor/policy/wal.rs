@@ -20,6 +20,7 @@ pub struct Wal {
 /// One row of `pg_replication_slots`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
+    /// `slot_name`, as `ignore_slots` lists it.
     pub name: String,
     /// `slot_type`: `physical` or `logical`.
     pub kind: String,
