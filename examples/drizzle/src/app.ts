@@ -90,7 +90,7 @@ try {
   process.exit(1);
 }
 await db.$client.end();
-writeFileSync(ledgerPath, JSON.stringify({ inserts, renames, rows: [...ledger] }));
+writeFileSync(ledgerPath, JSON.stringify({ inserts, rows: [...ledger] }));
 const seconds = (performance.now() - started) / 1000;
 latencies.sort((a, b) => a - b);
 const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0;

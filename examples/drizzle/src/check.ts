@@ -4,30 +4,35 @@
 // difference, naming the first rows that differ.
 import { readFileSync } from 'node:fs';
 
-import { asc, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 
 import { connect } from './db/index';
-import { users } from './db/schema';
 import { fullName, seededUser } from './users';
 
 const [ledgerPath, seededArg] = process.argv.slice(2);
 const seeded = Number(seededArg);
-const app = JSON.parse(readFileSync(ledgerPath, 'utf8')) as {
-  inserts: number;
-  renames: number;
-  rows: [number, [string, string]][];
-};
+const app = JSON.parse(readFileSync(ledgerPath, 'utf8')) as { inserts: number; rows: [number, [string, string]][] };
 const ledger = new Map(app.rows);
+
+/** The names user `id` should have: the application's last write, else the seeded ones. */
+function expectedNames(id: number): [string, string] | undefined {
+  const written = ledger.get(id);
+  if (written || id > seeded) return written;
+  const { firstName, lastName } = seededUser(id);
+  return [firstName, lastName];
+}
 
 const db = connect(1);
 const problems: string[] = [];
 try {
-  const rows = await db.select().from(users).orderBy(asc(users.id));
+  // Read as plain SQL, not through the application's schema: the check sees the table as it is.
+  const { rows } = await db.execute<{ id: string; first_name: string; last_name: string; full_name: string | null }>(
+    sql`SELECT id, first_name, last_name, full_name FROM users ORDER BY id`,
+  );
   for (const row of rows) {
-    const written = ledger.get(row.id);
-    const [firstName, lastName] = written ?? (row.id <= seeded ? [seededUser(row.id).firstName, seededUser(row.id).lastName] : []);
-    const expected = firstName === undefined ? 'no such row' : `${firstName} | ${lastName} | ${fullName(firstName, lastName)}`;
-    const actual = `${row.firstName} | ${row.lastName} | ${row.fullName}`;
+    const names = expectedNames(Number(row.id));
+    const expected = names ? `${names[0]} | ${names[1]} | ${fullName(...names)}` : 'no such row';
+    const actual = `${row.first_name} | ${row.last_name} | ${row.full_name}`;
     if (actual !== expected) problems.push(`user ${row.id}: expected ${expected}, found ${actual}`);
   }
   if (rows.length !== seeded + app.inserts) {
