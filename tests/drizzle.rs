@@ -42,6 +42,27 @@ async fn drizzle_example_expands_backfills_verifies_and_contracts() {
     let story = run_story(&db.url, &node_modules).await;
     story.expect_code(0, "examples/drizzle/run.sh");
     let log = &story.stdout;
+    // The story's outcome in CI's log too, past the harness's capture: the run, the gate, the
+    // application's load, the check and the time.
+    let outcome: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            [
+                "users_full_name: done",
+                "verify: exit",
+                "application:",
+                "check:",
+                "run.sh:",
+            ]
+            .iter()
+            .any(|start| line.starts_with(start))
+        })
+        .collect();
+    let _ = writeln!(
+        std::io::stderr(),
+        "examples/drizzle/run.sh:\n  {}",
+        outcome.join("\n  ")
+    );
     for line in [
         "verify before the run: exit 3",
         "users_full_name: verified — no row of \"public\".\"users\" matches `full_name IS NULL`",
