@@ -10,7 +10,7 @@
 #
 # It works in a temporary copy of this directory: the schema edits and the migrations it
 # generates never touch the checkout, and a second run starts from the same place.
-set -euo pipefail
+set -Eeuo pipefail
 trap 'echo "run.sh: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 : "${DATABASE_URL:?set DATABASE_URL to a throwaway database (the script creates the table users)}"
@@ -46,6 +46,9 @@ $statement"
 
 command -v "$BACKFILL" >/dev/null || fail "no backfill binary ($BACKFILL): set BACKFILL"
 [ -d "$NODE_MODULES/drizzle-kit" ] || fail "no drizzle-kit in $NODE_MODULES: run npm ci in $here, or set NODE_MODULES"
+# Absolute paths: the script works in another directory.
+case $BACKFILL in */*) BACKFILL=$(cd "$(dirname "$BACKFILL")" && pwd)/$(basename "$BACKFILL") ;; esac
+NODE_MODULES=$(cd "$NODE_MODULES" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/backfill-drizzle.XXXXXX")
 app=
 cleanup() {
