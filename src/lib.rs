@@ -8,7 +8,7 @@
 //! - [`plan`]: pure; every statement about the target table. [`sql`] is its quoting type.
 //! - [`preflight`]: the server's check of a job's SQL before anything is written.
 //! - [`engine`]: the batch loop, retries, adaptive sizing and pacing, the lease heartbeat.
-//! - [`monitor`]: samples locks, load and replicas on its own connection; the pure
+//! - [`monitor`]: samples locks, load, replicas and WAL retention on its own connection; the pure
 //!   [`monitor::policy::decide`] turns a sample into go, throttle, pause or yield.
 //! - [`state`]: the state tables — jobs and their ranges: checkpoints, leases, control flags.
 //! - [`share`]: how a job's key range is laid out, claimed, split and stolen by workers.

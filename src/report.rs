@@ -1,13 +1,15 @@
 //! Text that `plan` and `status` print: pure functions from data to strings, so the output is
 //! unit-tested without a database. The live progress display is `progress`'s, not this.
+//!
+//! Layout: `throttle` writes `plan`'s policy block; the rest is here.
+
+mod throttle;
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::catalog::KeySource;
-use crate::job::{Job, ThrottlePolicy};
-use crate::monitor::policy::Bytes;
+use crate::job::Job;
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
 use crate::preflight::Budget;
@@ -115,7 +117,11 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         humantime::format_duration(t.statement),
         humantime::format_duration(t.lock)
     );
-    out.push_str(&throttle(&job.throttle, checked.throttle_query, sight));
+    out.push_str(&throttle::policy(
+        &job.throttle,
+        checked.throttle_query,
+        sight,
+    ));
     let how = if exact {
         "counted"
     } else {
@@ -226,90 +232,6 @@ fn workers(b: &Budget) -> String {
 }
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
-/// The effective `[throttle]` policy, one signal per line, for `plan`.
-fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -> String {
-    let d = |d: Duration| humantime::format_duration(d).to_string();
-    let mut lines = Vec::new();
-    if !p.enabled {
-        lines.push(
-            "off ([throttle] enabled = false): no pause, throttle or yield; only the lock \
-             timeout bounds how long the application waits behind a batch"
-                .to_owned(),
-        );
-    } else {
-        lines.push(format!(
-            "sample every {}; full speed after {} clear; pause when no sample for {}",
-            d(p.poll),
-            d(p.cooldown),
-            d(p.fail_closed_after)
-        ));
-        lines.push(if p.yield_to_waiters {
-            format!(
-                "yield: cancel the batch when a session waits for its locks (checked every {})",
-                d(p.batch_poll)
-            )
-        } else {
-            "yield: off (sessions waiting on a batch wait until it commits)".to_owned()
-        });
-        lines.push(if p.pause_on_table_locks {
-            "pause while another session holds or waits for a conflicting lock on the table"
-                .to_owned()
-        } else {
-            "table locks: ignored".to_owned()
-        });
-        lines.push(format!(
-            "throttle above {:.0}% of max_connections in use",
-            p.max_connection_use * 100.0
-        ));
-        lines.push(if p.max_idle_in_transaction.is_zero() {
-            "idle in transaction: ignored".to_owned()
-        } else {
-            format!(
-                "throttle while a session is idle in transaction over {}",
-                d(p.max_idle_in_transaction)
-            )
-        });
-        let mut lag = Vec::new();
-        if !p.max_replica_lag.is_zero() {
-            lag.push(d(p.max_replica_lag));
-        }
-        if p.max_replica_lag_bytes > 0 {
-            lag.push(format!("{} of WAL", Bytes(p.max_replica_lag_bytes)));
-        }
-        lines.push(if lag.is_empty() {
-            "replica lag: ignored".to_owned()
-        } else {
-            format!(
-                "pause while a replica is behind by more than {}",
-                lag.join(" or ")
-            )
-        });
-        if let Some(q) = &p.throttle_query {
-            let now = query_now.map_or(String::new(), |v| format!(" (returns {v} now)"));
-            lines.push(format!("throttle while throttle_query > 0: {q}{now}"));
-        }
-        if let Some(f) = &p.throttle_file {
-            let now = if f.exists() {
-                "exists now"
-            } else {
-                "absent now"
-            };
-            lines.push(format!("pause while {} exists ({now})", f.display()));
-        }
-        lines.push(format!(
-            "throttled: batches of batch.min rows, pauses doubling up to {}",
-            d(p.max_pause)
-        ));
-        lines.extend(sight.map(Sight::describe));
-    }
-    let mut out = String::new();
-    for (i, line) in lines.iter().enumerate() {
-        let label = if i == 0 { "throttle" } else { "" };
-        let _ = writeln!(out, "{label:<10}{line}");
-    }
-    out
-}
-
 pub fn age(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {
@@ -415,45 +337,6 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttle_policy_reads_one_signal_a_line() {
-        let text = throttle(&ThrottlePolicy::default(), None, None);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "throttle  sample every 250ms; full speed after 2s clear; pause when no sample for 5s"
-        );
-        assert!(
-            lines[1..].iter().all(|l| l.starts_with("          ")),
-            "{text}"
-        );
-        assert!(text.contains("throttle while a session is idle in transaction over 1m"));
-        assert!(text.contains("throttled: batches of batch.min rows, pauses doubling up to 2s"));
-    }
-
-    #[test]
-    fn switched_off_signals_and_monitor_say_so() {
-        let off = ThrottlePolicy {
-            yield_to_waiters: false,
-            max_idle_in_transaction: Duration::ZERO,
-            max_replica_lag: Duration::ZERO,
-            max_replica_lag_bytes: 0,
-            ..ThrottlePolicy::default()
-        };
-        let text = throttle(&off, None, None);
-        assert!(text.contains("yield: off"), "{text}");
-        assert!(text.contains("idle in transaction: ignored"), "{text}");
-        assert!(text.contains("replica lag: ignored"), "{text}");
-        let disabled = ThrottlePolicy {
-            enabled: false,
-            ..ThrottlePolicy::default()
-        };
-        assert!(
-            throttle(&disabled, None, None)
-                .starts_with("throttle  off ([throttle] enabled = false)")
-        );
-    }
 
     fn row(name: &str, status: &str) -> JobRow {
         JobRow {

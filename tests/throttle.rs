@@ -10,53 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backfill::scratch::ClusterOptions;
-use common::{
-    Finished, Runner, count_updates, create_items, events, fresh_database, number, own_cluster,
-    path_str, write_job,
+use common::watched::{
+    NOTE_PAUSED, assert_all_done_once, assert_clean, batch_sizes, items_with_job,
+    items_with_job_text, kinds, of_kind, reasons,
 };
-use serde_json::Value;
+use common::{Finished, Runner, fresh_database, number, own_cluster, path_str, write_job};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
 use tempfile::TempDir;
-
-/// `items` with `total` to fill, a job over it with `batch` and `throttle` sections, and a
-/// directory for the job and the runner's output.
-async fn items_with_job(
-    pool: &PgPool,
-    rows: i64,
-    batch: &str,
-    throttle: &str,
-) -> (TempDir, String) {
-    items_with_job_text(
-        pool,
-        rows,
-        "qty * price",
-        &format!("[batch]\n{batch}\n[throttle]\n{throttle}\n"),
-    )
-    .await
-}
-
-/// `items` with `total` to fill, a job that sets it to `total` (an expression that must equal
-/// `qty * price`) with `tables` (`[batch]`, `[timeouts]`, `[throttle]`) after it, and a directory
-/// for the job and the runner's output.
-async fn items_with_job_text(
-    pool: &PgPool,
-    rows: i64,
-    total: &str,
-    tables: &str,
-) -> (TempDir, String) {
-    create_items(pool, rows).await;
-    count_updates(pool).await;
-    let dir = tempfile::tempdir().unwrap();
-    let job = write_job(
-        &dir,
-        "items_total",
-        &format!(
-            "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"{total}\"\n{tables}"
-        ),
-    );
-    (dir, path_str(&job).to_owned())
-}
 
 /// Like [`items_with_job`], but every row first sleeps `seconds` (an SQL expression), so that a
 /// batch holds the row locks it has taken long enough to be seen waiting on. Its batches aim at
@@ -79,63 +40,6 @@ async fn slow_items_job(
     )
     .await
 }
-
-/// Every row filled once, and `rows_done` says so.
-async fn assert_all_done_once(pool: &PgPool, rows: i64) {
-    let wrong = number(
-        pool,
-        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
-    )
-    .await;
-    assert_eq!(wrong, 0, "rows left wrong");
-    let twice = number(pool, "SELECT count(*) FROM items WHERE updates <> 1").await;
-    assert_eq!(twice, 0, "rows not updated exactly once");
-    let done = number(pool, "SELECT rows_done FROM backfill.jobs").await;
-    assert_eq!(done, rows);
-}
-
-fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
-}
-
-/// The `event` field of each event, in order.
-fn kinds(events: &[Value]) -> Vec<&str> {
-    events.iter().filter_map(|e| e["event"].as_str()).collect()
-}
-
-/// The `batch_size` of each `batch` event.
-fn batch_sizes(events: &[Value]) -> Vec<u64> {
-    of_kind(events, "batch")
-        .iter()
-        .map(|e| e["batch_size"].as_u64().unwrap())
-        .collect()
-}
-
-fn reasons(events: &[Value], kind: &str) -> Vec<String> {
-    of_kind(events, kind)
-        .iter()
-        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// The run finished cleanly: exit 0, no retry and no error on the way.
-fn assert_clean(out: &Finished, what: &str) -> Vec<Value> {
-    out.expect_code(0, what);
-    let events = events(&out.stdout);
-    assert!(
-        of_kind(&events, "retry").is_empty(),
-        "{what}: retries:\n{}",
-        out.stdout
-    );
-    assert!(
-        of_kind(&events, "error").is_empty(),
-        "{what}: errors:\n{}",
-        out.stdout
-    );
-    events
-}
-
-const NOTE_PAUSED: &str = "EXISTS (SELECT 1 FROM backfill.jobs WHERE note LIKE 'paused: %";
 
 /// Roles of their own for a run: `batch` owns the table and runs the job, `monitor` watches
 /// with `--monitor-url`. Cluster-wide, so named after the test and the process.
@@ -304,8 +208,9 @@ async fn plan_and_run_name_the_grants_a_monitor_role_lacks() {
     let watcher = &roles.monitor;
     let cannot_see = format!(
         "warning: the monitor's role {watcher} is not a member of pg_read_all_stats, so it \
-         cannot see other roles' sessions idle in transaction or the replicas' lag and those \
-         signals never fire; run `GRANT pg_monitor TO \"{watcher}\";`"
+         cannot see other roles' connections, sessions idle in transaction, the replicas' lag \
+         or autovacuum on the table and those signals never fire; run `GRANT pg_monitor TO \
+         \"{watcher}\";`"
     );
     let cannot_cancel = format!(
         "warning: the monitor's role {watcher} may not cancel the queries of {}, so it cannot \

@@ -222,10 +222,24 @@ pub enum Problem {
     )]
     ConnectionUseOutOfRange(String),
     #[error(
-        "throttle.max_replica_lag_bytes ({0}) is negative; write a number of bytes, e.g. \
-         134217728 for 128 MiB, or 0 to turn the check off"
+        "throttle.{key} ({value}) is negative; write {what}, e.g. {example}, or 0 to turn the \
+         check off"
     )]
-    NegativeLagBytes(i64),
+    NegativeLimit {
+        key: &'static str,
+        value: i64,
+        /// What the number counts, e.g. `a number of bytes`.
+        what: &'static str,
+        /// A sensible value, e.g. `134217728 for 128 MiB`.
+        example: &'static str,
+    },
+    #[error(
+        "throttle.ignore_slots lists {}, which no replication slot can be named (slot names \
+         are 1 to 63 lower-case letters, digits and underscores); write the name as \
+         pg_replication_slots.slot_name shows it",
+        show(.0)
+    )]
+    BadSlotName(String),
     #[error("throttle.{key} is empty; {hint}")]
     BlankThrottleSetting {
         key: &'static str,

@@ -71,6 +71,15 @@ pub mod defaults {
         pub const MAX_REPLICA_LAG: Duration = Duration::from_secs(5);
         /// Pause while a replica has more WAL than this left to replay (128 MiB).
         pub const MAX_REPLICA_LAG_BYTES: u64 = 128 * 1024 * 1024;
+        /// Pause while a replication slot retains more WAL than this (1 GiB): a slot whose
+        /// consumer is down keeps every byte the run writes until the disk is full.
+        pub const MAX_SLOT_LAG_BYTES: u64 = 1024 * 1024 * 1024;
+        /// Pause while the archiver is more WAL segments behind than this: 64 segments is
+        /// 1 GiB at the default 16 MiB segment size, the same budget as a slot's.
+        pub const MAX_ARCHIVE_LAG: u64 = 64;
+        /// Throttle while more other sessions are active than this; 0 is off, because how
+        /// many active sessions a healthy server has depends on its cores and its workload.
+        pub const MAX_ACTIVE_SESSIONS: u64 = 0;
         /// Pause when the monitor has had no successful sample for this long.
         pub const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(5);
         /// The longest sleep between batches while throttled.
@@ -152,9 +161,10 @@ pub struct Timeouts {
 /// The `[throttle]` table, with defaults filled in: the thresholds of the monitor's signals
 /// (DESIGN §5) and how a throttled run paces itself.
 ///
-/// Invariant: `10ms <= batch_poll <= poll < fail_closed_after` and
-/// `0 < max_connection_use <= 1`. A zero `max_idle_in_transaction`, `max_replica_lag` or
-/// `max_replica_lag_bytes` turns that signal off.
+/// Invariant: `10ms <= batch_poll <= poll < fail_closed_after`, `0 < max_connection_use <= 1`,
+/// and every name in `ignore_slots` is one a replication slot can have. A zero
+/// `max_idle_in_transaction`, `max_replica_lag`, `max_replica_lag_bytes`, `max_slot_lag_bytes`,
+/// `max_archive_lag` or `max_active_sessions` turns that signal off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThrottlePolicy {
     /// `false`: no monitor runs; the run never throttles, pauses or yields on its own.
@@ -178,6 +188,19 @@ pub struct ThrottlePolicy {
     pub max_replica_lag: Duration,
     /// Pause while a replica has more than this many bytes of WAL left to replay.
     pub max_replica_lag_bytes: u64,
+    /// Pause while a replication slot (physical or logical, with or without a consumer)
+    /// retains more than this many bytes of WAL.
+    pub max_slot_lag_bytes: u64,
+    /// Slots that `max_slot_lag_bytes` leaves out: ones the operator knows are abandoned.
+    pub ignore_slots: Vec<String>,
+    /// Pause while the WAL archiver fails, or is more than this many segments behind (only
+    /// when `archive_mode` is on).
+    pub max_archive_lag: u64,
+    /// Throttle while more than this many sessions other than the job's are active.
+    pub max_active_sessions: u64,
+    /// Throttle while autovacuum works on the table; pause while it does so to prevent
+    /// wraparound, which must never be competed with.
+    pub watch_autovacuum: bool,
     /// A query whose result > 0 throttles (the first column of the first row; no row or NULL
     /// is 0).
     pub throttle_query: Option<String>,
@@ -203,6 +226,11 @@ impl Default for ThrottlePolicy {
             max_idle_in_transaction: MAX_IDLE_IN_TRANSACTION,
             max_replica_lag: MAX_REPLICA_LAG,
             max_replica_lag_bytes: MAX_REPLICA_LAG_BYTES,
+            max_slot_lag_bytes: MAX_SLOT_LAG_BYTES,
+            ignore_slots: Vec::new(),
+            max_archive_lag: MAX_ARCHIVE_LAG,
+            max_active_sessions: MAX_ACTIVE_SESSIONS,
+            watch_autovacuum: true,
             throttle_query: None,
             throttle_file: None,
             fail_closed_after: FAIL_CLOSED_AFTER,

@@ -92,6 +92,17 @@ pub struct RawThrottle {
     pub max_replica_lag: Option<Spanned<RawDuration>>,
     /// Pause while a replica has more WAL than this left to replay; 0 turns it off.
     pub max_replica_lag_bytes: Option<Spanned<i64>>,
+    /// Pause while a replication slot retains more WAL than this; 0 turns it off.
+    pub max_slot_lag_bytes: Option<Spanned<i64>>,
+    /// Slots that `max_slot_lag_bytes` leaves out, by name.
+    pub ignore_slots: Option<Vec<RawText>>,
+    /// Pause while the archiver fails or is more WAL segments behind; 0 turns it off.
+    pub max_archive_lag: Option<Spanned<i64>>,
+    /// Throttle while more other sessions are active; 0 turns it off.
+    pub max_active_sessions: Option<Spanned<i64>>,
+    /// Throttle while autovacuum works on the table; pause while it does so to prevent
+    /// wraparound.
+    pub watch_autovacuum: Option<bool>,
     /// A query whose result > 0 throttles.
     pub throttle_query: Option<RawText>,
     /// Pause while this file exists.

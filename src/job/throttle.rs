@@ -45,7 +45,12 @@ impl Checker<'_> {
                 default::MAX_IDLE_IN_TRANSACTION,
             ),
             max_replica_lag: duration(raw.max_replica_lag.as_ref(), default::MAX_REPLICA_LAG),
-            max_replica_lag_bytes: self.lag_bytes(raw.max_replica_lag_bytes)?,
+            max_replica_lag_bytes: self.limit(raw.max_replica_lag_bytes, &REPLICA_LAG_BYTES)?,
+            max_slot_lag_bytes: self.limit(raw.max_slot_lag_bytes, &SLOT_LAG_BYTES)?,
+            ignore_slots: self.slot_names(raw.ignore_slots)?,
+            max_archive_lag: self.limit(raw.max_archive_lag, &ARCHIVE_LAG)?,
+            max_active_sessions: self.limit(raw.max_active_sessions, &ACTIVE_SESSIONS)?,
+            watch_autovacuum: raw.watch_autovacuum.unwrap_or(true),
             throttle_query: self.throttle_query(raw.throttle_query)?,
             throttle_file: self.throttle_file(raw.throttle_file)?,
             fail_closed_after,
@@ -84,16 +89,33 @@ impl Checker<'_> {
         Err(self.invalid(Some(value.span()), problem))
     }
 
-    fn lag_bytes(&self, value: Option<Spanned<i64>>) -> Result<u64, JobError> {
+    /// A whole-number threshold of `limit` (0 turns its signal off), or its default.
+    fn limit(&self, value: Option<Spanned<i64>>, limit: &Limit) -> Result<u64, JobError> {
         let Some(value) = value else {
-            return Ok(default::MAX_REPLICA_LAG_BYTES);
+            return Ok(limit.default);
         };
         u64::try_from(*value.get_ref()).map_err(|_| {
-            self.invalid(
-                Some(value.span()),
-                Problem::NegativeLagBytes(*value.get_ref()),
-            )
+            let problem = Problem::NegativeLimit {
+                key: limit.key,
+                value: *value.get_ref(),
+                what: limit.what,
+                example: limit.example,
+            };
+            self.invalid(Some(value.span()), problem)
         })
+    }
+
+    /// `ignore_slots`, each a name a replication slot can have: a typo would otherwise leave
+    /// the slot watched, or an abandoned slot pausing the run, without a word.
+    fn slot_names(&self, value: Option<Vec<RawText>>) -> Result<Vec<String>, JobError> {
+        let names = value.unwrap_or_default();
+        for name in &names {
+            if !is_slot_name(name.get_ref()) {
+                let problem = Problem::BadSlotName(name.get_ref().clone());
+                return Err(self.invalid(Some(name.span()), problem));
+            }
+        }
+        Ok(names.into_iter().map(Spanned::into_inner).collect())
     }
 
     /// The query trimmed of blanks and trailing semicolons: it is run as a subquery.
@@ -138,6 +160,51 @@ fn span_of<T>(value: Option<&Spanned<T>>) -> Option<Range<usize>> {
     value.map(Spanned::span)
 }
 
+/// A whole-number `[throttle]` key: its name, default, and how to explain a bad value.
+struct Limit {
+    key: &'static str,
+    default: u64,
+    what: &'static str,
+    example: &'static str,
+}
+
+const REPLICA_LAG_BYTES: Limit = Limit {
+    key: "max_replica_lag_bytes",
+    default: default::MAX_REPLICA_LAG_BYTES,
+    what: "a number of bytes",
+    example: "134217728 for 128 MiB",
+};
+
+const SLOT_LAG_BYTES: Limit = Limit {
+    key: "max_slot_lag_bytes",
+    default: default::MAX_SLOT_LAG_BYTES,
+    what: "a number of bytes",
+    example: "1073741824 for 1 GiB",
+};
+
+const ARCHIVE_LAG: Limit = Limit {
+    key: "max_archive_lag",
+    default: default::MAX_ARCHIVE_LAG,
+    what: "a number of WAL segments",
+    example: "64 (1 GiB of 16 MiB segments)",
+};
+
+const ACTIVE_SESSIONS: Limit = Limit {
+    key: "max_active_sessions",
+    default: default::MAX_ACTIVE_SESSIONS,
+    what: "a number of sessions",
+    example: "16 (about twice the server's CPU cores)",
+};
+
+/// What PostgreSQL accepts as a replication slot's name (`ReplicationSlotValidateName`):
+/// lower-case letters, digits and underscores, at most 63 bytes.
+fn is_slot_name(name: &str) -> bool {
+    (1..=super::MAX_IDENTIFIER_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -166,7 +233,10 @@ mod tests {
             "enabled = false\npoll = \"100ms\"\nbatch_poll = \"20ms\"\ncooldown = \"0s\"\n\
              yield = false\npause_on_table_locks = false\nmax_connection_use = 1\n\
              max_idle_in_transaction = \"0s\"\nmax_replica_lag = \"1s\"\n\
-             max_replica_lag_bytes = 1024\nthrottle_query = \" SELECT 1 ; \"\n\
+             max_replica_lag_bytes = 1024\nmax_slot_lag_bytes = 0\n\
+             ignore_slots = [\"debezium_2\", \"old_standby\"]\nmax_archive_lag = 8\n\
+             max_active_sessions = 16\nwatch_autovacuum = false\n\
+             throttle_query = \" SELECT 1 ; \"\n\
              throttle_file = \"/tmp/brake\"\nfail_closed_after = \"1s\"\nmax_pause = \"5s\"\n",
         );
         let ms = Duration::from_millis;
@@ -183,6 +253,11 @@ mod tests {
                 max_idle_in_transaction: ms(0),
                 max_replica_lag: ms(1000),
                 max_replica_lag_bytes: 1024,
+                max_slot_lag_bytes: 0,
+                ignore_slots: vec!["debezium_2".into(), "old_standby".into()],
+                max_archive_lag: 8,
+                max_active_sessions: 16,
+                watch_autovacuum: false,
                 throttle_query: Some("SELECT 1".into()),
                 throttle_file: Some(Path::new("/tmp/brake").to_path_buf()),
                 fail_closed_after: ms(1000),
@@ -230,10 +305,54 @@ mod tests {
     }
 
     #[test]
-    fn negative_lag_bytes_are_refused() {
+    fn negative_limits_are_refused_with_an_example() {
         assert_has(
             &problem("max_replica_lag_bytes = -1\n"),
-            &["jobs/x.toml:6:25: ", "is negative"],
+            &[
+                "jobs/x.toml:6:25: ",
+                "throttle.max_replica_lag_bytes (-1) is negative; write a number of bytes, \
+                 e.g. 134217728 for 128 MiB, or 0 to turn the check off",
+            ],
+        );
+        for (key, what) in [
+            (
+                "max_slot_lag_bytes",
+                "a number of bytes, e.g. 1073741824 for 1 GiB",
+            ),
+            ("max_archive_lag", "a number of WAL segments, e.g. 64"),
+            ("max_active_sessions", "a number of sessions, e.g. 16"),
+        ] {
+            assert_has(
+                &problem(&format!("{key} = -3\n")),
+                &[
+                    &format!("jobs/x.toml:6:{}: ", key.len() + 4),
+                    &format!("throttle.{key} (-3) is negative; write {what}"),
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn ignore_slots_must_be_slot_names() {
+        assert_has(
+            &problem("ignore_slots = [\"cdc\", \"Debezium\"]\n"),
+            &[
+                "jobs/x.toml:6:24: ",
+                "throttle.ignore_slots lists `Debezium`, which no replication slot can be named",
+            ],
+        );
+        for bad in ["", "a-b", "é", &"x".repeat(64)] {
+            assert_has(
+                &problem(&format!("ignore_slots = [\"{bad}\"]\n")),
+                &[
+                    "jobs/x.toml:6:17: ",
+                    "which no replication slot can be named",
+                ],
+            );
+        }
+        assert_eq!(
+            policy(&format!("ignore_slots = [\"{}\"]\n", "x".repeat(63))).ignore_slots,
+            ["x".repeat(63)]
         );
     }
 

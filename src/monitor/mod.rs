@@ -27,7 +27,7 @@ use crate::db::{Backend, Target, error_chain, hang_up};
 use crate::job::ThrottlePolicy;
 
 pub use policy::{Action, Decision, Signal};
-use policy::{History, Load, Reading, Snapshot};
+use policy::{History, Reading, Snapshot};
 pub use sample::throttle_query_sql;
 
 /// The monitor's connection, made on first use and after a failure.
@@ -171,8 +171,8 @@ struct Task {
     batches: watch::Receiver<Batches>,
     seen: Seen,
     conn: Option<PgConnection>,
-    /// The last full sample's load, `throttle_query` and `throttle_file`, reused by the lock-only
-    /// samples taken in between.
+    /// The last full sample's load, WAL retention, `throttle_query` and `throttle_file`, reused
+    /// by the lock-only samples taken in between.
     last_full: Option<Reading>,
     /// When the last full sample was tried, whether it succeeded or not: the next is due `poll`
     /// later (so that a server that is down is not hammered).
@@ -287,7 +287,7 @@ impl Task {
         };
         reading.locks = sampled.locks;
         if full {
-            reading.load = sampled.load.unwrap_or_else(Load::default);
+            (reading.load, reading.wal) = sampled.load.unwrap_or_default();
             reading.throttle_query = sampled.throttle_query;
             reading.throttle_file = policy
                 .throttle_file

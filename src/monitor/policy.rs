@@ -6,12 +6,23 @@
 //! holding the run back, as a pause at most, until it has stayed clear for `cooldown`, so that
 //! a DDL statement retried in a loop or a lag hovering at its limit does not make the run
 //! flap. Knows nothing of SQL or clocks: the caller passes the time inside the snapshot.
+//!
+//! Layout: one module per family of signals turns its part of the reading into signals
+//! (`locks`, `load`, `wal`); this one ranks them and keeps the history.
 
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::job::ThrottlePolicy;
+
+mod load;
+mod locks;
+mod wal;
+
+pub use load::{Autovacuum, Load, Replica};
+pub use locks::{Locks, TableLock};
+pub use wal::{Archiver, Slot, Wal};
 
 /// What the monitor read at one moment, or why it could not.
 #[derive(Debug, Clone)]
@@ -27,6 +38,7 @@ pub struct Snapshot {
 pub struct Reading {
     pub locks: Locks,
     pub load: Load,
+    pub wal: Wal,
     /// What `throttle_query` returned (no row or NULL is 0); `None` when there is none.
     pub throttle_query: Option<f64>,
     /// `throttle_file` exists.
@@ -38,50 +50,6 @@ pub struct Reading {
 pub struct Session {
     pub pid: i32,
     pub query: String,
-}
-
-/// Lock contention around our batch and the target table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Locks {
-    /// Sessions waiting for a lock that our running batch holds.
-    pub waiting_on_batch: Vec<Session>,
-    /// Other sessions that hold a lock on the table that conflicts with our `UPDATE`, or wait
-    /// for any lock on it.
-    pub table: Vec<TableLock>,
-    /// Our running batch is itself waiting for a lock.
-    pub batch_waiting: bool,
-}
-
-/// A lock on the target table held or wanted by another session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableLock {
-    pub session: Session,
-    /// `pg_locks.mode`, e.g. `AccessExclusiveLock`.
-    pub mode: String,
-    pub granted: bool,
-}
-
-/// How busy the server and its replicas are.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Load {
-    /// Client backends connected now.
-    pub connections: u32,
-    /// `max_connections`.
-    pub max_connections: u32,
-    /// The session idle in transaction for longest, with how long.
-    pub idle_in_transaction: Option<(Session, Duration)>,
-    pub replicas: Vec<Replica>,
-}
-
-/// One row of `pg_stat_replication`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replica {
-    /// `application_name`, or the client address when that is empty.
-    pub name: String,
-    /// `replay_lag`: NULL once an idle replica has caught up, which is not lag.
-    pub lag: Option<Duration>,
-    /// WAL bytes sent but not yet replayed (NULL without the privilege to see it).
-    pub lag_bytes: Option<u64>,
 }
 
 /// What the run should do now. Ordered from least to most severe.
@@ -98,6 +66,7 @@ pub enum Action {
 }
 
 /// Which signal fired; a run reports a new reason only when this (or the action) changes.
+/// Declared in DESIGN §5's order, which breaks ties between equally severe signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     WaitingOnBatch,
@@ -108,6 +77,10 @@ pub enum Signal {
     ThrottleQuery,
     ThrottleFile,
     MonitorLost,
+    ReplicationSlot,
+    Archiver,
+    ActiveSessions,
+    Autovacuum,
 }
 
 /// The monitor's verdict, with the sentence that explains it.
@@ -236,65 +209,13 @@ fn current(policy: &ThrottlePolicy, snapshot: &Snapshot, history: &History) -> V
     }
 }
 
-/// Every signal `reading` shows, in DESIGN §5's order.
-fn signals(policy: &ThrottlePolicy, r: &Reading) -> Vec<(Signal, Action, String)> {
-    let mut out = Vec::new();
-    if policy.yield_to_waiters
-        && let Some(first) = r.locks.waiting_on_batch.first()
-    {
-        let who = others(first.pid, r.locks.waiting_on_batch.len(), "waits", "wait");
-        let reason = format!("{who} for a lock our batch holds{}", query(first));
-        out.push((Signal::WaitingOnBatch, Action::Yield, reason));
-    }
-    if policy.pause_on_table_locks
-        && let Some(first) = r.locks.table.first()
-    {
-        let verb = if first.granted { "holds" } else { "waits for" };
-        let mut reason = format!(
-            "pid {} {verb} {} on the table{}",
-            first.session.pid,
-            first.mode,
-            query(&first.session)
-        );
-        // Our batch queued behind that lock can only time out, and everything behind it waits.
-        let action = if r.locks.batch_waiting && policy.yield_to_waiters {
-            reason.push_str(" (our batch was queued behind it)");
-            Action::Yield
-        } else {
-            Action::Pause
-        };
-        out.push((Signal::TableLock, action, reason));
-    }
-    let load = &r.load;
-    if load.max_connections > 0 {
-        let share = f64::from(load.connections) / f64::from(load.max_connections);
-        if share > policy.max_connection_use {
-            let reason = format!(
-                "{} of {} connections in use ({:.0}% > {:.0}%)",
-                load.connections,
-                load.max_connections,
-                share * 100.0,
-                policy.max_connection_use * 100.0
-            );
-            out.push((Signal::Connections, Action::Throttle, reason));
-        }
-    }
-    if !policy.max_idle_in_transaction.is_zero()
-        && let Some((session, idle)) = &load.idle_in_transaction
-        && *idle > policy.max_idle_in_transaction
-    {
-        let reason = format!(
-            "pid {} has been idle in transaction for {} (limit {}){}",
-            session.pid,
-            human(*idle),
-            human(policy.max_idle_in_transaction),
-            query(session)
-        );
-        out.push((Signal::IdleInTransaction, Action::Throttle, reason));
-    }
-    if let Some(reason) = load.replicas.iter().find_map(|r| replica_lag(policy, r)) {
-        out.push((Signal::ReplicaLag, Action::Pause, reason));
-    }
+/// A signal that fires in a reading: which, what to do, and why.
+type Found = (Signal, Action, String);
+
+/// Every signal `reading` shows.
+fn signals(policy: &ThrottlePolicy, r: &Reading) -> Vec<Found> {
+    let mut out = locks::signals(policy, &r.locks);
+    out.extend(load::signals(policy, &r.load));
     if let Some(value) = r.throttle_query
         && value > 0.0
     {
@@ -307,33 +228,8 @@ fn signals(policy: &ThrottlePolicy, r: &Reading) -> Vec<(Signal, Action, String)
         let reason = format!("throttle_file {} exists", show_path(path));
         out.push((Signal::ThrottleFile, Action::Pause, reason));
     }
+    out.extend(wal::signals(policy, &r.wal));
     out
-}
-
-/// Why `replica` is too far behind, if it is.
-fn replica_lag(policy: &ThrottlePolicy, replica: &Replica) -> Option<String> {
-    let limit = policy.max_replica_lag;
-    if let Some(lag) = replica.lag
-        && !limit.is_zero()
-        && lag > limit
-    {
-        return Some(format!(
-            "replica {} is {} behind (limit {})",
-            replica.name,
-            human(lag),
-            human(limit)
-        ));
-    }
-    let limit = policy.max_replica_lag_bytes;
-    match replica.lag_bytes {
-        Some(bytes) if limit > 0 && bytes > limit => Some(format!(
-            "replica {} has {} of WAL to replay (limit {})",
-            replica.name,
-            Bytes(bytes),
-            Bytes(limit)
-        )),
-        _ => None,
-    }
 }
 
 /// `pid 42 waits` or `pid 42 and 2 more wait`.

@@ -1,6 +1,6 @@
-//! The monitor's queries: catalog views in, [`Locks`] and [`Load`] out, and the cancel of our own
-//! batch. Every sample runs in one short read-only transaction with its own timeouts, so that the
-//! monitor itself never waits behind DDL and works behind PgBouncer too.
+//! The monitor's queries: catalog views in, [`Locks`], [`Load`] and [`Wal`] out, and the cancel
+//! of our own batch. Every sample runs in one short read-only transaction with its own
+//! timeouts, so that the monitor itself never waits behind DDL and works behind PgBouncer too.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use sqlx::{PgConnection, Row as _};
 
 use crate::db::{Backend, OUR_BACKENDS, begin_bounded, statement};
 
-use super::policy::{Load, Locks, Replica, Session, TableLock};
+use super::policy::{Archiver, Autovacuum, Load, Locks, Replica, Session, Slot, TableLock, Wal};
 
 /// The longest a sample may wait for a lock: `throttle_query` may read a table that DDL is
 /// waiting for, and the monitor must not join that queue.
@@ -58,9 +58,23 @@ SELECT 'table', coalesce(l.pid, 0), l.mode, l.granted, coalesce(a.query, ''), 0
     )
 }
 
-/// Connections, the longest idle-in-transaction session and the replicas, in one row.
+/// Everything but locks, in one row: connections, the longest idle-in-transaction session,
+/// the replicas, other sessions at work, autovacuum on the relations batches update (`$1`, the
+/// table and its leaves), the replication slots and the archiver. `$2` are the
+/// `application_name`s of the job's own sessions, which do not count as other sessions at work.
+///
+/// One statement, so that a full sample costs one round trip more than a lock sample; the
+/// activity is read once. Slots and archiver read as they do on a primary: the WAL position
+/// is the replay position on a standby, and the archiver counts only where it runs
+/// (`archive_mode = on` on a primary, `always` anywhere).
 const LOAD_SQL: &str = "\
-SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int4,
+WITH act AS MATERIALIZED (
+       SELECT pid, backend_type, state, state_change, wait_event, application_name, query
+         FROM pg_stat_activity),
+     wal AS (
+       SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                   ELSE pg_current_wal_lsn() END AS lsn)
+SELECT (SELECT count(*) FROM act WHERE backend_type = 'client backend')::int4,
        current_setting('max_connections')::int4,
        i.pid, i.idle_ms, i.query,
        (SELECT coalesce(json_agg(json_build_object(
@@ -69,12 +83,40 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
                  'lag_bytes', CASE WHEN pg_is_in_recovery() THEN NULL
                               ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8 END)),
                '[]')::text
-          FROM pg_stat_replication)
-  FROM (SELECT 1) AS one
+          FROM pg_stat_replication),
+       (SELECT count(*) FROM act
+         WHERE backend_type = 'client backend' AND state = 'active'
+           AND pid <> pg_backend_pid() AND coalesce(application_name, '') <> ALL ($2::text[])
+           AND wait_event IS DISTINCT FROM 'ClientRead')::int8,
+       (SELECT coalesce(json_agg(json_build_object(
+                 'pid', p.pid, 'relation', p.relid::regclass::text, 'phase', p.phase,
+                 'wraparound', a.query LIKE '%(to prevent wraparound)')), '[]')::text
+          FROM pg_stat_progress_vacuum p JOIN act a ON a.pid = p.pid
+         WHERE a.backend_type = 'autovacuum worker'
+           AND p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND p.relid IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY ($1::text[]::regclass[])
+                           UNION ALL
+                           SELECT c.reltoastrelid FROM pg_class c
+                            WHERE c.oid = ANY ($1::text[]::regclass[]))),
+       (SELECT coalesce(json_agg(json_build_object(
+                 'name', slot_name, 'kind', slot_type, 'plugin', plugin, 'consumer', active_pid,
+                 'retained', pg_wal_lsn_diff(wal.lsn, restart_lsn)::int8,
+                 'unconfirmed', pg_wal_lsn_diff(wal.lsn, confirmed_flush_lsn)::int8,
+                 'wal_status', wal_status)), '[]')::text
+          FROM pg_replication_slots, wal),
+       current_setting('archive_mode') = 'always'
+         OR (current_setting('archive_mode') = 'on' AND NOT pg_is_in_recovery()),
+       ar.last_archived_wal,
+       (extract(epoch FROM clock_timestamp() - ar.last_archived_time) * 1000)::int8,
+       ar.last_failed_wal,
+       (extract(epoch FROM clock_timestamp() - ar.last_failed_time) * 1000)::int8,
+       pg_wal_lsn_diff(wal.lsn, '0/0')::int8,
+       pg_size_bytes(current_setting('wal_segment_size'))
+  FROM pg_stat_archiver AS ar, wal
   LEFT JOIN LATERAL (
        SELECT pid, (extract(epoch FROM clock_timestamp() - state_change) * 1000)::int8 AS idle_ms,
               coalesce(query, '') AS query
-         FROM pg_stat_activity
+         FROM act
         WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
           AND pid <> pg_backend_pid()
         ORDER BY state_change LIMIT 1) AS i ON true";
@@ -93,6 +135,27 @@ struct RawReplica {
     lag_bytes: Option<i64>,
 }
 
+/// One row of `pg_stat_progress_vacuum` for the table, as the load query spells it.
+#[derive(Deserialize)]
+struct RawAutovacuum {
+    pid: i32,
+    relation: String,
+    phase: String,
+    wraparound: bool,
+}
+
+/// One row of `pg_replication_slots`, as the load query spells it.
+#[derive(Deserialize)]
+struct RawSlot {
+    name: String,
+    kind: String,
+    plugin: Option<String>,
+    consumer: Option<i32>,
+    retained: Option<i64>,
+    unconfirmed: Option<i64>,
+    wal_status: Option<String>,
+}
+
 /// What one sample read; `load` and `throttle_query` only on a full sample.
 pub struct Sampled {
     pub locks: Locks,
@@ -101,7 +164,7 @@ pub struct Sampled {
     pub in_the_way: Vec<i32>,
     /// Our batches (pids) waiting for a lock.
     pub waiting: Vec<i32>,
-    pub load: Option<Load>,
+    pub load: Option<(Load, Wal)>,
     pub throttle_query: Option<f64>,
 }
 
@@ -114,7 +177,7 @@ pub struct Probe<'a> {
     pub ours: &'a [String],
     /// Our running batches.
     pub batches: &'a [Backend],
-    /// Read load and `throttle_query` too, not only locks.
+    /// Read load, WAL retention and `throttle_query` too, not only locks.
     pub full: bool,
     pub throttle_query: Option<&'a str>,
     /// Bounds each statement of the sample.
@@ -173,7 +236,7 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
         throttle_query: None,
     };
     if probe.full {
-        sampled.load = Some(load(&mut tx).await?);
+        sampled.load = Some(load(&mut tx, probe).await?);
         if let Some(query) = probe.throttle_query {
             let sql = throttle_query_sql(query);
             sampled.throttle_query = Some(statement(&sql).fetch_one(&mut *tx).await?.try_get(0)?);
@@ -183,17 +246,50 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
     Ok(sampled)
 }
 
-async fn load(conn: &mut PgConnection) -> Result<Load, sqlx::Error> {
-    let row = statement(LOAD_SQL).fetch_one(conn).await?;
+async fn load(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<(Load, Wal), sqlx::Error> {
+    let row = statement(LOAD_SQL)
+        .bind(probe.relations)
+        .bind(probe.ours)
+        .fetch_one(conn)
+        .await?;
     let connections: i32 = row.try_get(0)?;
     let max_connections: i32 = row.try_get(1)?;
     let idle_pid: Option<i32> = row.try_get(2)?;
     let idle_ms: Option<i64> = row.try_get(3)?;
     let idle_query: Option<String> = row.try_get(4)?;
-    let replicas: String = row.try_get(5)?;
-    let replicas: Vec<RawReplica> =
-        serde_json::from_str(&replicas).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    Ok(Load {
+    let replicas: Vec<RawReplica> = json(&row.try_get::<String, _>(5)?)?;
+    let active_sessions: i64 = row.try_get(6)?;
+    let autovacuum: Vec<RawAutovacuum> = json(&row.try_get::<String, _>(7)?)?;
+    let slots: Vec<RawSlot> = json(&row.try_get::<String, _>(8)?)?;
+    let archiving: bool = row.try_get(9)?;
+    let file_ago = |name: usize, ms: usize| -> Result<Option<(String, Duration)>, sqlx::Error> {
+        let file: Option<String> = row.try_get(name)?;
+        let ago: Option<i64> = row.try_get(ms)?;
+        Ok(file.zip(ago).map(|(file, ago)| (file, millis(ago))))
+    };
+    let archiver = Archiver {
+        last_archived: file_ago(10, 11)?,
+        last_failed: file_ago(12, 13)?,
+        // NULL only on a standby that has replayed nothing yet.
+        position: row.try_get::<Option<i64>, _>(14)?.map_or(0, bytes),
+        segment_size: bytes(row.try_get(15)?),
+    };
+    let wal = Wal {
+        slots: slots
+            .into_iter()
+            .map(|s| Slot {
+                name: s.name,
+                kind: s.kind,
+                plugin: s.plugin,
+                consumer: s.consumer,
+                retained: s.retained.map(bytes),
+                unconfirmed: s.unconfirmed.map(bytes),
+                wal_status: s.wal_status,
+            })
+            .collect(),
+        archiver: archiving.then_some(archiver),
+    };
+    let load = Load {
         connections: u32::try_from(connections).unwrap_or(0),
         max_connections: u32::try_from(max_connections).unwrap_or(0),
         idle_in_transaction: idle_pid.zip(idle_ms).map(|(pid, ms)| {
@@ -208,10 +304,31 @@ async fn load(conn: &mut PgConnection) -> Result<Load, sqlx::Error> {
             .map(|r| Replica {
                 name: r.name,
                 lag: r.lag_ms.map(millis),
-                lag_bytes: r.lag_bytes.map(|b| u64::try_from(b).unwrap_or(0)),
+                lag_bytes: r.lag_bytes.map(bytes),
             })
             .collect(),
-    })
+        active_sessions: u64::try_from(active_sessions).unwrap_or(0),
+        autovacuum: autovacuum
+            .into_iter()
+            .map(|a| Autovacuum {
+                pid: a.pid,
+                relation: a.relation,
+                phase: a.phase,
+                wraparound: a.wraparound,
+            })
+            .collect(),
+    };
+    Ok((load, wal))
+}
+
+/// A JSON column of the load query.
+fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// A byte count from SQL; a negative one (a slot ahead of a standby's replay) is none.
+fn bytes(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// Cancels the statements `batches` are running, those of them whose transaction still runs:

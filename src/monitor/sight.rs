@@ -1,9 +1,11 @@
-//! What the monitor's role may see and do. PostgreSQL hides other roles' session state and the
-//! replicas' progress from a role outside `pg_read_all_stats`, and refuses to cancel another
-//! role's query without membership or `pg_signal_backend`. The monitor then reads NULLs, which
-//! look exactly like "nothing to report": its signals would stay silent instead of firing. So
+//! What the monitor's role may see and do. PostgreSQL hides other roles' session state (their
+//! `backend_type`, `state` and query, and which table a vacuum works on) and the replicas'
+//! progress from a role outside `pg_read_all_stats`, and refuses to cancel another role's
+//! query without membership or `pg_signal_backend`. The monitor then reads NULLs, which look
+//! exactly like "nothing to report": its signals would stay silent instead of firing. So
 //! `plan` and `run` read the role's privileges once, before anything is written, and say which
-//! signals they blind and which `GRANT` fixes it.
+//! signals they blind and which `GRANT` fixes it. Replication slots and the archiver need no
+//! privilege: `pg_replication_slots` and `pg_stat_archiver` are readable by every role.
 
 use sqlx::{PgConnection, Row as _};
 
@@ -91,19 +93,12 @@ impl Sight {
         }
         let role = crate::sql::Ident(&self.role);
         let mut warnings = Vec::new();
-        let mut blind = Vec::new();
-        if !policy.max_idle_in_transaction.is_zero() {
-            blind.push("other roles' sessions idle in transaction");
-        }
-        if !policy.max_replica_lag.is_zero() || policy.max_replica_lag_bytes > 0 {
-            blind.push("the replicas' lag");
-        }
-        if !self.sees_all && !blind.is_empty() {
+        if !self.sees_all {
             warnings.push(format!(
                 "the monitor's role {} is not a member of pg_read_all_stats, so it cannot see {} \
                  and those signals never fire; run `GRANT pg_monitor TO {role};`",
                 self.role,
-                blind.join(" or ")
+                either(&blind(policy))
             ));
         }
         if policy.yield_to_waiters && !self.can_cancel() {
@@ -125,6 +120,34 @@ impl Sight {
             ));
         }
         warnings
+    }
+}
+
+/// What a role outside `pg_read_all_stats` cannot see of what `policy` watches. Other roles'
+/// connections always: `max_connection_use` cannot be turned off.
+fn blind(policy: &ThrottlePolicy) -> Vec<&'static str> {
+    let mut blind = vec!["other roles' connections"];
+    if !policy.max_idle_in_transaction.is_zero() {
+        blind.push("sessions idle in transaction");
+    }
+    if policy.max_active_sessions > 0 {
+        blind.push("active sessions");
+    }
+    if !policy.max_replica_lag.is_zero() || policy.max_replica_lag_bytes > 0 {
+        blind.push("the replicas' lag");
+    }
+    if policy.watch_autovacuum {
+        blind.push("autovacuum on the table");
+    }
+    blind
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn either(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
 
@@ -181,27 +204,49 @@ mod tests {
             warnings,
             [
                 "the monitor's role watcher is not a member of pg_read_all_stats, so it cannot see \
-              other roles' sessions idle in transaction or the replicas' lag and those signals \
-              never fire; run `GRANT pg_monitor TO \"watcher\";`"
+              other roles' connections, sessions idle in transaction, the replicas' lag or \
+              autovacuum on the table and those signals never fire; run `GRANT pg_monitor TO \
+              \"watcher\";`"
             ]
         );
     }
 
     #[test]
     fn blindness_matters_only_for_the_signals_that_are_on() {
-        let policy = ThrottlePolicy {
-            max_idle_in_transaction: Duration::ZERO,
+        let all = ThrottlePolicy {
+            max_active_sessions: 16,
             ..ThrottlePolicy::default()
         };
-        let warnings = sight(false, true, "watcher").warnings(&policy);
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("cannot see the replicas' lag and"));
-        let no_lag = ThrottlePolicy {
+        let few = ThrottlePolicy {
+            max_idle_in_transaction: Duration::ZERO,
             max_replica_lag: Duration::ZERO,
             max_replica_lag_bytes: 0,
-            ..policy
+            watch_autovacuum: false,
+            ..ThrottlePolicy::default()
         };
-        assert!(sight(false, true, "watcher").warnings(&no_lag).is_empty());
+        let cases = [
+            (
+                all,
+                "other roles' connections, sessions idle in transaction, active sessions, the \
+                 replicas' lag or autovacuum on the table",
+            ),
+            (few.clone(), "other roles' connections"),
+            (
+                ThrottlePolicy {
+                    watch_autovacuum: true,
+                    ..few
+                },
+                "other roles' connections or autovacuum on the table",
+            ),
+        ];
+        for (policy, blind) in cases {
+            let warnings = sight(false, true, "watcher").warnings(&policy);
+            assert_eq!(warnings.len(), 1);
+            assert!(
+                warnings[0].contains(&format!("cannot see {blind} and those")),
+                "{warnings:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! scalar checks in SQL ([`number`], [`holds`], [`schema_exists`]), the `items` table that
 //! several files fill ([`create_items`], [`count_updates`], [`items_job`], [`wrong_items`]), the
 //! `--json` events ([`events`]) and a seeded generator ([`XorShift`]). Every other table and job
-//! is the test's own.
+//! is the test's own. [`watched`] has what the tests of the monitor's signals check of a run.
 
 // Every test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
+
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use backfill::scratch::Cluster;
+use backfill::scratch::{Cluster, ClusterOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
@@ -99,7 +101,13 @@ pub fn path_str(path: &Path) -> &str {
 /// A scratch cluster of the test's own (for tests that stop or restart it, or count every
 /// session on it), and a small pool on its `postgres` database.
 pub async fn own_cluster() -> (Arc<Cluster>, PgPool) {
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
+    own_cluster_with(ClusterOptions::default()).await
+}
+
+/// Like [`own_cluster`], with `options` in its `postgresql.conf` (`wal_level = logical`,
+/// `archive_mode = on`, a fast `autovacuum_naptime` …).
+pub async fn own_cluster_with(options: ClusterOptions) -> (Arc<Cluster>, PgPool) {
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(&options))
         .await
         .expect("join the cluster start")
         .expect("start a scratch PostgreSQL");
@@ -245,6 +253,19 @@ impl Runner {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Polls `condition` (a SQL boolean, see [`holds`]) until it holds, for at most [`WAIT`]: for
+/// what the test sets up before `backfill` runs.
+pub async fn wait_for(pool: &PgPool, condition: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !holds(pool, condition).await {
+        assert!(
+            Instant::now() < deadline,
+            "`{condition}` did not hold within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

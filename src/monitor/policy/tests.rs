@@ -1,15 +1,16 @@
 //! Table-driven tests of [`decide`]: readings in, decisions out, with the clock in the data.
+//! The helpers here serve the tests of each family of signals too.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn session(pid: i32, query: &str) -> Session {
+pub(super) fn session(pid: i32, query: &str) -> Session {
     Session {
         pid,
         query: query.into(),
@@ -24,7 +25,7 @@ fn alter() -> TableLock {
     }
 }
 
-fn quiet() -> Reading {
+pub(super) fn quiet() -> Reading {
     Reading {
         load: Load {
             connections: 10,
@@ -35,7 +36,7 @@ fn quiet() -> Reading {
     }
 }
 
-fn with(change: impl FnOnce(&mut Reading)) -> Reading {
+pub(super) fn with(change: impl FnOnce(&mut Reading)) -> Reading {
     let mut r = quiet();
     change(&mut r);
     r
@@ -51,7 +52,10 @@ fn replica(lag: Option<Duration>, lag_bytes: Option<u64>) -> Replica {
 
 /// Feeds `steps` (milliseconds since start, reading or error) through decide + record, as the
 /// monitor does, and returns each decision.
-fn run(policy: &ThrottlePolicy, steps: Vec<(u64, Result<Reading, &str>)>) -> Vec<Decision> {
+pub(super) fn run(
+    policy: &ThrottlePolicy,
+    steps: Vec<(u64, Result<Reading, &str>)>,
+) -> Vec<Decision> {
     let t0 = Instant::now();
     let mut history = History::new(t0);
     steps
@@ -68,11 +72,11 @@ fn run(policy: &ThrottlePolicy, steps: Vec<(u64, Result<Reading, &str>)>) -> Vec
         .collect()
 }
 
-fn one(policy: &ThrottlePolicy, reading: Reading) -> Decision {
+pub(super) fn one(policy: &ThrottlePolicy, reading: Reading) -> Decision {
     run(policy, vec![(0, Ok(reading))]).remove(0)
 }
 
-fn actions(decisions: &[Decision]) -> Vec<Action> {
+pub(super) fn actions(decisions: &[Decision]) -> Vec<Action> {
     decisions.iter().map(|d| d.action).collect()
 }
 

@@ -1,0 +1,59 @@
+//! Lock signals: a session waiting for a lock our batch holds (yield), and another session
+//! holding or waiting for a conflicting lock on the target table (pause, or yield when our
+//! batch is queued behind it). Pure: the sample's rows in, signals out.
+
+use super::{Action, Found, Session, Signal, others, query};
+use crate::job::ThrottlePolicy;
+
+/// Lock contention around our batch and the target table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locks {
+    /// Sessions waiting for a lock that our running batch holds.
+    pub waiting_on_batch: Vec<Session>,
+    /// Other sessions that hold a lock on the table that conflicts with our `UPDATE`, or wait
+    /// for any lock on it.
+    pub table: Vec<TableLock>,
+    /// Our running batch is itself waiting for a lock.
+    pub batch_waiting: bool,
+}
+
+/// A lock on the target table held or wanted by another session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLock {
+    pub session: Session,
+    /// `pg_locks.mode`, e.g. `AccessExclusiveLock`.
+    pub mode: String,
+    pub granted: bool,
+}
+
+/// The lock signals `locks` shows.
+pub(super) fn signals(policy: &ThrottlePolicy, locks: &Locks) -> Vec<Found> {
+    let mut out = Vec::new();
+    if policy.yield_to_waiters
+        && let Some(first) = locks.waiting_on_batch.first()
+    {
+        let who = others(first.pid, locks.waiting_on_batch.len(), "waits", "wait");
+        let reason = format!("{who} for a lock our batch holds{}", query(first));
+        out.push((Signal::WaitingOnBatch, Action::Yield, reason));
+    }
+    if policy.pause_on_table_locks
+        && let Some(first) = locks.table.first()
+    {
+        let verb = if first.granted { "holds" } else { "waits for" };
+        let mut reason = format!(
+            "pid {} {verb} {} on the table{}",
+            first.session.pid,
+            first.mode,
+            query(&first.session)
+        );
+        // Our batch queued behind that lock can only time out, and everything behind it waits.
+        let action = if locks.batch_waiting && policy.yield_to_waiters {
+            reason.push_str(" (our batch was queued behind it)");
+            Action::Yield
+        } else {
+            Action::Pause
+        };
+        out.push((Signal::TableLock, action, reason));
+    }
+    out
+}
