@@ -309,9 +309,11 @@ pub fn classify(err: &sqlx::Error) -> Failure {
                 halve: true,
                 reconnect: false,
             },
-            // admin/crash shutdown, cannot_connect_now, too_many_connections, connection_*.
+            // admin/crash shutdown, cannot_connect_now, too_many_connections, connection_*,
+            // and the server ending a session idle in (or out of) a transaction for too long —
+            // a process that was frozen or cut off comes back to a closed connection.
             Some(code)
-                if matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+                if matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05")
                     || code.starts_with("08") =>
             {
                 lost

@@ -33,6 +33,16 @@ pub enum Event {
         /// The range it was split off, when the worker stole it.
         split_from: Option<u32>,
     },
+    /// Another process took over the range a worker was walking (this process was frozen or
+    /// cut off for longer than its lease): the worker leaves it without writing and looks for
+    /// other work.
+    Lost {
+        job: String,
+        worker: u32,
+        range: u32,
+        /// Who holds the range now.
+        owner: String,
+    },
     /// The workers running the job changed: live workers of every process, those processes,
     /// and their hosts.
     Workers {
@@ -105,6 +115,7 @@ impl Event {
         match self {
             Event::Started { job, .. }
             | Event::Claimed { job, .. }
+            | Event::Lost { job, .. }
             | Event::Workers { job, .. }
             | Event::Batch { job, .. }
             | Event::Retry { job, .. }

@@ -23,14 +23,14 @@ use super::sizer;
 use super::worker::{Failures, Step, Stop, Worker, millis};
 
 /// What re-reading a range found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reread {
     /// Still ours; the copy is up to date.
     Mine,
     /// The row could not be read; the copy stays (the next attempt will tell).
     Unread,
-    /// Another process holds it now, or it is done.
-    Lost,
+    /// Another process holds it now (named), or it is done.
+    Lost(String),
 }
 
 /// How a walk over one range ended.
@@ -38,7 +38,7 @@ pub(super) enum Walked {
     /// The range is walked to its end and marked done.
     Done,
     /// Another process took the range over (this one was frozen or cut off for too long).
-    Lost,
+    Lost(String),
 }
 
 impl Worker<'_, '_, '_> {
@@ -61,7 +61,17 @@ impl Worker<'_, '_, '_> {
         self.range = None;
         self.crew.rate(range.id, None);
         match result {
-            Ok(Ok(Walked::Done | Walked::Lost)) => Ok(None),
+            Ok(Ok(Walked::Done)) => Ok(None),
+            Ok(Ok(Walked::Lost(owner))) => {
+                let (worker, range) = (self.id, range.id);
+                self.send(|job| Event::Lost {
+                    job,
+                    worker,
+                    range,
+                    owner,
+                });
+                Ok(None)
+            }
             Ok(Err(stop)) => Ok(Some(stop)),
             Err(e) => Err(e),
         }
@@ -89,8 +99,10 @@ impl Worker<'_, '_, '_> {
                 Step::Stop(stop) => return Ok(Err(stop)),
                 Step::Batch { throttled } => throttled,
             };
-            if std::mem::take(&mut self.doubted) && self.reload(range).await? == Reread::Lost {
-                return Ok(Ok(Walked::Lost));
+            if std::mem::take(&mut self.doubted)
+                && let Reread::Lost(owner) = self.reload(range).await?
+            {
+                return Ok(Ok(Walked::Lost(owner)));
             }
             if range.is_walked() {
                 match self.finish(range).await {
@@ -141,17 +153,17 @@ impl Worker<'_, '_, '_> {
                         range: id,
                         reason,
                     });
-                    if self.reload(range).await? == Reread::Lost {
-                        return Ok(Ok(Walked::Lost));
+                    if let Reread::Lost(owner) = self.reload(range).await? {
+                        return Ok(Ok(Walked::Lost(owner)));
                     }
                 }
-                Err(BatchError::State(StateError::RangeTaken { .. })) => {
-                    return Ok(Ok(Walked::Lost));
+                Err(BatchError::State(StateError::RangeTaken { owner, .. })) => {
+                    return Ok(Ok(Walked::Lost(owner)));
                 }
                 Err(BatchError::State(e @ StateError::RangeShrunk { .. })) => {
                     let upper = range.upper.clone();
                     match self.reload(range).await? {
-                        Reread::Lost => return Ok(Ok(Walked::Lost)),
+                        Reread::Lost(owner) => return Ok(Ok(Walked::Lost(owner))),
                         // The checkpoint put the batch outside a range that did not move: the
                         // key's order in SQL disagrees with the walk's. Stop, never loop.
                         Reread::Mine if range.upper == upper => {
@@ -168,8 +180,8 @@ impl Worker<'_, '_, '_> {
                     if let Some(stop) = self.recover(e, Some(at), &mut failures).await? {
                         return Ok(Err(stop));
                     }
-                    if self.reload(range).await? == Reread::Lost {
-                        return Ok(Ok(Walked::Lost));
+                    if let Reread::Lost(owner) = self.reload(range).await? {
+                        return Ok(Ok(Walked::Lost(owner)));
                     }
                 }
             }
@@ -216,7 +228,7 @@ impl Worker<'_, '_, '_> {
                 tx.commit().await?;
                 Ok(Walked::Done)
             }
-            Err(StateError::RangeTaken { .. }) => Ok(Walked::Lost),
+            Err(StateError::RangeTaken { owner, .. }) => Ok(Walked::Lost(owner)),
             Err(e) => Err(e.into()),
         }
     }
@@ -234,14 +246,12 @@ impl Worker<'_, '_, '_> {
         };
         match read.await {
             Ok(Some(row)) => {
-                let mine = row
-                    .lease
-                    .as_ref()
-                    .is_some_and(|l| l.owner == *self.crew.r.owner)
+                let holder = row.lease.as_ref().map(|l| l.owner.0.clone());
+                let mine = holder.as_deref() == Some(self.crew.r.owner.0.as_str())
                     && row.worker == Some(self.id)
                     && row.status == "running";
                 if !mine {
-                    return Ok(Reread::Lost);
+                    return Ok(Reread::Lost(holder.unwrap_or_else(|| "nobody".into())));
                 }
                 *range = row;
                 Ok(Reread::Mine)

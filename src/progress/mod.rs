@@ -240,6 +240,7 @@ impl Track {
                 return news;
             }
             Event::Claimed { .. } => return false,
+            Event::Lost { .. } => {}
             Event::Yielded { .. } => {}
             Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
                 self.set_rows(*rows_done);
@@ -356,6 +357,12 @@ impl Track {
                 Some(from) => format!("worker {worker} took range {range}, split off range {from}"),
                 None => format!("worker {worker} took range {range}"),
             },
+            Event::Lost {
+                worker,
+                range,
+                owner,
+                ..
+            } => format!("worker {worker} lost range {range} to {owner}; it writes nothing there"),
             Event::Workers { .. } => self
                 .crew
                 .text()
