@@ -107,6 +107,9 @@ pub struct PlanArgs {
     pub exact_count: bool,
     #[command(flatten)]
     pub monitor: MonitorArg,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `status` options.

@@ -21,7 +21,7 @@ use crate::plan::Plan;
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report::PlanReport;
-use crate::state::{Control, Owner, Store};
+use crate::state::{Control, JobRow, Owner, Store};
 
 /// How a command ended without an error; each maps to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,17 +124,20 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Reads the catalog, builds the plan and has the server check it. Writes nothing. Errors
-/// name the job file, so that the log of `run a b c` says which job failed.
+/// Reads the catalog, builds the plan and has the server check the batch that would run next
+/// (the first, unless `state` holds a checkpoint to resume from). Writes nothing. Errors name
+/// the job file, so that the log of `run a b c` says which job failed.
 pub async fn prepare(
     conn: &mut PgConnection,
     job: Job,
+    state: Option<&JobRow>,
 ) -> Result<(Prepared, preflight::Preflight)> {
     let source = job.source.display().to_string();
     let (catalog, plan, checked) = async {
         let catalog = Catalog::read(conn, &job).await?;
         let plan = Plan::new(&job, &catalog);
-        let checked = preflight::check(conn, &job, &plan, job.batch.size).await?;
+        let start = preflight::Start::next(&job, state);
+        let checked = preflight::check(conn, &job, &plan, &start).await?;
         anyhow::Ok((catalog, plan, checked))
     }
     .await
@@ -164,7 +167,7 @@ pub async fn run(
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        prepared.push(prepare(&mut conn, job).await?.0);
+        prepared.push(prepare(&mut conn, job, None).await?.0);
     }
     let policies: Vec<&ThrottlePolicy> = prepared.iter().map(|p| &p.job.throttle).collect();
     let sight = monitor_sight(
@@ -251,31 +254,32 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
     let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
     let monitor = monitor_target(&args.monitor)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let (p, checked) = prepare(&mut conn, job).await?;
-    let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
-    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
-        .await
-        .context("cannot estimate the pending rows")?;
     let store = Store::new(&global.state_schema);
     let state = store
         .list(&mut conn)
         .await?
         .into_iter()
-        .find(|row| row.name == p.job.name);
-    print!(
-        "{}",
-        crate::report::plan(&PlanReport {
-            job: &p.job,
-            catalog: &p.catalog,
-            plan: &p.plan,
-            checked: &checked,
-            pending,
-            exact: args.exact_count,
-            store: &store,
-            state: state.as_ref(),
-            sight: sight.as_ref(),
-        })
-    );
+        .find(|row| row.name == job.name);
+    let (p, checked) = prepare(&mut conn, job, state.as_ref()).await?;
+    let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
+    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
+        .await
+        .context("cannot estimate the pending rows")?;
+    let report = PlanReport {
+        job: &p.job,
+        catalog: &p.catalog,
+        plan: &p.plan,
+        checked: &checked,
+        pending,
+        store: &store,
+        state: state.as_ref(),
+        sight: sight.as_ref(),
+    };
+    if args.json {
+        println!("{}", crate::report::plan_json(&report));
+    } else {
+        print!("{}", crate::report::plan(&report));
+    }
     Ok(Exit::Success)
 }
 
@@ -283,7 +287,7 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
 pub async fn verify(global: &GlobalArgs, args: &VerifyArgs) -> Result<Exit> {
     let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let (p, _) = prepare(&mut conn, job).await?;
+    let (p, _) = prepare(&mut conn, job, None).await?;
     verify_job(&mut conn, &p.job, &p.plan, args.json).await
 }
 
@@ -296,7 +300,8 @@ pub async fn verify_job(
 ) -> Result<Exit> {
     let pending = preflight::pending_rows(conn, plan, true)
         .await
-        .with_context(|| format!("cannot count the rows of {} that match `where`", plan.table))?;
+        .with_context(|| format!("cannot count the rows of {} that match `where`", plan.table))?
+        .rows;
     if json {
         println!(
             "{}",

@@ -67,7 +67,7 @@ async fn story(
 
     eprintln!("2. backfill: backfill run jobs/demo_orders.toml");
     let job = Job::parse(JOB, Path::new("jobs/demo_orders.toml"))?;
-    let (prepared, _) = prepare(&mut conn, job).await?;
+    let (prepared, _) = prepare(&mut conn, job, None).await?;
     let options = engine::Options {
         restart: false,
         resume_cancelled: false,

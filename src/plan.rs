@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
 use crate::job::Job;
+use crate::sql::words::words;
 use crate::sql::{Ident, Qualified};
 
 /// A statement in two forms: for the first batch (no cursor yet) and for every later batch.
@@ -55,6 +56,12 @@ pub struct Plan {
     pub pending_count: String,
     /// The planner's estimate of the same, as `EXPLAIN (FORMAT JSON)`. No parameters.
     pub pending_estimate: String,
+    /// Rows matching `where` and all rows, in a block sample: `$1` the percentage of blocks
+    /// (`float4`). The same blocks every time (`REPEATABLE`), so `plan` and `run` agree.
+    pub pending_sample: String,
+    /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
+    /// only when each of them that is a column has statistics.
+    pub filter_columns: Vec<String>,
 }
 
 impl Plan {
@@ -114,6 +121,11 @@ impl Plan {
             pending_estimate: format!(
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
             ),
+            pending_sample: format!(
+                "SELECT count(*) FILTER (WHERE ({filter})), count(*) FROM {table} \
+                 TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"
+            ),
+            filter_columns: words(filter).into_iter().map(|w| w.name).collect(),
             table,
             key_len: n,
             range_end,
@@ -346,6 +358,11 @@ b = "x + 1"
             plan.pending_estimate,
             r#"EXPLAIN (FORMAT JSON) SELECT 1 FROM "public"."users" WHERE (status_flag IS NULL)"#
         );
+        assert_eq!(
+            plan.pending_sample,
+            r#"SELECT count(*) FILTER (WHERE (status_flag IS NULL)), count(*) FROM "public"."users" TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"#
+        );
+        assert_eq!(plan.filter_columns, ["status_flag", "is", "null"]);
     }
 
     #[test]

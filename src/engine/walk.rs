@@ -188,7 +188,7 @@ impl Walker<'_, '_> {
         let pending = preflight::pending_rows(&mut self.conn, r.plan, r.options.exact_count)
             .await
             .map_err(|source| range_error(r, source))?;
-        self.started_event(&at, pending);
+        self.started_event(&at, pending.rows);
         let batch = &self.r.job.batch;
         let mut sizer = Sizer::new(
             batch.min,
