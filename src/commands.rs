@@ -212,34 +212,35 @@ pub async fn run_jobs(
             options,
         };
         let outcome = engine::run(&r, &mut |e| reporter.emit(e), shutdown.clone()).await;
-        let exit = match outcome {
+        let name = &p.job.name;
+        let (exit, last_word) = match outcome {
             Err(e) => {
                 reporter.finish();
                 return Err(e.into());
             }
-            Ok(Outcome::Finished { .. }) => None,
-            Ok(Outcome::AlreadyDone { rows_done }) => {
-                eprintln!(
-                    "{}: already done ({rows_done} rows); `backfill run --restart {}` runs it again",
-                    p.job.name, p.job.name
-                );
-                None
-            }
-            Ok(Outcome::Interrupted { rows_done }) => {
-                eprintln!(
-                    "{}: stopped after {rows_done} rows, checkpoint saved; run it again to resume",
-                    p.job.name
-                );
-                Some(Exit::Interrupted)
-            }
-            Ok(Outcome::Cancelled { rows_done }) => {
-                eprintln!(
-                    "{}: cancelled by an operator after {rows_done} rows; `backfill run --resume-cancelled {}` continues it",
-                    p.job.name, p.job.name
-                );
-                Some(Exit::Cancelled)
-            }
+            Ok(Outcome::Finished { .. }) => (None, None),
+            Ok(Outcome::AlreadyDone { rows_done }) => (
+                None,
+                Some(format!(
+                    "{name}: already done ({rows_done} rows); `backfill run --restart {name}` runs it again"
+                )),
+            ),
+            Ok(Outcome::Interrupted { rows_done }) => (
+                Some(Exit::Interrupted),
+                Some(format!(
+                    "{name}: stopped after {rows_done} rows, checkpoint saved; run it again to resume"
+                )),
+            ),
+            Ok(Outcome::Cancelled { rows_done }) => (
+                Some(Exit::Cancelled),
+                Some(format!(
+                    "{name}: cancelled by an operator after {rows_done} rows; `backfill run --resume-cancelled {name}` continues it"
+                )),
+            ),
         };
+        if let Some(line) = last_word {
+            reporter.conclude(&line);
+        }
         if let Some(exit) = exit {
             reporter.finish();
             return Ok(exit);
