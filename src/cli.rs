@@ -47,7 +47,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show every job in the state table: status, rows done, rate, last update.
     Status(StatusArgs),
-    /// Count rows that still match the job's `where`; exit 0 when none, 3 otherwise.
+    /// Count rows that still match the job's `where` (and with --values compare every row's
+    /// [set] columns with their expressions); exit 0 when all is well, 3 otherwise.
     Verify(VerifyArgs),
     /// Forget a job's checkpoint and counters so that the next run starts over.
     Reset(JobArg),
@@ -126,6 +127,12 @@ pub struct VerifyArgs {
     /// Job file, or a name looked up in --jobs-dir.
     #[arg(value_name = "JOB")]
     pub job: String,
+    /// Also walk the whole table in read-only batches (the job's batch.max keys, its timeouts
+    /// and pause) and count the rows whose [set] columns differ from their expressions,
+    /// showing the first ones. Refuses expressions that call volatile functions or read the
+    /// clock (now(), random()…).
+    #[arg(long)]
+    pub values: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,

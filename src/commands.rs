@@ -22,6 +22,7 @@ use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report::PlanReport;
 use crate::state::{Control, JobRow, Owner, Store};
+use crate::verify;
 
 /// How a command ended without an error; each maps to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,7 @@ pub enum Exit {
     Success,
     /// 1: a job was cancelled by an operator.
     Cancelled,
-    /// 3: `verify` found rows still pending.
+    /// 3: `verify` found rows still pending, or values that differ.
     Pending,
     /// 130: stopped by Ctrl-C or SIGTERM after checkpointing.
     Interrupted,
@@ -284,42 +285,48 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `backfill verify`: exit 0 only when no row matches `where` any more.
-pub async fn verify(global: &GlobalArgs, args: &VerifyArgs) -> Result<Exit> {
+/// `backfill verify`: exit 0 only when no row matches `where` any more (and, with `--values`,
+/// every `[set]` column equals its expression); 3 otherwise.
+pub async fn verify(
+    global: &GlobalArgs,
+    args: &VerifyArgs,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Exit> {
     let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
     let (p, _) = prepare(&mut conn, job, None).await?;
-    verify_job(&mut conn, &p.job, &p.plan, args.json).await
-}
-
-/// Counts the rows still matching `where` and prints the verdict.
-pub async fn verify_job(
-    conn: &mut PgConnection,
-    job: &Job,
-    plan: &Plan,
-    json: bool,
-) -> Result<Exit> {
-    let pending = preflight::pending_rows(conn, plan, true)
-        .await
-        .with_context(|| format!("cannot count the rows of {} that match `where`", plan.table))?
-        .rows;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"job": job.name, "table": plan.table, "pending": pending, "ok": pending == 0})
-        );
-    } else if pending == 0 {
-        println!(
-            "{}: verified — no row of {} matches `{}`; the contract migration may go ahead",
-            job.name, plan.table, job.filter
-        );
-    } else {
-        println!(
-            "{}: {pending} rows of {} still match `{}`; run the job again (rows past its range end need the application's dual write)",
-            job.name, plan.table, job.filter
-        );
+    if args.values {
+        verify::check_comparable(&mut conn, &p.job).await?;
     }
-    Ok(if pending == 0 {
+    let state = Store::new(&global.state_schema)
+        .list(&mut conn)
+        .await?
+        .into_iter()
+        .find(|row| row.name == p.job.name);
+    let subject = verify::Subject {
+        job: &p.job,
+        catalog: &p.catalog,
+        plan: &p.plan,
+        state: state.as_ref(),
+    };
+    let verdict = if args.values {
+        match verify::values(&mut conn, &subject, &mut shutdown).await? {
+            Some(verdict) => verdict,
+            None => {
+                eprintln!("{}: verify --values stopped; it wrote nothing", p.job.name);
+                return Ok(Exit::Interrupted);
+            }
+        }
+    } else {
+        verify::pending(&mut conn, &subject).await?
+    };
+    hang_up(conn).await;
+    if args.json {
+        println!("{}", verify::json(&subject, &verdict));
+    } else {
+        print!("{}", verify::text(&subject, &verdict));
+    }
+    Ok(if verdict.ok() {
         Exit::Success
     } else {
         Exit::Pending
@@ -389,6 +396,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(|e| e.is_invalid_job())
             || cause
                 .downcast_ref::<engine::EngineError>()
+                .is_some_and(|e| e.is_invalid_job())
+            || cause
+                .downcast_ref::<verify::VerifyError>()
                 .is_some_and(|e| e.is_invalid_job())
     });
     if invalid { 2 } else { 1 }

@@ -8,13 +8,14 @@ use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
-use crate::commands::{Exit, prepare, run_jobs, verify_job};
+use crate::commands::{Exit, prepare, run_jobs};
 use crate::db::{Target, statement};
 use crate::engine;
 use crate::job::Job;
 use crate::progress::Mode;
 use crate::scratch::Cluster;
 use crate::state::Store;
+use crate::verify;
 
 /// The demo's job file, compiled in so that the demo runs from any directory.
 const JOB: &str = include_str!("../jobs/demo_orders.toml");
@@ -90,9 +91,16 @@ async fn story(
     }
 
     eprintln!("3. verify:   backfill verify jobs/demo_orders.toml");
-    let verdict = verify_job(&mut conn, &prepared.job, &prepared.plan, false).await?;
-    if verdict != Exit::Success {
-        return Ok(verdict);
+    let subject = verify::Subject {
+        job: &prepared.job,
+        catalog: &prepared.catalog,
+        plan: &prepared.plan,
+        state: None,
+    };
+    let verdict = verify::pending(&mut conn, &subject).await?;
+    print!("{}", verify::text(&subject, &verdict));
+    if !verdict.ok() {
+        return Ok(Exit::Pending);
     }
     eprintln!("4. contract: {CONTRACT};");
     statement(CONTRACT).execute(&mut conn).await?;

@@ -15,6 +15,7 @@
 //!   knows indicatif).
 //! - [`db`]: connections and statement execution that also work behind PgBouncer.
 //! - [`scratch`]: a throwaway PostgreSQL cluster for `demo` and the tests.
+//! - [`verify`]: the gate before the contract migration, `verify --values` included.
 //! - [`cli`], [`commands`], [`report`], [`demo`]: the command line and what it prints.
 
 pub mod catalog;
@@ -34,3 +35,4 @@ pub mod report;
 pub mod scratch;
 pub mod sql;
 pub mod state;
+pub mod verify;

@@ -7,6 +7,8 @@
 //! a btree order works without the tool knowing it. Composite keys are compared as rows,
 //! `("a", "b") > ($1::text, $2::integer)`, which PostgreSQL turns into one index range scan.
 
+pub mod compare;
+
 use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
@@ -102,18 +104,15 @@ impl Plan {
             ),
         };
         let set = assignments(job);
+        let range = key.range();
         let update = Statements {
             from_start: format!(
-                "UPDATE {table} SET {set} WHERE {} <= {} AND ({filter})",
-                key.row(),
-                key.params(1)
+                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
+                range.from_start
             ),
             after_cursor: format!(
-                "UPDATE {table} SET {set} WHERE {} > {} AND {} <= {} AND ({filter})",
-                key.row(),
-                key.params(1),
-                key.row(),
-                key.params(n + 1)
+                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
+                range.after_cursor
             ),
         };
         Plan {
@@ -202,6 +201,21 @@ impl<'a> KeySql<'a> {
         self.join(|_, k| format!("{}.{k}", self.table))
     }
 
+    /// A batch's key range `(cursor, upper]` as a condition. `after_cursor`: `$1..$n` cursor,
+    /// `$n+1..$2n` upper bound; `from_start`: `$1..$n` upper bound.
+    fn range(&self) -> Statements {
+        Statements {
+            from_start: format!("{} <= {}", self.row(), self.params(1)),
+            after_cursor: format!(
+                "{} > {} AND {} <= {}",
+                self.row(),
+                self.params(1),
+                self.row(),
+                self.params(self.len() + 1)
+            ),
+        }
+    }
+
     /// `"s"."t"."a" DESC, "s"."t"."b" DESC`
     fn order_desc(&self) -> String {
         self.join(|_, k| format!("{}.{k} DESC", self.table))
@@ -232,6 +246,7 @@ mod tests {
             key_source: KeySource::PrimaryKey("t_pkey".into()),
             key_index: Some("t_pkey".into()),
             triggers: vec![],
+            set: vec![],
         }
     }
 

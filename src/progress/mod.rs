@@ -10,6 +10,8 @@
 //! Writing never panics: a closed stderr or stdout (say, `backfill run … | head`) loses the
 //! output, not the run.
 
+pub mod scan;
+
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
