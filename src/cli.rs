@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// Print NDJSON events on stdout instead of a progress bar.
     #[arg(long)]
     pub json: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts
+    /// (backfill_rows_done_total, backfill_state, …), e.g. 127.0.0.1:9187.
+    #[arg(long, env = "BACKFILL_METRICS_ADDR", value_name = "HOST:PORT", value_parser = crate::metrics::parse_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where the monitor connects, for `run` and for `plan` (which checks its privileges).

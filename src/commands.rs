@@ -16,6 +16,7 @@ use crate::cli::{GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, 
 use crate::db::{Target, TargetError, hang_up};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::job::{Job, ThrottlePolicy};
+use crate::metrics::Metrics;
 use crate::monitor::sight::{self, Sight};
 use crate::plan::Plan;
 use crate::preflight;
@@ -165,6 +166,7 @@ pub async fn run(
         reconnect_timeout: args.reconnect_timeout,
         monitor: monitor_target(&args.monitor)?,
     };
+    let metrics = args.metrics_addr.map(Metrics::serve).transpose()?;
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -189,7 +191,26 @@ pub async fn run(
     }
     let store = Store::new(&global.state_schema);
     let mode = Mode::detect(args.json);
-    run_jobs(&target, &store, &prepared, &options, mode, shutdown).await
+    let sinks = Sinks {
+        reporter: Reporter::new(mode),
+        metrics,
+    };
+    run_jobs(&target, &store, &prepared, &options, sinks, shutdown).await
+}
+
+/// Where a run's events go: the progress display, and the metrics when they are served.
+pub struct Sinks {
+    pub reporter: Reporter,
+    pub metrics: Option<Metrics>,
+}
+
+impl Sinks {
+    fn emit(&mut self, event: &crate::event::Event) {
+        self.reporter.emit(event);
+        if let Some(metrics) = &mut self.metrics {
+            metrics.record(event);
+        }
+    }
 }
 
 /// Runs prepared jobs in order, showing progress; stops at the first that does not finish.
@@ -198,11 +219,10 @@ pub async fn run_jobs(
     store: &Store,
     prepared: &[Prepared],
     options: &engine::Options,
-    mode: Mode,
+    mut sinks: Sinks,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Exit> {
     let owner = Owner::this_process();
-    let mut reporter = Reporter::new(mode);
     for p in prepared {
         let r = Run {
             job: &p.job,
@@ -212,7 +232,8 @@ pub async fn run_jobs(
             owner: &owner,
             options,
         };
-        let outcome = engine::run(&r, &mut |e| reporter.emit(e), shutdown.clone()).await;
+        let outcome = engine::run(&r, &mut |e| sinks.emit(e), shutdown.clone()).await;
+        let reporter = &mut sinks.reporter;
         let name = &p.job.name;
         let (exit, last_word) = match outcome {
             Err(e) => {
@@ -247,7 +268,7 @@ pub async fn run_jobs(
             return Ok(exit);
         }
     }
-    reporter.finish();
+    sinks.reporter.finish();
     Ok(Exit::Success)
 }
 
@@ -385,6 +406,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     let invalid = err.chain().any(|cause| {
         cause.is::<crate::job::JobError>()
             || cause.is::<crate::db::TargetError>()
+            || cause.is::<crate::metrics::MetricsError>()
             || cause
                 .downcast_ref::<crate::catalog::CatalogError>()
                 .is_some_and(|e| e.is_invalid_job())

@@ -8,11 +8,11 @@ use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
-use crate::commands::{Exit, prepare, run_jobs};
+use crate::commands::{Exit, Sinks, prepare, run_jobs};
 use crate::db::{Target, statement};
 use crate::engine;
 use crate::job::Job;
-use crate::progress::Mode;
+use crate::progress::{Mode, Reporter};
 use crate::scratch::Cluster;
 use crate::state::Store;
 use crate::verify;
@@ -77,12 +77,16 @@ async fn story(
         monitor: None,
     };
     let store = Store::new("backfill");
+    let sinks = Sinks {
+        reporter: Reporter::new(Mode::detect(false)),
+        metrics: None,
+    };
     let exit = run_jobs(
         &target,
         &store,
         std::slice::from_ref(&prepared),
         &options,
-        Mode::detect(false),
+        sinks,
         shutdown,
     )
     .await?;
