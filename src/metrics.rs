@@ -211,7 +211,7 @@ impl Metrics {
                 raise(&f.rows_done.get_or_create(&job), *rows_done);
                 // Present from the start at 0, so that `rate()` and dashboards see them.
                 for counter in [&f.batches, &f.retries, &f.yields] {
-                    counter.get_or_create(&job);
+                    let _ = counter.get_or_create(&job);
                 }
                 self.enter(&job.job, "running", "");
             }
