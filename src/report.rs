@@ -9,11 +9,10 @@ pub use plan::{PlanReport, plan, plan_json};
 use std::fmt::Write as _;
 
 use crate::catalog::KeySource;
-use crate::state::JobRow;
-use crate::state::LEASE_TIMEOUT;
+use crate::state::{HEARTBEAT_EVERY, JobRow, LEASE_TIMEOUT};
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
-pub fn age(seconds: f64) -> String {
+pub fn age_text(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -23,16 +22,42 @@ pub fn age(seconds: f64) -> String {
     }
 }
 
-/// How `status` and `plan` describe a row's status, including a lease that went stale.
+/// The job's status as it is now: `paused` while its runner holds it paused (the stored
+/// status stays `running`), `stale` while a runner's lease is held by nobody alive, else the
+/// stored status. One word, so that `status`'s columns stay aligned.
 pub fn describe_status(row: &JobRow) -> String {
-    match (row.owner.is_some(), row.lease_is_live(), row.heartbeat_age) {
-        (true, false, Some(age_s)) => format!(
-            "{} (stale lease: no heartbeat for {}, taken over after {}s)",
-            row.status,
-            age(age_s),
-            LEASE_TIMEOUT.as_secs()
-        ),
+    let live = row.lease_is_live();
+    let paused = row.note.as_deref().is_some_and(|n| n.starts_with("paused"));
+    match (row.owner.is_some(), live) {
+        (true, false) => "stale".to_owned(),
+        (true, true) if row.status == "running" && paused => "paused".to_owned(),
         _ => row.status.clone(),
+    }
+}
+
+/// What is true of the job's lease when something is wrong with it, and when it can be taken
+/// over: a stale lease at once, by the next `run`; a live one only once its heartbeat is
+/// [`LEASE_TIMEOUT`] old.
+pub fn lease_note(row: &JobRow) -> Option<String> {
+    let owner = row.owner.as_ref()?;
+    let age = row.heartbeat_age?;
+    let timeout = LEASE_TIMEOUT.as_secs_f64();
+    if !row.lease_is_live() {
+        let why = if age < timeout {
+            format!("the process of {} is gone", owner.0)
+        } else {
+            format!("no heartbeat from {} for {}", owner.0, age_text(age))
+        };
+        Some(format!("{why}; the next `backfill run` takes the job over"))
+    } else if age >= 2.0 * HEARTBEAT_EVERY.as_secs_f64() {
+        Some(format!(
+            "no heartbeat from {} for {}; another `backfill run` may take the job over in {}",
+            owner.0,
+            age_text(age),
+            age_text(timeout - age)
+        ))
+    } else {
+        None
     }
 }
 
@@ -60,12 +85,11 @@ pub fn status_table(rows: &[JobRow]) -> String {
         let rate = row.rate.map_or("-".to_owned(), |r| format!("{r:.0}/s"));
         let updated = row
             .updated_age
-            .map_or("-".to_owned(), |a| format!("{} ago", age(a)));
-        let note = row
-            .note
-            .as_deref()
-            .or(row.last_error.as_deref())
-            .unwrap_or("");
+            .map_or("-".to_owned(), |a| format!("{} ago", age_text(a)));
+        let note = lease_note(row)
+            .or_else(|| row.note.clone())
+            .or_else(|| row.last_error.clone())
+            .unwrap_or_default();
         let status = describe_status(row);
         let control = match row.control.as_deref() {
             Some(c) => format!(" [{c} requested]"),
@@ -85,7 +109,9 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
     serde_json::json!({
         "name": row.name,
         "table": row.table_name,
-        "status": row.status,
+        "status": describe_status(row),
+        "stored_status": row.status,
+        "lease": lease_note(row),
         "live": row.lease_is_live(),
         "rows_done": row.rows_done,
         "batches_done": row.batches_done,
@@ -105,6 +131,7 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Owner;
 
     fn row(name: &str, status: &str) -> JobRow {
         JobRow {
@@ -129,10 +156,10 @@ mod tests {
 
     #[test]
     fn ages_are_short() {
-        assert_eq!(age(4.2), "4s");
-        assert_eq!(age(200.0), "3m");
-        assert_eq!(age(7300.0), "2h");
-        assert_eq!(age(200_000.0), "2d");
+        assert_eq!(age_text(4.2), "4s");
+        assert_eq!(age_text(200.0), "3m");
+        assert_eq!(age_text(7300.0), "2h");
+        assert_eq!(age_text(200_000.0), "2d");
     }
 
     #[test]
@@ -156,5 +183,47 @@ mod tests {
         let v = status_json(&row("a", "done"));
         assert_eq!(v["rows_done"], 1234);
         assert_eq!(v["cursor"][0], "42");
+    }
+
+    fn owned(status: &str, heartbeat_age: f64, note: Option<&str>) -> JobRow {
+        JobRow {
+            owner: Some(Owner("elsewhere:1:ab".into())),
+            heartbeat_age: Some(heartbeat_age),
+            note: note.map(str::to_owned),
+            ..row("a", status)
+        }
+    }
+
+    #[test]
+    fn a_paused_job_reads_paused_not_running() {
+        let paused = owned("running", 0.5, Some("paused: by operator"));
+        assert_eq!(describe_status(&paused), "paused");
+        assert_eq!(describe_status(&owned("running", 0.5, None)), "running");
+    }
+
+    #[test]
+    fn a_stale_lease_is_one_word_and_its_note_says_the_next_run_takes_over() {
+        let stale = owned("running", 120.0, None);
+        assert_eq!(describe_status(&stale), "stale");
+        assert_eq!(
+            lease_note(&stale).as_deref(),
+            Some(
+                "no heartbeat from elsewhere:1:ab for 2m; the next `backfill run` takes the job over"
+            )
+        );
+        let text = status_table(&[stale]);
+        let fields: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(fields[..3], ["a", "stale", "1234"], "{text}");
+    }
+
+    #[test]
+    fn a_late_heartbeat_says_when_the_lease_may_be_taken_over() {
+        assert_eq!(
+            lease_note(&owned("running", 10.0, None)).as_deref(),
+            Some(
+                "no heartbeat from elsewhere:1:ab for 10s; another `backfill run` may take the job over in 5s"
+            )
+        );
+        assert_eq!(lease_note(&owned("running", 0.5, None)), None);
     }
 }

@@ -16,7 +16,7 @@ use crate::preflight::{Estimate, Method, Preflight};
 use crate::sql::Ident;
 use crate::state::{JobRow, Store};
 
-use super::{describe_status, key_source, status_json};
+use super::{describe_status, key_source, lease_note, status_json};
 
 /// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
 pub struct PlanReport<'a> {
@@ -180,14 +180,15 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     let state_line = match state {
         None => "no checkpoint; a run starts at the first key".to_owned(),
         Some(row) => format!(
-            "{}, {} rows done in {} batches{}",
+            "{}, {} rows done in {} batches{}{}",
             describe_status(row),
             row.rows_done,
             row.batches_done,
             row.cursor.as_ref().map_or(String::new(), |c| format!(
                 "; resumes after {}",
                 key_text(c)
-            ))
+            )),
+            lease_note(row).map_or(String::new(), |n| format!("; {n}"))
         ),
     };
     let _ = writeln!(out, "state     {state_line} [{}]", store.table());
