@@ -3,8 +3,11 @@
 //! read and the server checks the job's SQL, and only then is the state table touched.
 //! Owns the text that commands print on stdout; the progress display belongs to `progress`.
 
+mod lookup;
+
+pub use lookup::job_path;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -12,7 +15,9 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::cli::{GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs};
+use crate::cli::{
+    CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
+};
 use crate::db::{Target, TargetError, hang_up};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::job::{Job, ThrottlePolicy};
@@ -46,31 +51,6 @@ impl From<Exit> for ExitCode {
             Exit::Pending => 3,
             Exit::Interrupted => 130,
         })
-    }
-}
-
-/// Where a job argument points: `NAME` is `<jobs-dir>/NAME.toml`; anything that looks like a
-/// path (has a `/` or ends in `.toml`) is taken as one.
-pub fn job_path(arg: &str, jobs_dir: &Path) -> PathBuf {
-    if is_path(arg) {
-        PathBuf::from(arg)
-    } else {
-        jobs_dir.join(format!("{arg}.toml"))
-    }
-}
-
-/// True when a job argument names a file rather than a job.
-fn is_path(arg: &str) -> bool {
-    arg.contains('/') || arg.ends_with(".toml")
-}
-
-/// The job's name for commands that need only the state row: a bare name is used as is, a
-/// path is read for the name inside the file.
-fn job_name(arg: &str) -> Result<String> {
-    if is_path(arg) {
-        Ok(Job::load(Path::new(arg))?.name)
-    } else {
-        Ok(arg.to_owned())
     }
 }
 
@@ -156,7 +136,7 @@ pub async fn run(
     let jobs = args
         .jobs
         .iter()
-        .map(|arg| Job::load(&job_path(arg, &global.jobs_dir)))
+        .map(|arg| lookup::load(arg, &global.jobs_dir))
         .collect::<Result<Vec<_>, _>>()?;
     // Every argument is checked before the database is contacted.
     let options = engine::Options {
@@ -274,7 +254,7 @@ pub async fn run_jobs(
 
 /// `backfill plan`: everything `run` would check and do, printed; nothing written.
 pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
-    let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
+    let job = lookup::load(&args.job, &global.jobs_dir)?;
     let monitor = monitor_target(&args.monitor)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
     let store = Store::new(&global.state_schema);
@@ -313,7 +293,7 @@ pub async fn verify(
     args: &VerifyArgs,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Exit> {
-    let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
+    let job = lookup::load(&args.job, &global.jobs_dir)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
     let (p, _) = prepare(&mut conn, job, None).await?;
     if args.values {
@@ -369,11 +349,11 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
 
 /// `backfill reset`.
 pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
-    let name = job_name(&args.job)?;
+    let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let was = Store::new(&global.state_schema)
-        .reset(&mut conn, &name)
-        .await?;
+    let store = Store::new(&global.state_schema);
+    let was = store.reset(&mut conn, &name).await;
+    let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
     println!(
         "{name}: reset (was {}, {} rows done); the next run starts from the first key",
         was.status, was.rows_done
@@ -383,11 +363,11 @@ pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
 
 /// `backfill pause`, `resume` and `cancel`.
 pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
-    let name = job_name(&args.job)?;
+    let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let row = Store::new(&global.state_schema)
-        .control(&mut conn, &name, control)
-        .await?;
+    let store = Store::new(&global.state_schema);
+    let row = store.control(&mut conn, &name, control).await;
+    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
     let running = row.lease_is_live();
     let text = match (control, running) {
         (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
@@ -400,6 +380,13 @@ pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Re
     Ok(Exit::Success)
 }
 
+/// `backfill completions SHELL`: the completion script on stdout.
+pub fn completions(args: &CompletionsArgs) -> Exit {
+    let mut command = crate::cli::command();
+    clap_complete::generate(args.shell, &mut command, "backfill", &mut std::io::stdout());
+    Exit::Success
+}
+
 /// The exit code for an error: 2 when the job file, the arguments or the job's fit to the
 /// database are wrong (nothing was touched), 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -407,6 +394,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         cause.is::<crate::job::JobError>()
             || cause.is::<crate::db::TargetError>()
             || cause.is::<crate::metrics::MetricsError>()
+            || cause.is::<lookup::LookupError>()
             || cause
                 .downcast_ref::<crate::catalog::CatalogError>()
                 .is_some_and(|e| e.is_invalid_job())
@@ -424,29 +412,4 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(|e| e.is_invalid_job())
     });
     if invalid { 2 } else { 1 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bare_name_is_looked_up_in_the_jobs_dir() {
-        assert_eq!(
-            job_path("users", Path::new("jobs")),
-            PathBuf::from("jobs/users.toml")
-        );
-    }
-
-    #[test]
-    fn path_is_taken_as_is() {
-        assert_eq!(
-            job_path("x/users.toml", Path::new("jobs")),
-            PathBuf::from("x/users.toml")
-        );
-        assert_eq!(
-            job_path("users.toml", Path::new("jobs")),
-            PathBuf::from("users.toml")
-        );
-    }
 }

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use backfill::cli::{Cli, Command};
 use backfill::commands::{self, Exit};
 use backfill::state::Control;
-use clap::Parser as _;
+use clap::FromArgMatches as _;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli =
+        Cli::from_arg_matches(&backfill::cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BACKFILL_LOG")
@@ -55,6 +56,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Resume(args) => commands::control(g, args, Control::Resume).await,
         Command::Cancel(args) => commands::control(g, args, Control::Cancel).await,
         Command::Demo(args) => backfill::demo::demo(args, shutdown).await,
+        Command::Completions(args) => Ok(commands::completions(args)),
     }
 }
 
