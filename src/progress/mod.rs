@@ -9,14 +9,18 @@
 //!
 //! Writing never panics: a closed stderr or stdout (say, `backfill run … | head`) loses the
 //! output, not the run.
+//!
+//! Layout: this file follows each job's events (`Track`) and writes lines and NDJSON;
+//! `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk.
 
+mod bars;
 pub mod scan;
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use bars::Bars;
 
 use crate::event::Event;
 use crate::rate::RateWindow;
@@ -371,99 +375,6 @@ impl Track {
             format!("done: {total} rows ({this_run} in this run, {time}, {rate})")
         }
     }
-}
-
-/// The bars of bar mode, one per job, drawn together on stderr.
-#[derive(Default)]
-struct Bars {
-    multi: MultiProgress,
-    bars: HashMap<String, ProgressBar>,
-}
-
-impl Bars {
-    /// Brings the job's bar up to date with its track (the event is already applied).
-    fn show(&mut self, event: &Event, track: &Track) {
-        let Bars { multi, bars } = self;
-        let bar = bars
-            .entry(event.job().to_owned())
-            .or_insert_with(|| new_bar(multi, event.job(), track));
-        shape(bar, track.total());
-        bar.set_position(track.rows_done);
-        match event {
-            Event::Finished { .. } => bar.finish_with_message(track.event_text(event)),
-            Event::Interrupted { .. } | Event::Error { .. } => {
-                bar.abandon_with_message(track.event_text(event));
-            }
-            _ => bar.set_message(track.bar_message()),
-        }
-    }
-
-    fn abandon_live(&self) {
-        for bar in self.bars.values().filter(|bar| !bar.is_finished()) {
-            bar.abandon();
-        }
-    }
-
-    fn clear_live(&self) {
-        for bar in self.bars.values().filter(|bar| !bar.is_finished()) {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// A bar under `multi` that starts out showing the track, so its first frame is not empty.
-fn new_bar(multi: &MultiProgress, job: &str, track: &Track) -> ProgressBar {
-    let bar = multi.add(
-        ProgressBar::no_length()
-            .with_position(track.rows_done)
-            .with_message(track.bar_message())
-            .with_style(unknown_total_style())
-            .with_prefix(job.to_owned()),
-    );
-    shape(&bar, track.total());
-    bar.enable_steady_tick(TICK);
-    bar
-}
-
-/// Gives the bar `total` as its length, or, when the total is unknown, no length and a sweep
-/// instead of a fill level (a full or an empty bar would both say something untrue).
-fn shape(bar: &ProgressBar, total: Option<u64>) {
-    match (total, bar.length()) {
-        (Some(total), None) => {
-            bar.set_style(bar_style());
-            bar.set_length(total);
-        }
-        (Some(total), Some(_)) => bar.set_length(total),
-        (None, Some(_)) => {
-            bar.unset_length();
-            bar.set_style(unknown_total_style());
-        }
-        (None, None) => {}
-    }
-}
-
-/// Width of the bar, in cells.
-const BAR_WIDTH: usize = 16;
-
-/// `users_status_flag ▕█████████▌      ▏ <message>`; the message carries all the numbers.
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(&format!("{{prefix}} ▕{{bar:{BAR_WIDTH}}}▏ {{msg}}"))
-        .expect("the bar template is valid")
-        .progress_chars("█▉▊▋▌▍▎▏ ")
-}
-
-/// `users_status_flag ▕    █           ▏ <message>`: a block sweeping the bar while the total
-/// is unknown.
-fn unknown_total_style() -> ProgressStyle {
-    let frames: Vec<String> = (0..BAR_WIDTH)
-        .chain((1..BAR_WIDTH - 1).rev())
-        .map(|at| format!("{}█{}", " ".repeat(at), " ".repeat(BAR_WIDTH - 1 - at)))
-        .chain([" ".repeat(BAR_WIDTH)])
-        .collect();
-    let frames: Vec<&str> = frames.iter().map(String::as_str).collect();
-    ProgressStyle::with_template("{prefix} ▕{spinner}▏ {msg}")
-        .expect("the sweep template is valid")
-        .tick_strings(&frames)
 }
 
 /// Lines mode: which line, if any, an event is worth.

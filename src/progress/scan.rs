@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 
-use super::{LINE_INTERVAL, TICK, shape, si, unknown_total_style, write_stderr};
+use super::bars::{shape, unknown_total_style};
+use super::{LINE_INTERVAL, TICK, si, write_stderr};
 
 /// A walk's progress display.
 pub struct Scan {
