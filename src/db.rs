@@ -30,7 +30,9 @@ pub enum TargetError {
          with any @ : / ? # [ ] or % in the user name or password percent-encoded (@ is %40, # is %23, / is %2F)"
     )]
     BadUrl { url: String, reason: String },
-    #[error("{url:?} is not a PostgreSQL URL: it must start with postgres:// or postgresql://")]
+    #[error(
+        "invalid database URL {url:?}: a PostgreSQL URL starts with postgres:// or postgresql://"
+    )]
     Scheme { url: String },
     #[error(
         "cannot tell which user to connect as ({reason}); set PGUSER, or name the user in the \

@@ -27,7 +27,7 @@ fn urls_that_are_not_postgres_or_do_not_parse_say_what_to_do() {
     out.expect_code(2, "a mysql:// URL");
     assert!(
         out.stderr
-            .contains("must start with postgres:// or postgresql://"),
+            .contains("a PostgreSQL URL starts with postgres:// or postgresql://"),
         "{}",
         out.stderr
     );
