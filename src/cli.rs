@@ -124,7 +124,7 @@ pub struct RunArgs {
     /// Continue a cancelled job from its checkpoint.
     #[arg(long)]
     pub resume_cancelled: bool,
-    /// Count pending rows exactly with count(*) instead of the planner's estimate.
+    /// Count pending rows exactly with count(*) instead of estimating them from a block sample.
     #[arg(long)]
     pub exact_count: bool,
     #[command(flatten)]
@@ -157,7 +157,7 @@ pub struct PlanArgs {
     /// Job file, or a name looked up in --jobs-dir.
     #[arg(value_name = "JOB")]
     pub job: String,
-    /// Count pending rows exactly with count(*) instead of the planner's estimate.
+    /// Count pending rows exactly with count(*) instead of estimating them from a block sample.
     #[arg(long)]
     pub exact_count: bool,
     #[command(flatten)]
