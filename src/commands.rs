@@ -180,7 +180,9 @@ pub async fn run(
 
 /// Where a run's events go: the progress display, and the metrics when they are served.
 pub struct Sinks {
+    /// The progress bar, lines or NDJSON.
     pub reporter: Reporter,
+    /// `--metrics-addr`'s metrics, when asked for.
     pub metrics: Option<Metrics>,
 }
 

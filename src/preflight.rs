@@ -9,7 +9,7 @@
 
 mod estimate;
 
-pub use estimate::{Estimate, Method, SAMPLE_BLOCKS, pending_rows};
+pub use estimate::{Estimate, Method, pending_rows};
 
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;

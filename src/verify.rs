@@ -119,8 +119,11 @@ impl Verdict {
 
 /// Everything `verify` needs about the job.
 pub struct Subject<'a> {
+    /// The job file.
     pub job: &'a Job,
+    /// Its table's facts (key columns, `[set]` column types).
     pub catalog: &'a Catalog,
+    /// Its statements.
     pub plan: &'a Plan,
     /// The job's row in the state table, if it has one.
     pub state: Option<&'a JobRow>,

@@ -108,13 +108,11 @@ pub async fn or_known_jobs<T>(
 ) -> Result<T, anyhow::Error> {
     match result {
         Err(source @ StateError::UnknownJob { .. }) => {
-            let names: Vec<String> = store
-                .list(conn)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|row: JobRow| row.name)
-                .collect();
+            // Without the list, the plain error is still the truth.
+            let Ok(rows) = store.list(conn).await else {
+                return Err(source.into());
+            };
+            let names: Vec<String> = rows.into_iter().map(|row: JobRow| row.name).collect();
             let known = known(
                 &names,
                 "jobs there",

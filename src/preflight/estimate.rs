@@ -21,7 +21,7 @@ use crate::plan::Plan;
 
 /// About this many blocks are read for an estimate (16 MiB with 8 kB blocks): enough for a
 /// few percent of error on a uniform table, and well under a second from disk.
-pub const SAMPLE_BLOCKS: u64 = 2000;
+const SAMPLE_BLOCKS: u64 = 2000;
 
 /// How far (as a fraction) the planner's figure may be from the sample's and still be used.
 const AGREEMENT: f64 = 0.2;
@@ -33,6 +33,7 @@ pub struct Estimate {
     pub rows: u64,
     /// Rows in the table, when the estimate read them (not with `--exact-count`).
     pub table_rows: Option<u64>,
+    /// How `rows` was found.
     pub method: Method,
 }
 
@@ -147,7 +148,7 @@ fn count(n: i64) -> u64 {
 
 /// The percentage of a table of `blocks` blocks to sample: about [`SAMPLE_BLOCKS`] blocks, or
 /// all of a small table.
-pub fn sample_percent(blocks: u64) -> f64 {
+fn sample_percent(blocks: u64) -> f64 {
     if blocks <= SAMPLE_BLOCKS {
         100.0
     } else {
