@@ -12,9 +12,10 @@
 //!   [`monitor::policy::decide`] turns a sample into go, throttle, pause or yield.
 //! - [`state`]: the state table — checkpoints, leases, control flags.
 //! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
-//!   knows indicatif).
+//!   knows indicatif); [`metrics`] serves the same events to Prometheus.
 //! - [`db`]: connections and statement execution that also work behind PgBouncer.
 //! - [`scratch`]: a throwaway PostgreSQL cluster for `demo` and the tests.
+//! - [`verify`]: the gate before the contract migration, `verify --values` included.
 //! - [`cli`], [`commands`], [`report`], [`demo`]: the command line and what it prints.
 
 pub mod catalog;
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod job;
+pub mod metrics;
 pub mod monitor;
 pub mod plan;
 pub mod preflight;
@@ -34,3 +36,4 @@ pub mod report;
 pub mod scratch;
 pub mod sql;
 pub mod state;
+pub mod verify;

@@ -7,10 +7,13 @@
 //! a btree order works without the tool knowing it. Composite keys are compared as rows,
 //! `("a", "b") > ($1::text, $2::integer)`, which PostgreSQL turns into one index range scan.
 
+pub mod compare;
+
 use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
 use crate::job::Job;
+use crate::sql::words::words;
 use crate::sql::{Ident, Qualified};
 
 /// A statement in two forms: for the first batch (no cursor yet) and for every later batch.
@@ -55,6 +58,12 @@ pub struct Plan {
     pub pending_count: String,
     /// The planner's estimate of the same, as `EXPLAIN (FORMAT JSON)`. No parameters.
     pub pending_estimate: String,
+    /// Rows matching `where` and all rows, in a block sample: `$1` the percentage of blocks
+    /// (`float4`). The same blocks every time (`REPEATABLE`), so `plan` and `run` agree.
+    pub pending_sample: String,
+    /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
+    /// only when each of them that is a column has statistics.
+    pub filter_columns: Vec<String>,
 }
 
 impl Plan {
@@ -95,18 +104,15 @@ impl Plan {
             ),
         };
         let set = assignments(job);
+        let range = key.range();
         let update = Statements {
             from_start: format!(
-                "UPDATE {table} SET {set} WHERE {} <= {} AND ({filter})",
-                key.row(),
-                key.params(1)
+                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
+                range.from_start
             ),
             after_cursor: format!(
-                "UPDATE {table} SET {set} WHERE {} > {} AND {} <= {} AND ({filter})",
-                key.row(),
-                key.params(1),
-                key.row(),
-                key.params(n + 1)
+                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
+                range.after_cursor
             ),
         };
         Plan {
@@ -114,6 +120,11 @@ impl Plan {
             pending_estimate: format!(
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
             ),
+            pending_sample: format!(
+                "SELECT count(*) FILTER (WHERE ({filter})), count(*) FROM {table} \
+                 TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"
+            ),
+            filter_columns: words(filter).into_iter().map(|w| w.name).collect(),
             table,
             key_len: n,
             range_end,
@@ -190,6 +201,21 @@ impl<'a> KeySql<'a> {
         self.join(|_, k| format!("{}.{k}", self.table))
     }
 
+    /// A batch's key range `(cursor, upper]` as a condition. `after_cursor`: `$1..$n` cursor,
+    /// `$n+1..$2n` upper bound; `from_start`: `$1..$n` upper bound.
+    fn range(&self) -> Statements {
+        Statements {
+            from_start: format!("{} <= {}", self.row(), self.params(1)),
+            after_cursor: format!(
+                "{} > {} AND {} <= {}",
+                self.row(),
+                self.params(1),
+                self.row(),
+                self.params(self.len() + 1)
+            ),
+        }
+    }
+
     /// `"s"."t"."a" DESC, "s"."t"."b" DESC`
     fn order_desc(&self) -> String {
         self.join(|_, k| format!("{}.{k} DESC", self.table))
@@ -220,6 +246,7 @@ mod tests {
             key_source: KeySource::PrimaryKey("t_pkey".into()),
             key_index: Some("t_pkey".into()),
             triggers: vec![],
+            set: vec![],
         }
     }
 
@@ -346,6 +373,11 @@ b = "x + 1"
             plan.pending_estimate,
             r#"EXPLAIN (FORMAT JSON) SELECT 1 FROM "public"."users" WHERE (status_flag IS NULL)"#
         );
+        assert_eq!(
+            plan.pending_sample,
+            r#"SELECT count(*) FILTER (WHERE (status_flag IS NULL)), count(*) FROM "public"."users" TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"#
+        );
+        assert_eq!(plan.filter_columns, ["status_flag", "is", "null"]);
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! [`Ident`], which writes it double-quoted with inner quotes doubled, exactly as PostgreSQL's
 //! `quote_ident` would (but always quoting, so case and odd characters survive). Values never
 //! enter SQL text at all: they travel as bind parameters. This module builds no statements.
+//! [`words`] reads the names out of a job's expressions.
+
+pub mod words;
 
 use std::fmt;
 

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::db::{Failure, begin_read_only, error_chain};
-use crate::event::Event;
+use crate::event::{Event, signal_name};
 use crate::monitor::{Action, Decision, Monitor, Signal};
 use crate::preflight;
 use crate::rate::RateWindow;
@@ -188,7 +188,7 @@ impl Walker<'_, '_> {
         let pending = preflight::pending_rows(&mut self.conn, r.plan, r.options.exact_count)
             .await
             .map_err(|source| range_error(r, source))?;
-        self.started_event(&at, pending);
+        self.started_event(&at, pending.rows);
         let batch = &self.r.job.batch;
         let mut sizer = Sizer::new(
             batch.min,
@@ -467,13 +467,15 @@ impl Walker<'_, '_> {
                 Condition::Running => Event::Running {
                     job: self.r.job.name.clone(),
                 },
-                Condition::Throttled { reason, .. } => Event::Throttled {
+                Condition::Throttled { signal, reason } => Event::Throttled {
                     job: self.r.job.name.clone(),
                     reason: reason.clone(),
+                    signal: signal.as_ref().map(signal_name),
                 },
-                Condition::Paused { reason, .. } => Event::Paused {
+                Condition::Paused { signal, reason } => Event::Paused {
                     job: self.r.job.name.clone(),
                     reason: reason.clone(),
+                    signal: signal.as_ref().map(signal_name),
                 },
             };
             (self.emit)(&event);
