@@ -26,6 +26,9 @@ pub struct Catalog {
     pub key_index: Option<String>,
     /// Enabled user triggers on the table; they fire for every row a batch changes.
     pub triggers: Vec<String>,
+    /// The `[set]` columns with their types, in the job's order: `verify --values` casts each
+    /// expression to its column's type, as the batch's assignment does.
+    pub set: Vec<Column>,
     /// The table is partitioned: batches update its leaf partitions directly.
     pub partitioned: bool,
     /// The leaf partitions of a partitioned table, in name order (empty for a plain table).
@@ -239,6 +242,16 @@ impl Catalog {
         let leaves = local_leaves(leaves, &display)?;
         let (key, key_source) = choose_key(job, &display, &columns, &indexes)?;
         check_set_columns(job, &display, &columns, &key)?;
+        let set = job
+            .set
+            .iter()
+            .filter_map(|a| columns.iter().find(|c| c.name == a.column))
+            .map(|c| Column {
+                name: c.name.clone(),
+                type_sql: c.type_sql.clone(),
+                collation: c.collation.clone(),
+            })
+            .collect();
         let key_index = indexes
             .iter()
             .find(|i| {
@@ -253,6 +266,7 @@ impl Catalog {
             key_source,
             key_index,
             triggers,
+            set,
             partitioned,
             leaves,
         })

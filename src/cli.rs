@@ -1,9 +1,10 @@
 //! The command line: clap types only. Field doc comments are the `--help` text. No behaviour
-//! lives here (see `commands`).
+//! lives here (see `commands`), except [`command`], which takes out of a subcommand's help the
+//! global options it does not use.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 /// Fill new PostgreSQL columns in small keyset batches, without blocking the application.
 ///
@@ -11,8 +12,15 @@ use clap::{Args, Parser, Subcommand};
 /// migration adds a column, `backfill run` fills it in short, checkpointed transactions, and
 /// `backfill verify` tells CI whether the contract migration may go ahead.
 ///
-/// Exit codes: 0 done; 1 runtime failure; 2 invalid job file or arguments (nothing touched);
-/// 3 `verify` found rows still pending; 130 stopped by Ctrl-C after checkpointing.
+/// Exit codes: 0 done; 1 runtime failure, or a run cancelled by an operator (`backfill
+/// cancel`); 2 invalid job file or arguments (nothing touched); 3 `verify` found rows still
+/// pending or values that differ; 130 stopped by Ctrl-C or SIGTERM after checkpointing.
+///
+/// Environment: DATABASE_URL, or libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and
+/// PGSSLMODE; BACKFILL_MONITOR_URL and BACKFILL_METRICS_ADDR as their options;
+/// BACKFILL_LOG=debug turns on diagnostic logging on stderr (any tracing filter, e.g.
+/// `backfill=debug,sqlx=warn`); NO_COLOR=1 turns colours off; PG_BIN=/path/to/bin picks the
+/// PostgreSQL server binaries (initdb, pg_ctl) that `demo` and the test suite start.
 #[derive(Debug, Parser)]
 #[command(name = "backfill", version)]
 pub struct Cli {
@@ -47,7 +55,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show every job in the state table: status, rows done, rate, last update.
     Status(StatusArgs),
-    /// Count rows that still match the job's `where`; exit 0 when none, 3 otherwise.
+    /// Count rows that still match the job's `where` (and with --values compare every row's
+    /// [set] columns with their expressions); exit 0 when all is well, 3 otherwise.
     Verify(VerifyArgs),
     /// Forget a job's checkpoint and counters so that the next run starts over.
     Reset(JobArg),
@@ -59,6 +68,48 @@ pub enum Command {
     Cancel(JobArg),
     /// Start a throwaway PostgreSQL, fill a sample table with a real run, verify, clean up.
     Demo(DemoArgs),
+    /// Print a shell completion script, e.g. `backfill completions bash >
+    /// /etc/bash_completion.d/backfill`.
+    Completions(CompletionsArgs),
+}
+
+/// `completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The global options each subcommand ignores, by the ids clap gives them.
+const IGNORED: [(&str, &[&str]); 7] = [
+    ("demo", &["database_url", "state_schema", "jobs_dir"]),
+    ("completions", &["database_url", "state_schema", "jobs_dir"]),
+    ("status", &["jobs_dir"]),
+    ("reset", &["jobs_dir"]),
+    ("pause", &["jobs_dir"]),
+    ("resume", &["jobs_dir"]),
+    ("cancel", &["jobs_dir"]),
+];
+
+/// The command line as clap parses it, with each subcommand's help listing only the global
+/// options it uses. A global option is copied into every subcommand when clap builds the
+/// command, unless the subcommand has one of the same id: a hidden copy keeps it accepted
+/// (in scripts that pass it everywhere) but out of that subcommand's help.
+pub fn command() -> clap::Command {
+    let cli = Cli::command();
+    let globals: Vec<clap::Arg> = cli.get_arguments().cloned().collect();
+    IGNORED.iter().fold(cli, |cli, (name, ids)| {
+        cli.mut_subcommand(*name, |mut sub| {
+            for arg in globals
+                .iter()
+                .filter(|a| ids.contains(&a.get_id().as_str()))
+            {
+                sub = sub.arg(arg.clone().global(false).hide(true));
+            }
+            sub
+        })
+    })
 }
 
 /// `run` options.
@@ -73,7 +124,7 @@ pub struct RunArgs {
     /// Continue a cancelled job from its checkpoint.
     #[arg(long)]
     pub resume_cancelled: bool,
-    /// Count pending rows exactly with count(*) instead of the planner's estimate.
+    /// Count pending rows exactly with count(*) instead of estimating them from a block sample.
     #[arg(long)]
     pub exact_count: bool,
     /// Batch loops to run in this process, each on its own connection, sharing the job's key
@@ -99,6 +150,10 @@ pub struct RunArgs {
     /// Print NDJSON events on stdout instead of a progress bar.
     #[arg(long)]
     pub json: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts
+    /// (backfill_rows_done_total, backfill_state, …), e.g. 127.0.0.1:9187.
+    #[arg(long, env = "BACKFILL_METRICS_ADDR", value_name = "HOST:PORT", value_parser = crate::metrics::parse_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where the monitor connects, for `run` and for `plan` (which checks its privileges).
@@ -116,7 +171,7 @@ pub struct PlanArgs {
     /// Job file, or a name looked up in --jobs-dir.
     #[arg(value_name = "JOB")]
     pub job: String,
-    /// Count pending rows exactly with count(*) instead of the planner's estimate.
+    /// Count pending rows exactly with count(*) instead of estimating them from a block sample.
     #[arg(long)]
     pub exact_count: bool,
     /// Show the connections `run --workers N` would hold, and whether the server has room.
@@ -124,6 +179,9 @@ pub struct PlanArgs {
     pub workers: Option<u32>,
     #[command(flatten)]
     pub monitor: MonitorArg,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `status` options.
@@ -158,6 +216,12 @@ pub struct VerifyArgs {
     /// Job file, or a name looked up in --jobs-dir.
     #[arg(value_name = "JOB")]
     pub job: String,
+    /// Also walk the whole table in read-only batches (the job's batch.max keys, its timeouts
+    /// and pause) and count the rows whose [set] columns differ from their expressions,
+    /// showing the first ones. Refuses expressions that call volatile functions or read the
+    /// clock (now(), random()…).
+    #[arg(long)]
+    pub values: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -182,11 +246,39 @@ pub struct DemoArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    fn help(args: &[&str]) -> String {
+        command()
+            .try_get_matches_from(args)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn demo_and_status_do_not_offer_options_they_ignore() {
+        let demo = help(&["backfill", "demo", "--help"]);
+        assert!(!demo.contains("--database-url"), "{demo}");
+        assert!(!demo.contains("--jobs-dir"), "{demo}");
+        assert!(!demo.contains("--state-schema"), "{demo}");
+        let status = help(&["backfill", "status", "--help"]);
+        assert!(!status.contains("--jobs-dir"), "{status}");
+        assert!(status.contains("--database-url"), "{status}");
+        assert!(help(&["backfill", "run", "--help"]).contains("--jobs-dir"));
+    }
+
+    #[test]
+    fn ignored_options_are_still_accepted() {
+        let matches = command()
+            .try_get_matches_from(["backfill", "--jobs-dir", "x", "status"])
+            .unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.global.jobs_dir, PathBuf::from("x"));
     }
 
     #[test]

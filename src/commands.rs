@@ -3,8 +3,11 @@
 //! read and the server checks the job's SQL, and only then is the state table touched.
 //! Owns the text that commands print on stdout; the progress display belongs to `progress`.
 
+mod lookup;
+
+pub use lookup::job_path;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -12,17 +15,21 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::cli::{GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs};
+use crate::cli::{
+    CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
+};
 use crate::db::{Target, TargetError, hang_up};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::job::{Job, ThrottlePolicy};
+use crate::metrics::Metrics;
 use crate::monitor::sight::{self, Sight};
 use crate::plan::Plan;
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
 use crate::report::PlanReport;
-use crate::state::{Control, Owner, RangeRow, Store};
+use crate::state::{Control, JobRow, Owner, RangeRow, Store};
+use crate::verify;
 
 /// How a command ended without an error; each maps to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +38,7 @@ pub enum Exit {
     Success,
     /// 1: a job was cancelled by an operator.
     Cancelled,
-    /// 3: `verify` found rows still pending.
+    /// 3: `verify` found rows still pending, or values that differ.
     Pending,
     /// 130: stopped by Ctrl-C or SIGTERM after checkpointing.
     Interrupted,
@@ -45,31 +52,6 @@ impl From<Exit> for ExitCode {
             Exit::Pending => 3,
             Exit::Interrupted => 130,
         })
-    }
-}
-
-/// Where a job argument points: `NAME` is `<jobs-dir>/NAME.toml`; anything that looks like a
-/// path (has a `/` or ends in `.toml`) is taken as one.
-pub fn job_path(arg: &str, jobs_dir: &Path) -> PathBuf {
-    if is_path(arg) {
-        PathBuf::from(arg)
-    } else {
-        jobs_dir.join(format!("{arg}.toml"))
-    }
-}
-
-/// True when a job argument names a file rather than a job.
-fn is_path(arg: &str) -> bool {
-    arg.contains('/') || arg.ends_with(".toml")
-}
-
-/// The job's name for commands that need only the state row: a bare name is used as is, a
-/// path is read for the name inside the file.
-fn job_name(arg: &str) -> Result<String> {
-    if is_path(arg) {
-        Ok(Job::load(Path::new(arg))?.name)
-    } else {
-        Ok(arg.to_owned())
     }
 }
 
@@ -144,17 +126,20 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Reads the catalog, builds the plan and has the server check it. Writes nothing. Errors
-/// name the job file, so that the log of `run a b c` says which job failed.
+/// Reads the catalog, builds the plan and has the server check the batch that would run next
+/// (the first, unless `state` holds a checkpoint to resume from). Writes nothing. Errors name
+/// the job file, so that the log of `run a b c` says which job failed.
 pub async fn prepare(
     conn: &mut PgConnection,
     job: Job,
+    state: Option<&JobRow>,
 ) -> Result<(Prepared, preflight::Preflight)> {
     let source = job.source.display().to_string();
     let (catalog, plan, checked) = async {
         let catalog = Catalog::read(conn, &job).await?;
         let plan = Plan::new(&job, &catalog);
-        let checked = preflight::check(conn, &job, &plan, job.batch.size).await?;
+        let start = preflight::Start::next(&job, state);
+        let checked = preflight::check(conn, &job, &plan, &start).await?;
         anyhow::Ok((catalog, plan, checked))
     }
     .await
@@ -171,7 +156,7 @@ pub async fn run(
     let jobs = args
         .jobs
         .iter()
-        .map(|arg| Job::load(&job_path(arg, &global.jobs_dir)))
+        .map(|arg| lookup::load(arg, &global.jobs_dir))
         .collect::<Result<Vec<_>, _>>()?;
     // Every argument is checked before the database is contacted.
     let options = engine::Options {
@@ -184,10 +169,11 @@ pub async fn run(
         join: args.join,
         lease_timeout: args.lease_timeout,
     };
+    let metrics = args.metrics_addr.map(Metrics::serve).transpose()?;
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let p = prepare(&mut conn, job).await?.0;
+        let p = prepare(&mut conn, job, None).await?.0;
         let budget = budget(&mut conn, &p.job, args.workers).await?;
         if !budget.fits() {
             let source = p.job.source.display().to_string();
@@ -217,7 +203,28 @@ pub async fn run(
     }
     let store = Store::new(&global.state_schema);
     let mode = Mode::detect(args.json);
-    run_jobs(&target, &store, &prepared, &options, mode, shutdown).await
+    let sinks = Sinks {
+        reporter: Reporter::new(mode),
+        metrics,
+    };
+    run_jobs(&target, &store, &prepared, &options, sinks, shutdown).await
+}
+
+/// Where a run's events go: the progress display, and the metrics when they are served.
+pub struct Sinks {
+    /// The progress bar, lines or NDJSON.
+    pub reporter: Reporter,
+    /// `--metrics-addr`'s metrics, when asked for.
+    pub metrics: Option<Metrics>,
+}
+
+impl Sinks {
+    fn emit(&mut self, event: &crate::event::Event) {
+        self.reporter.emit(event);
+        if let Some(metrics) = &mut self.metrics {
+            metrics.record(event);
+        }
+    }
 }
 
 /// Runs prepared jobs in order, showing progress; stops at the first that does not finish.
@@ -226,11 +233,10 @@ pub async fn run_jobs(
     store: &Store,
     prepared: &[Prepared],
     options: &engine::Options,
-    mode: Mode,
+    mut sinks: Sinks,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Exit> {
     let owner = Owner::this_process();
-    let mut reporter = Reporter::new(mode);
     for p in prepared {
         let r = Run {
             job: &p.job,
@@ -240,114 +246,125 @@ pub async fn run_jobs(
             owner: &owner,
             options,
         };
-        let outcome = engine::run(&r, &mut |e| reporter.emit(e), shutdown.clone()).await;
-        let exit = match outcome {
+        let outcome = engine::run(&r, &mut |e| sinks.emit(e), shutdown.clone()).await;
+        let reporter = &mut sinks.reporter;
+        let name = &p.job.name;
+        let (exit, last_word) = match outcome {
             Err(e) => {
                 reporter.finish();
                 return Err(e.into());
             }
-            Ok(Outcome::Finished { .. }) => None,
-            Ok(Outcome::AlreadyDone { rows_done }) => {
-                eprintln!(
-                    "{}: already done ({rows_done} rows); `backfill run --restart {}` runs it again",
-                    p.job.name, p.job.name
-                );
-                None
-            }
-            Ok(Outcome::Interrupted { rows_done }) => {
-                eprintln!(
-                    "{}: stopped after {rows_done} rows, checkpoint saved; run it again to resume",
-                    p.job.name
-                );
-                Some(Exit::Interrupted)
-            }
-            Ok(Outcome::Cancelled { rows_done }) => {
-                eprintln!(
-                    "{}: cancelled by an operator after {rows_done} rows; `backfill run --resume-cancelled {}` continues it",
-                    p.job.name, p.job.name
-                );
-                Some(Exit::Cancelled)
-            }
+            Ok(Outcome::Finished { .. }) => (None, None),
+            Ok(Outcome::AlreadyDone { rows_done }) => (
+                None,
+                Some(format!(
+                    "{name}: already done ({rows_done} rows); `backfill run --restart {name}` runs it again"
+                )),
+            ),
+            Ok(Outcome::Interrupted { rows_done }) => (
+                Some(Exit::Interrupted),
+                Some(format!(
+                    "{name}: stopped after {rows_done} rows, checkpoint saved; run it again to resume"
+                )),
+            ),
+            Ok(Outcome::Cancelled { rows_done }) => (
+                Some(Exit::Cancelled),
+                Some(format!(
+                    "{name}: cancelled by an operator after {rows_done} rows; `backfill run --resume-cancelled {name}` continues it"
+                )),
+            ),
         };
+        if let Some(line) = last_word {
+            reporter.conclude(&line);
+        }
         if let Some(exit) = exit {
             reporter.finish();
             return Ok(exit);
         }
     }
-    reporter.finish();
+    sinks.reporter.finish();
     Ok(Exit::Success)
 }
 
 /// `backfill plan`: everything `run` would check and do, printed; nothing written.
 pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
-    let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
+    let job = lookup::load(&args.job, &global.jobs_dir)?;
     let monitor = monitor_target(&args.monitor)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let (p, checked) = prepare(&mut conn, job).await?;
-    let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
-    let budget = budget(&mut conn, &p.job, args.workers).await?;
-    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
-        .await
-        .context("cannot estimate the pending rows")?;
     let store = Store::new(&global.state_schema);
     let state = store
         .list(&mut conn)
         .await?
         .into_iter()
-        .find(|row| row.name == p.job.name);
-    print!(
-        "{}",
-        crate::report::plan(&PlanReport {
-            job: &p.job,
-            catalog: &p.catalog,
-            plan: &p.plan,
-            checked: &checked,
-            pending,
-            exact: args.exact_count,
-            store: &store,
-            state: state.as_ref(),
-            sight: sight.as_ref(),
-            budget: &budget,
-        })
-    );
+        .find(|row| row.name == job.name);
+    let (p, checked) = prepare(&mut conn, job, state.as_ref()).await?;
+    let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
+    let budget = budget(&mut conn, &p.job, args.workers).await?;
+    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
+        .await
+        .context("cannot estimate the pending rows")?;
+    let report = PlanReport {
+        job: &p.job,
+        catalog: &p.catalog,
+        plan: &p.plan,
+        checked: &checked,
+        pending,
+        store: &store,
+        state: state.as_ref(),
+        sight: sight.as_ref(),
+        budget: &budget,
+        lease_timeout: crate::state::LEASE_TIMEOUT,
+    };
+    if args.json {
+        println!("{}", crate::report::plan_json(&report));
+    } else {
+        print!("{}", crate::report::plan(&report));
+    }
     Ok(Exit::Success)
 }
 
-/// `backfill verify`: exit 0 only when no row matches `where` any more.
-pub async fn verify(global: &GlobalArgs, args: &VerifyArgs) -> Result<Exit> {
-    let job = Job::load(&job_path(&args.job, &global.jobs_dir))?;
-    let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let (p, _) = prepare(&mut conn, job).await?;
-    verify_job(&mut conn, &p.job, &p.plan, args.json).await
-}
-
-/// Counts the rows still matching `where` and prints the verdict.
-pub async fn verify_job(
-    conn: &mut PgConnection,
-    job: &Job,
-    plan: &Plan,
-    json: bool,
+/// `backfill verify`: exit 0 only when no row matches `where` any more (and, with `--values`,
+/// every `[set]` column equals its expression); 3 otherwise.
+pub async fn verify(
+    global: &GlobalArgs,
+    args: &VerifyArgs,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<Exit> {
-    let pending = preflight::pending_rows(conn, plan, true)
-        .await
-        .with_context(|| format!("cannot count the rows of {} that match `where`", plan.table))?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"job": job.name, "table": plan.table, "pending": pending, "ok": pending == 0})
-        );
-    } else if pending == 0 {
-        println!(
-            "{}: verified — no row of {} matches `{}`; the contract migration may go ahead",
-            job.name, plan.table, job.filter
-        );
-    } else {
-        println!(
-            "{}: {pending} rows of {} still match `{}`; run the job again (rows past its range end need the application's dual write)",
-            job.name, plan.table, job.filter
-        );
+    let job = lookup::load(&args.job, &global.jobs_dir)?;
+    let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
+    let (p, _) = prepare(&mut conn, job, None).await?;
+    if args.values {
+        verify::check_comparable(&mut conn, &p.job).await?;
     }
-    Ok(if pending == 0 {
+    let state = Store::new(&global.state_schema)
+        .list(&mut conn)
+        .await?
+        .into_iter()
+        .find(|row| row.name == p.job.name);
+    let subject = verify::Subject {
+        job: &p.job,
+        catalog: &p.catalog,
+        plan: &p.plan,
+        state: state.as_ref(),
+    };
+    let verdict = if args.values {
+        match verify::values(&mut conn, &subject, &mut shutdown).await? {
+            Some(verdict) => verdict,
+            None => {
+                eprintln!("{}: verify --values stopped; it wrote nothing", p.job.name);
+                return Ok(Exit::Interrupted);
+            }
+        }
+    } else {
+        verify::pending(&mut conn, &subject).await?
+    };
+    hang_up(conn).await;
+    if args.json {
+        println!("{}", verify::json(&subject, &verdict));
+    } else {
+        print!("{}", verify::text(&subject, &verdict));
+    }
+    Ok(if verdict.ok() {
         Exit::Success
     } else {
         Exit::Pending
@@ -397,11 +414,11 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
 
 /// `backfill reset`.
 pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
-    let name = job_name(&args.job)?;
+    let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let was = Store::new(&global.state_schema)
-        .reset(&mut conn, &name)
-        .await?;
+    let store = Store::new(&global.state_schema);
+    let was = store.reset(&mut conn, &name).await;
+    let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
     println!(
         "{name}: reset (was {}, {} rows done); the next run starts from the first key",
         was.status, was.rows_done
@@ -411,11 +428,11 @@ pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
 
 /// `backfill pause`, `resume` and `cancel`.
 pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
-    let name = job_name(&args.job)?;
+    let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let row = Store::new(&global.state_schema)
-        .control(&mut conn, &name, control)
-        .await?;
+    let store = Store::new(&global.state_schema);
+    let row = store.control(&mut conn, &name, control).await;
+    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
     let running = row.lease_is_live();
     let text = match (control, running) {
         (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
@@ -428,12 +445,21 @@ pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Re
     Ok(Exit::Success)
 }
 
+/// `backfill completions SHELL`: the completion script on stdout.
+pub fn completions(args: &CompletionsArgs) -> Exit {
+    let mut command = crate::cli::command();
+    clap_complete::generate(args.shell, &mut command, "backfill", &mut std::io::stdout());
+    Exit::Success
+}
+
 /// The exit code for an error: 2 when the job file, the arguments or the job's fit to the
 /// database are wrong (nothing was touched), 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let invalid = err.chain().any(|cause| {
         cause.is::<crate::job::JobError>()
             || cause.is::<crate::db::TargetError>()
+            || cause.is::<crate::metrics::MetricsError>()
+            || cause.is::<lookup::LookupError>()
             || cause
                 .downcast_ref::<crate::catalog::CatalogError>()
                 .is_some_and(|e| e.is_invalid_job())
@@ -446,31 +472,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<engine::EngineError>()
                 .is_some_and(|e| e.is_invalid_job())
+            || cause
+                .downcast_ref::<verify::VerifyError>()
+                .is_some_and(|e| e.is_invalid_job())
     });
     if invalid { 2 } else { 1 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bare_name_is_looked_up_in_the_jobs_dir() {
-        assert_eq!(
-            job_path("users", Path::new("jobs")),
-            PathBuf::from("jobs/users.toml")
-        );
-    }
-
-    #[test]
-    fn path_is_taken_as_is() {
-        assert_eq!(
-            job_path("x/users.toml", Path::new("jobs")),
-            PathBuf::from("x/users.toml")
-        );
-        assert_eq!(
-            job_path("users.toml", Path::new("jobs")),
-            PathBuf::from("users.toml")
-        );
-    }
 }

@@ -26,23 +26,38 @@ pub struct Target {
 #[derive(Debug, Error)]
 pub enum TargetError {
     #[error(
-        "invalid database URL {url:?}: {reason}; expected postgres://user:password@host:port/database"
+        "invalid database URL {url:?}: {reason}; expected postgres://user:password@host:port/database, \
+         with any @ : / ? # [ ] or % in the user name or password percent-encoded (@ is %40, # is %23, / is %2F)"
     )]
     BadUrl { url: String, reason: String },
+    #[error(
+        "invalid database URL {url:?}: a PostgreSQL URL starts with postgres:// or postgresql://"
+    )]
+    Scheme { url: String },
+    #[error(
+        "cannot tell which user to connect as ({reason}); set PGUSER, or name the user in the \
+         URL (postgres://USER@host/database)"
+    )]
+    NoUser { reason: String },
 }
 
 impl Target {
     /// Reads `url`, or, when there is none, libpq's `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-    /// `PGDATABASE` and `PGSSLMODE` as libpq would.
+    /// `PGDATABASE` and `PGSSLMODE` as libpq would. Without a user in the URL or in `PGUSER`,
+    /// the user is the operating system's (as libpq does), never a made-up one.
     pub fn new(url: Option<&str>) -> Result<Target, TargetError> {
         let options = match url {
-            Some(url) => url
-                .parse::<PgConnectOptions>()
-                .map_err(|e| TargetError::BadUrl {
-                    url: redact(url),
-                    reason: e.to_string(),
-                })?,
+            Some(url) => parse_url(url)?,
             None => PgConnectOptions::new(),
+        };
+        let options = match (url.and_then(url_user), std::env::var_os("PGUSER")) {
+            (None, None) => {
+                let user = whoami::username().map_err(|e| TargetError::NoUser {
+                    reason: format!("the operating system has no name for this user: {e}"),
+                })?;
+                options.username(&user)
+            }
+            _ => options,
         };
         let options = options.statement_cache_capacity(0).extra_float_digits(None);
         Ok(Target { options })
@@ -69,6 +84,38 @@ impl Target {
                 .unwrap_or(self.options.get_username())
         )
     }
+}
+
+/// Reads a `postgres://` URL. sqlx reads any scheme as PostgreSQL's, and a `#` in a password
+/// starts a URL fragment, which leaves the rest of the URL (host included) to chance: both are
+/// refused here with what to do.
+fn parse_url(url: &str) -> Result<PgConnectOptions, TargetError> {
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+        return Err(TargetError::Scheme { url: redact(url) });
+    }
+    let bad = |reason: String| TargetError::BadUrl {
+        url: redact(url),
+        reason,
+    };
+    if url.contains('#') {
+        return Err(bad(
+            "it has a `#`, which starts a URL fragment, so everything after it is cut off".into(),
+        ));
+    }
+    url.parse::<PgConnectOptions>()
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// The user name a URL gives, if any (`postgres://USER:password@host/db`).
+fn url_user(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let user = userinfo.split(':').next()?;
+    (!user.is_empty()).then_some(user)
 }
 
 /// How long a goodbye to the server may take before the socket is simply dropped.
@@ -152,6 +199,30 @@ pub async fn begin_batch<'c>(
     .await
 }
 
+/// The statement that opens every bounded transaction: its `SET LOCAL` limits, and the
+/// [`Backend`] that runs it (`pid`, `xact_start_us`). Sent as a simple query — one round trip
+/// where a statement with binds takes two — since the values are our own integers, never user
+/// text.
+pub fn limits_sql(
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+    idle_in_transaction: Option<Duration>,
+) -> String {
+    let idle = idle_in_transaction.map_or(String::new(), |idle| {
+        format!(
+            "set_config('idle_in_transaction_session_timeout', '{}ms', true), ",
+            idle.as_millis()
+        )
+    });
+    format!(
+        "SELECT set_config('statement_timeout', '{}ms', true), \
+         set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), \
+         {idle}pg_backend_pid() AS pid, (extract(epoch FROM now()) * 1000000)::int8 AS xact_start_us",
+        statement_timeout.as_millis(),
+        lock_timeout.as_millis()
+    )
+}
+
 async fn begin_limited<'c>(
     conn: &'c mut PgConnection,
     statement_timeout: Duration,
@@ -164,21 +235,7 @@ async fn begin_limited<'c>(
     } else {
         conn.begin().await?
     };
-    let idle = idle_in_transaction.map_or(String::new(), |idle| {
-        format!(
-            "set_config('idle_in_transaction_session_timeout', '{}ms', true), ",
-            idle.as_millis()
-        )
-    });
-    // Simple query protocol: one round trip where a statement with binds takes two (parse and
-    // describe, then bind and execute). The values are our own integers, never user text.
-    let sql = format!(
-        "SELECT set_config('statement_timeout', '{}ms', true), \
-         set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), \
-         {idle}pg_backend_pid() AS pid, (extract(epoch FROM now()) * 1000000)::int8 AS xact_start_us",
-        statement_timeout.as_millis(),
-        lock_timeout.as_millis()
-    );
+    let sql = limits_sql(statement_timeout, lock_timeout, idle_in_transaction);
     let row = sqlx::raw_sql(AssertSqlSafe(sql))
         .fetch_one(&mut *tx)
         .await?;
@@ -313,8 +370,10 @@ pub fn classify(err: &sqlx::Error) -> Failure {
             // and the server ending a session idle in (or out of) a transaction for too long —
             // a process that was frozen or cut off comes back to a closed connection.
             Some(code)
-                if matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05")
-                    || code.starts_with("08") =>
+                if matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05"
+                ) || code.starts_with("08") =>
             {
                 lost
             }
@@ -370,6 +429,35 @@ mod tests {
     #[test]
     fn url_without_password_is_unchanged() {
         assert_eq!(redact("postgres://app@db/prod"), "postgres://app@db/prod");
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        let err = Target::new(Some("mysql://u:pw@host/db")).unwrap_err();
+        assert!(matches!(err, TargetError::Scheme { .. }), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        assert!(Target::new(Some("postgresql://u@host/db")).is_ok());
+        assert!(Target::new(Some("PostgreS://u@host/db")).is_ok());
+    }
+
+    #[test]
+    fn a_hash_in_a_password_is_refused_with_its_encoding() {
+        let err = Target::new(Some("postgres://app:12#34@db.internal/prod"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("# is %23"), "{err}");
+        assert!(err.contains("fragment"), "{err}");
+        let ok = Target::new(Some("postgres://app:12%2334@db.internal/prod")).unwrap();
+        assert_eq!(ok.describe(), "db.internal:5432/prod");
+    }
+
+    #[test]
+    fn the_user_comes_from_the_url_when_it_names_one() {
+        assert_eq!(url_user("postgres://app:pw@db/prod"), Some("app"));
+        assert_eq!(url_user("postgres://app@db"), Some("app"));
+        assert_eq!(url_user("postgres://db/prod"), None);
+        assert_eq!(url_user("postgres://:pw@db/prod"), None);
+        assert_eq!(url_user("postgres://db/prod?options=a@b"), None);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
-use crate::commands::{Exit, prepare, run_jobs, verify_job};
+use crate::commands::{Exit, Sinks, prepare, run_jobs};
 use crate::db::{Target, statement};
 use crate::engine;
 use crate::job::Job;
-use crate::progress::Mode;
+use crate::progress::{Mode, Reporter};
 use crate::scratch::Cluster;
 use crate::state::{LEASE_TIMEOUT, Store};
+use crate::verify;
 
 /// The demo's job file, compiled in so that the demo runs from any directory.
 const JOB: &str = include_str!("../jobs/demo_orders.toml");
@@ -67,7 +68,7 @@ async fn story(
 
     eprintln!("2. backfill: backfill run jobs/demo_orders.toml");
     let job = Job::parse(JOB, Path::new("jobs/demo_orders.toml"))?;
-    let (prepared, _) = prepare(&mut conn, job).await?;
+    let (prepared, _) = prepare(&mut conn, job, None).await?;
     let options = engine::Options {
         restart: false,
         resume_cancelled: false,
@@ -79,12 +80,16 @@ async fn story(
         lease_timeout: LEASE_TIMEOUT,
     };
     let store = Store::new("backfill");
+    let sinks = Sinks {
+        reporter: Reporter::new(Mode::detect(false)),
+        metrics: None,
+    };
     let exit = run_jobs(
         &target,
         &store,
         std::slice::from_ref(&prepared),
         &options,
-        Mode::detect(false),
+        sinks,
         shutdown,
     )
     .await?;
@@ -93,9 +98,16 @@ async fn story(
     }
 
     eprintln!("3. verify:   backfill verify jobs/demo_orders.toml");
-    let verdict = verify_job(&mut conn, &prepared.job, &prepared.plan, false).await?;
-    if verdict != Exit::Success {
-        return Ok(verdict);
+    let subject = verify::Subject {
+        job: &prepared.job,
+        catalog: &prepared.catalog,
+        plan: &prepared.plan,
+        state: None,
+    };
+    let verdict = verify::pending(&mut conn, &subject).await?;
+    print!("{}", verify::text(&subject, &verdict));
+    if !verdict.ok() {
+        return Ok(Exit::Pending);
     }
     eprintln!("4. contract: {CONTRACT};");
     statement(CONTRACT).execute(&mut conn).await?;

@@ -1,7 +1,10 @@
 //! What a running job reports about itself.
 //!
 //! The engine emits these and never prints; `progress` turns them into a progress bar, plain
-//! lines or NDJSON. Every field is plain data so that a reporter needs nothing from the engine.
+//! lines or NDJSON, and `metrics` into Prometheus metrics. Every field is plain data so that a
+//! consumer needs nothing from the engine.
+
+use std::fmt::Debug;
 
 use serde::Serialize;
 
@@ -82,9 +85,19 @@ pub enum Event {
         reconnecting: bool,
     },
     /// No batch starts until the reason clears (`reason` is a human sentence).
-    Paused { job: String, reason: String },
+    Paused {
+        job: String,
+        reason: String,
+        /// The monitor's signal behind it ([`signal_name`]); `None` for an operator's pause.
+        signal: Option<String>,
+    },
     /// Batches run, but smaller and further apart, until the reason clears.
-    Throttled { job: String, reason: String },
+    Throttled {
+        job: String,
+        reason: String,
+        /// The monitor's signal behind it ([`signal_name`]).
+        signal: Option<String>,
+    },
     /// The monitor cancelled the running batch so that a session waiting for its locks could go
     /// ahead; the batch rolled back and runs again once the way is clear. Not an error.
     Yielded {
@@ -109,6 +122,20 @@ pub enum Event {
     Error { job: String, message: String },
 }
 
+/// A monitor signal's name for scripts and metric labels: the `snake_case` of its variant
+/// (`ReplicaLag` → `replica_lag`), so that a signal added to the monitor needs no change here.
+pub fn signal_name(signal: &impl Debug) -> String {
+    let variant = format!("{signal:?}");
+    let mut name = String::new();
+    for c in variant.chars().take_while(|c| c.is_alphanumeric()) {
+        if c.is_uppercase() && !name.is_empty() {
+            name.push('_');
+        }
+        name.extend(c.to_lowercase());
+    }
+    name
+}
+
 impl Event {
     /// The job the event belongs to.
     pub fn job(&self) -> &str {
@@ -127,5 +154,22 @@ impl Event {
             | Event::Interrupted { job, .. }
             | Event::Error { job, .. } => job,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    enum Signal {
+        ReplicaLag,
+        Custom(#[allow(dead_code)] u8),
+    }
+
+    #[test]
+    fn signal_names_are_snake_case_variants() {
+        assert_eq!(signal_name(&Signal::ReplicaLag), "replica_lag");
+        assert_eq!(signal_name(&Signal::Custom(3)), "custom");
     }
 }

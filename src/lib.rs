@@ -13,9 +13,10 @@
 //! - [`state`]: the state tables — jobs and their ranges: checkpoints, leases, control flags.
 //! - [`share`]: how a job's key range is laid out, claimed, split and stolen by workers.
 //! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
-//!   knows indicatif).
+//!   knows indicatif); [`metrics`] serves the same events to Prometheus.
 //! - [`db`]: connections and statement execution that also work behind PgBouncer.
 //! - [`scratch`]: a throwaway PostgreSQL cluster for `demo` and the tests.
+//! - [`verify`]: the gate before the contract migration, `verify --values` included.
 //! - [`cli`], [`commands`], [`report`], [`demo`]: the command line and what it prints.
 
 pub mod catalog;
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod job;
+pub mod metrics;
 pub mod monitor;
 pub mod plan;
 pub mod preflight;
@@ -36,3 +38,4 @@ pub mod scratch;
 pub mod share;
 pub mod sql;
 pub mod state;
+pub mod verify;

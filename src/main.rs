@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use backfill::cli::{Cli, Command};
 use backfill::commands::{self, Exit};
 use backfill::state::Control;
-use clap::Parser as _;
+use clap::FromArgMatches as _;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli =
+        Cli::from_arg_matches(&backfill::cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BACKFILL_LOG")
@@ -49,12 +50,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => commands::run(g, args, shutdown).await,
         Command::Plan(args) => commands::plan(g, args).await,
         Command::Status(args) => commands::status(g, args).await,
-        Command::Verify(args) => commands::verify(g, args).await,
+        Command::Verify(args) => commands::verify(g, args, shutdown).await,
         Command::Reset(args) => commands::reset(g, args).await,
         Command::Pause(args) => commands::control(g, args, Control::Pause).await,
         Command::Resume(args) => commands::control(g, args, Control::Resume).await,
         Command::Cancel(args) => commands::control(g, args, Control::Cancel).await,
         Command::Demo(args) => backfill::demo::demo(args, shutdown).await,
+        Command::Completions(args) => Ok(commands::completions(args)),
     }
 }
 

@@ -7,10 +7,13 @@
 //! a btree order works without the tool knowing it. Composite keys are compared as rows,
 //! `("a", "b") > ($1::text, $2::integer)`, which PostgreSQL turns into one index range scan.
 
+pub mod compare;
+
 use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
 use crate::job::Job;
+use crate::sql::words::words;
 use crate::sql::{Ident, Qualified};
 
 /// A statement in two forms: for the first batch (no cursor yet) and for every later batch.
@@ -44,13 +47,25 @@ pub struct Plan {
     /// The key columns' types as SQL, with the column's collation where it has its own, to
     /// read keys stored as jsonb back in the key's order (see [`crate::sql::JsonbKey`]).
     pub key_types: Vec<String>,
-    /// The walks over the relations that batches update: the table itself, or each of its
-    /// leaf partitions, so that a batch never goes through the parent's Append.
-    pub walks: Vec<Walk>,
+    /// The walk over the table itself: what `plan` and `verify` read (for a partitioned table,
+    /// through the parent).
+    pub walk: Walk,
+    /// The walks over the leaf partitions of a partitioned table, which its batches update
+    /// directly, so that a batch never goes through the parent's Append; empty for a plain
+    /// table.
+    pub leaves: Vec<Walk>,
+    /// Whether the table is partitioned.
+    pub partitioned: bool,
     /// Rows that still match `where`, counted exactly. No parameters.
     pub pending_count: String,
     /// The planner's estimate of the same, as `EXPLAIN (FORMAT JSON)`. No parameters.
     pub pending_estimate: String,
+    /// Rows matching `where` and all rows, in a block sample: `$1` the percentage of blocks
+    /// (`float4`). The same blocks every time (`REPEATABLE`), so `plan` and `run` agree.
+    pub pending_sample: String,
+    /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
+    /// only when each of them that is a column has statistics.
+    pub filter_columns: Vec<String>,
 }
 
 /// The statements that walk one relation (the table, or one leaf partition) in key order.
@@ -70,7 +85,7 @@ pub struct Walk {
     pub update: Statements,
     /// A block sample (`TABLESAMPLE SYSTEM`) of the keys in `(cursor, upper]` in key order,
     /// each with whether its row still matches `where`: where to split a range, never an
-    /// `OFFSET` walk of a large one. Parameters as `update`, then the percentage of blocks.
+    /// `OFFSET` walk of a large one. Binds as `update`, then the percentage of blocks.
     pub sample: Statements,
 }
 
@@ -82,27 +97,28 @@ impl Plan {
             name: &catalog.name,
         }
         .to_string();
-        let relations = if catalog.leaves.is_empty() && !catalog.partitioned {
-            vec![table.clone()]
-        } else {
-            catalog
-                .leaves
-                .iter()
-                .map(|leaf| {
-                    Qualified {
-                        schema: &leaf.schema,
-                        name: &leaf.name,
-                    }
-                    .to_string()
-                })
-                .collect()
-        };
         let filter = &job.filter;
+        let leaves = catalog
+            .leaves
+            .iter()
+            .map(|leaf| {
+                let relation = Qualified {
+                    schema: &leaf.schema,
+                    name: &leaf.name,
+                };
+                Walk::new(job, catalog, relation.to_string())
+            })
+            .collect();
         Plan {
             pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
             pending_estimate: format!(
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
             ),
+            pending_sample: format!(
+                "SELECT count(*) FILTER (WHERE ({filter})), count(*) FROM {table} \
+                 TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"
+            ),
+            filter_columns: words(filter).into_iter().map(|w| w.name).collect(),
             key_len: catalog.key.len(),
             key_types: catalog
                 .key
@@ -112,22 +128,25 @@ impl Plan {
                     None => c.type_sql.clone(),
                 })
                 .collect(),
-            walks: relations
-                .into_iter()
-                .map(|relation| Walk::new(job, catalog, relation))
-                .collect(),
+            walk: Walk::new(job, catalog, table.clone()),
+            leaves,
+            partitioned: catalog.partitioned,
             table,
         }
     }
 
-    /// The walk over `relation`, as a range row names it.
-    pub fn walk(&self, relation: &str) -> Option<&Walk> {
-        self.walks.iter().find(|w| w.relation == relation)
+    /// The walks over the relations that batches update: the table itself, or its leaves.
+    pub fn walks(&self) -> &[Walk] {
+        if self.partitioned {
+            &self.leaves
+        } else {
+            std::slice::from_ref(&self.walk)
+        }
     }
 
-    /// True when batches update leaf partitions rather than the table itself.
-    pub fn by_partition(&self) -> bool {
-        self.walks.len() != 1 || self.walks[0].relation != self.table
+    /// The walk over `relation`, as a range row names it.
+    pub fn walk_of(&self, relation: &str) -> Option<&Walk> {
+        self.walks().iter().find(|w| w.relation == relation)
     }
 }
 
@@ -163,46 +182,34 @@ impl Walk {
             ),
         };
         let set = assignments(job);
+        let range = key.range();
         let update = Statements {
             from_start: format!(
-                "UPDATE {table} SET {set} WHERE {} <= {} AND ({filter})",
-                key.row(),
-                key.params(1)
+                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
+                range.from_start
             ),
             after_cursor: format!(
-                "UPDATE {table} SET {set} WHERE {} > {} AND {} <= {} AND ({filter})",
-                key.row(),
-                key.params(1),
-                key.row(),
-                key.params(n + 1)
+                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
+                range.after_cursor
             ),
         };
-        let sample = Statements {
-            from_start: format!(
-                "SELECT {}, ({filter}) IS TRUE FROM {table} TABLESAMPLE SYSTEM (${}::float8) WHERE {} <= {} ORDER BY {}",
+        let sample = |range: &str, percent: usize| {
+            format!(
+                "SELECT {}, ({filter}) IS TRUE FROM {table} TABLESAMPLE SYSTEM (${percent}::float8) \
+                 WHERE {range} ORDER BY {}",
                 key.as_text(),
-                n + 1,
-                key.row(),
-                key.params(1),
                 key.order_asc()
-            ),
-            after_cursor: format!(
-                "SELECT {}, ({filter}) IS TRUE FROM {table} TABLESAMPLE SYSTEM (${}::float8) WHERE {} > {} AND {} <= {} ORDER BY {}",
-                key.as_text(),
-                2 * n + 1,
-                key.row(),
-                key.params(1),
-                key.row(),
-                key.params(n + 1),
-                key.order_asc()
-            ),
+            )
         };
         Walk {
+            sample: Statements {
+                from_start: sample(&range.from_start, n + 1),
+                after_cursor: sample(&range.after_cursor, 2 * n + 1),
+            },
             relation,
             range_end,
             upper_bound,
             update,
-            sample,
         }
     }
 }
@@ -274,6 +281,21 @@ impl<'a> KeySql<'a> {
         self.join(|_, k| format!("{}.{k}", self.table))
     }
 
+    /// A batch's key range `(cursor, upper]` as a condition. `after_cursor`: `$1..$n` cursor,
+    /// `$n+1..$2n` upper bound; `from_start`: `$1..$n` upper bound.
+    fn range(&self) -> Statements {
+        Statements {
+            from_start: format!("{} <= {}", self.row(), self.params(1)),
+            after_cursor: format!(
+                "{} > {} AND {} <= {}",
+                self.row(),
+                self.params(1),
+                self.row(),
+                self.params(self.len() + 1)
+            ),
+        }
+    }
+
     /// `"s"."t"."a" DESC, "s"."t"."b" DESC`
     fn order_desc(&self) -> String {
         self.join(|_, k| format!("{}.{k} DESC", self.table))
@@ -305,6 +327,7 @@ mod tests {
             key_source: KeySource::PrimaryKey("t_pkey".into()),
             key_index: Some("t_pkey".into()),
             triggers: vec![],
+            set: vec![],
             partitioned: false,
             leaves: vec![],
         }
@@ -324,7 +347,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("id", "bigint")]),
         );
         assert_eq!(
-            plan.walks[0].update.after_cursor,
+            plan.walk.update.after_cursor,
             r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (status_flag IS NULL)"#
         );
     }
@@ -336,7 +359,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("id", "bigint")]),
         );
         assert_eq!(
-            plan.walks[0].update.from_start,
+            plan.walk.update.from_start,
             r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
         );
     }
@@ -348,11 +371,11 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("id", "bigint")]),
         );
         assert_eq!(
-            plan.walks[0].upper_bound.after_cursor,
+            plan.walk.upper_bound.after_cursor,
             r#"SELECT "id"::text FROM "public"."users" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "public"."users"."id" OFFSET $3::bigint LIMIT 1"#
         );
         assert_eq!(
-            plan.walks[0].upper_bound.from_start,
+            plan.walk.upper_bound.from_start,
             r#"SELECT "id"::text FROM "public"."users" WHERE ("id") <= ($1::bigint) ORDER BY "public"."users"."id" OFFSET $2::bigint LIMIT 1"#
         );
     }
@@ -364,7 +387,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
         );
         assert_eq!(
-            plan.walks[0].upper_bound.after_cursor,
+            plan.walk.upper_bound.after_cursor,
             r#"SELECT "tenant"::text, "id"::text FROM "public"."users" WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id" OFFSET $5::bigint LIMIT 1"#
         );
     }
@@ -376,7 +399,7 @@ status_flag = "legacy_status"
             &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
         );
         assert_eq!(
-            plan.walks[0].range_end,
+            plan.walk.range_end,
             r#"SELECT "tenant"::text, "id"::text FROM "public"."users" ORDER BY "public"."users"."tenant" DESC, "public"."users"."id" DESC LIMIT 1"#
         );
     }
@@ -394,7 +417,7 @@ where = '"Total Cents" IS NULL'
             &catalog("Sales Data", r#"Odd "Name""#, &[(r#"we"ird id"#, "uuid")]),
         );
         assert_eq!(
-            plan.walks[0].update.after_cursor,
+            plan.walk.update.after_cursor,
             r#"UPDATE "Sales Data"."Odd ""Name""" SET "Total Cents" = (qty * price_cents) WHERE ("we""ird id") > ($1::uuid) AND ("we""ird id") <= ($2::uuid) AND ("Total Cents" IS NULL)"#
         );
     }
@@ -413,7 +436,7 @@ b = "x + 1"
             &catalog("public", "orders", &[("id", "bigint")]),
         );
         assert!(
-            plan.walks[0]
+            plan.walk
                 .update
                 .from_start
                 .contains(r#"SET "a" = (1), "b" = (x + 1) WHERE"#)
@@ -434,6 +457,29 @@ b = "x + 1"
             plan.pending_estimate,
             r#"EXPLAIN (FORMAT JSON) SELECT 1 FROM "public"."users" WHERE (status_flag IS NULL)"#
         );
+        assert_eq!(
+            plan.pending_sample,
+            r#"SELECT count(*) FILTER (WHERE (status_flag IS NULL)), count(*) FROM "public"."users" TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"#
+        );
+        assert_eq!(plan.filter_columns, ["status_flag", "is", "null"]);
+    }
+
+    #[test]
+    fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog(
+                "public",
+                "users",
+                &[("at", "timestamp with time zone"), ("n", "numeric(10,2)")],
+            ),
+        );
+        assert!(
+            plan.walk
+                .update
+                .from_start
+                .contains("($1::timestamp with time zone, $2::numeric(10,2))")
+        );
     }
 
     #[test]
@@ -443,7 +489,7 @@ b = "x + 1"
             &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
         );
         assert_eq!(
-            plan.walks[0].sample.after_cursor,
+            plan.walk.sample.after_cursor,
             r#"SELECT "tenant"::text, "id"::text, (status_flag IS NULL) IS TRUE FROM "public"."users" TABLESAMPLE SYSTEM ($5::float8) WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id""#
         );
         assert_eq!(plan.key_types, ["text", "integer"]);
@@ -475,23 +521,19 @@ b = "x + 1"
             },
         ];
         let plan = Plan::new(&job(USERS), &parent);
-        assert!(plan.by_partition());
-        let relations: Vec<&str> = plan.walks.iter().map(|w| w.relation.as_str()).collect();
+        let relations: Vec<&str> = plan.walks().iter().map(|w| w.relation.as_str()).collect();
         assert_eq!(
             relations,
             [r#""public"."events_1""#, r#""archive"."events_0""#]
         );
         let leaf = plan
-            .walk(r#""archive"."events_0""#)
+            .walk_of(r#""archive"."events_0""#)
             .expect("a walk per leaf");
         assert_eq!(
             leaf.update.from_start,
             r#"UPDATE "archive"."events_0" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
         );
-        assert_eq!(
-            plan.pending_count,
-            r#"SELECT count(*) FROM "public"."events" WHERE (status_flag IS NULL)"#
-        );
+        assert_eq!(plan.walk.relation, r#""public"."events""#);
     }
 
     #[test]
@@ -500,25 +542,7 @@ b = "x + 1"
             &job(USERS),
             &catalog("public", "users", &[("id", "bigint")]),
         );
-        assert!(!plan.by_partition());
-        assert!(plan.walk(r#""public"."users""#).is_some());
-    }
-
-    #[test]
-    fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog(
-                "public",
-                "users",
-                &[("at", "timestamp with time zone"), ("n", "numeric(10,2)")],
-            ),
-        );
-        assert!(
-            plan.walks[0]
-                .update
-                .from_start
-                .contains("($1::timestamp with time zone, $2::numeric(10,2))")
-        );
+        assert_eq!(plan.walks(), std::slice::from_ref(&plan.walk));
+        assert!(plan.walk_of(r#""public"."users""#).is_some());
     }
 }

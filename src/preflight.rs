@@ -1,10 +1,15 @@
-//! The server's check of a job before anything is written: reads the key range and the first
-//! batch's bounds, and `EXPLAIN`s the key walk and the first batch's `UPDATE` so that PostgreSQL
-//! itself parses and plans the job's `where` and `[set]` expressions. Runs in a read-only
+//! The server's check of a job before anything is written: reads the key range and the bounds
+//! of the batch that would run next (the first, or the one after a stopped job's checkpoint),
+//! and `EXPLAIN`s its key walk and its `UPDATE` so that PostgreSQL itself parses and plans the
+//! job's `where` and `[set]` expressions. Runs in a read-only
 //! transaction bounded by the job's timeouts; writes nothing, creates nothing. Used by `plan`
 //! (which prints the result) and by `run` (which stops on a rejected expression). Runs the
 //! `[throttle]` `throttle_query` once, so that a broken one stops the run before it starts
-//! rather than pausing it later. Also estimates how many rows are still pending.
+//! rather than pausing it later. Also estimates how many rows are still pending (`estimate.rs`).
+
+mod estimate;
+
+pub use estimate::{Estimate, Method, pending_rows};
 
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
@@ -13,17 +18,64 @@ use crate::db::{begin_bounded, begin_read_only, bind_keys, fetch_key, statement}
 use crate::job::Job;
 use crate::monitor::throttle_query_sql;
 use crate::plan::Plan;
+use crate::state::JobRow;
 
-/// What the server said about the job's first batch.
+/// Which batch [`check`] looks at: the first, or the next one of a job that stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The checkpoint the batch starts after (`None`: the first key).
+    pub after: Option<Vec<String>>,
+    /// The walk's end as the job captured it (`None`: the greatest key now).
+    pub range_end: Option<Vec<String>>,
+    /// Keys in the batch.
+    pub size: u32,
+}
+
+impl Start {
+    /// The first batch of `job`.
+    pub fn first(job: &Job) -> Start {
+        Start {
+            after: None,
+            range_end: None,
+            size: job.batch.size,
+        }
+    }
+
+    /// The batch `run` would run next, given the job's row in the state table: after its
+    /// checkpoint, at its last batch size, unless the job is done or its file changed (then a
+    /// run starts over, or only with `--restart`).
+    pub fn next(job: &Job, row: Option<&JobRow>) -> Start {
+        match row {
+            Some(row)
+                if row.status != "done"
+                    && row.cursor.is_some()
+                    && row.definition_hash == job.definition_hash() =>
+            {
+                let b = &job.batch;
+                Start {
+                    after: row.cursor.clone(),
+                    range_end: row.range_end.clone(),
+                    size: row.batch_size.unwrap_or(b.size).clamp(b.min, b.max),
+                }
+            }
+            _ => Start::first(job),
+        }
+    }
+}
+
+/// What the server said about the batch that would run next.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preflight {
-    /// The greatest key now (`None`: the table is empty).
+    /// The walk's end: the greatest key now, or the one a stopped job captured (`None`: the
+    /// table is empty).
     pub range_end: Option<Vec<String>>,
-    /// The first batch's inclusive upper key.
-    pub first_upper: Option<Vec<String>>,
-    /// `EXPLAIN` of the key walk that finds each batch's upper bound.
+    /// The checkpoint the batch starts after (`None`: the first batch).
+    pub after: Option<Vec<String>>,
+    /// The batch's inclusive upper key (`None`: no key is left before the range end).
+    pub upper: Option<Vec<String>>,
+    /// `EXPLAIN` of the key walk that finds the batch's upper bound.
     pub walk_plan: String,
-    /// `EXPLAIN` of the first batch's `UPDATE`.
+    /// `EXPLAIN` of the batch's `UPDATE`.
     pub update_plan: String,
     /// What `throttle_query` returns now, when the job has one.
     pub throttle_query: Option<f64>,
@@ -150,45 +202,42 @@ impl PreflightError {
     }
 }
 
-/// Reads the range and `EXPLAIN`s the first batch (of the first leaf partition, for a
-/// partitioned table; a partitioned table without partitions has nothing to check).
+/// Reads the range and `EXPLAIN`s the batch that `start` names.
 pub async fn check(
     conn: &mut PgConnection,
     job: &Job,
     plan: &Plan,
-    size: u32,
+    start: &Start,
 ) -> Result<Preflight, PreflightError> {
-    let Some(first) = plan.walks.first() else {
-        return Ok(Preflight {
-            range_end: None,
-            first_upper: None,
-            walk_plan: "(the table has no partitions)".into(),
-            update_plan: "(the table has no partitions)".into(),
-            throttle_query: None,
-        });
-    };
     let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
         .await
         .map_err(PreflightError::Database)?;
-    let range_end = fetch_key(statement(&first.range_end), &mut tx)
+    let range_end = match &start.range_end {
+        Some(end) => Some(end.clone()),
+        None => range_end(&mut tx, plan)
+            .await
+            .map_err(PreflightError::Database)?,
+    };
+    let keys = |key: &Option<Vec<String>>| -> Vec<Option<String>> {
+        match key {
+            Some(key) => key.iter().cloned().map(Some).collect(),
+            None => vec![None; plan.key_len],
+        }
+    };
+    let after = start.after.iter().flatten().cloned().map(Some);
+    let walk_binds: Vec<Option<String>> = after.clone().chain(keys(&range_end)).collect();
+    let walk = plan.walk.upper_bound.pick(start.after.is_some());
+    let walk_query = bind_keys(statement(walk), walk_binds.iter().map(Option::as_deref))
+        .bind(i64::from(start.size.saturating_sub(1)));
+    let upper = fetch_key(walk_query, &mut tx)
         .await
         .map_err(PreflightError::Database)?;
-    let end: Vec<Option<&str>> = match &range_end {
-        Some(end) => end.iter().map(|v| Some(v.as_str())).collect(),
-        None => vec![None; plan.key_len],
-    };
-    let walk = &first.upper_bound.from_start;
-    let walk_query =
-        bind_keys(statement(walk), end.iter().copied()).bind(i64::from(size.saturating_sub(1)));
-    let first_upper = fetch_key(walk_query, &mut tx)
-        .await
-        .map_err(PreflightError::Database)?;
-    let upper: Vec<Option<&str>> = match &first_upper {
-        Some(u) => u.iter().map(|v| Some(v.as_str())).collect(),
-        None => end.clone(),
-    };
-    let walk_plan = explain(&mut tx, walk, &end, Some(size)).await?;
-    let update_plan = explain(&mut tx, &first.update.from_start, &upper, None).await?;
+    // No key left before the end: the batch runs up to the end itself.
+    let bound = upper.clone().or_else(|| range_end.clone());
+    let update_binds: Vec<Option<String>> = after.chain(keys(&bound)).collect();
+    let walk_plan = explain(&mut tx, walk, &walk_binds, Some(start.size)).await?;
+    let update = plan.walk.update.pick(start.after.is_some());
+    let update_plan = explain(&mut tx, update, &update_binds, None).await?;
     let throttle_query = match &job.throttle.throttle_query {
         Some(query) => Some(throttle_query(&mut tx, query).await?),
         None => None,
@@ -196,22 +245,31 @@ pub async fn check(
     tx.commit().await.map_err(PreflightError::Database)?;
     Ok(Preflight {
         range_end,
-        first_upper,
+        after: start.after.clone(),
+        upper,
         walk_plan,
         update_plan,
         throttle_query,
     })
 }
 
+/// The greatest key of the table now (`None`: the table is empty).
+pub async fn range_end(
+    conn: &mut PgConnection,
+    plan: &Plan,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    fetch_key(statement(&plan.walk.range_end), conn).await
+}
+
 /// `EXPLAIN` of `sql` with its key binds (and the walk's offset), as text lines.
 async fn explain(
     conn: &mut PgConnection,
     sql: &str,
-    keys: &[Option<&str>],
+    keys: &[Option<String>],
     size: Option<u32>,
 ) -> Result<String, PreflightError> {
     let text = format!("EXPLAIN {sql}");
-    let mut query = bind_keys(statement(&text), keys.iter().copied());
+    let mut query = bind_keys(statement(&text), keys.iter().map(Option::as_deref));
     if let Some(size) = size {
         query = query.bind(i64::from(size.saturating_sub(1)));
     }
@@ -235,86 +293,4 @@ async fn throttle_query(conn: &mut PgConnection, query: &str) -> Result<f64, Pre
             sql: query.to_owned(),
             source,
         })
-}
-
-/// Rows still matching `where`: the planner's estimate, or an exact `count(*)`.
-pub async fn pending_rows(
-    conn: &mut PgConnection,
-    plan: &Plan,
-    exact: bool,
-) -> Result<u64, sqlx::Error> {
-    let mut tx = begin_read_only(conn).await?;
-    let rows = if exact {
-        let n: i64 = statement(&plan.pending_count)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        u64::try_from(n).unwrap_or_default()
-    } else {
-        // EXPLAIN's column is `json`, whose binary form is its text.
-        let doc: String = statement(&plan.pending_estimate)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get_unchecked(0)?;
-        plan_rows(&doc)
-    };
-    tx.commit().await?;
-    Ok(rows)
-}
-
-/// `Plan Rows` of the top node of an `EXPLAIN (FORMAT JSON)` document (0 when unreadable).
-fn plan_rows(doc: &str) -> u64 {
-    serde_json::from_str::<serde_json::Value>(doc)
-        .ok()
-        .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
-        .map_or(0, |rows| rows.max(0.0) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn budget(workers: u32, in_use: u32) -> Budget {
-        Budget {
-            workers,
-            monitor: true,
-            in_use,
-            max_connections: 100,
-            share: 0.70,
-        }
-    }
-
-    #[test]
-    fn workers_that_fit_under_max_connection_use_are_allowed() {
-        assert_eq!(budget(4, 10).per_process(), 6);
-        assert!(budget(4, 10).fits());
-        assert!(budget(4, 64).fits(), "64 + 6 = 70, at the limit");
-        assert!(!budget(4, 65).fits());
-    }
-
-    #[test]
-    fn one_worker_always_fits() {
-        assert!(budget(1, 99).fits());
-    }
-
-    #[test]
-    fn the_refusal_says_how_many_workers_fit() {
-        let err = PreflightError::TooManyWorkers(budget(8, 61));
-        assert!(err.is_invalid_job());
-        assert_eq!(
-            err.to_string(),
-            "8 workers would hold 10 connections (8 batch, the monitor's and the heartbeat's) and take the server to 71 of max_connections 100, past max_connection_use 0.7 (70); at most 7 workers fit now — use fewer (`run --workers`, `[batch] workers`) or add processes on other hosts later with `run --join`"
-        );
-    }
-
-    #[test]
-    fn plan_rows_reads_the_top_node() {
-        let doc = r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1234, "Plan Width": 0}}]"#;
-        assert_eq!(plan_rows(doc), 1234);
-    }
-
-    #[test]
-    fn unreadable_plan_is_zero() {
-        assert_eq!(plan_rows("not json"), 0);
-    }
 }

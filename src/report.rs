@@ -1,238 +1,21 @@
 //! Text that `plan` and `status` print: pure functions from data to strings, so the output is
-//! unit-tested without a database. The live progress display is `progress`'s, not this.
-//!
-//! Layout: `throttle` writes `plan`'s policy block; the rest is here.
+//! unit-tested without a database. `plan.rs` holds `plan`'s report; this file `status` and
+//! what both share. The live progress display is `progress`'s, not this.
 
+mod plan;
+mod ranges;
 mod throttle;
+
+pub use plan::{PlanReport, plan, plan_json};
+pub use ranges::{range_json, ranges_table};
 
 use std::fmt::Write as _;
 
-use crate::catalog::Catalog;
 use crate::catalog::KeySource;
-use crate::job::Job;
-use crate::monitor::sight::Sight;
-use crate::plan::Plan;
-use crate::preflight::Budget;
-use crate::preflight::Preflight;
-use crate::state::LEASE_TIMEOUT;
-use crate::state::{JobRow, RangeSql, Store};
-
-mod ranges;
-
-pub use ranges::{range_json, ranges_table};
-
-/// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
-pub struct PlanReport<'a> {
-    pub job: &'a Job,
-    pub catalog: &'a Catalog,
-    pub plan: &'a Plan,
-    pub checked: &'a Preflight,
-    /// Rows still matching `where`.
-    pub pending: u64,
-    /// `pending` was counted rather than estimated.
-    pub exact: bool,
-    pub store: &'a Store,
-    pub state: Option<&'a JobRow>,
-    /// What the monitor's role may see and do; `None` when throttling is off.
-    pub sight: Option<&'a Sight>,
-    /// The connections one process of the job would hold, and the server's room.
-    pub budget: &'a Budget,
-}
-
-/// The dry run's report: checks, the SQL of one batch, EXPLAINs, the estimate, the state, and
-/// a warning for each thing that would make the run slow or blind.
-pub fn plan(report: &PlanReport<'_>) -> String {
-    let &PlanReport {
-        job,
-        catalog,
-        plan,
-        checked,
-        pending,
-        exact,
-        store,
-        state,
-        sight,
-        budget,
-    } = report;
-    let mut out = String::new();
-    let key: Vec<String> = catalog
-        .key
-        .iter()
-        .map(|c| format!("{} {}", crate::sql::Ident(&c.name), c.type_sql))
-        .collect();
-    let b = &job.batch;
-    let t = &job.timeouts;
-    let _ = writeln!(out, "job       {} ({})", job.name, job.source.display());
-    let _ = writeln!(out, "table     {}", plan.table);
-    let _ = writeln!(
-        out,
-        "key       ({}) from {}",
-        key.join(", "),
-        key_source(&catalog.key_source)
-    );
-    let _ = writeln!(
-        out,
-        "index     {}",
-        catalog
-            .key_index
-            .as_deref()
-            .map_or("none leads with the key".to_owned(), |i| format!(
-                "{i} serves the key walk"
-            ))
-    );
-    let triggers = if catalog.triggers.is_empty() {
-        "none".to_owned()
-    } else {
-        format!(
-            "{} (fire for every row changed)",
-            catalog.triggers.join(", ")
-        )
-    };
-    let _ = writeln!(out, "triggers  {triggers}");
-    if catalog.partitioned {
-        let _ = writeln!(out, "{}", partitions(plan));
-    }
-    let _ = writeln!(out, "where     {}", job.filter);
-    for a in &job.set {
-        let _ = writeln!(
-            out,
-            "set       {} = {}",
-            crate::sql::Ident(&a.column),
-            a.expr
-        );
-    }
-    let _ = writeln!(
-        out,
-        "batch     {} rows to start, adaptive {}..={} aiming at {} per batch, pause {}",
-        b.size,
-        b.min,
-        b.max,
-        humantime::format_duration(b.target),
-        humantime::format_duration(b.pause)
-    );
-    let _ = writeln!(out, "{}", workers(budget));
-    let _ = writeln!(
-        out,
-        "timeouts  statement {}, lock {}",
-        humantime::format_duration(t.statement),
-        humantime::format_duration(t.lock)
-    );
-    out.push_str(&throttle::policy(
-        &job.throttle,
-        checked.throttle_query,
-        sight,
-    ));
-    let how = if exact {
-        "counted"
-    } else {
-        "planner estimate; --exact-count counts"
-    };
-    let _ = writeln!(out, "pending   {pending} rows ({how})");
-    let range = match (&checked.range_end, &checked.first_upper) {
-        (None, _) => "the table is empty; a run finishes at once".to_owned(),
-        (Some(end), upper) => format!(
-            "first batch ends at ({}); the walk ends at ({}) — rows inserted later are left to the application's dual write",
-            upper.as_ref().unwrap_or(end).join(", "),
-            end.join(", ")
-        ),
-    };
-    let _ = writeln!(out, "range     {range}");
-    let state_line = match state {
-        None => "no checkpoint; a run starts at the first key".to_owned(),
-        Some(row) => format!(
-            "{}, {} rows done in {} batches{}",
-            describe_status(row),
-            row.rows_done,
-            row.batches_done,
-            row.cursor.as_ref().map_or(String::new(), |c| format!(
-                "; resumes after ({})",
-                c.join(", ")
-            ))
-        ),
-    };
-    let _ = writeln!(out, "state     {state_line} [{}]", store.table());
-    let _ = writeln!(out, "\n-- every batch is one transaction:");
-    let _ = writeln!(out, "BEGIN;");
-    let _ = writeln!(
-        out,
-        "SELECT set_config('statement_timeout', '{}ms', true), set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::int8;",
-        t.statement.as_millis(),
-        t.lock.as_millis()
-    );
-    if let Some(walk) = plan.walks.first() {
-        let _ = writeln!(out, "{};", walk.upper_bound.after_cursor);
-        let _ = writeln!(out, "{};", walk.update.after_cursor);
-    }
-    let checkpoint = RangeSql::new(store, &plan.key_types);
-    let _ = writeln!(out, "{};", checkpoint.checkpoint_sql());
-    let _ = writeln!(out, "COMMIT;");
-    let _ = writeln!(
-        out,
-        "\n-- EXPLAIN of the first batch's key walk:\n{}",
-        checked.walk_plan
-    );
-    let _ = writeln!(
-        out,
-        "\n-- EXPLAIN of the first batch's UPDATE:\n{}",
-        checked.update_plan
-    );
-    if !checked.walk_uses_index() {
-        let _ = writeln!(
-            out,
-            "\nwarning: the key walk does not use an index on ({}); every batch would scan the table. Create one, or set `key` to indexed columns.",
-            key.join(", ")
-        );
-    }
-    for warning in sight.map(|s| s.warnings(&job.throttle)).unwrap_or_default() {
-        let _ = writeln!(out, "\nwarning: {warning}");
-    }
-    out
-}
-
-/// `partitions 3 leaves, each walked on its own: …`.
-fn partitions(plan: &Plan) -> String {
-    match plan.walks.len() {
-        0 => "partitions none yet; a run finishes at once".to_owned(),
-        n => format!(
-            "partitions {n} lea{}, each walked and updated on its own: {}",
-            if n == 1 { "f" } else { "ves" },
-            plan.walks
-                .iter()
-                .map(|w| w.relation.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// `workers   4 per process: 6 connections …`, with a warning when they do not fit.
-fn workers(b: &Budget) -> String {
-    let extras = if b.monitor {
-        "monitor, heartbeat"
-    } else {
-        "heartbeat"
-    };
-    let mut line = format!(
-        "workers   {} per process: {} connections ({} batch, {extras}); the server has {} of max_connections {} in use, {} under max_connection_use {}",
-        b.workers,
-        b.per_process(),
-        b.workers,
-        b.in_use,
-        b.max_connections,
-        b.limit(),
-        b.share
-    );
-    if !b.fits() {
-        line.push_str(&format!(
-            " — too many: `run` refuses; at most {} fit now",
-            b.most_workers()
-        ));
-    }
-    line
-}
+use crate::state::{HEARTBEAT_EVERY, JobRow};
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
-pub fn age(seconds: f64) -> String {
+pub fn age_text(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -242,16 +25,42 @@ pub fn age(seconds: f64) -> String {
     }
 }
 
-/// How `status` and `plan` describe a row's status, including a lease that went stale.
+/// The job's status as it is now: `paused` while its runners hold it paused (the stored
+/// status stays `running`), `stale` while its lease is held by nobody alive and no worker of
+/// another process runs it either, else the stored status. One word, so that `status`'s
+/// columns stay aligned.
 pub fn describe_status(row: &JobRow) -> String {
-    match (row.owner.is_some(), row.lease_is_live(), row.heartbeat_age) {
-        (true, false, Some(age_s)) => format!(
-            "{} (stale lease: no heartbeat for {}, taken over after {}s)",
-            row.status,
-            age(age_s),
-            LEASE_TIMEOUT.as_secs()
-        ),
+    let paused = row.note.as_deref().is_some_and(|n| n.starts_with("paused"));
+    match (row.owner.is_some(), row.is_running()) {
+        (true, false) => "stale".to_owned(),
+        (_, true) if row.status == "running" && paused => "paused".to_owned(),
         _ => row.status.clone(),
+    }
+}
+
+/// What is true of the job's lease when something is wrong with it, and when it can be taken
+/// over: a stale lease at once, by the next `run`; a live one only once its heartbeat is as
+/// old as the timeout its holder declared.
+pub fn lease_note(row: &JobRow) -> Option<String> {
+    let lease = row.lease()?;
+    let (owner, age) = (&lease.owner, lease.heartbeat_age?);
+    let timeout = lease.timeout();
+    if !row.lease_is_live() {
+        let why = if age < timeout {
+            format!("the process of {} is gone", owner.0)
+        } else {
+            format!("no heartbeat from {} for {}", owner.0, age_text(age))
+        };
+        Some(format!("{why}; the next `backfill run` takes the job over"))
+    } else if age >= 2.0 * HEARTBEAT_EVERY.as_secs_f64() {
+        Some(format!(
+            "no heartbeat from {} for {}; another `backfill run` may take the job over in {}",
+            owner.0,
+            age_text(age),
+            age_text(timeout - age)
+        ))
+    } else {
+        None
     }
 }
 
@@ -279,20 +88,18 @@ pub fn status_table(rows: &[JobRow]) -> String {
         let rate = row.rate.map_or("-".to_owned(), |r| format!("{r:.0}/s"));
         let updated = row
             .updated_age
-            .map_or("-".to_owned(), |a| format!("{} ago", age(a)));
+            .map_or("-".to_owned(), |a| format!("{} ago", age_text(a)));
         let crew = match (row.workers, row.processes, row.hosts) {
             (0 | 1, _, _) => String::new(),
             (w, _, h) if h > 1 => format!("{w} workers on {h} hosts; "),
             (w, p, _) if p > 1 => format!("{w} workers in {p} processes; "),
             (w, _, _) => format!("{w} workers; "),
         };
-        let note = format!(
-            "{crew}{}",
-            row.note
-                .as_deref()
-                .or(row.last_error.as_deref())
-                .unwrap_or("")
-        );
+        let note = lease_note(row)
+            .or_else(|| row.note.clone())
+            .or_else(|| row.last_error.clone())
+            .unwrap_or_default();
+        let note = format!("{crew}{note}");
         let status = describe_status(row);
         let control = match row.control.as_deref() {
             Some(c) => format!(" [{c} requested]"),
@@ -312,7 +119,9 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
     serde_json::json!({
         "name": row.name,
         "table": row.table_name,
-        "status": row.status,
+        "status": describe_status(row),
+        "stored_status": row.status,
+        "lease": lease_note(row),
         "live": row.lease_is_live(),
         "rows_done": row.rows_done,
         "batches_done": row.batches_done,
@@ -337,6 +146,7 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Owner;
 
     fn row(name: &str, status: &str) -> JobRow {
         JobRow {
@@ -367,10 +177,10 @@ mod tests {
 
     #[test]
     fn ages_are_short() {
-        assert_eq!(age(4.2), "4s");
-        assert_eq!(age(200.0), "3m");
-        assert_eq!(age(7300.0), "2h");
-        assert_eq!(age(200_000.0), "2d");
+        assert_eq!(age_text(4.2), "4s");
+        assert_eq!(age_text(200.0), "3m");
+        assert_eq!(age_text(7300.0), "2h");
+        assert_eq!(age_text(200_000.0), "2d");
     }
 
     #[test]
@@ -394,5 +204,65 @@ mod tests {
         let v = status_json(&row("a", "done"));
         assert_eq!(v["rows_done"], 1234);
         assert_eq!(v["cursor"][0], "42");
+    }
+
+    fn owned(status: &str, heartbeat_age: f64, note: Option<&str>) -> JobRow {
+        JobRow {
+            owner: Some(Owner("elsewhere:1:ab".into())),
+            heartbeat_age: Some(heartbeat_age),
+            note: note.map(str::to_owned),
+            ..row("a", status)
+        }
+    }
+
+    #[test]
+    fn the_workers_of_every_process_are_named() {
+        let crew = JobRow {
+            workers: 4,
+            processes: 2,
+            hosts: 2,
+            ..row("a", "running")
+        };
+        assert!(status_table(&[crew]).contains("4 workers on 2 hosts; boom"));
+        let stale_primary_live_joiner = JobRow {
+            workers: 2,
+            processes: 1,
+            hosts: 1,
+            ..owned("running", 60.0, None)
+        };
+        assert_eq!(describe_status(&stale_primary_live_joiner), "running");
+    }
+
+    #[test]
+    fn a_paused_job_reads_paused_not_running() {
+        let paused = owned("running", 0.5, Some("paused: by operator"));
+        assert_eq!(describe_status(&paused), "paused");
+        assert_eq!(describe_status(&owned("running", 0.5, None)), "running");
+    }
+
+    #[test]
+    fn a_stale_lease_is_one_word_and_its_note_says_the_next_run_takes_over() {
+        let stale = owned("running", 120.0, None);
+        assert_eq!(describe_status(&stale), "stale");
+        assert_eq!(
+            lease_note(&stale).as_deref(),
+            Some(
+                "no heartbeat from elsewhere:1:ab for 2m; the next `backfill run` takes the job over"
+            )
+        );
+        let text = status_table(&[stale]);
+        let fields: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(fields[..3], ["a", "stale", "1234"], "{text}");
+    }
+
+    #[test]
+    fn a_late_heartbeat_says_when_the_lease_may_be_taken_over() {
+        assert_eq!(
+            lease_note(&owned("running", 10.0, None)).as_deref(),
+            Some(
+                "no heartbeat from elsewhere:1:ab for 10s; another `backfill run` may take the job over in 5s"
+            )
+        );
+        assert_eq!(lease_note(&owned("running", 0.5, None)), None);
     }
 }

@@ -4,7 +4,10 @@
 //! [`Ident`], which writes it double-quoted with inner quotes doubled, exactly as PostgreSQL's
 //! `quote_ident` would (but always quoting, so case and odd characters survive). Values never
 //! enter SQL text at all: they travel as bind parameters. [`JsonbKey`] reads a key stored as
-//! jsonb back with its columns' types. This module builds no statements.
+//! jsonb back with its columns' types. This module builds no statements. [`words`] reads the
+//! names out of a job's expressions.
+
+pub mod words;
 
 use std::fmt;
 

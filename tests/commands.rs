@@ -187,8 +187,8 @@ async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
         "plan must EXPLAIN the UPDATE:\n{text}"
     );
     assert!(
-        text.contains("pending   1000 rows (planner estimate"),
-        "plan must estimate the pending rows:\n{text}"
+        text.contains("pending   1000 rows (exact count)"),
+        "plan must count the pending rows of a table smaller than its sample:\n{text}"
     );
     assert!(
         !text.contains("does not use an index"),
@@ -197,7 +197,7 @@ async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
 
     let counted = cli_ok(&db, &["plan", "--exact-count", path_str(&path)]);
     assert!(
-        counted.contains("pending   1000 rows (counted)"),
+        counted.contains("pending   1000 rows (exact count)"),
         "{counted}"
     );
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{MutexGuard, mpsc, watch};
 
-use crate::event::Event;
+use crate::event::{Event, signal_name};
 use crate::monitor::{Action, Decision, Monitor, Signal};
 use crate::share::Share;
 use crate::state::{Holder, Live};
@@ -189,13 +189,15 @@ impl Crew<'_, '_> {
             let job = self.job().to_owned();
             let event = match &condition {
                 Condition::Running => Event::Running { job },
-                Condition::Throttled { reason, .. } => Event::Throttled {
+                Condition::Throttled { signal, reason } => Event::Throttled {
                     job,
                     reason: reason.clone(),
+                    signal: signal.as_ref().map(signal_name),
                 },
-                Condition::Paused { reason, .. } => Event::Paused {
+                Condition::Paused { signal, reason } => Event::Paused {
                     job,
                     reason: reason.clone(),
+                    signal: signal.as_ref().map(signal_name),
                 },
             };
             let _ = self.events.send(event);

@@ -253,7 +253,7 @@ pub async fn run(
 fn relations(plan: &Plan) -> Vec<String> {
     let mut all = vec![plan.table.clone()];
     all.extend(
-        plan.walks
+        plan.walks()
             .iter()
             .map(|w| w.relation.clone())
             .filter(|r| *r != plan.table),
@@ -289,7 +289,7 @@ impl Lead<'_, '_> {
         };
         emit(&Event::Started {
             job: self.r.job.name.clone(),
-            total_estimate: row.rows_done + pending,
+            total_estimate: row.rows_done + pending.rows,
             rows_done: row.rows_done,
             resumed: row.batches_done > 0,
             workers,
@@ -361,7 +361,11 @@ impl Lead<'_, '_> {
     }
 
     /// Lays the ranges out if nobody has, and estimates the rows still pending.
-    async fn prepare(&self, conn: &mut PgConnection, workers: u32) -> Result<u64, EngineError> {
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        workers: u32,
+    ) -> Result<preflight::Estimate, EngineError> {
         let table = || self.r.plan.table.clone();
         self.share
             .lay_out(conn, &self.r.job.name, workers as usize)

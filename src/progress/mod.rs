@@ -4,16 +4,23 @@
 //! plain throttled lines when it is not (CI logs), or NDJSON events on stdout for `--json`.
 //! It is the only module that knows indicatif. It does not decide anything about the job: the
 //! numbers it shows come from the events, and the rate and ETA are computed here from the recent
-//! batches only.
+//! batches only. It never shows a job as complete before it is: once the rows done pass the
+//! estimate, the total is shown as unknown rather than equal to the rows done.
 //!
 //! Writing never panics: a closed stderr or stdout (say, `backfill run … | head`) loses the
 //! output, not the run.
+//!
+//! Layout: this file follows each job's events (`Track`) and writes lines and NDJSON;
+//! `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk.
+
+mod bars;
+pub mod scan;
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use bars::Bars;
 
 use crate::event::Event;
 use crate::rate::RateWindow;
@@ -97,6 +104,21 @@ impl Reporter {
         }
     }
 
+    /// Ends the display with `line`, the run's last word (`cancelled by an operator…`): a
+    /// live bar is cleared first, so that its last frame (`… running`) is not drawn again
+    /// around the message.
+    pub fn conclude(&mut self, line: &str) {
+        match &self.output {
+            // Through indicatif, which owns the terminal while bars are drawn.
+            Output::Bar(bars) => {
+                bars.clear_live();
+                // Ignored on purpose, as in `write_stderr`.
+                let _ = bars.multi.println(line);
+            }
+            Output::Lines(_) | Output::Json => write_stderr(line),
+        }
+    }
+
     /// Leaves every bar that is still live on screen as it is and stops its redraws. Called
     /// again on drop, so an early return in the caller does not wipe the bars.
     pub fn finish(&mut self) {
@@ -115,9 +137,11 @@ impl Drop for Reporter {
 /// What the reporter knows about one job, gathered from its events.
 #[derive(Debug, Default)]
 struct Track {
-    /// Rows the job changes in all: the estimate, grown to `rows_done` when that is passed.
-    total: u64,
+    /// Rows the job is expected to change in all (`rows_done` may pass it: it is an estimate).
+    estimate: u64,
     rows_done: u64,
+    /// The key range is walked to its end: `rows_done` is the total.
+    finished: bool,
     /// `rows_done` when this run started; a resumed run's speed counts only its own rows.
     run_start: u64,
     /// Rows asked for by the last batch; unknown before the first one.
@@ -192,7 +216,7 @@ impl Track {
                 ..
             } => {
                 self.crew.workers = *workers;
-                self.total = *total_estimate;
+                self.estimate = *total_estimate;
                 self.run_start = *rows_done;
                 self.set_rows(*rows_done);
                 self.window.push(now, *rows_done);
@@ -242,9 +266,11 @@ impl Track {
             Event::Claimed { .. } => return false,
             Event::Lost { .. } => {}
             Event::Yielded { .. } => {}
-            Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
+            Event::Finished { rows_done, .. } => {
+                self.finished = true;
                 self.set_rows(*rows_done);
             }
+            Event::Interrupted { rows_done, .. } => self.set_rows(*rows_done),
             Event::Error { .. } => {}
         }
         true
@@ -256,25 +282,30 @@ impl Track {
         news
     }
 
-    /// Estimates are estimates: a total smaller than what is done grows to it.
     fn set_rows(&mut self, rows_done: u64) {
         self.rows_done = rows_done;
-        self.total = self.total.max(rows_done);
     }
 
+    /// The total to show: the estimate while it is ahead of the rows done, the rows done once
+    /// the job finished, and unknown while a running job is past its estimate — the estimate
+    /// was short, and `done/done` would say the job is over when it is not.
+    fn total(&self) -> Option<u64> {
+        if self.finished {
+            Some(self.rows_done)
+        } else {
+            Some(self.estimate).filter(|&estimate| estimate > self.rows_done)
+        }
+    }
+
+    /// `1.21M/2.00M rows`, or `504.5k/? rows` past the estimate.
     fn counts_text(&self) -> String {
-        format!(
-            "{}/{} rows",
-            si(self.rows_done as f64),
-            si(self.total as f64)
-        )
+        let total = self.total().map_or("?".to_owned(), |t| si(t as f64));
+        format!("{}/{total} rows", si(self.rows_done as f64))
     }
 
     fn eta_text(&self) -> String {
-        eta_text(
-            self.total.saturating_sub(self.rows_done),
-            self.window.per_sec(),
-        )
+        let remaining = self.total().unwrap_or(self.rows_done) - self.rows_done;
+        eta_text(remaining, self.window.per_sec())
     }
 
     /// `batch 5000`, or nothing before the first batch.
@@ -313,14 +344,16 @@ impl Track {
         parts.join("  ")
     }
 
-    /// The periodic line of lines mode: `1.21M/2.00M rows (60%)  48.2k rows/s  ETA 16s  batch 5000`
+    /// The periodic line of lines mode: `1.21M/2.00M rows (60%)  48.2k rows/s  ETA 16s  batch
+    /// 5000`; past the estimate, `504.5k/? rows (past the 5.0k estimate)  …`.
     fn progress_text(&self) -> String {
-        let percent = match self.total {
-            0 => 100,
-            total => self.rows_done.saturating_mul(100) / total,
+        let share = match self.total() {
+            Some(0) => "100%".to_owned(),
+            Some(total) => format!("{}%", self.rows_done.saturating_mul(100) / total),
+            None => format!("past the {} estimate", si(self.estimate as f64)),
         };
         let mut parts = vec![
-            format!("{} ({percent}%)", self.counts_text()),
+            format!("{} ({share})", self.counts_text()),
             rate_text(self.window.per_sec()),
             self.eta_text(),
         ];
@@ -340,7 +373,7 @@ impl Track {
                     (false, true) => format!("resuming at {}", self.counts_text()),
                     (false, false) => format!(
                         "started: {} rows to change (estimate)",
-                        si(self.total as f64)
+                        si(self.estimate as f64)
                     ),
                 };
                 match self.crew.workers {
@@ -400,69 +433,24 @@ impl Track {
         }
     }
 
-    /// `done: 2.00M rows in 41s (48.7k rows/s)`; the speed is this run's own.
+    /// `done: 2.00M rows in 41s (48.7k rows/s)`; for a resumed job, whose total includes
+    /// earlier runs, `done: 1.00M rows (355.5k in this run, 1.4s, 245.0k rows/s)`. The time
+    /// and speed are this run's own.
     fn done_text(&self, rows_done: u64, elapsed: Duration) -> String {
-        let this_run = rows_done.saturating_sub(self.run_start) as f64;
-        let rate = (!elapsed.is_zero()).then(|| this_run / elapsed.as_secs_f64());
-        format!(
-            "done: {} rows in {} ({})",
+        let this_run = rows_done.saturating_sub(self.run_start);
+        let rate = (!elapsed.is_zero()).then(|| this_run as f64 / elapsed.as_secs_f64());
+        let (total, time, rate) = (
             si(rows_done as f64),
             duration_text(elapsed),
-            rate_text(rate)
-        )
-    }
-}
-
-/// The bars of bar mode, one per job, drawn together on stderr.
-#[derive(Default)]
-struct Bars {
-    multi: MultiProgress,
-    bars: HashMap<String, ProgressBar>,
-}
-
-impl Bars {
-    /// Brings the job's bar up to date with its track (the event is already applied).
-    fn show(&mut self, event: &Event, track: &Track) {
-        let Bars { multi, bars } = self;
-        let bar = bars
-            .entry(event.job().to_owned())
-            .or_insert_with(|| new_bar(multi, event.job(), track));
-        bar.set_length(track.total);
-        bar.set_position(track.rows_done);
-        match event {
-            Event::Finished { .. } => bar.finish_with_message(track.event_text(event)),
-            Event::Interrupted { .. } | Event::Error { .. } => {
-                bar.abandon_with_message(track.event_text(event));
-            }
-            _ => bar.set_message(track.bar_message()),
+            rate_text(rate),
+        );
+        if self.run_start == 0 {
+            format!("done: {total} rows in {time} ({rate})")
+        } else {
+            let this_run = si(this_run as f64);
+            format!("done: {total} rows ({this_run} in this run, {time}, {rate})")
         }
     }
-
-    fn abandon_live(&self) {
-        for bar in self.bars.values().filter(|bar| !bar.is_finished()) {
-            bar.abandon();
-        }
-    }
-}
-
-/// A bar under `multi` that starts out showing the track, so its first frame is not empty.
-fn new_bar(multi: &MultiProgress, job: &str, track: &Track) -> ProgressBar {
-    let bar = multi.add(
-        ProgressBar::new(track.total)
-            .with_position(track.rows_done)
-            .with_message(track.bar_message())
-            .with_style(bar_style())
-            .with_prefix(job.to_owned()),
-    );
-    bar.enable_steady_tick(TICK);
-    bar
-}
-
-/// `users_status_flag ▕█████████▌      ▏ <message>`; the message carries all the numbers.
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix} ▕{bar:16}▏ {msg}")
-        .expect("the bar template is valid")
-        .progress_chars("█▉▊▋▌▍▎▏ ")
 }
 
 /// Lines mode: which line, if any, an event is worth.

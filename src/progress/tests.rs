@@ -37,6 +37,16 @@ fn paused(reason: &str) -> Event {
     Event::Paused {
         job: JOB.to_owned(),
         reason: reason.to_owned(),
+        signal: None,
+    }
+}
+
+fn finished(rows_done: u64, elapsed_ms: u64) -> Event {
+    Event::Finished {
+        job: JOB.to_owned(),
+        rows_done,
+        batches_done: rows_done / 5000,
+        elapsed_ms,
     }
 }
 
@@ -151,12 +161,45 @@ fn duration_in_hours_pads_minutes() {
     assert_eq!(duration_text(secs(2 * 3600 + 3 * 60 + 40)), "2h03m");
 }
 
-#[test]
-fn total_grows_to_rows_done() {
+/// A job estimated at 5,000 rows that has done 504,500.
+fn past_its_estimate() -> Track {
+    let t0 = Instant::now();
     let mut track = Track::default();
-    track.apply(&started(1000, 0), Instant::now());
-    track.apply(&batch(1500), Instant::now());
-    assert_eq!(track.counts_text(), "1.5k/1.5k rows");
+    track.apply(&started(5000, 0), t0);
+    track.apply(&batch(500_000), t0 + secs(9));
+    track.apply(&batch(504_500), t0 + secs(10));
+    track
+}
+
+#[test]
+fn past_the_estimate_the_total_is_unknown_not_the_rows_done() {
+    let track = past_its_estimate();
+    assert_eq!(track.counts_text(), "504.5k/? rows");
+    assert_eq!(track.total(), None);
+    assert_eq!(track.eta_text(), "ETA --");
+}
+
+#[test]
+fn past_the_estimate_lines_say_so_instead_of_a_percentage() {
+    assert_eq!(
+        past_its_estimate().progress_text(),
+        "504.5k/? rows (past the 5.0k estimate)  50.5k rows/s  ETA --  batch 5000"
+    );
+}
+
+#[test]
+fn reaching_the_estimate_exactly_is_not_the_end() {
+    let mut track = Track::default();
+    track.apply(&started(5000, 0), Instant::now());
+    track.apply(&batch(5000), Instant::now());
+    assert_eq!(track.counts_text(), "5.0k/? rows");
+}
+
+#[test]
+fn the_total_is_the_rows_done_once_finished() {
+    let mut track = past_its_estimate();
+    track.apply(&finished(510_000, 11_000), Instant::now());
+    assert_eq!(track.counts_text(), "510.0k/510.0k rows");
 }
 
 #[test]
@@ -183,6 +226,7 @@ fn bar_message_while_throttled() {
     let throttled = Event::Throttled {
         job: JOB.to_owned(),
         reason: "82% of max_connections in use".to_owned(),
+        signal: Some("connections".to_owned()),
     };
     track.apply(&throttled, Instant::now());
     assert_eq!(
@@ -260,6 +304,7 @@ fn throttled_text() {
     let throttled = Event::Throttled {
         job: JOB.to_owned(),
         reason: "throttle_query returned 3".to_owned(),
+        signal: Some("throttle_query".to_owned()),
     };
     assert_eq!(
         event_text(&throttled),
@@ -283,6 +328,16 @@ fn finished_text_uses_this_runs_speed() {
     assert_eq!(
         event_text(&finished),
         "done: 2.00M rows in 41s (48.8k rows/s)"
+    );
+}
+
+#[test]
+fn finished_text_of_a_resumed_run_tells_its_share_from_the_total() {
+    let mut track = Track::default();
+    track.apply(&started(1_000_000, 644_500), Instant::now());
+    assert_eq!(
+        track.event_text(&finished(1_000_000, 1_400)),
+        "done: 1.00M rows (355.5k in this run, 1.4s, 253.9k rows/s)"
     );
 }
 
@@ -374,11 +429,6 @@ fn lines_name_the_job() {
         lines_at(&[(0, paused("lock waiters"))]),
         ["users_status_flag: paused: lock waiters"]
     );
-}
-
-#[test]
-fn bar_template_is_valid() {
-    bar_style();
 }
 
 fn crew(workers: u32, processes: u32, hosts: u32) -> Event {

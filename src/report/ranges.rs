@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::state::RangeRow;
 
-use super::age;
+use super::age_text;
 
 /// A range's state in a word: `done`, `pending`, `running`, or `stale` for a running range
 /// whose holder stopped beating (it is taken over by the next worker that looks).
@@ -36,7 +36,7 @@ pub fn ranges_table(ranges: &[RangeRow], table: &str) -> String {
             (Some(lease), Some(w)) => format!(
                 "{}/{w} ({} ago)",
                 lease.owner.0,
-                lease.heartbeat_age.map_or("-".into(), age)
+                lease.heartbeat_age.map_or("-".into(), age_text)
             ),
             _ => "-".into(),
         };

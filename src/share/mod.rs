@@ -88,7 +88,7 @@ impl Share<'_> {
     /// The walk of the relation a range names.
     pub fn walk(&self, range: &RangeRow) -> Result<&Walk, ShareError> {
         self.plan
-            .walk(&range.relation)
+            .walk_of(&range.relation)
             .ok_or_else(|| ShareError::UnknownRelation {
                 range: range.id,
                 relation: range.relation.clone(),
@@ -141,10 +141,10 @@ impl Share<'_> {
         conn: &mut PgConnection,
         pieces: usize,
     ) -> Result<(Vec<NewRange>, Option<Key>), ShareError> {
-        let pieces = if self.plan.by_partition() { 1 } else { pieces };
+        let pieces = if self.plan.partitioned { 1 } else { pieces };
         let mut ranges = Vec::new();
         let mut table_end = None;
-        for walk in &self.plan.walks {
+        for walk in self.plan.walks() {
             let read = || self.read(&walk.relation);
             let Some(end) = fetch_key(statement(&walk.range_end), &mut *conn)
                 .await
@@ -161,7 +161,7 @@ impl Share<'_> {
                 .await
                 .map_err(read())?;
             ranges.extend(pieces_of(walk, &sample, pieces, percent, &end));
-            if !self.plan.by_partition() {
+            if !self.plan.partitioned {
                 table_end = Some(end);
             }
         }

@@ -1,0 +1,455 @@
+//! Prometheus metrics of a run (`run --metrics-addr`, DESIGN §11), served as text at
+//! `/metrics` while the run lasts.
+//!
+//! [`Metrics`] is a sink of the engine's [`Event`]s, beside the progress display: it keeps no
+//! state of the engine's and hooks nothing inside it, so any number of workers may send their
+//! events here. Every metric carries the `job` label. The job's own totals (`rows_done` and
+//! `batches_done` of a `batch` event, which count earlier runs too, as the state table does)
+//! only ever raise the counters, so events that arrive out of order from several workers
+//! never make them go back. Owns the HTTP listener (tiny_http, on a thread of its own); knows
+//! nothing of terminals or the database.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use thiserror::Error;
+
+use crate::event::Event;
+
+/// Why the metrics could not be served.
+#[derive(Debug, Error)]
+pub enum MetricsError {
+    #[error(
+        "cannot serve metrics on {addr}: {reason}; is another process (another backfill run?) \
+         listening there? Choose another --metrics-addr"
+    )]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// Reads `--metrics-addr`: `HOST:PORT`, the host a name or an address (`127.0.0.1:9187`,
+/// `[::1]:9187`, `localhost:9187`, `0.0.0.0:9187` for every interface).
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let wanted =
+        "expected HOST:PORT, e.g. 127.0.0.1:9187 (0.0.0.0:9187 listens on every interface)";
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{text:?} names no address; {wanted}")),
+        Err(e) => Err(format!("{e}; {wanted}")),
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+/// `backfill_state{job, state, signal}`: 1 for the job's current state, 0 for the ones before.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    job: String,
+    /// `running`, `throttled` or `paused`.
+    state: String,
+    /// What caused it: a monitor signal (`replica_lag`…), `operator` for an operator's pause,
+    /// empty while running.
+    signal: String,
+}
+
+type HistogramFamily = Family<JobLabel, Histogram, fn() -> Histogram>;
+
+/// A batch's duration in seconds: 5 ms to about 80 s, doubling.
+fn batch_duration() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// The metric families, registered once.
+#[derive(Clone)]
+struct Families {
+    rows_done: Family<JobLabel, Counter>,
+    rows_estimate: Family<JobLabel, Gauge>,
+    batches: Family<JobLabel, Counter>,
+    batch_duration: HistogramFamily,
+    batch_size: Family<JobLabel, Gauge>,
+    retries: Family<JobLabel, Counter>,
+    yields: Family<JobLabel, Counter>,
+    workers: Family<JobLabel, Gauge>,
+    state: Family<StateLabels, Gauge>,
+}
+
+impl Families {
+    fn register(registry: &mut Registry) -> Families {
+        let f = Families {
+            rows_done: Family::default(),
+            rows_estimate: Family::default(),
+            batches: Family::default(),
+            batch_duration: Family::new_with_constructor(batch_duration),
+            batch_size: Family::default(),
+            retries: Family::default(),
+            yields: Family::default(),
+            workers: Family::default(),
+            state: Family::default(),
+        };
+        // Counters are registered without `_total`; the encoder appends it.
+        let r = registry;
+        r.register(
+            "backfill_rows_done",
+            "Rows the job has changed, all runs together (the state table's rows_done)",
+            f.rows_done.clone(),
+        );
+        r.register(
+            "backfill_rows_estimate",
+            "Rows the job is expected to change in all",
+            f.rows_estimate.clone(),
+        );
+        r.register(
+            "backfill_batches",
+            "Batches the job has committed, all runs together",
+            f.batches.clone(),
+        );
+        r.register(
+            "backfill_batch_duration_seconds",
+            "Time each committed batch transaction took",
+            f.batch_duration.clone(),
+        );
+        r.register(
+            "backfill_batch_size",
+            "Keys asked for by the last batch",
+            f.batch_size.clone(),
+        );
+        r.register(
+            "backfill_retries",
+            "Batches rolled back on a transient error and tried again",
+            f.retries.clone(),
+        );
+        r.register(
+            "backfill_workers",
+            "Live workers of every process running the job, as the last heartbeat saw them",
+            f.workers.clone(),
+        );
+        r.register(
+            "backfill_yields",
+            "Batches cancelled to let a session waiting for their locks go ahead",
+            f.yields.clone(),
+        );
+        r.register(
+            "backfill_state",
+            "1 for the job's current state (running, throttled, paused) and what caused it",
+            f.state.clone(),
+        );
+        f
+    }
+}
+
+/// The metrics of this process's jobs, updated from their events.
+pub struct Metrics {
+    families: Families,
+    registry: Arc<Registry>,
+    /// Each job's current `backfill_state` labels, set to 0 when the state changes.
+    states: HashMap<String, StateLabels>,
+    /// The listener, unblocked (so its thread ends) on drop; `None` when not serving.
+    server: Option<Arc<tiny_http::Server>>,
+}
+
+impl Metrics {
+    /// Metrics that are kept but not served (for tests and for [`Metrics::encode`]).
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let families = Families::register(&mut registry);
+        Metrics {
+            families,
+            registry: Arc::new(registry),
+            states: HashMap::new(),
+            server: None,
+        }
+    }
+
+    /// Starts serving `/metrics` on `addr` from a thread of its own, until dropped. Binds at
+    /// once, so that an address in use is reported before anything else happens.
+    pub fn serve(addr: SocketAddr) -> Result<Metrics, MetricsError> {
+        let server = tiny_http::Server::http(addr).map_err(|e| MetricsError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+        let server = Arc::new(server);
+        let mut metrics = Metrics::new();
+        metrics.server = Some(Arc::clone(&server));
+        let registry = Arc::clone(&metrics.registry);
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || answer(&server, &registry))
+            .map_err(|e| MetricsError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
+        Ok(metrics)
+    }
+
+    /// The metrics in the text exposition format, as `/metrics` serves them.
+    pub fn encode(&self) -> String {
+        encode_registry(&self.registry)
+    }
+
+    /// Takes in one event.
+    pub fn record(&mut self, event: &Event) {
+        let f = &self.families;
+        let job = JobLabel {
+            job: event.job().to_owned(),
+        };
+        match event {
+            Event::Started {
+                total_estimate,
+                rows_done,
+                ..
+            } => {
+                f.rows_estimate
+                    .get_or_create(&job)
+                    .set(i64::try_from(*total_estimate).unwrap_or(i64::MAX));
+                raise(&f.rows_done.get_or_create(&job), *rows_done);
+                // Present from the start at 0, so that `rate()` and dashboards see them.
+                for counter in [&f.batches, &f.retries, &f.yields] {
+                    let _ = counter.get_or_create(&job);
+                }
+                self.enter(&job.job, "running", "");
+            }
+            Event::Batch {
+                rows_done,
+                batches_done,
+                batch_size,
+                elapsed_ms,
+                ..
+            } => {
+                raise(&f.rows_done.get_or_create(&job), *rows_done);
+                raise(&f.batches.get_or_create(&job), *batches_done);
+                f.batch_duration
+                    .get_or_create(&job)
+                    .observe(*elapsed_ms as f64 / 1000.0);
+                f.batch_size.get_or_create(&job).set(i64::from(*batch_size));
+            }
+            Event::Retry { .. } => {
+                f.retries.get_or_create(&job).inc();
+            }
+            Event::Yielded { .. } => {
+                f.yields.get_or_create(&job).inc();
+            }
+            Event::Paused { signal, .. } => {
+                self.enter(&job.job, "paused", signal.as_deref().unwrap_or("operator"));
+            }
+            Event::Throttled { signal, .. } => {
+                self.enter(&job.job, "throttled", signal.as_deref().unwrap_or(""));
+            }
+            Event::Running { .. } => self.enter(&job.job, "running", ""),
+            Event::Workers { workers, .. } => {
+                f.workers.get_or_create(&job).set(i64::from(*workers));
+            }
+            Event::Claimed { .. } | Event::Lost { .. } => {}
+            Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
+                raise(&f.rows_done.get_or_create(&job), *rows_done);
+                self.leave(&job.job);
+            }
+            Event::Error { .. } => self.leave(&job.job),
+        }
+    }
+
+    /// The job is now in `state` because of `signal`.
+    fn enter(&mut self, job: &str, state: &str, signal: &str) {
+        let labels = StateLabels {
+            job: job.to_owned(),
+            state: state.to_owned(),
+            signal: signal.to_owned(),
+        };
+        self.leave(job);
+        self.families.state.get_or_create(&labels).set(1);
+        self.states.insert(job.to_owned(), labels);
+    }
+
+    /// The job is no longer in the state it was in.
+    fn leave(&mut self, job: &str) {
+        if let Some(before) = self.states.remove(job) {
+            self.families.state.get_or_create(&before).set(0);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Drop for Metrics {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.unblock();
+        }
+    }
+}
+
+/// Raises `counter` to `total` (never lowers it).
+fn raise(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+fn encode_registry(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, registry);
+    text
+}
+
+/// Answers every request until the server is unblocked: `/metrics` gets the metrics, anything
+/// else a 404 that says where they are.
+fn answer(server: &tiny_http::Server, registry: &Registry) {
+    let content_type = tiny_http::Header::from_bytes(
+        "Content-Type",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+    .expect("a valid header");
+    for request in server.incoming_requests() {
+        let response = if request.url() == "/metrics" {
+            tiny_http::Response::from_string(encode_registry(registry))
+                .with_header(content_type.clone())
+        } else {
+            tiny_http::Response::from_string("backfill serves its metrics at /metrics\n")
+                .with_status_code(404)
+        };
+        // Ignored on purpose: a scraper that hung up loses its answer, not the run.
+        let _ = request.respond(response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "fill";
+
+    fn batch(rows_done: u64, batches_done: u64) -> Event {
+        Event::Batch {
+            job: JOB.into(),
+            worker: 0,
+            range: 1,
+            rows: 100,
+            rows_done,
+            batches_done,
+            batch_size: 100,
+            elapsed_ms: 12,
+        }
+    }
+
+    /// The value of the sample `line_start` (name and labels), from the encoded text.
+    fn sample(metrics: &Metrics, line_start: &str) -> Option<f64> {
+        metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn counters_follow_the_jobs_totals_and_never_go_back() {
+        let mut m = Metrics::new();
+        m.record(&Event::Started {
+            job: JOB.into(),
+            workers: 1,
+            joined: false,
+            total_estimate: 8000,
+            rows_done: 300,
+            resumed: true,
+        });
+        m.record(&batch(400, 4));
+        m.record(&batch(600, 6));
+        m.record(&batch(500, 5)); // from another worker, late
+        assert_eq!(
+            sample(&m, "backfill_rows_done_total{job=\"fill\"}"),
+            Some(600.0)
+        );
+        assert_eq!(
+            sample(&m, "backfill_batches_total{job=\"fill\"}"),
+            Some(6.0)
+        );
+        assert_eq!(
+            sample(&m, "backfill_rows_estimate{job=\"fill\"}"),
+            Some(8000.0)
+        );
+        assert_eq!(sample(&m, "backfill_batch_size{job=\"fill\"}"), Some(100.0));
+        assert_eq!(
+            sample(&m, "backfill_batch_duration_seconds_count{job=\"fill\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(
+                &m,
+                "backfill_batch_duration_seconds_bucket{le=\"0.02\",job=\"fill\"}"
+            ),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn the_state_gauge_names_the_current_state_and_its_signal() {
+        let mut m = Metrics::new();
+        m.record(&Event::Running { job: JOB.into() });
+        m.record(&Event::Paused {
+            job: JOB.into(),
+            reason: "replica lag 12s".into(),
+            signal: Some("replica_lag".into()),
+        });
+        let paused = "backfill_state{job=\"fill\",state=\"paused\",signal=\"replica_lag\"}";
+        let running = "backfill_state{job=\"fill\",state=\"running\",signal=\"\"}";
+        assert_eq!(sample(&m, paused), Some(1.0));
+        assert_eq!(sample(&m, running), Some(0.0));
+        m.record(&Event::Running { job: JOB.into() });
+        assert_eq!(sample(&m, paused), Some(0.0));
+        assert_eq!(sample(&m, running), Some(1.0));
+    }
+
+    #[test]
+    fn retries_and_yields_are_counted() {
+        let mut m = Metrics::new();
+        m.record(&Event::Retry {
+            job: JOB.into(),
+            worker: 0,
+            range: Some(1),
+            attempt: 1,
+            delay_ms: 100,
+            error: "lock timeout".into(),
+            reconnecting: false,
+        });
+        m.record(&Event::Yielded {
+            job: JOB.into(),
+            worker: 0,
+            range: 1,
+            reason: "ALTER TABLE waits".into(),
+        });
+        assert_eq!(
+            sample(&m, "backfill_retries_total{job=\"fill\"}"),
+            Some(1.0)
+        );
+        assert_eq!(sample(&m, "backfill_yields_total{job=\"fill\"}"), Some(1.0));
+    }
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        assert_eq!(
+            parse_addr("127.0.0.1:9187"),
+            Ok("127.0.0.1:9187".parse().unwrap())
+        );
+        assert!(parse_addr("localhost:9187").is_ok());
+        let err = parse_addr("9187").unwrap_err();
+        assert!(err.contains("expected HOST:PORT"), "{err}");
+        assert!(parse_addr("127.0.0.1:99999").is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! What `plan` prints, as text for a person or as JSON for a script (`plan --json`): the job,
+//! the table facts, the effective throttle policy, the estimate, the state, the SQL of a batch
+//! and the server's `EXPLAIN` of the batch that would run next. Pure.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::db::limits_sql;
+use crate::job::Job;
+use crate::monitor::sight::Sight;
+use crate::plan::Plan;
+use crate::preflight::Budget;
+use crate::preflight::{Estimate, Method, Preflight};
+use crate::sql::Ident;
+use crate::state::{JobRow, RangeSql, Store, idle_in_transaction_timeout};
+
+use super::{describe_status, key_source, lease_note, status_json};
+
+/// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
+pub struct PlanReport<'a> {
+    pub job: &'a Job,
+    pub catalog: &'a Catalog,
+    pub plan: &'a Plan,
+    pub checked: &'a Preflight,
+    /// Rows still matching `where`, and how that was found.
+    pub pending: Estimate,
+    pub store: &'a Store,
+    pub state: Option<&'a JobRow>,
+    /// What the monitor's role may see and do; `None` when throttling is off.
+    pub sight: Option<&'a Sight>,
+    /// The connections one process of the job would hold, and the server's room.
+    pub budget: &'a Budget,
+    /// The lease timeout a `run` declares, which bounds how long a frozen batch may hold rows.
+    pub lease_timeout: Duration,
+}
+
+impl PlanReport<'_> {
+    /// `"id" bigint`, one per key column.
+    fn key(&self) -> Vec<String> {
+        self.catalog
+            .key
+            .iter()
+            .map(|c| format!("{} {}", Ident(&c.name), c.type_sql))
+            .collect()
+    }
+
+    /// `first` for a job that starts at its first key, `next` for one that resumes.
+    fn which_batch(&self) -> &'static str {
+        if self.checked.after.is_some() {
+            "next"
+        } else {
+            "first"
+        }
+    }
+
+    /// Each thing that would make the run slow or blind, in a sentence that says what to do.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.checked.walk_uses_index() {
+            warnings.push(format!(
+                "the key walk does not use an index on ({}); every batch would scan the table. Create one, or set `key` to indexed columns.",
+                self.key().join(", ")
+            ));
+        }
+        warnings.extend(
+            self.sight
+                .map(|s| s.warnings(&self.job.throttle))
+                .unwrap_or_default(),
+        );
+        warnings
+    }
+
+    /// The statement of every batch, in the order a batch transaction runs them (over the
+    /// first leaf, for a partitioned table).
+    fn batch_sql(&self) -> [String; 4] {
+        let t = &self.job.timeouts;
+        let walk = self.plan.walks().first().unwrap_or(&self.plan.walk);
+        let idle = idle_in_transaction_timeout(self.lease_timeout);
+        [
+            limits_sql(t.statement, t.lock, Some(idle)),
+            walk.upper_bound.after_cursor.clone(),
+            walk.update.after_cursor.clone(),
+            RangeSql::new(self.store, &self.plan.key_types)
+                .checkpoint_sql()
+                .to_owned(),
+        ]
+    }
+}
+
+/// `partitions 3 leaves, each walked and updated on its own: …`.
+fn partitions(plan: &Plan) -> String {
+    match plan.walks().len() {
+        0 => "partitions none yet; a run finishes at once".to_owned(),
+        n => format!(
+            "partitions {n} lea{}, each walked and updated on its own: {}",
+            if n == 1 { "f" } else { "ves" },
+            plan.walks()
+                .iter()
+                .map(|w| w.relation.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `workers   4 per process: 6 connections …`, and what `run` does when they do not fit.
+fn workers(b: &Budget) -> String {
+    let extras = if b.monitor {
+        "monitor, heartbeat"
+    } else {
+        "heartbeat"
+    };
+    let mut line = format!(
+        "workers   {} per process: {} connections ({} batch, {extras}); the server has {} of max_connections {} in use, {} under max_connection_use {}",
+        b.workers,
+        b.per_process(),
+        b.workers,
+        b.in_use,
+        b.max_connections,
+        b.limit(),
+        b.share
+    );
+    if !b.fits() {
+        line.push_str(&format!(
+            " — too many: `run` refuses; at most {} fit now",
+            b.most_workers()
+        ));
+    }
+    line
+}
+
+/// `(a, b)` for a key's text values.
+fn key_text(key: &[String]) -> String {
+    format!("({})", key.join(", "))
+}
+
+/// The dry run's report: checks, the SQL of one batch, EXPLAINs, the estimate, the state, and
+/// a warning for each thing that would make the run slow or blind.
+pub fn plan(report: &PlanReport<'_>) -> String {
+    let PlanReport {
+        job,
+        catalog,
+        plan,
+        checked,
+        pending,
+        store,
+        state,
+        sight,
+        budget,
+        ..
+    } = report;
+    let mut out = String::new();
+    let b = &job.batch;
+    let t = &job.timeouts;
+    let _ = writeln!(out, "job       {} ({})", job.name, job.source.display());
+    let _ = writeln!(out, "table     {}", plan.table);
+    let _ = writeln!(
+        out,
+        "key       ({}) from {}",
+        report.key().join(", "),
+        key_source(&catalog.key_source)
+    );
+    let _ = writeln!(
+        out,
+        "index     {}",
+        catalog
+            .key_index
+            .as_deref()
+            .map_or("none leads with the key".to_owned(), |i| format!(
+                "{i} serves the key walk"
+            ))
+    );
+    let triggers = if catalog.triggers.is_empty() {
+        "none".to_owned()
+    } else {
+        format!(
+            "{} (fire for every row changed)",
+            catalog.triggers.join(", ")
+        )
+    };
+    let _ = writeln!(out, "triggers  {triggers}");
+    if plan.partitioned {
+        let _ = writeln!(out, "{}", partitions(plan));
+    }
+    let _ = writeln!(out, "where     {}", job.filter);
+    for a in &job.set {
+        let _ = writeln!(out, "set       {} = {}", Ident(&a.column), a.expr);
+    }
+    let _ = writeln!(
+        out,
+        "batch     {} rows to start, adaptive {}..={} aiming at {} per batch, pause {}",
+        b.size,
+        b.min,
+        b.max,
+        humantime::format_duration(b.target),
+        humantime::format_duration(b.pause)
+    );
+    let _ = writeln!(out, "{}", workers(budget));
+    let _ = writeln!(
+        out,
+        "timeouts  statement {}, lock {}",
+        humantime::format_duration(t.statement),
+        humantime::format_duration(t.lock)
+    );
+    out.push_str(&super::throttle::policy(
+        &job.throttle,
+        checked.throttle_query,
+        *sight,
+    ));
+    let hint = match pending.method {
+        Method::Exact => "",
+        Method::Planner | Method::Sampled { .. } => "; --exact-count counts",
+    };
+    let _ = writeln!(
+        out,
+        "pending   {} rows ({}{hint})",
+        pending.rows, pending.method
+    );
+    let later = "rows inserted later are left to the application's dual write";
+    let range = match (&checked.range_end, &checked.upper, &checked.after) {
+        (None, _, _) => "the table is empty; a run finishes at once".to_owned(),
+        (Some(end), upper, None) => format!(
+            "first batch ends at {}; the walk ends at {} — {later}",
+            key_text(upper.as_ref().unwrap_or(end)),
+            key_text(end)
+        ),
+        (Some(end), upper, Some(after)) => format!(
+            "next batch runs after the checkpoint {} up to {}; the walk ends at {} (captured when the job started) — {later}",
+            key_text(after),
+            key_text(upper.as_ref().unwrap_or(end)),
+            key_text(end)
+        ),
+    };
+    let _ = writeln!(out, "range     {range}");
+    let state_line = match state {
+        None => "no checkpoint; a run starts at the first key".to_owned(),
+        Some(row) => format!(
+            "{}, {} rows done in {} batches{}{}",
+            describe_status(row),
+            row.rows_done,
+            row.batches_done,
+            row.cursor.as_ref().map_or(String::new(), |c| format!(
+                "; resumes after {}",
+                key_text(c)
+            )),
+            lease_note(row).map_or(String::new(), |n| format!("; {n}"))
+        ),
+    };
+    let _ = writeln!(out, "state     {state_line} [{}]", store.table());
+    let _ = writeln!(out, "\n-- every batch is one transaction:");
+    let _ = writeln!(out, "BEGIN;");
+    for sql in report.batch_sql() {
+        let _ = writeln!(out, "{sql};");
+    }
+    let _ = writeln!(out, "COMMIT;");
+    let which = report.which_batch();
+    let _ = writeln!(
+        out,
+        "\n-- EXPLAIN of the {which} batch's key walk:\n{}",
+        checked.walk_plan
+    );
+    let _ = writeln!(
+        out,
+        "\n-- EXPLAIN of the {which} batch's UPDATE:\n{}",
+        checked.update_plan
+    );
+    for warning in report.warnings() {
+        let _ = writeln!(out, "\nwarning: {warning}");
+    }
+    out
+}
+
+/// `plan --json`: the same facts as [`plan`], as one JSON object.
+pub fn plan_json(report: &PlanReport<'_>) -> Value {
+    let PlanReport {
+        job,
+        catalog,
+        plan,
+        checked,
+        pending,
+        store,
+        state,
+        sight,
+        budget,
+        ..
+    } = report;
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let (method, percent) = match pending.method {
+        Method::Exact => ("exact", None),
+        Method::Planner => ("planner", None),
+        Method::Sampled { percent } => ("sampled", Some(percent)),
+    };
+    let [timeouts, upper_bound, update, checkpoint] = report.batch_sql();
+    json!({
+        "job": job.name,
+        "file": job.source.display().to_string(),
+        "table": plan.table,
+        "key": catalog.key.iter().map(|c| json!({"name": c.name, "type": c.type_sql})).collect::<Vec<_>>(),
+        "key_source": key_source(&catalog.key_source),
+        "key_index": catalog.key_index,
+        "triggers": catalog.triggers,
+        "where": job.filter,
+        "set": job.set.iter().map(|a| json!({"column": a.column, "expr": a.expr})).collect::<Vec<_>>(),
+        "batch": {
+            "size": job.batch.size,
+            "min": job.batch.min,
+            "max": job.batch.max,
+            "target_ms": millis(job.batch.target),
+            "pause_ms": millis(job.batch.pause),
+        },
+        "workers": {
+            "per_process": budget.workers,
+            "connections_per_process": budget.per_process(),
+            "connections_in_use": budget.in_use,
+            "max_connections": budget.max_connections,
+            "limit": budget.limit(),
+            "fits": budget.fits(),
+        },
+        "partitions": plan.partitioned.then(|| plan.walks().iter().map(|w| w.relation.clone()).collect::<Vec<_>>()),
+        "timeouts": {
+            "statement_ms": millis(job.timeouts.statement),
+            "lock_ms": millis(job.timeouts.lock),
+        },
+        "throttle": {
+            "enabled": job.throttle.enabled,
+            "throttle_query_now": checked.throttle_query,
+            "monitor": sight.map(Sight::describe),
+        },
+        "pending": {"rows": pending.rows, "method": method, "sampled_percent": percent},
+        "range": {
+            "after": checked.after,
+            "upper": checked.upper,
+            "end": checked.range_end,
+        },
+        "state": state.map(status_json),
+        "state_table": store.table(),
+        "batch_sql": [timeouts, upper_bound, update, checkpoint],
+        "explain": {
+            "batch": report.which_batch(),
+            "walk": checked.walk_plan,
+            "update": checked.update_plan,
+            "walk_uses_index": checked.walk_uses_index(),
+        },
+        "warnings": report.warnings(),
+    })
+}

@@ -1,0 +1,174 @@
+//! What a newcomer meets first: the connection settings (which user, which URLs), the answer
+//! to a job name that does not exist, `--help`, and shell completions.
+
+mod common;
+
+use std::process::Command;
+
+use common::{
+    Finished, backfill, backfill_command, fresh_database, path_str, run_backfill, write_job,
+};
+use tempfile::TempDir;
+
+const JOB: &str = "table = \"orders\"
+where = \"total IS NULL\"
+
+[set]
+total = \"qty * 2\"
+";
+
+fn output(args: &[&str]) -> Finished {
+    Finished::from_output(backfill(args))
+}
+
+#[test]
+fn urls_that_are_not_postgres_or_do_not_parse_say_what_to_do() {
+    let out = output(&["--database-url", "mysql://app:secret@db/prod", "status"]);
+    out.expect_code(2, "a mysql:// URL");
+    assert!(
+        out.stderr
+            .contains("a PostgreSQL URL starts with postgres:// or postgresql://"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+
+    // A password with `#` would make the rest of the URL a fragment and `app` the host.
+    let out = output(&[
+        "--database-url",
+        "postgres://app:12#34@db.internal/prod",
+        "status",
+    ]);
+    out.expect_code(2, "a password with #");
+    assert!(out.stderr.contains("# is %23"), "{}", out.stderr);
+
+    let out = output(&[
+        "--database-url",
+        "postgres://app@db:notaport/prod",
+        "status",
+    ]);
+    out.expect_code(2, "a URL that does not parse");
+    assert!(
+        out.stderr.contains("invalid database URL"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("percent-encoded"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn without_a_user_the_operating_system_user_connects_as_with_libpq() {
+    let db = fresh_database().await;
+    let who = Command::new("id").arg("-un").output().expect("run id -un");
+    let who = String::from_utf8_lossy(&who.stdout).trim().to_owned();
+    let port = db
+        .url
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("the test URL has a port")
+        .to_owned();
+    let output = backfill_command(&["status"])
+        .env_remove("DATABASE_URL")
+        .env_remove("PGUSER")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port)
+        .env("PGDATABASE", "postgres")
+        .output()
+        .expect("run backfill");
+    let out = Finished::from_output(output);
+    // The test server knows only `postgres`: connecting as anyone else fails, naming them.
+    if who == "postgres" {
+        out.expect_code(0, "status as postgres");
+    } else {
+        out.expect_code(1, "status as an unknown role");
+        assert!(out.stderr.contains(&format!("\"{who}\"")), "{}", out.stderr);
+    }
+    assert!(!out.stderr.contains("anonymous"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn an_unknown_job_name_lists_the_jobs_that_exist() {
+    let db = fresh_database().await;
+    sqlx::raw_sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL, total int);
+         INSERT INTO orders (id, qty) SELECT g, g FROM generate_series(1, 10) g;",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let dir = TempDir::new().unwrap();
+    write_job(&dir, "fill", JOB);
+    write_job(&dir, "double", JOB);
+    let jobs_dir = path_str(dir.path());
+
+    let out = run_backfill(&db.url, &["--jobs-dir", jobs_dir, "plan", "fil"]);
+    out.expect_code(2, "plan of a misspelt job");
+    assert!(
+        out.stderr
+            .contains(&format!("jobs in {jobs_dir}: double, fill")),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_backfill(&db.url, &["pause", "fill"]);
+    out.expect_code(2, "pause before any run");
+    assert!(
+        out.stderr
+            .contains("no job has run against this database yet"),
+        "{}",
+        out.stderr
+    );
+
+    run_backfill(&db.url, &["--jobs-dir", jobs_dir, "run", "fill"]).expect_code(0, "run");
+    let out = run_backfill(&db.url, &["pause", "fil"]);
+    out.expect_code(2, "pause of a misspelt job");
+    assert!(
+        out.stderr.contains("no job named \"fil\""),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("jobs there: fill"), "{}", out.stderr);
+}
+
+#[test]
+fn help_names_the_environment_and_what_a_cancel_exits_with() {
+    let out = output(&["--help"]);
+    out.expect_code(0, "--help");
+    for needle in [
+        "BACKFILL_LOG",
+        "PG_BIN",
+        "NO_COLOR",
+        "1 runtime failure, or a run cancelled by an operator",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "--help lacks {needle}:\n{}",
+            out.stdout
+        );
+    }
+    let demo = output(&["demo", "--help"]).stdout;
+    assert!(
+        !demo.contains("--database-url") && !demo.contains("--jobs-dir"),
+        "{demo}"
+    );
+    let status = output(&["status", "--help"]).stdout;
+    assert!(!status.contains("--jobs-dir"), "{status}");
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_backfill()"),
+        ("zsh", "#compdef backfill"),
+        ("fish", "complete -c backfill"),
+    ] {
+        let out = output(&["completions", shell]);
+        out.expect_code(0, shell);
+        assert!(out.stdout.contains(marker), "{shell}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("metrics-addr"),
+            "{shell} completes run's options"
+        );
+    }
+    output(&["completions", "tcsh"]).expect_code(2, "an unknown shell");
+}
