@@ -189,6 +189,21 @@ async fn hammer(url: String, seed: u64, stop: Arc<AtomicBool>) -> (u64, BTreeSet
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes() {
+    run_behind_pgbouncer(&[]).await;
+}
+
+/// Two workers behind the same two server connections: their claims, splits and checkpoints
+/// are unnamed statements in explicit transactions too, and they share the pool with the
+/// monitor, the heartbeat and four other clients.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_behind_pgbouncer_share_the_pool_and_finish() {
+    run_behind_pgbouncer(&["--workers", "2"]).await;
+}
+
+/// `backfill run --json ARGS` of 50 000 rows through a PgBouncer of two server connections
+/// while four other clients hammer it: every row filled, no error or retry, no server
+/// connection thrown away.
+async fn run_behind_pgbouncer(args: &[&str]) {
     let (cluster, direct) = own_cluster().await;
     create_items(&direct, 50_000).await;
     direct
@@ -219,11 +234,16 @@ async fn a_run_behind_pgbouncer_transaction_pooling_shares_the_pool_and_finishes
         "table = \"items\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty * price\"\n\
          [batch]\nsize = 500\nmin = 500\nmax = 500\n",
     );
-    let job = job.to_str().unwrap().to_owned();
+    let mut run_args: Vec<String> = ["run", "--json"].map(String::from).to_vec();
+    run_args.extend(args.iter().map(|a| (*a).to_owned()));
+    run_args.push(job.to_str().unwrap().to_owned());
     let run_url = url.clone();
-    let out = tokio::task::spawn_blocking(move || run_backfill(&run_url, &["run", "--json", &job]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = run_args.iter().map(String::as_str).collect();
+        run_backfill(&run_url, &args)
+    })
+    .await
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     let mut transactions = Vec::new();
     let mut backends = BTreeSet::new();

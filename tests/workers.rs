@@ -151,7 +151,10 @@ async fn skewed_work_is_shared_by_every_worker() {
     assert!(workers.len() >= 3, "the work was not shared: {workers:?}");
     let changed = number(&db.pool, "SELECT count(*) FROM items WHERE updates > 0").await;
     assert_eq!(changed, 4_000);
-    assert_eq!(number(&db.pool, "SELECT max(updates) FROM items").await, 1);
+    assert_eq!(
+        number(&db.pool, "SELECT max(updates)::int8 FROM items").await,
+        1
+    );
     assert_eq!(
         number(&db.pool, "SELECT rows_done FROM backfill.jobs").await,
         4_000
