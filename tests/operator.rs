@@ -88,7 +88,7 @@ async fn status_and_plan_tell_a_paused_a_stopped_and_an_abandoned_job_as_they_ar
     ok(&db, &["resume", "slow"]);
     let cursor = number(
         &db.pool,
-        "SELECT (cursor->>0)::int8 FROM backfill.jobs WHERE name = 'slow'",
+        "SELECT (cursor->>0)::int8 FROM backfill.ranges WHERE job = 'slow'",
     )
     .await;
     assert!(cursor > 0 && cursor < 8000, "cursor {cursor}");
