@@ -9,12 +9,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use backfill::scratch::Cluster;
+use common::kills::kill_9_at_random_moments;
 use common::{
-    Runner, XorShift, count_updates, create_items, items_job, number, own_cluster, path_str,
-    run_backfill, write_job, wrong_items,
+    Runner, count_updates, create_items, items_job, number, own_cluster, path_str, run_backfill,
+    write_job, wrong_items,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tempfile::TempDir;
@@ -177,59 +178,7 @@ async fn twenty_kill_9s_at_random_moments_update_every_row_exactly_once() {
     )
     .await;
     let job = job.as_str();
-    let seed = std::env::var("BACKFILL_STRESS_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |since| since.as_nanos() as u64)
-                | 1
-        });
-    println!("kill -9 stress: BACKFILL_STRESS_SEED={seed}");
-    let mut rng = XorShift(seed);
-    let mut kills = Vec::new();
-    for round in 0..20 {
-        let delay = Duration::from_millis(rng.next() % 401);
-        let mut runner = Runner::spawn(&url, &dir, &format!("kill{round}"), &["run", job]);
-        tokio::time::sleep(delay).await;
-        if let Some(status) = runner.child.try_wait().expect("poll the runner") {
-            let out = runner.output(status);
-            panic!(
-                "round {round}: backfill exited before the kill\nstdout:\n{}\nstderr:\n{}",
-                out.stdout, out.stderr
-            );
-        }
-        runner.child.start_kill().expect("SIGKILL backfill");
-        let status = runner.child.wait().await.expect("reap backfill");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9),
-            "round {round}: {status:?}"
-        );
-        // One snapshot: the checkpoint counts exactly the rows changed so far. `None` while
-        // the runs are killed before they create the state table.
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'")
-                .fetch_optional(&pool)
-                .await
-                .ok()
-                .flatten();
-        if done.is_some() {
-            let (stored, changed): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'),                         (SELECT count(*) FROM items WHERE updates > 0)",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("read the checkpoint and the changed rows");
-            assert_eq!(
-                stored, changed,
-                "round {round} (delay {delay:?}, seed {seed}): rows_done against rows changed"
-            );
-        }
-        kills.push((delay.as_millis(), done));
-    }
-    println!("kill delays (ms) and rows_done after each kill: {kills:?}");
+    let (seed, _) = kill_9_at_random_moments(&url, &pool, &dir, &["run", job], 20).await;
 
     run_backfill(&url, &["run", job]).expect_code(0, "final run after 20 kills");
     assert_eq!(wrong_items(&pool).await, 0);

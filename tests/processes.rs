@@ -11,12 +11,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::kills::kill_9_at_random_moments;
 use common::watched::{assert_all_done_once, assert_clean, items_with_job_text, of_kind};
-use common::{Runner, XorShift, events, fresh_database, number, run_backfill, wrong_items};
+use common::yielding::goes_ahead_of_slow_batches;
+use common::{Runner, events, fresh_database, number, run_backfill, wrong_items};
 use serde_json::Value;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 
 /// A `total` expression that takes `seconds` per row: batches slow enough to act during.
 fn slow_total(seconds: &str) -> String {
@@ -117,42 +119,7 @@ async fn twenty_kill_9s_of_three_workers_update_every_row_exactly_once() {
         ),
     );
     let job = common::path_str(&job);
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |since| since.as_nanos() as u64)
-        | 1;
-    println!("kill -9 stress with 3 workers: seed {seed}");
-    let mut rng = XorShift(seed);
-    let mut kills = Vec::new();
-    for round in 0..20 {
-        let delay = Duration::from_millis(rng.next() % 401);
-        let mut runner = Runner::spawn(&db.url, &dir, &format!("kill{round}"), &["run", job]);
-        tokio::time::sleep(delay).await;
-        if let Some(status) = runner.child.try_wait().expect("poll the runner") {
-            let out = runner.output(status);
-            panic!(
-                "round {round}: backfill exited before the kill\nstdout:\n{}\nstderr:\n{}",
-                out.stdout, out.stderr
-            );
-        }
-        runner.child.start_kill().expect("SIGKILL backfill");
-        runner.child.wait().await.expect("reap backfill");
-        let done: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT (SELECT rows_done FROM backfill.jobs), (SELECT count(*) FROM items WHERE updates > 0)",
-        )
-        .fetch_optional(&db.pool)
-        .await
-        .ok()
-        .flatten();
-        if let Some((stored, changed)) = done {
-            assert_eq!(
-                stored, changed,
-                "round {round} (seed {seed}): rows_done against rows changed"
-            );
-        }
-        kills.push((delay.as_millis(), done.map(|d| d.0)));
-    }
-    println!("kill delays (ms) and rows_done after each kill: {kills:?}");
+    let (seed, _) = kill_9_at_random_moments(&db.url, &db.pool, &dir, &["run", job], 20).await;
     run_backfill(&db.url, &["run", job]).expect_code(0, "the run after 20 kills");
     assert_eq!(wrong_items(&db.pool).await, 0);
     let (min, max): (i32, i32) = sqlx::query_as("SELECT min(updates), max(updates) FROM items")
@@ -340,46 +307,8 @@ async fn rows_done_after_two_beats(pool: &PgPool) -> (i64, i64) {
 /// the run then finishes with every row filled once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alter_table_behind_three_slow_workers_goes_ahead_at_once() {
-    let db = fresh_database().await;
-    sqlx::raw_sql("CREATE TABLE knob (per_row float8); INSERT INTO knob VALUES (0.02);")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let (dir, job) = items_with_job_text(
-        &db.pool,
-        3_000,
-        &slow_total("(SELECT per_row FROM knob)"),
-        "[batch]\nsize = 500\nmin = 500\nmax = 500\nworkers = 3\n",
-    )
-    .await;
-    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
-    runner
-        .wait_until(
-            &db.pool,
-            "(SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
-             AND datname = current_database() AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%' \
-             AND clock_timestamp() - query_start > interval '200 ms') = 3",
-        )
-        .await;
-    let mut other = PgConnection::connect(&db.url).await.unwrap();
-    let asked = Instant::now();
-    sqlx::raw_sql("ALTER TABLE items ADD COLUMN note text")
-        .execute(&mut other)
-        .await
-        .unwrap();
-    let waited = asked.elapsed();
-    let done_then = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
-    sqlx::raw_sql("UPDATE knob SET per_row = 0")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let out = runner.within(Duration::from_secs(60)).finish().await;
-    println!("ALTER TABLE waited {waited:?} behind three 10 s batches");
-    assert_eq!(
-        done_then, 0,
-        "a slow batch committed before the ALTER went ahead"
-    );
-    let events = assert_clean(&out, "run");
+    let events =
+        goes_ahead_of_slow_batches("ALTER TABLE items ADD COLUMN note text", None, 3).await;
     let yielded: std::collections::BTreeSet<u64> = of_kind(&events, "yielded")
         .iter()
         .map(|e| e["worker"].as_u64().unwrap())
@@ -389,5 +318,4 @@ async fn an_alter_table_behind_three_slow_workers_goes_ahead_at_once() {
         3,
         "every worker's batch yielded: {yielded:?}"
     );
-    assert_all_done_once(&db.pool, 3_000).await;
 }

@@ -7,164 +7,24 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backfill::scratch::ClusterOptions;
 use common::watched::{
-    NOTE_PAUSED, assert_all_done_once, assert_clean, batch_sizes, items_with_job,
-    items_with_job_text, kinds, of_kind, reasons,
+    NOTE_PAUSED, assert_all_done_once, assert_clean, batch_sizes, items_with_job, kinds, of_kind,
+    reasons,
 };
+use common::yielding::{Roles, goes_ahead_of_slow_batches, slow_items_job};
 use common::{Finished, Runner, fresh_database, number, own_cluster, path_str, write_job};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
-use tempfile::TempDir;
-
-/// Like [`items_with_job`], but every row first sleeps `seconds` (an SQL expression), so that a
-/// batch holds the row locks it has taken long enough to be seen waiting on. Its batches aim at
-/// 10 s and may take 60 s.
-async fn slow_items_job(
-    pool: &PgPool,
-    rows: i64,
-    seconds: &str,
-    batch: &str,
-    throttle: &str,
-) -> (TempDir, String) {
-    items_with_job_text(
-        pool,
-        rows,
-        &format!("qty * price + (pg_sleep({seconds}) IS NULL)::int"),
-        &format!(
-            "[batch]\ntarget = \"10s\"\n{batch}\n[timeouts]\nstatement = \"60s\"\n\
-             [throttle]\n{throttle}\n"
-        ),
-    )
-    .await
-}
-
-/// Roles of their own for a run: `batch` owns the table and runs the job, `monitor` watches
-/// with `--monitor-url`. Cluster-wide, so named after the test and the process.
-struct Roles {
-    batch: String,
-    monitor: String,
-    /// What the monitor's role is granted (`pg_monitor, pg_signal_backend`, or nothing).
-    grants: &'static str,
-}
-
-impl Roles {
-    fn new(test: &str, grants: &'static str) -> Roles {
-        let pid = std::process::id();
-        Roles {
-            batch: format!("{test}_app_{pid}"),
-            monitor: format!("{test}_watcher_{pid}"),
-            grants,
-        }
-    }
-
-    /// Creates both roles and hands them `tables` and the database (for the state schema).
-    async fn create(&self, pool: &PgPool, tables: &[&str]) {
-        let Roles {
-            batch,
-            monitor,
-            grants,
-        } = self;
-        let mut sql = format!(
-            "CREATE ROLE {batch} LOGIN; CREATE ROLE {monitor} LOGIN;
-             DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO {batch}', current_database()); END $$;"
-        );
-        for table in tables {
-            sql.push_str(&format!("ALTER TABLE {table} OWNER TO {batch};"));
-        }
-        if !grants.is_empty() {
-            sql.push_str(&format!("GRANT {grants} TO {monitor};"));
-        }
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-
-    /// `url` with `role` as the user.
-    fn url(url: &str, role: &str) -> String {
-        url.replacen("postgres@", &format!("{role}@"), 1)
-    }
-}
-
-/// Runs `statement` from another session while a deliberately slow batch (10 s), 200 ms into
-/// its `UPDATE`, holds its locks, and checks that it went ahead at once: the batch yielded, did
-/// not commit first, and the run still ended with every row filled once. With `roles`, the job
-/// runs as one role and the monitor as another. Returns the reasons of the yields.
-async fn goes_ahead_of_a_slow_batch(statement: &str, roles: Option<&Roles>) -> Vec<String> {
-    let db = fresh_database().await;
-    // Each row sleeps for `knob.per_row` seconds: 0.02 s × 500 rows makes a 10 s batch, until
-    // the test turns the knob down.
-    sqlx::raw_sql("CREATE TABLE knob (per_row float8); INSERT INTO knob VALUES (0.02);")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let (dir, job) = slow_items_job(
-        &db.pool,
-        1_000,
-        "(SELECT per_row FROM knob)",
-        "size = 500\nmin = 500\nmax = 500",
-        "",
-    )
-    .await;
-    let (run_url, monitor_url) = match roles {
-        None => (db.url.clone(), None),
-        Some(roles) => {
-            roles.create(&db.pool, &["items", "knob"]).await;
-            (
-                Roles::url(&db.url, &roles.batch),
-                Some(Roles::url(&db.url, &roles.monitor)),
-            )
-        }
-    };
-    let mut args = vec!["run", "--json"];
-    if let Some(url) = &monitor_url {
-        args.extend(["--monitor-url", url]);
-    }
-    args.push(&job);
-    let mut runner = Runner::spawn(&run_url, &dir, "run", &args);
-    runner
-        .wait_until(
-            &db.pool,
-            "EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
-             AND datname = current_database() AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%' \
-             AND clock_timestamp() - query_start > interval '200 ms')",
-        )
-        .await;
-    let mut other = PgConnection::connect(&db.url).await.unwrap();
-    let asked = Instant::now();
-    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
-        .execute(&mut other)
-        .await
-        .unwrap();
-    let waited = asked.elapsed();
-    // The batch it queued behind did not commit: it was cancelled for the statement.
-    let done_then = number(&db.pool, "SELECT rows_done FROM backfill.jobs").await;
-    sqlx::raw_sql("UPDATE knob SET per_row = 0")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let out = runner.finish().await;
-    println!("{statement} waited {waited:?} behind a 10 s batch");
-    assert_eq!(
-        done_then, 0,
-        "the slow batch committed before {statement} went ahead"
-    );
-    assert!(
-        waited < Duration::from_secs(5),
-        "{statement} waited {waited:?}"
-    );
-    let events = assert_clean(&out, "run");
-    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    assert_all_done_once(&db.pool, 1_000).await;
-    reasons(&events, "yielded")
-}
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
-    let yielded = goes_ahead_of_a_slow_batch("ALTER TABLE items ADD COLUMN note text", None).await;
+    let yielded = reasons(
+        &goes_ahead_of_slow_batches("ALTER TABLE items ADD COLUMN note text", None, 1).await,
+        "yielded",
+    );
     assert!(
         yielded
             .iter()
@@ -177,7 +37,7 @@ async fn alter_table_behind_a_slow_batch_goes_ahead_at_once() {
 async fn an_application_row_lock_behind_a_slow_batch_goes_ahead_at_once() {
     // Row 1 is the batch's first: locked 20 ms into its UPDATE.
     let lock = "SELECT id FROM items WHERE id = 1 FOR UPDATE";
-    let yielded = goes_ahead_of_a_slow_batch(lock, None).await;
+    let yielded = reasons(&goes_ahead_of_slow_batches(lock, None, 1).await, "yielded");
     assert!(
         yielded
             .iter()
@@ -189,8 +49,9 @@ async fn an_application_row_lock_behind_a_slow_batch_goes_ahead_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_monitor_of_another_role_with_pg_signal_backend_yields_the_job_roles_batch() {
     let roles = Roles::new("yield", "pg_monitor, pg_signal_backend");
-    let yielded =
-        goes_ahead_of_a_slow_batch("ALTER TABLE items ADD COLUMN note text", Some(&roles)).await;
+    let events =
+        goes_ahead_of_slow_batches("ALTER TABLE items ADD COLUMN note text", Some(&roles), 1).await;
+    let yielded = reasons(&events, "yielded");
     assert!(
         yielded.iter().any(|r| r.contains("ALTER TABLE items")),
         "no yield naming the ALTER: {yielded:?}"

@@ -6,13 +6,15 @@
 //!
 //! Layout: this file creates and migrates the schema; `lease` says who holds what and when a
 //! holder is presumed gone (pure); `jobs` is the job row (admission, lease, control, status);
-//! `ranges` is the range rows (laying out, claiming, splitting, the checkpoint); `beat` is
+//! `ranges` is the range rows (what they hold, reading them, laying them out); `hold` is a
+//! worker's hold on one (claiming, splitting, the checkpoint, finishing); `beat` is
 //! what a running process does for all its leases at once (heartbeat, release).
 //!
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
 
 mod beat;
+mod hold;
 mod jobs;
 mod lease;
 mod ranges;
@@ -27,12 +29,13 @@ use crate::db::statement;
 use crate::sql::{Ident, Qualified};
 
 pub use beat::{Live, Release};
+pub use hold::{Holder, RangeSql, Split};
 pub use jobs::{Admission, Claim, Control, JobRow, admit};
 pub use lease::{
     HEARTBEAT_EVERY, LEASE_TIMEOUT, Lease, MIN_LEASE_TIMEOUT, Owner, hostname,
     idle_in_transaction_timeout, timeout_secs,
 };
-pub use ranges::{Holder, Key, NewRange, RangeRow, RangeSql, Split};
+pub use ranges::{Key, NewRange, RangeRow};
 
 /// Where the state lives: the schema holding the `jobs` and `ranges` tables.
 #[derive(Debug, Clone)]

@@ -17,7 +17,9 @@
 // Every test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod kills;
 pub mod watched;
+pub mod yielding;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
