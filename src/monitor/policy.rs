@@ -70,6 +70,11 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     WaitingOnBatch,
+    /// Every session waiting on our batch wants a row of it (an application's `UPDATE`,
+    /// `DELETE` or `SELECT … FOR UPDATE`), not the table: yield at once, but hold nothing once
+    /// it is gone — it only wanted that row, and a cooldown after every such yield would keep a
+    /// run under a busy application paused most of the time.
+    RowWaiter,
     TableLock,
     Connections,
     IdleInTransaction,
@@ -132,9 +137,13 @@ impl History {
         }
     }
 
-    /// Folds `snapshot` in; call after [`decide`] on the same snapshot.
+    /// Folds `snapshot` in; call after [`decide`] on the same snapshot. A signal that holds
+    /// nothing once clear ([`Signal::RowWaiter`]) is not remembered.
     pub fn record(&mut self, policy: &ThrottlePolicy, snapshot: &Snapshot) {
-        for now in current(policy, snapshot, self) {
+        let remembered = current(policy, snapshot, self)
+            .into_iter()
+            .filter(|f| f.signal != Signal::RowWaiter);
+        for now in remembered {
             match self.fired.iter_mut().find(|f| f.signal == now.signal) {
                 Some(f) => *f = now,
                 None => self.fired.push(now),

@@ -23,8 +23,9 @@ const QUERY_CHARS: usize = 120;
 /// starts, as arrays), `$3` the relations batches update (the table and its leaf partitions),
 /// `$4` the job's own application names. Row kinds: `batch_waits` (one of our batches waits
 /// for a lock), `waits_on_batch` (another session waits for a lock one of our batches holds,
-/// or queued behind it; `blocker` names that batch), `table` (another session holds a lock on
-/// a relation that conflicts with `ROW EXCLUSIVE`, or waits for any lock on it). The job's own
+/// or queued behind it; `blocker` names that batch, `mode` the waiter's `wait_event`), `table`
+/// (another session holds a lock on a relation that conflicts with `ROW EXCLUSIVE`, or waits
+/// for any lock on it). The job's own
 /// sessions — its other batches, in this process or another, its heartbeat — are never a
 /// reason to yield or pause: they only wait for each other's checkpoints, for a moment.
 ///
@@ -34,13 +35,13 @@ const QUERY_CHARS: usize = 120;
 fn locks_sql() -> String {
     format!(
         "WITH act AS MATERIALIZED (
-     SELECT pid, wait_event_type, query, xact_start, application_name
+     SELECT pid, wait_event_type, wait_event, query, xact_start, application_name
        FROM pg_stat_get_activity(NULL)),
  batch AS (SELECT a.pid, a.wait_event_type = 'Lock' AS waiting FROM act a {OUR_BACKENDS})
 SELECT 'batch_waits' AS kind, b.pid, '' AS mode, false AS granted, '' AS query, b.pid AS blocker
   FROM batch b WHERE b.waiting
 UNION ALL
-SELECT 'waits_on_batch', w.pid, '', false, coalesce(w.query, ''), b.pid
+SELECT 'waits_on_batch', w.pid, coalesce(w.wait_event, ''), false, coalesce(w.query, ''), b.pid
   FROM act w, batch b
  WHERE w.wait_event_type = 'Lock' AND w.pid <> b.pid
    AND coalesce(w.application_name, '') <> ALL ($4::text[])
@@ -202,6 +203,7 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
         .await?;
     let mut locks = Locks::default();
     let (mut in_the_way, mut waiting) = (Vec::new(), Vec::new());
+    let mut rows_only = true;
     for row in rows {
         let kind: String = row.try_get(0)?;
         let session = Session {
@@ -217,6 +219,8 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
             }
             "waits_on_batch" => {
                 in_the_way.push(blocker);
+                let event: String = row.try_get(2)?;
+                rows_only &= matches!(event.as_str(), "transactionid" | "tuple");
                 if !locks.waiting_on_batch.iter().any(|s| s.pid == session.pid) {
                     locks.waiting_on_batch.push(session);
                 }
@@ -228,6 +232,7 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
             }),
         }
     }
+    locks.waiting_for_rows = rows_only && !locks.waiting_on_batch.is_empty();
     let mut sampled = Sampled {
         locks,
         in_the_way,

@@ -1,4 +1,5 @@
-//! Lock signals: a session waiting for a lock our batch holds (yield), and another session
+//! Lock signals: a session waiting for a lock our batch holds (yield; held for `cooldown`
+//! unless every waiter only wants a row), and another session
 //! holding or waiting for a conflicting lock on the target table (pause, or yield when our
 //! batch is queued behind it). Pure: the sample's rows in, signals out.
 
@@ -10,6 +11,9 @@ use crate::job::ThrottlePolicy;
 pub struct Locks {
     /// Sessions waiting for a lock that our running batch holds.
     pub waiting_on_batch: Vec<Session>,
+    /// Every one of them waits for a row lock (`wait_event` `transactionid` or `tuple`), none
+    /// for the table itself.
+    pub waiting_for_rows: bool,
     /// Other sessions that hold a lock on the table that conflicts with our `UPDATE`, or wait
     /// for any lock on it.
     pub table: Vec<TableLock>,
@@ -34,7 +38,12 @@ pub(super) fn signals(policy: &ThrottlePolicy, locks: &Locks) -> Vec<Found> {
     {
         let who = others(first.pid, locks.waiting_on_batch.len(), "waits", "wait");
         let reason = format!("{who} for a lock our batch holds{}", query(first));
-        out.push((Signal::WaitingOnBatch, Action::Yield, reason));
+        let signal = if locks.waiting_for_rows {
+            Signal::RowWaiter
+        } else {
+            Signal::WaitingOnBatch
+        };
+        out.push((signal, Action::Yield, reason));
     }
     if policy.pause_on_table_locks
         && let Some(first) = locks.table.first()

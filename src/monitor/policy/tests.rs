@@ -293,6 +293,36 @@ fn full_speed_returns_only_after_cooldown() {
 }
 
 #[test]
+fn a_session_that_only_wants_a_row_is_yielded_to_and_then_forgotten() {
+    let policy = ThrottlePolicy::default();
+    let row = with(|r| {
+        r.locks.waiting_on_batch = vec![session(42, "UPDATE items SET qty = 1 WHERE id = 7")];
+        r.locks.waiting_for_rows = true;
+    });
+    let decisions = run(&policy, vec![(0, Ok(row)), (50, Ok(quiet()))]);
+    assert_eq!(actions(&decisions), [Action::Yield, Action::Go]);
+    assert_eq!(decisions[0].signal, Some(Signal::RowWaiter));
+    assert!(
+        decisions[0]
+            .reason
+            .starts_with("pid 42 waits for a lock our batch holds"),
+        "{}",
+        decisions[0].reason
+    );
+}
+
+#[test]
+fn a_row_waiter_beside_a_ddl_waiter_is_held_like_ddl() {
+    let policy = ThrottlePolicy::default();
+    let both = with(|r| {
+        r.locks.waiting_on_batch = vec![session(42, ""), session(77, "ALTER TABLE")];
+        r.locks.waiting_for_rows = false;
+    });
+    let decisions = run(&policy, vec![(0, Ok(both)), (50, Ok(quiet()))]);
+    assert_eq!(actions(&decisions), [Action::Yield, Action::Pause]);
+}
+
+#[test]
 fn a_signal_that_returns_restarts_the_cooldown() {
     let policy = ThrottlePolicy::default();
     let lag = with(|r| r.load.replicas = vec![replica(Some(Duration::from_secs(9)), None)]);
