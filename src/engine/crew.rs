@@ -210,18 +210,25 @@ impl Crew<'_, '_> {
     }
 
     /// Records a batch of `rows` committed by this process; the job's rows and batches done
-    /// so far, as far as this process knows (other processes' batches come with the
-    /// heartbeat).
+    /// so far, as [`Crew::totals`] says.
     pub fn committed(&self, rows: u64) -> (u64, u64) {
-        let Ok(mut shared) = self.shared.lock() else {
-            return self.start;
-        };
-        shared.rows_here += rows;
-        shared.batches_here += 1;
-        let here = (
-            self.start.0 + shared.rows_here,
-            self.start.1 + shared.batches_here,
-        );
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.rows_here += rows;
+            shared.batches_here += 1;
+        }
+        self.totals()
+    }
+
+    /// The job's rows and batches done so far, as far as this process knows: what it found at
+    /// its start plus what it committed since, or the job's row as the last heartbeat read it
+    /// (other processes' batches included), whichever is further.
+    pub fn totals(&self) -> (u64, u64) {
+        let here = self.shared.lock().map_or(self.start, |shared| {
+            (
+                self.start.0 + shared.rows_here,
+                self.start.1 + shared.batches_here,
+            )
+        });
         match self.heartbeat.beat().job {
             Some(job) => (here.0.max(job.rows_done), here.1.max(job.batches_done)),
             None => here,

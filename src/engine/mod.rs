@@ -356,7 +356,9 @@ impl Lead<'_, '_> {
         for c in conns {
             hang_up(c).await;
         }
-        let outcome = self.outcome(results, &mut conn, started, emit).await;
+        let outcome = self
+            .outcome(results, &mut conn, crew.totals(), started, emit)
+            .await;
         (outcome, Some(conn))
     }
 
@@ -383,11 +385,13 @@ impl Lead<'_, '_> {
     }
 
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an
-    /// interruption, else done — with the job's totals as stored, and the event that says so.
+    /// interruption, else done — with the job's totals as stored (as this process counted
+    /// them, if the row cannot be read now), and the event that says so.
     async fn outcome(
         &self,
         results: Vec<Result<End, EngineError>>,
         conn: &mut PgConnection,
+        counted: (u64, u64),
         started: Instant,
         emit: &mut dyn FnMut(&Event),
     ) -> Result<Outcome, EngineError> {
@@ -399,8 +403,14 @@ impl Lead<'_, '_> {
                 End::Stopped(s) => stop = stop.max(Some(s)),
             }
         }
-        let row = self.r.store.load(conn, &self.r.job.name).await?;
-        let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
+        let job = self.r.job.name.clone();
+        let (rows_done, batches_done) = match self.r.store.load(conn, &job).await {
+            Ok(row) => (row.rows_done, row.batches_done),
+            Err(e) => {
+                tracing::debug!("cannot read the job's totals at the end: {e}");
+                counted
+            }
+        };
         Ok(match stop {
             Some(Stop::Cancelled) => Outcome::Cancelled { rows_done },
             Some(_) => {
@@ -411,7 +421,7 @@ impl Lead<'_, '_> {
                 emit(&Event::Finished {
                     job,
                     rows_done,
-                    batches_done: row.batches_done,
+                    batches_done,
                     elapsed_ms: worker::millis(started.elapsed()),
                 });
                 Outcome::Finished { rows_done }
