@@ -16,6 +16,10 @@ pub struct Options {
     pub skip_loop_above: u64,
     /// Extra `backfill run` rows in the throughput table, as `[batch]` `(min, max)` pairs.
     pub batch_variants: Vec<(u32, u32)>,
+    /// Extra `backfill run --workers N` rows in the throughput table.
+    pub workers: Vec<u32>,
+    /// Worker counts the scaling scenario runs each size with.
+    pub scaling_workers: Vec<u32>,
     /// Where the JSON report goes (a Markdown copy goes beside it).
     pub json: PathBuf,
     /// Which scenarios run.
@@ -83,6 +87,8 @@ impl Default for Options {
             scaling: vec![1_000_000, 2_000_000, 4_000_000, 8_000_000],
             skip_loop_above: 2_000_000,
             batch_variants: vec![(5_000, 20_000), (20_000, 100_000)],
+            workers: vec![2, 4],
+            scaling_workers: vec![1, 2],
             json: PathBuf::from("target/bench/backfill.json"),
             only: Section::ALL.to_vec(),
             latency_rate: 200,
@@ -100,6 +106,8 @@ cargo bench --bench backfill -- [options]
   --scaling A,B,…          scaling sizes in millions of rows (default 1,2,4,8)
   --skip-loop-above N      skip the guides' loop above N rows (default 2000000)
   --batch-variants A-B,…   extra runs with [batch] min=A max=B (default 5000-20000,20000-100000; '' for none)
+  --workers A,B,…          extra runs with run --workers N (default 2,4; '' for none)
+  --scaling-workers A,B,…  worker counts of the scaling runs (default 1,2)
   --json PATH              JSON report (default target/bench/backfill.json; .md beside it)
   --only S,…               throughput,scaling,ddl,latency,profile (default all)
   --latency-rate N         pgbench -R (default 200)
@@ -135,6 +143,8 @@ impl Options {
             "--scaling",
             "--skip-loop-above",
             "--batch-variants",
+            "--workers",
+            "--scaling-workers",
             "--json",
             "--only",
             "--latency-rate",
@@ -152,6 +162,8 @@ impl Options {
             "--scaling" => self.scaling = list(value, millions)?,
             "--skip-loop-above" => self.skip_loop_above = number(name, value)?,
             "--batch-variants" => self.batch_variants = list(value, variant)?,
+            "--workers" => self.workers = list(value, |v| number(name, v))?,
+            "--scaling-workers" => self.scaling_workers = list(value, |v| number(name, v))?,
             "--json" => self.json = PathBuf::from(value),
             "--only" => self.only = list(value, Section::parse)?,
             "--latency-rate" => self.latency_rate = number(name, value)?,

@@ -77,7 +77,7 @@ pub async fn run(server: &mut Server, rows: u64, modes: &[Mode]) -> Result<Vec<W
 
 /// Starts the job, times the `ALTER`s while it runs, then stops it.
 async fn measure(copy: &Copy, job: &str, dir: &Path) -> Result<(Vec<f64>, Outcome)> {
-    let mut running = Running::spawn(copy, job, dir)?;
+    let mut running = Running::spawn(copy, job, dir, &[])?;
     let mut ddl = PgConnection::connect(&copy.url).await?;
     // No lock_timeout: the ALTER waits as long as it has to, which is what we measure.
     sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0")

@@ -71,7 +71,7 @@ pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<
             rows,
             workload,
             "during backfill run",
-            async |copy: &Copy| runner::run_to_end(copy, &workload.job).await.map(drop),
+            async |copy: &Copy| runner::run_to_end(copy, &workload.job, &[]).await.map(drop),
         )
         .await?,
         phase(

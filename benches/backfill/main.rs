@@ -119,7 +119,8 @@ async fn run_section(
             report.latency = Some(latency::run(server, rows, &workload).await?);
         }
         Section::Scaling => {
-            let points = scaling::run(server, &options.job(), &options.scaling, rows).await?;
+            let (job, sizes) = (options.job(), &options.scaling);
+            let points = scaling::run(server, &job, sizes, &options.scaling_workers, rows).await?;
             report.growth = scaling::growth(&points, rows);
             report.scaling = Some(points);
         }

@@ -57,7 +57,7 @@ pub async fn run(server: &mut Server, job: &str, rows: u64) -> Result<Profile> {
     server.log_statements(&copy).await?;
     let log = server.log_path();
     let offset = std::fs::metadata(&log)?.len();
-    let outcome = runner::run_to_end(&copy, job).await?;
+    let outcome = runner::run_to_end(&copy, job, &[]).await?;
     server.discard(copy).await?;
     let costs = costs(&read_from(&log, offset)?, outcome.batches.len());
     let batches = outcome.batches.len().max(1) as f64;

@@ -11,7 +11,7 @@ use crate::fixture::{SETTINGS, Server};
 use crate::latency::Phase;
 use crate::profile::Profile;
 use crate::scaling::{Growth, Point};
-use crate::throughput::Row;
+use crate::throughput::{DEFAULTS, Row, workers_label};
 
 /// Everything one benchmark run found.
 #[derive(Debug, Default, Serialize)]
@@ -25,7 +25,7 @@ pub struct Report {
     pub ddl: Option<Vec<Waits>>,
     pub latency: Option<Vec<Phase>>,
     pub scaling: Option<Vec<Point>>,
-    pub growth: Option<Growth>,
+    pub growth: Vec<Growth>,
     pub targets: Vec<Target>,
     /// Scenarios that failed, with their error.
     pub errors: Vec<String>,
@@ -94,7 +94,26 @@ impl Report {
         let mut targets = Vec::new();
         if let Some(rows) = &self.throughput {
             let find = |prefix: &str| rows.iter().find(|r| r.method.starts_with(prefix));
-            if let Some(run) = find("backfill run (defaults)") {
+            if let (Some(one), Some(two)) = (find(DEFAULTS), find(&workers_label(2))) {
+            let vs_one = two.rows_per_s / one.rows_per_s;
+            targets.push(Target::at_least("2 workers ≥ 1.6× one worker", vs_one, 1.6, "×"));
+            targets.push(Target::at_least(
+                "2 workers ≥ 1.4× single UPDATE",
+                two.vs_update,
+                1.4,
+                "×",
+            ));
+            if let Some(guides) = find("guides' loop") {
+                let speedup = two.rows_per_s / guides.rows_per_s;
+                targets.push(Target::at_least(
+                    "2 workers ≥ 25× the guides' loop",
+                    speedup,
+                    25.0,
+                    "×",
+                ));
+            }
+        }
+        if let Some(run) = find(DEFAULTS) {
                 targets.push(Target::at_least(
                     "throughput ≥ 0.90× single UPDATE",
                     run.vs_update,
@@ -112,12 +131,13 @@ impl Report {
                 }
             }
         }
-        if let Some(growth) = &self.growth {
+        for growth in &self.growth {
             let limit = 1.1 * growth.size_ratio;
             let name = format!(
-                "time({})/time({}) ≤ {limit:.1}",
+                "time({})/time({}) ≤ {limit:.1}, {}",
                 millions(growth.large_rows),
-                millions(growth.small_rows)
+                millions(growth.small_rows),
+                workers_text(growth.workers)
             );
             targets.push(Target::at_most(&name, growth.time_ratio, limit, ""));
         }
@@ -172,6 +192,15 @@ impl Target {
     }
 }
 
+/// `1 worker`, `2 workers`.
+fn workers_text(n: u32) -> String {
+    if n == 1 {
+        "1 worker".into()
+    } else {
+        format!("{n} workers")
+    }
+}
+
 fn millions(rows: u64) -> String {
     format!("{}M", rows as f64 / 1e6)
 }
@@ -201,7 +230,7 @@ pub fn markdown(report: &Report) -> String {
         latency_table(&mut out, phases);
     }
     if let Some(points) = &report.scaling {
-        scaling_table(&mut out, points, report.growth.as_ref());
+        scaling_table(&mut out, points, &report.growth);
     }
     targets_table(&mut out, &report.targets);
     for error in &report.errors {
@@ -315,19 +344,20 @@ fn latency_table(out: &mut String, phases: &[Phase]) {
     out.push('\n');
 }
 
-fn scaling_table(out: &mut String, points: &[Point], growth: Option<&Growth>) {
+fn scaling_table(out: &mut String, points: &[Point], growth: &[Growth]) {
     let _ = writeln!(out, "### Scaling (`backfill run`, defaults)\n");
     let _ = writeln!(
         out,
-        "| rows | batches | wall s | s per million rows | peak RSS MB | s outside batches | \
-         batch ms, first ¼ | batch ms, last ¼ |"
+        "| rows | workers | batches | wall s | s per million rows | peak RSS MB | \
+         s outside batches | batch ms, first ¼ | batch ms, last ¼ |"
     );
-    let _ = writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for p in points {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
             p.rows,
+            p.workers,
             p.batches,
             p.wall_s,
             p.s_per_million,
@@ -337,13 +367,14 @@ fn scaling_table(out: &mut String, points: &[Point], growth: Option<&Growth>) {
             p.last_quarter_batch_ms
         );
     }
-    if let Some(g) = growth {
+    for g in growth {
         let _ = writeln!(
             out,
-            "\ntime({})/time({}) = {:.2} (linear: {:.1})",
+            "\ntime({})/time({}) = {:.2} with {} (linear: {:.1})",
             millions(g.large_rows),
             millions(g.small_rows),
             g.time_ratio,
+            workers_text(g.workers),
             g.size_ratio
         );
     }
@@ -351,7 +382,7 @@ fn scaling_table(out: &mut String, points: &[Point], growth: Option<&Growth>) {
 }
 
 fn targets_table(out: &mut String, targets: &[Target]) {
-    let _ = writeln!(out, "### Targets (issue 5)\n");
+    let _ = writeln!(out, "### Targets\n");
     let _ = writeln!(out, "| target | measured | met |");
     let _ = writeln!(out, "|---|--:|---|");
     for t in targets {

@@ -88,8 +88,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Writes `job` to `dir` and starts `backfill run --json` on it against `copy`.
-    pub fn spawn(copy: &Copy, job: &str, dir: &Path) -> Result<Running> {
+    /// Writes `job` to `dir` and starts `backfill run --json ARGS` on it against `copy`.
+    pub fn spawn(copy: &Copy, job: &str, dir: &Path, args: &[String]) -> Result<Running> {
         let job_path = dir.join("orders_total.toml");
         std::fs::write(&job_path, job)?;
         let stdout = dir.join("stdout.ndjson");
@@ -98,6 +98,7 @@ impl Running {
             .arg("--database-url")
             .arg(&copy.url)
             .args(["run", "--json"])
+            .args(args)
             .arg(&job_path)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout)?)
@@ -168,10 +169,10 @@ impl Running {
     }
 }
 
-/// Runs `job` against `copy` to the end and checks that it succeeded.
-pub async fn run_to_end(copy: &Copy, job: &str) -> Result<Outcome> {
+/// Runs `job` against `copy` with `run`'s `args` to the end and checks that it succeeded.
+pub async fn run_to_end(copy: &Copy, job: &str, args: &[String]) -> Result<Outcome> {
     let dir = tempfile::tempdir()?;
-    let outcome = Running::spawn(copy, job, dir.path())?.finish().await?;
+    let outcome = Running::spawn(copy, job, dir.path(), args)?.finish().await?;
     outcome.ensure_success()?;
     Ok(outcome)
 }

@@ -1,5 +1,5 @@
 //! Throughput: one `UPDATE` of the whole table, the migration guides' loop, and `backfill run`
-//! (defaults, then larger batches), each on a fresh copy of the same table.
+//! (defaults, with more workers, then larger batches), each on a fresh copy of the same table.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,14 @@ const SINGLE_UPDATE: &str =
 /// The guides' loop body, adapted to `orders`; it runs until it changes no row.
 const GUIDES_BATCH: &str = "UPDATE orders SET total_cents = qty::bigint * price_cents \
      WHERE id IN (SELECT id FROM orders WHERE total_cents IS NULL ORDER BY id LIMIT 5000)";
+
+/// The label of the default `backfill run`.
+pub const DEFAULTS: &str = "backfill run (defaults)";
+
+/// The label of `backfill run --workers n`.
+pub fn workers_label(n: u32) -> String {
+    format!("backfill run ({n} workers)")
+}
 
 /// One way of filling the column, timed.
 #[derive(Debug, Clone, Serialize)]
@@ -50,14 +58,18 @@ pub async fn run(server: &mut Server, options: &Options) -> Result<Vec<Row>> {
         let label = "guides' loop (5000/batch)";
         results.push(measure(server, rows, label, guides_loop).await?);
     }
-    let mut jobs = vec![("backfill run (defaults)".to_string(), options.job())];
+    let mut jobs = vec![(DEFAULTS.to_string(), options.job(), vec![])];
+    for &n in &options.workers {
+        let label = workers_label(n);
+        jobs.push((label, options.job(), vec!["--workers".into(), n.to_string()]));
+    }
     for &(min, max) in &options.batch_variants {
         let label = format!("backfill run (batch {min}..{max})");
-        jobs.push((label, runner::job_with_batch(min, max)));
+        jobs.push((label, runner::job_with_batch(min, max), vec![]));
     }
-    for (label, job) in jobs {
+    for (label, job, args) in jobs {
         let row = measure(server, rows, &label, async |copy: &Copy| {
-            let outcome = runner::run_to_end(copy, &job).await?;
+            let outcome = runner::run_to_end(copy, &job, &args).await?;
             Ok(Done {
                 took: Duration::from_secs_f64(outcome.wall_s),
                 changed: outcome.rows_done,
