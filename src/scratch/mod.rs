@@ -1,14 +1,15 @@
 //! A throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) for `backfill demo` and the tests.
 //!
-//! Owns: finding the server binaries, a private directory per cluster, a free port, starting,
-//! stopping and restarting the server, streaming replicas of it, and removing all of it again —
-//! in `Drop`, and through a watchdog process when the owner dies without dropping (SIGKILL,
-//! Ctrl-C, a `static` that is never dropped). Does not own anything inside the server: callers
-//! connect to [`Cluster::url`] and create their own databases and tables.
+//! Owns: finding the server binaries ([`bindir`]: `PG_BIN` chooses the server version), a
+//! private directory per cluster, a free port, starting, stopping and restarting the server,
+//! streaming replicas of it ([`backup`]), and removing all of it again — in `Drop`, and through a
+//! watchdog process when the owner dies without dropping (SIGKILL, Ctrl-C, a `static` that is
+//! never dropped). Does not own anything inside the server: callers connect to [`Cluster::url`]
+//! and create their own databases and tables.
 //!
-//! Everything here is blocking `std::process` code; async callers wrap it in
-//! `tokio::task::spawn_blocking`. Clusters are independent, so many threads and processes may
-//! start them at once.
+//! Everything here is blocking code (the base backup keeps its session on a thread and runtime
+//! of its own); async callers wrap it in `tokio::task::spawn_blocking`. Clusters are
+//! independent, so many threads and processes may start them at once.
 
 use std::ffi::OsString;
 use std::fs;
@@ -20,6 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+mod backup;
+mod bindir;
+
+pub use bindir::find_bindir;
 
 /// How often a start is retried on a new port when another process took the chosen one.
 const PORT_ATTEMPTS: u32 = 5;
@@ -63,6 +69,13 @@ pub enum ScratchError {
         command: String,
         status: ExitStatus,
         output: String,
+    },
+    /// The primary refused or broke off the base backup of a new replica.
+    #[error("could not take a base backup of the server on port {port}")]
+    Backup {
+        port: u16,
+        #[source]
+        source: sqlx::Error,
     },
     /// The server did not come up; its log usually says why.
     #[error("postgresql did not start on port {port}; its log ends with:\n{tail}")]
@@ -126,19 +139,27 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts a streaming replica of this cluster (`pg_basebackup -R -X stream -c fast`) in a
-    /// directory and on a port of its own, with `options` added to its configuration (for
-    /// example `recovery_min_apply_delay` for deterministic lag). It is removed on drop.
+    /// Starts a streaming replica of this cluster in a directory and on a port of its own, with
+    /// `options` added to its configuration (for example `recovery_min_apply_delay` for
+    /// deterministic lag). It is removed on drop.
+    ///
+    /// Works on every server version with nothing but the server binaries: a base backup taken
+    /// over SQL (see [`backup`]), then `standby.signal` and `primary_conninfo`, as
+    /// `pg_basebackup -R` would write them.
     pub fn replica(&self, options: &ClusterOptions) -> Result<Cluster, ScratchError> {
         let mut replica = Cluster::prepare(self.bindir.clone())?;
-        let mut backup = replica.runner.command(&self.bindir.join("pg_basebackup"));
-        backup
-            .args("-h 127.0.0.1 -U postgres -R -X stream -c fast --no-sync -p".split(' '))
-            .arg(self.port.to_string())
-            .arg("-D")
-            .arg(&replica.data_dir);
-        run(backup)?;
-        replica.launch(options)?;
+        backup::take(
+            self.port,
+            &self.url("postgres"),
+            &self.data_dir,
+            &replica.data_dir,
+            replica.runner,
+        )?;
+        backup::write_owned(&replica.data_dir.join("standby.signal"), "", replica.runner)?;
+        let primary = format!("host=127.0.0.1 port={} user=postgres", self.port);
+        let mut settings = vec![("primary_conninfo".to_owned(), primary)];
+        settings.extend(options.settings.iter().cloned());
+        replica.launch(&ClusterOptions { settings })?;
         Ok(replica)
     }
 
@@ -401,62 +422,6 @@ impl Runner {
     }
 }
 
-/// Finds the PostgreSQL server binaries: `$PG_BIN`, then `pg_config --bindir` when it holds
-/// `initdb` (on Debian it may belong to a client-only package), then the newest
-/// `/usr/lib/postgresql/*/bin` with `initdb`.
-pub fn find_bindir() -> Result<PathBuf, ScratchError> {
-    if let Some(dir) = std::env::var_os("PG_BIN").filter(|dir| !dir.is_empty()) {
-        let dir = PathBuf::from(dir);
-        return if has_initdb(&dir) {
-            Ok(dir)
-        } else {
-            Err(ScratchError::PgBinWithoutInitdb(dir))
-        };
-    }
-    let pg_config = pg_config_bindir();
-    if let Some(dir) = pg_config.as_ref().filter(|dir| has_initdb(dir)) {
-        return Ok(dir.clone());
-    }
-    let pg_config = pg_config.map_or("not found".into(), |dir| {
-        format!("{}: no initdb", dir.display())
-    });
-    newest_bindir(Path::new("/usr/lib/postgresql")).ok_or_else(|| ScratchError::NotFound {
-        searched: format!(
-            "$PG_BIN (unset), `pg_config --bindir` ({pg_config}), /usr/lib/postgresql/*/bin"
-        ),
-    })
-}
-
-fn has_initdb(dir: &Path) -> bool {
-    dir.join("initdb").is_file()
-}
-
-fn pg_config_bindir() -> Option<PathBuf> {
-    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
-    let dir = String::from_utf8(output.stdout).ok()?;
-    (output.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
-}
-
-/// The `bin` directory with `initdb` under the highest version directory of `root`
-/// (Debian's layout: `/usr/lib/postgresql/15/bin`, `…/9.6/bin`).
-fn newest_bindir(root: &Path) -> Option<PathBuf> {
-    fs::read_dir(root)
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let version = version_key(entry.file_name().to_str()?)?;
-            let bin = entry.path().join("bin");
-            has_initdb(&bin).then_some((version, bin))
-        })
-        .max()
-        .map(|(_, bin)| bin)
-}
-
-/// `"9.6"` → `[9, 6]`, so that 10 sorts above 9.6; `None` for names that are not versions.
-fn version_key(name: &str) -> Option<Vec<u32>> {
-    name.split('.').map(|part| part.parse().ok()).collect()
-}
-
 /// The uid and gid of `user` in the text of `/etc/passwd`.
 fn passwd_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
     passwd.lines().find_map(|line| {
@@ -579,26 +544,6 @@ mod tests {
         let passwd = "root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104:PG:/var/lib/postgresql:/bin/bash\n";
         assert_eq!(passwd_ids(passwd, "postgres"), Some((101, 104)));
         assert_eq!(passwd_ids(passwd, "nobody"), None);
-    }
-
-    #[test]
-    fn version_key_orders_numerically() {
-        assert!(version_key("10") > version_key("9.6"));
-        assert_eq!(version_key("main"), None);
-    }
-
-    #[test]
-    fn newest_bindir_skips_versions_without_initdb() {
-        let root = create_private_dir().unwrap();
-        for (version, with_initdb) in [("9.6", true), ("15", true), ("16", false)] {
-            let bin = root.join(version).join("bin");
-            fs::create_dir_all(&bin).unwrap();
-            if with_initdb {
-                fs::write(bin.join("initdb"), "").unwrap();
-            }
-        }
-        assert_eq!(newest_bindir(&root), Some(root.join("15").join("bin")));
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
