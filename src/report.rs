@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::catalog::KeySource;
+use crate::db::{NEWEST_TESTED_MAJOR, version_name};
 use crate::job::{Job, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
 use crate::monitor::sight::Sight;
@@ -53,6 +54,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     let b = &job.batch;
     let t = &job.timeouts;
     let _ = writeln!(out, "job       {} ({})", job.name, job.source.display());
+    let _ = writeln!(out, "server    {}", server(catalog.server_version));
     let _ = writeln!(out, "table     {}", plan.table);
     let _ = writeln!(
         out,
@@ -168,7 +170,19 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     out
 }
 
-/// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
+/// The server's version, and whether CI vouches for it (an older one never gets this far).
+fn server(version: u32) -> String {
+    let name = version_name(version);
+    if version / 10000 > NEWEST_TESTED_MAJOR {
+        format!(
+            "PostgreSQL {name} (newer than {NEWEST_TESTED_MAJOR}, the newest version backfill is \
+             tested on)"
+        )
+    } else {
+        format!("PostgreSQL {name}")
+    }
+}
+
 /// The effective `[throttle]` policy, one signal per line, for `plan`.
 fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -> String {
     let d = |d: Duration| humantime::format_duration(d).to_string();
@@ -253,6 +267,7 @@ fn throttle(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -
     out
 }
 
+/// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
 pub fn age(seconds: f64) -> String {
     let s = seconds.max(0.0) as u64;
     match s {
@@ -404,6 +419,16 @@ mod tests {
             rate: None,
             note: None,
         }
+    }
+
+    #[test]
+    fn the_server_line_says_when_a_version_is_newer_than_the_tested_ones() {
+        assert_eq!(server(130023), "PostgreSQL 13.23");
+        assert_eq!(server(180004), "PostgreSQL 18.4");
+        assert_eq!(
+            server(190001),
+            "PostgreSQL 19.1 (newer than 18, the newest version backfill is tested on)"
+        );
     }
 
     #[test]
