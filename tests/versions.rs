@@ -1,6 +1,7 @@
 //! The server's version as a user meets it: `plan` names the server it checked the job against,
-//! and a server older than the oldest supported one (13) is refused by every command that reads
-//! the table, with exit 2 and nothing written. CI runs this file on every version from 13 to 18
+//! a server older than the oldest supported one (13) is refused by every command that reads the
+//! table, with exit 2 and nothing written, and a catalog fact that changed between supported
+//! versions (`reltuples` of a table never analyzed) changes nothing a user sees. CI runs this file on every version from 13 to 18
 //! and on 12, the unsupported one (`.ci/run`); each test runs where it applies and is counted
 //! as skipped elsewhere ([`common::runs_on`]).
 
@@ -70,4 +71,64 @@ async fn a_server_older_than_13_is_refused_and_left_untouched() {
     )
     .await;
     assert_eq!(filled, 0);
+}
+
+/// `pg_class.reltuples` of a table never vacuumed nor analyzed is 0 up to PostgreSQL 13 and -1
+/// ("unknown") from 14 on. `backfill` reads no `reltuples`: its estimate is the planner's, which
+/// knows both. A never-analyzed table (autovacuum off, so that it stays so) is planned, walked
+/// by its index and filled alike on either side of the change.
+#[tokio::test]
+async fn a_table_never_analyzed_is_planned_and_filled_on_either_side_of_reltuples_minus_one() {
+    let db = fresh_database().await;
+    if !runs_on(&db.pool, 130000.., "a supported server (13 or newer)").await {
+        return;
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, price int NOT NULL, \
+         total bigint) WITH (autovacuum_enabled = false);
+         INSERT INTO items (id, qty, price) SELECT i, i % 7 + 1, i % 13 + 1
+           FROM generate_series(1, 10000) AS i;",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("create items, never analyzed");
+    let reltuples = number(
+        &db.pool,
+        "SELECT reltuples::int8 FROM pg_class WHERE relname = 'items'",
+    );
+    let unknown = if common::server_version(&db.pool).await < 140000 {
+        0
+    } else {
+        -1
+    };
+    assert_eq!(
+        reltuples.await,
+        unknown,
+        "reltuples of a table never analyzed"
+    );
+
+    let dir = TempDir::new().expect("create a directory for the job file");
+    let job = common::write_job(&dir, "fill", &common::items_job("total IS NULL", ""));
+    let job = common::path_str(&job);
+    let plan = run_backfill(&db.url, &["plan", job]);
+    plan.expect_code(0, "plan");
+    let estimate = plan
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("pending   "))
+        .and_then(|rest| rest.split(' ').next()?.parse::<u64>().ok());
+    assert!(estimate.is_some_and(|rows| rows > 0), "{}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("does not use an index"),
+        "{}",
+        plan.stdout
+    );
+
+    run_backfill(&db.url, &["run", job]).expect_code(0, "run");
+    assert_eq!(common::wrong_items(&db.pool).await, 0);
+    let done = number(
+        &db.pool,
+        "SELECT rows_done FROM backfill.jobs WHERE name = 'fill'",
+    );
+    assert_eq!(done.await, 10000);
 }
