@@ -1,9 +1,9 @@
 //! Facts about the target table, read from the system catalog once per run: where the table
 //! is, which columns make its key and their types, whether an index serves the key walk, and
 //! which triggers will fire; and the server's version, which must be a supported one, for the
-//! statements that differ between versions. Checks the job against the live catalog (so a run before the expand
-//! migration stops here, before anything is written). Builds no statement about the table
-//! itself; that is `plan`'s job.
+//! statements that differ between versions. Checks the job against the live catalog (so a run
+//! before the expand migration stops here, before anything is written). Builds no statement
+//! about the table itself; that is `plan`'s job.
 
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
