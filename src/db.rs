@@ -254,6 +254,33 @@ pub async fn begin_read_only(
     conn.begin_with("BEGIN READ ONLY").await
 }
 
+/// The oldest PostgreSQL `backfill` supports (and CI tests), as `server_version_num`.
+pub const OLDEST_SERVER: u32 = 130000;
+/// The newest PostgreSQL major version CI tests; a newer server works but is not vouched for.
+pub const NEWEST_TESTED_MAJOR: u32 = 18;
+
+/// The server's version as `server_version_num` (`160004` for 16.4, `90624` for 9.6.24): what
+/// a query that differs between major versions branches on. Read in a read-only transaction,
+/// like every statement, so that it works behind PgBouncer.
+pub async fn server_version(conn: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    let mut tx = begin_read_only(conn).await?;
+    let num: i32 = statement("SELECT current_setting('server_version_num')::int4")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    u32::try_from(num).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// A `server_version_num` as people write it: `160004` → `16.4`, `90624` → `9.6.24`.
+pub fn version_name(num: u32) -> String {
+    if num >= 100000 {
+        format!("{}.{}", num / 10000, num % 10000)
+    } else {
+        format!("{}.{}.{}", num / 10000, num / 100 % 100, num % 100)
+    }
+}
+
 /// Binds key values (text, cast back by the statement) in order; `None` binds NULL.
 pub fn bind_keys<'q, I, S>(
     mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
@@ -416,6 +443,14 @@ mod tests {
         let err = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let text = error_chain(&err);
         assert_eq!(text.matches("refused").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn versions_are_named_as_people_write_them() {
+        assert_eq!(version_name(160004), "16.4");
+        assert_eq!(version_name(180000), "18.0");
+        assert_eq!(version_name(130023), "13.23");
+        assert_eq!(version_name(90624), "9.6.24");
     }
 
     #[test]

@@ -314,6 +314,7 @@ mod tests {
 
     fn catalog(schema: &str, name: &str, key: &[(&str, &str)]) -> Catalog {
         Catalog {
+            server_version: 180000,
             schema: schema.into(),
             name: name.into(),
             key: key

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
-use crate::db::limits_sql;
+use crate::db::{NEWEST_TESTED_MAJOR, limits_sql, version_name};
 use crate::job::Job;
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
@@ -132,6 +132,19 @@ fn workers(b: &Budget) -> String {
     line
 }
 
+/// The server's version, and whether CI vouches for it (an older one never gets this far).
+fn server(version: u32) -> String {
+    let name = version_name(version);
+    if version / 10000 > NEWEST_TESTED_MAJOR {
+        format!(
+            "PostgreSQL {name} (newer than {NEWEST_TESTED_MAJOR}, the newest version backfill is \
+             tested on)"
+        )
+    } else {
+        format!("PostgreSQL {name}")
+    }
+}
+
 /// `(a, b)` for a key's text values.
 fn key_text(key: &[String]) -> String {
     format!("({})", key.join(", "))
@@ -156,6 +169,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     let b = &job.batch;
     let t = &job.timeouts;
     let _ = writeln!(out, "job       {} ({})", job.name, job.source.display());
+    let _ = writeln!(out, "server    {}", server(catalog.server_version));
     let _ = writeln!(out, "table     {}", plan.table);
     let _ = writeln!(
         out,
@@ -297,6 +311,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
     json!({
         "job": job.name,
         "file": job.source.display().to_string(),
+        "server": version_name(catalog.server_version),
         "table": plan.table,
         "key": catalog.key.iter().map(|c| json!({"name": c.name, "type": c.type_sql})).collect::<Vec<_>>(),
         "key_source": key_source(&catalog.key_source),
@@ -346,4 +361,19 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         },
         "warnings": report.warnings(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_line_says_when_a_version_is_newer_than_the_tested_ones() {
+        assert_eq!(server(130023), "PostgreSQL 13.23");
+        assert_eq!(server(180004), "PostgreSQL 18.4");
+        assert_eq!(
+            server(190001),
+            "PostgreSQL 19.1 (newer than 18, the newest version backfill is tested on)"
+        );
+    }
 }
