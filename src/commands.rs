@@ -9,6 +9,7 @@ pub use lookup::job_path;
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use sqlx::PgConnection;
@@ -19,8 +20,10 @@ use crate::cli::{
     CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
 };
 use crate::db::{Target, TargetError, hang_up};
-use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
+use crate::engine::{self, Outcome, Run, application_name, monitor_application_name, own_sessions};
+use crate::event::Event;
 use crate::job::{Job, ThrottlePolicy};
+use crate::lockwait::{LockWait, Note};
 use crate::metrics::Metrics;
 use crate::monitor::sight::{self, Sight};
 use crate::plan::Plan;
@@ -126,25 +129,77 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
+/// How a command waits for the locks on `job`'s table before it reads the table: at most
+/// `patience` (`None`: as long as it takes), showing it through `emit` and `note`.
+pub fn lock_wait<'a>(
+    job: &Job,
+    patience: Option<Duration>,
+    note: Note<'a>,
+    emit: &'a mut dyn FnMut(&Event),
+    shutdown: watch::Receiver<bool>,
+) -> LockWait<'a> {
+    LockWait {
+        job: job.name.clone(),
+        relations: vec![job.table.to_string()],
+        ours: own_sessions(&job.name),
+        poll: job.throttle.poll,
+        patience,
+        note,
+        emit,
+        shutdown,
+    }
+}
+
 /// Reads the catalog, builds the plan and has the server check the batch that would run next
-/// (the first, unless `state` holds a checkpoint to resume from). Writes nothing. Errors name
-/// the job file, so that the log of `run a b c` says which job failed.
+/// (the first, unless `state` holds a checkpoint to resume from), each step once no lock on
+/// the table is in its way (`wait`): the catalog is read after a migration that holds the
+/// table commits, not before. Writes nothing. `None` when shutdown came while waiting. Errors
+/// name the job file, so that the log of `run a b c` says which job failed.
 pub async fn prepare(
     conn: &mut PgConnection,
     job: Job,
     state: Option<&JobRow>,
-) -> Result<(Prepared, preflight::Preflight)> {
+    wait: &mut LockWait<'_>,
+) -> Result<Option<(Prepared, preflight::Preflight)>> {
     let source = job.source.display().to_string();
-    let (catalog, plan, checked) = async {
-        let catalog = Catalog::read(conn, &job).await?;
+    let ready = async {
+        let read = wait.step(conn, async |conn| {
+            anyhow::Ok(Catalog::read(conn, &job).await?)
+        });
+        let Some(catalog) = read.await? else {
+            return anyhow::Ok(None);
+        };
         let plan = Plan::new(&job, &catalog);
+        wait.relations = plan.relations();
         let start = preflight::Start::next(&job, state);
-        let checked = preflight::check(conn, &job, &plan, &start).await?;
-        anyhow::Ok((catalog, plan, checked))
+        let check = async |conn: &mut PgConnection| {
+            anyhow::Ok(preflight::check(conn, &job, &plan, &start).await?)
+        };
+        Ok(wait
+            .step(conn, check)
+            .await?
+            .map(|checked| (catalog, plan, checked)))
     }
     .await
     .context(source)?;
-    Ok((Prepared { job, catalog, plan }, checked))
+    Ok(ready.map(|(catalog, plan, checked)| (Prepared { job, catalog, plan }, checked)))
+}
+
+/// What `plan` and `verify` say on stderr when they start to wait for a lock.
+fn say_waiting(patience: Duration) -> impl FnMut(&Event) {
+    move |event| {
+        if let Event::Paused { job, reason, .. } = event {
+            eprintln!(
+                "{job}: paused: {reason}; waiting up to {} (--lock-wait)",
+                humantime::format_duration(patience)
+            );
+        }
+    }
+}
+
+/// What a command stopped by Ctrl-C while waiting for a lock says.
+fn stopped_waiting(job: &str) -> String {
+    format!("{job}: stopped while waiting for the lock on its table; nothing was written")
 }
 
 /// `backfill run`.
@@ -170,10 +225,23 @@ pub async fn run(
         lease_timeout: args.lease_timeout,
     };
     let metrics = args.metrics_addr.map(Metrics::serve).transpose()?;
+    let mut sinks = Sinks {
+        reporter: Reporter::new(Mode::detect(args.json)),
+        metrics,
+    };
+    let store = Store::new(&global.state_schema);
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let p = prepare(&mut conn, job, None).await?.0;
+        let mut emit = |event: &Event| sinks.emit(event);
+        let note = Note::Row(&store);
+        let mut wait = lock_wait(&job, None, note, &mut emit, shutdown.clone());
+        let name = job.name.clone();
+        let Some((p, _)) = prepare(&mut conn, job, None, &mut wait).await? else {
+            hang_up(conn).await;
+            sinks.reporter.conclude(&stopped_waiting(&name));
+            return Ok(Exit::Interrupted);
+        };
         let budget = budget(&mut conn, &p.job, args.workers).await?;
         if !budget.fits() {
             let source = p.job.source.display().to_string();
@@ -201,12 +269,6 @@ pub async fn run(
             }
         }
     }
-    let store = Store::new(&global.state_schema);
-    let mode = Mode::detect(args.json);
-    let sinks = Sinks {
-        reporter: Reporter::new(mode),
-        metrics,
-    };
     run_jobs(&target, &store, &prepared, &options, sinks, shutdown).await
 }
 
@@ -219,7 +281,7 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    fn emit(&mut self, event: &crate::event::Event) {
+    fn emit(&mut self, event: &Event) {
         self.reporter.emit(event);
         if let Some(metrics) = &mut self.metrics {
             metrics.record(event);
@@ -286,8 +348,13 @@ pub async fn run_jobs(
     Ok(Exit::Success)
 }
 
-/// `backfill plan`: everything `run` would check and do, printed; nothing written.
-pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
+/// `backfill plan`: everything `run` would check and do, printed; nothing written. Waits at
+/// most `--lock-wait` for a lock on the table.
+pub async fn plan(
+    global: &GlobalArgs,
+    args: &PlanArgs,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Exit> {
     let job = lookup::load(&args.job, &global.jobs_dir)?;
     let monitor = monitor_target(&args.monitor)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
@@ -297,12 +364,25 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
         .await?
         .into_iter()
         .find(|row| row.name == job.name);
-    let (p, checked) = prepare(&mut conn, job, state.as_ref()).await?;
+    let patience = args.lock_wait.lock_wait;
+    let mut emit = say_waiting(patience);
+    let mut wait = lock_wait(&job, Some(patience), Note::Nowhere, &mut emit, shutdown);
+    let name = job.name.clone();
+    let Some((p, checked)) = prepare(&mut conn, job, state.as_ref(), &mut wait).await? else {
+        eprintln!("{}", stopped_waiting(&name));
+        return Ok(Exit::Interrupted);
+    };
     let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
     let budget = budget(&mut conn, &p.job, args.workers).await?;
-    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
-        .await
-        .context("cannot estimate the pending rows")?;
+    let estimate = async |conn: &mut PgConnection| {
+        preflight::pending_rows(conn, &p.plan, args.exact_count)
+            .await
+            .context("cannot estimate the pending rows")
+    };
+    let Some(pending) = wait.step(&mut conn, estimate).await? else {
+        eprintln!("{}", stopped_waiting(&name));
+        return Ok(Exit::Interrupted);
+    };
     let report = PlanReport {
         job: &p.job,
         catalog: &p.catalog,
@@ -332,7 +412,20 @@ pub async fn verify(
 ) -> Result<Exit> {
     let job = lookup::load(&args.job, &global.jobs_dir)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let (p, _) = prepare(&mut conn, job, None).await?;
+    let patience = args.lock_wait.lock_wait;
+    let mut emit = say_waiting(patience);
+    let mut wait = lock_wait(
+        &job,
+        Some(patience),
+        Note::Nowhere,
+        &mut emit,
+        shutdown.clone(),
+    );
+    let name = job.name.clone();
+    let Some((p, _)) = prepare(&mut conn, job, None, &mut wait).await? else {
+        eprintln!("{}", stopped_waiting(&name));
+        return Ok(Exit::Interrupted);
+    };
     if args.values {
         verify::check_comparable(&mut conn, &p.job).await?;
     }

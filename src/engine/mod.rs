@@ -29,12 +29,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
-use crate::job::Job;
+use crate::job::{Job, Timeouts};
+use crate::lockwait::{LOCK_TIMEOUT, LockWait, LockWaitError, Note};
 use crate::monitor::{Monitor, Watch};
 use crate::plan::Plan;
 use crate::preflight;
 use crate::share::{Share, ShareError};
-use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
+use crate::state::{Admission, Claim, JobRow, Live, Owner, RangeSql, Release, StateError, Store};
 
 use crew::{Crew, Start};
 use heartbeat::{Heartbeat, Lease};
@@ -135,6 +136,15 @@ pub enum EngineError {
     },
     #[error("{0}")]
     LeaseLost(String),
+    #[error(transparent)]
+    LockWait(#[from] LockWaitError),
+}
+
+/// For [`LockWait::step`], which looks through the causes for a lock timeout.
+impl AsRef<dyn std::error::Error + 'static> for EngineError {
+    fn as_ref(&self) -> &(dyn std::error::Error + 'static) {
+        self
+    }
 }
 
 impl EngineError {
@@ -166,7 +176,7 @@ pub async fn run(
 ) -> Result<Outcome, EngineError> {
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
-    r.store.ensure(&mut conn).await?;
+    r.store.ensure(&mut conn, r.job.timeouts.lock).await?;
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,
@@ -201,8 +211,8 @@ pub async fn run(
                 .clone()
                 .unwrap_or_else(|| r.target.clone()),
             application_name: monitor_application_name(&r.job.name),
-            relations: relations(r.plan),
-            ours: vec![app.clone(), monitor_application_name(&r.job.name)],
+            relations: r.plan.relations(),
+            ours: own_sessions(&r.job.name),
         })
     });
     let sql = RangeSql::new(r.store, &r.plan.key_types);
@@ -249,16 +259,10 @@ pub async fn run(
     result
 }
 
-/// The relations the monitor watches: the table, and the leaves batches update.
-fn relations(plan: &Plan) -> Vec<String> {
-    let mut all = vec![plan.table.clone()];
-    all.extend(
-        plan.walks()
-            .iter()
-            .map(|w| w.relation.clone())
-            .filter(|r| *r != plan.table),
-    );
-    all
+/// The `application_name`s of the job's own sessions (batches, heartbeat, monitor), in every
+/// process that runs it: their locks are never a reason to wait.
+pub fn own_sessions(job: &str) -> Vec<String> {
+    vec![application_name(job), monitor_application_name(job)]
 }
 
 /// What leads the workers of this process.
@@ -283,8 +287,16 @@ impl Lead<'_, '_> {
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
         let started = Instant::now();
         let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
-        let pending = match self.prepare(&mut conn, workers).await {
-            Ok(pending) => pending,
+        let pending = match self
+            .prepare(&mut conn, workers, emit, shutdown.clone())
+            .await
+        {
+            Ok(Some(pending)) => pending,
+            Ok(None) => {
+                let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
+                emit(&Event::Interrupted { job, rows_done });
+                return (Ok(Outcome::Interrupted { rows_done }), Some(conn));
+            }
             Err(e) => return (Err(e), Some(conn)),
         };
         emit(&Event::Started {
@@ -360,26 +372,57 @@ impl Lead<'_, '_> {
         (outcome, Some(conn))
     }
 
-    /// Lays the ranges out if nobody has, and estimates the rows still pending.
+    /// Lays the ranges out if nobody has, and estimates the rows still pending — once no lock
+    /// on the table is in the way, paused while one is (see `lockwait`). `None` when shutdown
+    /// came first.
     async fn prepare(
         &self,
         conn: &mut PgConnection,
         workers: u32,
-    ) -> Result<preflight::Estimate, EngineError> {
-        let table = || self.r.plan.table.clone();
-        self.share
-            .lay_out(conn, &self.r.job.name, workers as usize)
-            .await
-            .map_err(|source| EngineError::LayOut {
-                table: table(),
-                source,
-            })?;
-        preflight::pending_rows(conn, self.r.plan, self.r.options.exact_count)
-            .await
-            .map_err(|source| EngineError::Estimate {
-                table: table(),
-                source,
+        emit: &mut dyn FnMut(&Event),
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<preflight::Estimate>, EngineError> {
+        let (r, table) = (self.r, || self.r.plan.table.clone());
+        let timeouts = Timeouts {
+            lock: LOCK_TIMEOUT,
+            ..r.job.timeouts
+        };
+        let share = Share {
+            timeouts: &timeouts,
+            ..self.share
+        };
+        let publish = |note| {
+            self.heartbeat.publish(Live {
+                rates: vec![],
+                note,
             })
+        };
+        let mut wait = LockWait {
+            job: r.job.name.clone(),
+            relations: r.plan.relations(),
+            ours: own_sessions(&r.job.name),
+            poll: r.job.throttle.poll,
+            patience: None,
+            note: Note::Publish(&publish),
+            emit,
+            shutdown,
+        };
+        wait.step(conn, async |conn| {
+            share
+                .lay_out(conn, &r.job.name, workers as usize)
+                .await
+                .map_err(|source| EngineError::LayOut {
+                    table: table(),
+                    source,
+                })?;
+            preflight::pending_rows(conn, r.plan, r.options.exact_count)
+                .await
+                .map_err(|source| EngineError::Estimate {
+                    table: table(),
+                    source,
+                })
+        })
+        .await
     }
 
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an

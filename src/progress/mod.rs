@@ -55,6 +55,13 @@ impl Mode {
     }
 }
 
+/// Whether escape codes (colours) may be written to stderr: only to a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>). A log file or a
+/// CI log gets plain text. The progress bar has no colours; this is for the log lines.
+pub fn ansi_on_stderr() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Shows the events of a run as they happen, in one [`Mode`].
 ///
 /// The engine calls [`Reporter::emit`] for every event, from one task, and [`Reporter::finish`]
