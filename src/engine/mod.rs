@@ -202,19 +202,6 @@ pub async fn run(
         holds_job: admission != Admission::Join,
         application_name: app.clone(),
     });
-    let monitor = r.job.throttle.enabled.then(|| {
-        Monitor::start(Watch {
-            policy: r.job.throttle.clone(),
-            target: r
-                .options
-                .monitor
-                .clone()
-                .unwrap_or_else(|| r.target.clone()),
-            application_name: monitor_application_name(&r.job.name),
-            relations: r.plan.relations(),
-            ours: own_sessions(&r.job.name),
-        })
-    });
     let sql = RangeSql::new(r.store, &r.plan.key_types);
     let share = Share {
         store: r.store,
@@ -227,13 +214,9 @@ pub async fn run(
         r,
         share,
         heartbeat: &heartbeat,
-        monitor: monitor.as_ref(),
         joined: admission == Admission::Join,
     };
     let (result, conn) = lead.run(conn, &row, emit, shutdown).await;
-    if let Some(monitor) = monitor {
-        monitor.stop().await;
-    }
     heartbeat.stop().await;
     if let Err(e) = &result {
         emit(&Event::Error {
@@ -270,14 +253,16 @@ struct Lead<'r, 'a> {
     r: &'r Run<'a>,
     share: Share<'r>,
     heartbeat: &'r Heartbeat,
-    monitor: Option<&'r Monitor>,
     /// This process joined a job another process runs.
     joined: bool,
 }
 
 impl Lead<'_, '_> {
-    /// Lays the ranges out, starts the workers and shows their events until they have all
-    /// ended; gives back a connection to release the leases on, if one is still good.
+    /// Lays the ranges out, starts the monitor (unless `[throttle]` turns it off) and the
+    /// workers, and shows their events until they have all ended; gives back a connection to
+    /// release the leases on, if one is still good. The monitor starts only once the start
+    /// is through: a lock that held the start back has been waited for, and its cooldown
+    /// must not pause the first batches again.
     async fn run(
         &self,
         mut conn: PgConnection,
@@ -285,7 +270,6 @@ impl Lead<'_, '_> {
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
-        let started = Instant::now();
         let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
         let pending = match self
             .prepare(&mut conn, workers, emit, shutdown.clone())
@@ -299,6 +283,8 @@ impl Lead<'_, '_> {
             }
             Err(e) => return (Err(e), Some(conn)),
         };
+        // The run's time, for its speed, starts once it is through the start's wait.
+        let started = Instant::now();
         emit(&Event::Started {
             job: self.r.job.name.clone(),
             total_estimate: row.rows_done + pending.rows,
@@ -307,6 +293,44 @@ impl Lead<'_, '_> {
             workers,
             joined: self.joined,
         });
+        let monitor = self.r.job.throttle.enabled.then(|| self.monitor());
+        let ended = self
+            .work(conn, row, monitor.as_ref(), started, emit, shutdown)
+            .await;
+        if let Some(monitor) = monitor {
+            monitor.stop().await;
+        }
+        ended
+    }
+
+    /// The monitor of this process.
+    fn monitor(&self) -> Monitor {
+        let r = self.r;
+        Monitor::start(Watch {
+            policy: r.job.throttle.clone(),
+            target: r
+                .options
+                .monitor
+                .clone()
+                .unwrap_or_else(|| r.target.clone()),
+            application_name: monitor_application_name(&r.job.name),
+            relations: r.plan.relations(),
+            ours: own_sessions(&r.job.name),
+        })
+    }
+
+    /// Runs the workers on `conn` and new connections, and shows their events until they
+    /// have all ended.
+    async fn work(
+        &self,
+        conn: PgConnection,
+        row: &JobRow,
+        monitor: Option<&Monitor>,
+        started: Instant,
+        emit: &mut dyn FnMut(&Event),
+        shutdown: watch::Receiver<bool>,
+    ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
+        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
         let mut conns = vec![conn];
         for _ in 1..workers {
             match connect(self.r.target, &application_name(&self.r.job.name)).await {
@@ -322,7 +346,7 @@ impl Lead<'_, '_> {
             r: self.r,
             share: self.share,
             heartbeat: self.heartbeat,
-            monitor: self.monitor,
+            monitor,
             totals: (row.rows_done, row.batches_done),
             events,
             shutdown,

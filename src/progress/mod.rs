@@ -159,6 +159,9 @@ struct Track {
     retry: Option<Retrying>,
     /// Who runs the job, across processes, as the last heartbeat saw it.
     crew: Crew,
+    /// The job has started: before, it may only have waited for a lock on its table (and
+    /// `run a b c` checks every job before the first starts).
+    started: bool,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -223,6 +226,7 @@ impl Track {
                 ..
             } => {
                 self.crew.workers = *workers;
+                self.started = true;
                 self.estimate = *total_estimate;
                 self.run_start = *rows_done;
                 self.set_rows(*rows_done);
@@ -330,7 +334,16 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
-            (Condition::Running, None) => "running".to_owned(),
+            (Condition::Running, None) => self.running_text().to_owned(),
+        }
+    }
+
+    /// `running`, or `ready to start` for a job that waited for a lock before it started.
+    fn running_text(&self) -> &'static str {
+        if self.started {
+            "running"
+        } else {
+            "ready to start"
         }
     }
 
@@ -424,7 +437,7 @@ impl Track {
             Event::Yielded { reason, .. } => {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }
-            Event::Running { .. } => "running".to_owned(),
+            Event::Running { .. } => self.running_text().to_owned(),
             Event::Finished {
                 rows_done,
                 elapsed_ms,
