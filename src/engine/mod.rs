@@ -10,13 +10,15 @@
 //! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases.
+//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases; `start.rs`
+//! lays out and estimates while a lock on the table is waited for, then starts the monitor.
 
 mod backoff;
 mod batch;
 mod crew;
 mod heartbeat;
 pub mod sizer;
+mod start;
 mod walk;
 mod worker;
 
@@ -29,13 +31,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
-use crate::job::{Job, Timeouts};
-use crate::lockwait::{LOCK_TIMEOUT, LockWait, LockWaitError, Note};
-use crate::monitor::{Monitor, Watch};
+use crate::job::Job;
+use crate::lockwait::LockWaitError;
+use crate::monitor::Monitor;
 use crate::plan::Plan;
-use crate::preflight;
 use crate::share::{Share, ShareError};
-use crate::state::{Admission, Claim, JobRow, Live, Owner, RangeSql, Release, StateError, Store};
+use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
 
 use crew::{Crew, Start};
 use heartbeat::{Heartbeat, Lease};
@@ -303,22 +304,6 @@ impl Lead<'_, '_> {
         ended
     }
 
-    /// The monitor of this process.
-    fn monitor(&self) -> Monitor {
-        let r = self.r;
-        Monitor::start(Watch {
-            policy: r.job.throttle.clone(),
-            target: r
-                .options
-                .monitor
-                .clone()
-                .unwrap_or_else(|| r.target.clone()),
-            application_name: monitor_application_name(&r.job.name),
-            relations: r.plan.relations(),
-            ours: own_sessions(&r.job.name),
-        })
-    }
-
     /// Runs the workers on `conn` and new connections, and shows their events until they
     /// have all ended.
     async fn work(
@@ -394,59 +379,6 @@ impl Lead<'_, '_> {
         }
         let outcome = self.outcome(results, &mut conn, started, emit).await;
         (outcome, Some(conn))
-    }
-
-    /// Lays the ranges out if nobody has, and estimates the rows still pending — once no lock
-    /// on the table is in the way, paused while one is (see `lockwait`). `None` when shutdown
-    /// came first.
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        workers: u32,
-        emit: &mut dyn FnMut(&Event),
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<Option<preflight::Estimate>, EngineError> {
-        let (r, table) = (self.r, || self.r.plan.table.clone());
-        let timeouts = Timeouts {
-            lock: LOCK_TIMEOUT,
-            ..r.job.timeouts
-        };
-        let share = Share {
-            timeouts: &timeouts,
-            ..self.share
-        };
-        let publish = |note| {
-            self.heartbeat.publish(Live {
-                rates: vec![],
-                note,
-            })
-        };
-        let mut wait = LockWait {
-            job: r.job.name.clone(),
-            relations: r.plan.relations(),
-            ours: own_sessions(&r.job.name),
-            poll: r.job.throttle.poll,
-            patience: None,
-            note: Note::Publish(&publish),
-            emit,
-            shutdown,
-        };
-        wait.step(conn, async |conn| {
-            share
-                .lay_out(conn, &r.job.name, workers as usize)
-                .await
-                .map_err(|source| EngineError::LayOut {
-                    table: table(),
-                    source,
-                })?;
-            preflight::pending_rows(conn, r.plan, r.options.exact_count)
-                .await
-                .map_err(|source| EngineError::Estimate {
-                    table: table(),
-                    source,
-                })
-        })
-        .await
     }
 
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an
