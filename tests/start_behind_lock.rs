@@ -59,9 +59,8 @@ fn the_pause<'a>(events: &'a [Value], pid: i32, verb: &str, out: &Finished) -> &
 }
 
 /// A run of a 4,000-row job started while a session holds the table: it waits (and writes
-/// nothing) until the lock is gone, then fills every row once. Returns its events and how long
-/// it waited.
-async fn run_behind_a_held_lock(extra: &[&str]) -> (Vec<Value>, Duration) {
+/// nothing) until the lock is gone, then fills every row once. Returns its events.
+async fn run_behind_a_held_lock(extra: &[&str]) -> Vec<Value> {
     let db = fresh_database().await;
     let (dir, job) = items_with_job(&db.pool, 4_000, "size = 500\nmin = 500\nmax = 500", "").await;
     let (holder, pid) = lock_table(&db.url, "items").await;
@@ -76,9 +75,17 @@ async fn run_behind_a_held_lock(extra: &[&str]) -> (Vec<Value>, Duration) {
         !schema_exists(&db.pool, "backfill").await,
         "the run wrote its state while the table was locked"
     );
+    let held = began.elapsed();
     commit(holder).await;
+    let released = Instant::now();
+    runner.wait_for_line(&["\"started\""]).await;
+    let to_start = released.elapsed();
     let out = runner.finish().await;
-    let waited = began.elapsed();
+    println!(
+        "held the lock {held:.1?} after the run started; the run started {to_start:.0?} after \
+         the lock was released and ended {:.1?} after it",
+        released.elapsed()
+    );
     let events = assert_clean(&out, "run behind a held lock");
     let pause = the_pause(&events, pid, "holds", &out);
     assert!(
@@ -91,23 +98,20 @@ async fn run_behind_a_held_lock(extra: &[&str]) -> (Vec<Value>, Duration) {
     let order: Vec<&str> = kinds(&events).into_iter().take(3).collect();
     assert_eq!(order, ["paused", "running", "started"], "{}", out.stdout);
     assert_all_done_once(&db.pool, 4_000).await;
-    (events, waited)
+    events
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_started_behind_a_held_lock_waits_paused_then_fills_every_row_once() {
-    let (events, waited) = run_behind_a_held_lock(&[]).await;
-    println!(
-        "started behind ACCESS EXCLUSIVE: {} events, the whole run {waited:.1?}",
-        events.len()
-    );
+    let events = run_behind_a_held_lock(&[]).await;
+    assert_eq!(of_kind(&events, "started")[0]["workers"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_started_behind_a_held_lock_wait_paused_then_fill_every_row_once() {
-    let (events, waited) = run_behind_a_held_lock(&["--workers", "2"]).await;
-    assert_eq!(of_kind(&events, "started")[0]["workers"], 2, "{events:?}");
-    println!("two workers behind ACCESS EXCLUSIVE: the whole run {waited:.1?}");
+    let events = run_behind_a_held_lock(&["--workers", "2"]).await;
+    assert_eq!(of_kind(&events, "started")[0]["workers"], 2);
+    assert_eq!(of_kind(&events, "claimed").len(), 2, "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
