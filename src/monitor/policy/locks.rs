@@ -51,11 +51,16 @@ pub(super) fn signals(policy: &ThrottlePolicy, locks: &Locks) -> Vec<Found> {
     out
 }
 
-/// The sentence for the first lock on the table that another session holds or waits for —
-/// `pid 4242 holds AccessExclusiveLock on the table: ALTER TABLE …` — or `None` when there is
-/// none. What a run pauses for, mid-run or before it starts.
+/// The sentence for a lock on the table that another session holds or waits for — `pid 4242
+/// holds AccessExclusiveLock on the table: ALTER TABLE …` — or `None` when there is none. A
+/// holder is named before any waiter: the sessions queued behind a migration are not the
+/// reason, the migration is. What a run pauses for, mid-run or before it starts.
 pub fn table_lock(locks: &Locks) -> Option<String> {
-    let first = locks.table.first()?;
+    let first = locks
+        .table
+        .iter()
+        .find(|l| l.granted)
+        .or(locks.table.first())?;
     let verb = if first.granted { "holds" } else { "waits for" };
     Some(format!(
         "pid {} {verb} {} on the table{}",
