@@ -123,17 +123,11 @@ impl LockWait<'_> {
             };
             if let Some(decision) = lock {
                 waited.unseen = 0;
-                let waiting = since.elapsed();
                 self.show(conn, &mut waited, Some(&decision)).await;
-                if let Some(patience) = self.patience
-                    && waiting >= patience
-                {
+                let Some(wait) = next_look(self.poll, self.patience, since.elapsed()) else {
                     self.show(conn, &mut waited, None).await;
-                    return Err(self.too_long(decision, patience).into());
-                }
-                let wait = self
-                    .patience
-                    .map_or(self.poll, |p| self.poll.min(p - waiting));
+                    return Err(self.too_long(decision).into());
+                };
                 if self.stopped_during(wait).await {
                     self.show(conn, &mut waited, None).await;
                     return Ok(None);
@@ -216,11 +210,11 @@ impl LockWait<'_> {
         self.relations.first().cloned().unwrap_or_default()
     }
 
-    fn too_long(&self, decision: Decision, waited: Duration) -> LockWaitError {
+    fn too_long(&self, decision: Decision) -> LockWaitError {
         LockWaitError::TooLong {
             table: self.table(),
             reason: decision.reason,
-            waited,
+            waited: self.patience.unwrap_or_default(),
         }
     }
 
@@ -232,9 +226,56 @@ impl LockWait<'_> {
     }
 }
 
+/// How long to sleep before looking at the locks again, after `waited` behind one: `poll`, or
+/// less when `patience` runs out sooner; `None` once it has run out.
+fn next_look(poll: Duration, patience: Option<Duration>, waited: Duration) -> Option<Duration> {
+    match patience {
+        None => Some(poll),
+        Some(patience) if waited >= patience => None,
+        Some(patience) => Some(poll.min(patience - waited)),
+    }
+}
+
 /// Whether the sample failed because a relation it names does not exist (`undefined_table`,
 /// `invalid_schema_name`).
 fn undefined(e: &sqlx::Error) -> bool {
     let code = e.as_database_error().and_then(|db| db.code());
     matches!(code.as_deref(), Some("42P01" | "3F000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_next_look_comes_after_a_poll_until_patience_runs_out() {
+        let cases = [
+            (
+                "no patience: for as long as it takes",
+                None,
+                60_000,
+                Some(250),
+            ),
+            ("well within patience", Some(10_000), 1_000, Some(250)),
+            (
+                "patience runs out before the next poll",
+                Some(1_000),
+                900,
+                Some(100),
+            ),
+            ("patience run out", Some(1_000), 1_000, None),
+            ("no patience at all (--lock-wait 0s)", Some(0), 0, None),
+        ];
+        for (what, patience, waited, expected) in cases {
+            assert_eq!(
+                next_look(ms(250), patience.map(ms), ms(waited)),
+                expected.map(ms),
+                "{what}"
+            );
+        }
+    }
 }
