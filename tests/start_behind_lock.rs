@@ -111,7 +111,6 @@ async fn a_run_started_behind_a_held_lock_waits_paused_then_fills_every_row_once
 async fn two_workers_started_behind_a_held_lock_wait_paused_then_fill_every_row_once() {
     let events = run_behind_a_held_lock(&["--workers", "2"]).await;
     assert_eq!(of_kind(&events, "started")[0]["workers"], 2);
-    assert_eq!(of_kind(&events, "claimed").len(), 2, "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
