@@ -5,13 +5,16 @@
 //! before the expand migration stops here, before anything is written). Builds no statement
 //! about the table itself; that is `plan`'s job.
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
 use crate::db::{
-    NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_read_only, server_version, statement, version_name,
+    NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_bounded, server_version, statement, version_name,
 };
 use crate::job::Job;
+use crate::lockwait::LOCK_TIMEOUT;
 
 /// What the catalog says about the job's table.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +174,8 @@ const TRIGGERS: &str = "SELECT tgname::text FROM pg_trigger \
 
 impl Catalog {
     /// Reads the table's facts in one read-only transaction and checks the job against them.
+    /// Only `pg_partition_tree` locks anything (the partitions, `ACCESS SHARE`), and never for
+    /// longer than [`LOCK_TIMEOUT`]: the caller waits for DDL before, not in, the read.
     pub async fn read(conn: &mut PgConnection, job: &Job) -> Result<Catalog, CatalogError> {
         let table = job.table.to_string();
         let db = |source| CatalogError::Database {
@@ -183,7 +188,10 @@ impl Catalog {
                 version: version_name(server_version),
             });
         }
-        let mut tx = begin_read_only(conn).await.map_err(db)?;
+        // No statement_timeout (0): catalog reads are short; only their lock wait is bounded.
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, LOCK_TIMEOUT, true)
+            .await
+            .map_err(db)?;
         let resolved = statement(RESOLVE)
             .bind(&table)
             .fetch_optional(&mut *tx)

@@ -179,9 +179,22 @@ pub struct PlanArgs {
     pub workers: Option<u32>,
     #[command(flatten)]
     pub monitor: MonitorArg,
+    #[command(flatten)]
+    pub lock_wait: LockWaitArg,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How long `plan` and `verify` wait for a lock on the table (`run` waits for as long as it
+/// takes).
+#[derive(Debug, Args)]
+pub struct LockWaitArg {
+    /// How long to wait, when another session holds or waits for a lock on the table that
+    /// conflicts with reading it (a migration's ALTER TABLE, a LOCK TABLE), before giving up
+    /// with exit code 1 and naming that session.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
 }
 
 /// `status` options.
@@ -222,6 +235,8 @@ pub struct VerifyArgs {
     /// clock (now(), random()…).
     #[arg(long)]
     pub values: bool,
+    #[command(flatten)]
+    pub lock_wait: LockWaitArg,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -321,6 +336,20 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn lock_wait_defaults_to_ten_seconds() {
+        let cli = Cli::try_parse_from(["backfill", "plan", "a"]).unwrap();
+        let Command::Plan(args) = cli.command else {
+            panic!("expected plan")
+        };
+        assert_eq!(args.lock_wait.lock_wait, std::time::Duration::from_secs(10));
+        let cli = Cli::try_parse_from(["backfill", "verify", "a", "--lock-wait", "1s"]).unwrap();
+        let Command::Verify(args) = cli.command else {
+            panic!("expected verify")
+        };
+        assert_eq!(args.lock_wait.lock_wait, std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use sqlx::{
 };
 use thiserror::Error;
 
+/// How long a statement runs before sqlx logs it as slow (at `info`, see [`Target::new`]).
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
+
 /// A connection target as given on the command line, before it is tried.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -59,7 +62,14 @@ impl Target {
             }
             _ => options,
         };
-        let options = options.statement_cache_capacity(0).extra_float_digits(None);
+        let options = options
+            .statement_cache_capacity(0)
+            .extra_float_digits(None)
+            // sqlx warns of every statement slower than a second, on stderr, at the default
+            // log level. A batch aims at `[batch] target` and may take longer by design, and a
+            // start behind a lock waits on purpose: neither is news for the user, whom the
+            // progress display tells what the run does. `BACKFILL_LOG=info` still shows them.
+            .log_slow_statements(log::LevelFilter::Info, SLOW_STATEMENT);
         Ok(Target { options })
     }
 
@@ -359,6 +369,19 @@ fn describe_server_error(db: &dyn sqlx::error::DatabaseError) -> String {
         }
     }
     text
+}
+
+/// Whether `err`, or one of its causes, is PostgreSQL's `lock_not_available` (55P03): a
+/// statement gave up waiting for a lock (`lock_timeout`), so trying again later may succeed.
+pub fn gave_up_on_lock(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|db| db.code())
+            .as_deref()
+            == Some("55P03")
+    })
 }
 
 /// What to do about a failed batch.

@@ -148,6 +148,19 @@ impl Plan {
     pub fn walk_of(&self, relation: &str) -> Option<&Walk> {
         self.walks().iter().find(|w| w.relation == relation)
     }
+
+    /// The relations whose locks matter to the job, as SQL: the table, and the leaf
+    /// partitions its batches update. What the monitor watches, and a start waits for.
+    pub fn relations(&self) -> Vec<String> {
+        let mut all = vec![self.table.clone()];
+        all.extend(
+            self.walks()
+                .iter()
+                .map(|w| w.relation.clone())
+                .filter(|r| *r != self.table),
+        );
+        all
+    }
 }
 
 impl Walk {

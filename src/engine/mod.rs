@@ -10,13 +10,15 @@
 //! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases.
+//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases; `start.rs`
+//! lays out and estimates while a lock on the table is waited for, then starts the monitor.
 
 mod backoff;
 mod batch;
 mod crew;
 mod heartbeat;
 pub mod sizer;
+mod start;
 mod walk;
 mod worker;
 
@@ -30,9 +32,9 @@ use tokio::sync::{mpsc, watch};
 use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
 use crate::job::Job;
-use crate::monitor::{Monitor, Watch};
+use crate::lockwait::LockWaitError;
+use crate::monitor::Monitor;
 use crate::plan::Plan;
-use crate::preflight;
 use crate::share::{Share, ShareError};
 use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
 
@@ -135,6 +137,15 @@ pub enum EngineError {
     },
     #[error("{0}")]
     LeaseLost(String),
+    #[error(transparent)]
+    LockWait(#[from] LockWaitError),
+}
+
+/// For [`LockWait::step`], which looks through the causes for a lock timeout.
+impl AsRef<dyn std::error::Error + 'static> for EngineError {
+    fn as_ref(&self) -> &(dyn std::error::Error + 'static) {
+        self
+    }
 }
 
 impl EngineError {
@@ -166,7 +177,7 @@ pub async fn run(
 ) -> Result<Outcome, EngineError> {
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
-    r.store.ensure(&mut conn).await?;
+    r.store.ensure(&mut conn, r.job.timeouts.lock).await?;
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,
@@ -192,19 +203,6 @@ pub async fn run(
         holds_job: admission != Admission::Join,
         application_name: app.clone(),
     });
-    let monitor = r.job.throttle.enabled.then(|| {
-        Monitor::start(Watch {
-            policy: r.job.throttle.clone(),
-            target: r
-                .options
-                .monitor
-                .clone()
-                .unwrap_or_else(|| r.target.clone()),
-            application_name: monitor_application_name(&r.job.name),
-            relations: relations(r.plan),
-            ours: vec![app.clone(), monitor_application_name(&r.job.name)],
-        })
-    });
     let sql = RangeSql::new(r.store, &r.plan.key_types);
     let share = Share {
         store: r.store,
@@ -217,13 +215,9 @@ pub async fn run(
         r,
         share,
         heartbeat: &heartbeat,
-        monitor: monitor.as_ref(),
         joined: admission == Admission::Join,
     };
     let (result, conn) = lead.run(conn, &row, emit, shutdown).await;
-    if let Some(monitor) = monitor {
-        monitor.stop().await;
-    }
     heartbeat.stop().await;
     if let Err(e) = &result {
         emit(&Event::Error {
@@ -249,16 +243,10 @@ pub async fn run(
     result
 }
 
-/// The relations the monitor watches: the table, and the leaves batches update.
-fn relations(plan: &Plan) -> Vec<String> {
-    let mut all = vec![plan.table.clone()];
-    all.extend(
-        plan.walks()
-            .iter()
-            .map(|w| w.relation.clone())
-            .filter(|r| *r != plan.table),
-    );
-    all
+/// The `application_name`s of the job's own sessions (batches, heartbeat, monitor), in every
+/// process that runs it: their locks are never a reason to wait.
+pub fn own_sessions(job: &str) -> Vec<String> {
+    vec![application_name(job), monitor_application_name(job)]
 }
 
 /// What leads the workers of this process.
@@ -266,14 +254,16 @@ struct Lead<'r, 'a> {
     r: &'r Run<'a>,
     share: Share<'r>,
     heartbeat: &'r Heartbeat,
-    monitor: Option<&'r Monitor>,
     /// This process joined a job another process runs.
     joined: bool,
 }
 
 impl Lead<'_, '_> {
-    /// Lays the ranges out, starts the workers and shows their events until they have all
-    /// ended; gives back a connection to release the leases on, if one is still good.
+    /// Lays the ranges out, starts the monitor (unless `[throttle]` turns it off) and the
+    /// workers, and shows their events until they have all ended; gives back a connection to
+    /// release the leases on, if one is still good. The monitor starts only once the start
+    /// is through: a lock that held the start back has been waited for, and its cooldown
+    /// must not pause the first batches again.
     async fn run(
         &self,
         mut conn: PgConnection,
@@ -281,12 +271,21 @@ impl Lead<'_, '_> {
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
-        let started = Instant::now();
         let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
-        let pending = match self.prepare(&mut conn, workers).await {
-            Ok(pending) => pending,
+        let pending = match self
+            .prepare(&mut conn, workers, emit, shutdown.clone())
+            .await
+        {
+            Ok(Some(pending)) => pending,
+            Ok(None) => {
+                let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
+                emit(&Event::Interrupted { job, rows_done });
+                return (Ok(Outcome::Interrupted { rows_done }), Some(conn));
+            }
             Err(e) => return (Err(e), Some(conn)),
         };
+        // The run's time, for its speed, starts once it is through the start's wait.
+        let started = Instant::now();
         emit(&Event::Started {
             job: self.r.job.name.clone(),
             total_estimate: row.rows_done + pending.rows,
@@ -295,6 +294,28 @@ impl Lead<'_, '_> {
             workers,
             joined: self.joined,
         });
+        let monitor = self.r.job.throttle.enabled.then(|| self.monitor());
+        let ended = self
+            .work(conn, row, monitor.as_ref(), started, emit, shutdown)
+            .await;
+        if let Some(monitor) = monitor {
+            monitor.stop().await;
+        }
+        ended
+    }
+
+    /// Runs the workers on `conn` and new connections, and shows their events until they
+    /// have all ended.
+    async fn work(
+        &self,
+        conn: PgConnection,
+        row: &JobRow,
+        monitor: Option<&Monitor>,
+        started: Instant,
+        emit: &mut dyn FnMut(&Event),
+        shutdown: watch::Receiver<bool>,
+    ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
+        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
         let mut conns = vec![conn];
         for _ in 1..workers {
             match connect(self.r.target, &application_name(&self.r.job.name)).await {
@@ -310,7 +331,7 @@ impl Lead<'_, '_> {
             r: self.r,
             share: self.share,
             heartbeat: self.heartbeat,
-            monitor: self.monitor,
+            monitor,
             totals: (row.rows_done, row.batches_done),
             events,
             shutdown,
@@ -358,28 +379,6 @@ impl Lead<'_, '_> {
         }
         let outcome = self.outcome(results, &mut conn, started, emit).await;
         (outcome, Some(conn))
-    }
-
-    /// Lays the ranges out if nobody has, and estimates the rows still pending.
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        workers: u32,
-    ) -> Result<preflight::Estimate, EngineError> {
-        let table = || self.r.plan.table.clone();
-        self.share
-            .lay_out(conn, &self.r.job.name, workers as usize)
-            .await
-            .map_err(|source| EngineError::LayOut {
-                table: table(),
-                source,
-            })?;
-        preflight::pending_rows(conn, self.r.plan, self.r.options.exact_count)
-            .await
-            .map_err(|source| EngineError::Estimate {
-                table: table(),
-                source,
-            })
     }
 
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an

@@ -55,6 +55,13 @@ impl Mode {
     }
 }
 
+/// Whether escape codes (colours) may be written to stderr: only to a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>). A log file or a
+/// CI log gets plain text. The progress bar has no colours; this is for the log lines.
+pub fn ansi_on_stderr() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Shows the events of a run as they happen, in one [`Mode`].
 ///
 /// The engine calls [`Reporter::emit`] for every event, from one task, and [`Reporter::finish`]
@@ -152,6 +159,9 @@ struct Track {
     retry: Option<Retrying>,
     /// Who runs the job, across processes, as the last heartbeat saw it.
     crew: Crew,
+    /// The job has started: before, it may only have waited for a lock on its table (and
+    /// `run a b c` checks every job before the first starts).
+    started: bool,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -216,6 +226,7 @@ impl Track {
                 ..
             } => {
                 self.crew.workers = *workers;
+                self.started = true;
                 self.estimate = *total_estimate;
                 self.run_start = *rows_done;
                 self.set_rows(*rows_done);
@@ -323,7 +334,16 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
-            (Condition::Running, None) => "running".to_owned(),
+            (Condition::Running, None) => self.running_text().to_owned(),
+        }
+    }
+
+    /// `running`, or `ready to start` for a job that waited for a lock before it started.
+    fn running_text(&self) -> &'static str {
+        if self.started {
+            "running"
+        } else {
+            "ready to start"
         }
     }
 
@@ -417,7 +437,7 @@ impl Track {
             Event::Yielded { reason, .. } => {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }
-            Event::Running { .. } => "running".to_owned(),
+            Event::Running { .. } => self.running_text().to_owned(),
             Event::Finished {
                 rows_done,
                 elapsed_ms,

@@ -318,6 +318,22 @@ fn running_text() {
 }
 
 #[test]
+fn a_job_that_waited_for_a_lock_before_it_started_is_ready_not_running() {
+    let t0 = Instant::now();
+    let mut track = Track::default();
+    track.apply(&paused("pid 42 holds AccessExclusiveLock on the table"), t0);
+    assert_eq!(
+        track.bar_message(),
+        "0/? rows  paused: pid 42 holds AccessExclusiveLock on the table  ETA --"
+    );
+    track.apply(&running(), t0 + secs(1));
+    assert_eq!(track.event_text(&running()), "ready to start");
+    assert!(track.bar_message().ends_with("ready to start"));
+    track.apply(&started(2_000, 0), t0 + secs(2));
+    assert!(track.bar_message().ends_with("running"));
+}
+
+#[test]
 fn finished_text_uses_this_runs_speed() {
     let finished = Event::Finished {
         job: JOB.to_owned(),

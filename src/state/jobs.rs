@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::{Connection as _, PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
+use crate::db::{begin_bounded, begin_read_only, statement};
 
 use super::lease::{LEASE_TIMEOUT, Lease, Owner, timeout_secs};
 use super::{StateError, Store, from_json, is_missing_table};
@@ -319,6 +319,37 @@ impl Store {
         let row = self.fetch(&mut tx, claim.name, false).await?;
         tx.commit().await.map_err(self.db("claim"))?;
         Ok((admission, row))
+    }
+
+    /// Shows `note` on the job's row for `status` (`None` takes it away) while no runner holds
+    /// the job: a run waiting to start says why before it claims the job. Nothing happens when
+    /// the job has no row yet, or the state tables do not exist. Waits at most `lock_timeout`
+    /// for the row.
+    pub async fn note_unclaimed(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        note: Option<&str>,
+        lock_timeout: Duration,
+    ) -> Result<(), StateError> {
+        // No statement_timeout (0): one row, bounded by its lock wait.
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, lock_timeout, false)
+            .await
+            .map_err(self.db("note"))?;
+        let sql = format!(
+            "UPDATE {} SET note = $2 WHERE name = $1 AND owner IS NULL",
+            self.jobs
+        );
+        match statement(&sql)
+            .bind(name)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+        {
+            Err(e) if is_missing_table(&e) => return Ok(()),
+            other => other.map_err(self.db("note"))?,
+        };
+        tx.commit().await.map_err(self.db("note"))
     }
 
     /// Re-reads the job's row.

@@ -22,10 +22,12 @@ mod ranges;
 #[cfg(test)]
 mod tests;
 
-use sqlx::{Connection as _, PgConnection};
+use std::time::Duration;
+
+use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::statement;
+use crate::db::{begin_bounded, begin_read_only, statement};
 use crate::sql::{Ident, Qualified};
 
 pub use beat::{Live, Release};
@@ -130,16 +132,30 @@ impl Store {
 
     /// Creates the schema and tables if they are missing, and brings tables made by an older
     /// version up to date (new columns only; rows migrate when their job next runs).
-    /// Serialised by a transaction-scoped advisory lock (fine behind PgBouncer) so that two
-    /// first runs do not race.
-    pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("create"))?;
+    ///
+    /// Looks before it alters: `ALTER TABLE … ADD COLUMN IF NOT EXISTS` takes an `ACCESS
+    /// EXCLUSIVE` lock on the table even when the column is there, so it would queue behind
+    /// any open transaction that read the jobs table (a `pg_dump`, a dashboard) and hold up
+    /// every other job's heartbeat behind it. When something is missing, the DDL waits at
+    /// most `lock_timeout` for its locks, and is serialised by a transaction-scoped advisory
+    /// lock (fine behind PgBouncer) so that two first runs do not race.
+    pub async fn ensure(
+        &self,
+        conn: &mut PgConnection,
+        lock_timeout: Duration,
+    ) -> Result<(), StateError> {
+        if self.is_current(conn).await.map_err(self.db("create"))? {
+            return Ok(());
+        }
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, lock_timeout, false)
+            .await
+            .map_err(self.db("create"))?;
         statement("SELECT pg_advisory_xact_lock(hashtext('backfill state schema'))")
             .execute(&mut *tx)
             .await
             .map_err(self.db("create"))?;
         let (jobs, ranges) = (&self.jobs, &self.ranges);
-        let ddl = [
+        let create = [
             format!("CREATE SCHEMA IF NOT EXISTS {}", Ident(&self.schema)),
             format!(
                 "CREATE TABLE IF NOT EXISTS {jobs} (
@@ -162,8 +178,6 @@ impl Store {
                     rate double precision,
                     note text)"
             ),
-            // Added after the first version.
-            format!("ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS lease_s int"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {ranges} (
                     job text NOT NULL REFERENCES {jobs} (name) ON DELETE CASCADE,
@@ -188,15 +202,59 @@ impl Store {
                     PRIMARY KEY (job, id))"
             ),
         ];
-        for sql in &ddl {
-            statement(sql)
+        let added = ADDED.iter().map(|(table, column, type_sql)| {
+            format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {type_sql}",
+                self.state_table(table),
+                Ident(column)
+            )
+        });
+        for sql in create.into_iter().chain(added) {
+            statement(&sql)
                 .execute(&mut *tx)
                 .await
                 .map_err(self.db("create"))?;
         }
         tx.commit().await.map_err(self.db("create"))
     }
+
+    /// Whether both tables exist with every column added since the first version.
+    async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let mut tx = begin_read_only(conn).await?;
+        let (tables, columns): (Vec<String>, Vec<String>) = ADDED
+            .iter()
+            .map(|(table, column, _)| (self.state_table(table), column.to_string()))
+            .unzip();
+        let current: bool = statement(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
+               AND NOT EXISTS (SELECT FROM unnest($3::text[], $4::text[]) AS added(tab, col) \
+                 WHERE NOT EXISTS (SELECT FROM pg_attribute \
+                   WHERE attrelid = to_regclass(added.tab) AND attname = added.col \
+                     AND NOT attisdropped))",
+        )
+        .bind(&self.jobs)
+        .bind(&self.ranges)
+        .bind(tables)
+        .bind(columns)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(current)
+    }
+
+    /// `jobs` or `ranges`, as written in SQL.
+    fn state_table(&self, name: &str) -> String {
+        match name {
+            "ranges" => self.ranges.clone(),
+            _ => self.jobs.clone(),
+        }
+    }
 }
+
+/// Columns added after a table's first version: table (`jobs`, `ranges`), column, type.
+/// [`Store::ensure`] adds the missing ones, and looks for all of them before it alters.
+const ADDED: [(&str, &str, &str); 1] = [("jobs", "lease_s", "int")];
 
 /// A key as stored: a jsonb array of the key columns' text.
 fn to_json(values: &[String]) -> String {

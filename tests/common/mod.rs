@@ -259,6 +259,37 @@ impl Runner {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// The runner's stdout so far (its `--json` events).
+    pub fn stdout_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Polls the runner's stdout until a line contains every one of `parts` (an NDJSON event
+    /// of a kind, for a job). Fails at once, with the runner's output, if the runner exits
+    /// first.
+    pub async fn wait_for_line(&mut self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let out = self.stdout_so_far();
+            if let Some(line) = out.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_owned();
+            }
+            if let Some(status) = self.child.try_wait().expect("poll the runner") {
+                let out = self.output(status);
+                panic!(
+                    "backfill exited ({:?}) before printing {parts:?}\nstdout:\n{}\nstderr:\n{}",
+                    out.status, out.stdout, out.stderr
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {parts:?} within {:?}",
+                self.wait
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Polls `condition` (a SQL boolean, see [`holds`]) until it holds, for at most [`WAIT`]: for
