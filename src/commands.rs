@@ -16,7 +16,8 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::cli::{
-    CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
+    CompletionsArgs, FailuresArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs,
+    VerifyArgs,
 };
 use crate::db::{Target, TargetError, hang_up};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
@@ -168,6 +169,7 @@ pub async fn run(
         workers: args.workers,
         join: args.join,
         lease_timeout: args.lease_timeout,
+        retry_failures: args.retry_failures,
     };
     let metrics = args.metrics_addr.map(Metrics::serve).transpose()?;
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
@@ -254,7 +256,18 @@ pub async fn run_jobs(
                 reporter.finish();
                 return Err(e.into());
             }
-            Ok(Outcome::Finished { .. }) => (None, None),
+            Ok(Outcome::Finished { failures: 0, .. }) => (None, None),
+            Ok(Outcome::Finished { failures, .. }) => (
+                None,
+                Some(format!(
+                    "{name}: {} could not be backfilled and {} set aside: `backfill failures {name}` \
+                     lists {}; fix the data, then `backfill run --retry-failures {name}`",
+                    report::rows(failures),
+                    if failures == 1 { "is" } else { "are" },
+                    if failures == 1 { "it" } else { "them" },
+                )),
+            ),
+            Ok(Outcome::NothingToRetry) => (None, Some(format!("{name}: no failed rows to retry"))),
             Ok(Outcome::AlreadyDone { rows_done }) => (
                 None,
                 Some(format!(
@@ -336,16 +349,24 @@ pub async fn verify(
     if args.values {
         verify::check_comparable(&mut conn, &p.job).await?;
     }
-    let state = Store::new(&global.state_schema)
+    let store = Store::new(&global.state_schema);
+    let state = store
         .list(&mut conn)
         .await?
         .into_iter()
         .find(|row| row.name == p.job.name);
+    let failed = verify::Failed {
+        count: state.as_ref().map_or(0, |row| row.failures),
+        first: store
+            .failures(&mut conn, &p.job.name, verify::SHOWN as u32)
+            .await?,
+    };
     let subject = verify::Subject {
         job: &p.job,
         catalog: &p.catalog,
         plan: &p.plan,
         state: state.as_ref(),
+        failed: &failed,
     };
     let verdict = if args.values {
         match verify::values(&mut conn, &subject, &mut shutdown).await? {
@@ -412,6 +433,23 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// `backfill failures`: the rows the job set aside, as a table or JSON.
+pub async fn failures(global: &GlobalArgs, args: &FailuresArgs) -> Result<Exit> {
+    let name = lookup::job_name(&args.job)?;
+    let (_, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = Store::new(&global.state_schema);
+    let row = store.load(&mut conn, &name).await;
+    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
+    let failed = store.failures(&mut conn, &name, args.limit).await?;
+    hang_up(conn).await;
+    if args.json {
+        println!("{}", report::failures_json(&row, &failed));
+    } else {
+        print!("{}", report::failures_text(&row, &failed));
+    }
+    Ok(Exit::Success)
+}
+
 /// `backfill reset`.
 pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
     let name = lookup::job_name(&args.job)?;
@@ -419,8 +457,12 @@ pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
     let store = Store::new(&global.state_schema);
     let was = store.reset(&mut conn, &name).await;
     let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
+    let forgotten = match was.failures {
+        0 => String::new(),
+        n => format!(", and its {} set aside", report::rows(n)),
+    };
     println!(
-        "{name}: reset (was {}, {} rows done); the next run starts from the first key",
+        "{name}: reset (was {}, {} rows done{forgotten}); the next run starts from the first key",
         was.status, was.rows_done
     );
     Ok(Exit::Success)

@@ -15,8 +15,11 @@
 mod backoff;
 mod batch;
 mod crew;
+mod failed;
 mod heartbeat;
+mod narrow;
 pub mod sizer;
+mod total;
 mod walk;
 mod worker;
 
@@ -34,9 +37,11 @@ use crate::monitor::{Monitor, Watch};
 use crate::plan::Plan;
 use crate::preflight;
 use crate::share::{Share, ShareError};
-use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
+use crate::state::{
+    Admission, Claim, FailedRow, JobRow, Owner, RangeSql, Release, StateError, Store,
+};
 
-use crew::{Crew, Start};
+use crew::{Crew, Estimated, Start};
 use heartbeat::{Heartbeat, Lease};
 use worker::{End, Stop, Worker};
 
@@ -72,13 +77,18 @@ pub struct Options {
     pub join: bool,
     /// How long others wait after this process's last heartbeat before taking its ranges over.
     pub lease_timeout: Duration,
+    /// Only retry the rows in the `failures` table, one transaction each, on one worker.
+    pub retry_failures: bool,
 }
 
 /// How a run ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The key range is walked to its end.
-    Finished { rows_done: u64 },
+    /// The key range is walked to its end (or, with `--retry-failures`, every failed row was
+    /// tried); `failures` rows are still set aside in the failures table.
+    Finished { rows_done: u64, failures: u64 },
+    /// `--retry-failures` found no failed row to retry; nothing was done.
+    NothingToRetry,
     /// An earlier run finished the job; nothing was done.
     AlreadyDone { rows_done: u64 },
     /// Stopped by the shutdown signal; the checkpoint is consistent and `run` resumes it.
@@ -135,6 +145,12 @@ pub enum EngineError {
     },
     #[error("{0}")]
     LeaseLost(String),
+    /// A row the job cannot backfill, with `on_error = "stop"`: the rows before it are done.
+    #[error(
+        "{0}; the rows before it are done: fix the row and run again to resume from it, or set \
+         [batch] on_error = \"skip\" to set such rows aside and go on"
+    )]
+    Row(Box<FailedRow>),
 }
 
 impl EngineError {
@@ -167,6 +183,15 @@ pub async fn run(
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
     r.store.ensure(&mut conn).await?;
+    if r.options.retry_failures
+        && r.store
+            .failures(&mut conn, &r.job.name, 1)
+            .await?
+            .is_empty()
+    {
+        hang_up(conn).await;
+        return Ok(Outcome::NothingToRetry);
+    }
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,
@@ -176,6 +201,7 @@ pub async fn run(
         restart: r.options.restart,
         resume_cancelled: r.options.resume_cancelled,
         join: r.options.join,
+        retry_failures: r.options.retry_failures,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
@@ -232,7 +258,9 @@ pub async fn run(
         });
     }
     let release = match &result {
-        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. }) => Release::Done,
+        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. } | Outcome::NothingToRetry) => {
+            Release::Done
+        }
         Ok(Outcome::Interrupted { .. }) => Release::Stopped,
         Ok(Outcome::Cancelled { .. }) => Release::Cancelled,
         Err(EngineError::LeaseLost(_) | EngineError::State(StateError::LeaseLost { .. })) => {
@@ -282,14 +310,17 @@ impl Lead<'_, '_> {
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
         let started = Instant::now();
-        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
-        let pending = match self.prepare(&mut conn, workers).await {
-            Ok(pending) => pending,
+        let workers = match self.r.options {
+            o if o.retry_failures => 1,
+            o => o.workers.unwrap_or(self.r.job.batch.workers),
+        };
+        let estimate = match self.prepare(&mut conn, workers, row).await {
+            Ok(estimate) => estimate,
             Err(e) => return (Err(e), Some(conn)),
         };
         emit(&Event::Started {
             job: self.r.job.name.clone(),
-            total_estimate: row.rows_done + pending.rows,
+            total_estimate: row.rows_done + estimate.pending,
             rows_done: row.rows_done,
             resumed: row.batches_done > 0,
             workers,
@@ -312,6 +343,7 @@ impl Lead<'_, '_> {
             heartbeat: self.heartbeat,
             monitor: self.monitor,
             totals: (row.rows_done, row.batches_done),
+            estimate,
             events,
             shutdown,
         });
@@ -360,12 +392,14 @@ impl Lead<'_, '_> {
         (outcome, Some(conn))
     }
 
-    /// Lays the ranges out if nobody has, and estimates the rows still pending.
+    /// Lays the ranges out if nobody has, and estimates the rows still pending (with
+    /// `--retry-failures`, the failed rows) and the keys left to walk.
     async fn prepare(
         &self,
         conn: &mut PgConnection,
         workers: u32,
-    ) -> Result<preflight::Estimate, EngineError> {
+        row: &JobRow,
+    ) -> Result<Estimated, EngineError> {
         let table = || self.r.plan.table.clone();
         self.share
             .lay_out(conn, &self.r.job.name, workers as usize)
@@ -374,12 +408,23 @@ impl Lead<'_, '_> {
                 table: table(),
                 source,
             })?;
-        preflight::pending_rows(conn, self.r.plan, self.r.options.exact_count)
+        if self.r.options.retry_failures {
+            return Ok(Estimated {
+                pending: row.failures,
+                keys_left: None,
+            });
+        }
+        let pending = preflight::pending_rows(conn, self.r.plan, self.r.options.exact_count)
             .await
             .map_err(|source| EngineError::Estimate {
                 table: table(),
                 source,
-            })
+            })?;
+        let laid_out = self.r.store.load(conn, &self.r.job.name).await?;
+        Ok(Estimated {
+            pending: pending.rows,
+            keys_left: laid_out.keys_left,
+        })
     }
 
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an
@@ -414,7 +459,10 @@ impl Lead<'_, '_> {
                     batches_done: row.batches_done,
                     elapsed_ms: worker::millis(started.elapsed()),
                 });
-                Outcome::Finished { rows_done }
+                Outcome::Finished {
+                    rows_done,
+                    failures: row.failures,
+                }
             }
         })
     }

@@ -1,18 +1,20 @@
 //! The state tables, in schema `backfill` (configurable): `jobs`, one row per job with its
-//! definition, status, control flag, the job's lease and its counters; and `ranges`, the job's
+//! definition, status, control flag, the job's lease and its counters; `ranges`, the job's
 //! key range split into pieces that workers claim, each with its own cursor, counters and
-//! lease. Owns every statement about these tables, including the checkpoint that the engine
+//! lease; and `failures`, the rows a job could not backfill and set aside. Owns every statement about these tables, including the checkpoint that the engine
 //! runs inside each batch transaction; owns nothing about the target table.
 //!
 //! Layout: this file creates and migrates the schema; `lease` says who holds what and when a
 //! holder is presumed gone (pure); `jobs` is the job row (admission, lease, control, status);
 //! `ranges` is the range rows (laying out, claiming, splitting, the checkpoint); `beat` is
-//! what a running process does for all its leases at once (heartbeat, release).
+//! what a running process does for all its leases at once (heartbeat, release); `failures` is
+//! the failed rows.
 //!
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
 
 mod beat;
+mod failures;
 mod jobs;
 mod lease;
 mod ranges;
@@ -20,13 +22,14 @@ mod ranges;
 #[cfg(test)]
 mod tests;
 
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{Connection as _, PgConnection, Row as _};
 use thiserror::Error;
 
 use crate::db::statement;
 use crate::sql::{Ident, Qualified};
 
 pub use beat::{Live, Release};
+pub use failures::FailedRow;
 pub use jobs::{Admission, Claim, Control, JobRow, admit};
 pub use lease::{
     HEARTBEAT_EVERY, LEASE_TIMEOUT, Lease, MIN_LEASE_TIMEOUT, Owner, hostname,
@@ -34,12 +37,21 @@ pub use lease::{
 };
 pub use ranges::{Holder, Key, NewRange, RangeRow, RangeSql, Split};
 
-/// Where the state lives: the schema holding the `jobs` and `ranges` tables.
+/// Where the state lives: the schema holding the `jobs`, `ranges` and `failures` tables.
 #[derive(Debug, Clone)]
 pub struct Store {
     schema: String,
     jobs: String,
     ranges: String,
+    failures: String,
+}
+
+/// Which of the tables that came after `jobs` exist: a schema made by an older version that no
+/// run of this version has touched lacks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tables {
+    pub ranges: bool,
+    pub failures: bool,
 }
 
 /// Why a job may not run now, or why the state tables could not be used.
@@ -104,6 +116,7 @@ impl Store {
             schema: schema.to_owned(),
             jobs: table("jobs"),
             ranges: table("ranges"),
+            failures: table("failures"),
         }
     }
 
@@ -115,6 +128,20 @@ impl Store {
     /// The ranges table's name as written in SQL.
     pub fn ranges_table(&self) -> &str {
         &self.ranges
+    }
+
+    /// Which of the later tables exist.
+    pub(crate) async fn tables(&self, conn: &mut PgConnection) -> Result<Tables, StateError> {
+        let row = statement("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(&self.ranges)
+            .bind(&self.failures)
+            .fetch_one(conn)
+            .await
+            .map_err(self.db("read"))?;
+        Ok(Tables {
+            ranges: row.get(0),
+            failures: row.get(1),
+        })
     }
 
     fn db(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
@@ -184,6 +211,7 @@ impl Store {
                     updated_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (job, id))"
             ),
+            self.failures_ddl(),
         ];
         for sql in &ddl {
             statement(sql)

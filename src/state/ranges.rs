@@ -134,7 +134,7 @@ impl RangeSql {
             key("upper"),
         );
         let split = format!(
-            "UPDATE {ranges} SET upper = $4::jsonb, keys_estimate = $5::int8, updated_at = now()
+            "UPDATE {ranges} SET upper = $4::jsonb, keys_estimate = keys_walked + $5::int8, updated_at = now()
               WHERE job = $1 AND id = $2::int4 AND status = 'running' AND upper = $3::jsonb
                 AND (cursor IS NULL OR {} < {}) AND {} < {}",
             key("cursor"),
@@ -274,11 +274,7 @@ impl Store {
         let mut tx = begin_read_only(conn)
             .await
             .map_err(self.db("list the ranges"))?;
-        if !self
-            .has_ranges(&mut tx)
-            .await
-            .map_err(self.db("list the ranges"))?
-        {
+        if !self.tables(&mut tx).await?.ranges {
             return Ok(vec![]);
         }
         let sql = format!(
