@@ -88,28 +88,32 @@ pub(super) async fn run(
             },
         }
     };
-    // Where the range's cursor goes, the keys walked up to it, and the row stopped at.
+    // Where the range's cursor goes, the keys walked up to it, and the row stopped at. The
+    // cursor stops just before the first row not applied (the keys between the last applied
+    // row and it do not match `where`), or just after a row set aside.
+    let before = |i: usize| (keys[i - 1].key.clone(), position(i - 1));
     let (cursor, walked, failed) = match end {
         End::Clean(upto) if upto == pending.len() => (upper, size, None),
         End::Clean(upto) => {
-            let last = pending[upto - 1];
-            (keys[last].key.clone(), position(last), None)
+            let (cursor, walked) = before(pending[upto]);
+            (cursor, walked, None)
         }
         End::Found(at, error) => {
             let row = pending[at];
             let failed = failed_row(crew, walk, &keys[row].key, error);
-            match (crew.r.job.batch.on_error, at) {
-                (OnError::Skip, _) => {
+            match crew.r.job.batch.on_error {
+                OnError::Skip => {
                     crew.r
                         .store
                         .record_failure(&mut tx, crew.job(), &failed)
                         .await?;
                     (keys[row].key.clone(), position(row), Some(failed))
                 }
-                (OnError::Stop, 0) => return Err(BatchError::Row(Box::new(failed))),
-                (OnError::Stop, at) => {
-                    let last = pending[at - 1];
-                    (keys[last].key.clone(), position(last), Some(failed))
+                // The first key of the batch: the cursor already stands just before it.
+                OnError::Stop if row == 0 => return Err(BatchError::Row(Box::new(failed))),
+                OnError::Stop => {
+                    let (cursor, walked) = before(row);
+                    (cursor, walked, Some(failed))
                 }
             }
         }

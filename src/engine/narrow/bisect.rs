@@ -34,7 +34,8 @@ pub enum Step<E> {
     /// Row `at` fails on its own, with `error`; rows `0..at` are applied.
     Found { at: usize, error: E },
     /// No row was found failing: rows `0..upto` are applied, and what comes after them is
-    /// left to the walk (`upto` is `n` when every row went through).
+    /// left to the walk (`upto` is `n` when every row went through, and at least 1 unless
+    /// `n` is 0: the walk always moves on).
     Clean { upto: usize },
 }
 
@@ -173,6 +174,38 @@ mod tests {
         assert_eq!(first(5000), Step::Probe(0..2500));
         assert_eq!(first(5), Step::Probe(0..2));
         assert_eq!(first(1), Step::Probe(0..1));
+    }
+
+    #[test]
+    fn whatever_the_probes_say_the_plan_ends_in_bounds_and_moves_on() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut coin = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed & 1 == 0
+        };
+        for n in (1..70).chain([5000]) {
+            for _ in 0..200 {
+                let mut plan = Bisect::new(n);
+                let mut probes = 0;
+                let end = loop {
+                    match plan.next() {
+                        Step::Probe(rows) => {
+                            probes += 1;
+                            plan.record(rows, if coin() { Ok(()) } else { Err(()) });
+                        }
+                        end => break end,
+                    }
+                };
+                assert!(probes <= bound(n), "n {n}: {probes} probes");
+                match end {
+                    Step::Clean { upto } => assert!((1..=n).contains(&upto), "n {n}: {end:?}"),
+                    Step::Found { at, .. } => assert!(at < n, "n {n}: {end:?}"),
+                    Step::Probe(_) => unreachable!(),
+                }
+            }
+        }
     }
 
     #[test]
