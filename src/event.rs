@@ -69,7 +69,8 @@ pub enum Event {
         batches_done: u64,
         /// Rows the job is now expected to change in all: the start's estimate refined from
         /// what the walk has seen (rows changed per key walked); above `rows_done` until the
-        /// job finishes.
+        /// job finishes — unless nothing is known of what is left, when it is `rows_done`
+        /// (shown as an unknown total).
         total_estimate: u64,
         /// Rows per batch asked for by this batch (its key span).
         batch_size: u32,

@@ -16,7 +16,10 @@
 //!
 //! While the job runs, at least one batch's worth of keys is left (a range that is not done
 //! has one more batch) and at least one row, so the total stays above the rows done until the
-//! job finishes, and converges to the truth as the keys left run out.
+//! job finishes, and converges to the truth as the keys left run out. Only when the start's
+//! estimate is used up and the ranges have no estimate of their keys (a job laid out by an
+//! older version) is nothing known of what is left: the total is then the rows done, which
+//! the progress display shows as unknown.
 
 /// What a process has seen of its job when it refines the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,7 @@ pub fn total(seen: &Seen) -> u64 {
         }
         (Some(start), _, _) => start,
         (None, Some(walk), _) => walk,
-        (None, None, _) => 0.0,
+        (None, None, _) => return seen.rows_done,
     };
     seen.rows_done + (rest.round() as u64).max(1)
 }
@@ -125,7 +128,11 @@ mod tests {
             ..seen(7_000, 0, 7_000, Some(0))
         };
         assert!(total(&nothing) > 7_000);
-        assert_eq!(total(&seen(10, 0, 0, None)), 11);
+    }
+
+    #[test]
+    fn with_the_start_used_up_and_no_keys_known_the_total_is_unknown() {
+        assert_eq!(total(&seen(7_000, 5_000, 7_000, None)), 7_000);
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl Store {
         &self.ranges
     }
 
+    /// The failures table's name as written in SQL.
+    pub fn failures_table(&self) -> &str {
+        &self.failures
+    }
+
     /// Which of the later tables exist.
     pub(crate) async fn tables(&self, conn: &mut PgConnection) -> Result<Tables, StateError> {
         let row = statement("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
