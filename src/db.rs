@@ -274,13 +274,25 @@ pub async fn fetch_key(
     query: sqlx::query::Query<'_, Postgres, PgArguments>,
     conn: &mut PgConnection,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
-    let Some(row) = query.fetch_optional(conn).await? else {
-        return Ok(None);
-    };
-    (0..row.len())
-        .map(|i| row.try_get(i))
-        .collect::<Result<_, _>>()
-        .map(Some)
+    query
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(key)
+        .transpose()
+}
+
+/// Runs a query that returns keys (rows of text columns), in its order.
+pub async fn fetch_keys(
+    query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    conn: &mut PgConnection,
+) -> Result<Vec<Vec<String>>, sqlx::Error> {
+    query.fetch_all(conn).await?.iter().map(key).collect()
+}
+
+/// A row of text columns as a key.
+fn key(row: &sqlx::postgres::PgRow) -> Result<Vec<String>, sqlx::Error> {
+    (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
 /// An error and its causes on one line, as `{:#}` prints an `anyhow` chain, except that a

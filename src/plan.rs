@@ -91,8 +91,8 @@ pub struct Walk {
     /// each with whether its row still matches `where`: where to split a range, never an
     /// `OFFSET` walk of a large one. Binds as `update`, then the percentage of blocks.
     pub sample: Statements,
-    /// Every key in `(cursor, upper]` in key order, each with whether its row still matches
-    /// `where`: what a failed batch is narrowed down over. Binds as `update`.
+    /// Every key in `(cursor, upper]`, in key order: what a failed batch is narrowed down
+    /// over. Binds as `update`.
     pub keys: Statements,
     /// The batch of one row, for retrying a row that failed: `$1..$n` its key.
     pub update_key: String,
@@ -213,7 +213,7 @@ impl Walk {
         };
         let keys = |range: &str| {
             format!(
-                "SELECT {}, ({filter}) IS TRUE FROM {table} WHERE {range} ORDER BY {}",
+                "SELECT {} FROM {table} WHERE {range} ORDER BY {}",
                 key.as_text(),
                 key.order_asc()
             )

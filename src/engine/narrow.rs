@@ -3,14 +3,15 @@
 //! When a batch fails with an error about one row's data (a cast of `'n/a'` to bigint, a
 //! duplicate key, a check constraint: [`is_row_error`]), nobody should have to bisect thousands
 //! of rows by hand. One new batch transaction, bounded by the job's timeouts and watched by
-//! the monitor like any batch, lists the batch's keys and applies its pending rows in halves,
-//! each in a savepoint (kept when it succeeds, rolled back when it fails), as the pure plan in
-//! `bisect.rs` says — at most ⌈log₂ n⌉ + 1 statements — until the first row that fails on its
-//! own is found. The rows before it are committed with the range's checkpoint; with
-//! `[batch] on_error = "skip"` the row goes to the `failures` table in that same transaction
-//! and the cursor moves past it, otherwise the walk stops there, naming it. A transient error
-//! on the way (a lock timeout, the monitor's yield) rolls everything back and is handled as
-//! the batch's own would be.
+//! the monitor like any batch, lists the batch's keys and runs the batch's `UPDATE` over halves
+//! of them (so `where` still picks the rows, and a row whose data breaks `where` itself is
+//! found too), each half in a savepoint that is kept when it succeeds and rolled back when it
+//! fails, as the pure plan in `bisect.rs` says — at most ⌈log₂ n⌉ + 1 statements — until the
+//! first row that fails on its own is found. The rows before it are committed with the range's
+//! checkpoint; with `[batch] on_error = "skip"` the row goes to the `failures` table in that
+//! same transaction and the cursor moves past it, otherwise the walk stops there, naming it. A
+//! transient error on the way (a lock timeout, the monitor's yield) rolls everything back and
+//! is handled as the batch's own would be.
 
 mod bisect;
 
@@ -18,11 +19,10 @@ use std::time::Instant;
 
 use sqlx::{Connection as _, PgConnection};
 
-use crate::db::{ServerError, bind_keys, is_row_error, statement};
+use crate::db::{ServerError, bind_keys, fetch_keys, is_row_error, statement};
 use crate::event::Event;
 use crate::job::OnError;
 use crate::plan::Walk;
-use crate::share::sampled;
 use crate::state::{FailedRow, Key, RangeRow};
 
 use super::EngineError;
@@ -39,8 +39,8 @@ pub(super) fn applies(e: &BatchError) -> bool {
 
 /// Narrows worker `worker`'s failed batch of `size` keys after `range`'s cursor down to its
 /// first failing row, commits what comes before it (and, with `on_error = "skip"`, the row's
-/// record), and tells how far the range got. `BatchError::Row` when the very first pending
-/// row fails and the job stops (nothing to commit).
+/// record), and tells how far the range got. `BatchError::Row` when the batch's very first key
+/// fails and the job stops (nothing to commit).
 pub(super) async fn run(
     conn: &mut PgConnection,
     crew: &Crew<'_, '_>,
@@ -53,17 +53,14 @@ pub(super) async fn run(
     let mut tx = batch::begin(conn, crew, worker).await?;
     let upper = batch::upper_bound(&mut tx, walk, range, size).await?;
     let bounds = range.cursor.iter().flatten().chain(&upper).map(Some);
-    let rows = bind_keys(statement(walk.keys.pick(range.cursor.is_some())), bounds)
-        .fetch_all(&mut *tx)
-        .await?;
-    let keys = sampled(&rows, crew.r.plan.key_len)?;
-    let pending: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].pending).collect();
-    // The key before pending row `i`'s probe starts, and where a probe of rows `..to` ends.
-    let lower = |i: usize| match i {
+    let query = bind_keys(statement(walk.keys.pick(range.cursor.is_some())), bounds);
+    let keys = fetch_keys(query, &mut tx).await?;
+    // Where a probe of keys `from..` starts: after the key before it, or the range's cursor.
+    let lower = |from: usize| match from {
         0 => range.cursor.as_deref(),
-        i => Some(keys[pending[i - 1]].key.as_slice()),
+        from => Some(keys[from - 1].as_slice()),
     };
-    let mut plan = Bisect::new(pending.len());
+    let mut plan = Bisect::new(keys.len());
     let mut changed = 0;
     let end = loop {
         let probe = match plan.next() {
@@ -71,7 +68,7 @@ pub(super) async fn run(
             Step::Clean { upto } => break End::Clean(upto),
             Step::Found { at, error } => break End::Found(at, error),
         };
-        let through = &keys[pending[probe.end - 1]].key;
+        let through = &keys[probe.end - 1];
         let mut savepoint = tx.begin().await?;
         match batch::update(&mut savepoint, walk, lower(probe.start), through).await {
             Ok(n) => {
@@ -88,31 +85,30 @@ pub(super) async fn run(
             },
         }
     };
-    // Where the range's cursor goes, the keys walked up to it, and the row stopped at. The
-    // cursor stops just before the first row not applied (the keys between the last applied
-    // row and it do not match `where`), or just after a row set aside.
-    let before = |i: usize| (keys[i - 1].key.clone(), position(i - 1));
+    // Where the range's cursor goes, the keys walked up to it, and the row stopped at: the
+    // cursor stops just before the first key not applied, or just after a row set aside.
+    let through = |n: usize| (keys[n - 1].clone(), walked(n));
     let (cursor, walked, failed) = match end {
-        End::Clean(upto) if upto == pending.len() => (upper, size, None),
+        End::Clean(upto) if upto == keys.len() => (upper, size, None),
         End::Clean(upto) => {
-            let (cursor, walked) = before(pending[upto]);
+            let (cursor, walked) = through(upto);
             (cursor, walked, None)
         }
         End::Found(at, error) => {
-            let row = pending[at];
-            let failed = failed_row(crew, walk, &keys[row].key, error);
+            let failed = failed_row(crew, walk, &keys[at], error);
             match crew.r.job.batch.on_error {
                 OnError::Skip => {
                     crew.r
                         .store
                         .record_failure(&mut tx, crew.job(), &failed)
                         .await?;
-                    (keys[row].key.clone(), position(row), Some(failed))
+                    let (cursor, walked) = through(at + 1);
+                    (cursor, walked, Some(failed))
                 }
-                // The first key of the batch: the cursor already stands just before it.
-                OnError::Stop if row == 0 => return Err(BatchError::Row(Box::new(failed))),
+                // The batch's first key: the cursor already stands just before it.
+                OnError::Stop if at == 0 => return Err(BatchError::Row(Box::new(failed))),
                 OnError::Stop => {
-                    let (cursor, walked) = before(row);
+                    let (cursor, walked) = through(at);
                     (cursor, walked, Some(failed))
                 }
             }
@@ -147,9 +143,9 @@ enum End {
     Found(usize, ServerError),
 }
 
-/// Keys walked through the key at index `i` of the batch's list.
-fn position(i: usize) -> u32 {
-    u32::try_from(i + 1).unwrap_or(u32::MAX)
+/// `n` keys walked, as a batch size.
+fn walked(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The row at `key` of `walk`'s relation, with the server's reason.

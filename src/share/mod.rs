@@ -182,7 +182,15 @@ impl Share<'_> {
             .bind(percent)
             .fetch_all(conn)
             .await?;
-        sampled(&rows, self.plan.key_len)
+        let n = self.plan.key_len;
+        rows.iter()
+            .map(|row| {
+                Ok(Sampled {
+                    key: (0..n).map(|i| row.try_get(i)).collect::<Result<_, _>>()?,
+                    pending: row.try_get(n)?,
+                })
+            })
+            .collect()
     }
 
     /// The key `n` places after `cursor` within `upper`, by a walk of the index.
@@ -299,19 +307,6 @@ impl Share<'_> {
         };
         self.key_at(conn, walk, cursor, upper, n.max(1)).await
     }
-}
-
-/// Rows of `n` key columns as text followed by whether the row still matches `where` (what
-/// [`Walk::sample`] and [`Walk::keys`] return).
-pub fn sampled(rows: &[sqlx::postgres::PgRow], n: usize) -> Result<Vec<Sampled>, sqlx::Error> {
-    rows.iter()
-        .map(|row| {
-            Ok(Sampled {
-                key: (0..n).map(|i| row.try_get(i)).collect::<Result<_, _>>()?,
-                pending: row.try_get(n)?,
-            })
-        })
-        .collect()
 }
 
 /// The one range of a job started by a version without ranges: its stored cursor, range end

@@ -1,8 +1,8 @@
 //! The narrowing plan: which part of a failed batch to try next, until the first row that
 //! fails is found. Pure: it sees only the outcome of each probe.
 //!
-//! The batch's rows that still match `where` are numbered `0..n` in key order. A probe applies
-//! the rows `from..to` on top of every row before `from`, which earlier probes applied (each
+//! The batch's keys are numbered `0..n` in key order. A probe applies the rows `from..to`
+//! (those of them that still match `where`) on top of every row before `from`, which earlier probes applied (each
 //! in a savepoint that is kept when the probe succeeds and rolled back when it fails). The
 //! plan keeps `done` (rows `0..done` applied) and `end` (rows `done..end` fail, as the batch
 //! did), and halves `done..end` until a single row is left that failed on its own. That is
