@@ -240,12 +240,13 @@ pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
                     row.range_end.as_deref().unwrap_or_default().join(", ")
                 ));
             }
+            // The rows set aside have their own advice, below the verdict.
             let fix = if inside + past > 0 {
-                format!("`backfill run --restart {name}` fills them again")
+                format!("; `backfill run --restart {name}` fills them again")
             } else {
-                format!("fix their data, then `backfill run --retry-failures {name}`")
+                String::new()
             };
-            format!("the job is done, yet {}; {fix}", parts.join(", and "))
+            format!("the job is done, yet {}{fix}", parts.join(", and "))
         }
         "cancelled" => format!(
             "the job was cancelled after {} rows; `backfill run --resume-cancelled {name}` \
