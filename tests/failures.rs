@@ -178,6 +178,16 @@ async fn skips_the_row_and_retries_it(workers: u32) {
     payments(&db).await;
     let dir = TempDir::new().unwrap();
     let job = job(&dir, Some("skip"));
+    let plan = run_backfill(&db.url, &["plan", &job]);
+    plan.expect_code(0, "plan");
+    assert!(
+        plan.stdout.contains(
+            "on_error  skip: a row that cannot be backfilled goes to \"backfill\".\"failures\" \
+             and the run goes on"
+        ),
+        "{}",
+        plan.stdout
+    );
 
     let out = run(&db, &job, workers, &[]);
     out.expect_code(0, "a run that skips the row");
