@@ -3,12 +3,18 @@
 //! read and the server checks the job's SQL (`prepare.rs`; after waiting, paused, while a lock
 //! on the table is in the way), and only then is the state table touched.
 //! Owns the text that commands print on stdout; the progress display belongs to `progress`.
+//!
+//! Layout: this file runs, plans and verifies jobs from their files; `prepare.rs` checks a job
+//! against the database; `row.rs` has the commands that act on a job's rows in the state tables
+//! by name; `lookup.rs` finds the job a command names.
 
 mod lookup;
 mod prepare;
+mod row;
 
 pub use lookup::job_path;
 pub use prepare::{Prepared, lock_wait, prepare};
+pub use row::{control, failures, reset, status};
 
 use prepare::{say_waiting, stopped_waiting};
 
@@ -19,9 +25,7 @@ use anyhow::{Context as _, Result};
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use crate::cli::{
-    CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
-};
+use crate::cli::{CompletionsArgs, GlobalArgs, MonitorArg, PlanArgs, RunArgs, VerifyArgs};
 use crate::db::{Target, TargetError, hang_up};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::event::Event;
@@ -33,7 +37,7 @@ use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
 use crate::report::PlanReport;
-use crate::state::{Control, Owner, RangeRow, Store};
+use crate::state::{Owner, Store};
 use crate::verify;
 
 /// How a command ended without an error; each maps to an exit code.
@@ -145,6 +149,7 @@ pub async fn run(
         workers: args.workers,
         join: args.join,
         lease_timeout: args.lease_timeout,
+        retry_failures: args.retry_failures,
     };
     let metrics = args.metrics_addr.map(Metrics::serve).transpose()?;
     let mut sinks = Sinks {
@@ -238,7 +243,18 @@ pub async fn run_jobs(
                 reporter.finish();
                 return Err(e.into());
             }
-            Ok(Outcome::Finished { .. }) => (None, None),
+            Ok(Outcome::Finished { failures: 0, .. }) => (None, None),
+            Ok(Outcome::Finished { failures, .. }) => (
+                None,
+                Some(format!(
+                    "{name}: {} could not be backfilled and {} set aside: `backfill failures {name}` \
+                     lists {}; fix the data, then `backfill run --retry-failures {name}`",
+                    report::rows(failures),
+                    if failures == 1 { "is" } else { "are" },
+                    if failures == 1 { "it" } else { "them" },
+                )),
+            ),
+            Ok(Outcome::NothingToRetry) => (None, Some(format!("{name}: no failed rows to retry"))),
             Ok(Outcome::AlreadyDone { rows_done }) => (
                 None,
                 Some(format!(
@@ -351,16 +367,24 @@ pub async fn verify(
     if args.values {
         verify::check_comparable(&mut conn, &p.job).await?;
     }
-    let state = Store::new(&global.state_schema)
+    let store = Store::new(&global.state_schema);
+    let state = store
         .list(&mut conn)
         .await?
         .into_iter()
         .find(|row| row.name == p.job.name);
+    let failed = verify::Failed {
+        count: state.as_ref().map_or(0, |row| row.failures),
+        first: store
+            .failures(&mut conn, &p.job.name, verify::SHOWN as u32)
+            .await?,
+    };
     let subject = verify::Subject {
         job: &p.job,
         catalog: &p.catalog,
         plan: &p.plan,
         state: state.as_ref(),
+        failed: &failed,
     };
     let verdict = if args.values {
         match verify::values(&mut conn, &subject, &mut shutdown).await? {
@@ -384,80 +408,6 @@ pub async fn verify(
     } else {
         Exit::Pending
     })
-}
-
-/// `backfill status`.
-pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
-    let (_, mut conn) = connect(global, "backfill:status").await?;
-    let store = Store::new(&global.state_schema);
-    let rows = store.list(&mut conn).await?;
-    let ranges = if args.ranges {
-        store.all_ranges(&mut conn).await?
-    } else {
-        vec![]
-    };
-    hang_up(conn).await;
-    let of = |job: &str| -> Vec<RangeRow> {
-        ranges
-            .iter()
-            .filter(|(j, _)| j == job)
-            .map(|(_, r)| r.clone())
-            .collect()
-    };
-    if args.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                let mut v = report::status_json(row);
-                if args.ranges {
-                    v["ranges"] = of(&row.name).iter().map(report::range_json).collect();
-                }
-                v
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(list));
-    } else if args.ranges && !rows.is_empty() {
-        for row in &rows {
-            print!("{}", report::status_table(std::slice::from_ref(row)));
-            print!("{}", report::ranges_table(&of(&row.name), &row.table_name));
-        }
-    } else {
-        print!("{}", report::status_table(&rows));
-    }
-    Ok(Exit::Success)
-}
-
-/// `backfill reset`.
-pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
-    let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
-    let was = store.reset(&mut conn, &name).await;
-    let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
-    println!(
-        "{name}: reset (was {}, {} rows done); the next run starts from the first key",
-        was.status, was.rows_done
-    );
-    Ok(Exit::Success)
-}
-
-/// `backfill pause`, `resume` and `cancel`.
-pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
-    let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
-    let row = store.control(&mut conn, &name, control).await;
-    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
-    let running = row.lease_is_live();
-    let text = match (control, running) {
-        (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
-        (Control::Pause, false) => "not running; it will start paused until `backfill resume`",
-        (Control::Resume, _) => "resumed",
-        (Control::Cancel, true) => "cancel requested; the runner stops after its current batch",
-        (Control::Cancel, false) => "cancelled",
-    };
-    println!("{name}: {text}");
-    Ok(Exit::Success)
 }
 
 /// `backfill completions SHELL`: the completion script on stdout.

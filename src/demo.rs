@@ -83,6 +83,7 @@ async fn story(
         workers: None,
         join: false,
         lease_timeout: LEASE_TIMEOUT,
+        retry_failures: false,
     };
     let store = Store::new("backfill");
     let sinks = Sinks {
@@ -108,6 +109,7 @@ async fn story(
         catalog: &prepared.catalog,
         plan: &prepared.plan,
         state: None,
+        failed: &verify::Failed::default(),
     };
     let verdict = verify::pending(&mut conn, &subject).await?;
     print!("{}", verify::text(&subject, &verdict));

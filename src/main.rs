@@ -52,6 +52,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan(args) => commands::plan(g, args, shutdown).await,
         Command::Status(args) => commands::status(g, args).await,
         Command::Verify(args) => commands::verify(g, args, shutdown).await,
+        Command::Failures(args) => commands::failures(g, args).await,
         Command::Reset(args) => commands::reset(g, args).await,
         Command::Pause(args) => commands::control(g, args, Control::Pause).await,
         Command::Resume(args) => commands::control(g, args, Control::Resume).await,

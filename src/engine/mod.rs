@@ -16,9 +16,12 @@
 mod backoff;
 mod batch;
 mod crew;
+mod failed;
 mod heartbeat;
+mod narrow;
 pub mod sizer;
 mod start;
+mod total;
 mod walk;
 mod worker;
 
@@ -36,9 +39,11 @@ use crate::lockwait::LockWaitError;
 use crate::monitor::Monitor;
 use crate::plan::Plan;
 use crate::share::{Share, ShareError};
-use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
+use crate::state::{
+    Admission, Claim, FailedRow, JobRow, Owner, RangeSql, Release, StateError, Store,
+};
 
-use crew::{Crew, Start};
+use crew::{Crew, Estimated, Start};
 use heartbeat::{Heartbeat, Lease};
 use worker::{End, Stop, Worker};
 
@@ -74,13 +79,18 @@ pub struct Options {
     pub join: bool,
     /// How long others wait after this process's last heartbeat before taking its ranges over.
     pub lease_timeout: Duration,
+    /// Only retry the rows in the `failures` table, one transaction each, on one worker.
+    pub retry_failures: bool,
 }
 
 /// How a run ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The key range is walked to its end.
-    Finished { rows_done: u64 },
+    /// The key range is walked to its end (or, with `--retry-failures`, every failed row was
+    /// tried); `failures` rows are still set aside in the failures table.
+    Finished { rows_done: u64, failures: u64 },
+    /// `--retry-failures` found no failed row to retry; nothing was done.
+    NothingToRetry,
     /// An earlier run finished the job; nothing was done.
     AlreadyDone { rows_done: u64 },
     /// Stopped by the shutdown signal; the checkpoint is consistent and `run` resumes it.
@@ -139,6 +149,12 @@ pub enum EngineError {
     LeaseLost(String),
     #[error(transparent)]
     LockWait(#[from] LockWaitError),
+    /// A row the job cannot backfill, with `on_error = "stop"`: the rows before it are done.
+    #[error(
+        "{0}; the rows before it are done: fix the row and run again to resume from it, or set \
+         [batch] on_error = \"skip\" to set such rows aside and go on"
+    )]
+    Row(Box<FailedRow>),
 }
 
 /// For [`LockWait::step`], which looks through the causes for a lock timeout.
@@ -178,6 +194,15 @@ pub async fn run(
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
     r.store.ensure(&mut conn, r.job.timeouts.lock).await?;
+    if r.options.retry_failures
+        && r.store
+            .failures(&mut conn, &r.job.name, 1)
+            .await?
+            .is_empty()
+    {
+        hang_up(conn).await;
+        return Ok(Outcome::NothingToRetry);
+    }
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,
@@ -187,6 +212,7 @@ pub async fn run(
         restart: r.options.restart,
         resume_cancelled: r.options.resume_cancelled,
         join: r.options.join,
+        retry_failures: r.options.retry_failures,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
@@ -226,7 +252,9 @@ pub async fn run(
         });
     }
     let release = match &result {
-        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. }) => Release::Done,
+        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. } | Outcome::NothingToRetry) => {
+            Release::Done
+        }
         Ok(Outcome::Interrupted { .. }) => Release::Stopped,
         Ok(Outcome::Cancelled { .. }) => Release::Cancelled,
         Err(EngineError::LeaseLost(_) | EngineError::State(StateError::LeaseLost { .. })) => {
@@ -247,6 +275,16 @@ pub async fn run(
 /// process that runs it: their locks are never a reason to wait.
 pub fn own_sessions(job: &str) -> Vec<String> {
     vec![application_name(job), monitor_application_name(job)]
+}
+
+/// How the run began: the job's row when claimed, the workers this process runs, what the start
+/// estimated, and when the run's clock started.
+#[derive(Clone, Copy)]
+struct Begun<'a> {
+    row: &'a JobRow,
+    workers: u32,
+    estimate: Estimated,
+    started: Instant,
 }
 
 /// What leads the workers of this process.
@@ -271,12 +309,15 @@ impl Lead<'_, '_> {
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
-        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
-        let pending = match self
-            .prepare(&mut conn, workers, emit, shutdown.clone())
+        let workers = match self.r.options {
+            o if o.retry_failures => 1,
+            o => o.workers.unwrap_or(self.r.job.batch.workers),
+        };
+        let estimate = match self
+            .prepare(&mut conn, workers, row, emit, shutdown.clone())
             .await
         {
-            Ok(Some(pending)) => pending,
+            Ok(Some(estimate)) => estimate,
             Ok(None) => {
                 let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
                 emit(&Event::Interrupted { job, rows_done });
@@ -288,15 +329,21 @@ impl Lead<'_, '_> {
         let started = Instant::now();
         emit(&Event::Started {
             job: self.r.job.name.clone(),
-            total_estimate: row.rows_done + pending.rows,
+            total_estimate: row.rows_done + estimate.pending,
             rows_done: row.rows_done,
             resumed: row.batches_done > 0,
             workers,
             joined: self.joined,
         });
         let monitor = self.r.job.throttle.enabled.then(|| self.monitor());
+        let begun = Begun {
+            row,
+            workers,
+            estimate,
+            started,
+        };
         let ended = self
-            .work(conn, row, monitor.as_ref(), started, emit, shutdown)
+            .work(conn, &begun, monitor.as_ref(), emit, shutdown)
             .await;
         if let Some(monitor) = monitor {
             monitor.stop().await;
@@ -309,13 +356,17 @@ impl Lead<'_, '_> {
     async fn work(
         &self,
         conn: PgConnection,
-        row: &JobRow,
+        begun: &Begun<'_>,
         monitor: Option<&Monitor>,
-        started: Instant,
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
-        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
+        let Begun {
+            row,
+            workers,
+            estimate,
+            started,
+        } = *begun;
         let mut conns = vec![conn];
         for _ in 1..workers {
             match connect(self.r.target, &application_name(&self.r.job.name)).await {
@@ -333,6 +384,7 @@ impl Lead<'_, '_> {
             heartbeat: self.heartbeat,
             monitor,
             totals: (row.rows_done, row.batches_done),
+            estimate,
             events,
             shutdown,
         });
@@ -413,7 +465,10 @@ impl Lead<'_, '_> {
                     batches_done: row.batches_done,
                     elapsed_ms: worker::millis(started.elapsed()),
                 });
-                Outcome::Finished { rows_done }
+                Outcome::Finished {
+                    rows_done,
+                    failures: row.failures,
+                }
             }
         })
     }

@@ -12,21 +12,24 @@ use crate::lockwait::{LOCK_TIMEOUT, LockWait, Note};
 use crate::monitor::{Monitor, Watch};
 use crate::preflight;
 use crate::share::Share;
-use crate::state::Live;
+use crate::state::{JobRow, Live};
 
+use super::crew::Estimated;
 use super::{EngineError, Lead, monitor_application_name, own_sessions};
 
 impl Lead<'_, '_> {
-    /// Lays the ranges out if nobody has, and estimates the rows still pending — once no lock
-    /// on the table is in the way, paused while one is (see `lockwait`). `None` when shutdown
-    /// came first.
+    /// Lays the ranges out if nobody has, and estimates the rows still pending (with
+    /// `--retry-failures`, the failed rows) and the keys left to walk — once no lock on the
+    /// table is in the way, paused while one is (see `lockwait`). `None` when shutdown came
+    /// first.
     pub(super) async fn prepare(
         &self,
         conn: &mut PgConnection,
         workers: u32,
+        row: &JobRow,
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Option<preflight::Estimate>, EngineError> {
+    ) -> Result<Option<Estimated>, EngineError> {
         let (r, table) = (self.r, || self.r.plan.table.clone());
         let timeouts = Timeouts {
             lock: LOCK_TIMEOUT,
@@ -60,12 +63,23 @@ impl Lead<'_, '_> {
                     table: table(),
                     source,
                 })?;
-            preflight::pending_rows(conn, r.plan, r.options.exact_count)
+            if r.options.retry_failures {
+                return Ok(Estimated {
+                    pending: row.failures,
+                    keys_left: None,
+                });
+            }
+            let pending = preflight::pending_rows(conn, r.plan, r.options.exact_count)
                 .await
                 .map_err(|source| EngineError::Estimate {
                     table: table(),
                     source,
-                })
+                })?;
+            let laid_out = r.store.load(conn, &r.job.name).await?;
+            Ok(Estimated {
+                pending: pending.rows,
+                keys_left: laid_out.keys_left,
+            })
         })
         .await
     }

@@ -4,8 +4,10 @@
 //! plain throttled lines when it is not (CI logs), or NDJSON events on stdout for `--json`.
 //! It is the only module that knows indicatif. It does not decide anything about the job: the
 //! numbers it shows come from the events, and the rate and ETA are computed here from the recent
-//! batches only. It never shows a job as complete before it is: once the rows done pass the
-//! estimate, the total is shown as unknown rather than equal to the rows done.
+//! batches only. The total is the estimate of the `started` event, then the one each `batch`
+//! event brings (the engine refines it from what the walk has seen). It never shows a job as
+//! complete before it is: should the rows done reach the estimate, the total is shown as
+//! unknown rather than equal to the rows done.
 //!
 //! Writing never panics: a closed stderr or stdout (say, `backfill run … | head`) loses the
 //! output, not the run.
@@ -162,6 +164,8 @@ struct Track {
     /// The job has started: before, it may only have waited for a lock on its table (and
     /// `run a b c` checks every job before the first starts).
     started: bool,
+    /// Rows this run set aside in the failures table.
+    skipped: u64,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -234,9 +238,11 @@ impl Track {
             }
             Event::Batch {
                 rows_done,
+                total_estimate,
                 batch_size,
                 ..
             } => {
+                self.estimate = *total_estimate;
                 self.set_rows(*rows_done);
                 self.batch_size = Some(*batch_size);
                 self.retry = None;
@@ -273,6 +279,12 @@ impl Track {
                 let news = self.crew.text() != crew.text();
                 self.crew = crew;
                 return news;
+            }
+            Event::Skipped { .. } => self.skipped += 1,
+            Event::Filled { rows_done, .. } => {
+                self.set_rows(*rows_done);
+                self.retry = None;
+                self.window.push(now, *rows_done);
             }
             Event::Claimed { .. } => return false,
             Event::Lost { .. } => {}
@@ -324,6 +336,15 @@ impl Track {
         self.batch_size.map(|size| format!("batch {size}"))
     }
 
+    /// `2 rows skipped`, or nothing while none was.
+    fn skipped_text(&self) -> Option<String> {
+        match self.skipped {
+            0 => None,
+            1 => Some("1 row skipped".to_owned()),
+            n => Some(format!("{n} rows skipped")),
+        }
+    }
+
     fn status_text(&self) -> String {
         match (&self.condition, &self.retry) {
             (Condition::Paused(reason), _) => format!("paused: {reason}"),
@@ -359,6 +380,7 @@ impl Track {
             parts.push(self.eta_text());
             parts.extend(self.batch_text());
             parts.extend(self.crew.text());
+            parts.extend(self.skipped_text());
             parts.push(self.status_text());
         }
         parts.join("  ")
@@ -379,6 +401,7 @@ impl Track {
         ];
         parts.extend(self.batch_text());
         parts.extend(self.crew.text());
+        parts.extend(self.skipped_text());
         parts.join("  ")
     }
 
@@ -421,6 +444,10 @@ impl Track {
                 .text()
                 .unwrap_or_else(|| "one worker left".to_owned()),
             Event::Batch { .. } => self.progress_text(),
+            Event::Skipped { row, message, .. } => {
+                format!("row {row} skipped, set aside in the failures table: {message}")
+            }
+            Event::Filled { row, .. } => format!("row {row} filled; it left the failures table"),
             Event::Retry {
                 attempt,
                 delay_ms,

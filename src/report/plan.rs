@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
 use crate::db::{NEWEST_TESTED_MAJOR, limits_sql, version_name};
-use crate::job::Job;
+use crate::job::{Job, OnError};
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
 use crate::preflight::Budget;
@@ -212,6 +212,14 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         humantime::format_duration(b.target),
         humantime::format_duration(b.pause)
     );
+    let on_error = match b.on_error {
+        OnError::Stop => "stop: a row that cannot be backfilled stops the run, named".to_owned(),
+        OnError::Skip => format!(
+            "skip: a row that cannot be backfilled goes to {} and the run goes on",
+            report.store.failures_table()
+        ),
+    };
+    let _ = writeln!(out, "on_error  {on_error}");
     let _ = writeln!(out, "{}", workers(budget));
     let _ = writeln!(
         out,
@@ -325,6 +333,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "max": job.batch.max,
             "target_ms": millis(job.batch.target),
             "pause_ms": millis(job.batch.pause),
+            "on_error": job.batch.on_error.as_str(),
         },
         "workers": {
             "per_process": budget.workers,

@@ -1,19 +1,22 @@
 //! The state tables, in schema `backfill` (configurable): `jobs`, one row per job with its
-//! definition, status, control flag, the job's lease and its counters; and `ranges`, the job's
+//! definition, status, control flag, the job's lease and its counters; `ranges`, the job's
 //! key range split into pieces that workers claim, each with its own cursor, counters and
-//! lease. Owns every statement about these tables, including the checkpoint that the engine
+//! lease; and `failures`, the rows a job could not backfill and set aside. Owns every statement
+//! about these tables, including the checkpoint that the engine
 //! runs inside each batch transaction; owns nothing about the target table.
 //!
 //! Layout: this file creates and migrates the schema; `lease` says who holds what and when a
 //! holder is presumed gone (pure); `jobs` is the job row (admission, lease, control, status);
 //! `ranges` is the range rows (what they hold, reading them, laying them out); `hold` is a
 //! worker's hold on one (claiming, splitting, the checkpoint, finishing); `beat` is
-//! what a running process does for all its leases at once (heartbeat, release).
+//! what a running process does for all its leases at once (heartbeat, release); `failures` is
+//! the failed rows.
 //!
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
 
 mod beat;
+mod failures;
 mod hold;
 mod jobs;
 mod lease;
@@ -31,6 +34,7 @@ use crate::db::{begin_bounded, begin_read_only, statement};
 use crate::sql::{Ident, Qualified};
 
 pub use beat::{Live, Release};
+pub use failures::FailedRow;
 pub use hold::{Holder, RangeSql, Split};
 pub use jobs::{Admission, Claim, Control, JobRow, admit};
 pub use lease::{
@@ -39,12 +43,21 @@ pub use lease::{
 };
 pub use ranges::{Key, NewRange, RangeRow};
 
-/// Where the state lives: the schema holding the `jobs` and `ranges` tables.
+/// Where the state lives: the schema holding the `jobs`, `ranges` and `failures` tables.
 #[derive(Debug, Clone)]
 pub struct Store {
     schema: String,
     jobs: String,
     ranges: String,
+    failures: String,
+}
+
+/// Which of the tables that came after `jobs` exist: a schema made by an older version that no
+/// run of this version has touched lacks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tables {
+    pub ranges: bool,
+    pub failures: bool,
 }
 
 /// Why a job may not run now, or why the state tables could not be used.
@@ -109,6 +122,7 @@ impl Store {
             schema: schema.to_owned(),
             jobs: table("jobs"),
             ranges: table("ranges"),
+            failures: table("failures"),
         }
     }
 
@@ -120,6 +134,25 @@ impl Store {
     /// The ranges table's name as written in SQL.
     pub fn ranges_table(&self) -> &str {
         &self.ranges
+    }
+
+    /// The failures table's name as written in SQL.
+    pub fn failures_table(&self) -> &str {
+        &self.failures
+    }
+
+    /// Which of the later tables exist.
+    pub(crate) async fn tables(&self, conn: &mut PgConnection) -> Result<Tables, StateError> {
+        let row = statement("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(&self.ranges)
+            .bind(&self.failures)
+            .fetch_one(conn)
+            .await
+            .map_err(self.db("read"))?;
+        Ok(Tables {
+            ranges: row.get(0),
+            failures: row.get(1),
+        })
     }
 
     fn db(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
@@ -201,6 +234,7 @@ impl Store {
                     updated_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (job, id))"
             ),
+            self.failures_ddl(),
         ];
         let added = ADDED.iter().map(|(table, column, type_sql)| {
             format!(
@@ -218,7 +252,7 @@ impl Store {
         tx.commit().await.map_err(self.db("create"))
     }
 
-    /// Whether both tables exist with every column added since the first version.
+    /// Whether every table exists with every column added since the first version.
     async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         let mut tx = begin_read_only(conn).await?;
         let (tables, columns): (Vec<String>, Vec<String>) = ADDED
@@ -227,6 +261,7 @@ impl Store {
             .unzip();
         let current: bool = statement(
             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
+               AND to_regclass($5) IS NOT NULL \
                AND NOT EXISTS (SELECT FROM unnest($3::text[], $4::text[]) AS added(tab, col) \
                  WHERE NOT EXISTS (SELECT FROM pg_attribute \
                    WHERE attrelid = to_regclass(added.tab) AND attname = added.col \
@@ -236,6 +271,7 @@ impl Store {
         .bind(&self.ranges)
         .bind(tables)
         .bind(columns)
+        .bind(&self.failures)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
