@@ -1,18 +1,27 @@
 //! Facts about the target table, read from the system catalog once per run: where the table
 //! is, which columns make its key and their types, whether an index serves the key walk, and
-//! which triggers will fire. Checks the job against the live catalog (so a run before the expand
-//! migration stops here, before anything is written). Builds no statement about the table
-//! itself; that is `plan`'s job.
+//! which triggers will fire; and the server's version, which must be a supported one, for the
+//! statements that differ between versions. Checks the job against the live catalog (so a run
+//! before the expand migration stops here, before anything is written). Builds no statement
+//! about the table itself; that is `plan`'s job.
+
+use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{begin_read_only, statement};
+use crate::db::{
+    NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_bounded, server_version, statement, version_name,
+};
 use crate::job::Job;
+use crate::lockwait::LOCK_TIMEOUT;
 
 /// What the catalog says about the job's table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catalog {
+    /// The server's `server_version_num` (`160004` for 16.4), at least [`OLDEST_SERVER`]: what
+    /// a statement or a signal that differs between major versions goes by.
+    pub server_version: u32,
     /// The schema the table was found in (as stored, unquoted).
     pub schema: String,
     /// The table's name (as stored, unquoted).
@@ -67,6 +76,12 @@ pub enum KeySource {
 #[derive(Debug, Error)]
 pub enum CatalogError {
     #[error(
+        "the server runs PostgreSQL {version}, and backfill needs PostgreSQL {oldest} or newer \
+         (it is tested on {oldest} to {NEWEST_TESTED_MAJOR}); upgrade the server",
+        oldest = OLDEST_SERVER / 10000
+    )]
+    UnsupportedServer { version: String },
+    #[error(
         "table {table} does not exist; check the schema name, or the search_path of the connecting user if the name is not schema-qualified"
     )]
     TableNotFound { table: String },
@@ -105,8 +120,8 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    /// True when the job does not fit the database (exit code 2), false when the database could
-    /// not be read (exit code 1).
+    /// True when the job does not fit the database, or the server is older than supported (exit
+    /// code 2: nothing was touched), false when the database could not be read (exit code 1).
     pub fn is_invalid_job(&self) -> bool {
         !matches!(self, CatalogError::Database { .. })
     }
@@ -159,13 +174,24 @@ const TRIGGERS: &str = "SELECT tgname::text FROM pg_trigger \
 
 impl Catalog {
     /// Reads the table's facts in one read-only transaction and checks the job against them.
+    /// Only `pg_partition_tree` locks anything (the partitions, `ACCESS SHARE`), and never for
+    /// longer than [`LOCK_TIMEOUT`]: the caller waits for DDL before, not in, the read.
     pub async fn read(conn: &mut PgConnection, job: &Job) -> Result<Catalog, CatalogError> {
         let table = job.table.to_string();
         let db = |source| CatalogError::Database {
             table: table.clone(),
             source,
         };
-        let mut tx = begin_read_only(conn).await.map_err(db)?;
+        let server_version = server_version(conn).await.map_err(db)?;
+        if server_version < OLDEST_SERVER {
+            return Err(CatalogError::UnsupportedServer {
+                version: version_name(server_version),
+            });
+        }
+        // No statement_timeout (0): catalog reads are short; only their lock wait is bounded.
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, LOCK_TIMEOUT, true)
+            .await
+            .map_err(db)?;
         let resolved = statement(RESOLVE)
             .bind(&table)
             .fetch_optional(&mut *tx)
@@ -260,6 +286,7 @@ impl Catalog {
             })
             .map(|i| i.name.clone());
         Ok(Catalog {
+            server_version,
             schema,
             name,
             key,

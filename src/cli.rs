@@ -58,7 +58,10 @@ pub enum Command {
     /// Count rows that still match the job's `where` (and with --values compare every row's
     /// [set] columns with their expressions); exit 0 when all is well, 3 otherwise.
     Verify(VerifyArgs),
-    /// Forget a job's checkpoint and counters so that the next run starts over.
+    /// List the rows a job could not backfill and set aside (`[batch] on_error = "skip"`),
+    /// with the server's SQLSTATE and message; `run --retry-failures` tries them again.
+    Failures(FailuresArgs),
+    /// Forget a job's checkpoint, counters and failed rows so that the next run starts over.
     Reset(JobArg),
     /// Ask a running job to pause before its next batch (it keeps its lease).
     Pause(JobArg),
@@ -82,10 +85,11 @@ pub struct CompletionsArgs {
 }
 
 /// The global options each subcommand ignores, by the ids clap gives them.
-const IGNORED: [(&str, &[&str]); 7] = [
+const IGNORED: [(&str, &[&str]); 8] = [
     ("demo", &["database_url", "state_schema", "jobs_dir"]),
     ("completions", &["database_url", "state_schema", "jobs_dir"]),
     ("status", &["jobs_dir"]),
+    ("failures", &["jobs_dir"]),
     ("reset", &["jobs_dir"]),
     ("pause", &["jobs_dir"]),
     ("resume", &["jobs_dir"]),
@@ -127,6 +131,12 @@ pub struct RunArgs {
     /// Count pending rows exactly with count(*) instead of estimating them from a block sample.
     #[arg(long)]
     pub exact_count: bool,
+    /// Only retry the rows the job set aside in its failures table (`[batch] on_error =
+    /// "skip"`), each in its own short transaction on one connection, under the job's timeouts
+    /// and monitor: rows that now succeed leave the table, rows that fail again stay with the
+    /// new message. Works on a job that is done; does not walk the rest of a job that is not.
+    #[arg(long, conflicts_with_all = ["restart", "join"])]
+    pub retry_failures: bool,
     /// Batch loops to run in this process, each on its own connection, sharing the job's key
     /// range (default: `[batch] workers`, else 1). A process uses N batch connections plus the
     /// monitor's and the heartbeat's.
@@ -179,9 +189,22 @@ pub struct PlanArgs {
     pub workers: Option<u32>,
     #[command(flatten)]
     pub monitor: MonitorArg,
+    #[command(flatten)]
+    pub lock_wait: LockWaitArg,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How long `plan` and `verify` wait for a lock on the table (`run` waits for as long as it
+/// takes).
+#[derive(Debug, Args)]
+pub struct LockWaitArg {
+    /// How long to wait, when another session holds or waits for a lock on the table that
+    /// conflicts with reading it (a migration's ALTER TABLE, a LOCK TABLE), before giving up
+    /// with exit code 1 and naming that session.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
 }
 
 /// `status` options.
@@ -222,7 +245,23 @@ pub struct VerifyArgs {
     /// clock (now(), random()…).
     #[arg(long)]
     pub values: bool,
+    #[command(flatten)]
+    pub lock_wait: LockWaitArg,
     /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `failures` options.
+#[derive(Debug, Args)]
+pub struct FailuresArgs {
+    /// Job name, or a path to its job file.
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// List at most this many rows, in the order they first failed.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: u32,
+    /// Print one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -321,6 +360,42 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn lock_wait_defaults_to_ten_seconds() {
+        let cli = Cli::try_parse_from(["backfill", "plan", "a"]).unwrap();
+        let Command::Plan(args) = cli.command else {
+            panic!("expected plan")
+        };
+        assert_eq!(args.lock_wait.lock_wait, std::time::Duration::from_secs(10));
+        let cli = Cli::try_parse_from(["backfill", "verify", "a", "--lock-wait", "1s"]).unwrap();
+        let Command::Verify(args) = cli.command else {
+            panic!("expected verify")
+        };
+        assert_eq!(args.lock_wait.lock_wait, std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_failures_goes_with_neither_restart_nor_join() {
+        let cli = Cli::try_parse_from(["backfill", "run", "a", "--retry-failures"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(args.retry_failures);
+        for other in ["--restart", "--join"] {
+            let args = ["backfill", "run", "a", "--retry-failures", other];
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let failures = Cli::try_parse_from(["backfill", "failures", "a", "--json"]).unwrap();
+        assert!(matches!(
+            failures.command,
+            Command::Failures(FailuresArgs {
+                json: true,
+                limit: 100,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,11 +1,22 @@
 //! What each subcommand does, wiring the library together: job files are read and validated
 //! first (a bad file stops everything before the database is contacted), then the catalog is
-//! read and the server checks the job's SQL, and only then is the state table touched.
+//! read and the server checks the job's SQL (`prepare.rs`; after waiting, paused, while a lock
+//! on the table is in the way), and only then is the state table touched.
 //! Owns the text that commands print on stdout; the progress display belongs to `progress`.
+//!
+//! Layout: this file runs, plans and verifies jobs from their files; `prepare.rs` checks a job
+//! against the database; `row.rs` has the commands that act on a job's rows in the state tables
+//! by name; `lookup.rs` finds the job a command names.
 
 mod lookup;
+mod prepare;
+mod row;
 
 pub use lookup::job_path;
+pub use prepare::{Prepared, lock_wait, prepare};
+pub use row::{control, failures, reset, status};
+
+use prepare::{say_waiting, stopped_waiting};
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -14,21 +25,19 @@ use anyhow::{Context as _, Result};
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use crate::catalog::Catalog;
-use crate::cli::{
-    CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
-};
+use crate::cli::{CompletionsArgs, GlobalArgs, MonitorArg, PlanArgs, RunArgs, VerifyArgs};
 use crate::db::{Target, TargetError, hang_up};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
+use crate::event::Event;
 use crate::job::{Job, ThrottlePolicy};
+use crate::lockwait::Note;
 use crate::metrics::Metrics;
 use crate::monitor::sight::{self, Sight};
-use crate::plan::Plan;
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
 use crate::report::PlanReport;
-use crate::state::{Control, JobRow, Owner, RangeRow, Store};
+use crate::state::{Owner, Store};
 use crate::verify;
 
 /// How a command ended without an error; each maps to an exit code.
@@ -119,34 +128,6 @@ async fn budget(
     })
 }
 
-/// A job made ready to run: validated file, catalog facts, statements.
-pub struct Prepared {
-    pub job: Job,
-    pub catalog: Catalog,
-    pub plan: Plan,
-}
-
-/// Reads the catalog, builds the plan and has the server check the batch that would run next
-/// (the first, unless `state` holds a checkpoint to resume from). Writes nothing. Errors name
-/// the job file, so that the log of `run a b c` says which job failed.
-pub async fn prepare(
-    conn: &mut PgConnection,
-    job: Job,
-    state: Option<&JobRow>,
-) -> Result<(Prepared, preflight::Preflight)> {
-    let source = job.source.display().to_string();
-    let (catalog, plan, checked) = async {
-        let catalog = Catalog::read(conn, &job).await?;
-        let plan = Plan::new(&job, &catalog);
-        let start = preflight::Start::next(&job, state);
-        let checked = preflight::check(conn, &job, &plan, &start).await?;
-        anyhow::Ok((catalog, plan, checked))
-    }
-    .await
-    .context(source)?;
-    Ok((Prepared { job, catalog, plan }, checked))
-}
-
 /// `backfill run`.
 pub async fn run(
     global: &GlobalArgs,
@@ -168,12 +149,26 @@ pub async fn run(
         workers: args.workers,
         join: args.join,
         lease_timeout: args.lease_timeout,
+        retry_failures: args.retry_failures,
     };
     let metrics = args.metrics_addr.map(Metrics::serve).transpose()?;
+    let mut sinks = Sinks {
+        reporter: Reporter::new(Mode::detect(args.json)),
+        metrics,
+    };
+    let store = Store::new(&global.state_schema);
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let p = prepare(&mut conn, job, None).await?.0;
+        let mut emit = |event: &Event| sinks.emit(event);
+        let note = Note::Row(&store);
+        let mut wait = lock_wait(&job, None, note, &mut emit, shutdown.clone());
+        let name = job.name.clone();
+        let Some((p, _)) = prepare(&mut conn, job, None, &mut wait).await? else {
+            hang_up(conn).await;
+            sinks.reporter.conclude(&stopped_waiting(&name));
+            return Ok(Exit::Interrupted);
+        };
         let budget = budget(&mut conn, &p.job, args.workers).await?;
         if !budget.fits() {
             let source = p.job.source.display().to_string();
@@ -201,12 +196,6 @@ pub async fn run(
             }
         }
     }
-    let store = Store::new(&global.state_schema);
-    let mode = Mode::detect(args.json);
-    let sinks = Sinks {
-        reporter: Reporter::new(mode),
-        metrics,
-    };
     run_jobs(&target, &store, &prepared, &options, sinks, shutdown).await
 }
 
@@ -219,7 +208,7 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    fn emit(&mut self, event: &crate::event::Event) {
+    fn emit(&mut self, event: &Event) {
         self.reporter.emit(event);
         if let Some(metrics) = &mut self.metrics {
             metrics.record(event);
@@ -254,7 +243,18 @@ pub async fn run_jobs(
                 reporter.finish();
                 return Err(e.into());
             }
-            Ok(Outcome::Finished { .. }) => (None, None),
+            Ok(Outcome::Finished { failures: 0, .. }) => (None, None),
+            Ok(Outcome::Finished { failures, .. }) => (
+                None,
+                Some(format!(
+                    "{name}: {} could not be backfilled and {} set aside: `backfill failures {name}` \
+                     lists {}; fix the data, then `backfill run --retry-failures {name}`",
+                    report::rows(failures),
+                    if failures == 1 { "is" } else { "are" },
+                    if failures == 1 { "it" } else { "them" },
+                )),
+            ),
+            Ok(Outcome::NothingToRetry) => (None, Some(format!("{name}: no failed rows to retry"))),
             Ok(Outcome::AlreadyDone { rows_done }) => (
                 None,
                 Some(format!(
@@ -286,8 +286,13 @@ pub async fn run_jobs(
     Ok(Exit::Success)
 }
 
-/// `backfill plan`: everything `run` would check and do, printed; nothing written.
-pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
+/// `backfill plan`: everything `run` would check and do, printed; nothing written. Waits at
+/// most `--lock-wait` for a lock on the table.
+pub async fn plan(
+    global: &GlobalArgs,
+    args: &PlanArgs,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Exit> {
     let job = lookup::load(&args.job, &global.jobs_dir)?;
     let monitor = monitor_target(&args.monitor)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
@@ -297,12 +302,25 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
         .await?
         .into_iter()
         .find(|row| row.name == job.name);
-    let (p, checked) = prepare(&mut conn, job, state.as_ref()).await?;
+    let patience = args.lock_wait.lock_wait;
+    let mut emit = say_waiting(patience);
+    let mut wait = lock_wait(&job, Some(patience), Note::Nowhere, &mut emit, shutdown);
+    let name = job.name.clone();
+    let Some((p, checked)) = prepare(&mut conn, job, state.as_ref(), &mut wait).await? else {
+        eprintln!("{}", stopped_waiting(&name));
+        return Ok(Exit::Interrupted);
+    };
     let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
     let budget = budget(&mut conn, &p.job, args.workers).await?;
-    let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
-        .await
-        .context("cannot estimate the pending rows")?;
+    let estimate = async |conn: &mut PgConnection| {
+        preflight::pending_rows(conn, &p.plan, args.exact_count)
+            .await
+            .context("cannot estimate the pending rows")
+    };
+    let Some(pending) = wait.step(&mut conn, estimate).await? else {
+        eprintln!("{}", stopped_waiting(&name));
+        return Ok(Exit::Interrupted);
+    };
     let report = PlanReport {
         job: &p.job,
         catalog: &p.catalog,
@@ -332,20 +350,41 @@ pub async fn verify(
 ) -> Result<Exit> {
     let job = lookup::load(&args.job, &global.jobs_dir)?;
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let (p, _) = prepare(&mut conn, job, None).await?;
+    let patience = args.lock_wait.lock_wait;
+    let mut emit = say_waiting(patience);
+    let mut wait = lock_wait(
+        &job,
+        Some(patience),
+        Note::Nowhere,
+        &mut emit,
+        shutdown.clone(),
+    );
+    let name = job.name.clone();
+    let Some((p, _)) = prepare(&mut conn, job, None, &mut wait).await? else {
+        eprintln!("{}", stopped_waiting(&name));
+        return Ok(Exit::Interrupted);
+    };
     if args.values {
         verify::check_comparable(&mut conn, &p.job).await?;
     }
-    let state = Store::new(&global.state_schema)
+    let store = Store::new(&global.state_schema);
+    let state = store
         .list(&mut conn)
         .await?
         .into_iter()
         .find(|row| row.name == p.job.name);
+    let failed = verify::Failed {
+        count: state.as_ref().map_or(0, |row| row.failures),
+        first: store
+            .failures(&mut conn, &p.job.name, verify::SHOWN as u32)
+            .await?,
+    };
     let subject = verify::Subject {
         job: &p.job,
         catalog: &p.catalog,
         plan: &p.plan,
         state: state.as_ref(),
+        failed: &failed,
     };
     let verdict = if args.values {
         match verify::values(&mut conn, &subject, &mut shutdown).await? {
@@ -369,80 +408,6 @@ pub async fn verify(
     } else {
         Exit::Pending
     })
-}
-
-/// `backfill status`.
-pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
-    let (_, mut conn) = connect(global, "backfill:status").await?;
-    let store = Store::new(&global.state_schema);
-    let rows = store.list(&mut conn).await?;
-    let ranges = if args.ranges {
-        store.all_ranges(&mut conn).await?
-    } else {
-        vec![]
-    };
-    hang_up(conn).await;
-    let of = |job: &str| -> Vec<RangeRow> {
-        ranges
-            .iter()
-            .filter(|(j, _)| j == job)
-            .map(|(_, r)| r.clone())
-            .collect()
-    };
-    if args.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                let mut v = report::status_json(row);
-                if args.ranges {
-                    v["ranges"] = of(&row.name).iter().map(report::range_json).collect();
-                }
-                v
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(list));
-    } else if args.ranges && !rows.is_empty() {
-        for row in &rows {
-            print!("{}", report::status_table(std::slice::from_ref(row)));
-            print!("{}", report::ranges_table(&of(&row.name), &row.table_name));
-        }
-    } else {
-        print!("{}", report::status_table(&rows));
-    }
-    Ok(Exit::Success)
-}
-
-/// `backfill reset`.
-pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
-    let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
-    let was = store.reset(&mut conn, &name).await;
-    let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
-    println!(
-        "{name}: reset (was {}, {} rows done); the next run starts from the first key",
-        was.status, was.rows_done
-    );
-    Ok(Exit::Success)
-}
-
-/// `backfill pause`, `resume` and `cancel`.
-pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
-    let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
-    let row = store.control(&mut conn, &name, control).await;
-    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
-    let running = row.lease_is_live();
-    let text = match (control, running) {
-        (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
-        (Control::Pause, false) => "not running; it will start paused until `backfill resume`",
-        (Control::Resume, _) => "resumed",
-        (Control::Cancel, true) => "cancel requested; the runner stops after its current batch",
-        (Control::Cancel, false) => "cancelled",
-    };
-    println!("{name}: {text}");
-    Ok(Exit::Success)
 }
 
 /// `backfill completions SHELL`: the completion script on stdout.

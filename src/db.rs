@@ -16,6 +16,9 @@ use sqlx::{
 };
 use thiserror::Error;
 
+/// How long a statement runs before sqlx logs it as slow (at `info`, see [`Target::new`]).
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
+
 /// A connection target as given on the command line, before it is tried.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -59,7 +62,14 @@ impl Target {
             }
             _ => options,
         };
-        let options = options.statement_cache_capacity(0).extra_float_digits(None);
+        let options = options
+            .statement_cache_capacity(0)
+            .extra_float_digits(None)
+            // sqlx warns of every statement slower than a second, on stderr, at the default
+            // log level. A batch aims at `[batch] target` and may take longer by design, and a
+            // start behind a lock waits on purpose: neither is news for the user, whom the
+            // progress display tells what the run does. `BACKFILL_LOG=info` still shows them.
+            .log_slow_statements(log::LevelFilter::Info, SLOW_STATEMENT);
         Ok(Target { options })
     }
 
@@ -254,6 +264,33 @@ pub async fn begin_read_only(
     conn.begin_with("BEGIN READ ONLY").await
 }
 
+/// The oldest PostgreSQL `backfill` supports (and CI tests), as `server_version_num`.
+pub const OLDEST_SERVER: u32 = 130000;
+/// The newest PostgreSQL major version CI tests; a newer server works but is not vouched for.
+pub const NEWEST_TESTED_MAJOR: u32 = 18;
+
+/// The server's version as `server_version_num` (`160004` for 16.4, `90624` for 9.6.24): what
+/// a query that differs between major versions branches on. Read in a read-only transaction,
+/// like every statement, so that it works behind PgBouncer.
+pub async fn server_version(conn: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    let mut tx = begin_read_only(conn).await?;
+    let num: i32 = statement("SELECT current_setting('server_version_num')::int4")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    u32::try_from(num).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// A `server_version_num` as people write it: `160004` → `16.4`, `90624` → `9.6.24`.
+pub fn version_name(num: u32) -> String {
+    if num >= 100000 {
+        format!("{}.{}", num / 10000, num % 10000)
+    } else {
+        format!("{}.{}.{}", num / 10000, num / 100 % 100, num % 100)
+    }
+}
+
 /// Binds key values (text, cast back by the statement) in order; `None` binds NULL.
 pub fn bind_keys<'q, I, S>(
     mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
@@ -274,13 +311,25 @@ pub async fn fetch_key(
     query: sqlx::query::Query<'_, Postgres, PgArguments>,
     conn: &mut PgConnection,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
-    let Some(row) = query.fetch_optional(conn).await? else {
-        return Ok(None);
-    };
-    (0..row.len())
-        .map(|i| row.try_get(i))
-        .collect::<Result<_, _>>()
-        .map(Some)
+    query
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(key)
+        .transpose()
+}
+
+/// Runs a query that returns keys (rows of text columns), in its order.
+pub async fn fetch_keys(
+    query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    conn: &mut PgConnection,
+) -> Result<Vec<Vec<String>>, sqlx::Error> {
+    query.fetch_all(conn).await?.iter().map(key).collect()
+}
+
+/// A row of text columns as a key.
+fn key(row: &sqlx::postgres::PgRow) -> Result<Vec<String>, sqlx::Error> {
+    (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
 /// An error and its causes on one line, as `{:#}` prints an `anyhow` chain, except that a
@@ -295,7 +344,7 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
             .downcast_ref::<sqlx::Error>()
             .and_then(|e| e.as_database_error())
         {
-            push_cause(&mut text, &describe_server_error(db));
+            push_cause(&mut text, &ServerError::from_database(db).to_string());
             break;
         }
         push_cause(&mut text, &cause.to_string());
@@ -314,24 +363,76 @@ fn push_cause(text: &mut String, cause: &str) {
     text.push_str(cause);
 }
 
+/// What the server said when it refused a statement, in its own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// The SQLSTATE, e.g. `22P02`.
+    pub code: Option<String>,
+    /// The primary message.
+    pub message: String,
+    /// Where in the statement text, when the server points at it.
+    pub position: Option<usize>,
+    /// `detail: …; hint: …`, when the server gave either.
+    pub notes: Option<String>,
+}
+
+impl ServerError {
+    /// The server's side of `err`, when the server answered at all.
+    pub fn of(err: &sqlx::Error) -> Option<ServerError> {
+        err.as_database_error().map(ServerError::from_database)
+    }
+
+    fn from_database(db: &dyn sqlx::error::DatabaseError) -> ServerError {
+        let pg = db.try_downcast_ref::<PgDatabaseError>();
+        let position = match pg.and_then(PgDatabaseError::position) {
+            Some(PgErrorPosition::Original(at)) => Some(at),
+            _ => None,
+        };
+        let notes: Vec<String> = pg
+            .into_iter()
+            .flat_map(|pg| {
+                let detail = pg.detail().map(|d| format!("detail: {d}"));
+                let hint = pg.hint().map(|h| format!("hint: {h}"));
+                detail.into_iter().chain(hint)
+            })
+            .collect();
+        ServerError {
+            code: db.code().map(|c| c.into_owned()),
+            message: db.message().to_owned(),
+            position,
+            notes: (!notes.is_empty()).then(|| notes.join("; ")),
+        }
+    }
+}
+
 /// `message [SQLSTATE 42703] at character 17 of the statement; detail: …; hint: …`
-fn describe_server_error(db: &dyn sqlx::error::DatabaseError) -> String {
-    let mut text = db.message().to_owned();
-    if let Some(code) = db.code() {
-        text.push_str(&format!(" [SQLSTATE {code}]"));
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(code) = &self.code {
+            write!(f, " [SQLSTATE {code}]")?;
+        }
+        if let Some(at) = self.position {
+            write!(f, " at character {at} of the statement")?;
+        }
+        if let Some(notes) = &self.notes {
+            write!(f, "; {notes}")?;
+        }
+        Ok(())
     }
-    if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
-        if let Some(PgErrorPosition::Original(at)) = pg.position() {
-            text.push_str(&format!(" at character {at} of the statement"));
-        }
-        if let Some(detail) = pg.detail() {
-            text.push_str(&format!("; detail: {detail}"));
-        }
-        if let Some(hint) = pg.hint() {
-            text.push_str(&format!("; hint: {hint}"));
-        }
-    }
-    text
+}
+
+/// Whether `err`, or one of its causes, is PostgreSQL's `lock_not_available` (55P03): a
+/// statement gave up waiting for a lock (`lock_timeout`), so trying again later may succeed.
+pub fn gave_up_on_lock(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|db| db.code())
+            .as_deref()
+            == Some("55P03")
+    })
 }
 
 /// What to do about a failed batch.
@@ -389,9 +490,78 @@ pub fn classify(err: &sqlx::Error) -> Failure {
     }
 }
 
+/// Whether `err` is about the data of one row rather than the statement or the server: a data
+/// exception (class 22: a cast of `'n/a'` to bigint, a division by zero, a value out of range),
+/// an integrity constraint (class 23: unique, foreign key, check, not null), a view's check
+/// option (class 44), a trigger's `RAISE EXCEPTION` (P0001), or a row or index entry too large
+/// (54000). Only such an error can be narrowed down to the row that causes it; anything else
+/// (a permission, a missing column, a full disk) would fail on every row alike.
+pub fn is_row_error(err: &sqlx::Error) -> bool {
+    let Some(db) = err.as_database_error() else {
+        return false;
+    };
+    db.code().is_some_and(|code| {
+        code.starts_with("22")
+            || code.starts_with("23")
+            || code.starts_with("44")
+            || matches!(code.as_ref(), "P0001" | "54000")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server error with only a SQLSTATE, as the server would send it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "the server said no"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn only_errors_about_a_rows_data_can_be_narrowed_to_a_row() {
+        let coded = |code| sqlx::Error::Database(Box::new(Coded(code)));
+        for row in [
+            "22P02", "22003", "22012", "23505", "23514", "23502", "44000", "P0001",
+        ] {
+            assert!(is_row_error(&coded(row)), "{row}");
+        }
+        for statement in [
+            "42501", "42703", "53100", "57014", "55P03", "40P01", "XX000",
+        ] {
+            assert!(!is_row_error(&coded(statement)), "{statement}");
+        }
+        assert!(!is_row_error(&sqlx::Error::ColumnNotFound("x".into())));
+        let server = ServerError::of(&coded("22P02")).unwrap();
+        assert_eq!(server.to_string(), "the server said no [SQLSTATE 22P02]");
+    }
 
     #[test]
     fn io_errors_mean_reconnect() {
@@ -416,6 +586,14 @@ mod tests {
         let err = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let text = error_chain(&err);
         assert_eq!(text.matches("refused").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn versions_are_named_as_people_write_them() {
+        assert_eq!(version_name(160004), "16.4");
+        assert_eq!(version_name(180000), "18.0");
+        assert_eq!(version_name(130023), "13.23");
+        assert_eq!(version_name(90624), "9.6.24");
     }
 
     #[test]

@@ -8,10 +8,11 @@ use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
-use crate::commands::{Exit, Sinks, prepare, run_jobs};
+use crate::commands::{Exit, Sinks, lock_wait, prepare, run_jobs};
 use crate::db::{Target, statement};
 use crate::engine;
 use crate::job::Job;
+use crate::lockwait::Note;
 use crate::progress::{Mode, Reporter};
 use crate::scratch::Cluster;
 use crate::state::{LEASE_TIMEOUT, Store};
@@ -68,7 +69,11 @@ async fn story(
 
     eprintln!("2. backfill: backfill run jobs/demo_orders.toml");
     let job = Job::parse(JOB, Path::new("jobs/demo_orders.toml"))?;
-    let (prepared, _) = prepare(&mut conn, job, None).await?;
+    let mut quiet = |_: &crate::event::Event| {};
+    let mut wait = lock_wait(&job, None, Note::Nowhere, &mut quiet, shutdown.clone());
+    let Some((prepared, _)) = prepare(&mut conn, job, None, &mut wait).await? else {
+        return Ok(Exit::Interrupted);
+    };
     let options = engine::Options {
         restart: false,
         resume_cancelled: false,
@@ -78,6 +83,7 @@ async fn story(
         workers: None,
         join: false,
         lease_timeout: LEASE_TIMEOUT,
+        retry_failures: false,
     };
     let store = Store::new("backfill");
     let sinks = Sinks {
@@ -103,6 +109,7 @@ async fn story(
         catalog: &prepared.catalog,
         plan: &prepared.plan,
         state: None,
+        failed: &verify::Failed::default(),
     };
     let verdict = verify::pending(&mut conn, &subject).await?;
     print!("{}", verify::text(&subject, &verdict));

@@ -67,10 +67,41 @@ pub enum Event {
         rows_done: u64,
         /// Batches committed so far, all runs and processes together, as far as known.
         batches_done: u64,
+        /// Rows the job is now expected to change in all: the start's estimate refined from
+        /// what the walk has seen (rows changed per key walked); above `rows_done` until the
+        /// job finishes — unless nothing is known of what is left, when it is `rows_done`
+        /// (shown as an unknown total).
+        total_estimate: u64,
         /// Rows per batch asked for by this batch (its key span).
         batch_size: u32,
         /// Time the batch transaction took, in milliseconds.
         elapsed_ms: u64,
+    },
+    /// A row that cannot be backfilled was set aside in the `failures` table (`[batch] on_error =
+    /// "skip"`, or it failed again under `run --retry-failures`); the run goes on past it.
+    Skipped {
+        job: String,
+        worker: u32,
+        /// The range it lies in; `None` under `run --retry-failures`.
+        range: Option<u32>,
+        /// The row as PostgreSQL names keys: `(id)=(77777)`.
+        row: String,
+        /// Its key columns' values, as text.
+        key: Vec<String>,
+        sqlstate: String,
+        /// The server's message (with its detail and hint), then `[SQLSTATE …]`.
+        message: String,
+    },
+    /// A row that had failed is backfilled now (`run --retry-failures`) and left the
+    /// `failures` table.
+    Filled {
+        job: String,
+        worker: u32,
+        /// The row as PostgreSQL names keys: `(id)=(77777)`.
+        row: String,
+        key: Vec<String>,
+        /// Rows changed by the job so far, as far as this process knows.
+        rows_done: u64,
     },
     /// A batch rolled back on a transient error and will be tried again after `delay_ms`.
     Retry {
@@ -145,6 +176,8 @@ impl Event {
             | Event::Lost { job, .. }
             | Event::Workers { job, .. }
             | Event::Batch { job, .. }
+            | Event::Skipped { job, .. }
+            | Event::Filled { job, .. }
             | Event::Retry { job, .. }
             | Event::Paused { job, .. }
             | Event::Throttled { job, .. }

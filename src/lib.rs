@@ -7,6 +7,7 @@
 //! - [`catalog`]: the table's key, columns, indexes and triggers, read once per run.
 //! - [`plan`]: pure; every statement about the target table. [`sql`] is its quoting type.
 //! - [`preflight`]: the server's check of a job's SQL before anything is written.
+//! - [`lockwait`]: a start waits, paused, while a lock on the table is in its way.
 //! - [`engine`]: the batch loop, retries, adaptive sizing and pacing, the lease heartbeat.
 //! - [`monitor`]: samples locks, load, replicas and WAL retention on its own connection; the pure
 //!   [`monitor::policy::decide`] turns a sample into go, throttle, pause or yield.
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod job;
+pub mod lockwait;
 pub mod metrics;
 pub mod monitor;
 pub mod plan;

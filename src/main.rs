@@ -18,6 +18,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(backfill::progress::ansi_on_stderr())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -48,9 +49,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     let g = &cli.global;
     match &cli.command {
         Command::Run(args) => commands::run(g, args, shutdown).await,
-        Command::Plan(args) => commands::plan(g, args).await,
+        Command::Plan(args) => commands::plan(g, args, shutdown).await,
         Command::Status(args) => commands::status(g, args).await,
         Command::Verify(args) => commands::verify(g, args, shutdown).await,
+        Command::Failures(args) => commands::failures(g, args).await,
         Command::Reset(args) => commands::reset(g, args).await,
         Command::Pause(args) => commands::control(g, args, Control::Pause).await,
         Command::Resume(args) => commands::control(g, args, Control::Resume).await,

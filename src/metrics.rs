@@ -83,6 +83,7 @@ struct Families {
     batch_size: Family<JobLabel, Gauge>,
     retries: Family<JobLabel, Counter>,
     yields: Family<JobLabel, Counter>,
+    skipped: Family<JobLabel, Counter>,
     workers: Family<JobLabel, Gauge>,
     state: Family<StateLabels, Gauge>,
 }
@@ -97,6 +98,7 @@ impl Families {
             batch_size: Family::default(),
             retries: Family::default(),
             yields: Family::default(),
+            skipped: Family::default(),
             workers: Family::default(),
             state: Family::default(),
         };
@@ -109,7 +111,7 @@ impl Families {
         );
         r.register(
             "backfill_rows_estimate",
-            "Rows the job is expected to change in all",
+            "Rows the job is expected to change in all: the start's estimate, refined by every batch",
             f.rows_estimate.clone(),
         );
         r.register(
@@ -141,6 +143,12 @@ impl Families {
             "backfill_yields",
             "Batches cancelled to let a session waiting for their locks go ahead",
             f.yields.clone(),
+        );
+        r.register(
+            "backfill_rows_skipped",
+            "Rows that cannot be backfilled, set aside in the failures table (on_error = \"skip\", \
+             or failing again under --retry-failures)",
+            f.skipped.clone(),
         );
         r.register(
             "backfill_state",
@@ -217,7 +225,7 @@ impl Metrics {
                     .set(i64::try_from(*total_estimate).unwrap_or(i64::MAX));
                 raise(&f.rows_done.get_or_create(&job), *rows_done);
                 // Present from the start at 0, so that `rate()` and dashboards see them.
-                for counter in [&f.batches, &f.retries, &f.yields] {
+                for counter in [&f.batches, &f.retries, &f.yields, &f.skipped] {
                     let _ = counter.get_or_create(&job);
                 }
                 self.enter(&job.job, "running", "");
@@ -225,10 +233,14 @@ impl Metrics {
             Event::Batch {
                 rows_done,
                 batches_done,
+                total_estimate,
                 batch_size,
                 elapsed_ms,
                 ..
             } => {
+                f.rows_estimate
+                    .get_or_create(&job)
+                    .set(i64::try_from(*total_estimate).unwrap_or(i64::MAX));
                 raise(&f.rows_done.get_or_create(&job), *rows_done);
                 raise(&f.batches.get_or_create(&job), *batches_done);
                 f.batch_duration
@@ -241,6 +253,12 @@ impl Metrics {
             }
             Event::Yielded { .. } => {
                 f.yields.get_or_create(&job).inc();
+            }
+            Event::Skipped { .. } => {
+                f.skipped.get_or_create(&job).inc();
+            }
+            Event::Filled { rows_done, .. } => {
+                raise(&f.rows_done.get_or_create(&job), *rows_done);
             }
             Event::Paused { signal, .. } => {
                 self.enter(&job.job, "paused", signal.as_deref().unwrap_or("operator"));
@@ -345,6 +363,7 @@ mod tests {
             rows: 100,
             rows_done,
             batches_done,
+            total_estimate: 8000 + rows_done,
             batch_size: 100,
             elapsed_ms: 12,
         }
@@ -380,9 +399,10 @@ mod tests {
             sample(&m, "backfill_batches_total{job=\"fill\"}"),
             Some(6.0)
         );
+        // The last batch's refined total, whichever worker sent it.
         assert_eq!(
             sample(&m, "backfill_rows_estimate{job=\"fill\"}"),
-            Some(8000.0)
+            Some(8500.0)
         );
         assert_eq!(sample(&m, "backfill_batch_size{job=\"fill\"}"), Some(100.0));
         assert_eq!(
@@ -439,6 +459,19 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(sample(&m, "backfill_yields_total{job=\"fill\"}"), Some(1.0));
+        m.record(&Event::Skipped {
+            job: JOB.into(),
+            worker: 0,
+            range: Some(1),
+            row: "(id)=(77777)".into(),
+            key: vec!["77777".into()],
+            sqlstate: "22P02".into(),
+            message: "invalid input syntax for type bigint: \"n/a\" [SQLSTATE 22P02]".into(),
+        });
+        assert_eq!(
+            sample(&m, "backfill_rows_skipped_total{job=\"fill\"}"),
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! `("a", "b") > ($1::text, $2::integer)`, which PostgreSQL turns into one index range scan.
 
 pub mod compare;
+#[cfg(test)]
+mod tests;
 
 use std::fmt::Write as _;
 
@@ -44,6 +46,8 @@ pub struct Plan {
     pub table: String,
     /// Number of key columns.
     pub key_len: usize,
+    /// The key columns' exact names, in key order, for messages that name a row.
+    pub key_columns: Vec<String>,
     /// The key columns' types as SQL, with the column's collation where it has its own, to
     /// read keys stored as jsonb back in the key's order (see [`crate::sql::JsonbKey`]).
     pub key_types: Vec<String>,
@@ -87,6 +91,11 @@ pub struct Walk {
     /// each with whether its row still matches `where`: where to split a range, never an
     /// `OFFSET` walk of a large one. Binds as `update`, then the percentage of blocks.
     pub sample: Statements,
+    /// Every key in `(cursor, upper]`, in key order: what a failed batch is narrowed down
+    /// over. Binds as `update`.
+    pub keys: Statements,
+    /// The batch of one row, for retrying a row that failed: `$1..$n` its key.
+    pub update_key: String,
 }
 
 impl Plan {
@@ -120,6 +129,7 @@ impl Plan {
             ),
             filter_columns: words(filter).into_iter().map(|w| w.name).collect(),
             key_len: catalog.key.len(),
+            key_columns: catalog.key.iter().map(|c| c.name.clone()).collect(),
             key_types: catalog
                 .key
                 .iter()
@@ -147,6 +157,19 @@ impl Plan {
     /// The walk over `relation`, as a range row names it.
     pub fn walk_of(&self, relation: &str) -> Option<&Walk> {
         self.walks().iter().find(|w| w.relation == relation)
+    }
+
+    /// The relations whose locks matter to the job, as SQL: the table, and the leaf
+    /// partitions its batches update. What the monitor watches, and a start waits for.
+    pub fn relations(&self) -> Vec<String> {
+        let mut all = vec![self.table.clone()];
+        all.extend(
+            self.walks()
+                .iter()
+                .map(|w| w.relation.clone())
+                .filter(|r| *r != self.table),
+        );
+        all
     }
 }
 
@@ -201,11 +224,27 @@ impl Walk {
                 key.order_asc()
             )
         };
+        let keys = |range: &str| {
+            format!(
+                "SELECT {} FROM {table} WHERE {range} ORDER BY {}",
+                key.as_text(),
+                key.order_asc()
+            )
+        };
         Walk {
             sample: Statements {
                 from_start: sample(&range.from_start, n + 1),
                 after_cursor: sample(&range.after_cursor, 2 * n + 1),
             },
+            keys: Statements {
+                from_start: keys(&range.from_start),
+                after_cursor: keys(&range.after_cursor),
+            },
+            update_key: format!(
+                "UPDATE {table} SET {set} WHERE {} = {} AND ({filter})",
+                key.row(),
+                key.params(1)
+            ),
             relation,
             range_end,
             upper_bound,
@@ -299,250 +338,5 @@ impl<'a> KeySql<'a> {
     /// `"s"."t"."a" DESC, "s"."t"."b" DESC`
     fn order_desc(&self) -> String {
         self.join(|_, k| format!("{}.{k} DESC", self.table))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::{Column, KeySource, Relation};
-    use std::path::Path;
-
-    fn job(text: &str) -> Job {
-        Job::parse(text, Path::new("jobs/t.toml")).expect("valid job")
-    }
-
-    fn catalog(schema: &str, name: &str, key: &[(&str, &str)]) -> Catalog {
-        Catalog {
-            schema: schema.into(),
-            name: name.into(),
-            key: key
-                .iter()
-                .map(|(n, t)| Column {
-                    name: (*n).into(),
-                    type_sql: (*t).into(),
-                    collation: None,
-                })
-                .collect(),
-            key_source: KeySource::PrimaryKey("t_pkey".into()),
-            key_index: Some("t_pkey".into()),
-            triggers: vec![],
-            set: vec![],
-            partitioned: false,
-            leaves: vec![],
-        }
-    }
-
-    const USERS: &str = r#"
-table = "users"
-where = "status_flag IS NULL"
-[set]
-status_flag = "legacy_status"
-"#;
-
-    #[test]
-    fn bigint_key_update_after_cursor() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("id", "bigint")]),
-        );
-        assert_eq!(
-            plan.walk.update.after_cursor,
-            r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) AND (status_flag IS NULL)"#
-        );
-    }
-
-    #[test]
-    fn bigint_key_update_from_start() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("id", "bigint")]),
-        );
-        assert_eq!(
-            plan.walk.update.from_start,
-            r#"UPDATE "public"."users" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
-        );
-    }
-
-    #[test]
-    fn upper_bound_walks_the_key_and_stops_at_the_range_end() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("id", "bigint")]),
-        );
-        assert_eq!(
-            plan.walk.upper_bound.after_cursor,
-            r#"SELECT "id"::text FROM "public"."users" WHERE ("id") > ($1::bigint) AND ("id") <= ($2::bigint) ORDER BY "public"."users"."id" OFFSET $3::bigint LIMIT 1"#
-        );
-        assert_eq!(
-            plan.walk.upper_bound.from_start,
-            r#"SELECT "id"::text FROM "public"."users" WHERE ("id") <= ($1::bigint) ORDER BY "public"."users"."id" OFFSET $2::bigint LIMIT 1"#
-        );
-    }
-
-    #[test]
-    fn composite_key_compares_rows_with_each_columns_type() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
-        );
-        assert_eq!(
-            plan.walk.upper_bound.after_cursor,
-            r#"SELECT "tenant"::text, "id"::text FROM "public"."users" WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id" OFFSET $5::bigint LIMIT 1"#
-        );
-    }
-
-    #[test]
-    fn range_end_orders_every_key_column_descending() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
-        );
-        assert_eq!(
-            plan.walk.range_end,
-            r#"SELECT "tenant"::text, "id"::text FROM "public"."users" ORDER BY "public"."users"."tenant" DESC, "public"."users"."id" DESC LIMIT 1"#
-        );
-    }
-
-    #[test]
-    fn odd_names_in_a_non_public_schema_are_quoted() {
-        let text = r#"
-table = '"Sales Data"."Odd ""Name"""'
-where = '"Total Cents" IS NULL'
-[set]
-"Total Cents" = "qty * price_cents"
-"#;
-        let plan = Plan::new(
-            &job(text),
-            &catalog("Sales Data", r#"Odd "Name""#, &[(r#"we"ird id"#, "uuid")]),
-        );
-        assert_eq!(
-            plan.walk.update.after_cursor,
-            r#"UPDATE "Sales Data"."Odd ""Name""" SET "Total Cents" = (qty * price_cents) WHERE ("we""ird id") > ($1::uuid) AND ("we""ird id") <= ($2::uuid) AND ("Total Cents" IS NULL)"#
-        );
-    }
-
-    #[test]
-    fn several_set_columns_are_comma_separated() {
-        let text = r#"
-table = "orders"
-where = "a IS NULL OR b IS NULL"
-[set]
-a = "1"
-b = "x + 1"
-"#;
-        let plan = Plan::new(
-            &job(text),
-            &catalog("public", "orders", &[("id", "bigint")]),
-        );
-        assert!(
-            plan.walk
-                .update
-                .from_start
-                .contains(r#"SET "a" = (1), "b" = (x + 1) WHERE"#)
-        );
-    }
-
-    #[test]
-    fn pending_rows_are_counted_and_estimated_with_the_filter() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("id", "bigint")]),
-        );
-        assert_eq!(
-            plan.pending_count,
-            r#"SELECT count(*) FROM "public"."users" WHERE (status_flag IS NULL)"#
-        );
-        assert_eq!(
-            plan.pending_estimate,
-            r#"EXPLAIN (FORMAT JSON) SELECT 1 FROM "public"."users" WHERE (status_flag IS NULL)"#
-        );
-        assert_eq!(
-            plan.pending_sample,
-            r#"SELECT count(*) FILTER (WHERE (status_flag IS NULL)), count(*) FROM "public"."users" TABLESAMPLE SYSTEM ($1::float4) REPEATABLE (0)"#
-        );
-        assert_eq!(plan.filter_columns, ["status_flag", "is", "null"]);
-    }
-
-    #[test]
-    fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog(
-                "public",
-                "users",
-                &[("at", "timestamp with time zone"), ("n", "numeric(10,2)")],
-            ),
-        );
-        assert!(
-            plan.walk
-                .update
-                .from_start
-                .contains("($1::timestamp with time zone, $2::numeric(10,2))")
-        );
-    }
-
-    #[test]
-    fn the_sample_reads_a_share_of_blocks_inside_the_range_in_key_order() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
-        );
-        assert_eq!(
-            plan.walk.sample.after_cursor,
-            r#"SELECT "tenant"::text, "id"::text, (status_flag IS NULL) IS TRUE FROM "public"."users" TABLESAMPLE SYSTEM ($5::float8) WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) ORDER BY "public"."users"."tenant", "public"."users"."id""#
-        );
-        assert_eq!(plan.key_types, ["text", "integer"]);
-    }
-
-    #[test]
-    fn a_key_column_with_its_own_collation_reads_back_in_its_order() {
-        let mut icu = catalog("public", "orders", &[("tenant", "text"), ("id", "integer")]);
-        icu.key[0].collation = Some(r#""pg_catalog"."und-x-icu""#.into());
-        let plan = Plan::new(&job(USERS), &icu);
-        assert_eq!(
-            plan.key_types,
-            [r#"text COLLATE "pg_catalog"."und-x-icu""#, "integer"]
-        );
-    }
-
-    #[test]
-    fn a_partitioned_table_is_walked_leaf_by_leaf() {
-        let mut parent = catalog("public", "events", &[("id", "bigint")]);
-        parent.partitioned = true;
-        parent.leaves = vec![
-            Relation {
-                schema: "public".into(),
-                name: "events_1".into(),
-            },
-            Relation {
-                schema: "archive".into(),
-                name: "events_0".into(),
-            },
-        ];
-        let plan = Plan::new(&job(USERS), &parent);
-        let relations: Vec<&str> = plan.walks().iter().map(|w| w.relation.as_str()).collect();
-        assert_eq!(
-            relations,
-            [r#""public"."events_1""#, r#""archive"."events_0""#]
-        );
-        let leaf = plan
-            .walk_of(r#""archive"."events_0""#)
-            .expect("a walk per leaf");
-        assert_eq!(
-            leaf.update.from_start,
-            r#"UPDATE "archive"."events_0" SET "status_flag" = (legacy_status) WHERE ("id") <= ($1::bigint) AND (status_flag IS NULL)"#
-        );
-        assert_eq!(plan.walk.relation, r#""public"."events""#);
-    }
-
-    #[test]
-    fn a_plain_table_is_its_only_walk() {
-        let plan = Plan::new(
-            &job(USERS),
-            &catalog("public", "users", &[("id", "bigint")]),
-        );
-        assert_eq!(plan.walks(), std::slice::from_ref(&plan.walk));
-        assert!(plan.walk_of(r#""public"."users""#).is_some());
     }
 }

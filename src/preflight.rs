@@ -2,7 +2,8 @@
 //! of the batch that would run next (the first, or the one after a stopped job's checkpoint),
 //! and `EXPLAIN`s its key walk and its `UPDATE` so that PostgreSQL itself parses and plans the
 //! job's `where` and `[set]` expressions. Runs in a read-only
-//! transaction bounded by the job's timeouts; writes nothing, creates nothing. Used by `plan`
+//! transaction bounded by the job's statement timeout and a short lock timeout (the caller
+//! waits for DDL first, see `lockwait`); writes nothing, creates nothing. Used by `plan`
 //! (which prints the result) and by `run` (which stops on a rejected expression). Runs the
 //! `[throttle]` `throttle_query` once, so that a broken one stops the run before it starts
 //! rather than pausing it later. Also estimates how many rows are still pending (`estimate.rs`).
@@ -14,8 +15,11 @@ pub use estimate::{Estimate, Method, pending_rows};
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{begin_bounded, begin_read_only, bind_keys, fetch_key, statement};
+use crate::db::{
+    Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
+};
 use crate::job::Job;
+use crate::lockwait::LOCK_TIMEOUT;
 use crate::monitor::throttle_query_sql;
 use crate::plan::Plan;
 use crate::state::JobRow;
@@ -209,7 +213,8 @@ pub async fn check(
     plan: &Plan,
     start: &Start,
 ) -> Result<Preflight, PreflightError> {
-    let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, job.timeouts.lock, true)
+    // Not the job's lock timeout: the caller waits for DDL before the check, not in it.
+    let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, LOCK_TIMEOUT, true)
         .await
         .map_err(PreflightError::Database)?;
     let range_end = match &start.range_end {
@@ -276,9 +281,13 @@ async fn explain(
     let rows = query
         .fetch_all(&mut *conn)
         .await
-        .map_err(|source| PreflightError::Rejected {
-            sql: sql.to_owned(),
-            source,
+        .map_err(|source| match classify(&source) {
+            // A lock wait, a timeout or a lost connection says nothing about the job's SQL.
+            Failure::Transient { .. } => PreflightError::Database(source),
+            Failure::Fatal => PreflightError::Rejected {
+                sql: sql.to_owned(),
+                source,
+            },
         })?;
     let lines: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     Ok(lines.join("\n"))

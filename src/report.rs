@@ -2,10 +2,12 @@
 //! unit-tested without a database. `plan.rs` holds `plan`'s report; this file `status` and
 //! what both share. The live progress display is `progress`'s, not this.
 
+mod failures;
 mod plan;
 mod ranges;
 mod throttle;
 
+pub use failures::{failure_json, failure_line, failures_json, failures_text};
 pub use plan::{PlanReport, plan, plan_json};
 pub use ranges::{range_json, ranges_table};
 
@@ -23,6 +25,21 @@ pub fn age_text(seconds: f64) -> String {
         3600..86400 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86400),
     }
+}
+
+/// `1 row`, `2 rows`.
+pub fn rows(n: u64) -> String {
+    if n == 1 {
+        "1 row".to_owned()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+/// A row's key as PostgreSQL writes one in its messages: `(id)=(77777)`,
+/// `(tenant, id)=(acme, 42)`.
+pub fn key_text(columns: &[String], values: &[String]) -> String {
+    format!("({})=({})", columns.join(", "), values.join(", "))
 }
 
 /// The job's status as it is now: `paused` while its runners hold it paused (the stored
@@ -99,7 +116,15 @@ pub fn status_table(rows: &[JobRow]) -> String {
             .or_else(|| row.note.clone())
             .or_else(|| row.last_error.clone())
             .unwrap_or_default();
-        let note = format!("{crew}{note}");
+        let failed = match row.failures {
+            0 => String::new(),
+            n => format!(
+                "{} set aside (`backfill failures {}`); ",
+                self::rows(n),
+                row.name
+            ),
+        };
+        let note = format!("{crew}{failed}{note}");
         let status = describe_status(row);
         let control = match row.control.as_deref() {
             Some(c) => format!(" [{c} requested]"),
@@ -140,6 +165,7 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
         "rate": row.rate,
         "note": row.note,
         "last_error": row.last_error,
+        "failures": row.failures,
     })
 }
 
@@ -148,7 +174,7 @@ mod tests {
     use super::*;
     use crate::state::Owner;
 
-    fn row(name: &str, status: &str) -> JobRow {
+    pub(super) fn row(name: &str, status: &str) -> JobRow {
         JobRow {
             name: name.into(),
             table_name: "\"public\".\"t\"".into(),
@@ -172,7 +198,23 @@ mod tests {
             workers: 0,
             processes: 0,
             hosts: 0,
+            keys_walked: 0,
+            keys_left: None,
+            failures: 0,
         }
+    }
+
+    #[test]
+    fn keys_read_as_postgres_writes_them() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            key_text(&names(&["id"]), &names(&["77777"])),
+            "(id)=(77777)"
+        );
+        assert_eq!(
+            key_text(&names(&["tenant", "id"]), &names(&["acme", "42"])),
+            "(tenant, id)=(acme, 42)"
+        );
     }
 
     #[test]
@@ -197,6 +239,21 @@ mod tests {
             line.contains("failed") && line.contains("1234") && line.contains("boom"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn status_counts_the_rows_set_aside() {
+        let skipped = JobRow {
+            failures: 2,
+            last_error: None,
+            ..row("a", "done")
+        };
+        let text = status_table(std::slice::from_ref(&skipped));
+        assert!(
+            text.contains("2 rows set aside (`backfill failures a`); "),
+            "{text}"
+        );
+        assert_eq!(status_json(&skipped)["failures"], 2);
     }
 
     #[test]

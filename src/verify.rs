@@ -30,7 +30,8 @@ use crate::job::Job;
 use crate::plan::Plan;
 use crate::plan::compare::Comparison;
 use crate::preflight;
-use crate::state::JobRow;
+use crate::report::rows;
+use crate::state::{FailedRow, JobRow};
 
 /// How many differing rows `verify --values` shows.
 pub const SHOWN: usize = 10;
@@ -99,8 +100,18 @@ pub struct Values {
     pub first: Vec<Difference>,
 }
 
+/// The rows the job could not backfill and set aside (`[batch] on_error = "skip"`), as its
+/// `failures` table holds them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Failed {
+    /// How many.
+    pub count: u64,
+    /// The first [`SHOWN`] of them, in the order they first failed.
+    pub first: Vec<FailedRow>,
+}
+
 /// The verdict and what it rests on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     /// Rows still matching `where`.
     pub pending: u64,
@@ -108,12 +119,18 @@ pub struct Verdict {
     pub past_end: Option<u64>,
     /// With `--values`.
     pub values: Option<Values>,
+    /// The rows the job set aside: each still matches `where`, and a contract migration that
+    /// relies on the column would meet it.
+    pub failed: Failed,
 }
 
 impl Verdict {
-    /// Nothing pending and no value differs: the contract migration may go ahead.
+    /// Nothing pending, nothing set aside, and no value differs: the contract migration may go
+    /// ahead.
     pub fn ok(&self) -> bool {
-        self.pending == 0 && self.values.as_ref().is_none_or(|v| v.differing == 0)
+        self.pending == 0
+            && self.failed.count == 0
+            && self.values.as_ref().is_none_or(|v| v.differing == 0)
     }
 }
 
@@ -127,6 +144,8 @@ pub struct Subject<'a> {
     pub plan: &'a Plan,
     /// The job's row in the state table, if it has one.
     pub state: Option<&'a JobRow>,
+    /// The rows the job set aside.
+    pub failed: &'a Failed,
 }
 /// Counts the rows still matching `where` (and, for a job with a range end, those past it).
 pub async fn pending(conn: &mut PgConnection, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
@@ -138,6 +157,7 @@ pub async fn pending(conn: &mut PgConnection, s: &Subject<'_>) -> Result<Verdict
         pending,
         past_end: None,
         values: None,
+        failed: s.failed.clone(),
     };
     with_past_end(conn, s, verdict).await
 }
@@ -195,8 +215,15 @@ pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
     match row.status.as_str() {
         "done" => {
             let past = verdict.past_end.unwrap_or_default();
-            let inside = verdict.pending.saturating_sub(past);
+            let failed = verdict.failed.count;
+            let inside = verdict.pending.saturating_sub(past).saturating_sub(failed);
             let mut parts = Vec::new();
+            if failed > 0 {
+                parts.push(format!(
+                    "{} could not be backfilled (below)",
+                    rows(failed.min(verdict.pending))
+                ));
+            }
             if inside > 0 {
                 parts.push(format!(
                     "{} inside its key range {} `where` again since it ran (cleared, or \
@@ -213,10 +240,13 @@ pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
                     row.range_end.as_deref().unwrap_or_default().join(", ")
                 ));
             }
-            format!(
-                "the job is done, yet {}; `backfill run --restart {name}` fills them again",
-                parts.join(", and ")
-            )
+            // The rows set aside have their own advice, below the verdict.
+            let fix = if inside + past > 0 {
+                format!("; `backfill run --restart {name}` fills them again")
+            } else {
+                String::new()
+            };
+            format!("the job is done, yet {}{fix}", parts.join(", and "))
         }
         "cancelled" => format!(
             "the job was cancelled after {} rows; `backfill run --resume-cancelled {name}` \
@@ -236,14 +266,5 @@ pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
             "the job is {status} after {} rows; `backfill run {name}` continues it",
             row.rows_done
         ),
-    }
-}
-
-/// `1 row`, `2 rows`.
-fn rows(n: u64) -> String {
-    if n == 1 {
-        "1 row".to_owned()
-    } else {
-        format!("{n} rows")
     }
 }

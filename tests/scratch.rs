@@ -76,33 +76,50 @@ fn clusters_start_in_parallel_on_distinct_ports() {
     assert_eq!(unique.len(), ports.len());
 }
 
-#[tokio::test]
-async fn replica_follows_the_primary() {
-    let primary = Cluster::start().unwrap();
-    let replica = primary.replica(&ClusterOptions::default()).unwrap();
-    let mut connection = PgConnection::connect(&primary.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE t AS SELECT 42 AS answer")
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    let mut on_replica = PgConnection::connect(&replica.url("postgres"))
-        .await
-        .unwrap();
-    let mut answer = None;
+/// The first value of `sql` on `url`, polled until it is there: a replica replays what the
+/// primary wrote a moment later.
+async fn eventually(url: &str, sql: &'static str) -> Option<i32> {
+    let mut connection = PgConnection::connect(url).await.unwrap();
     for _ in 0..100 {
-        answer = sqlx::query_scalar("SELECT answer FROM t")
-            .fetch_optional(&mut on_replica)
+        let value = sqlx::query_scalar(sql)
+            .fetch_optional(&mut connection)
             .await
             .ok()
             .flatten();
-        if answer.is_some() {
-            break;
+        if value.is_some() {
+            return value;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(answer, Some(42));
+    None
+}
+
+#[tokio::test]
+async fn replica_starts_from_the_primary_s_data_and_follows_it() {
+    let primary = Cluster::start().unwrap();
+    let mut connection = PgConnection::connect(&primary.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE before AS SELECT i FROM generate_series(1, 10000) AS i")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let replica = primary.replica(&ClusterOptions::default()).unwrap();
+    sqlx::query("CREATE TABLE after AS SELECT 42 AS answer")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let url = replica.url("postgres");
+    assert_eq!(eventually(&url, "SELECT answer FROM after").await, Some(42));
+    let copied = "SELECT count(*)::int4 FROM before";
+    assert_eq!(eventually(&url, copied).await, Some(10000));
+    let standby = "SELECT 1 WHERE pg_is_in_recovery()";
+    assert_eq!(eventually(&url, standby).await, Some(1));
+    let streaming = "SELECT count(*)::int4 FROM pg_stat_replication WHERE state = 'streaming'";
+    assert_eq!(
+        eventually(&primary.url("postgres"), streaming).await,
+        Some(1)
+    );
 }
 
 /// Starts `backfill demo` on a large table, its stderr piped.

@@ -172,7 +172,9 @@ impl Running {
 /// Runs `job` against `copy` with `run`'s `args` to the end and checks that it succeeded.
 pub async fn run_to_end(copy: &Copy, job: &str, args: &[String]) -> Result<Outcome> {
     let dir = tempfile::tempdir()?;
-    let outcome = Running::spawn(copy, job, dir.path(), args)?.finish().await?;
+    let outcome = Running::spawn(copy, job, dir.path(), args)?
+        .finish()
+        .await?;
     outcome.ensure_success()?;
     Ok(outcome)
 }

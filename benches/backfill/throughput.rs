@@ -61,7 +61,11 @@ pub async fn run(server: &mut Server, options: &Options) -> Result<Vec<Row>> {
     let mut jobs = vec![(DEFAULTS.to_string(), options.job(), vec![])];
     for &n in &options.workers {
         let label = workers_label(n);
-        jobs.push((label, options.job(), vec!["--workers".into(), n.to_string()]));
+        jobs.push((
+            label,
+            options.job(),
+            vec!["--workers".into(), n.to_string()],
+        ));
     }
     for &(min, max) in &options.batch_variants {
         let label = format!("backfill run (batch {min}..{max})");

@@ -5,18 +5,18 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
 use thiserror::Error;
 
 use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement};
 use crate::plan::Walk;
 use crate::share::ShareError;
-use crate::state::{RangeRow, StateError, idle_in_transaction_timeout};
+use crate::state::{FailedRow, Key, RangeRow, StateError, idle_in_transaction_timeout};
 
 use super::crew::Crew;
 
 /// A batch that committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Committed {
     /// The batch's inclusive upper key: the range's new cursor.
     pub upper: Vec<String>,
@@ -24,6 +24,12 @@ pub struct Committed {
     pub rows: u64,
     /// Wall time of the transaction, `BEGIN` to `COMMIT`.
     pub elapsed: Duration,
+    /// Keys the batch walked: its size, or for a batch narrowed down to a failing row
+    /// (`narrow.rs`), the keys up to its new cursor.
+    pub keys: u32,
+    /// The row a narrowed batch stopped at: the walk stops before it (`on_error = "stop"`),
+    /// or it is in the failures table and the cursor is past it (`"skip"`).
+    pub failed: Option<Box<FailedRow>>,
 }
 
 /// Why a batch rolled back, or why a worker could not get a range.
@@ -35,6 +41,9 @@ pub enum BatchError {
     State(#[from] StateError),
     #[error(transparent)]
     Share(#[from] ShareError),
+    /// The batch's first pending row cannot be backfilled (`on_error = "stop"`).
+    #[error("{0}")]
+    Row(Box<FailedRow>),
 }
 
 impl BatchError {
@@ -44,7 +53,7 @@ impl BatchError {
             BatchError::Sql(e) | BatchError::State(StateError::Database { source: e, .. }) => {
                 classify(e)
             }
-            BatchError::State(_) => Failure::Fatal,
+            BatchError::State(_) | BatchError::Row(_) => Failure::Fatal,
             BatchError::Share(e) => e.failure(),
         }
     }
@@ -63,29 +72,9 @@ pub async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let (job, options) = (crew.r.job, crew.r.options);
-    let idle = idle_in_transaction_timeout(options.lease_timeout);
-    let t = &job.timeouts;
-    let (mut tx, backend) = begin_batch(conn, t.statement, t.lock, idle).await?;
-    if let Some(monitor) = crew.monitor {
-        monitor.batch_started(worker, backend);
-    }
-    let has_cursor = range.cursor.is_some();
-    let lower = range.cursor.as_deref().unwrap_or_default();
-
-    let keys = lower.iter().chain(&range.upper).map(Some);
-    let walk_query = bind_keys(statement(walk.upper_bound.pick(has_cursor)), keys)
-        .bind(i64::from(size.saturating_sub(1)));
-    let upper = fetch_key(walk_query, &mut tx)
-        .await?
-        .unwrap_or_else(|| range.upper.clone());
-
-    let keys = lower.iter().chain(&upper).map(Some);
-    let rows = bind_keys(statement(walk.update.pick(has_cursor)), keys)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-
+    let mut tx = begin(conn, crew, worker).await?;
+    let upper = upper_bound(&mut tx, walk, range, size).await?;
+    let rows = update(&mut tx, walk, range.cursor.as_deref(), &upper).await?;
     let holder = crew.holder(worker);
     crew.r
         .store
@@ -104,5 +93,57 @@ pub async fn run(
         upper,
         rows,
         elapsed: started.elapsed(),
+        keys: size,
+        failed: None,
     })
+}
+
+/// Opens worker `worker`'s batch transaction, bounded by the job's timeouts, and tells the
+/// monitor which backend runs it.
+pub(super) async fn begin<'c>(
+    conn: &'c mut PgConnection,
+    crew: &Crew<'_, '_>,
+    worker: u32,
+) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
+    let idle = idle_in_transaction_timeout(crew.r.options.lease_timeout);
+    let t = &crew.r.job.timeouts;
+    let (tx, backend) = begin_batch(conn, t.statement, t.lock, idle).await?;
+    if let Some(monitor) = crew.monitor {
+        monitor.batch_started(worker, backend);
+    }
+    Ok(tx)
+}
+
+/// The inclusive upper key of a batch of `size` keys after `range`'s cursor: the `size`-th
+/// key, or the range's upper end when fewer keys are left.
+pub(super) async fn upper_bound(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    range: &RangeRow,
+    size: u32,
+) -> Result<Key, sqlx::Error> {
+    let lower = range.cursor.as_deref();
+    let keys = lower.into_iter().flatten().chain(&range.upper).map(Some);
+    let query = bind_keys(statement(walk.upper_bound.pick(lower.is_some())), keys)
+        .bind(i64::from(size.saturating_sub(1)));
+    Ok(fetch_key(query, conn)
+        .await?
+        .unwrap_or_else(|| range.upper.clone()))
+}
+
+/// Updates the rows in `(lower, upper]` (from the relation's first key without `lower`) that
+/// still match `where`; how many.
+pub(super) async fn update(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    lower: Option<&[String]>,
+    upper: &[String],
+) -> Result<u64, sqlx::Error> {
+    let keys = lower.into_iter().flatten().chain(upper).map(Some);
+    Ok(
+        bind_keys(statement(walk.update.pick(lower.is_some())), keys)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
 }

@@ -2,7 +2,8 @@
 //! obey; the condition they are in (running, throttled, paused — reported once for all of
 //! them, not once per worker); the turn that throttled workers take one at a time, so that a
 //! throttled process puts the load of one throttled worker on the database whatever
-//! `--workers` says; the job's totals for events; what the heartbeat publishes; and the halt
+//! `--workers` says; the job's totals for events, with the total rows refined from what the
+//! walk has seen (`total.rs`); what the heartbeat publishes; and the halt
 //! that stops every worker when one of them meets an error the job cannot go on from.
 
 use std::collections::BTreeMap;
@@ -14,10 +15,11 @@ use tokio::sync::{MutexGuard, mpsc, watch};
 use crate::event::{Event, signal_name};
 use crate::monitor::{Action, Decision, Monitor, Signal};
 use crate::share::Share;
-use crate::state::{Holder, Live};
+use crate::state::{Holder, JobRow, Live};
 
 use super::Run;
 use super::heartbeat::Heartbeat;
+use super::total;
 
 /// What the process is doing about the database's state and the operator's requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +73,20 @@ struct Shared {
     condition: Condition,
     /// Recent rows per second of each range a worker walks.
     rates: BTreeMap<u32, f64>,
-    /// Rows and batches this process committed since it started.
+    /// Rows, batches and keys walked this process committed since it started.
     rows_here: u64,
     batches_here: u64,
+    keys_here: u64,
+}
+
+/// The job's totals after a batch, as far as this process knows (other processes' batches come
+/// with the heartbeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Totals {
+    pub rows_done: u64,
+    pub batches_done: u64,
+    /// Rows the job is now expected to change in all ([`total::total`]).
+    pub total_estimate: u64,
 }
 
 /// The workers' common ground; see the module header.
@@ -85,11 +98,22 @@ pub(super) struct Crew<'r, 'a> {
     pub monitor: Option<&'r Monitor>,
     /// The job's totals when this process started.
     start: (u64, u64),
+    /// What was estimated when this process started.
+    estimate: Estimated,
     events: mpsc::UnboundedSender<Event>,
     shutdown: watch::Receiver<bool>,
     halt: watch::Sender<bool>,
     turn: tokio::sync::Mutex<()>,
     shared: Mutex<Shared>,
+}
+
+/// The estimates a process starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Estimated {
+    /// Rows still pending.
+    pub pending: u64,
+    /// Keys left in the ranges not done yet (`None`: a range has no estimate).
+    pub keys_left: Option<u64>,
 }
 
 /// What a new crew starts from.
@@ -100,6 +124,8 @@ pub(super) struct Start<'r, 'a> {
     pub monitor: Option<&'r Monitor>,
     /// The job's rows and batches done when this process started.
     pub totals: (u64, u64),
+    /// What was estimated when this process started.
+    pub estimate: Estimated,
     pub events: mpsc::UnboundedSender<Event>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -112,6 +138,7 @@ impl<'r, 'a> Crew<'r, 'a> {
             heartbeat: s.heartbeat,
             monitor: s.monitor,
             start: s.totals,
+            estimate: s.estimate,
             events: s.events,
             shutdown: s.shutdown,
             halt: watch::channel(false).0,
@@ -121,6 +148,7 @@ impl<'r, 'a> Crew<'r, 'a> {
                 rates: BTreeMap::new(),
                 rows_here: 0,
                 batches_here: 0,
+                keys_here: 0,
             }),
         }
     }
@@ -209,27 +237,65 @@ impl Crew<'_, '_> {
         }
     }
 
-    /// Records a batch of `rows` committed by this process; the job's rows and batches done
-    /// so far, as [`Crew::totals`] says.
-    pub fn committed(&self, rows: u64) -> (u64, u64) {
-        if let Ok(mut shared) = self.shared.lock() {
-            shared.rows_here += rows;
-            shared.batches_here += 1;
+    /// Records a batch of `rows` in `keys` keys committed by this process: the job's totals
+    /// as far as this process knows.
+    pub fn committed(&self, rows: u64, keys: u32) -> Totals {
+        let Ok(mut shared) = self.shared.lock() else {
+            return Totals {
+                rows_done: self.start.0,
+                batches_done: self.start.1,
+                total_estimate: self.start.0 + self.estimate.pending,
+            };
+        };
+        shared.rows_here += rows;
+        shared.batches_here += 1;
+        shared.keys_here += u64::from(keys);
+        let beat = self.heartbeat.beat().job;
+        let (rows_done, batches_done) = self.done(&shared, beat.as_ref());
+        // Both figures of the keys left are too high, each stale in its own way (the start's
+        // misses other processes' batches, the heartbeat's the latest of ours): the lower is
+        // the nearer.
+        let since_start = self
+            .estimate
+            .keys_left
+            .map(|k| k.saturating_sub(shared.keys_here));
+        let keys_left = match (since_start, beat.and_then(|job| job.keys_left)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let total_estimate = total::total(&total::Seen {
+            rows_done,
+            start_done: self.start.0,
+            start_pending: self.estimate.pending,
+            keys_walked: shared.keys_here,
+            rows_changed: shared.rows_here,
+            keys_left,
+            batch: keys,
+        });
+        Totals {
+            rows_done,
+            batches_done,
+            total_estimate,
         }
-        self.totals()
     }
 
-    /// The job's rows and batches done so far, as far as this process knows: what it found at
-    /// its start plus what it committed since, or the job's row as the last heartbeat read it
-    /// (other processes' batches included), whichever is further.
+    /// The job's rows and batches done so far, as far as this process knows.
     pub fn totals(&self) -> (u64, u64) {
-        let here = self.shared.lock().map_or(self.start, |shared| {
-            (
-                self.start.0 + shared.rows_here,
-                self.start.1 + shared.batches_here,
-            )
-        });
-        match self.heartbeat.beat().job {
+        let beat = self.heartbeat.beat().job;
+        match self.shared.lock() {
+            Ok(shared) => self.done(&shared, beat.as_ref()),
+            Err(_) => self.start,
+        }
+    }
+
+    /// What this process found at its start plus what it committed since, or the job's row as
+    /// the last heartbeat read it (other processes' batches included), whichever is further.
+    fn done(&self, shared: &Shared, beat: Option<&JobRow>) -> (u64, u64) {
+        let here = (
+            self.start.0 + shared.rows_here,
+            self.start.1 + shared.batches_here,
+        );
+        match beat {
             Some(job) => (here.0.max(job.rows_done), here.1.max(job.batches_done)),
             None => here,
         }

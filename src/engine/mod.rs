@@ -10,13 +10,18 @@
 //! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases.
+//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases; `start.rs`
+//! lays out and estimates while a lock on the table is waited for, then starts the monitor.
 
 mod backoff;
 mod batch;
 mod crew;
+mod failed;
 mod heartbeat;
+mod narrow;
 pub mod sizer;
+mod start;
+mod total;
 mod walk;
 mod worker;
 
@@ -30,13 +35,15 @@ use tokio::sync::{mpsc, watch};
 use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
 use crate::job::Job;
-use crate::monitor::{Monitor, Watch};
+use crate::lockwait::LockWaitError;
+use crate::monitor::Monitor;
 use crate::plan::Plan;
-use crate::preflight;
 use crate::share::{Share, ShareError};
-use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
+use crate::state::{
+    Admission, Claim, FailedRow, JobRow, Owner, RangeSql, Release, StateError, Store,
+};
 
-use crew::{Crew, Start};
+use crew::{Crew, Estimated, Start};
 use heartbeat::{Heartbeat, Lease};
 use worker::{End, Stop, Worker};
 
@@ -72,13 +79,18 @@ pub struct Options {
     pub join: bool,
     /// How long others wait after this process's last heartbeat before taking its ranges over.
     pub lease_timeout: Duration,
+    /// Only retry the rows in the `failures` table, one transaction each, on one worker.
+    pub retry_failures: bool,
 }
 
 /// How a run ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The key range is walked to its end.
-    Finished { rows_done: u64 },
+    /// The key range is walked to its end (or, with `--retry-failures`, every failed row was
+    /// tried); `failures` rows are still set aside in the failures table.
+    Finished { rows_done: u64, failures: u64 },
+    /// `--retry-failures` found no failed row to retry; nothing was done.
+    NothingToRetry,
     /// An earlier run finished the job; nothing was done.
     AlreadyDone { rows_done: u64 },
     /// Stopped by the shutdown signal; the checkpoint is consistent and `run` resumes it.
@@ -135,6 +147,21 @@ pub enum EngineError {
     },
     #[error("{0}")]
     LeaseLost(String),
+    #[error(transparent)]
+    LockWait(#[from] LockWaitError),
+    /// A row the job cannot backfill, with `on_error = "stop"`: the rows before it are done.
+    #[error(
+        "{0}; the rows before it are done: fix the row and run again to resume from it, or set \
+         [batch] on_error = \"skip\" to set such rows aside and go on"
+    )]
+    Row(Box<FailedRow>),
+}
+
+/// For [`LockWait::step`], which looks through the causes for a lock timeout.
+impl AsRef<dyn std::error::Error + 'static> for EngineError {
+    fn as_ref(&self) -> &(dyn std::error::Error + 'static) {
+        self
+    }
 }
 
 impl EngineError {
@@ -166,7 +193,16 @@ pub async fn run(
 ) -> Result<Outcome, EngineError> {
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
-    r.store.ensure(&mut conn).await?;
+    r.store.ensure(&mut conn, r.job.timeouts.lock).await?;
+    if r.options.retry_failures
+        && r.store
+            .failures(&mut conn, &r.job.name, 1)
+            .await?
+            .is_empty()
+    {
+        hang_up(conn).await;
+        return Ok(Outcome::NothingToRetry);
+    }
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,
@@ -176,6 +212,7 @@ pub async fn run(
         restart: r.options.restart,
         resume_cancelled: r.options.resume_cancelled,
         join: r.options.join,
+        retry_failures: r.options.retry_failures,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
@@ -192,19 +229,6 @@ pub async fn run(
         holds_job: admission != Admission::Join,
         application_name: app.clone(),
     });
-    let monitor = r.job.throttle.enabled.then(|| {
-        Monitor::start(Watch {
-            policy: r.job.throttle.clone(),
-            target: r
-                .options
-                .monitor
-                .clone()
-                .unwrap_or_else(|| r.target.clone()),
-            application_name: monitor_application_name(&r.job.name),
-            relations: relations(r.plan),
-            ours: vec![app.clone(), monitor_application_name(&r.job.name)],
-        })
-    });
     let sql = RangeSql::new(r.store, &r.plan.key_types);
     let share = Share {
         store: r.store,
@@ -217,13 +241,9 @@ pub async fn run(
         r,
         share,
         heartbeat: &heartbeat,
-        monitor: monitor.as_ref(),
         joined: admission == Admission::Join,
     };
     let (result, conn) = lead.run(conn, &row, emit, shutdown).await;
-    if let Some(monitor) = monitor {
-        monitor.stop().await;
-    }
     heartbeat.stop().await;
     if let Err(e) = &result {
         emit(&Event::Error {
@@ -232,7 +252,9 @@ pub async fn run(
         });
     }
     let release = match &result {
-        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. }) => Release::Done,
+        Ok(Outcome::Finished { .. } | Outcome::AlreadyDone { .. } | Outcome::NothingToRetry) => {
+            Release::Done
+        }
         Ok(Outcome::Interrupted { .. }) => Release::Stopped,
         Ok(Outcome::Cancelled { .. }) => Release::Cancelled,
         Err(EngineError::LeaseLost(_) | EngineError::State(StateError::LeaseLost { .. })) => {
@@ -249,16 +271,20 @@ pub async fn run(
     result
 }
 
-/// The relations the monitor watches: the table, and the leaves batches update.
-fn relations(plan: &Plan) -> Vec<String> {
-    let mut all = vec![plan.table.clone()];
-    all.extend(
-        plan.walks()
-            .iter()
-            .map(|w| w.relation.clone())
-            .filter(|r| *r != plan.table),
-    );
-    all
+/// The `application_name`s of the job's own sessions (batches, heartbeat, monitor), in every
+/// process that runs it: their locks are never a reason to wait.
+pub fn own_sessions(job: &str) -> Vec<String> {
+    vec![application_name(job), monitor_application_name(job)]
+}
+
+/// How the run began: the job's row when claimed, the workers this process runs, what the start
+/// estimated, and when the run's clock started.
+#[derive(Clone, Copy)]
+struct Begun<'a> {
+    row: &'a JobRow,
+    workers: u32,
+    estimate: Estimated,
+    started: Instant,
 }
 
 /// What leads the workers of this process.
@@ -266,14 +292,16 @@ struct Lead<'r, 'a> {
     r: &'r Run<'a>,
     share: Share<'r>,
     heartbeat: &'r Heartbeat,
-    monitor: Option<&'r Monitor>,
     /// This process joined a job another process runs.
     joined: bool,
 }
 
 impl Lead<'_, '_> {
-    /// Lays the ranges out, starts the workers and shows their events until they have all
-    /// ended; gives back a connection to release the leases on, if one is still good.
+    /// Lays the ranges out, starts the monitor (unless `[throttle]` turns it off) and the
+    /// workers, and shows their events until they have all ended; gives back a connection to
+    /// release the leases on, if one is still good. The monitor starts only once the start
+    /// is through: a lock that held the start back has been waited for, and its cooldown
+    /// must not pause the first batches again.
     async fn run(
         &self,
         mut conn: PgConnection,
@@ -281,20 +309,64 @@ impl Lead<'_, '_> {
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
-        let started = Instant::now();
-        let workers = self.r.options.workers.unwrap_or(self.r.job.batch.workers);
-        let pending = match self.prepare(&mut conn, workers).await {
-            Ok(pending) => pending,
+        let workers = match self.r.options {
+            o if o.retry_failures => 1,
+            o => o.workers.unwrap_or(self.r.job.batch.workers),
+        };
+        let estimate = match self
+            .prepare(&mut conn, workers, row, emit, shutdown.clone())
+            .await
+        {
+            Ok(Some(estimate)) => estimate,
+            Ok(None) => {
+                let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
+                emit(&Event::Interrupted { job, rows_done });
+                return (Ok(Outcome::Interrupted { rows_done }), Some(conn));
+            }
             Err(e) => return (Err(e), Some(conn)),
         };
+        // The run's time, for its speed, starts once it is through the start's wait.
+        let started = Instant::now();
         emit(&Event::Started {
             job: self.r.job.name.clone(),
-            total_estimate: row.rows_done + pending.rows,
+            total_estimate: row.rows_done + estimate.pending,
             rows_done: row.rows_done,
             resumed: row.batches_done > 0,
             workers,
             joined: self.joined,
         });
+        let monitor = self.r.job.throttle.enabled.then(|| self.monitor());
+        let begun = Begun {
+            row,
+            workers,
+            estimate,
+            started,
+        };
+        let ended = self
+            .work(conn, &begun, monitor.as_ref(), emit, shutdown)
+            .await;
+        if let Some(monitor) = monitor {
+            monitor.stop().await;
+        }
+        ended
+    }
+
+    /// Runs the workers on `conn` and new connections, and shows their events until they
+    /// have all ended.
+    async fn work(
+        &self,
+        conn: PgConnection,
+        begun: &Begun<'_>,
+        monitor: Option<&Monitor>,
+        emit: &mut dyn FnMut(&Event),
+        shutdown: watch::Receiver<bool>,
+    ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
+        let Begun {
+            row,
+            workers,
+            estimate,
+            started,
+        } = *begun;
         let mut conns = vec![conn];
         for _ in 1..workers {
             match connect(self.r.target, &application_name(&self.r.job.name)).await {
@@ -310,8 +382,9 @@ impl Lead<'_, '_> {
             r: self.r,
             share: self.share,
             heartbeat: self.heartbeat,
-            monitor: self.monitor,
+            monitor,
             totals: (row.rows_done, row.batches_done),
+            estimate,
             events,
             shutdown,
         });
@@ -362,28 +435,6 @@ impl Lead<'_, '_> {
         (outcome, Some(conn))
     }
 
-    /// Lays the ranges out if nobody has, and estimates the rows still pending.
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        workers: u32,
-    ) -> Result<preflight::Estimate, EngineError> {
-        let table = || self.r.plan.table.clone();
-        self.share
-            .lay_out(conn, &self.r.job.name, workers as usize)
-            .await
-            .map_err(|source| EngineError::LayOut {
-                table: table(),
-                source,
-            })?;
-        preflight::pending_rows(conn, self.r.plan, self.r.options.exact_count)
-            .await
-            .map_err(|source| EngineError::Estimate {
-                table: table(),
-                source,
-            })
-    }
-
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an
     /// interruption, else done — with the job's totals as stored (as this process counted
     /// them, if the row cannot be read now), and the event that says so.
@@ -404,11 +455,11 @@ impl Lead<'_, '_> {
             }
         }
         let job = self.r.job.name.clone();
-        let (rows_done, batches_done) = match self.r.store.load(conn, &job).await {
-            Ok(row) => (row.rows_done, row.batches_done),
+        let (rows_done, batches_done, failures) = match self.r.store.load(conn, &job).await {
+            Ok(row) => (row.rows_done, row.batches_done, row.failures),
             Err(e) => {
                 tracing::debug!("cannot read the job's totals at the end: {e}");
-                counted
+                (counted.0, counted.1, 0)
             }
         };
         Ok(match stop {
@@ -424,7 +475,10 @@ impl Lead<'_, '_> {
                     batches_done,
                     elapsed_ms: worker::millis(started.elapsed()),
                 });
-                Outcome::Finished { rows_done }
+                Outcome::Finished {
+                    rows_done,
+                    failures,
+                }
             }
         })
     }

@@ -4,7 +4,8 @@
 //!
 //! After a batch it feeds the worker's sizer, paces the next one and reports it; on a failure
 //! it tells a yield (not an error) and a split of the range under it (the batch runs again
-//! inside the smaller range) from an error; after anything but a commit it re-reads the range,
+//! inside the smaller range) from an error, and narrows a batch that failed on a row's data
+//! down to that row (`narrow.rs`); after anything but a commit it re-reads the range,
 //! whose stored row — not the worker's copy — says where the walk stands and whose it is.
 
 use std::time::Instant;
@@ -19,6 +20,7 @@ use crate::state::{RangeRow, StateError};
 
 use super::EngineError;
 use super::batch::{self, BatchError, Committed};
+use super::narrow;
 use super::sizer;
 use super::worker::{Failures, Step, Stop, Worker, millis};
 
@@ -126,18 +128,29 @@ impl Worker<'_, '_, '_> {
             } else {
                 None
             };
-            let result = batch::run(&mut self.conn, self.crew, self.id, walk, range, size).await;
+            let result =
+                match batch::run(&mut self.conn, self.crew, self.id, walk, range, size).await {
+                    Err(e) if narrow::applies(&e) => {
+                        narrow::run(&mut self.conn, self.crew, self.id, walk, range, size).await
+                    }
+                    result => result,
+                };
             let seen = self
                 .crew
                 .monitor
                 .map(|m: &Monitor| m.batch_ended(self.id))
                 .unwrap_or_default();
             match result {
-                Ok(done) => {
+                Ok(mut done) => {
                     failures = Failures::default();
                     self.sizer
                         .record(size, done.elapsed.saturating_sub(seen.lock_wait));
                     self.committed(range, &done, size, &mut rate);
+                    if let Some(row) = done.failed.take()
+                        && let Some(stop) = self.stopped_at(range.id, row)
+                    {
+                        return Err(stop);
+                    }
                     pause = sizer::pause_before_next(throttled, pause, batch.pause, max_pause);
                     if let Some(stop) = self.sleep(pause).await {
                         return Ok(Err(stop));
@@ -200,10 +213,10 @@ impl Worker<'_, '_, '_> {
         range.cursor = Some(done.upper.clone());
         range.rows_done += done.rows;
         range.batches_done += 1;
-        range.keys_walked += u64::from(size);
+        range.keys_walked += u64::from(done.keys);
         rate.push(Instant::now(), range.rows_done);
         self.crew.rate(range.id, rate.per_sec());
-        let (rows_done, batches_done) = self.crew.committed(done.rows);
+        let totals = self.crew.committed(done.rows, done.keys);
         let (worker, id, rows) = (self.id, range.id, done.rows);
         let elapsed_ms = millis(done.elapsed);
         self.send(|job| Event::Batch {
@@ -211,8 +224,9 @@ impl Worker<'_, '_, '_> {
             worker,
             range: id,
             rows,
-            rows_done,
-            batches_done,
+            rows_done: totals.rows_done,
+            batches_done: totals.batches_done,
+            total_estimate: totals.total_estimate,
             batch_size: size,
             elapsed_ms,
         });

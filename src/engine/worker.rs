@@ -113,10 +113,14 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
         }
     }
 
-    /// Works until every range is done or the worker must stop; gives its connection back.
-    /// An error halts the crew.
+    /// Works until every range is done (with `--retry-failures`: every failed row was tried)
+    /// or the worker must stop; gives its connection back. An error halts the crew.
     pub async fn run(mut self) -> (Result<End, EngineError>, PgConnection) {
-        let result = self.work().await;
+        let result = if self.crew.r.options.retry_failures {
+            self.retry_failed().await
+        } else {
+            self.work().await
+        };
         if result.is_err() {
             self.crew.halt();
         }
@@ -216,7 +220,10 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
     ) -> Result<Option<Stop>, EngineError> {
         let at = at.unwrap_or_else(|| format!("worker {} looking for a range", self.id));
         let Failure::Transient { halve, reconnect } = e.failure() else {
-            return Err(EngineError::Batch { at, source: e });
+            return Err(match e {
+                BatchError::Row(row) => EngineError::Row(row),
+                e => EngineError::Batch { at, source: e },
+            });
         };
         let options = self.crew.r.options;
         if failures.give_up(reconnect, Instant::now(), options.reconnect_timeout) {

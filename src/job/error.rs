@@ -136,6 +136,12 @@ pub enum Problem {
         max = super::defaults::MAX_WORKERS
     )]
     WorkersOutOfBounds(i64),
+    #[error(
+        "batch.on_error = {} is not one of \"stop\" (stop at a row that cannot be backfilled, \
+         naming it) or \"skip\" (record it in the failures table and go on)",
+        show(.0)
+    )]
+    BadOnError(String),
     #[error("batch.min ({min}) is larger than batch.max ({max}); make min <= max")]
     MinAboveMax { min: u32, max: u32 },
     #[error(

@@ -144,6 +144,32 @@ pub struct BatchSettings {
     /// Batch loops `run` starts in one process, each on its own connection, sharing the job's
     /// key range (`run --workers` overrides it).
     pub workers: u32,
+    /// What a row that cannot be backfilled does to the run.
+    pub on_error: OnError,
+}
+
+/// `[batch] on_error`: what a row whose data the `[set]` expressions (or a constraint) refuse
+/// does to the run. Either way the batch is narrowed down to that row, and the rows before it
+/// are committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// The run stops at the row, naming it: the operator fixes the data and runs again, which
+    /// resumes at that row.
+    #[default]
+    Stop,
+    /// The row goes to the `failures` table with the server's message and the run goes on past
+    /// it; `verify` fails while such rows exist, and `run --retry-failures` tries them again.
+    Skip,
+}
+
+impl OnError {
+    /// The word the job file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Stop => "stop",
+            OnError::Skip => "skip",
+        }
+    }
 }
 
 /// The `[timeouts]` table, with defaults filled in.

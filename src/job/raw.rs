@@ -55,6 +55,8 @@ pub struct RawBatch {
     pub pause: Option<Spanned<RawDuration>>,
     /// Batch loops that `run` starts in one process.
     pub workers: Option<Spanned<i64>>,
+    /// What a row that cannot be backfilled does to the run: `"stop"` or `"skip"`.
+    pub on_error: Option<RawText>,
 }
 
 /// The `[timeouts]` table.

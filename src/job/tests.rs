@@ -54,6 +54,7 @@ max = 400
 target = "1s"
 pause = "50ms"
 workers = 3
+on_error = "skip"
 [timeouts]
 statement = "10s"
 lock = "500ms"
@@ -86,6 +87,7 @@ fn full_file_round_trips_into_a_job() {
             target: Duration::from_secs(1),
             pause: Duration::from_millis(50),
             workers: 3,
+            on_error: OnError::Skip,
         },
         timeouts: Timeouts {
             statement: Duration::from_secs(10),
@@ -107,6 +109,7 @@ fn defaults_fill_what_the_file_leaves_out() {
         target: Duration::from_millis(200),
         pause: Duration::ZERO,
         workers: 1,
+        on_error: OnError::Stop,
     };
     let timeouts = Timeouts {
         statement: Duration::from_secs(30),
@@ -438,4 +441,18 @@ fn workers_default_to_one_and_stay_within_bounds() {
         assert_eq!(err.problem(), Some(&Problem::WorkersOutOfBounds(bad)));
         assert!(err.to_string().starts_with("jobs/x.toml:6:11: "), "{err}");
     }
+}
+
+#[test]
+fn on_error_is_stop_or_skip() {
+    assert_eq!(parse(&with("")).unwrap().batch.on_error, OnError::Stop);
+    let skip = parse(&with("[batch]\non_error = \"skip\"\n")).unwrap();
+    assert_eq!(skip.batch.on_error, OnError::Skip);
+    let err = parse(&with("[batch]\non_error = \"ignore\"\n")).unwrap_err();
+    assert_eq!(
+        err.problem(),
+        Some(&Problem::BadOnError("ignore".to_owned()))
+    );
+    assert!(err.to_string().starts_with("jobs/x.toml:6:12: "), "{err}");
+    assert!(err.to_string().contains("\"skip\""), "{err}");
 }

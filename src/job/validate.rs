@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::error::{JobError, Location, Problem, show};
 use super::raw::{RawBatch, RawDuration, RawJob, RawText, RawTimeouts};
 use super::table::{MAX_IDENTIFIER_BYTES, TableName};
-use super::{Assignment, BatchSettings, Job, Timeouts, defaults};
+use super::{Assignment, BatchSettings, Job, OnError, Timeouts, defaults};
 
 /// A deserialized job file together with what is needed to locate its errors.
 pub struct Draft<'a> {
@@ -225,6 +225,17 @@ impl Checker<'_> {
                 }
             },
         };
+        let on_error = match batch.on_error {
+            None => OnError::default(),
+            Some(value) => match value.get_ref().as_str() {
+                "stop" => OnError::Stop,
+                "skip" => OnError::Skip,
+                other => {
+                    let problem = Problem::BadOnError(other.to_owned());
+                    return Err(self.invalid(Some(value.span()), problem));
+                }
+            },
+        };
         Ok(BatchSettings {
             size,
             min,
@@ -232,6 +243,7 @@ impl Checker<'_> {
             target,
             pause,
             workers,
+            on_error,
         })
     }
 

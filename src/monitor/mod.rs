@@ -50,6 +50,32 @@ fn sample_timeout(policy: &ThrottlePolicy) -> Duration {
     policy.poll.max(MIN_SAMPLE_TIMEOUT)
 }
 
+/// The lock on `relations` that a job about to start would queue behind, as the monitor
+/// would pause a running job for it: another session (not one of `ours`, the job's own
+/// application names) holds a lock that conflicts with our `UPDATE`, or waits for any lock
+/// there. `None` when the way is clear. One sample of the locks, on `conn`, in a short
+/// read-only transaction that itself never waits for a lock.
+pub async fn table_lock(
+    conn: &mut PgConnection,
+    relations: &[String],
+    ours: &[String],
+) -> Result<Option<Decision>, sqlx::Error> {
+    let probe = sample::Probe {
+        relations,
+        ours,
+        batches: &[],
+        full: false,
+        throttle_query: None,
+        timeout: MIN_SAMPLE_TIMEOUT,
+    };
+    let sampled = sample::take(conn, &probe).await?;
+    Ok(policy::table_lock(&sampled.locks).map(|reason| Decision {
+        action: Action::Pause,
+        signal: Some(Signal::TableLock),
+        reason,
+    }))
+}
+
 /// What the monitor needs to watch one job.
 pub struct Watch {
     pub policy: ThrottlePolicy,

@@ -21,7 +21,7 @@ mod locks;
 mod wal;
 
 pub use load::{Autovacuum, Load, Replica};
-pub use locks::{Locks, TableLock};
+pub use locks::{Locks, TableLock, table_lock};
 pub use wal::{Archiver, Slot, Wal};
 
 /// What the monitor read at one moment, or why it could not.

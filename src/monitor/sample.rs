@@ -366,12 +366,14 @@ fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// A query on one line, cut to [`QUERY_CHARS`] characters.
+/// A query on one line without its closing semicolons (the reason goes on after it), cut to
+/// [`QUERY_CHARS`] characters.
 fn shorten(query: &str) -> String {
     let one_line = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = one_line.trim_end_matches([';', ' ']);
     match one_line.char_indices().nth(QUERY_CHARS) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
+        None => one_line.to_owned(),
     }
 }
 
@@ -384,6 +386,10 @@ mod tests {
         assert_eq!(
             shorten("ALTER TABLE items\n   ADD COLUMN x int"),
             "ALTER TABLE items ADD COLUMN x int"
+        );
+        assert_eq!(
+            shorten("BEGIN; LOCK TABLE items; ;\n"),
+            "BEGIN; LOCK TABLE items"
         );
         let long = "x".repeat(200);
         assert_eq!(shorten(&long).chars().count(), QUERY_CHARS + 1);

@@ -113,6 +113,7 @@ mod tests {
         let catalog = Catalog {
             partitioned: false,
             leaves: vec![],
+            server_version: 150000,
             schema: "public".into(),
             name: "users".into(),
             key: key.iter().map(|(n, t)| column(n, t)).collect(),

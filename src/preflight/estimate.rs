@@ -13,10 +13,12 @@
 //! column the filter mentions has statistics and it agrees with the sample.
 
 use std::fmt;
+use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
+use crate::db::{begin_bounded, statement};
+use crate::lockwait::LOCK_TIMEOUT;
 use crate::plan::Plan;
 
 /// About this many blocks are read for an estimate (16 MiB with 8 kB blocks): enough for a
@@ -93,7 +95,9 @@ pub async fn pending_rows(
     plan: &Plan,
     exact: bool,
 ) -> Result<Estimate, sqlx::Error> {
-    let mut tx = begin_read_only(conn).await?;
+    // No statement_timeout (0): `--exact-count` reads the whole table. The lock timeout is
+    // short: the caller waits for DDL before the estimate, not in it (see `lockwait`).
+    let (mut tx, _) = begin_bounded(conn, Duration::ZERO, LOCK_TIMEOUT, true).await?;
     let estimate = if exact {
         let n: i64 = statement(&plan.pending_count)
             .fetch_one(&mut *tx)

@@ -130,6 +130,7 @@ mod tests {
             rows: 5000,
             rows_done,
             batches_done: 1,
+            total_estimate: 2_000_000,
             batch_size: 5000,
             elapsed_ms: 100,
         }

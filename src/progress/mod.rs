@@ -4,8 +4,10 @@
 //! plain throttled lines when it is not (CI logs), or NDJSON events on stdout for `--json`.
 //! It is the only module that knows indicatif. It does not decide anything about the job: the
 //! numbers it shows come from the events, and the rate and ETA are computed here from the recent
-//! batches only. It never shows a job as complete before it is: once the rows done pass the
-//! estimate, the total is shown as unknown rather than equal to the rows done.
+//! batches only. The total is the estimate of the `started` event, then the one each `batch`
+//! event brings (the engine refines it from what the walk has seen). It never shows a job as
+//! complete before it is: should the rows done reach the estimate, the total is shown as
+//! unknown rather than equal to the rows done.
 //!
 //! Writing never panics: a closed stderr or stdout (say, `backfill run … | head`) loses the
 //! output, not the run.
@@ -53,6 +55,13 @@ impl Mode {
             Mode::Lines
         }
     }
+}
+
+/// Whether escape codes (colours) may be written to stderr: only to a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>). A log file or a
+/// CI log gets plain text. The progress bar has no colours; this is for the log lines.
+pub fn ansi_on_stderr() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Shows the events of a run as they happen, in one [`Mode`].
@@ -152,6 +161,11 @@ struct Track {
     retry: Option<Retrying>,
     /// Who runs the job, across processes, as the last heartbeat saw it.
     crew: Crew,
+    /// The job has started: before, it may only have waited for a lock on its table (and
+    /// `run a b c` checks every job before the first starts).
+    started: bool,
+    /// Rows this run set aside in the failures table.
+    skipped: u64,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -216,6 +230,7 @@ impl Track {
                 ..
             } => {
                 self.crew.workers = *workers;
+                self.started = true;
                 self.estimate = *total_estimate;
                 self.run_start = *rows_done;
                 self.set_rows(*rows_done);
@@ -223,9 +238,11 @@ impl Track {
             }
             Event::Batch {
                 rows_done,
+                total_estimate,
                 batch_size,
                 ..
             } => {
+                self.estimate = *total_estimate;
                 self.set_rows(*rows_done);
                 self.batch_size = Some(*batch_size);
                 self.retry = None;
@@ -262,6 +279,12 @@ impl Track {
                 let news = self.crew.text() != crew.text();
                 self.crew = crew;
                 return news;
+            }
+            Event::Skipped { .. } => self.skipped += 1,
+            Event::Filled { rows_done, .. } => {
+                self.set_rows(*rows_done);
+                self.retry = None;
+                self.window.push(now, *rows_done);
             }
             Event::Claimed { .. } => return false,
             Event::Lost { .. } => {}
@@ -313,6 +336,15 @@ impl Track {
         self.batch_size.map(|size| format!("batch {size}"))
     }
 
+    /// `2 rows skipped`, or nothing while none was.
+    fn skipped_text(&self) -> Option<String> {
+        match self.skipped {
+            0 => None,
+            1 => Some("1 row skipped".to_owned()),
+            n => Some(format!("{n} rows skipped")),
+        }
+    }
+
     fn status_text(&self) -> String {
         match (&self.condition, &self.retry) {
             (Condition::Paused(reason), _) => format!("paused: {reason}"),
@@ -323,7 +355,16 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
-            (Condition::Running, None) => "running".to_owned(),
+            (Condition::Running, None) => self.running_text().to_owned(),
+        }
+    }
+
+    /// `running`, or `ready to start` for a job that waited for a lock before it started.
+    fn running_text(&self) -> &'static str {
+        if self.started {
+            "running"
+        } else {
+            "ready to start"
         }
     }
 
@@ -339,6 +380,7 @@ impl Track {
             parts.push(self.eta_text());
             parts.extend(self.batch_text());
             parts.extend(self.crew.text());
+            parts.extend(self.skipped_text());
             parts.push(self.status_text());
         }
         parts.join("  ")
@@ -359,6 +401,7 @@ impl Track {
         ];
         parts.extend(self.batch_text());
         parts.extend(self.crew.text());
+        parts.extend(self.skipped_text());
         parts.join("  ")
     }
 
@@ -401,6 +444,10 @@ impl Track {
                 .text()
                 .unwrap_or_else(|| "one worker left".to_owned()),
             Event::Batch { .. } => self.progress_text(),
+            Event::Skipped { row, message, .. } => {
+                format!("row {row} skipped, set aside in the failures table: {message}")
+            }
+            Event::Filled { row, .. } => format!("row {row} filled; it left the failures table"),
             Event::Retry {
                 attempt,
                 delay_ms,
@@ -417,7 +464,7 @@ impl Track {
             Event::Yielded { reason, .. } => {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }
-            Event::Running { .. } => "running".to_owned(),
+            Event::Running { .. } => self.running_text().to_owned(),
             Event::Finished {
                 rows_done,
                 elapsed_ms,

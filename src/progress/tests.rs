@@ -20,7 +20,13 @@ fn started(total_estimate: u64, rows_done: u64) -> Event {
     }
 }
 
+/// A batch of a job whose total is about 2,000,000 rows.
 fn batch(rows_done: u64) -> Event {
+    batch_toward(rows_done, 2_000_000)
+}
+
+/// A batch that brings the total `total_estimate`.
+fn batch_toward(rows_done: u64, total_estimate: u64) -> Event {
     Event::Batch {
         job: JOB.to_owned(),
         worker: 0,
@@ -28,6 +34,7 @@ fn batch(rows_done: u64) -> Event {
         rows: 5000,
         rows_done,
         batches_done: rows_done / 5000,
+        total_estimate,
         batch_size: 5000,
         elapsed_ms: 100,
     }
@@ -166,9 +173,49 @@ fn past_its_estimate() -> Track {
     let t0 = Instant::now();
     let mut track = Track::default();
     track.apply(&started(5000, 0), t0);
-    track.apply(&batch(500_000), t0 + secs(9));
-    track.apply(&batch(504_500), t0 + secs(10));
+    track.apply(&batch_toward(500_000, 5000), t0 + secs(9));
+    track.apply(&batch_toward(504_500, 5000), t0 + secs(10));
     track
+}
+
+#[test]
+fn a_batch_brings_the_refined_total_and_with_it_the_eta() {
+    let t0 = Instant::now();
+    let mut track = Track::default();
+    track.apply(&started(5000, 0), t0);
+    track.apply(&batch_toward(100_000, 1_000_000), t0 + secs(2));
+    track.apply(&batch_toward(150_000, 1_010_000), t0 + secs(3));
+    assert_eq!(
+        track.progress_text(),
+        "150.0k/1.01M rows (14%)  50.0k rows/s  ETA 17s  batch 5000"
+    );
+}
+
+#[test]
+fn skipped_rows_are_counted_and_each_said() {
+    let mut track = busy_track(Instant::now());
+    let skipped = Event::Skipped {
+        job: JOB.to_owned(),
+        worker: 0,
+        range: Some(1),
+        row: "(id)=(77777)".to_owned(),
+        key: vec!["77777".to_owned()],
+        sqlstate: "22P02".to_owned(),
+        message: "invalid input syntax for type bigint: \"n/a\" [SQLSTATE 22P02]".to_owned(),
+    };
+    track.apply(&skipped, Instant::now());
+    assert_eq!(
+        track.event_text(&skipped),
+        "row (id)=(77777) skipped, set aside in the failures table: invalid input syntax for \
+         type bigint: \"n/a\" [SQLSTATE 22P02]"
+    );
+    assert!(
+        track
+            .bar_message()
+            .ends_with("batch 5000  1 row skipped  running"),
+        "{}",
+        track.bar_message()
+    );
 }
 
 #[test]
@@ -191,7 +238,7 @@ fn past_the_estimate_lines_say_so_instead_of_a_percentage() {
 fn reaching_the_estimate_exactly_is_not_the_end() {
     let mut track = Track::default();
     track.apply(&started(5000, 0), Instant::now());
-    track.apply(&batch(5000), Instant::now());
+    track.apply(&batch_toward(5000, 5000), Instant::now());
     assert_eq!(track.counts_text(), "5.0k/? rows");
 }
 
@@ -315,6 +362,22 @@ fn throttled_text() {
 #[test]
 fn running_text() {
     assert_eq!(event_text(&running()), "running");
+}
+
+#[test]
+fn a_job_that_waited_for_a_lock_before_it_started_is_ready_not_running() {
+    let t0 = Instant::now();
+    let mut track = Track::default();
+    track.apply(&paused("pid 42 holds AccessExclusiveLock on the table"), t0);
+    assert_eq!(
+        track.bar_message(),
+        "0/? rows  paused: pid 42 holds AccessExclusiveLock on the table  ETA --"
+    );
+    track.apply(&running(), t0 + secs(1));
+    assert_eq!(track.event_text(&running()), "ready to start");
+    assert!(track.bar_message().ends_with("ready to start"));
+    track.apply(&started(2_000, 0), t0 + secs(2));
+    assert!(track.bar_message().ends_with("running"));
 }
 
 #[test]

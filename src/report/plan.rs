@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
-use crate::db::limits_sql;
-use crate::job::Job;
+use crate::db::{NEWEST_TESTED_MAJOR, limits_sql, version_name};
+use crate::job::{Job, OnError};
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
 use crate::preflight::Budget;
@@ -132,6 +132,19 @@ fn workers(b: &Budget) -> String {
     line
 }
 
+/// The server's version, and whether CI vouches for it (an older one never gets this far).
+fn server(version: u32) -> String {
+    let name = version_name(version);
+    if version / 10000 > NEWEST_TESTED_MAJOR {
+        format!(
+            "PostgreSQL {name} (newer than {NEWEST_TESTED_MAJOR}, the newest version backfill is \
+             tested on)"
+        )
+    } else {
+        format!("PostgreSQL {name}")
+    }
+}
+
 /// `(a, b)` for a key's text values.
 fn key_text(key: &[String]) -> String {
     format!("({})", key.join(", "))
@@ -156,6 +169,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     let b = &job.batch;
     let t = &job.timeouts;
     let _ = writeln!(out, "job       {} ({})", job.name, job.source.display());
+    let _ = writeln!(out, "server    {}", server(catalog.server_version));
     let _ = writeln!(out, "table     {}", plan.table);
     let _ = writeln!(
         out,
@@ -198,6 +212,14 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         humantime::format_duration(b.target),
         humantime::format_duration(b.pause)
     );
+    let on_error = match b.on_error {
+        OnError::Stop => "stop: a row that cannot be backfilled stops the run, named".to_owned(),
+        OnError::Skip => format!(
+            "skip: a row that cannot be backfilled goes to {} and the run goes on",
+            report.store.failures_table()
+        ),
+    };
+    let _ = writeln!(out, "on_error  {on_error}");
     let _ = writeln!(out, "{}", workers(budget));
     let _ = writeln!(
         out,
@@ -297,6 +319,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
     json!({
         "job": job.name,
         "file": job.source.display().to_string(),
+        "server": version_name(catalog.server_version),
         "table": plan.table,
         "key": catalog.key.iter().map(|c| json!({"name": c.name, "type": c.type_sql})).collect::<Vec<_>>(),
         "key_source": key_source(&catalog.key_source),
@@ -310,6 +333,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "max": job.batch.max,
             "target_ms": millis(job.batch.target),
             "pause_ms": millis(job.batch.pause),
+            "on_error": job.batch.on_error.as_str(),
         },
         "workers": {
             "per_process": budget.workers,
@@ -346,4 +370,19 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         },
         "warnings": report.warnings(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_line_says_when_a_version_is_newer_than_the_tested_ones() {
+        assert_eq!(server(130023), "PostgreSQL 13.23");
+        assert_eq!(server(180004), "PostgreSQL 18.4");
+        assert_eq!(
+            server(190001),
+            "PostgreSQL 19.1 (newer than 18, the newest version backfill is tested on)"
+        );
+    }
 }

@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// `LeaseLost`, naming who holds the job now.
-    async fn lease_lost(&self, conn: &mut PgConnection, name: &str) -> StateError {
+    pub(super) async fn lease_lost(&self, conn: &mut PgConnection, name: &str) -> StateError {
         let owner = match self.fetch(conn, name, false).await {
             Ok(row) => row.owner.map_or_else(|| "nobody".into(), |o| o.0),
             Err(_) => "a reset".into(),

@@ -87,7 +87,7 @@ impl RangeSql {
             key("upper"),
         );
         let split = format!(
-            "UPDATE {ranges} SET upper = $4::jsonb, keys_estimate = $5::int8, updated_at = now()
+            "UPDATE {ranges} SET upper = $4::jsonb, keys_estimate = keys_walked + $5::int8, updated_at = now()
               WHERE job = $1 AND id = $2::int4 AND status = 'running' AND upper = $3::jsonb
                 AND (cursor IS NULL OR {} < {}) AND {} < {}",
             key("cursor"),

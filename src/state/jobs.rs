@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use sqlx::{Connection as _, PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
+use crate::db::{begin_bounded, begin_read_only, statement};
 
 use super::lease::{LEASE_TIMEOUT, Lease, Owner, timeout_secs};
-use super::{StateError, Store, from_json, is_missing_table};
+use super::{StateError, Store, Tables, from_json, is_missing_table};
 
 /// A job's row as stored, with what its ranges add up to.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +48,13 @@ pub struct JobRow {
     pub workers: u32,
     pub processes: u32,
     pub hosts: u32,
+    /// Keys the batches of every range have walked.
+    pub keys_walked: u64,
+    /// Keys left in the ranges not done yet, as far as their estimates know (`None`: a range
+    /// has no estimate, or there are no ranges yet).
+    pub keys_left: Option<u64>,
+    /// Rows set aside in the `failures` table (`on_error = "skip"`).
+    pub failures: u64,
 }
 
 impl JobRow {
@@ -86,6 +93,9 @@ pub struct Claim<'a> {
     pub resume_cancelled: bool,
     /// Add workers to a job that runs elsewhere instead of refusing (`run --join`).
     pub join: bool,
+    /// Only retry the rows in the `failures` table (`run --retry-failures`): a done job runs
+    /// again for them.
+    pub retry_failures: bool,
 }
 
 /// What `admit` allows.
@@ -132,7 +142,7 @@ pub fn admit(row: &JobRow, ranges: &[Lease], claim: &Claim) -> Result<Admission,
             name: row.name.clone(),
         });
     }
-    if row.status == "done" {
+    if row.status == "done" && !claim.retry_failures {
         return Ok(Admission::AlreadyDone);
     }
     if row.status == "cancelled" && !claim.resume_cancelled {
@@ -151,22 +161,33 @@ pub enum Control {
     Cancel,
 }
 
-/// The columns of a [`JobRow`], with the ranges' sums when the ranges table exists.
-fn select_sql(store: &Store, with_ranges: bool) -> String {
+/// The columns of a [`JobRow`], with the ranges' sums and the failed rows' count when those
+/// tables exist.
+fn select_sql(store: &Store, tables: Tables) -> String {
     let jobs = &store.jobs;
     let common = "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
         j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
         extract(epoch FROM now() - j.heartbeat_at)::float8, j.lease_s::float8, \
         extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error";
-    if !with_ranges {
+    let failures = if tables.failures {
+        format!(
+            "(SELECT count(*) FROM {} f WHERE f.job = j.name)::int8",
+            store.failures
+        )
+    } else {
+        "0::int8".to_owned()
+    };
+    if !tables.ranges {
         return format!(
-            "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0 FROM {jobs} j"
+            "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
+             {failures} FROM {jobs} j"
         );
     }
     let ranges = &store.ranges;
     format!(
         "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
-                r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts \
+                r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts, \
+                r.keys_walked, r.keys_left, {failures} \
            FROM {jobs} j LEFT JOIN LATERAL (
                 SELECT count(*)::int4 AS ranges,
                        count(*) FILTER (WHERE status = 'done')::int4 AS done,
@@ -175,7 +196,12 @@ fn select_sql(store: &Store, with_ranges: bool) -> String {
                        min(note) FILTER (WHERE live) AS note,
                        count(*) FILTER (WHERE live)::int4 AS workers,
                        count(DISTINCT owner) FILTER (WHERE live)::int4 AS processes,
-                       count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts
+                       count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts,
+                       coalesce(sum(keys_walked), 0)::int8 AS keys_walked,
+                       CASE WHEN count(*) > 0 AND (bool_and(keys_estimate IS NOT NULL)
+                                                   FILTER (WHERE status <> 'done')) IS NOT FALSE
+                            THEN coalesce(sum(greatest(keys_estimate - keys_walked, 0))
+                                          FILTER (WHERE status <> 'done'), 0) END::int8 AS keys_left
                   FROM (SELECT x.*, x.owner IS NOT NULL AND x.heartbeat_at >
                                now() - make_interval(secs => coalesce(x.lease_s, {default}))
                                AS live
@@ -214,20 +240,15 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
         workers: count(19)?,
         processes: count(20)?,
         hosts: count(21)?,
+        keys_walked: u64::try_from(row.try_get::<i64, _>(22)?).unwrap_or_default(),
+        keys_left: row
+            .try_get::<Option<i64>, _>(23)?
+            .map(|k| u64::try_from(k).unwrap_or_default()),
+        failures: u64::try_from(row.try_get::<i64, _>(24)?).unwrap_or_default(),
     })
 }
 
 impl Store {
-    /// Whether the ranges table exists (not yet, in a schema made by an older version that no
-    /// run of this version has touched).
-    pub(super) async fn has_ranges(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        statement("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&self.ranges)
-            .fetch_one(conn)
-            .await?
-            .try_get(0)
-    }
-
     /// Reads one job's row in the caller's transaction (locking it when `lock` is set).
     pub async fn fetch(
         &self,
@@ -235,13 +256,10 @@ impl Store {
         name: &str,
         lock: bool,
     ) -> Result<JobRow, StateError> {
-        let has_ranges = match self.has_ranges(conn).await {
-            Ok(has) => has,
-            Err(e) => return Err(self.db("read")(e)),
-        };
+        let tables = self.tables(conn).await?;
         let sql = format!(
             "{} WHERE j.name = $1{}",
-            select_sql(self, has_ranges),
+            select_sql(self, tables),
             if lock { " FOR UPDATE OF j" } else { "" }
         );
         let row = match statement(&sql).bind(name).fetch_optional(&mut *conn).await {
@@ -293,6 +311,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(self.db("claim"))?;
+            self.forget_failures(&mut tx, claim.name).await?;
         }
         let take = format!(
             "UPDATE {} SET owner = $2, heartbeat_at = now(), lease_s = $6, updated_at = now(), status = 'running', \
@@ -321,6 +340,37 @@ impl Store {
         Ok((admission, row))
     }
 
+    /// Shows `note` on the job's row for `status` (`None` takes it away) while no runner holds
+    /// the job: a run waiting to start says why before it claims the job. Nothing happens when
+    /// the job has no row yet, or the state tables do not exist. Waits at most `lock_timeout`
+    /// for the row.
+    pub async fn note_unclaimed(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        note: Option<&str>,
+        lock_timeout: Duration,
+    ) -> Result<(), StateError> {
+        // No statement_timeout (0): one row, bounded by its lock wait.
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, lock_timeout, false)
+            .await
+            .map_err(self.db("note"))?;
+        let sql = format!(
+            "UPDATE {} SET note = $2 WHERE name = $1 AND owner IS NULL",
+            self.jobs
+        );
+        match statement(&sql)
+            .bind(name)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+        {
+            Err(e) if is_missing_table(&e) => return Ok(()),
+            other => other.map_err(self.db("note"))?,
+        };
+        tx.commit().await.map_err(self.db("note"))
+    }
+
     /// Re-reads the job's row.
     pub async fn load(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
         let mut tx = begin_read_only(conn).await.map_err(self.db("read"))?;
@@ -342,8 +392,8 @@ impl Store {
         if !exists {
             return Ok(vec![]);
         }
-        let has_ranges = self.has_ranges(&mut tx).await.map_err(self.db("list"))?;
-        let sql = format!("{} ORDER BY j.name", select_sql(self, has_ranges));
+        let tables = self.tables(&mut tx).await?;
+        let sql = format!("{} ORDER BY j.name", select_sql(self, tables));
         let rows = statement(&sql)
             .fetch_all(&mut *tx)
             .await

@@ -1,19 +1,22 @@
 //! The state tables, in schema `backfill` (configurable): `jobs`, one row per job with its
-//! definition, status, control flag, the job's lease and its counters; and `ranges`, the job's
+//! definition, status, control flag, the job's lease and its counters; `ranges`, the job's
 //! key range split into pieces that workers claim, each with its own cursor, counters and
-//! lease. Owns every statement about these tables, including the checkpoint that the engine
+//! lease; and `failures`, the rows a job could not backfill and set aside. Owns every statement
+//! about these tables, including the checkpoint that the engine
 //! runs inside each batch transaction; owns nothing about the target table.
 //!
 //! Layout: this file creates and migrates the schema; `lease` says who holds what and when a
 //! holder is presumed gone (pure); `jobs` is the job row (admission, lease, control, status);
 //! `ranges` is the range rows (what they hold, reading them, laying them out); `hold` is a
 //! worker's hold on one (claiming, splitting, the checkpoint, finishing); `beat` is
-//! what a running process does for all its leases at once (heartbeat, release).
+//! what a running process does for all its leases at once (heartbeat, release); `failures` is
+//! the failed rows.
 //!
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
 
 mod beat;
+mod failures;
 mod hold;
 mod jobs;
 mod lease;
@@ -22,13 +25,16 @@ mod ranges;
 #[cfg(test)]
 mod tests;
 
-use sqlx::{Connection as _, PgConnection};
+use std::time::Duration;
+
+use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::statement;
+use crate::db::{begin_bounded, begin_read_only, statement};
 use crate::sql::{Ident, Qualified};
 
 pub use beat::{Live, Release};
+pub use failures::FailedRow;
 pub use hold::{Holder, RangeSql, Split};
 pub use jobs::{Admission, Claim, Control, JobRow, admit};
 pub use lease::{
@@ -37,12 +43,21 @@ pub use lease::{
 };
 pub use ranges::{Key, NewRange, RangeRow};
 
-/// Where the state lives: the schema holding the `jobs` and `ranges` tables.
+/// Where the state lives: the schema holding the `jobs`, `ranges` and `failures` tables.
 #[derive(Debug, Clone)]
 pub struct Store {
     schema: String,
     jobs: String,
     ranges: String,
+    failures: String,
+}
+
+/// Which of the tables that came after `jobs` exist: a schema made by an older version that no
+/// run of this version has touched lacks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tables {
+    pub ranges: bool,
+    pub failures: bool,
 }
 
 /// Why a job may not run now, or why the state tables could not be used.
@@ -107,6 +122,7 @@ impl Store {
             schema: schema.to_owned(),
             jobs: table("jobs"),
             ranges: table("ranges"),
+            failures: table("failures"),
         }
     }
 
@@ -120,6 +136,25 @@ impl Store {
         &self.ranges
     }
 
+    /// The failures table's name as written in SQL.
+    pub fn failures_table(&self) -> &str {
+        &self.failures
+    }
+
+    /// Which of the later tables exist.
+    pub(crate) async fn tables(&self, conn: &mut PgConnection) -> Result<Tables, StateError> {
+        let row = statement("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(&self.ranges)
+            .bind(&self.failures)
+            .fetch_one(conn)
+            .await
+            .map_err(self.db("read"))?;
+        Ok(Tables {
+            ranges: row.get(0),
+            failures: row.get(1),
+        })
+    }
+
     fn db(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
         move |source| StateError::Database {
             table: self.jobs.clone(),
@@ -130,16 +165,30 @@ impl Store {
 
     /// Creates the schema and tables if they are missing, and brings tables made by an older
     /// version up to date (new columns only; rows migrate when their job next runs).
-    /// Serialised by a transaction-scoped advisory lock (fine behind PgBouncer) so that two
-    /// first runs do not race.
-    pub async fn ensure(&self, conn: &mut PgConnection) -> Result<(), StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("create"))?;
+    ///
+    /// Looks before it alters: `ALTER TABLE … ADD COLUMN IF NOT EXISTS` takes an `ACCESS
+    /// EXCLUSIVE` lock on the table even when the column is there, so it would queue behind
+    /// any open transaction that read the jobs table (a `pg_dump`, a dashboard) and hold up
+    /// every other job's heartbeat behind it. When something is missing, the DDL waits at
+    /// most `lock_timeout` for its locks, and is serialised by a transaction-scoped advisory
+    /// lock (fine behind PgBouncer) so that two first runs do not race.
+    pub async fn ensure(
+        &self,
+        conn: &mut PgConnection,
+        lock_timeout: Duration,
+    ) -> Result<(), StateError> {
+        if self.is_current(conn).await.map_err(self.db("create"))? {
+            return Ok(());
+        }
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, lock_timeout, false)
+            .await
+            .map_err(self.db("create"))?;
         statement("SELECT pg_advisory_xact_lock(hashtext('backfill state schema'))")
             .execute(&mut *tx)
             .await
             .map_err(self.db("create"))?;
         let (jobs, ranges) = (&self.jobs, &self.ranges);
-        let ddl = [
+        let create = [
             format!("CREATE SCHEMA IF NOT EXISTS {}", Ident(&self.schema)),
             format!(
                 "CREATE TABLE IF NOT EXISTS {jobs} (
@@ -162,8 +211,6 @@ impl Store {
                     rate double precision,
                     note text)"
             ),
-            // Added after the first version.
-            format!("ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS lease_s int"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {ranges} (
                     job text NOT NULL REFERENCES {jobs} (name) ON DELETE CASCADE,
@@ -187,16 +234,63 @@ impl Store {
                     updated_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (job, id))"
             ),
+            self.failures_ddl(),
         ];
-        for sql in &ddl {
-            statement(sql)
+        let added = ADDED.iter().map(|(table, column, type_sql)| {
+            format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {type_sql}",
+                self.state_table(table),
+                Ident(column)
+            )
+        });
+        for sql in create.into_iter().chain(added) {
+            statement(&sql)
                 .execute(&mut *tx)
                 .await
                 .map_err(self.db("create"))?;
         }
         tx.commit().await.map_err(self.db("create"))
     }
+
+    /// Whether every table exists with every column added since the first version.
+    async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let mut tx = begin_read_only(conn).await?;
+        let (tables, columns): (Vec<String>, Vec<String>) = ADDED
+            .iter()
+            .map(|(table, column, _)| (self.state_table(table), column.to_string()))
+            .unzip();
+        let current: bool = statement(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
+               AND to_regclass($5) IS NOT NULL \
+               AND NOT EXISTS (SELECT FROM unnest($3::text[], $4::text[]) AS added(tab, col) \
+                 WHERE NOT EXISTS (SELECT FROM pg_attribute \
+                   WHERE attrelid = to_regclass(added.tab) AND attname = added.col \
+                     AND NOT attisdropped))",
+        )
+        .bind(&self.jobs)
+        .bind(&self.ranges)
+        .bind(tables)
+        .bind(columns)
+        .bind(&self.failures)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(current)
+    }
+
+    /// `jobs` or `ranges`, as written in SQL.
+    fn state_table(&self, name: &str) -> String {
+        match name {
+            "ranges" => self.ranges.clone(),
+            _ => self.jobs.clone(),
+        }
+    }
 }
+
+/// Columns added after a table's first version: table (`jobs`, `ranges`), column, type.
+/// [`Store::ensure`] adds the missing ones, and looks for all of them before it alters.
+const ADDED: [(&str, &str, &str); 1] = [("jobs", "lease_s", "int")];
 
 /// A key as stored: a jsonb array of the key columns' text.
 fn to_json(values: &[String]) -> String {

@@ -193,11 +193,7 @@ impl Store {
         let mut tx = begin_read_only(conn)
             .await
             .map_err(self.db("list the ranges"))?;
-        if !self
-            .has_ranges(&mut tx)
-            .await
-            .map_err(self.db("list the ranges"))?
-        {
+        if !self.tables(&mut tx).await?.ranges {
             return Ok(vec![]);
         }
         let sql = format!(

@@ -28,6 +28,9 @@ fn row(status: &str, owner: Option<&str>, heartbeat_age: Option<f64>) -> JobRow 
         workers: 0,
         processes: 0,
         hosts: 0,
+        keys_walked: 0,
+        keys_left: None,
+        failures: 0,
     }
 }
 
@@ -41,6 +44,7 @@ fn claim<'a>(owner: &'a Owner, hash: &'a str, restart: bool) -> Claim<'a> {
         restart,
         resume_cancelled: false,
         join: false,
+        retry_failures: false,
     }
 }
 
@@ -131,6 +135,21 @@ fn changed_definition_with_restart_starts_over() {
         admit(&row("stopped", None, None), &[], &claim(&me, "h2", true)).unwrap(),
         Admission::Restart
     );
+}
+
+#[test]
+fn a_done_job_runs_again_to_retry_its_failed_rows() {
+    let me = Owner::this_process();
+    let retry = Claim {
+        retry_failures: true,
+        ..claim(&me, "h1", false)
+    };
+    assert_eq!(
+        admit(&row("done", None, None), &[], &retry).unwrap(),
+        Admission::Run
+    );
+    let err = admit(&row("done", None, None), &[], &claim(&me, "h2", false)).unwrap_err();
+    assert!(matches!(err, StateError::DefinitionChanged { .. }), "{err}");
 }
 
 #[test]

@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::report::{failure_json, failure_line, key_text, rows};
 use crate::sql::Ident;
 
-use super::{Difference, Subject, Verdict, advice, rows};
+use super::{Difference, Subject, Verdict, advice};
 
 /// The verdict as text for a person.
 pub fn text(s: &Subject<'_>, verdict: &Verdict) -> String {
@@ -64,6 +65,25 @@ pub fn text(s: &Subject<'_>, verdict: &Verdict) -> String {
             }
         }
     }
+    let failed = &verdict.failed;
+    if failed.count > 0 {
+        let _ = writeln!(
+            out,
+            "{}: {} could not be backfilled and {} set aside in the failures table; the first:",
+            job.name,
+            rows(failed.count),
+            if failed.count == 1 { "is" } else { "are" }
+        );
+        for f in &failed.first {
+            let _ = writeln!(out, "  {}", failure_line(f));
+        }
+        let _ = writeln!(
+            out,
+            "{}: fix their data, then `backfill run --retry-failures {}`; `backfill failures {}` \
+             lists them all",
+            job.name, job.name, job.name
+        );
+    }
     if verdict.ok() {
         let _ = writeln!(
             out,
@@ -93,12 +113,7 @@ fn difference_text(s: &Subject<'_>, d: &Difference) -> String {
             )
         })
         .collect();
-    format!(
-        "({})=({}): {}",
-        names.join(", "),
-        d.key.join(", "),
-        columns.join("; ")
-    )
+    format!("{}: {}", key_text(&names, &d.key), columns.join("; "))
 }
 
 /// The verdict as one JSON object for a script.
@@ -135,6 +150,10 @@ pub fn json(s: &Subject<'_>, verdict: &Verdict) -> Value {
         "pending": verdict.pending,
         "past_range_end": verdict.past_end,
         "values": values,
+        "failures": {
+            "count": verdict.failed.count,
+            "first": verdict.failed.first.iter().map(failure_json).collect::<Vec<_>>(),
+        },
         "advice": (verdict.pending > 0).then(|| advice(s.job, s.state, verdict)),
         "ok": verdict.ok(),
     })

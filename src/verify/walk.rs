@@ -100,6 +100,7 @@ pub async fn values(
         pending,
         past_end: None,
         values: Some(found),
+        failed: s.failed.clone(),
     };
     with_past_end(conn, s, verdict).await.map(Some)
 }

@@ -9,7 +9,8 @@
 //! restarts its server takes a cluster of its own instead ([`own_cluster`]).
 //!
 //! Besides: `backfill` run to completion ([`run_backfill`]) or in the background ([`Runner`]),
-//! scalar checks in SQL ([`number`], [`holds`], [`schema_exists`]), the `items` table that
+//! scalar checks in SQL ([`number`], [`holds`], [`schema_exists`]), the server's version and
+//! the tests that cannot run on it ([`server_version`], [`runs_on`]), the `items` table that
 //! several files fill ([`create_items`], [`count_updates`], [`items_job`], [`wrong_items`]), the
 //! `--json` events ([`events`]) and a seeded generator ([`XorShift`]). Every other table and job
 //! is the test's own. [`watched`] has what the tests of the monitor's signals check of a run.
@@ -21,6 +22,8 @@ pub mod kills;
 pub mod watched;
 pub mod yielding;
 
+use std::io::Write as _;
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -256,6 +259,37 @@ impl Runner {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// The runner's stdout so far (its `--json` events).
+    pub fn stdout_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Polls the runner's stdout until a line contains every one of `parts` (an NDJSON event
+    /// of a kind, for a job). Fails at once, with the runner's output, if the runner exits
+    /// first.
+    pub async fn wait_for_line(&mut self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let out = self.stdout_so_far();
+            if let Some(line) = out.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_owned();
+            }
+            if let Some(status) = self.child.try_wait().expect("poll the runner") {
+                let out = self.output(status);
+                panic!(
+                    "backfill exited ({:?}) before printing {parts:?}\nstdout:\n{}\nstderr:\n{}",
+                    out.status, out.stdout, out.stderr
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {parts:?} within {:?}",
+                self.wait
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Polls `condition` (a SQL boolean, see [`holds`]) until it holds, for at most [`WAIT`]: for
@@ -298,6 +332,45 @@ pub async fn schema_exists(pool: &PgPool, schema: &str) -> bool {
         .fetch_one(pool)
         .await
         .expect("look for a schema")
+}
+
+/// The `server_version_num` of the server behind `pool` (`160004` for 16.4).
+pub async fn server_version(pool: &PgPool) -> u32 {
+    let num = number(pool, "SELECT current_setting('server_version_num')::int8").await;
+    u32::try_from(num).expect("server_version_num is a positive number")
+}
+
+/// Whether the calling test can run on the server behind `pool`, whose `server_version_num` must
+/// be within `versions` (`140000..` for 14 and newer) because of what it `needs`. When it
+/// cannot, the test is reported as skipped rather than silently passed: a line on stderr (shown
+/// by `--nocapture`) and one in the file `BACKFILL_SKIPPED` names, which `.ci/run` counts into
+/// each version's summary. The test then returns at once:
+///
+/// ```text
+/// if !runs_on(&db.pool, 140000.., "pg_stat_wal (PostgreSQL 14)").await { return; }
+/// ```
+pub async fn runs_on(pool: &PgPool, versions: impl RangeBounds<u32>, needs: &str) -> bool {
+    let version = server_version(pool).await;
+    if versions.contains(&version) {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!(
+        "{}::{test}: needs {needs}, the server is {}\n",
+        env!("CARGO_CRATE_NAME"),
+        backfill::db::version_name(version)
+    );
+    eprint!("skipped {line}");
+    if let Some(path) = std::env::var_os("BACKFILL_SKIPPED").filter(|path| !path.is_empty()) {
+        // One write of one short line with O_APPEND: tests running at once do not interleave.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .unwrap_or_else(|error| panic!("record the skip in {path:?}: {error}"));
+    }
+    false
 }
 
 /// `items(id bigint primary key, qty, price, total)` with `total` NULL in rows `1..=rows`.

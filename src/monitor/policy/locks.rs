@@ -46,15 +46,8 @@ pub(super) fn signals(policy: &ThrottlePolicy, locks: &Locks) -> Vec<Found> {
         out.push((signal, Action::Yield, reason));
     }
     if policy.pause_on_table_locks
-        && let Some(first) = locks.table.first()
+        && let Some(mut reason) = table_lock(locks)
     {
-        let verb = if first.granted { "holds" } else { "waits for" };
-        let mut reason = format!(
-            "pid {} {verb} {} on the table{}",
-            first.session.pid,
-            first.mode,
-            query(&first.session)
-        );
         // Our batch queued behind that lock can only time out, and everything behind it waits.
         let action = if locks.batch_waiting && policy.yield_to_waiters {
             reason.push_str(" (our batch was queued behind it)");
@@ -65,4 +58,23 @@ pub(super) fn signals(policy: &ThrottlePolicy, locks: &Locks) -> Vec<Found> {
         out.push((Signal::TableLock, action, reason));
     }
     out
+}
+
+/// The sentence for a lock on the table that another session holds or waits for — `pid 4242
+/// holds AccessExclusiveLock on the table: ALTER TABLE …` — or `None` when there is none. A
+/// holder is named before any waiter: the sessions queued behind a migration are not the
+/// reason, the migration is. What a run pauses for, mid-run or before it starts.
+pub fn table_lock(locks: &Locks) -> Option<String> {
+    let first = locks
+        .table
+        .iter()
+        .find(|l| l.granted)
+        .or(locks.table.first())?;
+    let verb = if first.granted { "holds" } else { "waits for" };
+    Some(format!(
+        "pid {} {verb} {} on the table{}",
+        first.session.pid,
+        first.mode,
+        query(&first.session)
+    ))
 }

@@ -113,6 +113,25 @@ fn each_signal_gives_its_action_and_reason() {
             "pid 77 waits for AccessExclusiveLock on the table: ALTER TABLE items ADD COLUMN x int",
         ),
         (
+            "the application queued behind DDL that holds the table: the holder is named",
+            with(|r| {
+                r.locks.table = vec![
+                    TableLock {
+                        session: session(90, "UPDATE items SET a = 1 WHERE id = 7"),
+                        mode: "RowExclusiveLock".into(),
+                        granted: false,
+                    },
+                    TableLock {
+                        granted: true,
+                        ..alter()
+                    },
+                ]
+            }),
+            Action::Pause,
+            Some(Signal::TableLock),
+            "pid 77 holds AccessExclusiveLock on the table: ALTER TABLE items ADD COLUMN x int",
+        ),
+        (
             "our batch queued behind a table lock",
             with(|r| {
                 r.locks.table = vec![TableLock {

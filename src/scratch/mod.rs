@@ -1,25 +1,36 @@
 //! A throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) for `backfill demo` and the tests.
 //!
-//! Owns: finding the server binaries, a private directory per cluster, a free port, starting,
-//! stopping and restarting the server, streaming replicas of it, and removing all of it again —
-//! in `Drop`, and through a watchdog process when the owner dies without dropping (SIGKILL,
-//! Ctrl-C, a `static` that is never dropped). Does not own anything inside the server: callers
-//! connect to [`Cluster::url`] and create their own databases and tables.
+//! Owns: a private directory per cluster, a free port, starting, stopping and restarting the
+//! server, streaming replicas of it, and removing all of it again — in `Drop`, and through a
+//! watchdog process when the owner dies without dropping (SIGKILL, Ctrl-C, a `static` that is
+//! never dropped). Finding the server binaries (`PG_BIN` chooses the server version) is
+//! `bindir`'s, running them as `postgres` when we are root `runner`'s, the replicas' base
+//! backup `backup`'s, the watchdog `watchdog`'s. Does not own anything inside the server:
+//! callers connect to [`Cluster::url`] and create their own databases and tables.
 //!
-//! Everything here is blocking `std::process` code; async callers wrap it in
-//! `tokio::task::spawn_blocking`. Clusters are independent, so many threads and processes may
-//! start them at once.
+//! Everything here is blocking code (the base backup keeps its session on a thread and runtime
+//! of its own); async callers wrap it in `tokio::task::spawn_blocking`. Clusters are
+//! independent, so many threads and processes may start them at once.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::TcpListener;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+mod backup;
+mod bindir;
+mod runner;
+mod watchdog;
+
+pub use bindir::find_bindir;
+use runner::Runner;
+use watchdog::Watchdog;
 
 /// How often a start is retried on a new port when another process took the chosen one.
 const PORT_ATTEMPTS: u32 = 5;
@@ -63,6 +74,13 @@ pub enum ScratchError {
         command: String,
         status: ExitStatus,
         output: String,
+    },
+    /// The primary refused or broke off the base backup of a new replica.
+    #[error("could not take a base backup of the server on port {port}")]
+    Backup {
+        port: u16,
+        #[source]
+        source: sqlx::Error,
     },
     /// The server did not come up; its log usually says why.
     #[error("postgresql did not start on port {port}; its log ends with:\n{tail}")]
@@ -126,19 +144,27 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts a streaming replica of this cluster (`pg_basebackup -R -X stream -c fast`) in a
-    /// directory and on a port of its own, with `options` added to its configuration (for
-    /// example `recovery_min_apply_delay` for deterministic lag). It is removed on drop.
+    /// Starts a streaming replica of this cluster in a directory and on a port of its own, with
+    /// `options` added to its configuration (for example `recovery_min_apply_delay` for
+    /// deterministic lag). It is removed on drop.
+    ///
+    /// Works on every server version with nothing but the server binaries: a base backup taken
+    /// over SQL (see `scratch/backup.rs`), then `standby.signal` and `primary_conninfo`, as
+    /// `pg_basebackup -R` would write them.
     pub fn replica(&self, options: &ClusterOptions) -> Result<Cluster, ScratchError> {
         let mut replica = Cluster::prepare(self.bindir.clone())?;
-        let mut backup = replica.runner.command(&self.bindir.join("pg_basebackup"));
-        backup
-            .args("-h 127.0.0.1 -U postgres -R -X stream -c fast --no-sync -p".split(' '))
-            .arg(self.port.to_string())
-            .arg("-D")
-            .arg(&replica.data_dir);
-        run(backup)?;
-        replica.launch(options)?;
+        backup::take(
+            self.port,
+            &self.url("postgres"),
+            &self.data_dir,
+            &replica.data_dir,
+            replica.runner,
+        )?;
+        backup::write_owned(&replica.data_dir.join("standby.signal"), "", replica.runner)?;
+        let primary = format!("host=127.0.0.1 port={} user=postgres", self.port);
+        let mut settings = vec![("primary_conninfo".to_owned(), primary)];
+        settings.extend(options.settings.iter().cloned());
+        replica.launch(&ClusterOptions { settings })?;
         Ok(replica)
     }
 
@@ -300,175 +326,6 @@ impl Drop for Cluster {
     }
 }
 
-/// A `sh` process that stops the server and removes its directory once this process is gone.
-///
-/// It blocks reading a pipe whose only writer is this process (Rust opens every descriptor
-/// close-on-exec, so no child inherits it). The kernel closes the pipe however the process
-/// ends — return, panic, SIGKILL, a `static` never dropped — and the shell then cleans up. This
-/// is more robust than polling `kill -0 PID`, which sees an unreaped zombie or a reused pid
-/// as alive, and it reacts at once. The cleanup is idempotent, so a race with `Drop` is harmless.
-#[derive(Debug)]
-struct Watchdog {
-    /// Its stdin is the pipe; the shell ignores HUP, INT and TERM and has its own process
-    /// group, so nothing but the pipe closing or `dismiss` ends it.
-    shell: Child,
-}
-
-const WATCHDOG_SCRIPT: &str = r#"trap '' HUP INT TERM
-dir=$1; shift
-while read -r _; do :; done
-"$@" >/dev/null 2>&1
-rm -rf "$dir""#;
-
-impl Watchdog {
-    /// Starts the watchdog for `dir`; `stop` is the argv that stops the server.
-    fn spawn(dir: &Path, stop: &[OsString]) -> Result<Watchdog, ScratchError> {
-        let shell = Command::new("sh")
-            .args(["-c", WATCHDOG_SCRIPT, "backfill-scratch-watchdog"])
-            .arg(dir)
-            .args(stop)
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(ScratchError::io("start the clean-up watchdog (sh)"))?;
-        Ok(Watchdog { shell })
-    }
-
-    /// Ends the watchdog without letting it clean up: kill first, so that the pipe closing
-    /// (which `wait` does) finds nobody listening.
-    fn dismiss(&mut self) {
-        let _ = self.shell.kill();
-        let _ = self.shell.wait();
-    }
-}
-
-/// How server programs are launched: `initdb` and `pg_ctl` refuse to run as root, so as root
-/// they run as `postgres` through `runuser`, in directories owned by `postgres`.
-#[derive(Debug, Clone, Copy)]
-enum Runner {
-    Direct,
-    AsPostgres { uid: u32, gid: u32 },
-}
-
-impl Runner {
-    fn detect() -> Result<Runner, ScratchError> {
-        let is_root = fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
-        if !is_root {
-            return Ok(Runner::Direct);
-        }
-        let passwd =
-            fs::read_to_string("/etc/passwd").map_err(ScratchError::io("read /etc/passwd"))?;
-        let (uid, gid) = passwd_ids(&passwd, "postgres").ok_or(ScratchError::NoPostgresUser)?;
-        Ok(Runner::AsPostgres { uid, gid })
-    }
-
-    /// The argv that runs `program` as the server's user.
-    fn argv(&self, program: &Path) -> Vec<OsString> {
-        let mut argv = match self {
-            Runner::Direct => Vec::new(),
-            Runner::AsPostgres { .. } => ["runuser", "-u", "postgres", "--"]
-                .map(OsString::from)
-                .to_vec(),
-        };
-        argv.push(program.into());
-        argv
-    }
-
-    /// A command for `program`, quiet (no stdin) and run from a directory every user can enter.
-    fn command(&self, program: &Path) -> Command {
-        let argv = self.argv(program);
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null());
-        command
-    }
-
-    /// Makes `path` the server user's (a no-op unless we are root).
-    fn give_to_server(&self, path: &Path) -> Result<(), ScratchError> {
-        match *self {
-            Runner::Direct => Ok(()),
-            Runner::AsPostgres { uid, gid } => {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(ScratchError::io(
-                    format!("give {} to the postgres user", path.display()),
-                ))
-            }
-        }
-    }
-}
-
-/// Finds the PostgreSQL server binaries: `$PG_BIN`, then `pg_config --bindir` when it holds
-/// `initdb` (on Debian it may belong to a client-only package), then the newest
-/// `/usr/lib/postgresql/*/bin` with `initdb`.
-pub fn find_bindir() -> Result<PathBuf, ScratchError> {
-    if let Some(dir) = std::env::var_os("PG_BIN").filter(|dir| !dir.is_empty()) {
-        let dir = PathBuf::from(dir);
-        return if has_initdb(&dir) {
-            Ok(dir)
-        } else {
-            Err(ScratchError::PgBinWithoutInitdb(dir))
-        };
-    }
-    let pg_config = pg_config_bindir();
-    if let Some(dir) = pg_config.as_ref().filter(|dir| has_initdb(dir)) {
-        return Ok(dir.clone());
-    }
-    let pg_config = pg_config.map_or("not found".into(), |dir| {
-        format!("{}: no initdb", dir.display())
-    });
-    newest_bindir(Path::new("/usr/lib/postgresql")).ok_or_else(|| ScratchError::NotFound {
-        searched: format!(
-            "$PG_BIN (unset), `pg_config --bindir` ({pg_config}), /usr/lib/postgresql/*/bin"
-        ),
-    })
-}
-
-fn has_initdb(dir: &Path) -> bool {
-    dir.join("initdb").is_file()
-}
-
-fn pg_config_bindir() -> Option<PathBuf> {
-    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
-    let dir = String::from_utf8(output.stdout).ok()?;
-    (output.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
-}
-
-/// The `bin` directory with `initdb` under the highest version directory of `root`
-/// (Debian's layout: `/usr/lib/postgresql/15/bin`, `…/9.6/bin`).
-fn newest_bindir(root: &Path) -> Option<PathBuf> {
-    fs::read_dir(root)
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let version = version_key(entry.file_name().to_str()?)?;
-            let bin = entry.path().join("bin");
-            has_initdb(&bin).then_some((version, bin))
-        })
-        .max()
-        .map(|(_, bin)| bin)
-}
-
-/// `"9.6"` → `[9, 6]`, so that 10 sorts above 9.6; `None` for names that are not versions.
-fn version_key(name: &str) -> Option<Vec<u32>> {
-    name.split('.').map(|part| part.parse().ok()).collect()
-}
-
-/// The uid and gid of `user` in the text of `/etc/passwd`.
-fn passwd_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != user {
-            return None;
-        }
-        let _password = fields.next()?;
-        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
-    })
-}
-
 /// A new directory of our own under the system's temporary directory, unique across threads
 /// (counter), processes (pid) and time (nanoseconds, against a reused pid's leftovers).
 fn create_private_dir() -> Result<PathBuf, ScratchError> {
@@ -573,33 +430,6 @@ fn last_lines(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwd_ids_reads_uid_and_gid() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104:PG:/var/lib/postgresql:/bin/bash\n";
-        assert_eq!(passwd_ids(passwd, "postgres"), Some((101, 104)));
-        assert_eq!(passwd_ids(passwd, "nobody"), None);
-    }
-
-    #[test]
-    fn version_key_orders_numerically() {
-        assert!(version_key("10") > version_key("9.6"));
-        assert_eq!(version_key("main"), None);
-    }
-
-    #[test]
-    fn newest_bindir_skips_versions_without_initdb() {
-        let root = create_private_dir().unwrap();
-        for (version, with_initdb) in [("9.6", true), ("15", true), ("16", false)] {
-            let bin = root.join(version).join("bin");
-            fs::create_dir_all(&bin).unwrap();
-            if with_initdb {
-                fs::write(bin.join("initdb"), "").unwrap();
-            }
-        }
-        assert_eq!(newest_bindir(&root), Some(root.join("15").join("bin")));
-        fs::remove_dir_all(root).unwrap();
-    }
 
     #[test]
     fn configuration_quotes_values_and_ends_with_the_port() {

@@ -1,0 +1,99 @@
+//! What every command that reads a job's table does first: wait while a lock on the table is
+//! in the way (`lockwait`), read the catalog, build the plan and have the server check the
+//! batch that would run next. Writes nothing (a `run`'s wait may only note itself on the
+//! job's existing row).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use sqlx::PgConnection;
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::engine::own_sessions;
+use crate::event::Event;
+use crate::job::Job;
+use crate::lockwait::{LockWait, Note};
+use crate::plan::Plan;
+use crate::preflight;
+use crate::state::JobRow;
+
+/// A job made ready to run: validated file, catalog facts, statements.
+pub struct Prepared {
+    pub job: Job,
+    pub catalog: Catalog,
+    pub plan: Plan,
+}
+
+/// How a command waits for the locks on `job`'s table before it reads the table: at most
+/// `patience` (`None`: as long as it takes), showing it through `emit` and `note`.
+pub fn lock_wait<'a>(
+    job: &Job,
+    patience: Option<Duration>,
+    note: Note<'a>,
+    emit: &'a mut dyn FnMut(&Event),
+    shutdown: watch::Receiver<bool>,
+) -> LockWait<'a> {
+    LockWait {
+        job: job.name.clone(),
+        relations: vec![job.table.to_string()],
+        ours: own_sessions(&job.name),
+        poll: job.throttle.poll,
+        patience,
+        note,
+        emit,
+        shutdown,
+    }
+}
+
+/// Reads the catalog, builds the plan and has the server check the batch that would run next
+/// (the first, unless `state` holds a checkpoint to resume from), each step once no lock on
+/// the table is in its way (`wait`): the catalog is read after a migration that holds the
+/// table commits, not before. Writes nothing. `None` when shutdown came while waiting. Errors
+/// name the job file, so that the log of `run a b c` says which job failed.
+pub async fn prepare(
+    conn: &mut PgConnection,
+    job: Job,
+    state: Option<&JobRow>,
+    wait: &mut LockWait<'_>,
+) -> Result<Option<(Prepared, preflight::Preflight)>> {
+    let source = job.source.display().to_string();
+    let ready = async {
+        let read = wait.step(conn, async |conn| {
+            anyhow::Ok(Catalog::read(conn, &job).await?)
+        });
+        let Some(catalog) = read.await? else {
+            return anyhow::Ok(None);
+        };
+        let plan = Plan::new(&job, &catalog);
+        wait.relations = plan.relations();
+        let start = preflight::Start::next(&job, state);
+        let check = async |conn: &mut PgConnection| {
+            anyhow::Ok(preflight::check(conn, &job, &plan, &start).await?)
+        };
+        Ok(wait
+            .step(conn, check)
+            .await?
+            .map(|checked| (catalog, plan, checked)))
+    }
+    .await
+    .context(source)?;
+    Ok(ready.map(|(catalog, plan, checked)| (Prepared { job, catalog, plan }, checked)))
+}
+
+/// What `plan` and `verify` say on stderr when they start to wait for a lock.
+pub(super) fn say_waiting(patience: Duration) -> impl FnMut(&Event) {
+    move |event| {
+        if let Event::Paused { job, reason, .. } = event {
+            eprintln!(
+                "{job}: paused: {reason}; waiting up to {} (--lock-wait)",
+                humantime::format_duration(patience)
+            );
+        }
+    }
+}
+
+/// What a command stopped by Ctrl-C while waiting for a lock says.
+pub(super) fn stopped_waiting(job: &str) -> String {
+    format!("{job}: stopped while waiting for the lock on its table; nothing was written")
+}

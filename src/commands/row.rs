@@ -1,0 +1,108 @@
+//! The commands that act on a job's rows in the state tables and need no job file (an
+//! operator on another host may not have it): `status`, `failures`, `reset`, `pause`, `resume`
+//! and `cancel`. A job file given instead of a name is read for its name only.
+
+use anyhow::Result;
+
+use crate::cli::{FailuresArgs, GlobalArgs, JobArg, StatusArgs};
+use crate::db::hang_up;
+use crate::engine::application_name;
+use crate::report;
+use crate::state::{Control, RangeRow, Store};
+
+use super::{Exit, connect, lookup};
+
+/// `backfill status`.
+pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
+    let (_, mut conn) = connect(global, "backfill:status").await?;
+    let store = Store::new(&global.state_schema);
+    let rows = store.list(&mut conn).await?;
+    let ranges = if args.ranges {
+        store.all_ranges(&mut conn).await?
+    } else {
+        vec![]
+    };
+    hang_up(conn).await;
+    let of = |job: &str| -> Vec<RangeRow> {
+        ranges
+            .iter()
+            .filter(|(j, _)| j == job)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let mut v = report::status_json(row);
+                if args.ranges {
+                    v["ranges"] = of(&row.name).iter().map(report::range_json).collect();
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if args.ranges && !rows.is_empty() {
+        for row in &rows {
+            print!("{}", report::status_table(std::slice::from_ref(row)));
+            print!("{}", report::ranges_table(&of(&row.name), &row.table_name));
+        }
+    } else {
+        print!("{}", report::status_table(&rows));
+    }
+    Ok(Exit::Success)
+}
+
+/// `backfill failures`: the rows the job set aside, as a table or JSON.
+pub async fn failures(global: &GlobalArgs, args: &FailuresArgs) -> Result<Exit> {
+    let name = lookup::job_name(&args.job)?;
+    let (_, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = Store::new(&global.state_schema);
+    let row = store.load(&mut conn, &name).await;
+    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
+    let failed = store.failures(&mut conn, &name, args.limit).await?;
+    hang_up(conn).await;
+    if args.json {
+        println!("{}", report::failures_json(&row, &failed));
+    } else {
+        print!("{}", report::failures_text(&row, &failed));
+    }
+    Ok(Exit::Success)
+}
+
+/// `backfill reset`.
+pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
+    let name = lookup::job_name(&args.job)?;
+    let (_, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = Store::new(&global.state_schema);
+    let was = store.reset(&mut conn, &name).await;
+    let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
+    let forgotten = match was.failures {
+        0 => String::new(),
+        n => format!(", and its {} set aside", report::rows(n)),
+    };
+    println!(
+        "{name}: reset (was {}, {} rows done{forgotten}); the next run starts from the first key",
+        was.status, was.rows_done
+    );
+    Ok(Exit::Success)
+}
+
+/// `backfill pause`, `resume` and `cancel`.
+pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
+    let name = lookup::job_name(&args.job)?;
+    let (_, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = Store::new(&global.state_schema);
+    let row = store.control(&mut conn, &name, control).await;
+    let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
+    let running = row.lease_is_live();
+    let text = match (control, running) {
+        (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
+        (Control::Pause, false) => "not running; it will start paused until `backfill resume`",
+        (Control::Resume, _) => "resumed",
+        (Control::Cancel, true) => "cancel requested; the runner stops after its current batch",
+        (Control::Cancel, false) => "cancelled",
+    };
+    println!("{name}: {text}");
+    Ok(Exit::Success)
+}

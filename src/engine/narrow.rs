@@ -1,0 +1,184 @@
+//! A batch that failed on a row's data, narrowed down to that row.
+//!
+//! When a batch fails with an error about one row's data (a cast of `'n/a'` to bigint, a
+//! duplicate key, a check constraint: [`is_row_error`]), nobody should have to bisect thousands
+//! of rows by hand. One new batch transaction, bounded by the job's timeouts and watched by
+//! the monitor like any batch, lists the batch's keys and runs the batch's `UPDATE` over halves
+//! of them (so `where` still picks the rows, and a row whose data breaks `where` itself is
+//! found too), each half in a savepoint that is kept when it succeeds and rolled back when it
+//! fails, as the pure plan in `bisect.rs` says — at most ⌈log₂ n⌉ + 1 statements — until the
+//! first row that fails on its own is found. The rows before it are committed with the range's
+//! checkpoint; with `[batch] on_error = "skip"` the row goes to the `failures` table in that
+//! same transaction and the cursor moves past it, otherwise the walk stops there, naming it. A
+//! transient error on the way (a lock timeout, the monitor's yield) rolls everything back and
+//! is handled as the batch's own would be.
+
+mod bisect;
+
+use std::time::Instant;
+
+use sqlx::{Connection as _, PgConnection};
+
+use crate::db::{ServerError, bind_keys, fetch_keys, is_row_error, statement};
+use crate::event::Event;
+use crate::job::OnError;
+use crate::plan::Walk;
+use crate::state::{FailedRow, Key, RangeRow};
+
+use super::EngineError;
+use super::batch::{self, BatchError, Committed};
+use super::crew::Crew;
+use super::worker::Worker;
+use bisect::{Bisect, Step};
+
+/// Whether a failed batch is worth narrowing down: its `UPDATE` (or key walk) failed on a
+/// row's data.
+pub(super) fn applies(e: &BatchError) -> bool {
+    matches!(e, BatchError::Sql(e) if is_row_error(e))
+}
+
+/// Narrows worker `worker`'s failed batch of `size` keys after `range`'s cursor down to its
+/// first failing row, commits what comes before it (and, with `on_error = "skip"`, the row's
+/// record), and tells how far the range got. `BatchError::Row` when the batch's very first key
+/// fails and the job stops (nothing to commit).
+pub(super) async fn run(
+    conn: &mut PgConnection,
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    walk: &Walk,
+    range: &RangeRow,
+    size: u32,
+) -> Result<Committed, BatchError> {
+    let started = Instant::now();
+    let mut tx = batch::begin(conn, crew, worker).await?;
+    let upper = batch::upper_bound(&mut tx, walk, range, size).await?;
+    let bounds = range.cursor.iter().flatten().chain(&upper).map(Some);
+    let query = bind_keys(statement(walk.keys.pick(range.cursor.is_some())), bounds);
+    let keys = fetch_keys(query, &mut tx).await?;
+    // Where a probe of keys `from..` starts: after the key before it, or the range's cursor.
+    let lower = |from: usize| match from {
+        0 => range.cursor.as_deref(),
+        from => Some(keys[from - 1].as_slice()),
+    };
+    let mut plan = Bisect::new(keys.len());
+    let mut changed = 0;
+    let end = loop {
+        let probe = match plan.next() {
+            Step::Probe(probe) => probe,
+            Step::Clean { upto } => break End::Clean(upto),
+            Step::Found { at, error } => break End::Found(at, error),
+        };
+        let through = &keys[probe.end - 1];
+        let mut savepoint = tx.begin().await?;
+        match batch::update(&mut savepoint, walk, lower(probe.start), through).await {
+            Ok(n) => {
+                savepoint.commit().await?;
+                changed += n;
+                plan.record(probe, Ok(()));
+            }
+            Err(e) => match ServerError::of(&e).filter(|_| is_row_error(&e)) {
+                Some(server) => {
+                    savepoint.rollback().await?;
+                    plan.record(probe, Err(server));
+                }
+                None => return Err(e.into()),
+            },
+        }
+    };
+    // Where the range's cursor goes, the keys walked up to it, and the row stopped at: the
+    // cursor stops just before the first key not applied, or just after a row set aside.
+    let through = |n: usize| (keys[n - 1].clone(), walked(n));
+    let (cursor, walked, failed) = match end {
+        End::Clean(upto) if upto == keys.len() => (upper, size, None),
+        End::Clean(upto) => {
+            let (cursor, walked) = through(upto);
+            (cursor, walked, None)
+        }
+        End::Found(at, error) => {
+            let failed = failed_row(crew, walk, &keys[at], error);
+            match crew.r.job.batch.on_error {
+                OnError::Skip => {
+                    crew.r
+                        .store
+                        .record_failure(&mut tx, crew.job(), &failed)
+                        .await?;
+                    let (cursor, walked) = through(at + 1);
+                    (cursor, walked, Some(failed))
+                }
+                // The batch's first key: the cursor already stands just before it.
+                OnError::Stop if at == 0 => return Err(BatchError::Row(Box::new(failed))),
+                OnError::Stop => {
+                    let (cursor, walked) = through(at);
+                    (cursor, walked, Some(failed))
+                }
+            }
+        }
+    };
+    let holder = crew.holder(worker);
+    crew.r
+        .store
+        .checkpoint(
+            &mut tx,
+            crew.share.sql,
+            &holder,
+            range.id,
+            &cursor,
+            changed,
+            walked,
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Committed {
+        upper: cursor,
+        rows: changed,
+        elapsed: started.elapsed(),
+        keys: walked,
+        failed: failed.map(Box::new),
+    })
+}
+
+/// How the search ended: no row failing, rows `0..upto` applied; or row `at` failing.
+enum End {
+    Clean(usize),
+    Found(usize, ServerError),
+}
+
+/// `n` keys walked, as a batch size.
+fn walked(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The row at `key` of `walk`'s relation, with the server's reason.
+fn failed_row(crew: &Crew<'_, '_>, walk: &Walk, key: &Key, error: ServerError) -> FailedRow {
+    FailedRow {
+        columns: crew.r.plan.key_columns.clone(),
+        key: key.clone(),
+        relation: walk.relation.clone(),
+        sqlstate: error.code.unwrap_or_default(),
+        message: error.message,
+        notes: error.notes,
+        attempts: 1,
+        age: None,
+    }
+}
+
+impl Worker<'_, '_, '_> {
+    /// After a narrowed batch committed: the error that stops the walk at `failed`
+    /// (`on_error = "stop"`), or, for a row set aside, the event that says so.
+    pub(super) fn stopped_at(&self, range: u32, failed: Box<FailedRow>) -> Option<EngineError> {
+        if self.crew.r.job.batch.on_error == OnError::Stop {
+            return Some(EngineError::Row(failed));
+        }
+        let worker = self.id;
+        self.send(|job| Event::Skipped {
+            job,
+            worker,
+            range: Some(range),
+            row: failed.row(),
+            key: failed.key.clone(),
+            sqlstate: failed.sqlstate.clone(),
+            message: failed.reason(),
+        });
+        None
+    }
+}

@@ -1,0 +1,102 @@
+//! The start of a run in this process, once it holds the job: the ranges laid out and the
+//! pending rows estimated — each once no lock on the table is in the way, paused while one is
+//! (see [`lockwait`](crate::lockwait)) — and the monitor started only then, so that a lock the
+//! start waited for (and its cooldown) does not pause the first batches a second time.
+
+use sqlx::PgConnection;
+use tokio::sync::watch;
+
+use crate::event::Event;
+use crate::job::Timeouts;
+use crate::lockwait::{LOCK_TIMEOUT, LockWait, Note};
+use crate::monitor::{Monitor, Watch};
+use crate::preflight;
+use crate::share::Share;
+use crate::state::{JobRow, Live};
+
+use super::crew::Estimated;
+use super::{EngineError, Lead, monitor_application_name, own_sessions};
+
+impl Lead<'_, '_> {
+    /// Lays the ranges out if nobody has, and estimates the rows still pending (with
+    /// `--retry-failures`, the failed rows) and the keys left to walk — once no lock on the
+    /// table is in the way, paused while one is (see `lockwait`). `None` when shutdown came
+    /// first.
+    pub(super) async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        workers: u32,
+        row: &JobRow,
+        emit: &mut dyn FnMut(&Event),
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<Estimated>, EngineError> {
+        let (r, table) = (self.r, || self.r.plan.table.clone());
+        let timeouts = Timeouts {
+            lock: LOCK_TIMEOUT,
+            ..r.job.timeouts
+        };
+        let share = Share {
+            timeouts: &timeouts,
+            ..self.share
+        };
+        let publish = |note| {
+            self.heartbeat.publish(Live {
+                rates: vec![],
+                note,
+            })
+        };
+        let mut wait = LockWait {
+            job: r.job.name.clone(),
+            relations: r.plan.relations(),
+            ours: own_sessions(&r.job.name),
+            poll: r.job.throttle.poll,
+            patience: None,
+            note: Note::Publish(&publish),
+            emit,
+            shutdown,
+        };
+        wait.step(conn, async |conn| {
+            share
+                .lay_out(conn, &r.job.name, workers as usize)
+                .await
+                .map_err(|source| EngineError::LayOut {
+                    table: table(),
+                    source,
+                })?;
+            if r.options.retry_failures {
+                return Ok(Estimated {
+                    pending: row.failures,
+                    keys_left: None,
+                });
+            }
+            let pending = preflight::pending_rows(conn, r.plan, r.options.exact_count)
+                .await
+                .map_err(|source| EngineError::Estimate {
+                    table: table(),
+                    source,
+                })?;
+            let laid_out = r.store.load(conn, &r.job.name).await?;
+            Ok(Estimated {
+                pending: pending.rows,
+                keys_left: laid_out.keys_left,
+            })
+        })
+        .await
+    }
+
+    /// The monitor of this process.
+    pub(super) fn monitor(&self) -> Monitor {
+        let r = self.r;
+        Monitor::start(Watch {
+            policy: r.job.throttle.clone(),
+            target: r
+                .options
+                .monitor
+                .clone()
+                .unwrap_or_else(|| r.target.clone()),
+            application_name: monitor_application_name(&r.job.name),
+            relations: r.plan.relations(),
+            ours: own_sessions(&r.job.name),
+        })
+    }
+}
