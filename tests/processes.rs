@@ -106,7 +106,8 @@ async fn a_joined_process_shares_the_job_and_finishes_what_a_killed_one_left() {
 async fn twenty_kill_9s_of_three_workers_update_every_row_exactly_once() {
     const ROWS: i64 = 150_000;
     let db = fresh_database().await;
-    // `where = "true"`: the filter does not hide a row changed twice.
+    // `where = "true"`: the filter does not hide a row changed twice. Batches 100 ms apart, so
+    // that three workers do not finish the table before the twentieth kill.
     common::create_items(&db.pool, ROWS).await;
     common::count_updates(&db.pool).await;
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +116,7 @@ async fn twenty_kill_9s_of_three_workers_update_every_row_exactly_once() {
         "items_total",
         &common::items_job(
             "true",
-            "size = 1000\nmin = 1000\nmax = 1000\npause = \"2ms\"\nworkers = 3",
+            "size = 1000\nmin = 1000\nmax = 1000\npause = \"100ms\"\nworkers = 3",
         ),
     );
     let job = common::path_str(&job);
