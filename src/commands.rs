@@ -19,6 +19,7 @@ use crate::cli::{
     CompletionsArgs, GlobalArgs, JobArg, MonitorArg, PlanArgs, RunArgs, StatusArgs, VerifyArgs,
 };
 use crate::db::{Target, TargetError, hang_up};
+use crate::disk::{self, Upkeep, Vacuums};
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::job::{Job, ThrottlePolicy};
 use crate::metrics::Metrics;
@@ -27,7 +28,7 @@ use crate::plan::Plan;
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
-use crate::report::PlanReport;
+use crate::report::{DiskReport, PlanReport};
 use crate::state::{Control, JobRow, Owner, RangeRow, Store};
 use crate::verify;
 
@@ -100,30 +101,41 @@ async fn monitor_sight(
     Ok(Some(sight))
 }
 
-/// The connections a process of `job` would hold with `workers` (else the job's own count),
-/// against the server's room for them now.
+/// The connections a process of `p`'s job would hold with `workers` (else the job's own
+/// count), against the server's room for them now.
 async fn budget(
     conn: &mut PgConnection,
-    job: &Job,
+    p: &Prepared,
     workers: Option<u32>,
 ) -> Result<preflight::Budget> {
+    let job = &p.job;
     let (in_use, max_connections) = preflight::connections(conn)
         .await
         .context("cannot read the server's connections")?;
     Ok(preflight::Budget {
         workers: workers.unwrap_or(job.batch.workers),
         monitor: job.throttle.enabled,
+        vacuum: p.vacuums().any(),
         in_use,
         max_connections,
         share: job.throttle.max_connection_use,
     })
 }
 
-/// A job made ready to run: validated file, catalog facts, statements.
+/// A job made ready to run: validated file, catalog facts, statements, and whether its role
+/// may vacuum the table.
 pub struct Prepared {
     pub job: Job,
     pub catalog: Catalog,
     pub plan: Plan,
+    pub upkeep: Upkeep,
+}
+
+impl Prepared {
+    /// What a run of the job vacuums.
+    pub fn vacuums(&self) -> Vacuums {
+        Vacuums::of(&self.job, &self.upkeep)
+    }
 }
 
 /// Reads the catalog, builds the plan and has the server check the batch that would run next
@@ -135,16 +147,28 @@ pub async fn prepare(
     state: Option<&JobRow>,
 ) -> Result<(Prepared, preflight::Preflight)> {
     let source = job.source.display().to_string();
-    let (catalog, plan, checked) = async {
+    let (catalog, plan, checked, upkeep) = async {
         let catalog = Catalog::read(conn, &job).await?;
         let plan = Plan::new(&job, &catalog);
         let start = preflight::Start::next(&job, state);
         let checked = preflight::check(conn, &job, &plan, &start).await?;
-        anyhow::Ok((catalog, plan, checked))
+        let relations: Vec<String> = std::iter::once(plan.table.clone())
+            .chain(plan.leaves.iter().map(|w| w.relation.clone()))
+            .collect();
+        let upkeep = disk::upkeep(conn, &relations)
+            .await
+            .context("cannot read who may vacuum the table")?;
+        anyhow::Ok((catalog, plan, checked, upkeep))
     }
     .await
     .context(source)?;
-    Ok((Prepared { job, catalog, plan }, checked))
+    let prepared = Prepared {
+        job,
+        catalog,
+        plan,
+        upkeep,
+    };
+    Ok((prepared, checked))
 }
 
 /// `backfill run`.
@@ -174,7 +198,7 @@ pub async fn run(
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
         let p = prepare(&mut conn, job, None).await?.0;
-        let budget = budget(&mut conn, &p.job, args.workers).await?;
+        let budget = budget(&mut conn, &p, args.workers).await?;
         if !budget.fits() {
             let source = p.job.source.display().to_string();
             return Err(
@@ -194,8 +218,9 @@ pub async fn run(
     .await?;
     hang_up(conn).await;
     let mut warned = BTreeSet::new();
-    for policy in policies {
-        for warning in sight.iter().flat_map(|s| s.warnings(policy)) {
+    for p in &prepared {
+        let monitor = sight.iter().flat_map(|s| s.warnings(&p.job.throttle));
+        for warning in monitor.chain(disk::warnings(&p.job, &p.upkeep)) {
             if warned.insert(warning.clone()) {
                 eprintln!("warning: {warning}");
             }
@@ -245,6 +270,7 @@ pub async fn run_jobs(
             target,
             owner: &owner,
             options,
+            vacuums: p.vacuums(),
         };
         let outcome = engine::run(&r, &mut |e| sinks.emit(e), shutdown.clone()).await;
         let reporter = &mut sinks.reporter;
@@ -299,10 +325,24 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
         .find(|row| row.name == job.name);
     let (p, checked) = prepare(&mut conn, job, state.as_ref()).await?;
     let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
-    let budget = budget(&mut conn, &p.job, args.workers).await?;
+    let budget = budget(&mut conn, &p, args.workers).await?;
     let pending = preflight::pending_rows(&mut conn, &p.plan, args.exact_count)
         .await
         .context("cannot estimate the pending rows")?;
+    let columns: Vec<String> = p.job.set.iter().map(|a| a.column.clone()).collect();
+    let table_rows = pending.table_rows.unwrap_or(pending.rows);
+    let table = disk::estimate::read(&mut conn, &p.plan, &columns, table_rows)
+        .await
+        .context("cannot read the table's size")?;
+    let wal = crate::monitor::wal_retention(&mut conn, std::slice::from_ref(&p.plan.table))
+        .await
+        .context("cannot read the replication slots")?;
+    let disk = DiskReport {
+        table: &table,
+        wal: &wal,
+        upkeep: &p.upkeep,
+        vacuums: p.vacuums(),
+    };
     let report = PlanReport {
         job: &p.job,
         catalog: &p.catalog,
@@ -314,6 +354,7 @@ pub async fn plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Exit> {
         sight: sight.as_ref(),
         budget: &budget,
         lease_timeout: crate::state::LEASE_TIMEOUT,
+        disk: &disk,
     };
     if args.json {
         println!("{}", crate::report::plan_json(&report));
@@ -381,6 +422,10 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     } else {
         vec![]
     };
+    let tables: Vec<String> = rows.iter().map(|r| r.table_name.clone()).collect();
+    // The heaps are a courtesy: a server that cannot tell them still lists the jobs.
+    let heaps = disk::heaps(&mut conn, &tables).await.unwrap_or_default();
+    let heap = |i: usize| heaps.get(i).copied().flatten();
     hang_up(conn).await;
     let of = |job: &str| -> Vec<RangeRow> {
         ranges
@@ -392,8 +437,9 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     if args.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|row| {
-                let mut v = report::status_json(row);
+            .enumerate()
+            .map(|(i, row)| {
+                let mut v = report::status_json(row, heap(i));
                 if args.ranges {
                     v["ranges"] = of(&row.name).iter().map(report::range_json).collect();
                 }
@@ -402,12 +448,15 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else if args.ranges && !rows.is_empty() {
-        for row in &rows {
-            print!("{}", report::status_table(std::slice::from_ref(row)));
+        for (i, row) in rows.iter().enumerate() {
+            print!(
+                "{}",
+                report::status_table(std::slice::from_ref(row), &[heap(i)])
+            );
             print!("{}", report::ranges_table(&of(&row.name), &row.table_name));
         }
     } else {
-        print!("{}", report::status_table(&rows));
+        print!("{}", report::status_table(&rows, &heaps));
     }
     Ok(Exit::Success)
 }

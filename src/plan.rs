@@ -8,6 +8,7 @@
 //! `("a", "b") > ($1::text, $2::integer)`, which PostgreSQL turns into one index range scan.
 
 pub mod compare;
+pub mod vacuum;
 
 use std::fmt::Write as _;
 

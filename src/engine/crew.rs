@@ -2,8 +2,9 @@
 //! obey; the condition they are in (running, throttled, paused — reported once for all of
 //! them, not once per worker); the turn that throttled workers take one at a time, so that a
 //! throttled process puts the load of one throttled worker on the database whatever
-//! `--workers` says; the job's totals for events; what the heartbeat publishes; and the halt
-//! that stops every worker when one of them meets an error the job cannot go on from.
+//! `--workers` says; the job's totals for events; what the heartbeat publishes; the rows it
+//! commits, for vacuum pacing; and the halt that stops every worker when one of them meets an
+//! error the job cannot go on from.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -18,6 +19,7 @@ use crate::state::{Holder, Live};
 
 use super::Run;
 use super::heartbeat::Heartbeat;
+use super::vacuum::Feed;
 
 /// What the process is doing about the database's state and the operator's requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub(super) struct Crew<'r, 'a> {
     pub heartbeat: &'r Heartbeat,
     /// `None` when `[throttle] enabled = false`.
     pub monitor: Option<&'r Monitor>,
+    /// Vacuum pacing's count of changed rows; `None` when the run does not pace.
+    feed: Option<&'r Feed>,
     /// The job's totals when this process started.
     start: (u64, u64),
     events: mpsc::UnboundedSender<Event>,
@@ -98,6 +102,8 @@ pub(super) struct Start<'r, 'a> {
     pub share: Share<'r>,
     pub heartbeat: &'r Heartbeat,
     pub monitor: Option<&'r Monitor>,
+    /// Vacuum pacing's count of changed rows, when the run paces.
+    pub feed: Option<&'r Feed>,
     /// The job's rows and batches done when this process started.
     pub totals: (u64, u64),
     pub events: mpsc::UnboundedSender<Event>,
@@ -111,6 +117,7 @@ impl<'r, 'a> Crew<'r, 'a> {
             share: s.share,
             heartbeat: s.heartbeat,
             monitor: s.monitor,
+            feed: s.feed,
             start: s.totals,
             events: s.events,
             shutdown: s.shutdown,
@@ -209,10 +216,13 @@ impl Crew<'_, '_> {
         }
     }
 
-    /// Records a batch of `rows` committed by this process; the job's rows and batches done
-    /// so far, as far as this process knows (other processes' batches come with the
-    /// heartbeat).
-    pub fn committed(&self, rows: u64) -> (u64, u64) {
+    /// Records a batch of `rows` committed by this process in `relation`; the job's rows and
+    /// batches done so far, as far as this process knows (other processes' batches come with
+    /// the heartbeat).
+    pub fn committed(&self, relation: &str, rows: u64) -> (u64, u64) {
+        if let Some(feed) = self.feed {
+            feed.add(relation, rows);
+        }
         let Ok(mut shared) = self.shared.lock() else {
             return self.start;
         };

@@ -10,13 +10,15 @@
 //! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases.
+//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases;
+//! `vacuum.rs` paces the run with vacuums and runs the final one.
 
 mod backoff;
 mod batch;
 mod crew;
 mod heartbeat;
 pub mod sizer;
+mod vacuum;
 mod walk;
 mod worker;
 
@@ -28,6 +30,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use crate::db::{Target, error_chain, hang_up};
+use crate::disk::{self, Vacuums};
 use crate::event::Event;
 use crate::job::Job;
 use crate::monitor::{Monitor, Watch};
@@ -38,6 +41,7 @@ use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateErro
 
 use crew::{Crew, Start};
 use heartbeat::{Heartbeat, Lease};
+use vacuum::{Feed, Vacuum};
 use worker::{End, Stop, Worker};
 
 /// Consecutive failed attempts of one batch before the job stops.
@@ -51,6 +55,8 @@ pub struct Run<'a> {
     pub target: &'a Target,
     pub owner: &'a Owner,
     pub options: &'a Options,
+    /// What the run vacuums (the job's `[vacuum]`, as far as the role may and the monitor runs).
+    pub vacuums: Vacuums,
 }
 
 /// How the operator asked jobs to run (`run`'s flags).
@@ -103,6 +109,12 @@ pub enum EngineError {
         table: String,
         #[source]
         source: ShareError,
+    },
+    #[error("cannot read the heap size of {table}")]
+    Heap {
+        table: String,
+        #[source]
+        source: sqlx::Error,
     },
     #[error("cannot estimate the pending rows of {table}")]
     Estimate {
@@ -167,6 +179,12 @@ pub async fn run(
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
     r.store.ensure(&mut conn).await?;
+    let heap_bytes = disk::heap_bytes(&mut conn, &r.plan.table)
+        .await
+        .map_err(|source| EngineError::Heap {
+            table: r.plan.table.clone(),
+            source,
+        })?;
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,
@@ -176,6 +194,7 @@ pub async fn run(
         restart: r.options.restart,
         resume_cancelled: r.options.resume_cancelled,
         join: r.options.join,
+        heap_bytes,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
@@ -191,6 +210,7 @@ pub async fn run(
         owner: r.owner.clone(),
         holds_job: admission != Admission::Join,
         application_name: app.clone(),
+        table: r.plan.table.clone(),
     });
     let monitor = r.job.throttle.enabled.then(|| {
         Monitor::start(Watch {
@@ -306,11 +326,27 @@ impl Lead<'_, '_> {
             }
         }
         let (events, mut received) = mpsc::unbounded_channel();
+        let vacuum = Vacuum::of(self.r, self.monitor, self.heartbeat);
+        let (feed, (stop_pacing, pacing_stopped)) = (Feed::default(), watch::channel(false));
+        let every = self
+            .r
+            .job
+            .vacuum
+            .every
+            .rows(pending.table_rows.unwrap_or(pending.rows));
+        let pace_events = events.clone();
+        let mut pacing = Box::pin(async {
+            if let Some(v) = &vacuum {
+                v.pace(&feed, every, pacing_stopped, &pace_events).await;
+            }
+        });
+        let final_stop = shutdown.clone();
         let crew = Crew::new(Start {
             r: self.r,
             share: self.share,
             heartbeat: self.heartbeat,
             monitor: self.monitor,
+            feed: vacuum.as_ref().filter(|v| v.paces()).map(|_| &feed),
             totals: (row.rows_done, row.batches_done),
             events,
             shutdown,
@@ -326,14 +362,22 @@ impl Lead<'_, '_> {
             .run())
         ));
         let mut beats = self.heartbeat.watch();
-        let mut shown = (0, 0, 0);
+        let (mut shown, mut heap_shown, mut paced) = ((0, 0, 0), None, false);
         let ends = loop {
             tokio::select! {
                 biased;
                 Some(event) = received.recv() => emit(&event),
                 _ = beats.changed() => {
-                    let job = beats.borrow_and_update().job.clone();
-                    if let Some(job) = job
+                    let beat = beats.borrow_and_update().clone();
+                    if let Some(heap_bytes) = beat.heap_bytes.filter(|b| heap_shown != Some(*b)) {
+                        heap_shown = Some(heap_bytes);
+                        emit(&Event::Heap {
+                            job: self.r.job.name.clone(),
+                            heap_bytes_before: row.heap_bytes_start.unwrap_or(heap_bytes),
+                            heap_bytes,
+                        });
+                    }
+                    if let Some(job) = beat.job
                         && (job.workers, job.processes, job.hosts) != shown
                     {
                         shown = (job.workers, job.processes, job.hosts);
@@ -345,9 +389,15 @@ impl Lead<'_, '_> {
                         });
                     }
                 }
+                _ = &mut pacing, if !paced => paced = true,
                 ends = &mut ends => break ends,
             }
         };
+        stop_pacing.send_replace(true);
+        if !paced {
+            (&mut pacing).await;
+        }
+        drop(pacing);
         while let Ok(event) = received.try_recv() {
             emit(&event);
         }
@@ -356,7 +406,16 @@ impl Lead<'_, '_> {
         for c in conns {
             hang_up(c).await;
         }
-        let outcome = self.outcome(results, &mut conn, started, emit).await;
+        let end = Ending {
+            started,
+            vacuum: vacuum.as_ref(),
+            shutdown: final_stop,
+            heap_bytes_start: row.heap_bytes_start,
+        };
+        let outcome = self.outcome(results, &mut conn, end, emit).await;
+        if let Some(vacuum) = vacuum {
+            vacuum.close().await;
+        }
         (outcome, Some(conn))
     }
 
@@ -388,7 +447,7 @@ impl Lead<'_, '_> {
         &self,
         results: Vec<Result<End, EngineError>>,
         conn: &mut PgConnection,
-        started: Instant,
+        end: Ending<'_, '_>,
         emit: &mut dyn FnMut(&Event),
     ) -> Result<Outcome, EngineError> {
         let mut stop = None;
@@ -408,16 +467,34 @@ impl Lead<'_, '_> {
                 Outcome::Interrupted { rows_done }
             }
             None => {
+                let table = &self.r.plan.table;
+                if let Some(vacuum) = end.vacuum {
+                    let finisher = (&row, self.joined);
+                    vacuum.finish(table, finisher, end.shutdown, emit).await;
+                }
                 emit(&Event::Finished {
                     job,
                     rows_done,
                     batches_done: row.batches_done,
-                    elapsed_ms: worker::millis(started.elapsed()),
+                    elapsed_ms: worker::millis(end.started.elapsed()),
+                    heap_bytes_before: end.heap_bytes_start,
+                    heap_bytes_after: disk::heap_bytes(conn, table).await.ok(),
                 });
                 Outcome::Finished { rows_done }
             }
         })
     }
+}
+
+/// What the end of a run needs besides how its workers ended.
+struct Ending<'v, 'r> {
+    started: Instant,
+    /// The process's vacuums, for the final one.
+    vacuum: Option<&'v Vacuum<'r>>,
+    /// Cancels the final vacuum.
+    shutdown: watch::Receiver<bool>,
+    /// The table's heap when the job started.
+    heap_bytes_start: Option<u64>,
 }
 
 async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError> {

@@ -203,7 +203,7 @@ impl Worker<'_, '_, '_> {
         range.keys_walked += u64::from(size);
         rate.push(Instant::now(), range.rows_done);
         self.crew.rate(range.id, rate.per_sec());
-        let (rows_done, batches_done) = self.crew.committed(done.rows);
+        let (rows_done, batches_done) = self.crew.committed(&range.relation, done.rows);
         let (worker, id, rows) = (self.id, range.id, done.rows);
         let elapsed_ms = millis(done.elapsed);
         self.send(|job| Event::Batch {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bars::Bars;
 
-use crate::event::Event;
+use crate::event::{Event, VacuumState};
 use crate::rate::RateWindow;
 
 /// In lines mode, at most one progress line per job per this interval while batches arrive.
@@ -152,6 +152,10 @@ struct Track {
     retry: Option<Retrying>,
     /// Who runs the job, across processes, as the last heartbeat saw it.
     crew: Crew,
+    /// The table's heap when the job started and as last read.
+    heap: Option<(u64, u64)>,
+    /// The final vacuum runs.
+    vacuuming: bool,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -266,9 +270,37 @@ impl Track {
             Event::Claimed { .. } => return false,
             Event::Lost { .. } => {}
             Event::Yielded { .. } => {}
-            Event::Finished { rows_done, .. } => {
+            Event::Heap {
+                heap_bytes_before,
+                heap_bytes,
+                ..
+            } => {
+                self.heap = Some((*heap_bytes_before, *heap_bytes));
+                return false;
+            }
+            Event::Vacuum {
+                final_vacuum,
+                state,
+                ..
+            } => {
+                if *final_vacuum {
+                    self.vacuuming = *state == VacuumState::Started;
+                    return true;
+                }
+                return matches!(state, VacuumState::Yielded | VacuumState::Failed);
+            }
+            Event::Finished {
+                rows_done,
+                heap_bytes_before,
+                heap_bytes_after,
+                ..
+            } => {
                 self.finished = true;
+                self.vacuuming = false;
                 self.set_rows(*rows_done);
+                if let (Some(before), Some(after)) = (heap_bytes_before, heap_bytes_after) {
+                    self.heap = Some((*before, *after));
+                }
             }
             Event::Interrupted { rows_done, .. } => self.set_rows(*rows_done),
             Event::Error { .. } => {}
@@ -313,6 +345,12 @@ impl Track {
         self.batch_size.map(|size| format!("batch {size}"))
     }
 
+    /// `heap 149.0 MiB → 171.0 MiB (+15 %)`, once it has been read.
+    fn heap_text(&self) -> Option<String> {
+        self.heap
+            .map(|(before, now)| crate::disk::growth_text(before, now))
+    }
+
     fn status_text(&self) -> String {
         match (&self.condition, &self.retry) {
             (Condition::Paused(reason), _) => format!("paused: {reason}"),
@@ -323,6 +361,7 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
+            (Condition::Running, None) if self.vacuuming => "final VACUUM (ANALYZE)".to_owned(),
             (Condition::Running, None) => "running".to_owned(),
         }
     }
@@ -339,6 +378,7 @@ impl Track {
             parts.push(self.eta_text());
             parts.extend(self.batch_text());
             parts.extend(self.crew.text());
+            parts.extend(self.heap_text());
             parts.push(self.status_text());
         }
         parts.join("  ")
@@ -359,6 +399,7 @@ impl Track {
         ];
         parts.extend(self.batch_text());
         parts.extend(self.crew.text());
+        parts.extend(self.heap_text());
         parts.join("  ")
     }
 
@@ -418,6 +459,21 @@ impl Track {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }
             Event::Running { .. } => "running".to_owned(),
+            Event::Heap { .. } => self.heap_text().unwrap_or_default(),
+            Event::Vacuum {
+                relation,
+                final_vacuum,
+                state,
+                elapsed_ms,
+                reason,
+                ..
+            } => vacuum_text(
+                relation,
+                *final_vacuum,
+                *state,
+                *elapsed_ms,
+                reason.as_deref(),
+            ),
             Event::Finished {
                 rows_done,
                 elapsed_ms,
@@ -444,12 +500,45 @@ impl Track {
             duration_text(elapsed),
             rate_text(rate),
         );
-        if self.run_start == 0 {
+        let done = if self.run_start == 0 {
             format!("done: {total} rows in {time} ({rate})")
         } else {
             let this_run = si(this_run as f64);
             format!("done: {total} rows ({this_run} in this run, {time}, {rate})")
+        };
+        match self.heap_text() {
+            Some(heap) => format!("{done}; {heap}"),
+            None => done,
         }
+    }
+}
+
+/// What a vacuum event says: `final VACUUM (ANALYZE) of "public"."items" done in 1.2s`,
+/// `vacuum of "public"."items" yielded: …; it runs again when clear`.
+fn vacuum_text(
+    relation: &str,
+    final_vacuum: bool,
+    state: VacuumState,
+    elapsed_ms: u64,
+    reason: Option<&str>,
+) -> String {
+    let what = if final_vacuum {
+        format!("final VACUUM (ANALYZE) of {relation}")
+    } else {
+        format!("vacuum of {relation}")
+    };
+    let why = reason.map_or(String::new(), |r| format!(": {r}"));
+    let took = duration_text(Duration::from_millis(elapsed_ms));
+    match state {
+        VacuumState::Started => format!("{what}…"),
+        VacuumState::Done => format!("{what} done in {took}"),
+        VacuumState::Skipped => format!("{what} skipped{why}"),
+        VacuumState::Yielded => format!("{what} yielded{why}; it runs again when clear"),
+        VacuumState::Cancelled if final_vacuum => {
+            format!("{what} cancelled; the job is done, run it yourself when convenient")
+        }
+        VacuumState::Cancelled => format!("{what} cancelled"),
+        VacuumState::Failed => format!("{what} failed{why}; the run goes on without it"),
     }
 }
 

@@ -47,6 +47,8 @@ fn finished(rows_done: u64, elapsed_ms: u64) -> Event {
         rows_done,
         batches_done: rows_done / 5000,
         elapsed_ms,
+        heap_bytes_before: None,
+        heap_bytes_after: None,
     }
 }
 
@@ -324,6 +326,8 @@ fn finished_text_uses_this_runs_speed() {
         rows_done: 2_000_000,
         batches_done: 400,
         elapsed_ms: 41_000,
+        heap_bytes_before: None,
+        heap_bytes_after: None,
     };
     assert_eq!(
         event_text(&finished),

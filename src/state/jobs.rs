@@ -48,6 +48,10 @@ pub struct JobRow {
     pub workers: u32,
     pub processes: u32,
     pub hosts: u32,
+    /// The table's heap in bytes when the job started (kept across resumes, measured again on
+    /// a restart), so that its growth since can be shown; `None` for a job started by an older
+    /// version.
+    pub heap_bytes_start: Option<u64>,
 }
 
 impl JobRow {
@@ -86,6 +90,9 @@ pub struct Claim<'a> {
     pub resume_cancelled: bool,
     /// Add workers to a job that runs elsewhere instead of refusing (`run --join`).
     pub join: bool,
+    /// The table's heap in bytes now: recorded as the job's start when the job starts (or
+    /// restarts), not when it resumes.
+    pub heap_bytes: u64,
 }
 
 /// What `admit` allows.
@@ -157,7 +164,8 @@ fn select_sql(store: &Store, with_ranges: bool) -> String {
     let common = "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
         j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
         extract(epoch FROM now() - j.heartbeat_at)::float8, j.lease_s::float8, \
-        extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error";
+        extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error, \
+        j.heap_bytes_start";
     if !with_ranges {
         return format!(
             "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0 FROM {jobs} j"
@@ -206,14 +214,17 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
         updated_age: row.try_get(11)?,
         control: row.try_get(12)?,
         last_error: row.try_get(13)?,
-        cursor: from_json(row.try_get(14)?)?,
-        rate: row.try_get(15)?,
-        note: row.try_get(16)?,
-        ranges: count(17)?,
-        ranges_done: count(18)?,
-        workers: count(19)?,
-        processes: count(20)?,
-        hosts: count(21)?,
+        heap_bytes_start: row
+            .try_get::<Option<i64>, _>(14)?
+            .and_then(|b| u64::try_from(b).ok()),
+        cursor: from_json(row.try_get(15)?)?,
+        rate: row.try_get(16)?,
+        note: row.try_get(17)?,
+        ranges: count(18)?,
+        ranges_done: count(19)?,
+        workers: count(20)?,
+        processes: count(21)?,
+        hosts: count(22)?,
     })
 }
 
@@ -303,6 +314,7 @@ impl Store {
              range_end = CASE WHEN $4 THEN NULL ELSE range_end END, \
              rows_done = CASE WHEN $4 THEN 0 ELSE rows_done END, \
              batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
+             heap_bytes_start = CASE WHEN $4 THEN $7 ELSE coalesce(heap_bytes_start, $7) END, \
              finished_at = NULL WHERE name = $1",
             self.jobs
         );
@@ -313,6 +325,7 @@ impl Store {
             .bind(restart)
             .bind(claim.definition_hash)
             .bind(timeout_secs(claim.lease_timeout))
+            .bind(i64::try_from(claim.heap_bytes).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .map_err(self.db("claim"))?;

@@ -161,6 +161,7 @@ impl Store {
             ),
             // Added after the first version.
             format!("ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS lease_s int"),
+            format!("ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS heap_bytes_start bigint"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {ranges} (
                     job text NOT NULL REFERENCES {jobs} (name) ON DELETE CASCADE,

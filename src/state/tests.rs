@@ -28,6 +28,7 @@ fn row(status: &str, owner: Option<&str>, heartbeat_age: Option<f64>) -> JobRow 
         workers: 0,
         processes: 0,
         hosts: 0,
+        heap_bytes_start: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn claim<'a>(owner: &'a Owner, hash: &'a str, restart: bool) -> Claim<'a> {
         restart,
         resume_cancelled: false,
         join: false,
+        heap_bytes: 0,
     }
 }
 
