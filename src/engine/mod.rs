@@ -11,11 +11,13 @@
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
 //! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases;
-//! `vacuum.rs` paces the run with vacuums and runs the final one.
+//! `vacuum.rs` paces the run with vacuums and runs the final one; `end.rs` settles how a run
+//! ended.
 
 mod backoff;
 mod batch;
 mod crew;
+mod end;
 mod heartbeat;
 pub mod sizer;
 mod vacuum;
@@ -40,9 +42,10 @@ use crate::share::{Share, ShareError};
 use crate::state::{Admission, Claim, JobRow, Owner, RangeSql, Release, StateError, Store};
 
 use crew::{Crew, Start};
+use end::Ending;
 use heartbeat::{Heartbeat, Lease};
 use vacuum::{Feed, Vacuum};
-use worker::{End, Stop, Worker};
+use worker::Worker;
 
 /// Consecutive failed attempts of one batch before the job stops.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -335,7 +338,7 @@ impl Lead<'_, '_> {
             .every
             .rows(pending.table_rows.unwrap_or(pending.rows));
         let pace_events = events.clone();
-        let mut pacing = Box::pin(async {
+        let mut pacing = std::pin::pin!(async {
             if let Some(v) = &vacuum {
                 v.pace(&feed, every, pacing_stopped, &pace_events).await;
             }
@@ -395,9 +398,8 @@ impl Lead<'_, '_> {
         };
         stop_pacing.send_replace(true);
         if !paced {
-            (&mut pacing).await;
+            pacing.await;
         }
-        drop(pacing);
         while let Ok(event) = received.try_recv() {
             emit(&event);
         }
@@ -413,9 +415,6 @@ impl Lead<'_, '_> {
             heap_bytes_start: row.heap_bytes_start,
         };
         let outcome = self.outcome(results, &mut conn, end, emit).await;
-        if let Some(vacuum) = vacuum {
-            vacuum.close().await;
-        }
         (outcome, Some(conn))
     }
 
@@ -440,61 +439,6 @@ impl Lead<'_, '_> {
                 source,
             })
     }
-
-    /// How the run ended, from how each worker ended: the first error, else a cancel, else an
-    /// interruption, else done — with the job's totals as stored, and the event that says so.
-    async fn outcome(
-        &self,
-        results: Vec<Result<End, EngineError>>,
-        conn: &mut PgConnection,
-        end: Ending<'_, '_>,
-        emit: &mut dyn FnMut(&Event),
-    ) -> Result<Outcome, EngineError> {
-        let mut stop = None;
-        for result in results {
-            match result? {
-                End::AllDone => {}
-                End::Stopped(Stop::Halted) => {}
-                End::Stopped(s) => stop = stop.max(Some(s)),
-            }
-        }
-        let row = self.r.store.load(conn, &self.r.job.name).await?;
-        let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
-        Ok(match stop {
-            Some(Stop::Cancelled) => Outcome::Cancelled { rows_done },
-            Some(_) => {
-                emit(&Event::Interrupted { job, rows_done });
-                Outcome::Interrupted { rows_done }
-            }
-            None => {
-                let table = &self.r.plan.table;
-                if let Some(vacuum) = end.vacuum {
-                    let finisher = (&row, self.joined);
-                    vacuum.finish(table, finisher, end.shutdown, emit).await;
-                }
-                emit(&Event::Finished {
-                    job,
-                    rows_done,
-                    batches_done: row.batches_done,
-                    elapsed_ms: worker::millis(end.started.elapsed()),
-                    heap_bytes_before: end.heap_bytes_start,
-                    heap_bytes_after: disk::heap_bytes(conn, table).await.ok(),
-                });
-                Outcome::Finished { rows_done }
-            }
-        })
-    }
-}
-
-/// What the end of a run needs besides how its workers ended.
-struct Ending<'v, 'r> {
-    started: Instant,
-    /// The process's vacuums, for the final one.
-    vacuum: Option<&'v Vacuum<'r>>,
-    /// Cancels the final vacuum.
-    shutdown: watch::Receiver<bool>,
-    /// The table's heap when the job started.
-    heap_bytes_start: Option<u64>,
 }
 
 async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError> {

@@ -122,10 +122,23 @@ struct Vacuumed {
     state: VacuumState,
     elapsed: Duration,
     reason: Option<String>,
+    /// Its connection is lost, or was given up on with the vacuum still running.
+    broken: bool,
 }
 
-/// What a process vacuums with: its own connection (made on first use), one vacuum at a
-/// time, each watched by the monitor.
+impl Vacuumed {
+    fn new(state: VacuumState, since: Instant, reason: Option<String>) -> Vacuumed {
+        Vacuumed {
+            state,
+            elapsed: since.elapsed(),
+            reason,
+            broken: false,
+        }
+    }
+}
+
+/// What a process vacuums with: pacing on a connection of its own (made on first use), the
+/// final vacuum on the run's, one vacuum at a time, each watched by the monitor.
 pub(super) struct Vacuum<'r> {
     job: &'r str,
     target: &'r Target,
@@ -137,8 +150,6 @@ pub(super) struct Vacuum<'r> {
     /// Tells this process's vacuums from other processes' in their markers: the owner's pid
     /// and nonce (digits and hex).
     token: String,
-    /// Held for a whole vacuum, which is how vacuums never overlap.
-    conn: tokio::sync::Mutex<Option<PgConnection>>,
     rounds: AtomicU64,
 }
 
@@ -161,7 +172,6 @@ impl<'r> Vacuum<'r> {
             vacuums: r.vacuums,
             app: application_name(&r.job.name),
             token: format!("{pid}.{nonce}"),
-            conn: tokio::sync::Mutex::new(None),
             rounds: AtomicU64::new(0),
         })
     }
@@ -172,7 +182,8 @@ impl<'r> Vacuum<'r> {
     }
 
     /// Paces the run until `stop` turns true: vacuums the relations `feed` says changed, once
-    /// they changed `every` rows together, sending an event for each vacuum.
+    /// they changed `every` rows together, on a connection of its own, sending an event for
+    /// each vacuum.
     pub async fn pace(
         &self,
         feed: &Feed,
@@ -183,22 +194,35 @@ impl<'r> Vacuum<'r> {
         if !self.paces() {
             return;
         }
-        loop {
+        let mut conn: Option<PgConnection> = None;
+        while !stopped(&stop) {
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = feed.fed.notified() => {}
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
             }
-            if stopped(&stop) {
-                return;
-            }
             let due = feed.due(every);
-            if due.is_empty() || !self.may_start() {
+            if stopped(&stop) || due.is_empty() || !self.may_start() {
                 continue;
             }
             for relation in due {
                 let rows = feed.take(&relation);
-                let done = self.vacuum(&relation, false, &mut stop).await;
+                let done = match &mut conn {
+                    Some(c) => self.vacuum(c, &relation, false, &mut stop).await,
+                    None => match self.target.connect_unlogged(&self.app).await {
+                        Ok(c) => {
+                            let c = conn.insert(c);
+                            self.vacuum(c, &relation, false, &mut stop).await
+                        }
+                        Err(e) => {
+                            let reason = Some(error_chain(&e));
+                            Vacuumed::new(VacuumState::Failed, Instant::now(), reason)
+                        }
+                    },
+                };
+                if done.broken {
+                    conn = None;
+                }
                 let again = matches!(done.state, VacuumState::Yielded | VacuumState::Cancelled);
                 if again {
                     feed.add(&relation, rows);
@@ -209,28 +233,29 @@ impl<'r> Vacuum<'r> {
                 }
             }
         }
+        if let Some(conn) = conn {
+            hang_up(conn).await;
+        }
     }
 
-    /// The final `VACUUM (ANALYZE)` of `table` once the job (as `row` has it) is done, when the
-    /// job asks for it and this process finishes the job: the one that started the run, or —
-    /// when that one is gone — one that joined it. Started once the monitor lets it, again
-    /// after each time it gave way to DDL (a few times at most), cancelled on `shutdown`. The
-    /// `status` note says it runs.
+    /// The final `VACUUM (ANALYZE)` of `table`, on `conn` (the run's), once the job (as `row`
+    /// has it) is done, when the job asks for it and this process finishes the job: the one
+    /// that started the run, or — when that one is gone — one that joined it. Started once the
+    /// monitor lets it, again after each time it gave way to DDL (a few times at most),
+    /// cancelled on `shutdown`. The `status` note says it runs. True when `conn` is no longer
+    /// usable.
     pub async fn finish(
         &self,
+        conn: &mut PgConnection,
         table: &str,
         (row, joined): (&JobRow, bool),
         mut shutdown: watch::Receiver<bool>,
         emit: &mut dyn FnMut(&Event),
-    ) {
+    ) -> bool {
         if !self.vacuums.final_vacuum || (joined && row.lease_is_live()) {
-            return;
+            return false;
         }
-        let started = Vacuumed {
-            state: VacuumState::Started,
-            elapsed: Duration::ZERO,
-            reason: None,
-        };
+        let started = Vacuumed::new(VacuumState::Started, Instant::now(), None);
         emit(&self.event(table, true, started));
         self.heartbeat.publish(Live {
             rates: vec![],
@@ -245,27 +270,18 @@ impl<'r> Vacuum<'r> {
                 }
             }
             if stopped(&shutdown) {
-                break Vacuumed {
-                    state: VacuumState::Cancelled,
-                    elapsed: Duration::ZERO,
-                    reason: None,
-                };
+                break Vacuumed::new(VacuumState::Cancelled, Instant::now(), None);
             }
-            let done = self.vacuum(table, true, &mut shutdown).await;
+            let done = self.vacuum(conn, table, true, &mut shutdown).await;
             if done.state != VacuumState::Yielded || yields >= FINAL_YIELDS {
                 break done;
             }
             yields += 1;
             emit(&self.event(table, true, done));
         };
+        let broken = done.broken;
         emit(&self.event(table, true, done));
-    }
-
-    /// Hangs up the vacuum's connection, if it has one.
-    pub async fn close(self) {
-        if let Some(conn) = self.conn.into_inner() {
-            hang_up(conn).await;
-        }
+        broken
     }
 
     fn may_start(&self) -> bool {
@@ -287,29 +303,22 @@ impl<'r> Vacuum<'r> {
         }
     }
 
-    /// One vacuum of `relation`: the final one when `last`, else a pacing one (skipped when
-    /// another session holds or waits for a conflicting lock on it). Cancelled through the
-    /// monitor when `stop` turns true.
+    /// One vacuum of `relation` on `conn`: the final one when `last`, else a pacing one
+    /// (skipped when another session holds or waits for a conflicting lock on it). Cancelled
+    /// through the monitor when `stop` turns true.
     async fn vacuum(
         &self,
+        conn: &mut PgConnection,
         relation: &str,
         last: bool,
         stop: &mut watch::Receiver<bool>,
     ) -> Vacuumed {
         let started = Instant::now();
-        let ended = |state, reason| Vacuumed {
-            state,
-            elapsed: started.elapsed(),
-            reason,
+        let ended = |state, reason| Vacuumed::new(state, started, reason);
+        let lost = |reason| Vacuumed {
+            broken: true,
+            ..Vacuumed::new(VacuumState::Failed, started, Some(reason))
         };
-        let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            match self.target.connect(&self.app).await {
-                Ok(conn) => *slot = Some(conn),
-                Err(e) => return ended(VacuumState::Failed, Some(error_chain(&e))),
-            }
-        }
-        let conn = slot.as_mut().expect("connected just above");
         if !last {
             match holder(conn, relation).await {
                 Ok(None) => {}
@@ -317,10 +326,7 @@ impl<'r> Vacuum<'r> {
                     tracing::debug!("vacuum of {relation} skipped this round: {holder}");
                     return ended(VacuumState::Skipped, Some(holder));
                 }
-                Err(e) => {
-                    *slot = None;
-                    return ended(VacuumState::Failed, Some(error_chain(&e)));
-                }
+                Err(e) => return lost(error_chain(&e)),
             }
         }
         let round = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
@@ -355,10 +361,10 @@ impl<'r> Vacuum<'r> {
         let seen = monitor.batch_ended(VACUUM_ID);
         match result {
             Some(Ok(_)) => ended(VacuumState::Done, None),
-            None => {
-                *slot = None;
-                ended(VacuumState::Cancelled, None)
-            }
+            None => Vacuumed {
+                broken: true,
+                ..ended(VacuumState::Cancelled, None)
+            },
             Some(Err(_)) if stopped(stop) => ended(VacuumState::Cancelled, None),
             Some(Err(_)) if seen.yielded => {
                 let reason = monitor
@@ -369,20 +375,21 @@ impl<'r> Vacuum<'r> {
                 tracing::debug!("vacuum of {relation} gave way: {reason:?}");
                 ended(VacuumState::Yielded, reason)
             }
-            Some(Err(e)) => {
-                if matches!(
-                    classify(&e),
-                    Failure::Transient {
-                        reconnect: true,
-                        ..
-                    }
-                ) {
-                    *slot = None;
-                }
-                ended(VacuumState::Failed, Some(error_chain(&e)))
-            }
+            Some(Err(e)) if lost_connection(&e) => lost(error_chain(&e)),
+            Some(Err(e)) => ended(VacuumState::Failed, Some(error_chain(&e))),
         }
     }
+}
+
+/// The error says the connection is gone.
+fn lost_connection(e: &sqlx::Error) -> bool {
+    matches!(
+        classify(e),
+        Failure::Transient {
+            reconnect: true,
+            ..
+        }
+    )
 }
 
 /// Sleeps until `at`, or forever without one.

@@ -11,16 +11,19 @@
 //! output, not the run.
 //!
 //! Layout: this file follows each job's events (`Track`) and writes lines and NDJSON;
-//! `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk.
+//! `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk;
+//! `vacuum.rs` words the vacuums.
 
 mod bars;
 pub mod scan;
+mod vacuum;
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use bars::Bars;
+use vacuum::vacuum_text;
 
 use crate::event::{Event, VacuumState};
 use crate::rate::RateWindow;
@@ -510,35 +513,6 @@ impl Track {
             Some(heap) => format!("{done}; {heap}"),
             None => done,
         }
-    }
-}
-
-/// What a vacuum event says: `final VACUUM (ANALYZE) of "public"."items" done in 1.2s`,
-/// `vacuum of "public"."items" yielded: …; it runs again when clear`.
-fn vacuum_text(
-    relation: &str,
-    final_vacuum: bool,
-    state: VacuumState,
-    elapsed_ms: u64,
-    reason: Option<&str>,
-) -> String {
-    let what = if final_vacuum {
-        format!("final VACUUM (ANALYZE) of {relation}")
-    } else {
-        format!("vacuum of {relation}")
-    };
-    let why = reason.map_or(String::new(), |r| format!(": {r}"));
-    let took = duration_text(Duration::from_millis(elapsed_ms));
-    match state {
-        VacuumState::Started => format!("{what}…"),
-        VacuumState::Done => format!("{what} done in {took}"),
-        VacuumState::Skipped => format!("{what} skipped{why}"),
-        VacuumState::Yielded => format!("{what} yielded{why}; it runs again when clear"),
-        VacuumState::Cancelled if final_vacuum => {
-            format!("{what} cancelled; the job is done, run it yourself when convenient")
-        }
-        VacuumState::Cancelled => format!("{what} cancelled"),
-        VacuumState::Failed => format!("{what} failed{why}; the run goes on without it"),
     }
 }
 
