@@ -44,7 +44,7 @@ pub async fn heap_bytes(conn: &mut PgConnection, table: &str) -> Result<u64, sql
 }
 
 /// The heap now of each of `tables` (as SQL, as the state table stores them), in order; `None`
-/// for one that no longer exists.
+/// for one that no longer exists (or none, for a job of a version that did not store it).
 pub async fn heaps(
     conn: &mut PgConnection,
     tables: &[String],
@@ -52,7 +52,7 @@ pub async fn heaps(
     let mut tx = begin_read_only(conn).await?;
     let sql = format!(
         "SELECT {} FROM unnest($1::text[]) WITH ORDINALITY AS x(name, n) ORDER BY x.n",
-        heap_bytes_sql("to_regclass(x.name)")
+        heap_bytes_sql("to_regclass(nullif(x.name, ''))")
     );
     let rows = statement(&sql).bind(tables).fetch_all(&mut *tx).await?;
     tx.commit().await?;

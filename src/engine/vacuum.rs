@@ -58,6 +58,11 @@ const WITHDRAW_WITHIN: Duration = Duration::from_secs(5);
 /// How many times the final vacuum gives way to DDL before it is left to the operator.
 const FINAL_YIELDS: u32 = 10;
 
+/// How long the final vacuum waits for the monitor (or an operator) to stop holding the run
+/// back before it is left to the operator: the job is done, and a process that waits on an
+/// abandoned replication slot or a lagging replica would never end.
+const FINAL_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Rows committed since each relation's last vacuum.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Tally(BTreeMap<String, u64>);
@@ -241,9 +246,9 @@ impl<'r> Vacuum<'r> {
     /// The final `VACUUM (ANALYZE)` of `table`, on `conn` (the run's), once the job (as `row`
     /// has it) is done, when the job asks for it and this process finishes the job: the one
     /// that started the run, or — when that one is gone — one that joined it. Started once the
-    /// monitor lets it, again after each time it gave way to DDL (a few times at most),
-    /// cancelled on `shutdown`. The `status` note says it runs. True when `conn` is no longer
-    /// usable.
+    /// monitor lets it (left out when that takes over [`FINAL_PATIENCE`]), again after each
+    /// time it gave way to DDL (a few times at most), cancelled on `shutdown`. The `status`
+    /// note says it runs. True when `conn` is no longer usable.
     pub async fn finish(
         &self,
         conn: &mut PgConnection,
@@ -263,7 +268,8 @@ impl<'r> Vacuum<'r> {
         });
         let mut yields = 0;
         let done = loop {
-            while !self.may_start() && !stopped(&shutdown) {
+            let held = Instant::now();
+            while !self.may_start() && !stopped(&shutdown) && held.elapsed() < FINAL_PATIENCE {
                 tokio::select! {
                     _ = shutdown.changed() => {}
                     _ = tokio::time::sleep(LOOK_EVERY) => {}
@@ -271,6 +277,9 @@ impl<'r> Vacuum<'r> {
             }
             if stopped(&shutdown) {
                 break Vacuumed::new(VacuumState::Cancelled, Instant::now(), None);
+            }
+            if !self.may_start() {
+                break Vacuumed::new(VacuumState::Skipped, held, Some(self.held_back()));
             }
             let done = self.vacuum(conn, table, true, &mut shutdown).await;
             if done.state != VacuumState::Yielded || yields >= FINAL_YIELDS {
@@ -282,6 +291,19 @@ impl<'r> Vacuum<'r> {
         let broken = done.broken;
         emit(&self.event(table, true, done));
         broken
+    }
+
+    /// Why a vacuum may not start: the monitor's reason, or the operator's pause.
+    fn held_back(&self) -> String {
+        let reason = match self.monitor.decisions().borrow().as_ref() {
+            Some(d) if !d.reason.is_empty() => d.reason.clone(),
+            Some(_) => "paused by operator".to_owned(),
+            None => "the monitor has had no reading".to_owned(),
+        };
+        format!(
+            "held back for {}: {reason}; run it yourself once clear",
+            humantime::format_duration(FINAL_PATIENCE)
+        )
     }
 
     fn may_start(&self) -> bool {
