@@ -126,12 +126,12 @@ fn vacuum_line(d: &DiskReport<'_>, job: &Job, plan: &Plan) -> String {
     let mut parts = Vec::new();
     if let Some(every) = d.every(job) {
         let relations = if plan.partitioned {
-            "each leaf partition that changed".to_owned()
+            "of each leaf partition that changed,".to_owned()
         } else {
             plan.table.clone()
         };
         parts.push(format!(
-            "VACUUM ({}) {relations} every {every} rows changed ([vacuum] every = {}), on a \
+            "VACUUM ({}) {relations} every {every} changed rows ([vacuum] every = {}), on a \
              connection of its own, yielding to DDL like a batch",
             vacuum::PACING_OPTIONS,
             job.vacuum.every
@@ -169,7 +169,9 @@ pub fn json(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> (Value,
         "pacing": d.vacuums.pacing,
         "every": job.vacuum.every.to_string(),
         "every_rows": d.every(job),
-        "pacing_sql": d.vacuums.pacing.then(|| vacuum::pacing(&plan.table)),
+        "pacing_sql": d.vacuums.pacing.then(|| {
+            plan.walks().iter().map(|w| vacuum::pacing(&w.relation)).collect::<Vec<_>>()
+        }),
         "final": d.vacuums.final_vacuum,
         "final_sql": d.vacuums.final_vacuum.then(|| vacuum::last(&plan.table)),
         "role_may_vacuum": d.upkeep.allowed(),
