@@ -12,9 +12,11 @@
 
 pub mod estimate;
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
+use crate::db::{begin_bounded, begin_read_only, statement};
 use crate::job::Job;
 use crate::monitor::policy::Bytes;
 use crate::sql::Ident;
@@ -30,9 +32,18 @@ pub fn heap_bytes_sql(relation: &str) -> String {
     )
 }
 
-/// The heap of `table` (as SQL, `"public"."users"`) in bytes now.
+/// How long reading a heap size may wait for a lock: `pg_relation_size` and
+/// `pg_partition_tree` take the table's `ACCESS SHARE` lock, which DDL may hold for a long
+/// time (a table rewrite), and the heartbeat that reads it must never wait behind DDL.
+const HEAP_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The longest a heap size reading may take.
+const HEAP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The heap of `table` (as SQL, `"public"."users"`) in bytes now; an error (a lock timeout)
+/// rather than a wait while DDL holds the table.
 pub async fn heap_bytes(conn: &mut PgConnection, table: &str) -> Result<u64, sqlx::Error> {
-    let mut tx = begin_read_only(conn).await?;
+    let (mut tx, _) = begin_bounded(conn, HEAP_TIMEOUT, HEAP_LOCK_TIMEOUT, true).await?;
     let sql = format!("SELECT {}", heap_bytes_sql("$1::regclass"));
     let bytes: i64 = statement(&sql)
         .bind(table)
@@ -49,7 +60,7 @@ pub async fn heaps(
     conn: &mut PgConnection,
     tables: &[String],
 ) -> Result<Vec<Option<u64>>, sqlx::Error> {
-    let mut tx = begin_read_only(conn).await?;
+    let (mut tx, _) = begin_bounded(conn, HEAP_TIMEOUT, HEAP_LOCK_TIMEOUT, true).await?;
     let sql = format!(
         "SELECT {} FROM unnest($1::text[]) WITH ORDINALITY AS x(name, n) ORDER BY x.n",
         heap_bytes_sql("to_regclass(nullif(x.name, ''))")

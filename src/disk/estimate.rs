@@ -15,7 +15,7 @@
 //! WAL, roughly: each new version whole plus its record's header, an entry per index (the
 //! updates are not HOT: no room on the page), and — with `full_page_writes` on — a full image
 //! of every heap and index page the run touches, once per checkpoint (counted once). Measured
-//! within ±30 % on a table of 500,000 rows with one secondary index; compression, other
+//! within −15 % to +7 % on a table of 500,000 rows with a secondary index; compression, other
 //! traffic and the number of checkpoints during the run move it further.
 
 use sqlx::{PgConnection, Row as _};

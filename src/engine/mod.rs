@@ -113,12 +113,6 @@ pub enum EngineError {
         #[source]
         source: ShareError,
     },
-    #[error("cannot read the heap size of {table}")]
-    Heap {
-        table: String,
-        #[source]
-        source: sqlx::Error,
-    },
     #[error("cannot estimate the pending rows of {table}")]
     Estimate {
         table: String,
@@ -182,12 +176,8 @@ pub async fn run(
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
     r.store.ensure(&mut conn).await?;
-    let heap_bytes = disk::heap_bytes(&mut conn, &r.plan.table)
-        .await
-        .map_err(|source| EngineError::Heap {
-            table: r.plan.table.clone(),
-            source,
-        })?;
+    // Unknown while DDL holds the table: the job's start is then recorded by a later run.
+    let heap_bytes = disk::heap_bytes(&mut conn, &r.plan.table).await.ok();
     let claim = Claim {
         name: &r.job.name,
         table_name: &r.plan.table,

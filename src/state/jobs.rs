@@ -90,9 +90,9 @@ pub struct Claim<'a> {
     pub resume_cancelled: bool,
     /// Add workers to a job that runs elsewhere instead of refusing (`run --join`).
     pub join: bool,
-    /// The table's heap in bytes now: recorded as the job's start when the job starts (or
-    /// restarts), not when it resumes.
-    pub heap_bytes: u64,
+    /// The table's heap in bytes now, if it could be read: recorded as the job's start when
+    /// the job starts (or restarts, or resumes without one), not when it resumes.
+    pub heap_bytes: Option<u64>,
 }
 
 /// What `admit` allows.
@@ -325,7 +325,11 @@ impl Store {
             .bind(restart)
             .bind(claim.definition_hash)
             .bind(timeout_secs(claim.lease_timeout))
-            .bind(i64::try_from(claim.heap_bytes).unwrap_or(i64::MAX))
+            .bind(
+                claim
+                    .heap_bytes
+                    .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            )
             .execute(&mut *tx)
             .await
             .map_err(self.db("claim"))?;

@@ -42,7 +42,7 @@ fn claim<'a>(owner: &'a Owner, hash: &'a str, restart: bool) -> Claim<'a> {
         restart,
         resume_cancelled: false,
         join: false,
-        heap_bytes: 0,
+        heap_bytes: None,
     }
 }
 
