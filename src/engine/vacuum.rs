@@ -24,6 +24,10 @@
 //! cancel it at its next `batch_poll`, and the run pauses as for a batch; the relation's rows
 //! stay due, so it runs again once the way is clear. When the run stops, the vacuum running
 //! is cancelled the same way ([`Monitor::withdraw`]).
+//!
+//! The final vacuum ([`Vacuum::finish`]) runs once every range is done, by the process that
+//! finishes the job, on the run's own connection (pacing's is closed by then), so that a run
+//! never holds more than one connection for its vacuums.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
