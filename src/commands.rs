@@ -27,16 +27,17 @@ use tokio::sync::watch;
 
 use crate::cli::{CompletionsArgs, GlobalArgs, MonitorArg, PlanArgs, RunArgs, VerifyArgs};
 use crate::db::{Target, TargetError, hang_up};
+use crate::disk;
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::event::Event;
-use crate::job::{Job, ThrottlePolicy};
+use crate::job::ThrottlePolicy;
 use crate::lockwait::Note;
 use crate::metrics::Metrics;
 use crate::monitor::sight::{self, Sight};
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
-use crate::report::PlanReport;
+use crate::report::{DiskReport, PlanReport};
 use crate::state::{Owner, Store};
 use crate::verify;
 
@@ -109,19 +110,21 @@ async fn monitor_sight(
     Ok(Some(sight))
 }
 
-/// The connections a process of `job` would hold with `workers` (else the job's own count),
-/// against the server's room for them now.
+/// The connections a process of `p`'s job would hold with `workers` (else the job's own
+/// count), against the server's room for them now.
 async fn budget(
     conn: &mut PgConnection,
-    job: &Job,
+    p: &Prepared,
     workers: Option<u32>,
 ) -> Result<preflight::Budget> {
+    let job = &p.job;
     let (in_use, max_connections) = preflight::connections(conn)
         .await
         .context("cannot read the server's connections")?;
     Ok(preflight::Budget {
         workers: workers.unwrap_or(job.batch.workers),
         monitor: job.throttle.enabled,
+        vacuum: p.vacuums().any(),
         in_use,
         max_connections,
         share: job.throttle.max_connection_use,
@@ -169,7 +172,7 @@ pub async fn run(
             sinks.reporter.conclude(&stopped_waiting(&name));
             return Ok(Exit::Interrupted);
         };
-        let budget = budget(&mut conn, &p.job, args.workers).await?;
+        let budget = budget(&mut conn, &p, args.workers).await?;
         if !budget.fits() {
             let source = p.job.source.display().to_string();
             return Err(
@@ -189,8 +192,9 @@ pub async fn run(
     .await?;
     hang_up(conn).await;
     let mut warned = BTreeSet::new();
-    for policy in policies {
-        for warning in sight.iter().flat_map(|s| s.warnings(policy)) {
+    for p in &prepared {
+        let monitor = sight.iter().flat_map(|s| s.warnings(&p.job.throttle));
+        for warning in monitor.chain(disk::warnings(&p.job, &p.upkeep)) {
             if warned.insert(warning.clone()) {
                 eprintln!("warning: {warning}");
             }
@@ -234,6 +238,7 @@ pub async fn run_jobs(
             target,
             owner: &owner,
             options,
+            vacuums: p.vacuums(),
         };
         let outcome = engine::run(&r, &mut |e| sinks.emit(e), shutdown.clone()).await;
         let reporter = &mut sinks.reporter;
@@ -311,7 +316,7 @@ pub async fn plan(
         return Ok(Exit::Interrupted);
     };
     let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
-    let budget = budget(&mut conn, &p.job, args.workers).await?;
+    let budget = budget(&mut conn, &p, args.workers).await?;
     let estimate = async |conn: &mut PgConnection| {
         preflight::pending_rows(conn, &p.plan, args.exact_count)
             .await
@@ -320,6 +325,20 @@ pub async fn plan(
     let Some(pending) = wait.step(&mut conn, estimate).await? else {
         eprintln!("{}", stopped_waiting(&name));
         return Ok(Exit::Interrupted);
+    };
+    let columns: Vec<String> = p.job.set.iter().map(|a| a.column.clone()).collect();
+    let table_rows = pending.table_rows.unwrap_or(pending.rows);
+    let table = disk::estimate::read(&mut conn, &p.plan, &columns, table_rows)
+        .await
+        .context("cannot read the table's size")?;
+    let wal = crate::monitor::wal_retention(&mut conn, std::slice::from_ref(&p.plan.table))
+        .await
+        .context("cannot read the replication slots")?;
+    let disk = DiskReport {
+        table: &table,
+        wal: &wal,
+        upkeep: &p.upkeep,
+        vacuums: p.vacuums(),
     };
     let report = PlanReport {
         job: &p.job,
@@ -332,6 +351,7 @@ pub async fn plan(
         sight: sight.as_ref(),
         budget: &budget,
         lease_timeout: crate::state::LEASE_TIMEOUT,
+        disk: &disk,
     };
     if args.json {
         println!("{}", crate::report::plan_json(&report));

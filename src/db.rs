@@ -83,6 +83,21 @@ impl Target {
             .await
     }
 
+    /// Like [`Target::connect`], without sqlx's statement log: for a session whose statements
+    /// run long by design (a vacuum), where its "slow statement" warnings would only be noise
+    /// on the progress display.
+    pub async fn connect_unlogged(
+        &self,
+        application_name: &str,
+    ) -> Result<PgConnection, sqlx::Error> {
+        self.options
+            .clone()
+            .application_name(application_name)
+            .disable_statement_logging()
+            .connect()
+            .await
+    }
+
     /// `host:port/database`, for messages (never the password).
     pub fn describe(&self) -> String {
         format!(

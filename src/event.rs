@@ -139,6 +139,28 @@ pub enum Event {
     },
     /// Full speed again after a pause or a throttle.
     Running { job: String },
+    /// The table's heap now (read with the heartbeat, about once a second, while it changes)
+    /// and when the job started: how far the run has grown it.
+    Heap {
+        job: String,
+        heap_bytes_before: u64,
+        heap_bytes: u64,
+    },
+    /// A vacuum of a relation the job changes: a pacing vacuum when it ended, the final
+    /// `VACUUM (ANALYZE)` when it starts and when it ended.
+    Vacuum {
+        job: String,
+        /// The relation vacuumed, as SQL.
+        relation: String,
+        /// The final vacuum, not a pacing one.
+        #[serde(rename = "final")]
+        final_vacuum: bool,
+        state: VacuumState,
+        /// Time it took, in milliseconds (0 when it starts).
+        elapsed_ms: u64,
+        /// Why it was skipped, yielded or failed.
+        reason: Option<String>,
+    },
     /// Every range of the job is walked to its end.
     Finished {
         job: String,
@@ -146,11 +168,34 @@ pub enum Event {
         batches_done: u64,
         /// Wall time of this run (not of earlier runs), in milliseconds.
         elapsed_ms: u64,
+        /// The table's heap in bytes when the job started, and now that it is done (after the
+        /// final vacuum), when they could be read.
+        heap_bytes_before: Option<u64>,
+        heap_bytes_after: Option<u64>,
     },
     /// The run stopped on Ctrl-C (or SIGTERM) after its last batch committed or rolled back.
     Interrupted { job: String, rows_done: u64 },
     /// The job stopped with an error; it is recorded in the state table too.
     Error { job: String, message: String },
+}
+
+/// Where a vacuum stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VacuumState {
+    /// The final vacuum begins (it may take a while on a large table).
+    Started,
+    /// It ran to its end.
+    Done,
+    /// Another session held or waited for a conflicting lock (an autovacuum, DDL): this round
+    /// is left out.
+    Skipped,
+    /// The monitor cancelled it so that a session waiting for its lock could go ahead.
+    Yielded,
+    /// It was cancelled because the run was stopped.
+    Cancelled,
+    /// It failed; the run goes on.
+    Failed,
 }
 
 /// A monitor signal's name for scripts and metric labels: the `snake_case` of its variant
@@ -183,6 +228,8 @@ impl Event {
             | Event::Throttled { job, .. }
             | Event::Yielded { job, .. }
             | Event::Running { job }
+            | Event::Heap { job, .. }
+            | Event::Vacuum { job, .. }
             | Event::Finished { job, .. }
             | Event::Interrupted { job, .. }
             | Event::Error { job, .. } => job,

@@ -16,6 +16,7 @@
 //! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
 //!   knows indicatif); [`metrics`] serves the same events to Prometheus.
 //! - [`db`]: connections and statement execution that also work behind PgBouncer.
+//! - [`disk`]: the table's heap, who may vacuum it, and what a run costs in heap and WAL.
 //! - [`scratch`]: a throwaway PostgreSQL cluster for `demo` and the tests.
 //! - [`verify`]: the gate before the contract migration, `verify --values` included.
 //! - [`cli`], [`commands`], [`report`], [`demo`]: the command line and what it prints.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod commands;
 pub mod db;
 pub mod demo;
+pub mod disk;
 pub mod engine;
 pub mod event;
 pub mod job;

@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use thiserror::Error;
 
-use crate::event::Event;
+use crate::event::{Event, VacuumState};
 
 /// Why the metrics could not be served.
 #[derive(Debug, Error)]
@@ -86,6 +86,8 @@ struct Families {
     skipped: Family<JobLabel, Counter>,
     workers: Family<JobLabel, Gauge>,
     state: Family<StateLabels, Gauge>,
+    heap_bytes: Family<JobLabel, Gauge>,
+    vacuums: Family<JobLabel, Counter>,
 }
 
 impl Families {
@@ -101,6 +103,8 @@ impl Families {
             skipped: Family::default(),
             workers: Family::default(),
             state: Family::default(),
+            heap_bytes: Family::default(),
+            vacuums: Family::default(),
         };
         // Counters are registered without `_total`; the encoder appends it.
         let r = registry;
@@ -154,6 +158,16 @@ impl Families {
             "backfill_state",
             "1 for the job's current state (running, throttled, paused) and what caused it",
             f.state.clone(),
+        );
+        r.register(
+            "backfill_heap_bytes",
+            "The table's heap (main fork, all leaf partitions) in bytes, as last read",
+            f.heap_bytes.clone(),
+        );
+        r.register(
+            "backfill_vacuums",
+            "Vacuums of the job's relations that ran to their end (pacing and final)",
+            f.vacuums.clone(),
         );
         f
     }
@@ -271,6 +285,15 @@ impl Metrics {
                 f.workers.get_or_create(&job).set(i64::from(*workers));
             }
             Event::Claimed { .. } | Event::Lost { .. } => {}
+            Event::Heap { heap_bytes, .. } => {
+                let bytes = i64::try_from(*heap_bytes).unwrap_or(i64::MAX);
+                f.heap_bytes.get_or_create(&job).set(bytes);
+            }
+            Event::Vacuum { state, .. } => {
+                if *state == VacuumState::Done {
+                    f.vacuums.get_or_create(&job).inc();
+                }
+            }
             Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
                 raise(&f.rows_done.get_or_create(&job), *rows_done);
                 self.leave(&job.job);

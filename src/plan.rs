@@ -10,6 +10,7 @@
 pub mod compare;
 #[cfg(test)]
 mod tests;
+pub mod vacuum;
 
 use std::fmt::Write as _;
 

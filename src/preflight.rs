@@ -135,6 +135,8 @@ pub struct Budget {
     pub workers: u32,
     /// The monitor runs (one more connection); the heartbeat always does.
     pub monitor: bool,
+    /// The run vacuums (one more connection, for its vacuums).
+    pub vacuum: bool,
     /// Client connections in use now, other than the one asking.
     pub in_use: u32,
     pub max_connections: u32,
@@ -143,16 +145,32 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Connections one process holds: its workers', the heartbeat's and the monitor's.
+    /// Connections one process holds: its workers', the heartbeat's, the monitor's and the
+    /// vacuum's.
     pub fn per_process(&self) -> u32 {
-        self.workers + 1 + u32::from(self.monitor)
+        self.workers + self.extras().len() as u32
     }
 
-    fn extras_text(&self) -> &'static str {
+    /// Whose the connections besides the workers' are: `monitor`, `heartbeat`, `vacuum`.
+    pub fn extras(&self) -> Vec<&'static str> {
+        let mut extras = Vec::new();
         if self.monitor {
-            "the monitor's and the heartbeat's"
-        } else {
-            "the heartbeat's"
+            extras.push("monitor");
+        }
+        extras.push("heartbeat");
+        if self.vacuum {
+            extras.push("vacuum");
+        }
+        extras
+    }
+
+    /// `the monitor's, the heartbeat's and the vacuum's`.
+    fn extras_text(&self) -> String {
+        let mut owners: Vec<String> = self.extras().iter().map(|e| format!("the {e}'s")).collect();
+        let last = owners.pop().unwrap_or_default();
+        match owners.len() {
+            0 => last,
+            _ => format!("{} and {last}", owners.join(", ")),
         }
     }
 

@@ -2,11 +2,13 @@
 //! unit-tested without a database. `plan.rs` holds `plan`'s report; this file `status` and
 //! what both share. The live progress display is `progress`'s, not this.
 
+mod disk;
 mod failures;
 mod plan;
 mod ranges;
 mod throttle;
 
+pub use disk::DiskReport;
 pub use failures::{failure_json, failure_line, failures_json, failures_text};
 pub use plan::{PlanReport, plan, plan_json};
 pub use ranges::{range_json, ranges_table};
@@ -92,8 +94,14 @@ pub fn key_source(source: &KeySource) -> String {
     }
 }
 
-/// `status` as a table.
-pub fn status_table(rows: &[JobRow]) -> String {
+/// `heap 149.0 MiB → 171.0 MiB (+15 %)`: the table's heap now against the job's start, when
+/// both are known.
+fn heap_note(row: &JobRow, heap_now: Option<u64>) -> Option<String> {
+    Some(crate::disk::growth_text(row.heap_bytes_start?, heap_now?))
+}
+
+/// `status` as a table; `heaps` are the jobs' tables' heaps now, in the rows' order.
+pub fn status_table(rows: &[JobRow], heaps: &[Option<u64>]) -> String {
     if rows.is_empty() {
         return "no jobs yet\n".into();
     }
@@ -101,7 +109,7 @@ pub fn status_table(rows: &[JobRow]) -> String {
         "{:<24} {:<10} {:>12} {:>9} {:>12} {:>8}  {}\n",
         "JOB", "STATUS", "ROWS", "BATCHES", "RATE", "UPDATED", "NOTE"
     );
-    for row in rows {
+    for (i, row) in rows.iter().enumerate() {
         let rate = row.rate.map_or("-".to_owned(), |r| format!("{r:.0}/s"));
         let updated = row
             .updated_age
@@ -114,8 +122,9 @@ pub fn status_table(rows: &[JobRow]) -> String {
         };
         let note = lease_note(row)
             .or_else(|| row.note.clone())
-            .or_else(|| row.last_error.clone())
-            .unwrap_or_default();
+            .or_else(|| row.last_error.clone());
+        let heap = heap_note(row, heaps.get(i).copied().flatten());
+        let note = note.into_iter().chain(heap).collect::<Vec<_>>().join("; ");
         let failed = match row.failures {
             0 => String::new(),
             n => format!(
@@ -139,8 +148,8 @@ pub fn status_table(rows: &[JobRow]) -> String {
     out
 }
 
-/// `status --json`: one object per job.
-pub fn status_json(row: &JobRow) -> serde_json::Value {
+/// `status --json`: one object per job, with its table's heap now when known.
+pub fn status_json(row: &JobRow, heap_now: Option<u64>) -> serde_json::Value {
     serde_json::json!({
         "name": row.name,
         "table": row.table_name,
@@ -166,6 +175,8 @@ pub fn status_json(row: &JobRow) -> serde_json::Value {
         "note": row.note,
         "last_error": row.last_error,
         "failures": row.failures,
+        "heap_bytes_start": row.heap_bytes_start,
+        "heap_bytes": heap_now,
     })
 }
 
@@ -201,6 +212,7 @@ mod tests {
             keys_walked: 0,
             keys_left: None,
             failures: 0,
+            heap_bytes_start: None,
         }
     }
 
@@ -227,12 +239,12 @@ mod tests {
 
     #[test]
     fn empty_status_says_so() {
-        assert_eq!(status_table(&[]), "no jobs yet\n");
+        assert_eq!(status_table(&[], &[]), "no jobs yet\n");
     }
 
     #[test]
     fn status_lists_each_job_with_its_error() {
-        let text = status_table(&[row("a", "failed")]);
+        let text = status_table(&[row("a", "failed")], &[]);
         let line = text.lines().nth(1).unwrap();
         assert!(line.starts_with("a "), "{line}");
         assert!(
@@ -248,17 +260,17 @@ mod tests {
             last_error: None,
             ..row("a", "done")
         };
-        let text = status_table(std::slice::from_ref(&skipped));
+        let text = status_table(std::slice::from_ref(&skipped), &[None]);
         assert!(
             text.contains("2 rows set aside (`backfill failures a`); "),
             "{text}"
         );
-        assert_eq!(status_json(&skipped)["failures"], 2);
+        assert_eq!(status_json(&skipped, None)["failures"], 2);
     }
 
     #[test]
     fn status_json_has_the_counters() {
-        let v = status_json(&row("a", "done"));
+        let v = status_json(&row("a", "done"), None);
         assert_eq!(v["rows_done"], 1234);
         assert_eq!(v["cursor"][0], "42");
     }
@@ -280,7 +292,7 @@ mod tests {
             hosts: 2,
             ..row("a", "running")
         };
-        assert!(status_table(&[crew]).contains("4 workers on 2 hosts; boom"));
+        assert!(status_table(&[crew], &[]).contains("4 workers on 2 hosts; boom"));
         let stale_primary_live_joiner = JobRow {
             workers: 2,
             processes: 1,
@@ -288,6 +300,37 @@ mod tests {
             ..owned("running", 60.0, None)
         };
         assert_eq!(describe_status(&stale_primary_live_joiner), "running");
+    }
+
+    #[test]
+    fn the_heap_and_its_growth_since_the_start_are_in_the_note() {
+        let mib = 1024 * 1024;
+        let started = JobRow {
+            heap_bytes_start: Some(149 * mib),
+            last_error: None,
+            ..row("a", "done")
+        };
+        let text = status_table(std::slice::from_ref(&started), &[Some(171 * mib)]);
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("  heap 149.0 MiB → 171.0 MiB (+15 %)"),
+            "{text}"
+        );
+        let paused = JobRow {
+            note: Some("paused: by operator".into()),
+            ..started.clone()
+        };
+        let text = status_table(&[paused], &[Some(171 * mib)]);
+        assert!(
+            text.contains("paused: by operator; heap 149.0 MiB → 171.0 MiB (+15 %)"),
+            "{text}"
+        );
+        let v = status_json(&started, Some(171 * mib));
+        assert_eq!(v["heap_bytes_start"], 149 * mib);
+        assert_eq!(v["heap_bytes"], 171 * mib);
+        assert!(!status_table(&[started], &[None]).contains("heap"));
     }
 
     #[test]
@@ -307,7 +350,7 @@ mod tests {
                 "no heartbeat from elsewhere:1:ab for 2m; the next `backfill run` takes the job over"
             )
         );
-        let text = status_table(&[stale]);
+        let text = status_table(&[stale], &[]);
         let fields: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(fields[..3], ["a", "stale", "1234"], "{text}");
     }

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{XorShift, create_items, number, own_cluster, run_backfill, write_job, wrong_items};
+use common::{
+    XorShift, create_items, events, number, own_cluster, run_backfill, write_job, wrong_items,
+};
+use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, PgConnection};
 use tempfile::TempDir;
@@ -202,7 +205,8 @@ async fn two_workers_behind_pgbouncer_share_the_pool_and_finish() {
 
 /// `backfill run --json ARGS` of 50 000 rows through a PgBouncer of two server connections
 /// while four other clients hammer it: every row filled, no error or retry, no server
-/// connection thrown away.
+/// connection thrown away, and the table vacuumed along the way and at the end (pacing every
+/// 10 000 rows, the default's floor).
 async fn run_behind_pgbouncer(args: &[&str]) {
     let (cluster, direct) = own_cluster().await;
     create_items(&direct, 50_000).await;
@@ -293,6 +297,31 @@ async fn run_behind_pgbouncer(args: &[&str]) {
         .filter(|line| line.contains("\"event\":\"retry\""))
         .collect();
     assert!(retries.is_empty(), "retries behind PgBouncer: {retries:#?}");
+    // The run vacuumed through the pool too: each VACUUM is one statement outside a
+    // transaction block, which transaction pooling runs on one server connection.
+    let vacuums: Vec<Value> = events(stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "vacuum")
+        .collect();
+    let done = |last: bool| {
+        vacuums
+            .iter()
+            .filter(|e| e["final"] == last && e["state"] == "done")
+            .count()
+    };
+    println!(
+        "vacuums behind PgBouncer: {} pacing, {} final",
+        done(false),
+        done(true)
+    );
+    assert!(done(false) >= 1, "no pacing vacuum: {vacuums:#?}");
+    assert_eq!(done(true), 1, "no final vacuum: {vacuums:#?}");
+    assert!(
+        vacuums
+            .iter()
+            .all(|e| e["state"] == "done" || e["state"] == "started"),
+        "{vacuums:#?}"
+    );
     assert_eq!(wrong_items(&direct).await, 0);
     let rows_done = number(
         &direct,

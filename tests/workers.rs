@@ -307,7 +307,7 @@ async fn a_worker_count_the_server_has_no_room_for_is_refused() {
     assert!(
         refused
             .stderr
-            .contains("8 workers would hold 10 connections")
+            .contains("8 workers would hold 11 connections")
             && refused.stderr.contains("max_connection_use 0.05")
             && refused.stderr.contains("fit now"),
         "{}",
@@ -320,9 +320,9 @@ async fn a_worker_count_the_server_has_no_room_for_is_refused() {
     let plan = run_backfill(&db.url, &["plan", "--workers", "8", &job]);
     plan.expect_code(0, "plan");
     assert!(
-        plan.stdout
-            .contains("workers   8 per process: 10 connections (8 batch, monitor, heartbeat)")
-            && plan.stdout.contains("too many: `run` refuses"),
+        plan.stdout.contains(
+            "workers   8 per process: 11 connections (8 batch, monitor, heartbeat, vacuum)"
+        ) && plan.stdout.contains("too many: `run` refuses"),
         "{}",
         plan.stdout
     );

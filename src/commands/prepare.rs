@@ -1,7 +1,7 @@
 //! What every command that reads a job's table does first: wait while a lock on the table is
 //! in the way (`lockwait`), read the catalog, build the plan and have the server check the
-//! batch that would run next. Writes nothing (a `run`'s wait may only note itself on the
-//! job's existing row).
+//! batch that would run next, and whether the job's role may vacuum the table. Writes nothing
+//! (a `run`'s wait may only note itself on the job's existing row).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
+use crate::disk::{self, Upkeep, Vacuums};
 use crate::engine::own_sessions;
 use crate::event::Event;
 use crate::job::Job;
@@ -18,11 +19,20 @@ use crate::plan::Plan;
 use crate::preflight;
 use crate::state::JobRow;
 
-/// A job made ready to run: validated file, catalog facts, statements.
+/// A job made ready to run: validated file, catalog facts, statements, and whether its role
+/// may vacuum the table.
 pub struct Prepared {
     pub job: Job,
     pub catalog: Catalog,
     pub plan: Plan,
+    pub upkeep: Upkeep,
+}
+
+impl Prepared {
+    /// What a run of the job vacuums.
+    pub fn vacuums(&self) -> Vacuums {
+        Vacuums::of(&self.job, &self.upkeep)
+    }
 }
 
 /// How a command waits for the locks on `job`'s table before it reads the table: at most
@@ -71,14 +81,25 @@ pub async fn prepare(
         let check = async |conn: &mut PgConnection| {
             anyhow::Ok(preflight::check(conn, &job, &plan, &start).await?)
         };
-        Ok(wait
-            .step(conn, check)
-            .await?
-            .map(|checked| (catalog, plan, checked)))
+        let Some(checked) = wait.step(conn, check).await? else {
+            return Ok(None);
+        };
+        let upkeep = disk::upkeep(conn, &plan.relations())
+            .await
+            .context("cannot read who may vacuum the table")?;
+        Ok(Some((catalog, plan, checked, upkeep)))
     }
     .await
     .context(source)?;
-    Ok(ready.map(|(catalog, plan, checked)| (Prepared { job, catalog, plan }, checked)))
+    Ok(ready.map(|(catalog, plan, checked, upkeep)| {
+        let prepared = Prepared {
+            job,
+            catalog,
+            plan,
+            upkeep,
+        };
+        (prepared, checked)
+    }))
 }
 
 /// What `plan` and `verify` say on stderr when they start to wait for a lock.

@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::cli::{FailuresArgs, GlobalArgs, JobArg, StatusArgs};
 use crate::db::hang_up;
+use crate::disk;
 use crate::engine::application_name;
 use crate::report;
 use crate::state::{Control, RangeRow, Store};
@@ -22,6 +23,10 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     } else {
         vec![]
     };
+    let tables: Vec<String> = rows.iter().map(|r| r.table_name.clone()).collect();
+    // The heaps are a courtesy: a server that cannot tell them still lists the jobs.
+    let heaps = disk::heaps(&mut conn, &tables).await.unwrap_or_default();
+    let heap = |i: usize| heaps.get(i).copied().flatten();
     hang_up(conn).await;
     let of = |job: &str| -> Vec<RangeRow> {
         ranges
@@ -33,8 +38,9 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     if args.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|row| {
-                let mut v = report::status_json(row);
+            .enumerate()
+            .map(|(i, row)| {
+                let mut v = report::status_json(row, heap(i));
                 if args.ranges {
                     v["ranges"] = of(&row.name).iter().map(report::range_json).collect();
                 }
@@ -43,12 +49,15 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else if args.ranges && !rows.is_empty() {
-        for row in &rows {
-            print!("{}", report::status_table(std::slice::from_ref(row)));
+        for (i, row) in rows.iter().enumerate() {
+            print!(
+                "{}",
+                report::status_table(std::slice::from_ref(row), &[heap(i)])
+            );
             print!("{}", report::ranges_table(&of(&row.name), &row.table_name));
         }
     } else {
-        print!("{}", report::status_table(&rows));
+        print!("{}", report::status_table(&rows, &heaps));
     }
     Ok(Exit::Success)
 }

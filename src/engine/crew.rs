@@ -3,8 +3,9 @@
 //! them, not once per worker); the turn that throttled workers take one at a time, so that a
 //! throttled process puts the load of one throttled worker on the database whatever
 //! `--workers` says; the job's totals for events, with the total rows refined from what the
-//! walk has seen (`total.rs`); what the heartbeat publishes; and the halt
-//! that stops every worker when one of them meets an error the job cannot go on from.
+//! walk has seen (`total.rs`); what the heartbeat publishes; the rows it commits, for vacuum
+//! pacing; and the halt that stops every worker when one of them meets an error the job
+//! cannot go on from.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,6 +21,7 @@ use crate::state::{Holder, JobRow, Live};
 use super::Run;
 use super::heartbeat::Heartbeat;
 use super::total;
+use super::vacuum::Feed;
 
 /// What the process is doing about the database's state and the operator's requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,8 @@ pub(super) struct Crew<'r, 'a> {
     pub heartbeat: &'r Heartbeat,
     /// `None` when `[throttle] enabled = false`.
     pub monitor: Option<&'r Monitor>,
+    /// Vacuum pacing's count of changed rows; `None` when the run does not pace.
+    feed: Option<&'r Feed>,
     /// The job's totals when this process started.
     start: (u64, u64),
     /// What was estimated when this process started.
@@ -114,6 +118,9 @@ pub(super) struct Estimated {
     pub pending: u64,
     /// Keys left in the ranges not done yet (`None`: a range has no estimate).
     pub keys_left: Option<u64>,
+    /// Rows in the table, as the start's estimate found them (what vacuum pacing's
+    /// `every = "5%"` is a share of).
+    pub table_rows: Option<u64>,
 }
 
 /// What a new crew starts from.
@@ -122,6 +129,8 @@ pub(super) struct Start<'r, 'a> {
     pub share: Share<'r>,
     pub heartbeat: &'r Heartbeat,
     pub monitor: Option<&'r Monitor>,
+    /// Vacuum pacing's count of changed rows, when the run paces.
+    pub feed: Option<&'r Feed>,
     /// The job's rows and batches done when this process started.
     pub totals: (u64, u64),
     /// What was estimated when this process started.
@@ -137,6 +146,7 @@ impl<'r, 'a> Crew<'r, 'a> {
             share: s.share,
             heartbeat: s.heartbeat,
             monitor: s.monitor,
+            feed: s.feed,
             start: s.totals,
             estimate: s.estimate,
             events: s.events,
@@ -237,9 +247,12 @@ impl Crew<'_, '_> {
         }
     }
 
-    /// Records a batch of `rows` in `keys` keys committed by this process: the job's totals
-    /// as far as this process knows.
-    pub fn committed(&self, rows: u64, keys: u32) -> Totals {
+    /// Records a batch of `rows` in `keys` keys committed by this process in `relation` (and
+    /// feeds vacuum pacing): the job's totals as far as this process knows.
+    pub fn committed(&self, relation: &str, rows: u64, keys: u32) -> Totals {
+        if let Some(feed) = self.feed {
+            feed.add(relation, rows);
+        }
         let Ok(mut shared) = self.shared.lock() else {
             return Totals {
                 rows_done: self.start.0,

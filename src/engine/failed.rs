@@ -98,7 +98,7 @@ impl Worker<'_, '_, '_> {
             match result {
                 Ok(Retried::Filled { rows }) => {
                     *failures = Failures::default();
-                    let rows_done = self.crew.committed(rows, 0).rows_done;
+                    let rows_done = self.crew.committed(&row.relation, rows, 0).rows_done;
                     self.send(|job| Event::Filled {
                         job,
                         worker,

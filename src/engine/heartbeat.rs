@@ -1,7 +1,8 @@
 //! The heartbeat: a task with its own connection that refreshes, every [`HEARTBEAT_EVERY`],
 //! every lease this process holds on the job (its ranges, and the job itself if it started
 //! the run), publishes its workers' rates and its note for `status` on other hosts, and
-//! brings back the operator's control flag and the job's totals across every process.
+//! brings back the operator's control flag and the job's totals across every process — and,
+//! since it comes by every second anyway, reads the table's heap size for the progress line.
 //! Separate from the batch connections so that a long batch or a retry backoff never lets a
 //! lease go stale.
 
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::db::{Target, hang_up};
+use crate::disk;
 use crate::state::{HEARTBEAT_EVERY, JobRow, Live, Owner, StateError, Store};
 
 /// What the last heartbeat learned.
@@ -28,6 +30,8 @@ pub struct Beat {
     /// When the last heartbeat succeeded: a process that was frozen for a while must not
     /// write before it has checked that its leases are still its own.
     pub at: Option<Instant>,
+    /// The table's heap in bytes, as the last heartbeat read it.
+    pub heap_bytes: Option<u64>,
 }
 
 /// A running heartbeat task.
@@ -47,6 +51,8 @@ pub struct Lease {
     /// This process holds the job's lease (it started the run), not only range leases.
     pub holds_job: bool,
     pub application_name: String,
+    /// The table whose heap to read, as SQL.
+    pub table: String,
 }
 
 impl Heartbeat {
@@ -119,11 +125,13 @@ async fn beat_loop(
             .await
         {
             Ok(job) => {
+                let heap_bytes = disk::heap_bytes(c, &lease.table).await.ok();
                 beat.send_replace(Beat {
                     control: job.control.clone(),
                     lost: None,
                     job: Some(job),
                     at: Some(Instant::now()),
+                    heap_bytes,
                 });
             }
             Err(e @ StateError::LeaseLost { .. }) => {

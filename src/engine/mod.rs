@@ -11,17 +11,21 @@
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
 //! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases; `start.rs`
-//! lays out and estimates while a lock on the table is waited for, then starts the monitor.
+//! lays out and estimates while a lock on the table is waited for, then starts the monitor;
+//! `vacuum.rs` paces the run with vacuums and runs the final one; `end.rs` settles how a run
+//! ended.
 
 mod backoff;
 mod batch;
 mod crew;
+mod end;
 mod failed;
 mod heartbeat;
 mod narrow;
 pub mod sizer;
 mod start;
 mod total;
+mod vacuum;
 mod walk;
 mod worker;
 
@@ -33,6 +37,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use crate::db::{Target, error_chain, hang_up};
+use crate::disk::{self, Vacuums};
 use crate::event::Event;
 use crate::job::Job;
 use crate::lockwait::LockWaitError;
@@ -44,8 +49,10 @@ use crate::state::{
 };
 
 use crew::{Crew, Estimated, Start};
+use end::Ending;
 use heartbeat::{Heartbeat, Lease};
-use worker::{End, Stop, Worker};
+use vacuum::{Feed, Vacuum};
+use worker::Worker;
 
 /// Consecutive failed attempts of one batch before the job stops.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -58,6 +65,8 @@ pub struct Run<'a> {
     pub target: &'a Target,
     pub owner: &'a Owner,
     pub options: &'a Options,
+    /// What the run vacuums (the job's `[vacuum]`, as far as the role may and the monitor runs).
+    pub vacuums: Vacuums,
 }
 
 /// How the operator asked jobs to run (`run`'s flags).
@@ -194,6 +203,8 @@ pub async fn run(
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
     r.store.ensure(&mut conn, r.job.timeouts.lock).await?;
+    // Unknown while DDL holds the table: the job's start is then recorded by a later run.
+    let heap_bytes = disk::heap_bytes(&mut conn, &r.plan.table).await.ok();
     if r.options.retry_failures
         && r.store
             .failures(&mut conn, &r.job.name, 1)
@@ -213,6 +224,7 @@ pub async fn run(
         resume_cancelled: r.options.resume_cancelled,
         join: r.options.join,
         retry_failures: r.options.retry_failures,
+        heap_bytes,
     };
     let (admission, row) = r.store.claim(&mut conn, &claim).await?;
     if admission == Admission::AlreadyDone {
@@ -228,6 +240,7 @@ pub async fn run(
         owner: r.owner.clone(),
         holds_job: admission != Admission::Join,
         application_name: app.clone(),
+        table: r.plan.table.clone(),
     });
     let sql = RangeSql::new(r.store, &r.plan.key_types);
     let share = Share {
@@ -378,11 +391,27 @@ impl Lead<'_, '_> {
             }
         }
         let (events, mut received) = mpsc::unbounded_channel();
+        let vacuum = Vacuum::of(self.r, monitor, self.heartbeat);
+        let (feed, (stop_pacing, pacing_stopped)) = (Feed::default(), watch::channel(false));
+        let every = self
+            .r
+            .job
+            .vacuum
+            .every
+            .rows(estimate.table_rows.unwrap_or(estimate.pending));
+        let pace_events = events.clone();
+        let mut pacing = std::pin::pin!(async {
+            if let Some(v) = &vacuum {
+                v.pace(&feed, every, pacing_stopped, &pace_events).await;
+            }
+        });
+        let final_stop = shutdown.clone();
         let crew = Crew::new(Start {
             r: self.r,
             share: self.share,
             heartbeat: self.heartbeat,
             monitor,
+            feed: vacuum.as_ref().filter(|v| v.paces()).map(|_| &feed),
             totals: (row.rows_done, row.batches_done),
             estimate,
             events,
@@ -399,14 +428,22 @@ impl Lead<'_, '_> {
             .run())
         ));
         let mut beats = self.heartbeat.watch();
-        let mut shown = (0, 0, 0);
+        let (mut shown, mut heap_shown, mut paced) = ((0, 0, 0), None, false);
         let ends = loop {
             tokio::select! {
                 biased;
                 Some(event) = received.recv() => emit(&event),
                 _ = beats.changed() => {
-                    let job = beats.borrow_and_update().job.clone();
-                    if let Some(job) = job
+                    let beat = beats.borrow_and_update().clone();
+                    if let Some(heap_bytes) = beat.heap_bytes.filter(|b| heap_shown != Some(*b)) {
+                        heap_shown = Some(heap_bytes);
+                        emit(&Event::Heap {
+                            job: self.r.job.name.clone(),
+                            heap_bytes_before: row.heap_bytes_start.unwrap_or(heap_bytes),
+                            heap_bytes,
+                        });
+                    }
+                    if let Some(job) = beat.job
                         && (job.workers, job.processes, job.hosts) != shown
                     {
                         shown = (job.workers, job.processes, job.hosts);
@@ -418,9 +455,14 @@ impl Lead<'_, '_> {
                         });
                     }
                 }
+                _ = &mut pacing, if !paced => paced = true,
                 ends = &mut ends => break ends,
             }
         };
+        stop_pacing.send_replace(true);
+        if !paced {
+            pacing.await;
+        }
         while let Ok(event) = received.try_recv() {
             emit(&event);
         }
@@ -429,58 +471,15 @@ impl Lead<'_, '_> {
         for c in conns {
             hang_up(c).await;
         }
-        let outcome = self
-            .outcome(results, &mut conn, crew.totals(), started, emit)
-            .await;
-        (outcome, Some(conn))
-    }
-
-    /// How the run ended, from how each worker ended: the first error, else a cancel, else an
-    /// interruption, else done — with the job's totals as stored (as this process counted
-    /// them, if the row cannot be read now), and the event that says so.
-    async fn outcome(
-        &self,
-        results: Vec<Result<End, EngineError>>,
-        conn: &mut PgConnection,
-        counted: (u64, u64),
-        started: Instant,
-        emit: &mut dyn FnMut(&Event),
-    ) -> Result<Outcome, EngineError> {
-        let mut stop = None;
-        for result in results {
-            match result? {
-                End::AllDone => {}
-                End::Stopped(Stop::Halted) => {}
-                End::Stopped(s) => stop = stop.max(Some(s)),
-            }
-        }
-        let job = self.r.job.name.clone();
-        let (rows_done, batches_done, failures) = match self.r.store.load(conn, &job).await {
-            Ok(row) => (row.rows_done, row.batches_done, row.failures),
-            Err(e) => {
-                tracing::debug!("cannot read the job's totals at the end: {e}");
-                (counted.0, counted.1, 0)
-            }
+        let end = Ending {
+            started,
+            vacuum: vacuum.as_ref(),
+            shutdown: final_stop,
+            heap_bytes_start: row.heap_bytes_start,
+            counted: crew.totals(),
         };
-        Ok(match stop {
-            Some(Stop::Cancelled) => Outcome::Cancelled { rows_done },
-            Some(_) => {
-                emit(&Event::Interrupted { job, rows_done });
-                Outcome::Interrupted { rows_done }
-            }
-            None => {
-                emit(&Event::Finished {
-                    job,
-                    rows_done,
-                    batches_done,
-                    elapsed_ms: worker::millis(started.elapsed()),
-                });
-                Outcome::Finished {
-                    rows_done,
-                    failures,
-                }
-            }
-        })
+        let outcome = self.outcome(results, &mut conn, end, emit).await;
+        (outcome, Some(conn))
     }
 }
 

@@ -67,6 +67,7 @@ impl Lead<'_, '_> {
                 return Ok(Estimated {
                     pending: row.failures,
                     keys_left: None,
+                    table_rows: None,
                 });
             }
             let pending = preflight::pending_rows(conn, r.plan, r.options.exact_count)
@@ -79,6 +80,7 @@ impl Lead<'_, '_> {
             Ok(Estimated {
                 pending: pending.rows,
                 keys_left: laid_out.keys_left,
+                table_rows: pending.table_rows,
             })
         })
         .await

@@ -216,7 +216,7 @@ impl Worker<'_, '_, '_> {
         range.keys_walked += u64::from(done.keys);
         rate.push(Instant::now(), range.rows_done);
         self.crew.rate(range.id, rate.per_sec());
-        let totals = self.crew.committed(done.rows, done.keys);
+        let totals = self.crew.committed(&range.relation, done.rows, done.keys);
         let (worker, id, rows) = (self.id, range.id, done.rows);
         let elapsed_ms = millis(done.elapsed);
         self.send(|job| Event::Batch {

@@ -246,6 +246,12 @@ pub enum Problem {
         show(.0)
     )]
     BadSlotName(String),
+    #[error(
+        "vacuum.every ({}) is not a number of rows or a share of the table; write e.g. \
+         every = 50000 or every = \"5%\" (more than 0%, at most 100%)",
+        show(.0)
+    )]
+    BadEvery(String),
     #[error("throttle.{key} is empty; {hint}")]
     BlankThrottleSetting {
         key: &'static str,

@@ -6,14 +6,16 @@
 //! its only I/O. It does not resolve anything against the database (which primary key, which
 //! column types, whether the table exists: that is `catalog`), and it builds no SQL (`plan`).
 //!
-//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `throttle` reads `[throttle]`, `table` reads
-//! PostgreSQL table names, `hash` computes [`Job::definition_hash`], `error` holds the errors.
+//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `throttle` reads `[throttle]`, `vacuum` reads
+//! `[vacuum]`, `table` reads PostgreSQL table names, `hash` computes [`Job::definition_hash`],
+//! `error` holds the errors.
 
 mod error;
 mod hash;
 mod raw;
 mod table;
 mod throttle;
+mod vacuum;
 mod validate;
 
 #[cfg(test)]
@@ -85,6 +87,19 @@ pub mod defaults {
         /// The longest sleep between batches while throttled.
         pub const MAX_PAUSE: Duration = Duration::from_secs(2);
     }
+
+    /// `[vacuum]` defaults.
+    pub mod vacuum {
+        /// Vacuum after this share of the table's rows changed (percent): small enough that
+        /// the space the vacuum frees is there for the next batches long before the heap has
+        /// grown much, large enough that the vacuums (each rescans every page changed so far,
+        /// since `INDEX_CLEANUP OFF` leaves them not all-visible) stay few. Measured, see the
+        /// README.
+        pub const EVERY_PERCENT: f64 = 5.0;
+        /// The fewest rows between two vacuums, whatever the share says: on a small table a
+        /// vacuum after every batch or two would cost more than the little heap it saves.
+        pub const MIN_EVERY: u64 = 10_000;
+    }
 }
 
 /// A validated backfill job: which rows of which table to change, how, and at what pace.
@@ -112,6 +127,8 @@ pub struct Job {
     pub timeouts: Timeouts,
     /// What the monitor watches and how the run gives way.
     pub throttle: ThrottlePolicy,
+    /// Vacuum pacing while the job runs, and the vacuum at its end.
+    pub vacuum: VacuumPolicy,
     /// The file the job came from.
     pub source: PathBuf,
 }
@@ -261,6 +278,62 @@ impl Default for ThrottlePolicy {
             throttle_file: None,
             fail_closed_after: FAIL_CLOSED_AFTER,
             max_pause: MAX_PAUSE,
+        }
+    }
+}
+
+/// The `[vacuum]` table, with defaults filled in.
+///
+/// Invariant: `every` is at least one row, or a share in `(0, 100]` percent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VacuumPolicy {
+    /// Vacuum the relations batches update while the job runs, so that the next batches'
+    /// new row versions reuse the space of the old ones instead of growing the heap.
+    pub enabled: bool,
+    /// How many changed rows between two of those vacuums.
+    pub every: Every,
+    /// One `VACUUM (ANALYZE)` of the table when the job is done: index entries of the old row
+    /// versions cleaned, statistics fresh for the contract migration.
+    pub final_vacuum: bool,
+}
+
+impl Default for VacuumPolicy {
+    fn default() -> VacuumPolicy {
+        VacuumPolicy {
+            enabled: true,
+            every: Every::Percent(defaults::vacuum::EVERY_PERCENT),
+            final_vacuum: true,
+        }
+    }
+}
+
+/// How many changed rows between two vacuums.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Every {
+    /// This many rows (`every = 50000`).
+    Rows(u64),
+    /// This share of the table's rows, in percent (`every = "5%"`), but at least
+    /// [`defaults::vacuum::MIN_EVERY`] rows.
+    Percent(f64),
+}
+
+impl Every {
+    /// The rows between two vacuums on a table of `table_rows` rows.
+    pub fn rows(&self, table_rows: u64) -> u64 {
+        match *self {
+            Every::Rows(n) => n.max(1),
+            Every::Percent(percent) => ((table_rows as f64 * percent / 100.0).round() as u64)
+                .max(defaults::vacuum::MIN_EVERY),
+        }
+    }
+}
+
+impl std::fmt::Display for Every {
+    /// As the job file writes it: `50000` or `5%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Every::Rows(n) => write!(f, "{n}"),
+            Every::Percent(p) => write!(f, "{p}%"),
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct RawJob {
     /// `[throttle]`: what the monitor watches and when it slows or stops the run.
     #[serde(default)]
     pub throttle: RawThrottle,
+    /// `[vacuum]`: vacuum pacing during the run and the vacuum at its end.
+    #[serde(default)]
+    pub vacuum: RawVacuum,
 }
 
 /// The `[batch]` table. Numbers stay `i64` so that negative values get our own message.
@@ -113,6 +116,27 @@ pub struct RawThrottle {
     pub fail_closed_after: Option<Spanned<RawDuration>>,
     /// The longest sleep between batches while throttled.
     pub max_pause: Option<Spanned<RawDuration>>,
+}
+
+/// The `[vacuum]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVacuum {
+    /// `false`: no vacuum while the job runs.
+    pub enabled: Option<bool>,
+    /// Rows changed between two vacuums: a number, or a share of the table (`"5%"`).
+    pub every: Option<Spanned<RawEvery>>,
+    /// One `VACUUM (ANALYZE)` of the table when the job is done.
+    #[serde(rename = "final")]
+    pub final_vacuum: Option<bool>,
+}
+
+/// `every = 50000` or `every = "5%"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawEvery {
+    Rows(i64),
+    Text(String),
 }
 
 /// A humantime duration string ("250ms", "2s", "5m").

@@ -94,6 +94,7 @@ fn full_file_round_trips_into_a_job() {
             lock: Duration::from_millis(500),
         },
         throttle: ThrottlePolicy::default(),
+        vacuum: VacuumPolicy::default(),
         source: FILE.into(),
     };
     assert_eq!(ok(FULL), expected);

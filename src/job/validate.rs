@@ -45,6 +45,7 @@ impl TryFrom<Draft<'_>> for Job {
         let batch = cx.batch(raw.batch)?;
         let timeouts = cx.timeouts(raw.timeouts, &batch, target_span)?;
         let throttle = cx.throttle(raw.throttle)?;
+        let vacuum = cx.vacuum(raw.vacuum)?;
         Ok(Job {
             name,
             table,
@@ -54,6 +55,7 @@ impl TryFrom<Draft<'_>> for Job {
             batch,
             timeouts,
             throttle,
+            vacuum,
             source: draft.source.to_path_buf(),
         })
     }

@@ -3,13 +3,16 @@
 //! [`policy::decide`], and publishes the [`Decision`] on a watch channel that the batch loop
 //! obeys before every batch.
 //!
-//! One monitor watches every batch of its process — one per worker. A yield it carries out
-//! itself, at once: it cancels the statements of those of our running batches that another
-//! session waits for (identified by pid *and* transaction start, see [`Backend`]) so that the
-//! session goes ahead, and tells each cancelled batch's worker that the failure was a yield,
-//! not an error. While a batch waits for a lock the monitor counts that time, so that its
-//! worker's adaptive sizer can leave it out. A lost connection is retried on every tick; after
-//! `fail_closed_after` without a sample the decision is a pause.
+//! One monitor watches every batch of its process — one per worker — and the process's vacuum
+//! (a statement outside a transaction block, known by the comment its text starts with, see
+//! [`Running`]). A yield it carries out itself, at once: it cancels those of our running
+//! batches and statements that another session waits for (a batch identified by pid *and*
+//! transaction start, see [`Backend`]) so that the session goes ahead, and tells each
+//! cancelled one's owner that the failure was a yield, not an error. It also cancels, on
+//! request, a statement its owner withdraws ([`Monitor::withdraw`]). While a batch waits for a
+//! lock the monitor counts that time, so that its worker's adaptive sizer can leave it out. A
+//! lost connection is retried on every tick; after `fail_closed_after` without a sample the
+//! decision is a pause.
 
 pub mod policy;
 mod sample;
@@ -41,6 +44,26 @@ async fn connection<'c>(
     Ok(conn.as_mut().expect("connected just above"))
 }
 
+/// The server's WAL retention now — its replication slots and archiver — read as the
+/// monitor's full sample reads it, for `plan` to say what would hold a run's WAL back.
+/// `relations` are the job's, as for the sample.
+pub async fn wal_retention(
+    conn: &mut PgConnection,
+    relations: &[String],
+) -> Result<policy::Wal, sqlx::Error> {
+    let probe = sample::Probe {
+        relations,
+        ours: &[],
+        batches: &[],
+        statements: &[],
+        full: true,
+        throttle_query: None,
+        timeout: MIN_SAMPLE_TIMEOUT * 5,
+    };
+    let sampled = sample::take(conn, &probe).await?;
+    Ok(sampled.load.map(|(_, wal)| wal).unwrap_or_default())
+}
+
 /// The shortest statement timeout of a sample.
 const MIN_SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -64,6 +87,7 @@ pub async fn table_lock(
         relations,
         ours,
         batches: &[],
+        statements: &[],
         full: false,
         throttle_query: None,
         timeout: MIN_SAMPLE_TIMEOUT,
@@ -99,8 +123,28 @@ pub struct BatchWatch {
     pub yielded: bool,
 }
 
-/// Our running batches, by worker.
-type Batches = BTreeMap<u32, Backend>;
+/// One of our sessions that the monitor watches while it runs, and cancels when another
+/// session waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Running {
+    /// A batch transaction, known by its backend.
+    Batch(Backend),
+    /// A statement that runs outside a transaction block (VACUUM), known by the comment its
+    /// text starts with (the marker), unique to it: which server session runs it is not known
+    /// beforehand behind PgBouncer, so every sample finds it by its text.
+    Statement(String),
+}
+
+/// A running session of ours, and whether its owner asked for it to be cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tracked {
+    running: Running,
+    withdrawn: bool,
+}
+
+/// Our running batches and statements, by worker (or the id a statement was registered
+/// under).
+type Batches = BTreeMap<u32, Tracked>;
 
 /// What the monitor saw of each running batch, by worker.
 type Seen = Arc<Mutex<HashMap<u32, BatchWatch>>>;
@@ -151,15 +195,45 @@ impl Monitor {
 
     /// `worker`'s batch runs on `backend` from now on: watch it closely.
     pub fn batch_started(&self, worker: u32, backend: Backend) {
+        self.started(worker, Running::Batch(backend));
+    }
+
+    /// The statement whose text starts with `marker` is about to be sent, on behalf of `id`
+    /// (an id no worker has): watch it as closely as a batch, cancel it as a batch when a
+    /// session waits for it, and end it with [`Monitor::batch_ended`].
+    pub fn statement_started(&self, id: u32, marker: String) {
+        self.started(id, Running::Statement(marker));
+    }
+
+    fn started(&self, id: u32, running: Running) {
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(worker, BatchWatch::default());
+            seen.insert(id, BatchWatch::default());
         }
         self.batches.send_modify(|b| {
-            b.insert(worker, backend);
+            b.insert(
+                id,
+                Tracked {
+                    running,
+                    withdrawn: false,
+                },
+            );
         });
     }
 
-    /// `worker`'s batch ended (committed or rolled back): what the monitor saw of it.
+    /// Cancels what `id` runs at the next sample (within `batch_poll`): its owner gives up on
+    /// it (shutdown). Its end reads as a yield.
+    pub fn withdraw(&self, id: u32) {
+        self.batches.send_if_modified(|b| match b.get_mut(&id) {
+            Some(tracked) if !tracked.withdrawn => {
+                tracked.withdrawn = true;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// `worker`'s batch (or `id`'s statement) ended (committed, rolled back or cancelled):
+    /// what the monitor saw of it.
     pub fn batch_ended(&self, worker: u32) -> BatchWatch {
         self.batches.send_modify(|b| {
             b.remove(&worker);
@@ -229,8 +303,10 @@ impl Task {
             let policy = &self.watch.policy;
             let decision = policy::decide(policy, &snapshot, &history);
             history.record(policy, &snapshot);
+            let pids = ours.pids(&batches);
             self.account(
                 &batches,
+                &pids,
                 &ours.waiting,
                 at.saturating_duration_since(previous),
             );
@@ -242,15 +318,19 @@ impl Task {
                 *slot = Some(decision);
                 changed
             });
-            if yield_now {
-                let in_the_way: Vec<(u32, Backend)> = batches
-                    .iter()
-                    .filter(|(_, b)| ours.in_the_way.contains(&b.pid))
-                    .map(|(w, b)| (*w, *b))
-                    .collect();
-                if !in_the_way.is_empty() {
-                    self.cancel(&in_the_way).await;
-                }
+            let to_cancel: Vec<(u32, Running)> = batches
+                .iter()
+                .filter(|(id, tracked)| {
+                    let in_the_way = || {
+                        pids.get(id)
+                            .is_some_and(|pid| ours.in_the_way.contains(pid))
+                    };
+                    tracked.withdrawn || (yield_now && in_the_way())
+                })
+                .map(|(id, tracked)| (*id, tracked.running.clone()))
+                .collect();
+            if !to_cancel.is_empty() {
+                self.cancel(&to_cancel).await;
             }
             // Batches start and end every few milliseconds: a change only moves the next sample
             // earlier (to `batch_poll` after this one), it never takes one at once.
@@ -288,11 +368,12 @@ impl Task {
         if full {
             self.full_tried = Some(at);
         }
-        let backends: Vec<Backend> = batches.values().copied().collect();
+        let (backends, statements) = split(batches.values().map(|t| &t.running));
         let probe = sample::Probe {
             relations: &self.watch.relations,
             ours: &self.watch.ours,
             batches: &backends,
+            statements: &statements,
             full,
             throttle_query: policy.throttle_query.as_deref(),
             timeout: sample_timeout(policy),
@@ -324,20 +405,27 @@ impl Task {
         let ours = Ours {
             in_the_way: sampled.in_the_way,
             waiting: sampled.waiting,
+            statements: sampled.statements,
         };
         Ok((reading, ours))
     }
 
-    /// Adds `since_last` to the lock wait of each batch the sample saw waiting, if it still
-    /// runs.
-    fn account(&self, batches: &Batches, waiting: &[i32], since_last: Duration) {
+    /// Adds `since_last` to the lock wait of each batch the sample saw waiting (by `pids`), if
+    /// it still runs.
+    fn account(
+        &self,
+        batches: &Batches,
+        pids: &BTreeMap<u32, i32>,
+        waiting: &[i32],
+        since_last: Duration,
+    ) {
         let running = self.batches.borrow();
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
-        for (worker, batch) in batches {
-            if waiting.contains(&batch.pid)
-                && running.get(worker) == Some(batch)
+        for (worker, tracked) in batches {
+            if pids.get(worker).is_some_and(|pid| waiting.contains(pid))
+                && still_runs(&running, *worker, &tracked.running)
                 && let Some(watch) = seen.get_mut(worker)
             {
                 watch.lock_wait += since_last.min(self.watch.policy.poll);
@@ -345,26 +433,26 @@ impl Task {
         }
     }
 
-    /// Marks each batch in `batches` yielded, then cancels the statements of those that still
-    /// run. Marked first, so that a worker never sees its cancelled batch's error before the
-    /// mark; the mark on a batch that commits anyway changes nothing.
-    async fn cancel(&mut self, batches: &[(u32, Backend)]) {
+    /// Marks each of `ours` yielded, then cancels those that still run. Marked first, so that
+    /// an owner never sees its cancelled batch's error before the mark; the mark on a batch
+    /// that commits anyway changes nothing.
+    async fn cancel(&mut self, ours: &[(u32, Running)]) {
         {
             let running = self.batches.borrow();
             if let Ok(mut seen) = self.seen.lock() {
-                for (worker, batch) in batches {
-                    if running.get(worker) == Some(batch)
-                        && let Some(watch) = seen.get_mut(worker)
+                for (id, what) in ours {
+                    if still_runs(&running, *id, what)
+                        && let Some(watch) = seen.get_mut(id)
                     {
                         watch.yielded = true;
                     }
                 }
             }
         }
-        let backends: Vec<Backend> = batches.iter().map(|(_, b)| *b).collect();
+        let (backends, statements) = split(ours.iter().map(|(_, r)| r));
         let timeout = sample_timeout(&self.watch.policy);
         let sent = match connection(&mut self.conn, &self.watch).await {
-            Ok(conn) => sample::cancel(conn, &backends, timeout).await,
+            Ok(conn) => sample::cancel(conn, &backends, &statements, timeout).await,
             Err(e) => Err(e),
         };
         if let Err(e) = sent {
@@ -374,9 +462,49 @@ impl Task {
     }
 }
 
-/// Which of our batches a sample found in another session's way, and which wait themselves.
+/// Whether `id` still runs `what` (not yet ended, nor replaced by its next batch).
+fn still_runs(running: &Batches, id: u32, what: &Running) -> bool {
+    running.get(&id).is_some_and(|t| t.running == *what)
+}
+
+/// The batches' backends and the statements' markers among `running`.
+fn split<'a>(running: impl Iterator<Item = &'a Running>) -> (Vec<Backend>, Vec<String>) {
+    let (mut backends, mut statements) = (Vec::new(), Vec::new());
+    for r in running {
+        match r {
+            Running::Batch(backend) => backends.push(*backend),
+            Running::Statement(marker) => statements.push(marker.clone()),
+        }
+    }
+    (backends, statements)
+}
+
+/// Which of our batches and statements a sample found in another session's way, which wait
+/// themselves, and which backend runs each of our statements.
 #[derive(Debug, Default)]
 struct Ours {
     in_the_way: Vec<i32>,
     waiting: Vec<i32>,
+    statements: Vec<(String, i32)>,
+}
+
+impl Ours {
+    /// The backend (pid) of each of `batches` as this sample saw it: a batch's own, a
+    /// statement's if the sample found it running.
+    fn pids(&self, batches: &Batches) -> BTreeMap<u32, i32> {
+        batches
+            .iter()
+            .filter_map(|(id, tracked)| {
+                let pid = match &tracked.running {
+                    Running::Batch(backend) => Some(backend.pid),
+                    Running::Statement(marker) => self
+                        .statements
+                        .iter()
+                        .find(|(m, _)| m == marker)
+                        .map(|(_, pid)| *pid),
+                };
+                pid.map(|pid| (*id, pid))
+            })
+            .collect()
+    }
 }

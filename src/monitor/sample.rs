@@ -21,25 +21,50 @@ const QUERY_CHARS: usize = 120;
 
 /// Lock contention: `$1`/`$2` our running batches' [`Backend`]s (pids and transaction
 /// starts, as arrays), `$3` the relations batches update (the table and its leaf partitions),
-/// `$4` the job's own application names. Row kinds: `batch_waits` (one of our batches waits
-/// for a lock), `waits_on_batch` (another session waits for a lock one of our batches holds,
-/// or queued behind it; `blocker` names that batch, `mode` the waiter's `wait_event`), `table`
-/// (another session holds a lock on a relation that conflicts with `ROW EXCLUSIVE`, or waits
-/// for any lock on it). The job's own
-/// sessions — its other batches, in this process or another, its heartbeat — are never a
-/// reason to yield or pause: they only wait for each other's checkpoints, for a moment.
+/// `$4` the job's own application names, `$5` the markers of our running statements (see
+/// [`our_statements`]). Row kinds: `batch_waits` (one of our batches or statements waits for
+/// a lock), `waits_on_batch` (another session waits for a lock one of ours holds, or queued
+/// behind it; `blocker` names ours, `mode` the waiter's `wait_event`), `table` (another session
+/// holds a lock on a relation that conflicts with `ROW EXCLUSIVE`, or waits for any lock on
+/// it), `statement` (the backend running one of our statements now: its pid, and its marker in
+/// `query`). The job's own sessions — its other batches, in this process or another, its
+/// heartbeat, its vacuum — are never a reason to yield or pause: they only wait for each
+/// other's checkpoints, for a moment.
 ///
 /// It reads the functions behind `pg_stat_activity` and `pg_locks` rather than the views, and
 /// the activity once: this runs every `batch_poll` and, unnamed behind PgBouncer, is planned
-/// every time, so planning is most of its cost.
-fn locks_sql() -> String {
+/// every time, so planning is most of its cost. The statements' part is left out while none
+/// runs, which is nearly always.
+fn locks_sql(statements: bool) -> String {
+    let (act_state, ours) = if statements {
+        (
+            ", state",
+            format!(
+                "
+           UNION ALL
+           SELECT a.pid, a.wait_event_type = 'Lock' FROM act a WHERE {}",
+                our_statements(5)
+            ),
+        )
+    } else {
+        ("", String::new())
+    };
+    let found = if statements {
+        "
+UNION ALL
+SELECT 'statement', a.pid, '', false, m.marker, a.pid
+  FROM act a JOIN unnest($5::text[]) AS m(marker) ON starts_with(a.query, m.marker)
+ WHERE a.state = 'active'"
+    } else {
+        ""
+    };
     format!(
         "WITH act AS MATERIALIZED (
-     SELECT pid, wait_event_type, wait_event, query, xact_start, application_name
+     SELECT pid, wait_event_type, wait_event, query, xact_start, application_name{act_state}
        FROM pg_stat_get_activity(NULL)),
- batch AS (SELECT a.pid, a.wait_event_type = 'Lock' AS waiting FROM act a {OUR_BACKENDS})
+ batch AS (SELECT a.pid, a.wait_event_type = 'Lock' AS waiting FROM act a {OUR_BACKENDS}{ours})
 SELECT 'batch_waits' AS kind, b.pid, '' AS mode, false AS granted, '' AS query, b.pid AS blocker
-  FROM batch b WHERE b.waiting
+  FROM batch b WHERE b.waiting{found}
 UNION ALL
 SELECT 'waits_on_batch', w.pid, coalesce(w.wait_event, ''), false, coalesce(w.query, ''), b.pid
   FROM act w, batch b
@@ -160,11 +185,13 @@ struct RawSlot {
 /// What one sample read; `load` and `throttle_query` only on a full sample.
 pub struct Sampled {
     pub locks: Locks,
-    /// Our batches (pids) that another session waits for, or that wait themselves: the ones
-    /// a yield cancels.
+    /// Our batches and statements (pids) that another session waits for, or that wait
+    /// themselves: the ones a yield cancels.
     pub in_the_way: Vec<i32>,
-    /// Our batches (pids) waiting for a lock.
+    /// Our batches and statements (pids) waiting for a lock.
     pub waiting: Vec<i32>,
+    /// The backend (pid) running each of our statements that runs now, by marker.
+    pub statements: Vec<(String, i32)>,
     pub load: Option<(Load, Wal)>,
     pub throttle_query: Option<f64>,
 }
@@ -178,6 +205,8 @@ pub struct Probe<'a> {
     pub ours: &'a [String],
     /// Our running batches.
     pub batches: &'a [Backend],
+    /// The markers of our running statements (see [`our_statements`]).
+    pub statements: &'a [String],
     /// Read load, WAL retention and `throttle_query` too, not only locks.
     pub full: bool,
     pub throttle_query: Option<&'a str>,
@@ -188,7 +217,8 @@ pub struct Probe<'a> {
 /// Takes one sample in one read-only transaction.
 pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled, sqlx::Error> {
     let (mut tx, _) = begin_bounded(conn, probe.timeout, SAMPLE_LOCK_TIMEOUT, true).await?;
-    let rows = statement(&locks_sql())
+    let with_statements = !probe.statements.is_empty();
+    let mut query = statement(&locks_sql(with_statements))
         .bind(probe.batches.iter().map(|b| b.pid).collect::<Vec<_>>())
         .bind(
             probe
@@ -198,14 +228,20 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
                 .collect::<Vec<_>>(),
         )
         .bind(probe.relations)
-        .bind(probe.ours)
-        .fetch_all(&mut *tx)
-        .await?;
+        .bind(probe.ours);
+    if with_statements {
+        query = query.bind(probe.statements);
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
     let mut locks = Locks::default();
-    let (mut in_the_way, mut waiting) = (Vec::new(), Vec::new());
+    let (mut in_the_way, mut waiting, mut statements) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows_only = true;
     for row in rows {
         let kind: String = row.try_get(0)?;
+        if kind == "statement" {
+            statements.push((row.try_get(4)?, row.try_get(1)?));
+            continue;
+        }
         let session = Session {
             pid: row.try_get(1)?,
             query: shorten(&row.try_get::<String, _>(4)?),
@@ -237,6 +273,7 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
         locks,
         in_the_way,
         waiting,
+        statements,
         load: None,
         throttle_query: None,
     };
@@ -336,20 +373,40 @@ fn bytes(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Cancels the statements `batches` are running, those of them whose transaction still runs:
-/// a pid alone might by now serve another client behind PgBouncer. How many were signalled.
+/// The condition, on `pg_stat_activity` (or the function behind it) aliased `a`, that keeps
+/// the backends running one of our statements now: those whose query starts with one of the
+/// markers bound as `$param` (`text[]`). A statement that runs outside a transaction block
+/// (VACUUM) cannot be known by its [`Backend`] beforehand — behind PgBouncer the server
+/// session that runs it is picked when it is sent, and VACUUM runs several transactions of its
+/// own — so it starts with a comment unique to it, which the marker is.
+fn our_statements(param: usize) -> String {
+    format!(
+        "a.state = 'active' AND EXISTS (SELECT FROM unnest(${param}::text[]) AS m(marker) \
+         WHERE starts_with(a.query, m.marker))"
+    )
+}
+
+/// Cancels the statements `batches` are running, those of them whose transaction still runs
+/// (a pid alone might by now serve another client behind PgBouncer), and our `statements`
+/// (markers) that still run. How many were signalled.
 pub async fn cancel(
     conn: &mut PgConnection,
     batches: &[Backend],
+    statements: &[String],
     timeout: Duration,
 ) -> Result<usize, sqlx::Error> {
     let (mut tx, _) = begin_bounded(conn, timeout, SAMPLE_LOCK_TIMEOUT, true).await?;
     let sql = format!(
-        "SELECT count(*) FILTER (WHERE pg_cancel_backend(a.pid))::int8 FROM pg_stat_activity a {OUR_BACKENDS}"
+        "SELECT count(*) FILTER (WHERE pg_cancel_backend(o.pid))::int8 FROM (
+           SELECT a.pid FROM pg_stat_activity a {OUR_BACKENDS}
+           UNION
+           SELECT a.pid FROM pg_stat_activity a WHERE {}) AS o",
+        our_statements(3)
     );
     let sent: i64 = statement(&sql)
         .bind(batches.iter().map(|b| b.pid).collect::<Vec<_>>())
         .bind(batches.iter().map(|b| b.xact_start_us).collect::<Vec<_>>())
+        .bind(statements)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;

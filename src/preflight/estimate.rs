@@ -18,6 +18,7 @@ use std::time::Duration;
 use sqlx::{PgConnection, Row as _};
 
 use crate::db::{begin_bounded, statement};
+use crate::disk::heap_bytes_sql;
 use crate::lockwait::LOCK_TIMEOUT;
 use crate::plan::Plan;
 
@@ -72,12 +73,15 @@ fn percent_text(percent: f64) -> String {
     }
 }
 
-/// The table's size in blocks, with all its leaf partitions (a partitioned table has no blocks
-/// of its own; `pg_partition_tree` lists nothing for a plain table). Exact, unlike `relpages`,
-/// which only `VACUUM` and `ANALYZE` update.
-const BLOCKS: &str = "SELECT ((pg_relation_size($1::regclass) + coalesce((SELECT \
-    sum(pg_relation_size(relid)) FROM pg_partition_tree($1::regclass) WHERE isleaf), 0)) \
-    / current_setting('block_size')::int8)::int8";
+/// The table's size in blocks, with all its leaf partitions: its heap
+/// ([`heap_bytes_sql`]) over the block size. Exact, unlike `relpages`, which only `VACUUM`
+/// and `ANALYZE` update.
+fn blocks_sql() -> String {
+    format!(
+        "SELECT ({} / current_setting('block_size')::int8)::int8",
+        heap_bytes_sql("$1::regclass")
+    )
+}
 
 /// The table's columns among `$2` that have no statistics (`pg_stats` shows what the role may
 /// read; a partitioned table's statistics cover its partitions, `inherited`).
@@ -109,7 +113,7 @@ pub async fn pending_rows(
             method: Method::Exact,
         }
     } else {
-        let blocks: i64 = statement(BLOCKS)
+        let blocks: i64 = statement(&blocks_sql())
             .bind(&plan.table)
             .fetch_one(&mut *tx)
             .await?

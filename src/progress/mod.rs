@@ -13,18 +13,21 @@
 //! output, not the run.
 //!
 //! Layout: this file follows each job's events (`Track`) and writes lines and NDJSON;
-//! `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk.
+//! `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk;
+//! `vacuum.rs` words the vacuums.
 
 mod bars;
 pub mod scan;
+mod vacuum;
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use bars::Bars;
+use vacuum::vacuum_text;
 
-use crate::event::Event;
+use crate::event::{Event, VacuumState};
 use crate::rate::RateWindow;
 
 /// In lines mode, at most one progress line per job per this interval while batches arrive.
@@ -166,6 +169,10 @@ struct Track {
     started: bool,
     /// Rows this run set aside in the failures table.
     skipped: u64,
+    /// The table's heap when the job started and as last read.
+    heap: Option<(u64, u64)>,
+    /// The final vacuum runs.
+    vacuuming: bool,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -289,9 +296,37 @@ impl Track {
             Event::Claimed { .. } => return false,
             Event::Lost { .. } => {}
             Event::Yielded { .. } => {}
-            Event::Finished { rows_done, .. } => {
+            Event::Heap {
+                heap_bytes_before,
+                heap_bytes,
+                ..
+            } => {
+                self.heap = Some((*heap_bytes_before, *heap_bytes));
+                return false;
+            }
+            Event::Vacuum {
+                final_vacuum,
+                state,
+                ..
+            } => {
+                if *final_vacuum {
+                    self.vacuuming = *state == VacuumState::Started;
+                    return true;
+                }
+                return matches!(state, VacuumState::Yielded | VacuumState::Failed);
+            }
+            Event::Finished {
+                rows_done,
+                heap_bytes_before,
+                heap_bytes_after,
+                ..
+            } => {
                 self.finished = true;
+                self.vacuuming = false;
                 self.set_rows(*rows_done);
+                if let (Some(before), Some(after)) = (heap_bytes_before, heap_bytes_after) {
+                    self.heap = Some((*before, *after));
+                }
             }
             Event::Interrupted { rows_done, .. } => self.set_rows(*rows_done),
             Event::Error { .. } => {}
@@ -345,6 +380,12 @@ impl Track {
         }
     }
 
+    /// `heap 149.0 MiB → 171.0 MiB (+15 %)`, once it has been read.
+    fn heap_text(&self) -> Option<String> {
+        self.heap
+            .map(|(before, now)| crate::disk::growth_text(before, now))
+    }
+
     fn status_text(&self) -> String {
         match (&self.condition, &self.retry) {
             (Condition::Paused(reason), _) => format!("paused: {reason}"),
@@ -355,6 +396,7 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
+            (Condition::Running, None) if self.vacuuming => "final VACUUM (ANALYZE)".to_owned(),
             (Condition::Running, None) => self.running_text().to_owned(),
         }
     }
@@ -381,6 +423,7 @@ impl Track {
             parts.extend(self.batch_text());
             parts.extend(self.crew.text());
             parts.extend(self.skipped_text());
+            parts.extend(self.heap_text());
             parts.push(self.status_text());
         }
         parts.join("  ")
@@ -402,6 +445,7 @@ impl Track {
         parts.extend(self.batch_text());
         parts.extend(self.crew.text());
         parts.extend(self.skipped_text());
+        parts.extend(self.heap_text());
         parts.join("  ")
     }
 
@@ -465,6 +509,21 @@ impl Track {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }
             Event::Running { .. } => self.running_text().to_owned(),
+            Event::Heap { .. } => self.heap_text().unwrap_or_default(),
+            Event::Vacuum {
+                relation,
+                final_vacuum,
+                state,
+                elapsed_ms,
+                reason,
+                ..
+            } => vacuum_text(
+                relation,
+                *final_vacuum,
+                *state,
+                *elapsed_ms,
+                reason.as_deref(),
+            ),
             Event::Finished {
                 rows_done,
                 elapsed_ms,
@@ -491,11 +550,15 @@ impl Track {
             duration_text(elapsed),
             rate_text(rate),
         );
-        if self.run_start == 0 {
+        let done = if self.run_start == 0 {
             format!("done: {total} rows in {time} ({rate})")
         } else {
             let this_run = si(this_run as f64);
             format!("done: {total} rows ({this_run} in this run, {time}, {rate})")
+        };
+        match self.heap_text() {
+            Some(heap) => format!("{done}; {heap}"),
+            None => done,
         }
     }
 }

@@ -54,6 +54,8 @@ fn finished(rows_done: u64, elapsed_ms: u64) -> Event {
         rows_done,
         batches_done: rows_done / 5000,
         elapsed_ms,
+        heap_bytes_before: None,
+        heap_bytes_after: None,
     }
 }
 
@@ -387,6 +389,8 @@ fn finished_text_uses_this_runs_speed() {
         rows_done: 2_000_000,
         batches_done: 400,
         elapsed_ms: 41_000,
+        heap_bytes_before: None,
+        heap_bytes_after: None,
     };
     assert_eq!(
         event_text(&finished),
@@ -535,4 +539,77 @@ fn a_joined_process_says_so() {
         joined: true,
     };
     assert_eq!(event_text(&joined), "joined at 40/100 rows, 2 workers");
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn heap(before: u64, now: u64) -> Event {
+    Event::Heap {
+        job: JOB.to_owned(),
+        heap_bytes_before: before,
+        heap_bytes: now,
+    }
+}
+
+#[test]
+fn the_progress_line_shows_the_heap_and_its_growth() {
+    let t0 = Instant::now();
+    let mut track = busy_track(t0);
+    assert!(
+        !track.apply(&heap(149 * MIB, 171 * MIB), t0 + secs(16)),
+        "no line of its own"
+    );
+    assert!(
+        track
+            .progress_text()
+            .ends_with("batch 5000  heap 149.0 MiB → 171.0 MiB (+15 %)"),
+        "{}",
+        track.progress_text()
+    );
+    assert!(
+        track
+            .bar_message()
+            .ends_with("heap 149.0 MiB → 171.0 MiB (+15 %)  running"),
+        "{}",
+        track.bar_message()
+    );
+}
+
+#[test]
+fn the_done_line_shows_the_heap_before_and_after() {
+    let finished = Event::Finished {
+        job: JOB.to_owned(),
+        rows_done: 2_000_000,
+        batches_done: 400,
+        elapsed_ms: 41_000,
+        heap_bytes_before: Some(149 * MIB),
+        heap_bytes_after: Some(171 * MIB),
+    };
+    assert_eq!(
+        event_text(&finished),
+        "done: 2.00M rows in 41s (48.8k rows/s); heap 149.0 MiB → 171.0 MiB (+15 %)"
+    );
+}
+
+#[test]
+fn the_bar_says_when_the_final_vacuum_runs() {
+    let t0 = Instant::now();
+    let mut track = busy_track(t0);
+    let vacuum = |final_vacuum, state| Event::Vacuum {
+        job: JOB.to_owned(),
+        relation: "\"public\".\"users\"".to_owned(),
+        final_vacuum,
+        state,
+        elapsed_ms: 0,
+        reason: None,
+    };
+    assert!(track.apply(&vacuum(true, VacuumState::Started), t0 + secs(16)));
+    assert!(track.bar_message().ends_with("final VACUUM (ANALYZE)"));
+    assert!(track.apply(&vacuum(true, VacuumState::Done), t0 + secs(17)));
+    assert!(track.bar_message().ends_with("running"));
+    let pacing = vacuum(false, VacuumState::Done);
+    assert!(
+        !track.apply(&pacing, t0 + secs(18)),
+        "a pacing vacuum is no news"
+    );
 }

@@ -17,6 +17,7 @@ use crate::preflight::{Estimate, Method, Preflight};
 use crate::sql::Ident;
 use crate::state::{JobRow, RangeSql, Store, idle_in_transaction_timeout};
 
+use super::disk::DiskReport;
 use super::{describe_status, key_source, lease_note, status_json};
 
 /// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
@@ -35,6 +36,8 @@ pub struct PlanReport<'a> {
     pub budget: &'a Budget,
     /// The lease timeout a `run` declares, which bounds how long a frozen batch may hold rows.
     pub lease_timeout: Duration,
+    /// What the run is expected to cost in disk, and how it vacuums.
+    pub disk: &'a DiskReport<'a>,
 }
 
 impl PlanReport<'_> {
@@ -70,6 +73,7 @@ impl PlanReport<'_> {
                 .map(|s| s.warnings(&self.job.throttle))
                 .unwrap_or_default(),
         );
+        warnings.extend(crate::disk::warnings(self.job, self.disk.upkeep));
         warnings
     }
 
@@ -108,11 +112,7 @@ fn partitions(plan: &Plan) -> String {
 
 /// `workers   4 per process: 6 connections …`, and what `run` does when they do not fit.
 fn workers(b: &Budget) -> String {
-    let extras = if b.monitor {
-        "monitor, heartbeat"
-    } else {
-        "heartbeat"
-    };
+    let extras = b.extras().join(", ");
     let mut line = format!(
         "workers   {} per process: {} connections ({} batch, {extras}); the server has {} of max_connections {} in use, {} under max_connection_use {}",
         b.workers,
@@ -257,6 +257,9 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         ),
     };
     let _ = writeln!(out, "range     {range}");
+    for line in super::disk::lines(report.disk, job, plan, pending.rows) {
+        let _ = writeln!(out, "{line}");
+    }
     let state_line = match state {
         None => "no checkpoint; a run starts at the first key".to_owned(),
         Some(row) => format!(
@@ -316,6 +319,8 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         Method::Sampled { percent } => ("sampled", Some(percent)),
     };
     let [timeouts, upper_bound, update, checkpoint] = report.batch_sql();
+    let (disk, vacuum) = super::disk::json(report.disk, job, plan, pending.rows);
+    let heap_now = Some(report.disk.table.heap_bytes);
     json!({
         "job": job.name,
         "file": job.source.display().to_string(),
@@ -359,7 +364,9 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "upper": checked.upper,
             "end": checked.range_end,
         },
-        "state": state.map(status_json),
+        "disk": disk,
+        "vacuum": vacuum,
+        "state": state.map(|row| status_json(row, heap_now)),
         "state_table": store.table(),
         "batch_sql": [timeouts, upper_bound, update, checkpoint],
         "explain": {

@@ -55,6 +55,10 @@ pub struct JobRow {
     pub keys_left: Option<u64>,
     /// Rows set aside in the `failures` table (`on_error = "skip"`).
     pub failures: u64,
+    /// The table's heap in bytes when the job started (kept across resumes, measured again on
+    /// a restart), so that its growth since can be shown; `None` for a job started by an older
+    /// version.
+    pub heap_bytes_start: Option<u64>,
 }
 
 impl JobRow {
@@ -96,6 +100,9 @@ pub struct Claim<'a> {
     /// Only retry the rows in the `failures` table (`run --retry-failures`): a done job runs
     /// again for them.
     pub retry_failures: bool,
+    /// The table's heap in bytes now, if it could be read: recorded as the job's start when
+    /// the job starts (or restarts, or resumes without one), not when it resumes.
+    pub heap_bytes: Option<u64>,
 }
 
 /// What `admit` allows.
@@ -165,10 +172,19 @@ pub enum Control {
 /// tables exist.
 fn select_sql(store: &Store, tables: Tables) -> String {
     let jobs = &store.jobs;
-    let common = "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
-        j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
-        extract(epoch FROM now() - j.heartbeat_at)::float8, j.lease_s::float8, \
-        extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error";
+    // Columns an older version's schema lacks read as NULL until a run adds them.
+    let (lease_s, heap_bytes_start) = if tables.columns {
+        ("j.lease_s::float8", "j.heap_bytes_start")
+    } else {
+        ("NULL::float8", "NULL::int8")
+    };
+    let common = format!(
+        "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
+         j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
+         extract(epoch FROM now() - j.heartbeat_at)::float8, {lease_s}, \
+         extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error, \
+         {heap_bytes_start}"
+    );
     let failures = if tables.failures {
         format!(
             "(SELECT count(*) FROM {} f WHERE f.job = j.name)::int8",
@@ -232,19 +248,22 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
         updated_age: row.try_get(11)?,
         control: row.try_get(12)?,
         last_error: row.try_get(13)?,
-        cursor: from_json(row.try_get(14)?)?,
-        rate: row.try_get(15)?,
-        note: row.try_get(16)?,
-        ranges: count(17)?,
-        ranges_done: count(18)?,
-        workers: count(19)?,
-        processes: count(20)?,
-        hosts: count(21)?,
-        keys_walked: u64::try_from(row.try_get::<i64, _>(22)?).unwrap_or_default(),
+        heap_bytes_start: row
+            .try_get::<Option<i64>, _>(14)?
+            .and_then(|b| u64::try_from(b).ok()),
+        cursor: from_json(row.try_get(15)?)?,
+        rate: row.try_get(16)?,
+        note: row.try_get(17)?,
+        ranges: count(18)?,
+        ranges_done: count(19)?,
+        workers: count(20)?,
+        processes: count(21)?,
+        hosts: count(22)?,
+        keys_walked: u64::try_from(row.try_get::<i64, _>(23)?).unwrap_or_default(),
         keys_left: row
-            .try_get::<Option<i64>, _>(23)?
+            .try_get::<Option<i64>, _>(24)?
             .map(|k| u64::try_from(k).unwrap_or_default()),
-        failures: u64::try_from(row.try_get::<i64, _>(24)?).unwrap_or_default(),
+        failures: u64::try_from(row.try_get::<i64, _>(25)?).unwrap_or_default(),
     })
 }
 
@@ -322,6 +341,7 @@ impl Store {
              range_end = CASE WHEN $4 THEN NULL ELSE range_end END, \
              rows_done = CASE WHEN $4 THEN 0 ELSE rows_done END, \
              batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
+             heap_bytes_start = CASE WHEN $4 THEN $7 ELSE coalesce(heap_bytes_start, $7) END, \
              finished_at = NULL WHERE name = $1",
             self.jobs
         );
@@ -332,6 +352,11 @@ impl Store {
             .bind(restart)
             .bind(claim.definition_hash)
             .bind(timeout_secs(claim.lease_timeout))
+            .bind(
+                claim
+                    .heap_bytes
+                    .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            )
             .execute(&mut *tx)
             .await
             .map_err(self.db("claim"))?;

@@ -52,12 +52,22 @@ pub struct Store {
     failures: String,
 }
 
-/// Which of the tables that came after `jobs` exist: a schema made by an older version that no
-/// run of this version has touched lacks them.
+/// What of the state schema exists: a schema made by an older version that no run of this
+/// version has touched lacks the later tables and columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tables {
+    pub jobs: bool,
     pub ranges: bool,
     pub failures: bool,
+    /// Every column added to a table after its first version ([`ADDED`]) is there.
+    pub columns: bool,
+}
+
+impl Tables {
+    /// Everything this version uses is there.
+    fn current(&self) -> bool {
+        self.jobs && self.ranges && self.failures && self.columns
+    }
 }
 
 /// Why a job may not run now, or why the state tables could not be used.
@@ -141,17 +151,33 @@ impl Store {
         &self.failures
     }
 
-    /// Which of the later tables exist.
+    /// What of the state schema exists, in the caller's transaction.
     pub(crate) async fn tables(&self, conn: &mut PgConnection) -> Result<Tables, StateError> {
-        let row = statement("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
-            .bind(&self.ranges)
-            .bind(&self.failures)
-            .fetch_one(conn)
-            .await
-            .map_err(self.db("read"))?;
+        let (tables, columns): (Vec<String>, Vec<String>) = ADDED
+            .iter()
+            .map(|(table, column, _)| (self.state_table(table), column.to_string()))
+            .unzip();
+        let row = statement(
+            "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
+                    to_regclass($3) IS NOT NULL, \
+                    NOT EXISTS (SELECT FROM unnest($4::text[], $5::text[]) AS added(tab, col) \
+                      WHERE NOT EXISTS (SELECT FROM pg_attribute \
+                        WHERE attrelid = to_regclass(added.tab) AND attname = added.col \
+                          AND NOT attisdropped))",
+        )
+        .bind(&self.jobs)
+        .bind(&self.ranges)
+        .bind(&self.failures)
+        .bind(tables)
+        .bind(columns)
+        .fetch_one(conn)
+        .await
+        .map_err(self.db("read"))?;
         Ok(Tables {
-            ranges: row.get(0),
-            failures: row.get(1),
+            jobs: row.get(0),
+            ranges: row.get(1),
+            failures: row.get(2),
+            columns: row.get(3),
         })
     }
 
@@ -177,7 +203,10 @@ impl Store {
         conn: &mut PgConnection,
         lock_timeout: Duration,
     ) -> Result<(), StateError> {
-        if self.is_current(conn).await.map_err(self.db("create"))? {
+        let mut tx = begin_read_only(conn).await.map_err(self.db("create"))?;
+        let tables = self.tables(&mut tx).await?;
+        tx.commit().await.map_err(self.db("create"))?;
+        if tables.current() {
             return Ok(());
         }
         let (mut tx, _) = begin_bounded(conn, Duration::ZERO, lock_timeout, false)
@@ -252,33 +281,6 @@ impl Store {
         tx.commit().await.map_err(self.db("create"))
     }
 
-    /// Whether every table exists with every column added since the first version.
-    async fn is_current(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-        let mut tx = begin_read_only(conn).await?;
-        let (tables, columns): (Vec<String>, Vec<String>) = ADDED
-            .iter()
-            .map(|(table, column, _)| (self.state_table(table), column.to_string()))
-            .unzip();
-        let current: bool = statement(
-            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
-               AND to_regclass($5) IS NOT NULL \
-               AND NOT EXISTS (SELECT FROM unnest($3::text[], $4::text[]) AS added(tab, col) \
-                 WHERE NOT EXISTS (SELECT FROM pg_attribute \
-                   WHERE attrelid = to_regclass(added.tab) AND attname = added.col \
-                     AND NOT attisdropped))",
-        )
-        .bind(&self.jobs)
-        .bind(&self.ranges)
-        .bind(tables)
-        .bind(columns)
-        .bind(&self.failures)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        tx.commit().await?;
-        Ok(current)
-    }
-
     /// `jobs` or `ranges`, as written in SQL.
     fn state_table(&self, name: &str) -> String {
         match name {
@@ -290,7 +292,10 @@ impl Store {
 
 /// Columns added after a table's first version: table (`jobs`, `ranges`), column, type.
 /// [`Store::ensure`] adds the missing ones, and looks for all of them before it alters.
-const ADDED: [(&str, &str, &str); 1] = [("jobs", "lease_s", "int")];
+const ADDED: [(&str, &str, &str); 2] = [
+    ("jobs", "lease_s", "int"),
+    ("jobs", "heap_bytes_start", "bigint"),
+];
 
 /// A key as stored: a jsonb array of the key columns' text.
 fn to_json(values: &[String]) -> String {

@@ -31,6 +31,7 @@ fn row(status: &str, owner: Option<&str>, heartbeat_age: Option<f64>) -> JobRow 
         keys_walked: 0,
         keys_left: None,
         failures: 0,
+        heap_bytes_start: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn claim<'a>(owner: &'a Owner, hash: &'a str, restart: bool) -> Claim<'a> {
         resume_cancelled: false,
         join: false,
         retry_failures: false,
+        heap_bytes: None,
     }
 }
 

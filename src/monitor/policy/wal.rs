@@ -39,6 +39,21 @@ pub struct Slot {
     pub wal_status: Option<String>,
 }
 
+impl Slot {
+    /// `cdc (logical test_decoding, no consumer connected)`: its name, kind and consumer.
+    pub fn describe(&self) -> String {
+        let kind = match &self.plugin {
+            Some(plugin) => format!("{} {plugin}", self.kind),
+            None => self.kind.clone(),
+        };
+        let consumer = match self.consumer {
+            Some(pid) => format!("consumer pid {pid} connected"),
+            None => "no consumer connected".to_owned(),
+        };
+        format!("{} ({kind}, {consumer})", self.name)
+    }
+}
+
 /// What `pg_stat_archiver` and the current WAL position say about archiving.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Archiver {
@@ -120,17 +135,9 @@ fn slot_lag(policy: &ThrottlePolicy, slots: &[Slot]) -> Option<String> {
         .collect();
     over.sort_by_key(|(_, retained)| std::cmp::Reverse(*retained));
     let (slot, retained) = *over.first()?;
-    let kind = match &slot.plugin {
-        Some(plugin) => format!("{} {plugin}", slot.kind),
-        None => slot.kind.clone(),
-    };
-    let consumer = match slot.consumer {
-        Some(pid) => format!("consumer pid {pid} connected"),
-        None => "no consumer connected".to_owned(),
-    };
     let mut reason = format!(
-        "replication slot {} ({kind}, {consumer}) retains {} of WAL (limit {})",
-        slot.name,
+        "replication slot {} retains {} of WAL (limit {})",
+        slot.describe(),
         Bytes(retained),
         Bytes(limit)
     );

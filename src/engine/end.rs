@@ -1,0 +1,95 @@
+//! How a run ends, once its workers have: from how each of them ended, the outcome — the
+//! first error, else a cancel, else an interruption, else done — and, when the job is done,
+//! its final vacuum and the `finished` event with the heap before and after.
+
+use std::time::Instant;
+
+use sqlx::PgConnection;
+use tokio::sync::watch;
+
+use crate::disk;
+use crate::event::Event;
+
+use super::vacuum::Vacuum;
+use super::worker::{self, End, Stop};
+use super::{EngineError, Lead, Outcome, application_name, connect};
+
+impl Lead<'_, '_> {
+    /// How the run ended, from how each worker ended: the first error, else a cancel, else an
+    /// interruption, else done — with the job's totals as stored (as this process counted
+    /// them, if the row cannot be read now; then no final vacuum either), and the event that
+    /// says so.
+    pub(super) async fn outcome(
+        &self,
+        results: Vec<Result<End, EngineError>>,
+        conn: &mut PgConnection,
+        end: Ending<'_, '_>,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Result<Outcome, EngineError> {
+        let mut stop = None;
+        for result in results {
+            match result? {
+                End::AllDone => {}
+                End::Stopped(Stop::Halted) => {}
+                End::Stopped(s) => stop = stop.max(Some(s)),
+            }
+        }
+        let job = self.r.job.name.clone();
+        let row = match self.r.store.load(conn, &job).await {
+            Ok(row) => Some(row),
+            Err(e) => {
+                tracing::debug!("cannot read the job's totals at the end: {e}");
+                None
+            }
+        };
+        let (rows_done, batches_done, failures) = row
+            .as_ref()
+            .map_or((end.counted.0, end.counted.1, 0), |row| {
+                (row.rows_done, row.batches_done, row.failures)
+            });
+        Ok(match stop {
+            Some(Stop::Cancelled) => Outcome::Cancelled { rows_done },
+            Some(_) => {
+                emit(&Event::Interrupted { job, rows_done });
+                Outcome::Interrupted { rows_done }
+            }
+            None => {
+                let table = &self.r.plan.table;
+                if let (Some(vacuum), Some(row)) = (end.vacuum, &row) {
+                    let finisher = (row, self.joined);
+                    if vacuum
+                        .finish(conn, table, finisher, end.shutdown, emit)
+                        .await
+                    {
+                        *conn = connect(self.r.target, &application_name(&job)).await?;
+                    }
+                }
+                emit(&Event::Finished {
+                    job,
+                    rows_done,
+                    batches_done,
+                    elapsed_ms: worker::millis(end.started.elapsed()),
+                    heap_bytes_before: end.heap_bytes_start,
+                    heap_bytes_after: disk::heap_bytes(conn, table).await.ok(),
+                });
+                Outcome::Finished {
+                    rows_done,
+                    failures,
+                }
+            }
+        })
+    }
+}
+
+/// What the end of a run needs besides how its workers ended.
+pub(super) struct Ending<'v, 'r> {
+    pub started: Instant,
+    /// The process's vacuums, for the final one.
+    pub vacuum: Option<&'v Vacuum<'r>>,
+    /// Cancels the final vacuum.
+    pub shutdown: watch::Receiver<bool>,
+    /// The table's heap when the job started.
+    pub heap_bytes_start: Option<u64>,
+    /// The job's rows and batches done, as this process counted them.
+    pub counted: (u64, u64),
+}
