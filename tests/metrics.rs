@@ -6,39 +6,13 @@ mod common;
 
 use std::net::TcpListener;
 
-use common::{
-    Runner, TestDb, fresh_database, number, path_str, run_backfill, schema_exists, write_job,
-};
-use tempfile::TempDir;
+use common::orders::{TOTAL, orders, orders_job};
+use common::{Runner, TestDb, number, path_str, run_backfill, schema_exists, write_job};
 
 /// 8000 rows at about 2000 rows a second (batches of 100 keys, 50 ms apart): long enough to
 /// scrape while it runs.
-const SLOW: &str = "table = \"orders\"
-where = \"total_cents IS NULL\"
-
-[set]
-total_cents = \"qty::bigint * price_cents\"
-
-[batch]
-size = 100
-min = 10
-max = 100
-pause = \"50ms\"
-";
-
-async fn setup() -> (TestDb, TempDir) {
-    let db = fresh_database().await;
-    sqlx::raw_sql(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL, price_cents int NOT NULL,
-                              total_cents bigint);
-         INSERT INTO orders (id, qty, price_cents)
-              SELECT g, g % 7 + 1, g % 1000 + 5 FROM generate_series(1, 8000) g;
-         ANALYZE orders;",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("create orders");
-    (db, TempDir::new().expect("a directory for job files"))
+fn slow() -> String {
+    orders_job(TOTAL, 100, "50ms")
 }
 
 /// A port nobody listens on now.
@@ -74,8 +48,8 @@ async fn state(db: &TestDb, column: &str) -> i64 {
 
 #[tokio::test]
 async fn metrics_are_served_during_the_run_and_match_the_state_table() {
-    let (db, dir) = setup().await;
-    let path = write_job(&dir, "slow", SLOW);
+    let (db, dir) = orders(8000).await;
+    let path = write_job(&dir, "slow", &slow());
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut runner = Runner::spawn(
@@ -160,8 +134,8 @@ async fn metrics_are_served_during_the_run_and_match_the_state_table() {
 
 #[tokio::test]
 async fn a_bad_or_busy_address_stops_the_run_before_the_database_is_touched() {
-    let (db, dir) = setup().await;
-    let path = write_job(&dir, "slow", SLOW);
+    let (db, dir) = orders(8000).await;
+    let path = write_job(&dir, "slow", &slow());
 
     let output = run_backfill(&db.url, &["run", "--metrics-addr", "9187", path_str(&path)]);
     output.expect_code(2, "a port without a host");

@@ -4,37 +4,13 @@
 
 mod common;
 
-use common::{Runner, TestDb, fresh_database, number, path_str, run_backfill, write_job};
+use common::orders::{TOTAL, orders, orders_job};
+use common::{Runner, TestDb, number, path_str, run_backfill, write_job};
 use serde_json::Value;
-use tempfile::TempDir;
 
 /// 8000 rows at about 2000 rows a second, so that an operator can act while it runs.
-const SLOW: &str = "table = \"orders\"
-where = \"total_cents IS NULL\"
-
-[set]
-total_cents = \"qty::bigint * price_cents\"
-
-[batch]
-size = 100
-min = 10
-max = 100
-pause = \"50ms\"
-";
-
-async fn setup() -> (TestDb, TempDir) {
-    let db = fresh_database().await;
-    sqlx::raw_sql(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL, price_cents int NOT NULL,
-                              total_cents bigint);
-         INSERT INTO orders (id, qty, price_cents)
-              SELECT g, g % 7 + 1, g % 1000 + 5 FROM generate_series(1, 8000) g;
-         ANALYZE orders;",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("create orders");
-    (db, TempDir::new().expect("a directory for job files"))
+fn slow() -> String {
+    orders_job(TOTAL, 100, "50ms")
 }
 
 fn ok(db: &TestDb, args: &[&str]) -> String {
@@ -56,8 +32,8 @@ fn status_fields(db: &TestDb) -> (Vec<String>, String) {
 
 #[tokio::test]
 async fn status_and_plan_tell_a_paused_a_stopped_and_an_abandoned_job_as_they_are() {
-    let (db, dir) = setup().await;
-    let path = write_job(&dir, "slow", SLOW);
+    let (db, dir) = orders(8000).await;
+    let path = write_job(&dir, "slow", &slow());
     let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", path_str(&path)]);
     runner
         .wait_until(
@@ -143,7 +119,7 @@ async fn status_and_plan_tell_a_paused_a_stopped_and_an_abandoned_job_as_they_ar
         ),
         "{line}"
     );
-    let fast = SLOW.replace("pause = \"50ms\"", "pause = \"0ms\"");
+    let fast = slow().replace("pause = \"50ms\"", "pause = \"0ms\"");
     write_job(&dir, "slow", &fast);
     ok(&db, &["run", path_str(&path)]);
     assert_eq!(

@@ -4,36 +4,14 @@
 
 mod common;
 
-use common::{Finished, TestDb, fresh_database, number, path_str, run_backfill, write_job};
+use common::orders::{TOTAL, orders, orders_job};
+use common::{Finished, TestDb, number, path_str, run_backfill, write_job};
 use serde_json::Value;
-use tempfile::TempDir;
 
 /// `total_cents = qty * price_cents` over `orders`; batches of at most 500 keys, so that
 /// `verify --values` walks 3000 rows in six.
-const JOB: &str = "table = \"orders\"
-where = \"total_cents IS NULL\"
-
-[set]
-total_cents = \"qty::bigint * price_cents\"
-
-[batch]
-size = 500
-min = 100
-max = 500
-";
-
-async fn setup() -> (TestDb, TempDir) {
-    let db = fresh_database().await;
-    sqlx::raw_sql(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL, price_cents int NOT NULL,
-                              total_cents bigint);
-         INSERT INTO orders (id, qty, price_cents)
-              SELECT g, g % 7 + 1, g % 1000 + 5 FROM generate_series(1, 3000) g;",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("create orders");
-    (db, TempDir::new().expect("a directory for job files"))
+fn job() -> String {
+    orders_job(TOTAL, 500, "0ms")
 }
 
 fn cli(db: &TestDb, args: &[&str]) -> Finished {
@@ -49,8 +27,8 @@ async fn sql(db: &TestDb, sql: &str) {
 
 #[tokio::test]
 async fn values_that_differ_are_counted_and_the_first_shown_with_both_values() {
-    let (db, dir) = setup().await;
-    let path = write_job(&dir, "fill", JOB);
+    let (db, dir) = orders(3000).await;
+    let path = write_job(&dir, "fill", &job());
     cli(&db, &["run", path_str(&path)]).expect_code(0, "run");
     let clean = cli(&db, &["verify", "--values", path_str(&path)]);
     clean.expect_code(0, "verify --values after the run");
@@ -118,7 +96,7 @@ async fn values_that_differ_are_counted_and_the_first_shown_with_both_values() {
 
 #[tokio::test]
 async fn expressions_whose_value_depends_on_when_they_run_are_refused() {
-    let (db, dir) = setup().await;
+    let (db, dir) = orders(3000).await;
     for (name, expr, culprit) in [
         (
             "clock",
@@ -132,7 +110,7 @@ async fn expressions_whose_value_depends_on_when_they_run_are_refused() {
         ),
         ("dice", "(random() * 100)::bigint", "random() is volatile"),
     ] {
-        let job = JOB.replace("qty::bigint * price_cents", expr);
+        let job = orders_job(expr, 500, "0ms");
         let path = write_job(&dir, name, &job);
         let output = cli(&db, &["verify", "--values", path_str(&path)]);
         output.expect_code(2, &format!("verify --values of {expr}"));
@@ -144,7 +122,7 @@ async fn expressions_whose_value_depends_on_when_they_run_are_refused() {
         );
     }
     // A stable function that does not read the clock compares fine.
-    let job = JOB.replace("qty::bigint * price_cents", "length(concat(qty, 'x'))");
+    let job = orders_job("length(concat(qty, 'x'))", 500, "0ms");
     let path = write_job(&dir, "stable", &job);
     cli(&db, &["verify", "--values", path_str(&path)]).expect_code(3, "verify of concat()");
     assert_eq!(
@@ -160,8 +138,8 @@ async fn expressions_whose_value_depends_on_when_they_run_are_refused() {
 
 #[tokio::test]
 async fn a_failing_verify_says_what_is_true_of_the_job_and_what_to_do() {
-    let (db, dir) = setup().await;
-    let path = write_job(&dir, "fill", JOB);
+    let (db, dir) = orders(3000).await;
+    let path = write_job(&dir, "fill", &job());
     let verify = |what: &str| {
         let output = cli(&db, &["verify", path_str(&path)]);
         output.expect_code(3, what);

@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod kills;
+pub mod orders;
 pub mod watched;
 pub mod yielding;
 
