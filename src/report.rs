@@ -187,32 +187,15 @@ mod tests {
 
     pub(super) fn row(name: &str, status: &str) -> JobRow {
         JobRow {
-            name: name.into(),
-            table_name: "\"public\".\"t\"".into(),
-            definition_hash: "h".into(),
-            status: status.into(),
             cursor: Some(vec!["42".into()]),
             range_end: Some(vec!["100".into()]),
             rows_done: 1234,
             batches_done: 3,
             batch_size: Some(2000),
-            owner: None,
-            heartbeat_age: None,
-            lease_s: None,
             updated_age: Some(5.0),
-            control: None,
             last_error: Some("boom".into()),
-            rate: None,
-            note: None,
             ranges: 1,
-            ranges_done: 0,
-            workers: 0,
-            processes: 0,
-            hosts: 0,
-            keys_walked: 0,
-            keys_left: None,
-            failures: 0,
-            heap_bytes_start: None,
+            ..JobRow::example(name, status)
         }
     }
 

@@ -190,7 +190,14 @@ async fn an_alter_table_queued_behind_our_vacuum_goes_ahead_at_once() {
     .await
     .unwrap();
     let dir = TempDir::new().unwrap();
-    let job = users_job(&dir, "users", "[vacuum]\nevery = 20000\nfinal = false\n");
+    // Batches of 1,000 rows 50 ms apart: the run is still going when the ALTER TABLE queues,
+    // so that what lets it through is the yield, not the end of the job.
+    let job = users_job(
+        &dir,
+        "users",
+        "[batch]\nsize = 1000\nmax = 1000\npause = \"50ms\"\n\
+         [vacuum]\nevery = 20000\nfinal = false\n",
+    );
     let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
     runner
         .wait_until(

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use backfill::scratch::{Cluster, ClusterOptions};
 use common::watched::{
-    NOTE_PAUSED, assert_all_done_once, assert_clean, batch_sizes, items_with_job, kinds, reasons,
+    NOTE_PAUSED, assert_clean, batch_sizes, items_with_job, kinds, reasons,
     rows_done_across_heartbeats,
 };
-use common::{Runner, own_cluster, own_cluster_with, wait_for};
+use common::{Runner, assert_all_done_once, own_cluster, own_cluster_with, wait_for};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
 

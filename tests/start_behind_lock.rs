@@ -10,12 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::watched::{
-    NOTE_PAUSED, assert_all_done_once, assert_clean, items_with_job, items_with_job_text, kinds,
-    of_kind,
+    NOTE_PAUSED, assert_clean, items_with_job, items_with_job_text, kinds, of_kind,
 };
 use common::{
-    Finished, Runner, backfill_command, fresh_database, holds, number, path_str, run_backfill,
-    schema_exists, wait_for, write_job,
+    Finished, Runner, assert_all_done_once, backfill_command, fresh_database, holds, number,
+    path_str, run_backfill, schema_exists, wait_for, write_job,
 };
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection, PgPool};

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use backfill::scratch::ClusterOptions;
 use common::watched::{
-    NOTE_PAUSED, assert_all_done_once, assert_clean, batch_sizes, items_with_job, kinds, of_kind,
-    reasons,
+    NOTE_PAUSED, assert_clean, batch_sizes, items_with_job, kinds, of_kind, reasons,
 };
 use common::yielding::{Roles, goes_ahead_of_slow_batches, slow_items_job};
-use common::{Finished, Runner, fresh_database, number, own_cluster, path_str, write_job};
+use common::{
+    Finished, Runner, assert_all_done_once, fresh_database, number, own_cluster, path_str,
+    write_job,
+};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use backfill::scratch::{Cluster, ClusterOptions};
 use common::watched::{
-    NOTE_PAUSED, assert_all_done_once, assert_clean, items_with_job, kinds, reasons,
-    rows_done_across_heartbeats,
+    NOTE_PAUSED, assert_clean, items_with_job, kinds, reasons, rows_done_across_heartbeats,
 };
-use common::{Runner, holds, number, own_cluster_with, run_backfill, wait_for};
+use common::{
+    Runner, assert_all_done_once, holds, number, own_cluster_with, run_backfill, wait_for,
+};
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// Batches of 500 rows with a short pause, so that the monitor samples between batches.

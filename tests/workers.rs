@@ -12,10 +12,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::watched::{assert_all_done_once, items_with_job_text, of_kind};
+use common::watched::{items_with_job_text, of_kind};
 use common::{
-    Finished, TestDb, count_updates, create_items, events, fresh_database, number, path_str,
-    run_backfill, schema_exists, write_job,
+    Finished, TestDb, assert_all_done_once, count_updates, create_items, events, fresh_database,
+    number, path_str, run_backfill, schema_exists, write_job,
 };
 use serde_json::Value;
 use sqlx::PgPool;

@@ -59,6 +59,21 @@ pub struct Table {
     pub full_page_writes: bool,
 }
 
+#[cfg(test)]
+impl Table {
+    /// For the unit tests: 1,000,000 rows of 100 bytes a row in the heap, one index of 20 MiB.
+    pub(crate) fn example() -> Table {
+        Table {
+            heap_bytes: 100 * 1_000_000,
+            rows: 1_000_000,
+            set_width: 4,
+            indexes: 1,
+            index_bytes: 20 * 1024 * 1024,
+            full_page_writes: true,
+        }
+    }
+}
+
 /// What a run is expected to cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cost {
@@ -165,23 +180,9 @@ pub async fn read(
 mod tests {
     use super::*;
 
-    const MIB: u64 = 1024 * 1024;
-
-    /// 1,000,000 rows of 100 bytes a row in the heap, one index of 20 MiB.
-    fn table() -> Table {
-        Table {
-            heap_bytes: 100 * 1_000_000,
-            rows: 1_000_000,
-            set_width: 4,
-            indexes: 1,
-            index_bytes: 20 * MIB,
-            full_page_writes: true,
-        }
-    }
-
     #[test]
     fn a_full_table_backfill_copies_the_heap_without_pacing() {
-        let cost = Cost::of(&table(), 1_000_000, None);
+        let cost = Cost::of(&Table::example(), 1_000_000, None);
         assert_eq!(cost.row_bytes, 104);
         assert_eq!(cost.new_heap, 104_000_000);
         assert_eq!(cost.heap_without_pacing, 204_000_000);
@@ -190,7 +191,7 @@ mod tests {
 
     #[test]
     fn pacing_bounds_the_growth_by_spans_of_every() {
-        let cost = Cost::of(&table(), 1_000_000, Some(50_000));
+        let cost = Cost::of(&Table::example(), 1_000_000, Some(50_000));
         let spans = (50_000.0 * PACED_SPANS) as u64;
         let wider = 1_000_000 * (4 + LINE_POINTER);
         assert_eq!(
@@ -198,13 +199,13 @@ mod tests {
             Some(100_000_000 + wider + spans * 104)
         );
         // A job smaller than the spans grows the heap by its rows at most.
-        let small = Cost::of(&table(), 10_000, Some(50_000));
+        let small = Cost::of(&Table::example(), 10_000, Some(50_000));
         assert_eq!(small.heap_with_pacing, Some(100_000_000 + 10_000 * 104));
     }
 
     #[test]
     fn wal_counts_rows_index_entries_and_page_images() {
-        let t = table();
+        let t = Table::example();
         let per_change = 104 + ROW_RECORD + INDEX_RECORD;
         let all = Cost::of(&t, 1_000_000, None);
         assert_eq!(
@@ -232,7 +233,7 @@ mod tests {
             heap_bytes: 0,
             rows: 0,
             index_bytes: 0,
-            ..table()
+            ..Table::example()
         };
         let cost = Cost::of(&empty, 0, Some(10_000));
         assert_eq!(cost.new_heap, 0);

@@ -184,17 +184,6 @@ mod tests {
     use super::*;
     use crate::monitor::policy::Slot;
 
-    fn table() -> Table {
-        Table {
-            heap_bytes: 100 * 1_000_000,
-            rows: 1_000_000,
-            set_width: 4,
-            indexes: 1,
-            index_bytes: 20 * 1024 * 1024,
-            full_page_writes: true,
-        }
-    }
-
     fn slot(name: &str, retained: Option<u64>) -> Slot {
         Slot {
             name: name.into(),
@@ -223,7 +212,7 @@ mod tests {
             maintain: true,
         };
         let d = DiskReport {
-            table: &table(),
+            table: &Table::example(),
             wal: &wal,
             upkeep: &upkeep,
             vacuums: Vacuums::default(),
@@ -241,14 +230,14 @@ mod tests {
     #[test]
     fn the_wal_method_names_the_indexes_and_page_images() {
         assert_eq!(
-            wal_method(&table()),
+            wal_method(&Table::example()),
             "each new row version with its record and 1 index entry; with full_page_writes \
              on, a full image of each heap and index page it changes, once"
         );
         let bare = Table {
             indexes: 3,
             full_page_writes: false,
-            ..table()
+            ..Table::example()
         };
         assert_eq!(
             wal_method(&bare),

@@ -61,6 +61,41 @@ pub struct JobRow {
     pub heap_bytes_start: Option<u64>,
 }
 
+#[cfg(test)]
+impl JobRow {
+    /// A job's row for the unit tests: nothing done, no owner, no note, no ranges.
+    pub(crate) fn example(name: &str, status: &str) -> JobRow {
+        JobRow {
+            name: name.into(),
+            table_name: "\"public\".\"t\"".into(),
+            definition_hash: "h".into(),
+            status: status.into(),
+            cursor: None,
+            range_end: None,
+            rows_done: 0,
+            batches_done: 0,
+            batch_size: None,
+            owner: None,
+            heartbeat_age: None,
+            lease_s: None,
+            updated_age: None,
+            control: None,
+            last_error: None,
+            rate: None,
+            note: None,
+            ranges: 0,
+            ranges_done: 0,
+            workers: 0,
+            processes: 0,
+            hosts: 0,
+            keys_walked: 0,
+            keys_left: None,
+            failures: 0,
+            heap_bytes_start: None,
+        }
+    }
+}
+
 impl JobRow {
     /// The job's lease, if an owner holds one.
     pub fn lease(&self) -> Option<Lease> {

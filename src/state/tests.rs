@@ -6,32 +6,10 @@ use super::*;
 
 fn row(status: &str, owner: Option<&str>, heartbeat_age: Option<f64>) -> JobRow {
     JobRow {
-        name: "j".into(),
-        table_name: "\"public\".\"t\"".into(),
         definition_hash: "h1".into(),
-        status: status.into(),
-        cursor: None,
-        range_end: None,
-        rows_done: 0,
-        batches_done: 0,
-        batch_size: None,
         owner: owner.map(|o| Owner(o.into())),
         heartbeat_age,
-        lease_s: None,
-        updated_age: None,
-        control: None,
-        last_error: None,
-        rate: None,
-        note: None,
-        ranges: 0,
-        ranges_done: 0,
-        workers: 0,
-        processes: 0,
-        hosts: 0,
-        keys_walked: 0,
-        keys_left: None,
-        failures: 0,
-        heap_bytes_start: None,
+        ..JobRow::example("j", status)
     }
 }
 

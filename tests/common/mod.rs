@@ -424,6 +424,16 @@ pub async fn wrong_items(pool: &PgPool) -> i64 {
     .await
 }
 
+/// Every item filled with `qty * price` and updated exactly once (by [`count_updates`]'s
+/// counter), and the job's `rows_done` says `rows`.
+pub async fn assert_all_done_once(pool: &PgPool, rows: i64) {
+    assert_eq!(wrong_items(pool).await, 0, "rows left wrong");
+    let twice = number(pool, "SELECT count(*) FROM items WHERE updates <> 1").await;
+    assert_eq!(twice, 0, "rows not updated exactly once");
+    let done = number(pool, "SELECT rows_done FROM backfill.jobs").await;
+    assert_eq!(done, rows);
+}
+
 /// The NDJSON events of `run --json`, one a line; panics on a line that is not JSON.
 pub fn events(stdout: &str) -> Vec<serde_json::Value> {
     stdout

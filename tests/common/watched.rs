@@ -47,20 +47,6 @@ pub async fn items_with_job_text(
     (dir, path_str(&job).to_owned())
 }
 
-/// Every row filled once, and `rows_done` says so.
-pub async fn assert_all_done_once(pool: &PgPool, rows: i64) {
-    let wrong = number(
-        pool,
-        "SELECT count(*) FROM items WHERE total IS DISTINCT FROM qty::bigint * price",
-    )
-    .await;
-    assert_eq!(wrong, 0, "rows left wrong");
-    let twice = number(pool, "SELECT count(*) FROM items WHERE updates <> 1").await;
-    assert_eq!(twice, 0, "rows not updated exactly once");
-    let done = number(pool, "SELECT rows_done FROM backfill.jobs").await;
-    assert_eq!(done, rows);
-}
-
 /// The events of kind `kind`, in order.
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()

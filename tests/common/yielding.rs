@@ -9,8 +9,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
 use tempfile::TempDir;
 
-use super::watched::{assert_all_done_once, assert_clean, items_with_job_text};
-use super::{Runner, fresh_database, number};
+use super::watched::{assert_clean, items_with_job_text};
+use super::{Runner, assert_all_done_once, fresh_database, number};
 
 /// Like [`items_with_job`], but every row first sleeps `seconds` (an SQL expression), so that a
 /// batch holds the row locks it has taken long enough to be seen waiting on. Its batches aim at
