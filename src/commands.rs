@@ -113,6 +113,7 @@ async fn budget(
     Ok(preflight::Budget {
         workers: workers.unwrap_or(job.batch.workers),
         monitor: job.throttle.enabled,
+        guard: job.guard.enabled,
         in_use,
         max_connections,
         share: job.throttle.max_connection_use,

@@ -71,6 +71,15 @@ pub enum Event {
         batch_size: u32,
         /// Time the batch transaction took, in milliseconds.
         elapsed_ms: u64,
+        /// The sleep before this worker's next batch, in milliseconds: `[batch] pause` and
+        /// `pause_ratio`, the throttle, the latency guard and the WAL budget, whichever is
+        /// longest.
+        pause_ms: u64,
+        /// Under `[throttle] max_wal_rate`: the WAL charged to this batch (the server's WAL
+        /// position moved this much while it ran, not counting what was already charged to
+        /// another batch of this process).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wal_bytes: Option<u64>,
     },
     /// A batch rolled back on a transient error and will be tried again after `delay_ms`.
     Retry {
@@ -106,7 +115,17 @@ pub enum Event {
         range: u32,
         reason: String,
     },
-    /// Full speed again after a pause or a throttle.
+    /// The latency guard holds the run back (longer sleeps after each batch) because its probe
+    /// is slower than its baseline allows, until the probe is healthy again.
+    Guarded {
+        job: String,
+        /// `probe 4.1 ms (baseline 1.2 ms)`.
+        reason: String,
+        /// The recent p90 of the probe, and its baseline, in milliseconds.
+        probe_ms: f64,
+        baseline_ms: f64,
+    },
+    /// Full speed again after a pause, a throttle or the guard's hold.
     Running { job: String },
     /// Every range of the job is walked to its end.
     Finished {
@@ -149,6 +168,7 @@ impl Event {
             | Event::Paused { job, .. }
             | Event::Throttled { job, .. }
             | Event::Yielded { job, .. }
+            | Event::Guarded { job, .. }
             | Event::Running { job }
             | Event::Finished { job, .. }
             | Event::Interrupted { job, .. }

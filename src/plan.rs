@@ -66,6 +66,9 @@ pub struct Plan {
     /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
     /// only when each of them that is a column has statistics.
     pub filter_columns: Vec<String>,
+    /// One row of the table by its key, read as an application reads it (`SELECT *`): the
+    /// latency guard's default probe. `$1..$n` the key.
+    pub probe: String,
 }
 
 /// The statements that walk one relation (the table, or one leaf partition) in key order.
@@ -109,7 +112,14 @@ impl Plan {
                 Walk::new(job, catalog, relation.to_string())
             })
             .collect();
+        let key = KeySql::new(catalog, &table);
+        let probe = format!(
+            "SELECT * FROM {table} WHERE {} = {}",
+            key.row(),
+            key.params(1)
+        );
         Plan {
+            probe,
             pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
             pending_estimate: format!(
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"
@@ -393,6 +403,18 @@ status_flag = "legacy_status"
     }
 
     #[test]
+    fn the_guards_probe_reads_one_row_by_its_whole_key() {
+        let plan = Plan::new(
+            &job(USERS),
+            &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
+        );
+        assert_eq!(
+            plan.probe,
+            r#"SELECT * FROM "public"."users" WHERE ("tenant", "id") = ($1::text, $2::integer)"#
+        );
+    }
+
+    #[test]
     fn range_end_orders_every_key_column_descending() {
         let plan = Plan::new(
             &job(USERS),
@@ -419,6 +441,10 @@ where = '"Total Cents" IS NULL'
         assert_eq!(
             plan.walk.update.after_cursor,
             r#"UPDATE "Sales Data"."Odd ""Name""" SET "Total Cents" = (qty * price_cents) WHERE ("we""ird id") > ($1::uuid) AND ("we""ird id") <= ($2::uuid) AND ("Total Cents" IS NULL)"#
+        );
+        assert_eq!(
+            plan.probe,
+            r#"SELECT * FROM "Sales Data"."Odd ""Name""" WHERE ("we""ird id") = ($1::uuid)"#
         );
     }
 

@@ -4,8 +4,9 @@
 //! job's `where` and `[set]` expressions. Runs in a read-only
 //! transaction bounded by the job's timeouts; writes nothing, creates nothing. Used by `plan`
 //! (which prints the result) and by `run` (which stops on a rejected expression). Runs the
-//! `[throttle]` `throttle_query` once, so that a broken one stops the run before it starts
-//! rather than pausing it later. Also estimates how many rows are still pending (`estimate.rs`).
+//! `[throttle]` `throttle_query` and the `[guard]` `probe` once, so that a broken one stops the
+//! run before it starts rather than pausing or misleading it later. Also estimates how many rows
+//! are still pending (`estimate.rs`).
 
 mod estimate;
 
@@ -110,6 +111,15 @@ pub enum PreflightError {
         source: sqlx::Error,
     },
     #[error(
+        "guard.probe failed; it must be a read-only query that the job's role may run, whose \
+         time stands for the application's\n  statement: {sql}"
+    )]
+    Probe {
+        sql: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
         "{} worker{} would hold {} connections ({} batch, {}) and take the server to {} of max_connections {}, past max_connection_use {} ({}); at most {} worker{} fit now — use fewer (`run --workers`, `[batch] workers`) or add processes on other hosts later with `run --join`",
         .0.workers, plural(.0.workers), .0.per_process(), .0.workers, .0.extras_text(),
         .0.in_use + .0.per_process(), .0.max_connections, .0.share, .0.limit(), .0.most_workers(),
@@ -131,6 +141,8 @@ pub struct Budget {
     pub workers: u32,
     /// The monitor runs (one more connection); the heartbeat always does.
     pub monitor: bool,
+    /// The latency guard runs (one more connection).
+    pub guard: bool,
     /// Client connections in use now, other than the one asking.
     pub in_use: u32,
     pub max_connections: u32,
@@ -139,16 +151,32 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Connections one process holds: its workers', the heartbeat's and the monitor's.
+    /// Connections one process holds: its workers', the heartbeat's, the monitor's and the
+    /// guard's.
     pub fn per_process(&self) -> u32 {
-        self.workers + 1 + u32::from(self.monitor)
+        self.workers + 1 + u32::from(self.monitor) + u32::from(self.guard)
     }
 
-    fn extras_text(&self) -> &'static str {
+    /// The sessions beside the batches, in the order they start: `monitor, heartbeat`.
+    pub fn extras(&self) -> Vec<&'static str> {
+        let mut extras = Vec::new();
         if self.monitor {
-            "the monitor's and the heartbeat's"
-        } else {
-            "the heartbeat's"
+            extras.push("monitor");
+        }
+        if self.guard {
+            extras.push("guard");
+        }
+        extras.push("heartbeat");
+        extras
+    }
+
+    /// `the monitor's, the guard's and the heartbeat's`.
+    fn extras_text(&self) -> String {
+        let owned: Vec<String> = self.extras().iter().map(|e| format!("the {e}'s")).collect();
+        match owned.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
         }
     }
 
@@ -197,6 +225,7 @@ impl PreflightError {
             self,
             PreflightError::Rejected { .. }
                 | PreflightError::ThrottleQuery { .. }
+                | PreflightError::Probe { .. }
                 | PreflightError::TooManyWorkers(_)
         )
     }
@@ -242,6 +271,15 @@ pub async fn check(
         Some(query) => Some(throttle_query(&mut tx, query).await?),
         None => None,
     };
+    if let (true, Some(probe)) = (job.guard.enabled, &job.guard.probe) {
+        statement(probe)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| PreflightError::Probe {
+                sql: probe.clone(),
+                source,
+            })?;
+    }
     tx.commit().await.map_err(PreflightError::Database)?;
     Ok(Preflight {
         range_end,

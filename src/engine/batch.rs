@@ -1,14 +1,15 @@
 //! One batch: a single bounded transaction that finds the batch's upper key inside its range,
 //! updates the rows in `(cursor, upper]` that still match `where`, and writes the range's
 //! checkpoint — committed together, or rolled back together. Knows nothing of retries or
-//! pacing (the worker decides those).
+//! pacing (the worker decides those); under a WAL budget it reads the server's WAL position at
+//! its start and before its commit, for the crew to charge.
 
 use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use thiserror::Error;
 
-use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement};
+use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement, wal_position};
 use crate::plan::Walk;
 use crate::share::ShareError;
 use crate::state::{RangeRow, StateError, idle_in_transaction_timeout};
@@ -24,6 +25,9 @@ pub struct Committed {
     pub rows: u64,
     /// Wall time of the transaction, `BEGIN` to `COMMIT`.
     pub elapsed: Duration,
+    /// Under a WAL budget: the WAL charged to the batch, and how long the budget asks to wait
+    /// before the next one.
+    pub wal: Option<(u64, Duration)>,
 }
 
 /// Why a batch rolled back, or why a worker could not get a range.
@@ -62,13 +66,32 @@ pub async fn run(
     range: &RangeRow,
     size: u32,
 ) -> Result<Committed, BatchError> {
+    let result = run_once(conn, crew, worker, walk, range, size).await;
+    if result.is_err() {
+        crew.wal_abandoned(worker);
+    }
+    result
+}
+
+async fn run_once(
+    conn: &mut PgConnection,
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    walk: &Walk,
+    range: &RangeRow,
+    size: u32,
+) -> Result<Committed, BatchError> {
     let started = Instant::now();
     let (job, options) = (crew.r.job, crew.r.options);
     let idle = idle_in_transaction_timeout(options.lease_timeout);
     let t = &job.timeouts;
-    let (mut tx, backend) = begin_batch(conn, t.statement, t.lock, idle).await?;
+    let budget = crew.has_wal_budget();
+    let (mut tx, backend, wal_start) = begin_batch(conn, t.statement, t.lock, idle, budget).await?;
     if let Some(monitor) = crew.monitor {
         monitor.batch_started(worker, backend);
+    }
+    if let Some(lsn) = wal_start {
+        crew.wal_started(worker, lsn, started);
     }
     let has_cursor = range.cursor.is_some();
     let lower = range.cursor.as_deref().unwrap_or_default();
@@ -99,10 +122,18 @@ pub async fn run(
             size,
         )
         .await?;
+    let wal = match wal_start {
+        Some(_) => {
+            let lsn = wal_position(&mut tx).await?;
+            Some(crew.wal_ended(worker, lsn))
+        }
+        None => None,
+    };
     tx.commit().await?;
     Ok(Committed {
         upper,
         rows,
         elapsed: started.elapsed(),
+        wal,
     })
 }

@@ -10,12 +10,17 @@
 //! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases.
+//! With `[guard]` on, it also starts the process's latency [`guard`](crate::guard) and waits
+//! for its baseline before the first batch.
+//!
+//! `sizer.rs`, `pace.rs` (the sleep after each batch) and `backoff.rs` are pure arithmetic;
+//! `heartbeat.rs` keeps the leases.
 
-mod backoff;
+pub(crate) mod backoff;
 mod batch;
 mod crew;
 mod heartbeat;
+pub mod pace;
 pub mod sizer;
 mod walk;
 mod worker;
@@ -29,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::db::{Target, error_chain, hang_up};
 use crate::event::Event;
+use crate::guard::{self, Guard};
 use crate::job::Job;
 use crate::monitor::{Monitor, Watch};
 use crate::plan::Plan;
@@ -158,6 +164,11 @@ pub fn monitor_application_name(job: &str) -> String {
     application_name(&format!("{job}:monitor"))
 }
 
+/// `application_name` for the job's latency guard: `backfill:<job>:guard` as far as it fits.
+pub fn guard_application_name(job: &str) -> String {
+    application_name(&format!("{job}:guard"))
+}
+
 /// Runs `r.job` to its end, or until `shutdown` turns true, emitting events on the way.
 pub async fn run(
     r: &Run<'_>,
@@ -202,7 +213,20 @@ pub async fn run(
                 .unwrap_or_else(|| r.target.clone()),
             application_name: monitor_application_name(&r.job.name),
             relations: relations(r.plan),
-            ours: vec![app.clone(), monitor_application_name(&r.job.name)],
+            ours: vec![
+                app.clone(),
+                monitor_application_name(&r.job.name),
+                guard_application_name(&r.job.name),
+            ],
+        })
+    });
+    let guard = r.job.guard.enabled.then(|| {
+        Guard::start(guard::Setup {
+            policy: r.job.guard.clone(),
+            target: r.target.clone(),
+            application_name: guard_application_name(&r.job.name),
+            probe: guard::Probe::of(r.job, r.plan),
+            timeouts: r.job.timeouts,
         })
     });
     let sql = RangeSql::new(r.store, &r.plan.key_types);
@@ -218,11 +242,15 @@ pub async fn run(
         share,
         heartbeat: &heartbeat,
         monitor: monitor.as_ref(),
+        guard: guard.as_ref(),
         joined: admission == Admission::Join,
     };
     let (result, conn) = lead.run(conn, &row, emit, shutdown).await;
     if let Some(monitor) = monitor {
         monitor.stop().await;
+    }
+    if let Some(guard) = guard {
+        guard.stop().await;
     }
     heartbeat.stop().await;
     if let Err(e) = &result {
@@ -267,6 +295,7 @@ struct Lead<'r, 'a> {
     share: Share<'r>,
     heartbeat: &'r Heartbeat,
     monitor: Option<&'r Monitor>,
+    guard: Option<&'r Guard>,
     /// This process joined a job another process runs.
     joined: bool,
 }
@@ -295,6 +324,15 @@ impl Lead<'_, '_> {
             workers,
             joined: self.joined,
         });
+        if let Some(guard) = self.guard {
+            // The baseline, before any batch of this process runs; on shutdown the workers
+            // stop before their first batch.
+            let mut stop = shutdown.clone();
+            tokio::select! {
+                _ = guard.measured() => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        }
         let mut conns = vec![conn];
         for _ in 1..workers {
             match connect(self.r.target, &application_name(&self.r.job.name)).await {
@@ -311,6 +349,7 @@ impl Lead<'_, '_> {
             share: self.share,
             heartbeat: self.heartbeat,
             monitor: self.monitor,
+            guard: self.guard,
             totals: (row.rows_done, row.batches_done),
             events,
             shutdown,
@@ -465,6 +504,14 @@ mod tests {
         assert_eq!(
             monitor_application_name("users_flag"),
             "backfill:users_flag:monitor"
+        );
+    }
+
+    #[test]
+    fn the_guard_is_named_after_the_job() {
+        assert_eq!(
+            guard_application_name("users_flag"),
+            "backfill:users_flag:guard"
         );
     }
 

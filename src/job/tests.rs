@@ -53,6 +53,7 @@ min = 100
 max = 400
 target = "1s"
 pause = "50ms"
+pause_ratio = 0.5
 workers = 3
 [timeouts]
 statement = "10s"
@@ -85,6 +86,7 @@ fn full_file_round_trips_into_a_job() {
             max: 400,
             target: Duration::from_secs(1),
             pause: Duration::from_millis(50),
+            pause_ratio: 0.5,
             workers: 3,
         },
         timeouts: Timeouts {
@@ -92,6 +94,7 @@ fn full_file_round_trips_into_a_job() {
             lock: Duration::from_millis(500),
         },
         throttle: ThrottlePolicy::default(),
+        guard: GuardPolicy::default(),
         source: FILE.into(),
     };
     assert_eq!(ok(FULL), expected);
@@ -106,6 +109,7 @@ fn defaults_fill_what_the_file_leaves_out() {
         max: 5000,
         target: Duration::from_millis(200),
         pause: Duration::ZERO,
+        pause_ratio: 0.0,
         workers: 1,
     };
     let timeouts = Timeouts {
@@ -437,5 +441,24 @@ fn workers_default_to_one_and_stay_within_bounds() {
         let err = parse(&with(&format!("[batch]\nworkers = {bad}\n"))).unwrap_err();
         assert_eq!(err.problem(), Some(&Problem::WorkersOutOfBounds(bad)));
         assert!(err.to_string().starts_with("jobs/x.toml:6:11: "), "{err}");
+    }
+}
+
+#[test]
+fn pause_ratio_is_a_finite_ratio_of_at_least_zero() {
+    assert_eq!(
+        ok(&with("[batch]\npause_ratio = 2\n")).batch.pause_ratio,
+        2.0
+    );
+    for bad in ["-0.5", "nan", "inf", "1001"] {
+        assert_has(
+            &err(&with(&format!("[batch]\npause_ratio = {bad}\n"))),
+            &[
+                "jobs/x.toml:6:15: ",
+                "batch.pause_ratio (",
+                "must be at least 0 and at most 1000",
+                "pause_ratio = 1 leaves the application half of the time",
+            ],
+        );
     }
 }

@@ -132,6 +132,8 @@ mod tests {
             batches_done: 1,
             batch_size: 5000,
             elapsed_ms: 100,
+            pause_ms: 0,
+            wal_bytes: None,
         }
     }
 

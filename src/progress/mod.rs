@@ -186,6 +186,7 @@ enum Condition {
     Running,
     Paused(String),
     Throttled(String),
+    Guarded(String),
 }
 
 #[derive(Debug)]
@@ -246,6 +247,9 @@ impl Track {
             Event::Paused { reason, .. } => return self.enter(Condition::Paused(reason.clone())),
             Event::Throttled { reason, .. } => {
                 return self.enter(Condition::Throttled(reason.clone()));
+            }
+            Event::Guarded { reason, .. } => {
+                return self.enter(Condition::Guarded(reason.clone()));
             }
             Event::Running { .. } => return self.enter(Condition::Running),
             Event::Workers {
@@ -323,6 +327,7 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
+            (Condition::Guarded(reason), None) => format!("guarded: {reason}"),
             (Condition::Running, None) => "running".to_owned(),
         }
     }
@@ -414,6 +419,7 @@ impl Track {
             ),
             Event::Paused { reason, .. } => format!("paused: {reason}"),
             Event::Throttled { reason, .. } => format!("throttled: {reason}"),
+            Event::Guarded { reason, .. } => format!("guarded: {reason}"),
             Event::Yielded { reason, .. } => {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }

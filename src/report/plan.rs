@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
-use crate::db::limits_sql;
+use crate::db::{Limits, limits_sql, wal_position_sql};
 use crate::job::Job;
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
@@ -74,19 +74,30 @@ impl PlanReport<'_> {
     }
 
     /// The statement of every batch, in the order a batch transaction runs them (over the
-    /// first leaf, for a partitioned table).
-    fn batch_sql(&self) -> [String; 4] {
+    /// first leaf, for a partitioned table); under a WAL budget the first also reads the WAL
+    /// position, and another reads it again before the commit.
+    fn batch_sql(&self) -> Vec<String> {
         let t = &self.job.timeouts;
         let walk = self.plan.walks().first().unwrap_or(&self.plan.walk);
-        let idle = idle_in_transaction_timeout(self.lease_timeout);
-        [
-            limits_sql(t.statement, t.lock, Some(idle)),
+        let wal = self.job.throttle.max_wal_rate.is_some();
+        let limits = Limits {
+            statement_timeout: t.statement,
+            lock_timeout: t.lock,
+            idle_in_transaction: Some(idle_in_transaction_timeout(self.lease_timeout)),
+            wal,
+        };
+        let mut sql = vec![
+            limits_sql(&limits),
             walk.upper_bound.after_cursor.clone(),
             walk.update.after_cursor.clone(),
             RangeSql::new(self.store, &self.plan.key_types)
                 .checkpoint_sql()
                 .to_owned(),
-        ]
+        ];
+        if wal {
+            sql.push(wal_position_sql());
+        }
+        sql
     }
 }
 
@@ -108,11 +119,7 @@ fn partitions(plan: &Plan) -> String {
 
 /// `workers   4 per process: 6 connections …`, and what `run` does when they do not fit.
 fn workers(b: &Budget) -> String {
-    let extras = if b.monitor {
-        "monitor, heartbeat"
-    } else {
-        "heartbeat"
-    };
+    let extras = b.extras().join(", ");
     let mut line = format!(
         "workers   {} per process: {} connections ({} batch, {extras}); the server has {} of max_connections {} in use, {} under max_connection_use {}",
         b.workers,
@@ -191,12 +198,13 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "batch     {} rows to start, adaptive {}..={} aiming at {} per batch, pause {}",
+        "batch     {} rows to start, adaptive {}..={} aiming at {} per batch, then a pause of {} + {}× the batch's time",
         b.size,
         b.min,
         b.max,
         humantime::format_duration(b.target),
-        humantime::format_duration(b.pause)
+        humantime::format_duration(b.pause),
+        b.pause_ratio
     );
     let _ = writeln!(out, "{}", workers(budget));
     let _ = writeln!(
@@ -210,6 +218,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         checked.throttle_query,
         *sight,
     ));
+    out.push_str(&super::throttle::guard(&job.guard));
     let hint = match pending.method {
         Method::Exact => "",
         Method::Planner | Method::Sampled { .. } => "; --exact-count counts",
@@ -293,7 +302,6 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         Method::Planner => ("planner", None),
         Method::Sampled { percent } => ("sampled", Some(percent)),
     };
-    let [timeouts, upper_bound, update, checkpoint] = report.batch_sql();
     json!({
         "job": job.name,
         "file": job.source.display().to_string(),
@@ -310,6 +318,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "max": job.batch.max,
             "target_ms": millis(job.batch.target),
             "pause_ms": millis(job.batch.pause),
+            "pause_ratio": job.batch.pause_ratio,
         },
         "workers": {
             "per_process": budget.workers,
@@ -328,6 +337,16 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "enabled": job.throttle.enabled,
             "throttle_query_now": checked.throttle_query,
             "monitor": sight.map(Sight::describe),
+            "max_wal_rate_bytes_per_sec": job.throttle.max_wal_rate,
+        },
+        "guard": {
+            "enabled": job.guard.enabled,
+            "probe": job.guard.probe,
+            "poll_ms": millis(job.guard.poll),
+            "window_ms": millis(job.guard.window),
+            "max_latency_ratio": job.guard.max_latency_ratio,
+            "max_latency_ms": job.guard.max_latency.map(millis),
+            "max_pause_ratio": job.guard.max_pause_ratio,
         },
         "pending": {"rows": pending.rows, "method": method, "sampled_percent": percent},
         "range": {
@@ -337,7 +356,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         },
         "state": state.map(status_json),
         "state_table": store.table(),
-        "batch_sql": [timeouts, upper_bound, update, checkpoint],
+        "batch_sql": report.batch_sql(),
         "explain": {
             "batch": report.which_batch(),
             "walk": checked.walk_plan,
