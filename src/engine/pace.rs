@@ -20,6 +20,9 @@ use crate::job::Job;
 /// The first sleep of a throttled run; each throttled batch doubles it up to `max_pause`.
 const FIRST_THROTTLE_PAUSE: Duration = Duration::from_millis(100);
 
+/// The most unused time the WAL budget credits to the next batch.
+pub const WAL_CREDIT: Duration = Duration::from_millis(500);
+
 /// What the job file says about the sleep between batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pacing {
@@ -109,8 +112,10 @@ fn throttle_pause(previous: Duration, base: Duration, max_pause: Duration) -> Du
 ///
 /// The bytes are paid for from the batch's start (or from when the WAL before was paid for,
 /// if later), so a batch that was slower than the budget waits nothing, and one that wrote
-/// fast waits the rest; there is no credit for time spent idle, so a pause is not followed
-/// by a burst.
+/// fast waits the rest. Time not used is credited up to [`WAL_CREDIT`] only: enough to cover
+/// the run's own moments between batches (its checks, its events), never a burst worth the
+/// name after a pause. So the WAL of any few seconds stays under the budget plus half a
+/// second's worth and one batch's.
 #[derive(Debug)]
 pub struct WalBudget {
     /// Bytes per second.
@@ -148,7 +153,8 @@ impl WalBudget {
         let earliest = self.running.values().map(|(l, _)| *l).fold(start, u64::min);
         let bytes = lsn.saturating_sub(earliest.max(self.charged_to));
         self.charged_to = self.charged_to.max(lsn);
-        let from = self.paid_at.map_or(began, |paid| paid.max(began));
+        let credited = began.checked_sub(WAL_CREDIT).unwrap_or(began);
+        let from = self.paid_at.map_or(began, |paid| paid.max(credited));
         let paid = from + Duration::from_secs_f64(bytes as f64 / self.rate);
         self.paid_at = Some(paid);
         (bytes, paid.saturating_duration_since(now))
@@ -297,8 +303,10 @@ mod tests {
             (500_000, 500, 600_000, 550, 100_000, 50),
             // Slower than the budget: nothing to wait.
             (600_000, 600, 700_000, 900, 100_000, 0),
-            // After an idle second, no credit: 300 kB from its start.
-            (2_000_000, 2000, 2_300_000, 2100, 300_000, 200),
+            // Started 50 ms after the budget was paid: those 50 ms count.
+            (700_000, 750, 900_000, 800, 200_000, 100),
+            // After an idle second, half a second of credit: 800 kB paid from 1500 ms on.
+            (2_000_000, 2000, 2_800_000, 2100, 800_000, 200),
         ];
         for (lsn0, at0, lsn1, at1, charged, wait) in cases {
             wal.started(0, lsn0, t0 + ms(at0));

@@ -1,24 +1,21 @@
 //! The guard's judgement, pure: probe latencies in, a back-off out.
 //!
 //! [`Probes`] keeps the latencies of the last `window` and gives their p90. [`Backoff::next`]
-//! is AIMD on the sleep after each batch, in multiples of the batch's time: while the p90 is
-//! over the threshold the back-off doubles (from [`FIRST_RATIO`], up to `max_pause_ratio`);
-//! while it is under, it shrinks by a fixed step ([`STEPS_DOWN`] of them from the ceiling to
-//! none). It changes at most once per `window`, the time a change takes to show in the p90, so
-//! that one slow stretch doubles it once, not once per probe. Knows nothing of SQL or clocks:
-//! the caller passes the time in.
+//! is AIMD on the run's share of time — its duty, `batch / (batch + sleep)`: while the p90 is
+//! over the threshold the share halves (the sleep after each batch, in multiples of the
+//! batch's time, goes 0 → 1 → 3 → 7 …, up to `max_pause_ratio`); while it is under, the share
+//! grows back by a fixed [`STEP_UP`]. It changes at most once per `window`, the time a change
+//! takes to show in the p90, so that one slow stretch halves it once, not once per probe.
+//! Knows nothing of SQL or clocks: the caller passes the time in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::job::GuardPolicy;
 
-/// The first back-off: sleep as long as the batch took, which halves the run's share of time.
-pub const FIRST_RATIO: f64 = 1.0;
-
-/// How many steps the back-off takes down from its ceiling to none while the probe is
-/// healthy: the run speeds back up over a few windows, not at once.
-pub const STEPS_DOWN: f64 = 8.0;
+/// How much of the time the run gets back per healthy window: from the least share to full
+/// speed in about ten windows, so that it speeds back up over seconds, not at once.
+pub const STEP_UP: f64 = 0.1;
 
 /// The fewest probes in a window for its p90 to be judged.
 pub const MIN_PROBES: usize = 5;
@@ -40,25 +37,18 @@ impl Probes {
     }
 
     /// Records a probe that took `latency`, finished at `at`, and forgets those that fell out
-    /// of the window.
+    /// of the window — but keeps the last [`MIN_PROBES`] whatever their age: when the probe
+    /// itself is slow, fewer fit in a window, and that is exactly when it must be judged.
     pub fn push(&mut self, at: Instant, latency: Duration) {
         self.samples.push_back((at, latency));
         while let Some(&(oldest, _)) = self.samples.front() {
-            if at.saturating_duration_since(oldest) <= self.window {
+            if self.samples.len() <= MIN_PROBES
+                || at.saturating_duration_since(oldest) <= self.window
+            {
                 break;
             }
             self.samples.pop_front();
         }
-    }
-
-    /// How many probes the window holds.
-    pub fn len(&self) -> usize {
-        self.samples.len()
-    }
-
-    /// True when the window holds no probe.
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
     }
 
     /// The nearest-rank p90 of the window, once it holds [`MIN_PROBES`].
@@ -83,12 +73,21 @@ pub fn threshold(policy: &GuardPolicy, baseline: Duration) -> Duration {
     }
 }
 
-/// How far the guard holds the run back: the sleep after each batch, in multiples of the
-/// batch's time, and when that last changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// How far the guard holds the run back: the run's share of time (1: full speed), and when
+/// that last changed.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    pub ratio: f64,
+    duty: f64,
     changed: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            duty: 1.0,
+            changed: None,
+        }
+    }
 }
 
 impl Backoff {
@@ -107,24 +106,34 @@ impl Backoff {
         if !settled {
             return self;
         }
-        let most = policy.max_pause_ratio;
-        let ratio = if p90 > threshold {
-            (self.ratio * 2.0).max(FIRST_RATIO).min(most)
+        let least = 1.0 / (1.0 + policy.max_pause_ratio);
+        let duty = if p90 > threshold {
+            (self.duty / 2.0).max(least)
         } else {
-            (self.ratio - most / STEPS_DOWN).max(0.0)
+            (self.duty + STEP_UP).min(1.0)
         };
-        if ratio == self.ratio {
+        if duty == self.duty {
             return self;
         }
         Backoff {
-            ratio,
+            duty,
             changed: Some(now),
+        }
+    }
+
+    /// The sleep after each batch, in multiples of the batch's time: `1 / duty - 1`.
+    pub fn ratio(&self) -> f64 {
+        // A share grown back to within rounding of full speed is full speed.
+        if self.duty > 1.0 - 1e-9 {
+            0.0
+        } else {
+            1.0 / self.duty - 1.0
         }
     }
 
     /// True while the guard holds the run back.
     pub fn holds(&self) -> bool {
-        self.ratio > 0.0
+        self.ratio() > 0.0
     }
 }
 
@@ -145,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn p90_needs_enough_probes_and_forgets_old_ones() {
+    fn p90_needs_five_probes_and_forgets_old_ones_beyond_five() {
         let t0 = Instant::now();
         let mut probes = Probes::new(ms(2000));
         for i in 0..4 {
@@ -158,9 +167,13 @@ mod tests {
             probes.push(t0 + ms(100 * i), ms(2));
         }
         assert_eq!(probes.p90(), Some(ms(2)), "the 9th of 10");
+        // Probes a second apart (slow ones): the window holds one, the judgement the last 5.
         probes.push(t0 + ms(10_000), ms(3));
-        assert_eq!(probes.len(), 1);
-        assert_eq!(probes.p90(), None);
+        assert_eq!(probes.p90(), Some(ms(3)), "the last 5: 2, 2, 2, 2, 3");
+        for i in 1..5 {
+            probes.push(t0 + ms(10_000 + 1000 * i), ms(300));
+        }
+        assert_eq!(probes.p90(), Some(ms(300)));
     }
 
     #[test]
@@ -178,8 +191,8 @@ mod tests {
         assert_eq!(threshold(&capped, ms(1)), ms(3));
     }
 
-    /// Steps the back-off through `(at ms, p90 ms)`, judged against 10 ms; the ratio after
-    /// each.
+    /// Steps the back-off through `(at ms, p90 ms)`, judged against 10 ms; the sleep ratio
+    /// after each, to two decimals.
     fn walk(steps: &[(u64, Option<u64>)]) -> Vec<f64> {
         let t0 = Instant::now();
         let p = policy();
@@ -188,7 +201,7 @@ mod tests {
             .iter()
             .map(|(at, p90)| {
                 b = b.next(&p, p90.map(ms), ms(10), t0 + ms(*at));
-                b.ratio
+                (b.ratio() * 100.0).round() / 100.0
             })
             .collect()
     }
@@ -205,12 +218,12 @@ mod tests {
                 vec![0.0, 0.0],
             ),
             (
-                "the first slow p90 backs off at once",
+                "the first slow p90 halves the run's share at once",
                 vec![(0, Some(3)), (100, Some(30))],
                 vec![0.0, 1.0],
             ),
             (
-                "then doubles once per window, up to the ceiling",
+                "then halves it once per window, down to 1 / (1 + max_pause_ratio)",
                 vec![
                     (0, Some(30)),
                     (1000, Some(30)),
@@ -220,21 +233,21 @@ mod tests {
                     (8000, Some(30)),
                     (10_000, Some(30)),
                 ],
-                vec![1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 16.0],
+                vec![1.0, 1.0, 3.0, 7.0, 15.0, 16.0, 16.0],
             ),
             (
-                "and comes down by an eighth of the ceiling per window",
+                "and gives a tenth of the time back per healthy window",
                 vec![
                     (0, Some(30)),
                     (2000, Some(30)),
-                    (4000, Some(30)),
+                    (4000, Some(5)),
+                    (5000, Some(5)),
                     (6000, Some(5)),
-                    (7000, Some(5)),
                     (8000, Some(5)),
-                    (10_000, Some(5)),
-                    (12_000, Some(5)),
+                    (10_000, Some(30)),
                 ],
-                vec![1.0, 2.0, 4.0, 2.0, 2.0, 0.0, 0.0, 0.0],
+                // Shares 0.5, 0.25, 0.35, 0.35, 0.45, 0.55, 0.275.
+                vec![1.0, 3.0, 1.86, 1.86, 1.22, 0.82, 2.64],
             ),
             (
                 "a p90 exactly at the threshold is healthy",
@@ -253,10 +266,24 @@ mod tests {
     }
 
     #[test]
+    fn full_speed_comes_back_in_tenths() {
+        let t0 = Instant::now();
+        let p = policy();
+        let mut b = Backoff::default().next(&p, Some(ms(30)), ms(10), t0);
+        let mut windows = 0;
+        while b.holds() {
+            windows += 1;
+            b = b.next(&p, Some(ms(1)), ms(10), t0 + ms(2000) * windows);
+        }
+        assert_eq!(windows, 5, "from half the time to all of it");
+    }
+
+    #[test]
     fn holding_means_any_back_off() {
         let t0 = Instant::now();
         let b = Backoff::default();
         assert!(!b.holds());
+        assert_eq!(b.ratio(), 0.0);
         assert!(b.next(&policy(), Some(ms(30)), ms(10), t0).holds());
     }
 }

@@ -229,9 +229,23 @@ impl Task {
                 }
             };
             let recent = probes.p90();
-            backoff = backoff.next(&policy, recent, threshold(&policy, base), now);
+            tracing::trace!(
+                "guard: probe {}, p90 {}",
+                ms_text(latency),
+                recent.map_or("?".into(), ms_text)
+            );
+            let next = backoff.next(&policy, recent, threshold(&policy, base), now);
+            if next != backoff {
+                tracing::debug!(
+                    "guard: probe p90 {} against baseline {}: back-off {}× the batch's time",
+                    recent.map_or("?".into(), ms_text),
+                    ms_text(base),
+                    next.ratio()
+                );
+            }
+            backoff = next;
             self.state.send_replace(Some(Guarding {
-                ratio: backoff.ratio,
+                ratio: backoff.ratio(),
                 baseline: base,
                 recent: recent.unwrap_or(base),
             }));

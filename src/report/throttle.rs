@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::guard::aimd::{FIRST_RATIO, STEPS_DOWN};
+use crate::guard::aimd::STEP_UP;
 use crate::job::{GuardPolicy, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
 use crate::monitor::sight::Sight;
@@ -118,14 +118,14 @@ pub(super) fn guard(g: &GuardPolicy) -> String {
             d(g.window)
         ),
         format!(
-            "back off while the p90 of the last {} is over {}× the baseline{absolute}: sleep \
-             {FIRST_RATIO}× the batch's time after each batch, doubling every {} up to {}×; \
-             {}× less every {} once healthy",
+            "back off while the p90 of the last {} is over {}× the baseline{absolute}: halve \
+             the run's share of time every {} (a sleep after each batch of 1×, 3×, 7× … the \
+             batch's time, at most {}×); give {:.0}% of the time back every {} once healthy",
             d(g.window),
             g.max_latency_ratio,
             d(g.window),
             g.max_pause_ratio,
-            g.max_pause_ratio / STEPS_DOWN,
+            STEP_UP * 100.0,
             d(g.window)
         ),
     ];
@@ -288,8 +288,9 @@ mod tests {
                  key, at keys sampled from the job's range; baseline: its p90 over 2s before the \
                  first batch",
                 "          back off while the p90 of the last 2s is over 3× the baseline or over \
-                 20ms: sleep 1× the batch's time after each batch, doubling every 2s up to 16×; \
-                 2× less every 2s once healthy",
+                 20ms: halve the run's share of time every 2s (a sleep after each batch of 1×, \
+                 3×, 7× … the batch's time, at most 16×); give 10% of the time back every 2s \
+                 once healthy",
             ]
         );
         let custom = GuardPolicy {
