@@ -115,6 +115,13 @@ pub enum Event {
         range: u32,
         reason: String,
     },
+    /// The latency guard measured its probe's baseline, before the first batch of this
+    /// process: what the probe costs while the run is not running.
+    GuardReady {
+        job: String,
+        /// The p90 of the probe over one `window`, in milliseconds.
+        baseline_ms: f64,
+    },
     /// The latency guard holds the run back (longer sleeps after each batch) because its probe
     /// is slower than its baseline allows, until the probe is healthy again.
     Guarded {
@@ -168,6 +175,7 @@ impl Event {
             | Event::Paused { job, .. }
             | Event::Throttled { job, .. }
             | Event::Yielded { job, .. }
+            | Event::GuardReady { job, .. }
             | Event::Guarded { job, .. }
             | Event::Running { job }
             | Event::Finished { job, .. }

@@ -253,7 +253,7 @@ impl Metrics {
             Event::Workers { workers, .. } => {
                 f.workers.get_or_create(&job).set(i64::from(*workers));
             }
-            Event::Claimed { .. } | Event::Lost { .. } => {}
+            Event::Claimed { .. } | Event::Lost { .. } | Event::GuardReady { .. } => {}
             Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
                 raise(&f.rows_done.get_or_create(&job), *rows_done);
                 self.leave(&job.job);

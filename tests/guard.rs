@@ -133,3 +133,35 @@ async fn a_slow_probe_backs_the_run_off_until_it_is_fast_again() {
         &before[..before.len().min(5)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_probe_reads_the_table_by_key_and_measures_a_baseline_first() {
+    let db = fresh_database().await;
+    let rows = 5_000;
+    let (dir, job) = items_with_job_text(
+        &db.pool,
+        rows,
+        "qty * price",
+        "[batch]\nsize = 1000\nmin = 1000\nmax = 1000\n[guard]\nenabled = true\n",
+    )
+    .await;
+    let out = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job])
+        .finish()
+        .await;
+    let events = assert_clean(&out, "run with the default probe");
+    assert_all_done_once(&db.pool, rows).await;
+    let kinds = kinds(&events);
+    let ready = kinds
+        .iter()
+        .position(|k| *k == "guard_ready")
+        .unwrap_or_else(|| panic!("no baseline:\n{}", out.stdout));
+    let first_batch = kinds.iter().position(|k| *k == "batch").unwrap();
+    assert!(
+        ready < first_batch,
+        "the baseline comes first:\n{}",
+        out.stdout
+    );
+    let baseline = events[ready]["baseline_ms"].as_f64().unwrap();
+    println!("the default probe's baseline: {baseline:.2} ms");
+    assert!(baseline > 0.0 && baseline < 1000.0, "{}", events[ready]);
+}

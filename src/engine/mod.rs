@@ -328,8 +328,24 @@ impl Lead<'_, '_> {
             // The baseline, before any batch of this process runs; on shutdown the workers
             // stop before their first batch.
             let mut stop = shutdown.clone();
+            let patience = guard::BASELINE_PATIENCE;
             tokio::select! {
-                _ = guard.measured() => {}
+                measured = tokio::time::timeout(patience, guard.measured()) => {
+                    if let Some(ready) = guard.now() {
+                        emit(&Event::GuardReady {
+                            job: self.r.job.name.clone(),
+                            baseline_ms: ready.baseline.as_secs_f64() * 1000.0,
+                        });
+                    }
+                    if measured.is_err() {
+                        tracing::warn!(
+                            "the latency guard has no baseline after {}: its probe does not \
+                             run (BACKFILL_LOG=backfill=debug says why); the run starts without \
+                             it, and the guard joins in once it has one",
+                            humantime::format_duration(patience)
+                        );
+                    }
+                }
                 _ = stop.wait_for(|stop| *stop) => {}
             }
         }

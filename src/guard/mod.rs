@@ -27,6 +27,10 @@ use crate::share::relation_blocks;
 
 use aimd::{Backoff, Probes, threshold};
 
+/// How long the first batch waits for the guard's baseline: a probe that cannot run must not
+/// hold the run forever (the guard joins in once it has its baseline).
+pub const BASELINE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The most keys the default probe keeps to draw from.
 const MAX_KEYS: usize = 1024;
 

@@ -251,6 +251,7 @@ impl Track {
             Event::Guarded { reason, .. } => {
                 return self.enter(Condition::Guarded(reason.clone()));
             }
+            Event::GuardReady { .. } => {}
             Event::Running { .. } => return self.enter(Condition::Running),
             Event::Workers {
                 workers,
@@ -420,6 +421,10 @@ impl Track {
             Event::Paused { reason, .. } => format!("paused: {reason}"),
             Event::Throttled { reason, .. } => format!("throttled: {reason}"),
             Event::Guarded { reason, .. } => format!("guarded: {reason}"),
+            Event::GuardReady { baseline_ms, .. } => format!(
+                "latency guard on: its probe's baseline is {}",
+                crate::guard::ms_text(Duration::from_secs_f64(baseline_ms / 1000.0))
+            ),
             Event::Yielded { reason, .. } => {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }

@@ -259,6 +259,14 @@ fn bar_message_while_guarded_until_running() {
     );
     track.apply(&running(), Instant::now());
     assert!(track.bar_message().ends_with("batch 5000  running"));
+    let ready = Event::GuardReady {
+        job: JOB.to_owned(),
+        baseline_ms: 1.234,
+    };
+    assert_eq!(
+        event_text(&ready),
+        "latency guard on: its probe's baseline is 1.2 ms"
+    );
 }
 
 #[test]
