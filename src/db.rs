@@ -182,9 +182,28 @@ pub async fn begin_bounded<'c>(
         lock_timeout,
         idle_in_transaction: None,
         wal: false,
+        flushed_commit: false,
     };
     let (tx, backend, _) = begin_limited(conn, &limits, read_only).await?;
     Ok((tx, backend))
+}
+
+/// A read-only transaction for the latency guard's probe: bounded by `timeout` like
+/// [`begin_bounded`]'s, but its commit keeps the server's `synchronous_commit`, so that a probe
+/// that takes a transaction id waits for the WAL flush as an application's write does.
+pub async fn begin_probe(
+    conn: &mut PgConnection,
+    timeout: Duration,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    let limits = Limits {
+        statement_timeout: timeout,
+        lock_timeout: timeout,
+        idle_in_transaction: None,
+        wal: false,
+        flushed_commit: true,
+    };
+    let (tx, _, _) = begin_limited(conn, &limits, true).await?;
+    Ok(tx)
 }
 
 /// A batch transaction: [`begin_bounded`], and ended by the server if the client leaves it
@@ -204,6 +223,7 @@ pub async fn begin_batch<'c>(
         lock_timeout,
         idle_in_transaction: Some(idle_in_transaction),
         wal,
+        flushed_commit: false,
     };
     begin_limited(conn, &limits, false).await
 }
@@ -234,11 +254,13 @@ pub struct Limits {
     pub idle_in_transaction: Option<Duration>,
     /// Read the WAL insert position too.
     pub wal: bool,
+    /// Keep the server's `synchronous_commit` rather than turning it off.
+    pub flushed_commit: bool,
 }
 
-/// The statement that opens every bounded transaction: its `SET LOCAL` limits, and the
-/// [`Backend`] that runs it (`pid`, `xact_start_us`), and with [`Limits::wal`] the WAL insert
-/// position (`wal_lsn`). Sent as a simple query — one round trip where a statement with binds
+/// The statement that opens every bounded transaction: its `SET LOCAL` limits (with
+/// `synchronous_commit = off` unless [`Limits::flushed_commit`]), and the [`Backend`] that runs
+/// it (`pid`, `xact_start_us`), and with [`Limits::wal`] the WAL insert position (`wal_lsn`). Sent as a simple query — one round trip where a statement with binds
 /// takes two — since the values are our own integers, never user text.
 pub fn limits_sql(limits: &Limits) -> String {
     let idle = limits.idle_in_transaction.map_or(String::new(), |idle| {
@@ -252,9 +274,14 @@ pub fn limits_sql(limits: &Limits) -> String {
     } else {
         String::new()
     };
+    let commit = if limits.flushed_commit {
+        ""
+    } else {
+        "set_config('synchronous_commit', 'off', true), "
+    };
     format!(
         "SELECT set_config('statement_timeout', '{}ms', true), \
-         set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), \
+         set_config('lock_timeout', '{}ms', true), {commit}\
          {idle}pg_backend_pid() AS pid, (extract(epoch FROM now()) * 1000000)::int8 AS xact_start_us{wal}",
         limits.statement_timeout.as_millis(),
         limits.lock_timeout.as_millis()

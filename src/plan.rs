@@ -66,8 +66,9 @@ pub struct Plan {
     /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
     /// only when each of them that is a column has statistics.
     pub filter_columns: Vec<String>,
-    /// One row of the table by its key, read as an application reads it (`SELECT *`): the
-    /// latency guard's default probe. `$1..$n` the key.
+    /// One row of the table by its key, read whole as an application reads it (every column,
+    /// as text), returning only its length — a number, so that no column type of the table
+    /// needs decoding: the latency guard's default probe. `$1..$n` the key.
     pub probe: String,
 }
 
@@ -114,7 +115,7 @@ impl Plan {
             .collect();
         let key = KeySql::new(catalog, &table);
         let probe = format!(
-            "SELECT * FROM {table} WHERE {} = {}",
+            "SELECT length(r::text) FROM {table} AS r WHERE {} = {}",
             key.row(),
             key.params(1)
         );
@@ -410,7 +411,7 @@ status_flag = "legacy_status"
         );
         assert_eq!(
             plan.probe,
-            r#"SELECT * FROM "public"."users" WHERE ("tenant", "id") = ($1::text, $2::integer)"#
+            r#"SELECT length(r::text) FROM "public"."users" AS r WHERE ("tenant", "id") = ($1::text, $2::integer)"#
         );
     }
 
@@ -444,7 +445,7 @@ where = '"Total Cents" IS NULL'
         );
         assert_eq!(
             plan.probe,
-            r#"SELECT * FROM "Sales Data"."Odd ""Name""" WHERE ("we""ird id") = ($1::uuid)"#
+            r#"SELECT length(r::text) FROM "Sales Data"."Odd ""Name""" AS r WHERE ("we""ird id") = ($1::uuid)"#
         );
     }
 

@@ -272,7 +272,7 @@ pub async fn check(
         None => None,
     };
     if let (true, Some(probe)) = (job.guard.enabled, &job.guard.probe) {
-        statement(probe)
+        statement(&crate::guard::custom_probe_sql(probe))
             .execute(&mut *tx)
             .await
             .map_err(|source| PreflightError::Probe {
@@ -331,4 +331,35 @@ async fn throttle_query(conn: &mut PgConnection, query: &str) -> Result<f64, Pre
             sql: query.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(monitor: bool, guard: bool) -> Budget {
+        Budget {
+            workers: 8,
+            monitor,
+            guard,
+            in_use: 60,
+            max_connections: 100,
+            share: 0.7,
+        }
+    }
+
+    #[test]
+    fn the_guard_holds_a_connection_of_its_own() {
+        assert_eq!(budget(true, false).per_process(), 10);
+        assert_eq!(budget(true, true).per_process(), 11);
+        assert_eq!(budget(false, true).extras(), ["guard", "heartbeat"]);
+        assert_eq!(
+            PreflightError::TooManyWorkers(budget(true, true)).to_string(),
+            "8 workers would hold 11 connections (8 batch, the monitor's, the guard's and the \
+             heartbeat's) and take the server to 71 of max_connections 100, past \
+             max_connection_use 0.7 (70); at most 7 workers fit now — use fewer (`run \
+             --workers`, `[batch] workers`) or add processes on other hosts later with `run \
+             --join`"
+        );
+    }
 }

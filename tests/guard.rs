@@ -145,6 +145,13 @@ async fn the_default_probe_reads_the_table_by_key_and_measures_a_baseline_first(
         "[batch]\nsize = 1000\nmin = 1000\nmax = 1000\n[guard]\nenabled = true\n",
     )
     .await;
+    // A column of a type of the database's own: the probe must read it without decoding it.
+    execute(
+        &db.pool,
+        "CREATE TYPE mood AS ENUM ('calm', 'busy'); \
+         ALTER TABLE items ADD COLUMN mood mood NOT NULL DEFAULT 'calm'",
+    )
+    .await;
     let out = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job])
         .finish()
         .await;

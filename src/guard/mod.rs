@@ -6,20 +6,28 @@
 //! with no batch of this process running); then it keeps probing, and [`aimd`] turns the recent
 //! p90 against `max_latency_ratio × baseline` (or `max_latency`) into a back-off: a sleep after
 //! each batch in multiples of the batch's time. The default probe is what an application's
-//! primary-key read costs: one row of the table by its key, at a key drawn from a block sample
-//! of the job's range (`TABLESAMPLE SYSTEM`, read once). A probe that runs into its statement
-//! or lock timeout counts as that slow; any other failure is no sample, and the connection is
-//! made again on the next tick.
+//! small transaction costs: one row of the table read by its key, at a key drawn from a block
+//! sample of the job's range (`TABLESAMPLE SYSTEM`, read once), then a transaction id taken and
+//! committed with the server's `synchronous_commit`, so that the commit waits for the WAL flush
+//! as an application's write does. That flush is where a run hurts a writing application most:
+//! its batches commit without waiting and leave WAL that the next synchronous commit must flush
+//! first, which a read alone never sees (measured: a PK read's p50 did not move under a run that
+//! doubled the application's, while read-and-commit doubled too). A probe is timed from its
+//! first statement to the end of its `COMMIT`; one that runs into its statement or lock timeout
+//! counts as that slow; any other failure is no sample, and the connection is made again on
+//! the next tick.
 
 pub mod aimd;
 
 use std::time::{Duration, Instant};
 
-use sqlx::{PgConnection, Row as _};
+use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::db::{Target, begin_bounded, bind_keys, error_chain, fetch_key, hang_up, statement};
+use crate::db::{
+    Target, begin_bounded, begin_probe, bind_keys, error_chain, fetch_key, hang_up, statement,
+};
 use crate::job::{GuardPolicy, Job, Timeouts};
 use crate::plan::Plan;
 use crate::share::decide::layout_percent;
@@ -34,13 +42,26 @@ pub const BASELINE_PATIENCE: Duration = Duration::from_secs(30);
 /// The most keys the default probe keeps to draw from.
 const MAX_KEYS: usize = 1024;
 
+/// Takes a transaction id, so that the probe's commit writes a commit record and waits for the
+/// WAL flush (`pg_current_xact_id()`, PostgreSQL 13+; allowed in a read-only transaction). Sent
+/// as a simple query: one round trip, and no `xid8` column for the driver to look up.
+const TAKE_XID: &str = "SELECT pg_current_xact_id()::text";
+
+/// The job's own probe as the guard and `preflight` run it: counted, so that it runs to its end
+/// and returns a number whatever its columns (a column of a type the driver must look up in
+/// the catalog would need a query of its own between the probe's parse and its execution,
+/// which an unnamed statement does not survive).
+pub fn custom_probe_sql(probe: &str) -> String {
+    format!("SELECT count(*) FROM ({probe}) AS probe")
+}
+
 /// The shortest statement timeout of a probe: slower than this, it counts as this slow.
 const MIN_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The query the guard times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    /// The job's own `probe`.
+    /// The job's own `probe`, as [`custom_probe_sql`] wraps it.
     Custom(String),
     /// One row of the table by its key.
     Keyed(Keyed),
@@ -64,7 +85,7 @@ impl Probe {
     /// The probe `job` asks for: its own, or one row of its table by key.
     pub fn of(job: &Job, plan: &Plan) -> Probe {
         match &job.guard.probe {
-            Some(sql) => Probe::Custom(sql.clone()),
+            Some(sql) => Probe::Custom(custom_probe_sql(sql)),
             None => Probe::Keyed(Keyed {
                 read: plan.probe.clone(),
                 sample: plan.walk.sample.from_start.clone(),
@@ -138,7 +159,8 @@ impl Guard {
     pub fn start(setup: Setup) -> Guard {
         let (state_tx, state) = watch::channel(None);
         let (stop, stopped) = watch::channel(false);
-        let stop_within = probe_timeout(&setup.policy);
+        // A probe in flight ends within its timeout; then the task hangs up.
+        let stop_within = probe_timeout(&setup.policy) * 2;
         let task = tokio::spawn(
             Task {
                 setup,
@@ -169,7 +191,8 @@ impl Guard {
     }
 
     /// Stops the task between two probes and waits for it to hang up; aborts it if it does
-    /// not end within one probe's timeout.
+    /// not end within twice a probe's timeout (it is stuck connecting to a server that does
+    /// not answer).
     pub async fn stop(self) {
         let Guard {
             mut task,
@@ -285,25 +308,37 @@ impl Task {
             self.keys = Some(sample_keys(conn, keyed, &self.setup.timeouts).await?);
         }
         let timeout = probe_timeout(&self.setup.policy);
-        let (mut tx, _) = begin_bounded(conn, timeout, timeout, true).await?;
-        let query = match (&self.setup.probe, self.keys.as_deref()) {
-            (Probe::Custom(sql), _) => statement(sql),
+        let mut tx = begin_probe(conn, timeout).await?;
+        let (query, commit_waits) = match (&self.setup.probe, self.keys.as_deref()) {
+            (Probe::Custom(sql), _) => (statement(sql), false),
             (Probe::Keyed(keyed), Some(keys)) if !keys.is_empty() => {
                 let key = &keys[pick(keys.len())];
-                bind_keys(statement(&keyed.read), key.iter().map(Some))
+                (
+                    bind_keys(statement(&keyed.read), key.iter().map(Some)),
+                    true,
+                )
             }
             // An empty table: the index read of its greatest key stands in.
-            (Probe::Keyed(keyed), _) => statement(&keyed.range_end),
+            (Probe::Keyed(keyed), _) => (statement(&keyed.range_end), true),
         };
         let started = Instant::now();
-        let ran = query.execute(&mut *tx).await;
-        let latency = started.elapsed();
+        let ran = async {
+            query.execute(&mut *tx).await?;
+            if commit_waits {
+                sqlx::raw_sql(AssertSqlSafe(TAKE_XID))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
         match ran {
-            Ok(_) => {
+            Ok(()) => {
                 tx.commit().await?;
-                Ok(latency)
+                Ok(started.elapsed())
             }
             Err(e) if timed_out(&e) => {
+                let latency = started.elapsed();
                 tx.rollback().await?;
                 Ok(latency)
             }
@@ -381,6 +416,14 @@ mod tests {
             ..g
         };
         assert_eq!(fast.reason(), "probe 0.42 ms (baseline 1.2 ms)");
+    }
+
+    #[test]
+    fn a_custom_probe_is_counted_to_its_end() {
+        assert_eq!(
+            custom_probe_sql("SELECT * FROM orders WHERE id = 42"),
+            "SELECT count(*) FROM (SELECT * FROM orders WHERE id = 42) AS probe"
+        );
     }
 
     #[test]

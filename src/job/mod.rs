@@ -281,7 +281,7 @@ pub struct GuardPolicy {
     /// `false` (the default): no probe, no back-off.
     pub enabled: bool,
     /// The probe, trimmed; `None`: a one-row read of the table by its key, at keys sampled
-    /// from the job's range.
+    /// from the job's range, and a commit that waits for the WAL flush.
     pub probe: Option<String>,
     /// How often the probe runs.
     pub poll: Duration,

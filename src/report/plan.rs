@@ -85,6 +85,7 @@ impl PlanReport<'_> {
             lock_timeout: t.lock,
             idle_in_transaction: Some(idle_in_transaction_timeout(self.lease_timeout)),
             wal,
+            flushed_commit: false,
         };
         let mut sql = vec![
             limits_sql(&limits),

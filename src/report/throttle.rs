@@ -105,7 +105,9 @@ pub(super) fn guard(g: &GuardPolicy) -> String {
         return block("guard", &["off ([guard] enabled = false)".to_owned()]);
     }
     let probe = g.probe.clone().unwrap_or_else(|| {
-        "one row of the table by its key, at keys sampled from the job's range".to_owned()
+        "one row of the table read by its key (keys sampled from the job's range), then a \
+         commit that waits for the WAL flush"
+            .to_owned()
     });
     let absolute = g
         .max_latency
@@ -284,9 +286,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "guard     probe every 100ms on its own connection: one row of the table by its \
-                 key, at keys sampled from the job's range; baseline: its p90 over 2s before the \
-                 first batch",
+                "guard     probe every 100ms on its own connection: one row of the table read by \
+                 its key (keys sampled from the job's range), then a commit that waits for the \
+                 WAL flush; baseline: its p90 over 2s before the first batch",
                 "          back off while the p90 of the last 2s is over 3× the baseline or over \
                  20ms: halve the run's share of time every 2s (a sleep after each batch of 1×, \
                  3×, 7× … the batch's time, at most 16×); give 10% of the time back every 2s \
