@@ -139,7 +139,7 @@ pub struct RunArgs {
     pub retry_failures: bool,
     /// Batch loops to run in this process, each on its own connection, sharing the job's key
     /// range (default: `[batch] workers`, else 1). A process uses N batch connections plus the
-    /// monitor's and the heartbeat's.
+    /// monitor's, the heartbeat's and (with `[guard]` on) the guard's.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Option<u32>,
     /// Add workers to a job that another process or host is running (or run it if nobody

@@ -125,6 +125,7 @@ async fn budget(
         workers: workers.unwrap_or(job.batch.workers),
         monitor: job.throttle.enabled,
         vacuum: p.vacuums().any(),
+        guard: job.guard.enabled,
         in_use,
         max_connections,
         share: job.throttle.max_connection_use,

@@ -202,73 +202,140 @@ pub async fn begin_bounded<'c>(
     lock_timeout: Duration,
     read_only: bool,
 ) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
-    begin_limited(conn, statement_timeout, lock_timeout, None, read_only).await
+    let limits = Limits {
+        statement_timeout,
+        lock_timeout,
+        idle_in_transaction: None,
+        wal: false,
+        flushed_commit: false,
+    };
+    let (tx, backend, _) = begin_limited(conn, &limits, read_only).await?;
+    Ok((tx, backend))
+}
+
+/// A read-only transaction for the latency guard's probe: bounded by `timeout` like
+/// [`begin_bounded`]'s, but its commit keeps the server's `synchronous_commit`, so that a probe
+/// that takes a transaction id waits for the WAL flush as an application's write does.
+pub async fn begin_probe(
+    conn: &mut PgConnection,
+    timeout: Duration,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    let limits = Limits {
+        statement_timeout: timeout,
+        lock_timeout: timeout,
+        idle_in_transaction: None,
+        wal: false,
+        flushed_commit: true,
+    };
+    let (tx, _, _) = begin_limited(conn, &limits, true).await?;
+    Ok(tx)
 }
 
 /// A batch transaction: [`begin_bounded`], and ended by the server if the client leaves it
 /// idle for `idle_in_transaction` (`idle_in_transaction_session_timeout`) — a frozen or cut
-/// off process must not hold its rows locked until someone notices.
+/// off process must not hold its rows locked until someone notices. With `wal`, the same round
+/// trip also reads the server's WAL insert position ([`WAL_POSITION`]), the start of what the
+/// batch writes.
 pub async fn begin_batch<'c>(
     conn: &'c mut PgConnection,
     statement_timeout: Duration,
     lock_timeout: Duration,
     idle_in_transaction: Duration,
-) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
-    begin_limited(
-        conn,
+    wal: bool,
+) -> Result<(Transaction<'c, Postgres>, Backend, Option<u64>), sqlx::Error> {
+    let limits = Limits {
         statement_timeout,
         lock_timeout,
-        Some(idle_in_transaction),
-        false,
-    )
-    .await
+        idle_in_transaction: Some(idle_in_transaction),
+        wal,
+        flushed_commit: false,
+    };
+    begin_limited(conn, &limits, false).await
 }
 
-/// The statement that opens every bounded transaction: its `SET LOCAL` limits, and the
-/// [`Backend`] that runs it (`pid`, `xact_start_us`). Sent as a simple query — one round trip
-/// where a statement with binds takes two — since the values are our own integers, never user
-/// text.
-pub fn limits_sql(
-    statement_timeout: Duration,
-    lock_timeout: Duration,
-    idle_in_transaction: Option<Duration>,
-) -> String {
-    let idle = idle_in_transaction.map_or(String::new(), |idle| {
+/// The server's WAL insert position in bytes, as a number (`pg_current_wal_insert_lsn()`, which
+/// every role may call). Not on a standby, where no batch runs.
+pub const WAL_POSITION: &str = "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::int8";
+
+/// The statement that reads [`WAL_POSITION`] before a batch commits.
+pub fn wal_position_sql() -> String {
+    format!("SELECT {WAL_POSITION} AS wal_lsn")
+}
+
+/// Reads the server's WAL insert position inside `tx`: one round trip, as a simple query.
+pub async fn wal_position(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let row = sqlx::raw_sql(AssertSqlSafe(wal_position_sql()))
+        .fetch_one(tx)
+        .await?;
+    Ok(u64::try_from(row.try_get::<i64, _>("wal_lsn")?).unwrap_or(0))
+}
+
+/// What [`limits_sql`] sets and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    /// `idle_in_transaction_session_timeout`, for batches.
+    pub idle_in_transaction: Option<Duration>,
+    /// Read the WAL insert position too.
+    pub wal: bool,
+    /// Keep the server's `synchronous_commit` rather than turning it off.
+    pub flushed_commit: bool,
+}
+
+/// The statement that opens every bounded transaction: its `SET LOCAL` limits (with
+/// `synchronous_commit = off` unless [`Limits::flushed_commit`]), and the [`Backend`] that runs
+/// it (`pid`, `xact_start_us`), and with [`Limits::wal`] the WAL insert position (`wal_lsn`). Sent as a simple query — one round trip where a statement with binds
+/// takes two — since the values are our own integers, never user text.
+pub fn limits_sql(limits: &Limits) -> String {
+    let idle = limits.idle_in_transaction.map_or(String::new(), |idle| {
         format!(
             "set_config('idle_in_transaction_session_timeout', '{}ms', true), ",
             idle.as_millis()
         )
     });
+    let wal = if limits.wal {
+        format!(", {WAL_POSITION} AS wal_lsn")
+    } else {
+        String::new()
+    };
+    let commit = if limits.flushed_commit {
+        ""
+    } else {
+        "set_config('synchronous_commit', 'off', true), "
+    };
     format!(
         "SELECT set_config('statement_timeout', '{}ms', true), \
-         set_config('lock_timeout', '{}ms', true), set_config('synchronous_commit', 'off', true), \
-         {idle}pg_backend_pid() AS pid, (extract(epoch FROM now()) * 1000000)::int8 AS xact_start_us",
-        statement_timeout.as_millis(),
-        lock_timeout.as_millis()
+         set_config('lock_timeout', '{}ms', true), {commit}\
+         {idle}pg_backend_pid() AS pid, (extract(epoch FROM now()) * 1000000)::int8 AS xact_start_us{wal}",
+        limits.statement_timeout.as_millis(),
+        limits.lock_timeout.as_millis()
     )
 }
 
 async fn begin_limited<'c>(
     conn: &'c mut PgConnection,
-    statement_timeout: Duration,
-    lock_timeout: Duration,
-    idle_in_transaction: Option<Duration>,
+    limits: &Limits,
     read_only: bool,
-) -> Result<(Transaction<'c, Postgres>, Backend), sqlx::Error> {
+) -> Result<(Transaction<'c, Postgres>, Backend, Option<u64>), sqlx::Error> {
     let mut tx = if read_only {
         begin_read_only(conn).await?
     } else {
         conn.begin().await?
     };
-    let sql = limits_sql(statement_timeout, lock_timeout, idle_in_transaction);
-    let row = sqlx::raw_sql(AssertSqlSafe(sql))
+    let row = sqlx::raw_sql(AssertSqlSafe(limits_sql(limits)))
         .fetch_one(&mut *tx)
         .await?;
     let backend = Backend {
         pid: row.try_get("pid")?,
         xact_start_us: row.try_get("xact_start_us")?,
     };
-    Ok((tx, backend))
+    let wal = if limits.wal {
+        Some(u64::try_from(row.try_get::<i64, _>("wal_lsn")?).unwrap_or(0))
+    } else {
+        None
+    };
+    Ok((tx, backend, wal))
 }
 
 /// Opens a read-only transaction: what reads that must write nothing run in (and, behind

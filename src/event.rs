@@ -76,6 +76,15 @@ pub enum Event {
         batch_size: u32,
         /// Time the batch transaction took, in milliseconds.
         elapsed_ms: u64,
+        /// The sleep before this worker's next batch, in milliseconds: `[batch] pause` and
+        /// `pause_ratio`, the throttle, the latency guard and the WAL budget, whichever is
+        /// longest.
+        pause_ms: u64,
+        /// Under `[throttle] max_wal_rate`: the WAL charged to this batch (the server's WAL
+        /// position moved this much while it ran, not counting what was already charged to
+        /// another batch of this process).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wal_bytes: Option<u64>,
     },
     /// A row that cannot be backfilled was set aside in the `failures` table (`[batch] on_error =
     /// "skip"`, or it failed again under `run --retry-failures`); the run goes on past it.
@@ -137,7 +146,24 @@ pub enum Event {
         range: u32,
         reason: String,
     },
-    /// Full speed again after a pause or a throttle.
+    /// The latency guard measured its probe's baseline, before the first batch of this
+    /// process: what the probe costs while the run is not running.
+    GuardReady {
+        job: String,
+        /// The p90 of the probe over one `window`, in milliseconds.
+        baseline_ms: f64,
+    },
+    /// The latency guard holds the run back (longer sleeps after each batch) because its probe
+    /// is slower than its baseline allows, until the probe is healthy again.
+    Guarded {
+        job: String,
+        /// `probe 4.1 ms (baseline 1.2 ms)`.
+        reason: String,
+        /// The recent p90 of the probe, and its baseline, in milliseconds.
+        probe_ms: f64,
+        baseline_ms: f64,
+    },
+    /// Full speed again after a pause, a throttle or the guard's hold.
     Running { job: String },
     /// The table's heap now (read with the heartbeat, about once a second, while it changes)
     /// and when the job started: how far the run has grown it.
@@ -227,6 +253,8 @@ impl Event {
             | Event::Paused { job, .. }
             | Event::Throttled { job, .. }
             | Event::Yielded { job, .. }
+            | Event::GuardReady { job, .. }
+            | Event::Guarded { job, .. }
             | Event::Running { job }
             | Event::Heap { job, .. }
             | Event::Vacuum { job, .. }

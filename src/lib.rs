@@ -11,6 +11,8 @@
 //! - [`engine`]: the batch loop, retries, adaptive sizing and pacing, the lease heartbeat.
 //! - [`monitor`]: samples locks, load, replicas and WAL retention on its own connection; the pure
 //!   [`monitor::policy::decide`] turns a sample into go, throttle, pause or yield.
+//! - [`guard`]: the latency guard: times a probe on its own connection and backs the run off
+//!   (pure AIMD in [`guard::aimd`]) while the probe is slower than its baseline allows.
 //! - [`state`]: the state tables — jobs and their ranges: checkpoints, leases, control flags.
 //! - [`share`]: how a job's key range is laid out, claimed, split and stolen by workers.
 //! - [`event`] and [`progress`]: what a run reports, and its display (the only module that
@@ -29,6 +31,7 @@ pub mod demo;
 pub mod disk;
 pub mod engine;
 pub mod event;
+pub mod guard;
 pub mod job;
 pub mod lockwait;
 pub mod metrics;

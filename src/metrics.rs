@@ -59,10 +59,10 @@ struct JobLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     job: String,
-    /// `running`, `throttled` or `paused`.
+    /// `running`, `throttled`, `paused` or `guarded`.
     state: String,
     /// What caused it: a monitor signal (`replica_lag`…), `operator` for an operator's pause,
-    /// empty while running.
+    /// `latency` for the latency guard, empty while running.
     signal: String,
 }
 
@@ -156,7 +156,7 @@ impl Families {
         );
         r.register(
             "backfill_state",
-            "1 for the job's current state (running, throttled, paused) and what caused it",
+            "1 for the job's current state (running, throttled, paused, guarded) and what caused it",
             f.state.clone(),
         );
         r.register(
@@ -280,11 +280,12 @@ impl Metrics {
             Event::Throttled { signal, .. } => {
                 self.enter(&job.job, "throttled", signal.as_deref().unwrap_or(""));
             }
+            Event::Guarded { .. } => self.enter(&job.job, "guarded", "latency"),
             Event::Running { .. } => self.enter(&job.job, "running", ""),
             Event::Workers { workers, .. } => {
                 f.workers.get_or_create(&job).set(i64::from(*workers));
             }
-            Event::Claimed { .. } | Event::Lost { .. } => {}
+            Event::Claimed { .. } | Event::Lost { .. } | Event::GuardReady { .. } => {}
             Event::Heap { heap_bytes, .. } => {
                 let bytes = i64::try_from(*heap_bytes).unwrap_or(i64::MAX);
                 f.heap_bytes.get_or_create(&job).set(bytes);
@@ -389,6 +390,8 @@ mod tests {
             total_estimate: 8000 + rows_done,
             batch_size: 100,
             elapsed_ms: 12,
+            pause_ms: 0,
+            wal_bytes: None,
         }
     }
 
@@ -457,6 +460,15 @@ mod tests {
         m.record(&Event::Running { job: JOB.into() });
         assert_eq!(sample(&m, paused), Some(0.0));
         assert_eq!(sample(&m, running), Some(1.0));
+        m.record(&Event::Guarded {
+            job: JOB.into(),
+            reason: "probe 4.1 ms (baseline 1.2 ms)".into(),
+            probe_ms: 4.1,
+            baseline_ms: 1.2,
+        });
+        let guarded = "backfill_state{job=\"fill\",state=\"guarded\",signal=\"latency\"}";
+        assert_eq!(sample(&m, guarded), Some(1.0));
+        assert_eq!(sample(&m, running), Some(0.0));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct Plan {
     /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
     /// only when each of them that is a column has statistics.
     pub filter_columns: Vec<String>,
+    /// One row of the table by its key, read whole as an application reads it (every column,
+    /// as text), returning only its length — a number, so that no column type of the table
+    /// needs decoding: the latency guard's default probe. `$1..$n` the key.
+    pub probe: String,
 }
 
 /// The statements that walk one relation (the table, or one leaf partition) in key order.
@@ -119,7 +123,14 @@ impl Plan {
                 Walk::new(job, catalog, relation.to_string())
             })
             .collect();
+        let key = KeySql::new(catalog, &table);
+        let probe = format!(
+            "SELECT length(r::text) FROM {table} AS r WHERE {} = {}",
+            key.row(),
+            key.params(1)
+        );
         Plan {
+            probe,
             pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
             pending_estimate: format!(
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE ({filter})"

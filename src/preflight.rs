@@ -5,8 +5,9 @@
 //! transaction bounded by the job's statement timeout and a short lock timeout (the caller
 //! waits for DDL first, see `lockwait`); writes nothing, creates nothing. Used by `plan`
 //! (which prints the result) and by `run` (which stops on a rejected expression). Runs the
-//! `[throttle]` `throttle_query` once, so that a broken one stops the run before it starts
-//! rather than pausing it later. Also estimates how many rows are still pending (`estimate.rs`).
+//! `[throttle]` `throttle_query` and the `[guard]` `probe` once, so that a broken one stops the
+//! run before it starts rather than pausing or misleading it later. Also estimates how many rows
+//! are still pending (`estimate.rs`).
 
 mod estimate;
 
@@ -114,6 +115,15 @@ pub enum PreflightError {
         source: sqlx::Error,
     },
     #[error(
+        "guard.probe failed; it must be a read-only query that the job's role may run, whose \
+         time stands for the application's\n  statement: {sql}"
+    )]
+    Probe {
+        sql: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
         "{} worker{} would hold {} connections ({} batch, {}) and take the server to {} of max_connections {}, past max_connection_use {} ({}); at most {} worker{} fit now — use fewer (`run --workers`, `[batch] workers`) or add processes on other hosts later with `run --join`",
         .0.workers, plural(.0.workers), .0.per_process(), .0.workers, .0.extras_text(),
         .0.in_use + .0.per_process(), .0.max_connections, .0.share, .0.limit(), .0.most_workers(),
@@ -137,6 +147,8 @@ pub struct Budget {
     pub monitor: bool,
     /// The run vacuums (one more connection, for its vacuums).
     pub vacuum: bool,
+    /// The latency guard runs (one more connection).
+    pub guard: bool,
     /// Client connections in use now, other than the one asking.
     pub in_use: u32,
     pub max_connections: u32,
@@ -146,16 +158,20 @@ pub struct Budget {
 
 impl Budget {
     /// Connections one process holds: its workers', the heartbeat's, the monitor's and the
-    /// vacuum's.
+    /// vacuum's and the guard's.
     pub fn per_process(&self) -> u32 {
         self.workers + self.extras().len() as u32
     }
 
-    /// Whose the connections besides the workers' are: `monitor`, `heartbeat`, `vacuum`.
+    /// Whose the connections besides the workers' are: `monitor`, `guard`, `heartbeat`,
+    /// `vacuum`, in the order they start.
     pub fn extras(&self) -> Vec<&'static str> {
         let mut extras = Vec::new();
         if self.monitor {
             extras.push("monitor");
+        }
+        if self.guard {
+            extras.push("guard");
         }
         extras.push("heartbeat");
         if self.vacuum {
@@ -164,13 +180,13 @@ impl Budget {
         extras
     }
 
-    /// `the monitor's, the heartbeat's and the vacuum's`.
+    /// `the monitor's, the guard's, the heartbeat's and the vacuum's`.
     fn extras_text(&self) -> String {
-        let mut owners: Vec<String> = self.extras().iter().map(|e| format!("the {e}'s")).collect();
-        let last = owners.pop().unwrap_or_default();
-        match owners.len() {
-            0 => last,
-            _ => format!("{} and {last}", owners.join(", ")),
+        let owned: Vec<String> = self.extras().iter().map(|e| format!("the {e}'s")).collect();
+        match owned.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
         }
     }
 
@@ -219,6 +235,7 @@ impl PreflightError {
             self,
             PreflightError::Rejected { .. }
                 | PreflightError::ThrottleQuery { .. }
+                | PreflightError::Probe { .. }
                 | PreflightError::TooManyWorkers(_)
         )
     }
@@ -265,6 +282,15 @@ pub async fn check(
         Some(query) => Some(throttle_query(&mut tx, query).await?),
         None => None,
     };
+    if let (true, Some(probe)) = (job.guard.enabled, &job.guard.probe) {
+        statement(&crate::guard::custom_probe_sql(probe))
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| PreflightError::Probe {
+                sql: probe.clone(),
+                source,
+            })?;
+    }
     tx.commit().await.map_err(PreflightError::Database)?;
     Ok(Preflight {
         range_end,
@@ -320,4 +346,45 @@ async fn throttle_query(conn: &mut PgConnection, query: &str) -> Result<f64, Pre
             sql: query.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(monitor: bool, guard: bool) -> Budget {
+        Budget {
+            workers: 8,
+            monitor,
+            vacuum: false,
+            guard,
+            in_use: 60,
+            max_connections: 100,
+            share: 0.7,
+        }
+    }
+
+    #[test]
+    fn the_guard_holds_a_connection_of_its_own() {
+        assert_eq!(budget(true, false).per_process(), 10);
+        assert_eq!(budget(true, true).per_process(), 11);
+        assert_eq!(budget(false, true).extras(), ["guard", "heartbeat"]);
+        let vacuuming = Budget {
+            vacuum: true,
+            ..budget(true, true)
+        };
+        assert_eq!(
+            vacuuming.extras(),
+            ["monitor", "guard", "heartbeat", "vacuum"]
+        );
+        assert_eq!(vacuuming.per_process(), 12);
+        assert_eq!(
+            PreflightError::TooManyWorkers(budget(true, true)).to_string(),
+            "8 workers would hold 11 connections (8 batch, the monitor's, the guard's and the \
+             heartbeat's) and take the server to 71 of max_connections 100, past \
+             max_connection_use 0.7 (70); at most 7 workers fit now — use fewer (`run \
+             --workers`, `[batch] workers`) or add processes on other hosts later with `run \
+             --join`"
+        );
+    }
 }

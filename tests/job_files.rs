@@ -426,6 +426,50 @@ async fn unreadable_database_url_is_refused_without_its_password() {
 }
 
 #[tokio::test]
+async fn pacing_keys_out_of_bounds_are_located() {
+    let (db, dir) = setup().await;
+    for (tail, line_col, message) in [
+        (
+            "[batch]\npause_ratio = -1\n",
+            "7:15",
+            "batch.pause_ratio (-1) must be at least 0 and at most 1000",
+        ),
+        (
+            "[throttle]\nmax_wal_rate = \"32 MiB\"\n",
+            "7:16",
+            "throttle.max_wal_rate (\"32 MiB\") is not a rate: it does not end in /s; write \
+             bytes per second with a unit, e.g. \"32MiB/s\"",
+        ),
+        (
+            "[guard]\nenabled = true\nmax_latency_ratio = 0.5\n",
+            "8:21",
+            "guard.max_latency_ratio (0.5) must be above 1 and at most 1000",
+        ),
+    ] {
+        let (path, stderr) = refuse_run(&db, &dir, &valid_with(tail)).await;
+        assert_located(&stderr, &path, line_col, &[message]);
+    }
+}
+
+#[tokio::test]
+async fn a_guard_probe_the_server_rejects_is_refused_before_anything_runs() {
+    let (db, dir) = setup().await;
+    let toml = valid_with("[guard]\nenabled = true\nprobe = \"SELECT nosuch FROM users\"\n");
+    let (path, stderr) = refuse_run(&db, &dir, &toml).await;
+    assert_contains(
+        &stderr,
+        &[
+            "guard.probe failed",
+            "statement: SELECT nosuch FROM users",
+            "column \"nosuch\" does not exist",
+        ],
+    );
+    assert_names_file(&stderr, &path);
+    let stderr = assert_refused(&db, &["plan", path_str(&path)]).await;
+    assert_contains(&stderr, &["guard.probe failed"]);
+}
+
+#[tokio::test]
 async fn every_bad_job_leaves_a_shared_database_untouched() {
     // Many refusals in a row against one database: none may leave the state schema behind.
     let (db, dir) = setup().await;

@@ -1,14 +1,15 @@
 //! One batch: a single bounded transaction that finds the batch's upper key inside its range,
 //! updates the rows in `(cursor, upper]` that still match `where`, and writes the range's
 //! checkpoint — committed together, or rolled back together. Knows nothing of retries or
-//! pacing (the worker decides those).
+//! pacing (the worker decides those); under a WAL budget it reads the server's WAL position at
+//! its start and before its commit, for the crew to charge.
 
 use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, Postgres, Transaction};
 use thiserror::Error;
 
-use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement};
+use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement, wal_position};
 use crate::plan::Walk;
 use crate::share::ShareError;
 use crate::state::{FailedRow, Key, RangeRow, StateError, idle_in_transaction_timeout};
@@ -30,6 +31,9 @@ pub struct Committed {
     /// The row a narrowed batch stopped at: the walk stops before it (`on_error = "stop"`),
     /// or it is in the failures table and the cursor is past it (`"skip"`).
     pub failed: Option<Box<FailedRow>>,
+    /// Under a WAL budget: the WAL charged to the batch, and how long the budget asks to wait
+    /// before the next one.
+    pub wal: Option<(u64, Duration)>,
 }
 
 /// Why a batch rolled back, or why a worker could not get a range.
@@ -62,7 +66,7 @@ impl BatchError {
 /// Runs worker `worker`'s batch of up to `size` keys after `range`'s cursor (from the
 /// relation's first key when it has none), never past the range's upper end, over `walk`'s
 /// relation; tells the monitor which backend runs it as soon as it is known (the caller tells
-/// it when the batch ended).
+/// it when the batch ended, and the crew when it rolled back).
 pub async fn run(
     conn: &mut PgConnection,
     crew: &Crew<'_, '_>,
@@ -72,9 +76,53 @@ pub async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let mut tx = begin(conn, crew, worker).await?;
+    let mut tx = begin(conn, crew, worker, started).await?;
     let upper = upper_bound(&mut tx, walk, range, size).await?;
     let rows = update(&mut tx, walk, range.cursor.as_deref(), &upper).await?;
+    let done = Committed {
+        upper,
+        rows,
+        elapsed: Duration::ZERO,
+        keys: size,
+        failed: None,
+        wal: None,
+    };
+    commit(tx, crew, worker, range.id, done, started).await
+}
+
+/// Opens worker `worker`'s batch transaction (begun at `started`), bounded by the job's
+/// timeouts; tells the monitor which backend runs it, and under a WAL budget the crew where
+/// the WAL stood.
+pub(super) async fn begin<'c>(
+    conn: &'c mut PgConnection,
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    started: Instant,
+) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
+    let idle = idle_in_transaction_timeout(crew.r.options.lease_timeout);
+    let t = &crew.r.job.timeouts;
+    let budget = crew.has_wal_budget();
+    let (tx, backend, wal_start) = begin_batch(conn, t.statement, t.lock, idle, budget).await?;
+    if let Some(monitor) = crew.monitor {
+        monitor.batch_started(worker, backend);
+    }
+    if let Some(lsn) = wal_start {
+        crew.wal_started(worker, lsn, started);
+    }
+    Ok(tx)
+}
+
+/// Writes range `range`'s checkpoint for `done` (its `upper` the new cursor, its `rows` and
+/// `keys` added to the counters) and commits; under a WAL budget, charges the batch's WAL
+/// first. `done` comes back with its wall time since `started` and its WAL.
+pub(super) async fn commit(
+    mut tx: Transaction<'_, Postgres>,
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    range: u32,
+    mut done: Committed,
+    started: Instant,
+) -> Result<Committed, BatchError> {
     let holder = crew.holder(worker);
     crew.r
         .store
@@ -82,36 +130,19 @@ pub async fn run(
             &mut tx,
             crew.share.sql,
             &holder,
-            range.id,
-            &upper,
-            rows,
-            size,
+            range,
+            &done.upper,
+            done.rows,
+            done.keys,
         )
         .await?;
-    tx.commit().await?;
-    Ok(Committed {
-        upper,
-        rows,
-        elapsed: started.elapsed(),
-        keys: size,
-        failed: None,
-    })
-}
-
-/// Opens worker `worker`'s batch transaction, bounded by the job's timeouts, and tells the
-/// monitor which backend runs it.
-pub(super) async fn begin<'c>(
-    conn: &'c mut PgConnection,
-    crew: &Crew<'_, '_>,
-    worker: u32,
-) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
-    let idle = idle_in_transaction_timeout(crew.r.options.lease_timeout);
-    let t = &crew.r.job.timeouts;
-    let (tx, backend) = begin_batch(conn, t.statement, t.lock, idle).await?;
-    if let Some(monitor) = crew.monitor {
-        monitor.batch_started(worker, backend);
+    if crew.has_wal_budget() {
+        let lsn = wal_position(&mut tx).await?;
+        done.wal = Some(crew.wal_ended(worker, lsn));
     }
-    Ok(tx)
+    tx.commit().await?;
+    done.elapsed = started.elapsed();
+    Ok(done)
 }
 
 /// The inclusive upper key of a batch of `size` keys after `range`'s cursor: the `size`-th

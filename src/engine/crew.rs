@@ -4,22 +4,25 @@
 //! throttled process puts the load of one throttled worker on the database whatever
 //! `--workers` says; the job's totals for events, with the total rows refined from what the
 //! walk has seen (`total.rs`); what the heartbeat publishes; the rows it commits, for vacuum
-//! pacing; and the halt that stops every worker when one of them meets an error the job
-//! cannot go on from.
+//! pacing; the halt that stops every worker when one of them meets an error the job cannot go
+//! on from; the latency guard they all read; and the process's WAL budget, which every batch
+//! is charged to (`pace::WalBudget`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{MutexGuard, mpsc, watch};
 
 use crate::event::{Event, signal_name};
+use crate::guard::Guard;
 use crate::monitor::{Action, Decision, Monitor, Signal};
 use crate::share::Share;
 use crate::state::{Holder, JobRow, Live};
 
 use super::Run;
 use super::heartbeat::Heartbeat;
+use super::pace::WalBudget;
 use super::total;
 use super::vacuum::Feed;
 
@@ -34,6 +37,13 @@ pub(super) enum Condition {
     /// `signal` is `None` for an operator's pause.
     Paused {
         signal: Option<Signal>,
+        reason: String,
+    },
+    /// Running, but the latency guard holds the run back: its probe's recent p90 against the
+    /// baseline, and `probe 4.1 ms (baseline 1.2 ms)`.
+    Guarded {
+        probe: Duration,
+        baseline: Duration,
         reason: String,
     },
 }
@@ -56,16 +66,19 @@ impl Condition {
             (Running, Running) => true,
             (Throttled { signal: a, .. }, Throttled { signal: b, .. })
             | (Paused { signal: a, .. }, Paused { signal: b, .. }) => a == b,
+            (Guarded { .. }, Guarded { .. }) => true,
             _ => false,
         }
     }
 
-    /// The note published for `status`: `paused: …`, `throttled: …`, or none at full speed.
+    /// The note published for `status`: `paused: …`, `throttled: …`, `guarded: …`, or none
+    /// at full speed.
     fn note(&self) -> Option<String> {
         match self {
             Condition::Running => None,
             Condition::Throttled { reason, .. } => Some(format!("throttled: {reason}")),
             Condition::Paused { reason, .. } => Some(format!("paused: {reason}")),
+            Condition::Guarded { reason, .. } => Some(format!("guarded: {reason}")),
         }
     }
 }
@@ -100,6 +113,10 @@ pub(super) struct Crew<'r, 'a> {
     pub monitor: Option<&'r Monitor>,
     /// Vacuum pacing's count of changed rows; `None` when the run does not pace.
     feed: Option<&'r Feed>,
+    /// `None` unless `[guard] enabled = true`.
+    guard: Option<&'r Guard>,
+    /// `None` without `[throttle] max_wal_rate`.
+    wal: Option<Mutex<WalBudget>>,
     /// The job's totals when this process started.
     start: (u64, u64),
     /// What was estimated when this process started.
@@ -131,6 +148,8 @@ pub(super) struct Start<'r, 'a> {
     pub monitor: Option<&'r Monitor>,
     /// Vacuum pacing's count of changed rows, when the run paces.
     pub feed: Option<&'r Feed>,
+    /// The latency guard, when `[guard] enabled = true`.
+    pub guard: Option<&'r Guard>,
     /// The job's rows and batches done when this process started.
     pub totals: (u64, u64),
     /// What was estimated when this process started.
@@ -147,6 +166,13 @@ impl<'r, 'a> Crew<'r, 'a> {
             heartbeat: s.heartbeat,
             monitor: s.monitor,
             feed: s.feed,
+            guard: s.guard,
+            wal: s
+                .r
+                .job
+                .throttle
+                .max_wal_rate
+                .map(|rate| Mutex::new(WalBudget::new(rate))),
             start: s.totals,
             estimate: s.estimate,
             events: s.events,
@@ -211,6 +237,52 @@ impl Crew<'_, '_> {
         self.monitor.and_then(|m| m.decisions().borrow().clone())
     }
 
+    /// The guard's back-off now: the sleep after each batch in multiples of its time (0 when
+    /// there is no guard, or it holds nothing back).
+    pub fn guard_ratio(&self) -> f64 {
+        self.guard.and_then(Guard::now).map_or(0.0, |g| g.ratio)
+    }
+
+    /// `condition`, or — when it is full speed and the guard holds the run back — guarded.
+    pub fn guarded(&self, condition: Condition) -> Condition {
+        match (&condition, self.guard.and_then(Guard::now)) {
+            (Condition::Running, Some(g)) if g.holds() => Condition::Guarded {
+                probe: g.recent,
+                baseline: g.baseline,
+                reason: g.reason(),
+            },
+            _ => condition,
+        }
+    }
+
+    /// Whether batches read the WAL position for a budget.
+    pub fn has_wal_budget(&self) -> bool {
+        self.wal.is_some()
+    }
+
+    /// `worker`'s batch started at WAL position `lsn`, at `at`.
+    pub fn wal_started(&self, worker: u32, lsn: u64, at: Instant) {
+        if let Some(Ok(mut wal)) = self.wal.as_ref().map(Mutex::lock) {
+            wal.started(worker, lsn, at);
+        }
+    }
+
+    /// `worker`'s batch is about to commit at WAL position `lsn`: the bytes charged to it and
+    /// how long the budget asks to wait from now.
+    pub fn wal_ended(&self, worker: u32, lsn: u64) -> (u64, Duration) {
+        match self.wal.as_ref().map(Mutex::lock) {
+            Some(Ok(mut wal)) => wal.ended(worker, lsn, Instant::now()),
+            _ => (0, Duration::ZERO),
+        }
+    }
+
+    /// `worker`'s batch rolled back.
+    pub fn wal_abandoned(&self, worker: u32) {
+        if let Some(Ok(mut wal)) = self.wal.as_ref().map(Mutex::lock) {
+            wal.abandoned(worker);
+        }
+    }
+
     /// A throttled worker's turn: held for its batch and the pause after it, so that
     /// throttled workers run one at a time.
     pub async fn turn(&self) -> MutexGuard<'_, ()> {
@@ -236,6 +308,16 @@ impl Crew<'_, '_> {
                     job,
                     reason: reason.clone(),
                     signal: signal.as_ref().map(signal_name),
+                },
+                Condition::Guarded {
+                    probe,
+                    baseline,
+                    reason,
+                } => Event::Guarded {
+                    job,
+                    reason: reason.clone(),
+                    probe_ms: probe.as_secs_f64() * 1000.0,
+                    baseline_ms: baseline.as_secs_f64() * 1000.0,
                 },
             };
             let _ = self.events.send(event);

@@ -10,18 +10,22 @@
 //! settles how the job stands and gives its leases back. It emits [`Event`]s and never prints;
 //! it never listens for signals itself — the caller passes shutdown in.
 //!
-//! `sizer.rs` and `backoff.rs` are pure arithmetic; `heartbeat.rs` keeps the leases; `start.rs`
-//! lays out and estimates while a lock on the table is waited for, then starts the monitor;
-//! `vacuum.rs` paces the run with vacuums and runs the final one; `end.rs` settles how a run
-//! ended.
+//! With `[guard]` on, it also starts the process's latency [`guard`](crate::guard) and waits
+//! for its baseline before the first batch.
+//!
+//! `sizer.rs`, `pace.rs` (the sleep after each batch) and `backoff.rs` are pure arithmetic;
+//! `heartbeat.rs` keeps the leases; `start.rs` lays out and estimates while a lock on the table
+//! is waited for, then starts the monitor and the guard; `vacuum.rs` paces the run with vacuums
+//! and runs the final one; `end.rs` settles how a run ended.
 
-mod backoff;
+pub(crate) mod backoff;
 mod batch;
 mod crew;
 mod end;
 mod failed;
 mod heartbeat;
 mod narrow;
+pub mod pace;
 pub mod sizer;
 mod start;
 mod total;
@@ -39,6 +43,7 @@ use tokio::sync::{mpsc, watch};
 use crate::db::{Target, error_chain, hang_up};
 use crate::disk::{self, Vacuums};
 use crate::event::Event;
+use crate::guard::Guard;
 use crate::job::Job;
 use crate::lockwait::LockWaitError;
 use crate::monitor::Monitor;
@@ -194,6 +199,11 @@ pub fn monitor_application_name(job: &str) -> String {
     application_name(&format!("{job}:monitor"))
 }
 
+/// `application_name` for the job's latency guard: `backfill:<job>:guard` as far as it fits.
+pub fn guard_application_name(job: &str) -> String {
+    application_name(&format!("{job}:guard"))
+}
+
 /// Runs `r.job` to its end, or until `shutdown` turns true, emitting events on the way.
 pub async fn run(
     r: &Run<'_>,
@@ -284,10 +294,14 @@ pub async fn run(
     result
 }
 
-/// The `application_name`s of the job's own sessions (batches, heartbeat, monitor), in every
-/// process that runs it: their locks are never a reason to wait.
+/// The `application_name`s of the job's own sessions (batches, heartbeat, vacuum, monitor,
+/// guard), in every process that runs it: their locks are never a reason to wait.
 pub fn own_sessions(job: &str) -> Vec<String> {
-    vec![application_name(job), monitor_application_name(job)]
+    vec![
+        application_name(job),
+        monitor_application_name(job),
+        guard_application_name(job),
+    ]
 }
 
 /// How the run began: the job's row when claimed, the workers this process runs, what the start
@@ -298,6 +312,10 @@ struct Begun<'a> {
     workers: u32,
     estimate: Estimated,
     started: Instant,
+    /// The process's monitor, unless `[throttle]` turns it off.
+    monitor: Option<&'a Monitor>,
+    /// The process's latency guard, when `[guard]` turns it on.
+    guard: Option<&'a Guard>,
 }
 
 /// What leads the workers of this process.
@@ -349,17 +367,24 @@ impl Lead<'_, '_> {
             joined: self.joined,
         });
         let monitor = self.r.job.throttle.enabled.then(|| self.monitor());
+        let guard = self.r.job.guard.enabled.then(|| self.guard());
+        if let Some(guard) = &guard {
+            self.baseline(guard, emit, shutdown.clone()).await;
+        }
         let begun = Begun {
             row,
             workers,
             estimate,
             started,
+            monitor: monitor.as_ref(),
+            guard: guard.as_ref(),
         };
-        let ended = self
-            .work(conn, &begun, monitor.as_ref(), emit, shutdown)
-            .await;
+        let ended = self.work(conn, &begun, emit, shutdown).await;
         if let Some(monitor) = monitor {
             monitor.stop().await;
+        }
+        if let Some(guard) = guard {
+            guard.stop().await;
         }
         ended
     }
@@ -370,7 +395,6 @@ impl Lead<'_, '_> {
         &self,
         conn: PgConnection,
         begun: &Begun<'_>,
-        monitor: Option<&Monitor>,
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
     ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
@@ -379,6 +403,8 @@ impl Lead<'_, '_> {
             workers,
             estimate,
             started,
+            monitor,
+            guard,
         } = *begun;
         let mut conns = vec![conn];
         for _ in 1..workers {
@@ -411,6 +437,7 @@ impl Lead<'_, '_> {
             share: self.share,
             heartbeat: self.heartbeat,
             monitor,
+            guard,
             feed: vacuum.as_ref().filter(|v| v.paces()).map(|_| &feed),
             totals: (row.rows_done, row.batches_done),
             estimate,
@@ -528,6 +555,14 @@ mod tests {
         assert_eq!(
             monitor_application_name("users_flag"),
             "backfill:users_flag:monitor"
+        );
+    }
+
+    #[test]
+    fn the_guard_is_named_after_the_job() {
+        assert_eq!(
+            guard_application_name("users_flag"),
+            "backfill:users_flag:guard"
         );
     }
 

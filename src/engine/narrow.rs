@@ -15,7 +15,7 @@
 
 mod bisect;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection as _, PgConnection};
 
@@ -50,7 +50,7 @@ pub(super) async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let mut tx = batch::begin(conn, crew, worker).await?;
+    let mut tx = batch::begin(conn, crew, worker, started).await?;
     let upper = batch::upper_bound(&mut tx, walk, range, size).await?;
     let bounds = range.cursor.iter().flatten().chain(&upper).map(Some);
     let query = bind_keys(statement(walk.keys.pick(range.cursor.is_some())), bounds);
@@ -114,27 +114,15 @@ pub(super) async fn run(
             }
         }
     };
-    let holder = crew.holder(worker);
-    crew.r
-        .store
-        .checkpoint(
-            &mut tx,
-            crew.share.sql,
-            &holder,
-            range.id,
-            &cursor,
-            changed,
-            walked,
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(Committed {
+    let done = Committed {
         upper: cursor,
         rows: changed,
-        elapsed: started.elapsed(),
+        elapsed: Duration::ZERO,
         keys: walked,
         failed: failed.map(Box::new),
-    })
+        wal: None,
+    };
+    batch::commit(tx, crew, worker, range.id, done, started).await
 }
 
 /// How the search ended: no row failing, rows `0..upto` applied; or row `at` failing.

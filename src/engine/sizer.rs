@@ -1,8 +1,8 @@
-//! The adaptive batch sizer and the pacing between batches: pure arithmetic. The sizer picks the
-//! next batch's size so that batches take about `[batch] target`; [`pause_before_next`] spaces
-//! batches out while the monitor throttles. Knows nothing of SQL or time sources; the engine
-//! feeds it the execution time of each committed batch, without the time it spent waiting for
-//! locks (so that contention does not collapse the size to the floor).
+//! The adaptive batch sizer: pure arithmetic that picks the next batch's size so that batches
+//! take about `[batch] target` (the sleep between batches is `pace`'s). Knows nothing of SQL or
+//! time sources; the engine feeds it the execution time of each committed batch, without the
+//! time it spent waiting for locks (so that contention does not collapse the size to the
+//! floor).
 //!
 //! The estimate is the p90 of time-per-row over the last [`WINDOW`] batches: robust against one
 //! fast outlier, quick to notice a slow streak. Growth is limited to ×1.5 per batch so a lucky
@@ -21,9 +21,6 @@ const MAX_GROWTH: f64 = 1.5;
 
 /// A batch this many times over target is sized from by itself, not by the window.
 pub const FAR_OVER: u32 = 2;
-
-/// The first sleep of a throttled run; each throttled batch doubles it up to `max_pause`.
-const FIRST_THROTTLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// Chooses batch sizes within `min..=max` aiming at `target` per batch.
 #[derive(Debug, Clone)]
@@ -91,26 +88,6 @@ impl Sizer {
     pub fn yielded(&mut self) {
         self.size = (self.size / 2).clamp(self.min, self.max);
     }
-}
-
-/// The sleep before the next batch: `[batch] pause` at full speed; while throttled, twice the
-/// previous sleep (the first one [`FIRST_THROTTLE_PAUSE`]), at most `max_pause`, and never less
-/// than `[batch] pause`.
-pub fn pause_before_next(
-    throttled: bool,
-    previous: Duration,
-    base: Duration,
-    max_pause: Duration,
-) -> Duration {
-    if !throttled {
-        return base;
-    }
-    let next = if previous < FIRST_THROTTLE_PAUSE {
-        FIRST_THROTTLE_PAUSE
-    } else {
-        previous.saturating_mul(2)
-    };
-    next.min(max_pause).max(base)
 }
 
 /// `value` rounded down into `min..=max`.
@@ -242,24 +219,6 @@ mod tests {
         }
         s.record(5000, ms(300));
         assert_eq!(s.size(), 5000);
-    }
-
-    #[test]
-    fn throttled_pauses_double_up_to_the_limit() {
-        let max = ms(1000);
-        let mut pause = Duration::ZERO;
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            pause = pause_before_next(true, pause, Duration::ZERO, max);
-            seen.push(pause.as_millis());
-        }
-        assert_eq!(seen, [100, 200, 400, 800, 1000, 1000]);
-    }
-
-    #[test]
-    fn full_speed_uses_the_batch_pause_and_throttling_never_shortens_it() {
-        assert_eq!(pause_before_next(false, ms(800), ms(5), ms(1000)), ms(5));
-        assert_eq!(pause_before_next(true, ms(0), ms(3000), ms(1000)), ms(3000));
     }
 
     #[test]

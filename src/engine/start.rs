@@ -1,12 +1,14 @@
 //! The start of a run in this process, once it holds the job: the ranges laid out and the
 //! pending rows estimated — each once no lock on the table is in the way, paused while one is
-//! (see [`lockwait`](crate::lockwait)) — and the monitor started only then, so that a lock the
-//! start waited for (and its cooldown) does not pause the first batches a second time.
+//! (see [`lockwait`](crate::lockwait)) — and the monitor and the latency guard started only
+//! then, so that a lock the start waited for (and its cooldown) does not pause the first
+//! batches a second time, nor slow the guard's baseline.
 
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::event::Event;
+use crate::guard::{self, Guard};
 use crate::job::Timeouts;
 use crate::lockwait::{LOCK_TIMEOUT, LockWait, Note};
 use crate::monitor::{Monitor, Watch};
@@ -15,7 +17,7 @@ use crate::share::Share;
 use crate::state::{JobRow, Live};
 
 use super::crew::Estimated;
-use super::{EngineError, Lead, monitor_application_name, own_sessions};
+use super::{EngineError, Lead, guard_application_name, monitor_application_name, own_sessions};
 
 impl Lead<'_, '_> {
     /// Lays the ranges out if nobody has, and estimates the rows still pending (with
@@ -100,5 +102,48 @@ impl Lead<'_, '_> {
             relations: r.plan.relations(),
             ours: own_sessions(&r.job.name),
         })
+    }
+
+    /// The latency guard of this process.
+    pub(super) fn guard(&self) -> Guard {
+        let r = self.r;
+        Guard::start(guard::Setup {
+            policy: r.job.guard.clone(),
+            target: r.target.clone(),
+            application_name: guard_application_name(&r.job.name),
+            probe: guard::Probe::of(r.job, r.plan),
+            timeouts: r.job.timeouts,
+        })
+    }
+
+    /// Waits for `guard`'s baseline, before any batch of this process runs, at most
+    /// [`guard::BASELINE_PATIENCE`]: then the run starts without it and the guard joins in once
+    /// it has one. On shutdown the workers stop before their first batch.
+    pub(super) async fn baseline(
+        &self,
+        guard: &Guard,
+        emit: &mut dyn FnMut(&Event),
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let patience = guard::BASELINE_PATIENCE;
+        tokio::select! {
+            measured = tokio::time::timeout(patience, guard.measured()) => {
+                if let Some(ready) = guard.now() {
+                    emit(&Event::GuardReady {
+                        job: self.r.job.name.clone(),
+                        baseline_ms: ready.baseline.as_secs_f64() * 1000.0,
+                    });
+                }
+                if measured.is_err() {
+                    tracing::warn!(
+                        "the latency guard has no baseline after {}: its probe does not run \
+                         (BACKFILL_LOG=backfill=debug says why); the run starts without it, and \
+                         the guard joins in once it has one",
+                        humantime::format_duration(patience)
+                    );
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
     }
 }

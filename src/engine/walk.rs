@@ -2,13 +2,13 @@
 //! range's cursor reaches its upper end, the range is taken over by another process, or the
 //! worker must stop.
 //!
-//! After a batch it feeds the worker's sizer, paces the next one and reports it; on a failure
-//! it tells a yield (not an error) and a split of the range under it (the batch runs again
-//! inside the smaller range) from an error, and narrows a batch that failed on a row's data
-//! down to that row (`narrow.rs`); after anything but a commit it re-reads the range,
+//! After a batch it feeds the worker's sizer, paces the next one (`pace`) and reports it; on a
+//! failure it tells a yield (not an error) and a split of the range under it (the batch runs
+//! again inside the smaller range) from an error, and narrows a batch that failed on a row's
+//! data down to that row (`narrow.rs`); after anything but a commit it re-reads the range,
 //! whose stored row — not the worker's copy — says where the walk stands and whose it is.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::Connection as _;
 
@@ -21,7 +21,7 @@ use crate::state::{RangeRow, StateError};
 use super::EngineError;
 use super::batch::{self, BatchError, Committed};
 use super::narrow;
-use super::sizer;
+use super::pace::{After, Pace, Pacing};
 use super::worker::{Failures, Step, Stop, Worker, millis};
 
 /// What re-reading a range found.
@@ -92,9 +92,9 @@ impl Worker<'_, '_, '_> {
                 source: e.into(),
             })?;
         let batch = &self.crew.r.job.batch;
-        let max_pause = self.crew.r.job.throttle.max_pause;
+        let pacing = Pacing::of(self.crew.r.job);
         let mut failures = Failures::default();
-        let mut pause = std::time::Duration::ZERO;
+        let mut pace = Pace::default();
         let mut rate = RateWindow::default();
         loop {
             let throttled = match self.obey().await? {
@@ -135,6 +135,10 @@ impl Worker<'_, '_, '_> {
                     }
                     result => result,
                 };
+            if result.is_err() {
+                // Nothing of a rolled-back batch is charged to the WAL budget.
+                self.crew.wal_abandoned(self.id);
+            }
             let seen = self
                 .crew
                 .monitor
@@ -145,13 +149,21 @@ impl Worker<'_, '_, '_> {
                     failures = Failures::default();
                     self.sizer
                         .record(size, done.elapsed.saturating_sub(seen.lock_wait));
-                    self.committed(range, &done, size, &mut rate);
+                    let pause = pace.next(
+                        &pacing,
+                        &After {
+                            elapsed: done.elapsed,
+                            throttled,
+                            guard_ratio: self.crew.guard_ratio(),
+                            wal_wait: done.wal.map_or(Duration::ZERO, |(_, wait)| wait),
+                        },
+                    );
+                    self.committed(range, &done, size, pause, &mut rate);
                     if let Some(row) = done.failed.take()
                         && let Some(stop) = self.stopped_at(range.id, row)
                     {
                         return Err(stop);
                     }
-                    pause = sizer::pause_before_next(throttled, pause, batch.pause, max_pause);
                     if let Some(stop) = self.sleep(pause).await {
                         return Ok(Err(stop));
                     }
@@ -202,12 +214,14 @@ impl Worker<'_, '_, '_> {
         }
     }
 
-    /// Takes in a committed batch: the range's copy, the rate, the event.
+    /// Takes in a committed batch: the range's copy, the rate, the event (with the `pause`
+    /// that follows it).
     fn committed(
         &mut self,
         range: &mut RangeRow,
         done: &Committed,
         size: u32,
+        pause: Duration,
         rate: &mut RateWindow,
     ) {
         range.cursor = Some(done.upper.clone());
@@ -218,7 +232,8 @@ impl Worker<'_, '_, '_> {
         self.crew.rate(range.id, rate.per_sec());
         let totals = self.crew.committed(&range.relation, done.rows, done.keys);
         let (worker, id, rows) = (self.id, range.id, done.rows);
-        let elapsed_ms = millis(done.elapsed);
+        let (elapsed_ms, pause_ms) = (millis(done.elapsed), millis(pause));
+        let wal_bytes = done.wal.map(|(bytes, _)| bytes);
         self.send(|job| Event::Batch {
             job,
             worker,
@@ -229,6 +244,8 @@ impl Worker<'_, '_, '_> {
             total_estimate: totals.total_estimate,
             batch_size: size,
             elapsed_ms,
+            pause_ms,
+            wal_bytes,
         });
     }
 

@@ -160,7 +160,8 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
 
     /// Before each batch and each search for a range: stop on shutdown, a halt, a lost lease
     /// or `cancel`; wait out an operator's `pause`, the monitor's pauses (silently until its
-    /// first decision) and a late heartbeat; report every change of condition.
+    /// first decision) and a late heartbeat; report every change of condition, the latency
+    /// guard's hold included.
     pub(super) async fn obey(&mut self) -> Result<Step, EngineError> {
         let mut beats = self.crew.heartbeat.watch();
         loop {
@@ -188,9 +189,11 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
                 (_, None) => Some(Condition::Running),
                 (_, Some(decisions)) => decisions.borrow().as_ref().map(Condition::of),
             };
-            if let Some(condition) = condition {
+            if let Some(condition) = condition.map(|c| self.crew.guarded(c)) {
                 let step = match &condition {
-                    Condition::Running => Some(Step::Batch { throttled: false }),
+                    Condition::Running | Condition::Guarded { .. } => {
+                        Some(Step::Batch { throttled: false })
+                    }
                     Condition::Throttled { .. } => Some(Step::Batch { throttled: true }),
                     Condition::Paused { .. } => None,
                 };

@@ -192,9 +192,10 @@ pub enum Problem {
         target: Duration,
     },
     #[error(
-        "throttle.{field} ({}) is shorter than 10ms; sampling that often loads the server for \
-         nothing, use e.g. {field} = \"{}\"",
+        "{field} ({}) is shorter than 10ms; sampling that often loads the server for nothing, \
+         use e.g. {} = \"{}\"",
         human(*value),
+        field.rsplit('.').next().unwrap_or(field),
         human(*suggested)
     )]
     PollTooFast {
@@ -257,6 +258,34 @@ pub enum Problem {
         key: &'static str,
         hint: &'static str,
     },
+    #[error("{} ({value}) must be {}; {}", ratio.key(), ratio.bounds(), ratio.meaning())]
+    RatioOutOfRange {
+        ratio: super::validate::Ratio,
+        value: String,
+    },
+    #[error(
+        "throttle.max_wal_rate ({value}) is not a rate: {why}; {}",
+        super::rate::RATE_FORMS
+    )]
+    BadWalRate { value: String, why: String },
+    #[error(
+        "guard.window ({}) holds fewer than 5 probes of guard.poll ({}), too few for a p90; \
+         make window at least 5 times poll",
+        human(*window),
+        human(*poll)
+    )]
+    GuardWindowTooShort { window: Duration, poll: Duration },
+    #[error(
+        "guard.max_latency (0s) must be longer than zero; it is the probe latency above which \
+         the run backs off, e.g. max_latency = \"20ms\", or leave it out"
+    )]
+    ZeroMaxLatency,
+    #[error(
+        "guard.probe is empty; write the query whose latency stands for the application's, \
+         e.g. \"SELECT * FROM orders WHERE id = 42\", or leave it out to read one row of the \
+         table by its key"
+    )]
+    BlankProbe,
 }
 
 /// Where in a job file something is: the file, and the line and column when known.

@@ -6,12 +6,15 @@
 //! its only I/O. It does not resolve anything against the database (which primary key, which
 //! column types, whether the table exists: that is `catalog`), and it builds no SQL (`plan`).
 //!
-//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `throttle` reads `[throttle]`, `vacuum` reads
-//! `[vacuum]`, `table` reads PostgreSQL table names, `hash` computes [`Job::definition_hash`],
-//! `error` holds the errors.
+//! Layout: `raw` is the serde shape, `validate` turns it into a [`Job`], `throttle` reads
+//! `[throttle]`, `vacuum` reads `[vacuum]`, `guard` reads `[guard]`, `rate` reads byte rates
+//! (`"32MiB/s"`), `table` reads PostgreSQL table names, `hash` computes
+//! [`Job::definition_hash`], `error` holds the errors.
 
 mod error;
+mod guard;
 mod hash;
+mod rate;
 mod raw;
 mod table;
 mod throttle;
@@ -44,6 +47,8 @@ pub mod defaults {
     pub const TARGET: Duration = Duration::from_millis(200);
     /// Sleep between batches.
     pub const PAUSE: Duration = Duration::ZERO;
+    /// Sleep after each batch, in multiples of the batch's own time: none.
+    pub const PAUSE_RATIO: f64 = 0.0;
     /// Batch loops in one process.
     pub const WORKERS: u32 = 1;
     /// The most batch loops one process may run: each holds a connection.
@@ -100,6 +105,23 @@ pub mod defaults {
         /// vacuum after every batch or two would cost more than the little heap it saves.
         pub const MIN_EVERY: u64 = 10_000;
     }
+
+    /// `[guard]` defaults: see `guard`'s documentation for how they were chosen.
+    pub mod guard {
+        use std::time::Duration;
+
+        /// How often the probe runs: ten samples a second, enough for a p90 over a couple of
+        /// seconds, and a negligible load (one index lookup each).
+        pub const POLL: Duration = Duration::from_millis(100);
+        /// The span of recent probes whose p90 is judged, and how often the back-off may
+        /// change: long enough to hold 20 probes, short enough to react within seconds.
+        pub const WINDOW: Duration = Duration::from_secs(2);
+        /// Back off while the probe's p90 is more than this many times its baseline.
+        pub const MAX_LATENCY_RATIO: f64 = 3.0;
+        /// The most the guard sleeps after a batch, in multiples of the batch's time: 16 leaves
+        /// the run about 6 % of the time.
+        pub const MAX_PAUSE_RATIO: f64 = 16.0;
+    }
 }
 
 /// A validated backfill job: which rows of which table to change, how, and at what pace.
@@ -129,6 +151,8 @@ pub struct Job {
     pub throttle: ThrottlePolicy,
     /// Vacuum pacing while the job runs, and the vacuum at its end.
     pub vacuum: VacuumPolicy,
+    /// The latency guard.
+    pub guard: GuardPolicy,
     /// The file the job came from.
     pub source: PathBuf,
 }
@@ -144,9 +168,9 @@ pub struct Assignment {
 
 /// The `[batch]` table, with defaults filled in.
 ///
-/// Invariant: `1 <= min <= size <= max <= 100000`, `target > 0` and
-/// `1 <= workers <= 64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Invariant: `1 <= min <= size <= max <= 100000`, `target > 0`, `pause_ratio` finite and
+/// `>= 0`, and `1 <= workers <= 64`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchSettings {
     /// Rows in the first batch.
     pub size: u32,
@@ -158,6 +182,9 @@ pub struct BatchSettings {
     pub target: Duration,
     /// Sleep between batches.
     pub pause: Duration,
+    /// Sleep after each batch this many times the batch's own time, on top of `pause` (gh-ost's
+    /// nice-ratio): a duty cycle that leaves the application `ratio / (1 + ratio)` of the time.
+    pub pause_ratio: f64,
     /// Batch loops `run` starts in one process, each on its own connection, sharing the job's
     /// key range (`run --workers` overrides it).
     pub workers: u32,
@@ -253,6 +280,9 @@ pub struct ThrottlePolicy {
     pub fail_closed_after: Duration,
     /// The longest sleep between batches while throttled.
     pub max_pause: Duration,
+    /// The most WAL the run may write, in bytes per second, averaged over a few seconds: the
+    /// run sleeps after its batches to stay under it (a pace, not a pause). `None`: no budget.
+    pub max_wal_rate: Option<u64>,
 }
 
 impl Default for ThrottlePolicy {
@@ -278,6 +308,48 @@ impl Default for ThrottlePolicy {
             throttle_file: None,
             fail_closed_after: FAIL_CLOSED_AFTER,
             max_pause: MAX_PAUSE,
+            max_wal_rate: None,
+        }
+    }
+}
+
+/// The `[guard]` table, with defaults filled in: a probe query run every `poll` on a
+/// connection of its own, whose recent p90 against its baseline (measured before the first
+/// batch) backs the run off.
+///
+/// Invariant: `10ms <= poll`, `window >= 5 × poll` (enough probes for a p90),
+/// `max_latency_ratio > 1`, `max_latency > 0` when given, `max_pause_ratio >= 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardPolicy {
+    /// `false` (the default): no probe, no back-off.
+    pub enabled: bool,
+    /// The probe, trimmed; `None`: a one-row read of the table by its key, at keys sampled
+    /// from the job's range, and a commit that waits for the WAL flush.
+    pub probe: Option<String>,
+    /// How often the probe runs.
+    pub poll: Duration,
+    /// The span of recent probes whose p90 is judged, and the least time between two changes
+    /// of the back-off (the time a change takes to show in the p90).
+    pub window: Duration,
+    /// Back off while the recent p90 is more than this many times the baseline.
+    pub max_latency_ratio: f64,
+    /// Back off while the recent p90 is longer than this, whatever the baseline.
+    pub max_latency: Option<Duration>,
+    /// The most the guard sleeps after a batch, in multiples of the batch's time.
+    pub max_pause_ratio: f64,
+}
+
+impl Default for GuardPolicy {
+    fn default() -> GuardPolicy {
+        use defaults::guard::*;
+        GuardPolicy {
+            enabled: false,
+            probe: None,
+            poll: POLL,
+            window: WINDOW,
+            max_latency_ratio: MAX_LATENCY_RATIO,
+            max_latency: None,
+            max_pause_ratio: MAX_PAUSE_RATIO,
         }
     }
 }
@@ -379,7 +451,12 @@ fn toml_error(err: &toml::de::Error, text: &str, source: &Path) -> JobError {
 fn explain(message: &str, found: &str) -> String {
     let mut message = message
         .replacen("unknown field", "unknown key", 1)
-        .replacen("expected i64", "expected an integer", 1);
+        .replacen("expected i64", "expected an integer", 1)
+        .replacen(
+            "data did not match any variant of untagged enum RawRate",
+            "expected a rate such as \"32MiB/s\"",
+            1,
+        );
     if message.ends_with("expected a duration") {
         message.push_str("; write a duration such as \"250ms\", \"2s\" or \"5m\"");
     }

@@ -40,6 +40,9 @@ pub struct RawJob {
     /// `[vacuum]`: vacuum pacing during the run and the vacuum at its end.
     #[serde(default)]
     pub vacuum: RawVacuum,
+    /// `[guard]`: the latency guard, which backs the run off while a probe is slow.
+    #[serde(default)]
+    pub guard: RawGuard,
 }
 
 /// The `[batch]` table. Numbers stay `i64` so that negative values get our own message.
@@ -56,6 +59,8 @@ pub struct RawBatch {
     pub target: Option<Spanned<RawDuration>>,
     /// Sleep between batches.
     pub pause: Option<Spanned<RawDuration>>,
+    /// Sleep after each batch this many times the batch's own time.
+    pub pause_ratio: Option<Spanned<f64>>,
     /// Batch loops that `run` starts in one process.
     pub workers: Option<Spanned<i64>>,
     /// What a row that cannot be backfilled does to the run: `"stop"` or `"skip"`.
@@ -116,6 +121,37 @@ pub struct RawThrottle {
     pub fail_closed_after: Option<Spanned<RawDuration>>,
     /// The longest sleep between batches while throttled.
     pub max_pause: Option<Spanned<RawDuration>>,
+    /// The most WAL per second the run may write, e.g. `"32MiB/s"`.
+    pub max_wal_rate: Option<Spanned<RawRate>>,
+}
+
+/// The `[guard]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// `true` turns the guard on.
+    pub enabled: Option<bool>,
+    /// The query whose latency stands for the application's.
+    pub probe: Option<RawText>,
+    /// How often the probe runs.
+    pub poll: Option<Spanned<RawDuration>>,
+    /// The span of recent probes whose p90 is judged.
+    pub window: Option<Spanned<RawDuration>>,
+    /// Back off while the p90 is more than this many times the baseline.
+    pub max_latency_ratio: Option<Spanned<f64>>,
+    /// Back off while the p90 is longer than this.
+    pub max_latency: Option<Spanned<RawDuration>>,
+    /// The most the guard may sleep after a batch, in multiples of the batch's time.
+    pub max_pause_ratio: Option<Spanned<f64>>,
+}
+
+/// A rate as the file writes it: a string such as `"32MiB/s"`, or (refused with a hint) a
+/// bare number, which has no unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawRate {
+    Text(String),
+    Number(f64),
 }
 
 /// The `[vacuum]` table.

@@ -53,6 +53,7 @@ min = 100
 max = 400
 target = "1s"
 pause = "50ms"
+pause_ratio = 0.5
 workers = 3
 on_error = "skip"
 [timeouts]
@@ -86,6 +87,7 @@ fn full_file_round_trips_into_a_job() {
             max: 400,
             target: Duration::from_secs(1),
             pause: Duration::from_millis(50),
+            pause_ratio: 0.5,
             workers: 3,
             on_error: OnError::Skip,
         },
@@ -95,6 +97,7 @@ fn full_file_round_trips_into_a_job() {
         },
         throttle: ThrottlePolicy::default(),
         vacuum: VacuumPolicy::default(),
+        guard: GuardPolicy::default(),
         source: FILE.into(),
     };
     assert_eq!(ok(FULL), expected);
@@ -109,6 +112,7 @@ fn defaults_fill_what_the_file_leaves_out() {
         max: 5000,
         target: Duration::from_millis(200),
         pause: Duration::ZERO,
+        pause_ratio: 0.0,
         workers: 1,
         on_error: OnError::Stop,
     };
@@ -456,4 +460,23 @@ fn on_error_is_stop_or_skip() {
     );
     assert!(err.to_string().starts_with("jobs/x.toml:6:12: "), "{err}");
     assert!(err.to_string().contains("\"skip\""), "{err}");
+}
+
+#[test]
+fn pause_ratio_is_a_finite_ratio_of_at_least_zero() {
+    assert_eq!(
+        ok(&with("[batch]\npause_ratio = 2\n")).batch.pause_ratio,
+        2.0
+    );
+    for bad in ["-0.5", "nan", "inf", "1001"] {
+        assert_has(
+            &err(&with(&format!("[batch]\npause_ratio = {bad}\n"))),
+            &[
+                "jobs/x.toml:6:15: ",
+                "batch.pause_ratio (",
+                "must be at least 0 and at most 1000",
+                "pause_ratio = 1 leaves the application half of the time",
+            ],
+        );
+    }
 }

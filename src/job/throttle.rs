@@ -10,14 +10,19 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{JobError, Problem};
-use super::raw::{RawDuration, RawText, RawThrottle};
+use super::rate::parse_byte_rate;
+use super::raw::{RawDuration, RawRate, RawText, RawThrottle};
 use super::validate::{Checker, duration};
 use super::{ThrottlePolicy, defaults::throttle as default};
 
 impl Checker<'_> {
     pub(super) fn throttle(&self, raw: RawThrottle) -> Result<ThrottlePolicy, JobError> {
-        let poll = self.poll("poll", raw.poll.as_ref(), default::POLL)?;
-        let batch_poll = self.poll("batch_poll", raw.batch_poll.as_ref(), default::BATCH_POLL)?;
+        let poll = self.poll("throttle.poll", raw.poll.as_ref(), default::POLL)?;
+        let batch_poll = self.poll(
+            "throttle.batch_poll",
+            raw.batch_poll.as_ref(),
+            default::BATCH_POLL,
+        )?;
         if batch_poll > poll {
             let span = span_of(raw.batch_poll.as_ref()).or(span_of(raw.poll.as_ref()));
             return Err(self.invalid(span, Problem::BatchPollAbovePoll { batch_poll, poll }));
@@ -55,11 +60,29 @@ impl Checker<'_> {
             throttle_file: self.throttle_file(raw.throttle_file)?,
             fail_closed_after,
             max_pause: duration(raw.max_pause.as_ref(), default::MAX_PAUSE),
+            max_wal_rate: self.wal_rate(raw.max_wal_rate)?,
+        })
+    }
+
+    /// `max_wal_rate` in bytes per second, or `None` when absent.
+    fn wal_rate(&self, value: Option<Spanned<RawRate>>) -> Result<Option<u64>, JobError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = Some(value.span());
+        let (shown, read) = match value.into_inner() {
+            RawRate::Text(text) => {
+                let read = parse_byte_rate(&text);
+                (format!("{text:?}"), read)
+            }
+            RawRate::Number(n) => (n.to_string(), Err("a number alone has no unit".to_owned())),
+        };
+        read.map(Some).map_err(|why| {
+            let problem = Problem::BadWalRate { value: shown, why };
+            self.invalid(span, problem)
         })
     }
 
     /// A sampling interval of at least 10ms, or `default` when absent.
-    fn poll(
+    pub(super) fn poll(
         &self,
         field: &'static str,
         value: Option<&Spanned<RawDuration>>,
@@ -237,7 +260,8 @@ mod tests {
              ignore_slots = [\"debezium_2\", \"old_standby\"]\nmax_archive_lag = 8\n\
              max_active_sessions = 16\nwatch_autovacuum = false\n\
              throttle_query = \" SELECT 1 ; \"\n\
-             throttle_file = \"/tmp/brake\"\nfail_closed_after = \"1s\"\nmax_pause = \"5s\"\n",
+             throttle_file = \"/tmp/brake\"\nfail_closed_after = \"1s\"\nmax_pause = \"5s\"\n\
+             max_wal_rate = \"32MiB/s\"\n",
         );
         let ms = Duration::from_millis;
         assert_eq!(
@@ -262,7 +286,31 @@ mod tests {
                 throttle_file: Some(Path::new("/tmp/brake").to_path_buf()),
                 fail_closed_after: ms(1000),
                 max_pause: ms(5000),
+                max_wal_rate: Some(32 * 1024 * 1024),
             }
+        );
+    }
+
+    #[test]
+    fn a_wal_rate_needs_a_unit_per_second() {
+        assert_has(
+            &problem("max_wal_rate = \"32MiB\"\n"),
+            &[
+                "jobs/x.toml:6:16: ",
+                "throttle.max_wal_rate (\"32MiB\") is not a rate: it does not end in /s; write \
+                 bytes per second with a unit, e.g. \"32MiB/s\"",
+            ],
+        );
+        assert_has(
+            &problem("max_wal_rate = 33554432\n"),
+            &[
+                "jobs/x.toml:6:16: ",
+                "throttle.max_wal_rate (33554432) is not a rate: a number alone has no unit",
+            ],
+        );
+        assert_eq!(
+            policy("max_wal_rate = \"512 kB/s\"").max_wal_rate,
+            Some(512 * 1024)
         );
     }
 

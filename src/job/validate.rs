@@ -46,6 +46,7 @@ impl TryFrom<Draft<'_>> for Job {
         let timeouts = cx.timeouts(raw.timeouts, &batch, target_span)?;
         let throttle = cx.throttle(raw.throttle)?;
         let vacuum = cx.vacuum(raw.vacuum)?;
+        let guard = cx.guard(raw.guard)?;
         Ok(Job {
             name,
             table,
@@ -56,6 +57,7 @@ impl TryFrom<Draft<'_>> for Job {
             timeouts,
             throttle,
             vacuum,
+            guard,
             source: draft.source.to_path_buf(),
         })
     }
@@ -217,6 +219,7 @@ impl Checker<'_> {
             return Err(self.invalid(span, Problem::ZeroTarget));
         }
         let pause = duration(batch.pause.as_ref(), defaults::PAUSE);
+        let pause_ratio = self.ratio(batch.pause_ratio, Ratio::Pause)?;
         let workers = match batch.workers {
             None => defaults::WORKERS,
             Some(value) => match u32::try_from(*value.get_ref()) {
@@ -244,9 +247,26 @@ impl Checker<'_> {
             max,
             target,
             pause,
+            pause_ratio,
             workers,
             on_error,
         })
+    }
+
+    /// The value of the ratio key `ratio`, within its bounds, or its default when absent.
+    pub(super) fn ratio(&self, value: Option<Spanned<f64>>, ratio: Ratio) -> Result<f64, JobError> {
+        let Some(value) = value else {
+            return Ok(ratio.default());
+        };
+        let n = *value.get_ref();
+        if ratio.fits(n) {
+            return Ok(n);
+        }
+        let problem = Problem::RatioOutOfRange {
+            ratio,
+            value: n.to_string(),
+        };
+        Err(self.invalid(Some(value.span()), problem))
     }
 
     /// A batch size in 1..=100000, or `default` when absent; with its span when present.
@@ -298,6 +318,78 @@ impl Checker<'_> {
             return Ok(Timeouts { statement, lock });
         };
         Err(self.invalid(problem.0, problem.1))
+    }
+}
+
+/// The keys that are ratios, each with its default, bounds and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ratio {
+    /// `[batch] pause_ratio`.
+    Pause,
+    /// `[guard] max_latency_ratio`.
+    Latency,
+    /// `[guard] max_pause_ratio`.
+    GuardPause,
+}
+
+/// The largest ratio of a batch's time to sleep: past it, a run would barely move.
+const MOST_PAUSE_RATIO: f64 = 1000.0;
+
+impl Ratio {
+    /// The key as the file spells it, with its table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Ratio::Pause => "batch.pause_ratio",
+            Ratio::Latency => "guard.max_latency_ratio",
+            Ratio::GuardPause => "guard.max_pause_ratio",
+        }
+    }
+
+    fn default(self) -> f64 {
+        match self {
+            Ratio::Pause => defaults::PAUSE_RATIO,
+            Ratio::Latency => defaults::guard::MAX_LATENCY_RATIO,
+            Ratio::GuardPause => defaults::guard::MAX_PAUSE_RATIO,
+        }
+    }
+
+    /// The least value, and whether it is itself allowed.
+    fn least(self) -> (f64, bool) {
+        match self {
+            Ratio::Pause => (0.0, true),
+            Ratio::Latency => (1.0, false),
+            Ratio::GuardPause => (1.0, true),
+        }
+    }
+
+    fn fits(self, n: f64) -> bool {
+        let (least, allowed) = self.least();
+        n.is_finite() && n <= MOST_PAUSE_RATIO && (n > least || (allowed && n == least))
+    }
+
+    /// `at least 0 and at most 1000`, `above 1 and at most 1000`.
+    pub fn bounds(self) -> String {
+        let (least, allowed) = self.least();
+        let word = if allowed { "at least" } else { "above" };
+        format!("{word} {least} and at most {MOST_PAUSE_RATIO}")
+    }
+
+    /// What the key does, with an example.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Ratio::Pause => {
+                "it is the sleep after each batch in multiples of the batch's time, e.g. \
+                 pause_ratio = 1 leaves the application half of the time"
+            }
+            Ratio::Latency => {
+                "the run backs off while the probe's recent p90 is more than this many times \
+                 its baseline, e.g. max_latency_ratio = 3"
+            }
+            Ratio::GuardPause => {
+                "it is the most the guard sleeps after a batch, in multiples of the batch's \
+                 time, e.g. max_pause_ratio = 16"
+            }
+        }
     }
 }
 

@@ -90,6 +90,18 @@ fn composite_key_compares_rows_with_each_columns_type() {
 }
 
 #[test]
+fn the_guards_probe_reads_one_row_by_its_whole_key() {
+    let plan = Plan::new(
+        &job(USERS),
+        &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
+    );
+    assert_eq!(
+        plan.probe,
+        r#"SELECT length(r::text) FROM "public"."users" AS r WHERE ("tenant", "id") = ($1::text, $2::integer)"#
+    );
+}
+
+#[test]
 fn range_end_orders_every_key_column_descending() {
     let plan = Plan::new(
         &job(USERS),
@@ -116,6 +128,10 @@ where = '"Total Cents" IS NULL'
     assert_eq!(
         plan.walk.update.after_cursor,
         r#"UPDATE "Sales Data"."Odd ""Name""" SET "Total Cents" = (qty * price_cents) WHERE ("we""ird id") > ($1::uuid) AND ("we""ird id") <= ($2::uuid) AND ("Total Cents" IS NULL)"#
+    );
+    assert_eq!(
+        plan.probe,
+        r#"SELECT length(r::text) FROM "Sales Data"."Odd ""Name""" AS r WHERE ("we""ird id") = ($1::uuid)"#
     );
 }
 

@@ -133,6 +133,8 @@ mod tests {
             total_estimate: 2_000_000,
             batch_size: 5000,
             elapsed_ms: 100,
+            pause_ms: 0,
+            wal_bytes: None,
         }
     }
 

@@ -207,6 +207,7 @@ enum Condition {
     Running,
     Paused(String),
     Throttled(String),
+    Guarded(String),
 }
 
 #[derive(Debug)]
@@ -271,6 +272,10 @@ impl Track {
             Event::Throttled { reason, .. } => {
                 return self.enter(Condition::Throttled(reason.clone()));
             }
+            Event::Guarded { reason, .. } => {
+                return self.enter(Condition::Guarded(reason.clone()));
+            }
+            Event::GuardReady { .. } => {}
             Event::Running { .. } => return self.enter(Condition::Running),
             Event::Workers {
                 workers,
@@ -396,6 +401,7 @@ impl Track {
                 retry.error
             ),
             (Condition::Throttled(reason), None) => format!("throttled: {reason}"),
+            (Condition::Guarded(reason), None) => format!("guarded: {reason}"),
             (Condition::Running, None) if self.vacuuming => "final VACUUM (ANALYZE)".to_owned(),
             (Condition::Running, None) => self.running_text().to_owned(),
         }
@@ -505,6 +511,11 @@ impl Track {
             ),
             Event::Paused { reason, .. } => format!("paused: {reason}"),
             Event::Throttled { reason, .. } => format!("throttled: {reason}"),
+            Event::Guarded { reason, .. } => format!("guarded: {reason}"),
+            Event::GuardReady { baseline_ms, .. } => format!(
+                "latency guard on: its probe's baseline is {}",
+                crate::guard::ms_text(Duration::from_secs_f64(baseline_ms / 1000.0))
+            ),
             Event::Yielded { reason, .. } => {
                 format!("yielded: {reason}; the batch rolled back and runs again when clear")
             }

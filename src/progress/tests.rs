@@ -37,6 +37,8 @@ fn batch_toward(rows_done: u64, total_estimate: u64) -> Event {
         total_estimate,
         batch_size: 5000,
         elapsed_ms: 100,
+        pause_ms: 0,
+        wal_bytes: None,
     }
 }
 
@@ -282,6 +284,37 @@ fn bar_message_while_throttled() {
         track.bar_message(),
         "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  \
          throttled: 82% of max_connections in use"
+    );
+}
+
+#[test]
+fn bar_message_while_guarded_until_running() {
+    let mut track = busy_track(Instant::now());
+    let guarded = Event::Guarded {
+        job: JOB.to_owned(),
+        reason: "probe 4.1 ms (baseline 1.2 ms)".to_owned(),
+        probe_ms: 4.1,
+        baseline_ms: 1.2,
+    };
+    assert!(track.apply(&guarded, Instant::now()));
+    assert_eq!(
+        track.bar_message(),
+        "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  \
+         guarded: probe 4.1 ms (baseline 1.2 ms)"
+    );
+    assert_eq!(
+        event_text(&guarded),
+        "guarded: probe 4.1 ms (baseline 1.2 ms)"
+    );
+    track.apply(&running(), Instant::now());
+    assert!(track.bar_message().ends_with("batch 5000  running"));
+    let ready = Event::GuardReady {
+        job: JOB.to_owned(),
+        baseline_ms: 1.234,
+    };
+    assert_eq!(
+        event_text(&ready),
+        "latency guard on: its probe's baseline is 1.2 ms"
     );
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
-use crate::db::{NEWEST_TESTED_MAJOR, limits_sql, version_name};
+use crate::db::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::job::{Job, OnError};
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
@@ -78,19 +78,31 @@ impl PlanReport<'_> {
     }
 
     /// The statement of every batch, in the order a batch transaction runs them (over the
-    /// first leaf, for a partitioned table).
-    fn batch_sql(&self) -> [String; 4] {
+    /// first leaf, for a partitioned table); under a WAL budget the first also reads the WAL
+    /// position, and another reads it again before the commit.
+    fn batch_sql(&self) -> Vec<String> {
         let t = &self.job.timeouts;
         let walk = self.plan.walks().first().unwrap_or(&self.plan.walk);
-        let idle = idle_in_transaction_timeout(self.lease_timeout);
-        [
-            limits_sql(t.statement, t.lock, Some(idle)),
+        let wal = self.job.throttle.max_wal_rate.is_some();
+        let limits = Limits {
+            statement_timeout: t.statement,
+            lock_timeout: t.lock,
+            idle_in_transaction: Some(idle_in_transaction_timeout(self.lease_timeout)),
+            wal,
+            flushed_commit: false,
+        };
+        let mut sql = vec![
+            limits_sql(&limits),
             walk.upper_bound.after_cursor.clone(),
             walk.update.after_cursor.clone(),
             RangeSql::new(self.store, &self.plan.key_types)
                 .checkpoint_sql()
                 .to_owned(),
-        ]
+        ];
+        if wal {
+            sql.push(wal_position_sql());
+        }
+        sql
     }
 }
 
@@ -205,12 +217,13 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "batch     {} rows to start, adaptive {}..={} aiming at {} per batch, pause {}",
+        "batch     {} rows to start, adaptive {}..={} aiming at {} per batch, then a pause of {} + {}× the batch's time",
         b.size,
         b.min,
         b.max,
         humantime::format_duration(b.target),
-        humantime::format_duration(b.pause)
+        humantime::format_duration(b.pause),
+        b.pause_ratio
     );
     let on_error = match b.on_error {
         OnError::Stop => "stop: a row that cannot be backfilled stops the run, named".to_owned(),
@@ -232,6 +245,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         checked.throttle_query,
         *sight,
     ));
+    out.push_str(&super::throttle::guard(&job.guard));
     let hint = match pending.method {
         Method::Exact => "",
         Method::Planner | Method::Sampled { .. } => "; --exact-count counts",
@@ -318,7 +332,6 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         Method::Planner => ("planner", None),
         Method::Sampled { percent } => ("sampled", Some(percent)),
     };
-    let [timeouts, upper_bound, update, checkpoint] = report.batch_sql();
     let (disk, vacuum) = super::disk::json(report.disk, job, plan, pending.rows);
     let heap_now = Some(report.disk.table.heap_bytes);
     json!({
@@ -339,6 +352,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "target_ms": millis(job.batch.target),
             "pause_ms": millis(job.batch.pause),
             "on_error": job.batch.on_error.as_str(),
+            "pause_ratio": job.batch.pause_ratio,
         },
         "workers": {
             "per_process": budget.workers,
@@ -357,6 +371,16 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "enabled": job.throttle.enabled,
             "throttle_query_now": checked.throttle_query,
             "monitor": sight.map(Sight::describe),
+            "max_wal_rate_bytes_per_sec": job.throttle.max_wal_rate,
+        },
+        "guard": {
+            "enabled": job.guard.enabled,
+            "probe": job.guard.probe,
+            "poll_ms": millis(job.guard.poll),
+            "window_ms": millis(job.guard.window),
+            "max_latency_ratio": job.guard.max_latency_ratio,
+            "max_latency_ms": job.guard.max_latency.map(millis),
+            "max_pause_ratio": job.guard.max_pause_ratio,
         },
         "pending": {"rows": pending.rows, "method": method, "sampled_percent": percent},
         "range": {
@@ -368,7 +392,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         "vacuum": vacuum,
         "state": state.map(|row| status_json(row, heap_now)),
         "state_table": store.table(),
-        "batch_sql": [timeouts, upper_bound, update, checkpoint],
+        "batch_sql": report.batch_sql(),
         "explain": {
             "batch": report.which_batch(),
             "walk": checked.walk_plan,

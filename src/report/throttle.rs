@@ -1,10 +1,12 @@
-//! The `throttle` block of `plan`: the effective `[throttle]` policy, one signal per line, with
-//! what the monitor's role may see and do. Pure, like the rest of `report`.
+//! The `throttle` and `guard` blocks of `plan`: the effective `[throttle]` policy, one signal per
+//! line, with what the monitor's role may see and do, and the latency guard's settings. Pure,
+//! like the rest of `report`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::job::ThrottlePolicy;
+use crate::guard::aimd::STEP_UP;
+use crate::job::{GuardPolicy, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
 use crate::monitor::sight::Sight;
 
@@ -85,9 +87,58 @@ pub(super) fn policy(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&
         ));
         lines.extend(sight.map(Sight::describe));
     }
+    lines.push(match p.max_wal_rate {
+        None => "WAL rate: no budget (max_wal_rate)".to_owned(),
+        Some(rate) => format!(
+            "pace batches to at most {}/s of WAL, for this process (the server's WAL position \
+             read as each batch starts and before it commits)",
+            Bytes(rate)
+        ),
+    });
+    block("throttle", &lines)
+}
+
+/// The `[guard]` policy, for `plan`.
+pub(super) fn guard(g: &GuardPolicy) -> String {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    if !g.enabled {
+        return block("guard", &["off ([guard] enabled = false)".to_owned()]);
+    }
+    let probe = g.probe.clone().unwrap_or_else(|| {
+        "one row of the table read by its key (keys sampled from the job's range), then a \
+         commit that waits for the WAL flush"
+            .to_owned()
+    });
+    let absolute = g
+        .max_latency
+        .map_or(String::new(), |l| format!(" or over {}", d(l)));
+    let lines = [
+        format!(
+            "probe every {} on its own connection: {probe}; baseline: its p90 over {} before \
+             the first batch",
+            d(g.poll),
+            d(g.window)
+        ),
+        format!(
+            "back off while the p90 of the last {} is over {}× the baseline{absolute}: halve \
+             the run's share of time every {} (a sleep after each batch of 1×, 3×, 7× … the \
+             batch's time, at most {}×); give {:.0}% of the time back every {} once healthy",
+            d(g.window),
+            g.max_latency_ratio,
+            d(g.window),
+            g.max_pause_ratio,
+            STEP_UP * 100.0,
+            d(g.window)
+        ),
+    ];
+    block("guard", &lines)
+}
+
+/// `lines` under `label`, the label on the first line only.
+fn block(label: &str, lines: &[String]) -> String {
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
-        let label = if i == 0 { "throttle" } else { "" };
+        let label = if i == 0 { label } else { "" };
         let _ = writeln!(out, "{label:<10}{line}");
     }
     out
@@ -198,5 +249,56 @@ mod tests {
         assert!(
             policy(&disabled, None, None).starts_with("throttle  off ([throttle] enabled = false)")
         );
+    }
+
+    #[test]
+    fn the_wal_budget_has_a_line_even_without_the_monitor() {
+        let text = policy(&ThrottlePolicy::default(), None, None);
+        assert!(
+            text.contains("WAL rate: no budget (max_wal_rate)\n"),
+            "{text}"
+        );
+        let paced = ThrottlePolicy {
+            enabled: false,
+            max_wal_rate: Some(32 * 1024 * 1024),
+            ..ThrottlePolicy::default()
+        };
+        let text = policy(&paced, None, None);
+        assert!(
+            text.contains("          pace batches to at most 32.0 MiB/s of WAL, for this process"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_guard_block_says_what_it_probes_and_how_it_backs_off() {
+        assert_eq!(
+            guard(&GuardPolicy::default()),
+            "guard     off ([guard] enabled = false)\n"
+        );
+        let on = GuardPolicy {
+            enabled: true,
+            max_latency: Some(Duration::from_millis(20)),
+            ..GuardPolicy::default()
+        };
+        let text = guard(&on);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "guard     probe every 100ms on its own connection: one row of the table read by \
+                 its key (keys sampled from the job's range), then a commit that waits for the \
+                 WAL flush; baseline: its p90 over 2s before the first batch",
+                "          back off while the p90 of the last 2s is over 3× the baseline or over \
+                 20ms: halve the run's share of time every 2s (a sleep after each batch of 1×, \
+                 3×, 7× … the batch's time, at most 16×); give 10% of the time back every 2s \
+                 once healthy",
+            ]
+        );
+        let custom = GuardPolicy {
+            probe: Some("SELECT 1".into()),
+            ..on
+        };
+        assert!(guard(&custom).contains("on its own connection: SELECT 1; baseline"));
     }
 }

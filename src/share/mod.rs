@@ -361,7 +361,7 @@ fn pieces_of(
 
 /// The relation's size in blocks (exact, unlike `reltuples`, which is -1 or 0 before the
 /// first `ANALYZE`).
-async fn relation_blocks(conn: &mut PgConnection, relation: &str) -> Result<u64, sqlx::Error> {
+pub async fn relation_blocks(conn: &mut PgConnection, relation: &str) -> Result<u64, sqlx::Error> {
     let blocks: i64 =
         statement("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8")
             .bind(relation)
