@@ -2,6 +2,7 @@
 //! injected clock and no terminal.
 
 use super::*;
+use crate::event::VacuumState;
 
 const JOB: &str = "users_status_flag";
 
