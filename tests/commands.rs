@@ -11,10 +11,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{
-    Finished, Runner, TestDb, fresh_database, number, path_str, run_backfill, schema_exists,
-    write_job,
-};
+use common::orders::orders;
+use common::{Finished, Runner, TestDb, number, path_str, run_backfill, schema_exists, write_job};
 use serde_json::Value;
 use sqlx::Row as _;
 use tempfile::TempDir;
@@ -36,26 +34,6 @@ min = 10
 max = 100
 pause = \"50ms\"
 ";
-
-/// A fresh database with `orders` of `rows` rows (analyzed, so estimates are exact) and a
-/// directory for job files.
-async fn setup(rows: u32) -> (TestDb, TempDir) {
-    let db = fresh_database().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL, price_cents int NOT NULL,
-                              total_cents bigint);
-         INSERT INTO orders (id, qty, price_cents)
-              SELECT g, g % 7 + 1, g % 1000 + 5 FROM generate_series(1, {rows}) g;
-         ANALYZE orders;"
-    )))
-    .execute(&db.pool)
-    .await
-    .expect("create the orders table");
-    (
-        db,
-        TempDir::new().expect("create a directory for job files"),
-    )
-}
 
 /// `backfill --database-url URL <args>` to completion.
 fn cli(db: &TestDb, args: &[&str]) -> Finished {
@@ -138,7 +116,7 @@ where
 /// A database with `rows` orders and the job `slow` ([`JOB`] with [`SLOW`]) running in the
 /// background, past its first batch; the job file's path.
 async fn slow_run(rows: i64) -> (TestDb, TempDir, PathBuf, Runner) {
-    let (db, dir) = setup(rows as u32).await;
+    let (db, dir) = orders(rows).await;
     let path = write_job(&dir, "slow", &format!("{JOB}{SLOW}"));
     let runner = Runner::spawn(&db.url, &dir, "run", &["run", path_str(&path)]);
     let db_ref = &db;
@@ -164,7 +142,7 @@ fn status_json(db: &TestDb, extra: &[&str]) -> Vec<Value> {
 
 #[tokio::test]
 async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     let path = write_job(&dir, "fill", JOB);
 
     let text = cli_ok(&db, &["plan", path_str(&path)]);
@@ -210,7 +188,7 @@ async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
 
 #[tokio::test]
 async fn plan_warns_when_the_key_has_no_index() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     sqlx::raw_sql(
         "ALTER TABLE orders ADD COLUMN seq int;
          UPDATE orders SET seq = 1001 - id;
@@ -234,7 +212,7 @@ async fn plan_warns_when_the_key_has_no_index() {
 
 #[tokio::test]
 async fn verify_fails_before_the_run_and_passes_after() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     let path = write_job(&dir, "fill", JOB);
 
     let output = cli(&db, &["verify", path_str(&path)]);
@@ -270,7 +248,7 @@ async fn verify_fails_before_the_run_and_passes_after() {
 
 #[tokio::test]
 async fn status_lists_jobs_after_a_run() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     let path = write_job(&dir, "fill", JOB);
 
     assert_eq!(cli_ok(&db, &["status"]), "no jobs yet\n");
@@ -302,7 +280,7 @@ async fn status_lists_jobs_after_a_run() {
 
 #[tokio::test]
 async fn reset_makes_the_next_run_start_over() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     let path = write_job(&dir, "fill", JOB);
     cli_ok(&db, &["run", path_str(&path)]);
     sqlx::query("UPDATE orders SET total_cents = NULL")
@@ -337,7 +315,7 @@ async fn reset_makes_the_next_run_start_over() {
 
 #[tokio::test]
 async fn controls_of_an_unknown_job_are_refused() {
-    let (db, dir) = setup(10).await;
+    let (db, dir) = orders(10).await;
     cli_ok(&db, &["run", path_str(&write_job(&dir, "fill", JOB))]);
     let before = status_json(&db, &[]);
 
@@ -359,7 +337,7 @@ async fn controls_of_an_unknown_job_are_refused() {
 #[tokio::test]
 async fn controls_before_any_run_are_refused_and_create_nothing() {
     // No state table yet: the job is as unknown as in `controls_of_an_unknown_job_are_refused`.
-    let (db, _dir) = setup(10).await;
+    let (db, _dir) = orders(10).await;
     let mut wrong_answers = Vec::new();
     for command in ["reset", "pause", "resume", "cancel"] {
         let output = cli(&db, &[command, "nosuch"]);
@@ -484,7 +462,7 @@ async fn cancel_stops_a_running_job_until_resume_cancelled() {
 
 #[tokio::test]
 async fn bare_job_name_is_read_from_the_jobs_dir() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     write_job(&dir, "fill", JOB);
     let jobs_dir = path_str(dir.path());
 
@@ -515,7 +493,7 @@ async fn bare_job_name_is_read_from_the_jobs_dir() {
 
 #[tokio::test]
 async fn run_takes_several_jobs_in_order() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     sqlx::query("ALTER TABLE orders ADD COLUMN doubled int")
         .execute(&db.pool)
         .await
@@ -561,7 +539,7 @@ async fn run_takes_several_jobs_in_order() {
 
 #[tokio::test]
 async fn state_schema_option_keeps_state_elsewhere() {
-    let (db, dir) = setup(1000).await;
+    let (db, dir) = orders(1000).await;
     let path = write_job(&dir, "fill", JOB);
 
     cli_ok(&db, &["--state-schema", "custom", "run", path_str(&path)]);
