@@ -432,6 +432,8 @@ pub async fn assert_all_done_once(pool: &PgPool, rows: i64) {
     assert_eq!(twice, 0, "rows not updated exactly once");
     let done = number(pool, "SELECT rows_done FROM backfill.jobs").await;
     assert_eq!(done, rows);
+    let updates = number(pool, "SELECT sum(updates)::int8 FROM items").await;
+    println!("exactly once: {rows} rows right, {updates} updates in all, rows_done {done}");
 }
 
 /// The NDJSON events of `run --json`, one a line; panics on a line that is not JSON.
