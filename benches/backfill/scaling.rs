@@ -63,12 +63,7 @@ async fn measure(server: &mut Server, job: &str, rows: u64, workers: u32) -> Res
         eprintln!("  scaling: backfill run --workers {workers} on {rows} rows");
         let args = ["--workers".to_string(), workers.to_string()];
         let outcome = runner::run_to_end(&copy, job, &args).await?;
-        anyhow::ensure!(
-            outcome.rows_done == rows,
-            "changed {} of {rows} rows",
-            outcome.rows_done
-        );
-        fixture::verify(&copy).await?;
+        fixture::check_filled(&copy, "backfill run", outcome.rows_done).await?;
         server.discard(copy).await?;
         let times: Vec<f64> = outcome
             .batches

@@ -11,10 +11,6 @@ use crate::args::Options;
 use crate::fixture::{self, Copy, Server};
 use crate::runner;
 
-/// The single statement every other way is compared with.
-const SINGLE_UPDATE: &str =
-    "UPDATE orders SET total_cents = qty::bigint * price_cents WHERE total_cents IS NULL";
-
 /// The guides' loop body, adapted to `orders`; it runs until it changes no row.
 const GUIDES_BATCH: &str = "UPDATE orders SET total_cents = qty::bigint * price_cents \
      WHERE id IN (SELECT id FROM orders WHERE total_cents IS NULL ORDER BY id LIMIT 5000)";
@@ -49,7 +45,7 @@ pub async fn run(server: &mut Server, options: &Options) -> Result<Vec<Row>> {
     let rows = options.rows;
     let mut results = vec![
         measure(server, rows, "single UPDATE", async |copy: &Copy| {
-            let (took, changed) = fixture::timed(copy, SINGLE_UPDATE).await?;
+            let (took, changed) = fixture::timed(copy, fixture::SINGLE_UPDATE).await?;
             Ok(Done::sql(took, changed))
         })
         .await?,
@@ -124,12 +120,7 @@ async fn measure(
     let wal_start = server.wal_position().await?;
     let done = method(&copy).await?;
     let wal_mb = server.wal_mb_since(&wal_start).await?;
-    anyhow::ensure!(
-        done.changed == rows,
-        "{label} changed {} of {rows} rows",
-        done.changed
-    );
-    fixture::verify(&copy).await?;
+    fixture::check_filled(&copy, label, done.changed).await?;
     server.discard(copy).await?;
     let wall_s = done.took.as_secs_f64();
     Ok(Row {
