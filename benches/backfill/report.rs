@@ -146,17 +146,17 @@ fn throughput_table(out: &mut String, rows: &[Row]) {
     let _ = writeln!(out, "### Throughput\n");
     let _ = writeln!(
         out,
-        "| method | rows | transactions | wall s | rows/s | × single UPDATE | WAL MB | peak RSS MB |"
+        "| method | rows | transactions | wall s | rows/s | × single UPDATE | WAL MB | peak RSS MB | run queue |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in rows {
         let rss = r
             .peak_rss_kb
             .map_or("-".into(), |kb| format!("{:.1}", kb as f64 / 1024.0));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.0} | {rss} |",
-            r.method, r.rows, r.batches, r.wall_s, r.rows_per_s, r.vs_update, r.wal_mb
+            "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.0} | {rss} | {:.2} |",
+            r.method, r.rows, r.batches, r.wall_s, r.rows_per_s, r.vs_update, r.wal_mb, r.run_queue
         );
     }
     out.push('\n');
@@ -322,7 +322,7 @@ fn scaling_table(out: &mut String, points: &[Point], growth: &[Growth]) {
     let _ = writeln!(
         out,
         "| rows | workers | batches | wall s | s per million rows | peak RSS MB | \
-         s outside batches | batch ms, first ¼ | batch ms, last ¼ |"
+         s outside batches, per worker | batch ms, first ¼ | batch ms, last ¼ |"
     );
     let _ = writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for p in points {

@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection};
 use crate::args::Options;
 use crate::fixture::{self, Copy, Server};
 use crate::runner;
+use crate::runqueue::RunQueue;
 
 /// The guides' loop body, adapted to `orders`; it runs until it changes no row.
 const GUIDES_BATCH: &str = "UPDATE orders SET total_cents = qty::bigint * price_cents \
@@ -38,6 +39,9 @@ pub struct Row {
     pub batches: usize,
     /// WAL written while it ran (full-page images included: each copy starts checkpointed).
     pub wal_mb: f64,
+    /// Mean runnable tasks on the machine while it ran: above the core count, work waited
+    /// for a CPU (what stops more workers from helping on a small machine).
+    pub run_queue: f64,
 }
 
 /// Runs every method on a fresh copy of the `rows` table.
@@ -118,7 +122,10 @@ async fn measure(
     let copy = server.fresh(rows).await?;
     eprintln!("  throughput: {label} on {rows} rows");
     let wal_start = server.wal_position().await?;
-    let done = method(&copy).await?;
+    let queue = RunQueue::sample();
+    let done = method(&copy).await;
+    let run_queue = queue.mean().await;
+    let done = done?;
     let wal_mb = server.wal_mb_since(&wal_start).await?;
     fixture::check_filled(&copy, label, done.changed).await?;
     server.discard(copy).await?;
@@ -132,6 +139,7 @@ async fn measure(
         peak_rss_kb: done.peak_rss_kb,
         batches: done.batches,
         wal_mb,
+        run_queue,
     })
 }
 
