@@ -32,6 +32,8 @@ pub struct Options {
     pub latency_rounds: u32,
     /// The job text that turns the monitor's yield off (appended to the DDL job).
     pub yield_off_toml: String,
+    /// The job text of the latency scenario's guarded run (appended to the default job).
+    pub guard_toml: String,
     /// Server settings that replace or add to the benchmark's own (`--set fsync=off`).
     pub settings: Vec<(String, String)>,
     /// Job text appended to the default job wherever it runs (throughput's "defaults" row,
@@ -100,6 +102,7 @@ impl Default for Options {
             latency_seconds: 10,
             latency_rounds: 3,
             yield_off_toml: "[throttle]\nenabled = false\n".into(),
+            guard_toml: "[guard]\nenabled = true\n".into(),
             settings: Vec::new(),
             job_extra: String::new(),
         }
@@ -120,6 +123,7 @@ cargo bench --bench backfill -- [options]
   --latency-seconds N      idle latency window (default 10)
   --latency-rounds N       rounds of the interleaved latency windows (default 3)
   --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")
+  --guard-toml TEXT        job text of the latency scenario's guarded run (default \"[guard]\\nenabled = true\\n\")
   --set NAME=VALUE,…       server settings over the benchmark's own (e.g. fsync=off)
   --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")";
 
@@ -158,6 +162,7 @@ impl Options {
             "--latency-seconds",
             "--latency-rounds",
             "--yield-off-toml",
+            "--guard-toml",
             "--set",
             "--job-extra",
         ];
@@ -183,6 +188,7 @@ impl Options {
                 }
             }
             "--yield-off-toml" => self.yield_off_toml = value.replace("\\n", "\n"),
+            "--guard-toml" => self.guard_toml = value.replace("\\n", "\n"),
             "--set" => self.settings.extend(list(value, setting)?),
             "--job-extra" => self.job_extra = value.replace("\\n", "\n"),
             _ => unreachable!("`knows` lists every name"),

@@ -28,31 +28,33 @@ const WARM_UP: Duration = Duration::from_secs(2);
 pub const IDLE: &str = "idle";
 /// The label of the run at the job's defaults, whose throughput the other runs are priced in.
 pub const DEFAULT_RUN: &str = "backfill run (defaults)";
-/// The label of the run with the latency guard on.
-pub const GUARDED_RUN: &str = "backfill run, `[guard] enabled = true`";
+/// The label of the run with the latency guard on (its job text is `--guard-toml`).
+pub const GUARDED_RUN: &str = "backfill run, guard on";
 
 /// What happens to the table during a window.
 #[derive(Debug, Clone, Copy)]
-enum Work {
+enum Work<'a> {
     /// Nothing: the foreground alone, for `--latency-seconds`.
     Idle,
     /// `backfill run` on the default job with this text appended.
-    Run(&'static str),
+    Run(&'a str),
     /// One `UPDATE` of the whole table.
     SingleUpdate,
 }
 
 /// The modes in the order every round runs them.
-const MODES: [(&str, Work); 5] = [
-    (IDLE, Work::Idle),
-    (DEFAULT_RUN, Work::Run("")),
-    (
-        "backfill run, `[batch] pause_ratio = 1`",
-        Work::Run("[batch]\npause_ratio = 1\n"),
-    ),
-    (GUARDED_RUN, Work::Run("[guard]\nenabled = true\n")),
-    ("single UPDATE", Work::SingleUpdate),
-];
+fn modes(workload: &Workload) -> [(&'static str, Work<'_>); 5] {
+    [
+        (IDLE, Work::Idle),
+        (DEFAULT_RUN, Work::Run("")),
+        (
+            "backfill run, `[batch] pause_ratio = 1`",
+            Work::Run("[batch]\npause_ratio = 1\n"),
+        ),
+        (GUARDED_RUN, Work::Run(&workload.guard_toml)),
+        ("single UPDATE", Work::SingleUpdate),
+    ]
+}
 
 /// How the scenario runs.
 pub struct Workload {
@@ -63,12 +65,16 @@ pub struct Workload {
     pub rounds: u32,
     /// The default job; the runs' modes append to it.
     pub job: String,
+    /// What the guarded run appends to the job.
+    pub guard_toml: String,
 }
 
 /// What the scenario found: every window, and the medians per mode.
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub rounds: u32,
+    /// The guarded run's job text.
+    pub guard_toml: String,
     pub modes: Vec<ModeSummary>,
     pub windows: Vec<Window>,
 }
@@ -125,13 +131,14 @@ pub struct ModeSummary {
 pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<Latency> {
     let mut windows = Vec::new();
     for round in 1..=workload.rounds {
-        for (label, work) in MODES {
+        for (label, work) in modes(workload) {
             windows.push(window(server, rows, workload, round, label, work).await?);
         }
     }
     Ok(Latency {
         rounds: workload.rounds,
-        modes: MODES
+        guard_toml: workload.guard_toml.clone(),
+        modes: modes(workload)
             .iter()
             .map(|(label, _)| summarise(label, &windows))
             .collect(),
@@ -147,7 +154,7 @@ async fn window(
     workload: &Workload,
     round: u32,
     label: &str,
-    work: Work,
+    work: Work<'_>,
 ) -> Result<Window> {
     eprintln!("  latency, round {round}: {label}");
     let copy = server.fresh(rows).await?;
@@ -182,7 +189,11 @@ async fn window(
 }
 
 /// Does a window's work: its figures and the rows it changed (none when idle).
-async fn perform(work: Work, copy: &Copy, workload: &Workload) -> Result<Option<(Figures, u64)>> {
+async fn perform(
+    work: Work<'_>,
+    copy: &Copy,
+    workload: &Workload,
+) -> Result<Option<(Figures, u64)>> {
     match work {
         Work::Idle => {
             tokio::time::sleep(Duration::from_secs(workload.idle_seconds.into())).await;

@@ -125,6 +125,7 @@ async fn run_section(
                 idle_seconds: options.latency_seconds,
                 rounds: options.latency_rounds,
                 job: options.job(),
+                guard_toml: options.guard_toml.clone(),
             };
             report.latency = Some(latency::run(server, rows, &workload).await?);
         }

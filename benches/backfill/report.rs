@@ -311,6 +311,8 @@ fn latency_table(out: &mut String, latency: &Latency) {
             figure(m.guarded, 0),
         );
     }
+    let guard = latency.guard_toml.trim().replace('\n', "; ");
+    let _ = writeln!(out, "\nThe guarded run's job text: `{guard}`.");
     out.push('\n');
 }
 
