@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// What one benchmark run measures and how big it is.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Rows of the table for throughput, DDL wait, latency and profile.
+    /// Rows of the table for throughput, profile, DDL wait, bloat and latency.
     pub rows: u64,
     /// Table sizes of the scaling scenario, in rows.
     pub scaling: Vec<u64>,
@@ -26,10 +26,14 @@ pub struct Options {
     pub only: Vec<Section>,
     /// `pgbench -R`: foreground transactions per second.
     pub latency_rate: u32,
-    /// Length of the idle latency phase, in seconds.
+    /// Length of the idle latency window, in seconds.
     pub latency_seconds: u32,
+    /// How many times the latency scenario runs each of its modes (interleaved).
+    pub latency_rounds: u32,
     /// The job text that turns the monitor's yield off (appended to the DDL job).
     pub yield_off_toml: String,
+    /// The job text of the latency scenario's guarded run (appended to the default job).
+    pub guard_toml: String,
     /// Server settings that replace or add to the benchmark's own (`--set fsync=off`).
     pub settings: Vec<(String, String)>,
     /// Job text appended to the default job wherever it runs (throughput's "defaults" row,
@@ -43,15 +47,17 @@ pub enum Section {
     Throughput,
     Scaling,
     Ddl,
+    Bloat,
     Latency,
     Profile,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Throughput,
         Section::Scaling,
         Section::Ddl,
+        Section::Bloat,
         Section::Latency,
         Section::Profile,
     ];
@@ -61,6 +67,7 @@ impl Section {
             Section::Throughput => "throughput",
             Section::Scaling => "scaling",
             Section::Ddl => "ddl",
+            Section::Bloat => "bloat",
             Section::Latency => "latency",
             Section::Profile => "profile",
         }
@@ -93,7 +100,9 @@ impl Default for Options {
             only: Section::ALL.to_vec(),
             latency_rate: 200,
             latency_seconds: 10,
+            latency_rounds: 3,
             yield_off_toml: "[throttle]\nenabled = false\n".into(),
+            guard_toml: "[guard]\nenabled = true\n".into(),
             settings: Vec::new(),
             job_extra: String::new(),
         }
@@ -102,17 +111,19 @@ impl Default for Options {
 
 pub const USAGE: &str = "\
 cargo bench --bench backfill -- [options]
-  --rows N                 table rows for throughput/ddl/latency/profile (default 2000000)
+  --rows N                 table rows for throughput/ddl/bloat/latency/profile (default 2000000)
   --scaling A,B,…          scaling sizes in millions of rows (default 1,2,4,8)
   --skip-loop-above N      skip the guides' loop above N rows (default 2000000)
   --batch-variants A-B,…   extra runs with [batch] min=A max=B (default 5000-20000,20000-100000; '' for none)
   --workers A,B,…          extra runs with run --workers N (default 2,4; '' for none)
   --scaling-workers A,B,…  worker counts of the scaling runs (default 1,2)
   --json PATH              JSON report (default target/bench/backfill.json; .md beside it)
-  --only S,…               throughput,scaling,ddl,latency,profile (default all)
+  --only S,…               throughput,scaling,ddl,bloat,latency,profile (default all)
   --latency-rate N         pgbench -R (default 200)
-  --latency-seconds N      idle latency phase (default 10)
+  --latency-seconds N      idle latency window (default 10)
+  --latency-rounds N       rounds of the interleaved latency windows (default 3)
   --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")
+  --guard-toml TEXT        job text of the latency scenario's guarded run (default \"[guard]\\nenabled = true\\n\")
   --set NAME=VALUE,…       server settings over the benchmark's own (e.g. fsync=off)
   --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")";
 
@@ -149,7 +160,9 @@ impl Options {
             "--only",
             "--latency-rate",
             "--latency-seconds",
+            "--latency-rounds",
             "--yield-off-toml",
+            "--guard-toml",
             "--set",
             "--job-extra",
         ];
@@ -168,7 +181,14 @@ impl Options {
             "--only" => self.only = list(value, Section::parse)?,
             "--latency-rate" => self.latency_rate = number(name, value)?,
             "--latency-seconds" => self.latency_seconds = number(name, value)?,
+            "--latency-rounds" => {
+                self.latency_rounds = number(name, value)?;
+                if self.latency_rounds == 0 {
+                    return Err(format!("{name} takes at least 1, not {value:?}"));
+                }
+            }
             "--yield-off-toml" => self.yield_off_toml = value.replace("\\n", "\n"),
+            "--guard-toml" => self.guard_toml = value.replace("\\n", "\n"),
             "--set" => self.settings.extend(list(value, setting)?),
             "--job-extra" => self.job_extra = value.replace("\\n", "\n"),
             _ => unreachable!("`knows` lists every name"),

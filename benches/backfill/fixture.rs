@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use backfill::scratch::{Cluster, ClusterOptions};
+use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// The one statement every other way of filling the column is compared with (autocommit).
+pub const SINGLE_UPDATE: &str =
+    "UPDATE orders SET total_cents = qty::bigint * price_cents WHERE total_cents IS NULL";
 
 /// Settings added after the scratch cluster's fast-and-unsafe defaults, so that they win:
 /// durability as in production, enough memory for the largest table, and no checkpoint in the
@@ -217,9 +222,19 @@ async fn fill_orders(conn: &mut PgConnection, rows: u64) -> Result<()> {
     Ok(())
 }
 
-/// Checks that every row of the copy holds the right total: a benchmark of a run that
-/// skipped rows would measure nothing.
-pub async fn verify(copy: &Copy) -> Result<()> {
+/// Checks that `label` changed every row of the copy once and that every row holds the right
+/// total: a benchmark of a run that skipped rows would measure nothing.
+pub async fn check_filled(copy: &Copy, label: &str, changed: u64) -> Result<()> {
+    anyhow::ensure!(
+        changed == copy.rows,
+        "{label} changed {changed} of {} rows",
+        copy.rows
+    );
+    verify(copy).await
+}
+
+/// Checks that every row of the copy holds the right total.
+async fn verify(copy: &Copy) -> Result<()> {
     let mut conn = PgConnection::connect(&copy.url).await?;
     let wrong: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM orders WHERE total_cents IS DISTINCT FROM qty::bigint * price_cents",
@@ -232,6 +247,29 @@ pub async fn verify(copy: &Copy) -> Result<()> {
         copy.name
     );
     Ok(())
+}
+
+/// How much disk `orders` takes, in bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Sizes {
+    /// The heap's main fork (`pg_relation_size`): where new row versions go.
+    pub heap_bytes: u64,
+    /// Heap, free space and visibility maps, TOAST and every index (`pg_total_relation_size`).
+    pub total_bytes: u64,
+}
+
+/// The copy's `orders` sizes now.
+pub async fn sizes(copy: &Copy) -> Result<Sizes> {
+    let mut conn = PgConnection::connect(&copy.url).await?;
+    let (heap, total): (i64, i64) =
+        sqlx::query_as("SELECT pg_relation_size('orders'), pg_total_relation_size('orders')")
+            .fetch_one(&mut conn)
+            .await?;
+    conn.close().await?;
+    Ok(Sizes {
+        heap_bytes: heap.try_into()?,
+        total_bytes: total.try_into()?,
+    })
 }
 
 /// Runs one statement on its own connection to the copy and times it (autocommit).

@@ -1,252 +1,275 @@
-//! Foreground latency: `pgbench` at a fixed rate (`-R`) runs random single-row `UPDATE`s and
-//! `SELECT`s on `orders`, idle, during `backfill run`, and during one `UPDATE` of the table.
+//! Foreground latency: the application's transactions (see `pgbench`) while the table is
+//! idle, during `backfill run` at its defaults, with `[batch] pause_ratio = 1`, with the
+//! latency guard on, and during one `UPDATE` of the table — each window on a fresh copy, and
+//! the whole sequence repeated in rounds.
 //!
-//! Latency is pgbench's per-transaction log value: from the transaction's *scheduled* start
-//! (so it includes any queueing behind a blocked client, as pgbench's own `-R` report does)
-//! to its end. The transactions *scheduled* inside the phase's window count, also when they
-//! end after it (a client blocked by the phase's work ends when it commits). pgbench runs in
-//! short segments, each writing complete logs, so that a phase of unknown length needs no
-//! signal to end it (pgbench loses its buffered log when killed).
+//! This machine is shared and noisy, so the modes are interleaved (idle, default, pause_ratio,
+//! guard, UPDATE; then again in the same order) and each figure reported is the median over
+//! rounds: a burst of someone else's work hits one window of every mode rather than every
+//! window of one. Ratios are taken within a round (against that round's idle window and
+//! default run) before their median. The transactions *scheduled* inside a window count,
+//! also when they end after it (a client blocked by the window's work ends when it commits).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
-use tokio::task::JoinHandle;
 
 use crate::fixture::{self, Copy, Server};
+use crate::pgbench::{Foreground, Load};
 use crate::runner;
-use crate::stats::Summary;
+use crate::runqueue::RunQueue;
+use crate::stats::{Summary, median};
 
-/// Seconds of one pgbench segment.
-const SEGMENT_S: u32 = 5;
-/// Load before a phase's window opens, so that connections are up and caches warm.
+/// Load before a window opens, so that connections are up and caches warm.
 const WARM_UP: Duration = Duration::from_secs(2);
 
-/// The foreground workload: one row read and "updated" (to its own value, so that the
-/// backfill's result does not change) by primary key. `qty = qty` still writes a new row
-/// version and takes the row lock, like an application's update.
-fn script(rows: u64) -> String {
-    format!(
-        "\\set id random(1, {rows})\n\
-         UPDATE orders SET qty = qty WHERE id = :id;\n\
-         SELECT qty, price_cents, total_cents FROM orders WHERE id = :id;\n"
-    )
+/// The label of the idle window, which every other mode is compared with.
+pub const IDLE: &str = "idle";
+/// The label of the run at the job's defaults, whose throughput the other runs are priced in.
+pub const DEFAULT_RUN: &str = "backfill run (defaults)";
+/// The label of the run with the latency guard on (its job text is `--guard-toml`).
+pub const GUARDED_RUN: &str = "backfill run, guard on";
+
+/// What happens to the table during a window.
+#[derive(Debug, Clone, Copy)]
+enum Work<'a> {
+    /// Nothing: the foreground alone, for `--latency-seconds`.
+    Idle,
+    /// `backfill run` on the default job with this text appended.
+    Run(&'a str),
+    /// One `UPDATE` of the whole table.
+    SingleUpdate,
 }
 
-/// Latency of the foreground workload during one phase, in milliseconds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    pub phase: String,
-    pub window_s: f64,
-    pub latency_ms: Summary,
-    /// p99 relative to the idle phase's p99.
-    pub p99_vs_idle: f64,
+/// The modes in the order every round runs them.
+fn modes(workload: &Workload) -> [(&'static str, Work<'_>); 5] {
+    [
+        (IDLE, Work::Idle),
+        (DEFAULT_RUN, Work::Run("")),
+        (
+            "backfill run, `[batch] pause_ratio = 1`",
+            Work::Run("[batch]\npause_ratio = 1\n"),
+        ),
+        (GUARDED_RUN, Work::Run(&workload.guard_toml)),
+        ("single UPDATE", Work::SingleUpdate),
+    ]
 }
 
-/// How pgbench is run.
+/// How the scenario runs.
 pub struct Workload {
-    pub bindir: PathBuf,
-    pub port: u16,
-    pub rate: u32,
+    pub foreground: Foreground,
+    /// Length of the idle window.
     pub idle_seconds: u32,
-    /// The `backfill run` job of the "during" phase.
+    /// How many times every mode runs.
+    pub rounds: u32,
+    /// The default job; the runs' modes append to it.
     pub job: String,
+    /// What the guarded run appends to the job.
+    pub guard_toml: String,
 }
 
-/// Runs the three phases, each on a fresh copy of the `rows` table.
-pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<Vec<Phase>> {
-    let idle = Duration::from_secs(workload.idle_seconds.into());
-    let mut phases = vec![
-        phase(server, rows, workload, "idle", async |_: &Copy| {
-            tokio::time::sleep(idle).await;
-            Ok(())
-        })
-        .await?,
-        phase(
-            server,
-            rows,
-            workload,
-            "during backfill run",
-            async |copy: &Copy| runner::run_to_end(copy, &workload.job, &[]).await.map(drop),
-        )
-        .await?,
-        phase(
-            server,
-            rows,
-            workload,
-            "during single UPDATE",
-            async |copy: &Copy| {
-                let sql = "UPDATE orders SET total_cents = qty::bigint * price_cents \
-                       WHERE total_cents IS NULL";
-                fixture::timed(copy, sql).await.map(drop)
-            },
-        )
-        .await?,
-    ];
-    let idle_p99 = phases[0].latency_ms.p99;
-    for phase in &mut phases {
-        phase.p99_vs_idle = phase.latency_ms.p99 / idle_p99;
+/// What the scenario found: every window, and the medians per mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub rounds: u32,
+    /// The guarded run's job text.
+    pub guard_toml: String,
+    pub modes: Vec<ModeSummary>,
+    pub windows: Vec<Window>,
+}
+
+/// One mode in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub round: u32,
+    pub mode: String,
+    pub window_s: f64,
+    /// The foreground's latency, in milliseconds.
+    pub latency_ms: Summary,
+    /// Mean runnable tasks on the machine during the window (see `runqueue`).
+    pub run_queue: f64,
+    /// What the window's work achieved (none when idle).
+    pub work: Option<Figures>,
+}
+
+/// The work of one window: how fast it filled the column and how much of its time it spent
+/// in batch transactions.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Figures {
+    pub wall_s: f64,
+    pub rows_per_s: f64,
+    /// Time in batch transactions / wall time (1 for the single `UPDATE`): the duty cycle.
+    pub in_batches: f64,
+    /// `guarded` events: how often the latency guard started holding the run back.
+    pub guarded: usize,
+}
+
+/// One mode over every round: medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeSummary {
+    pub mode: String,
+    pub transactions: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Median over rounds of p99 / that round's idle p99.
+    pub p99_vs_idle: f64,
+    pub run_queue: f64,
+    /// Medians of the work's figures (none when idle).
+    pub wall_s: Option<f64>,
+    pub rows_per_s: Option<f64>,
+    /// Median over rounds of rows/s / that round's default run's rows/s.
+    pub vs_default_run: Option<f64>,
+    pub in_batches: Option<f64>,
+    pub guarded: Option<f64>,
+}
+
+/// Runs every mode `rounds` times, in the same order each round, each on a fresh copy of the
+/// `rows` table.
+pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<Latency> {
+    let mut windows = Vec::new();
+    for round in 1..=workload.rounds {
+        for (label, work) in modes(workload) {
+            windows.push(window(server, rows, workload, round, label, work).await?);
+        }
     }
-    Ok(phases)
+    Ok(Latency {
+        rounds: workload.rounds,
+        guard_toml: workload.guard_toml.clone(),
+        modes: modes(workload)
+            .iter()
+            .map(|(label, _)| summarise(label, &windows))
+            .collect(),
+        windows,
+    })
 }
 
-/// Starts the load on a fresh copy, runs `work` inside the window, and summarises the
-/// transactions scheduled in it.
-async fn phase(
+/// Starts the load on a fresh copy, does `work` inside the window, summarises the
+/// transactions scheduled in it, and checks the copy's totals.
+async fn window(
     server: &mut Server,
     rows: u64,
     workload: &Workload,
+    round: u32,
     label: &str,
-    work: impl AsyncFnOnce(&Copy) -> Result<()>,
-) -> Result<Phase> {
-    eprintln!("  latency: {label}");
+    work: Work<'_>,
+) -> Result<Window> {
+    eprintln!("  latency, round {round}: {label}");
     let copy = server.fresh(rows).await?;
-    let load = Load::start(workload, &copy)?;
+    let load = Load::start(&workload.foreground, &copy)?;
     tokio::time::sleep(WARM_UP).await;
+    let queue = RunQueue::sample();
     let opened = epoch_seconds();
-    let worked = work(&copy).await;
+    let worked = perform(work, &copy, workload).await;
     let closed = epoch_seconds();
+    let run_queue = queue.mean().await;
     let transactions = load.finish().await;
+    let checked = match &worked {
+        Ok(Some((_, changed))) => fixture::check_filled(&copy, label, *changed).await,
+        _ => Ok(()),
+    };
     server.discard(copy).await?;
-    worked?;
+    let figures = worked?.map(|(figures, _)| figures);
+    checked?;
     let latencies: Vec<f64> = transactions?
         .into_iter()
         .filter(|t| (opened..=closed).contains(&t.scheduled))
         .map(|t| t.latency_ms)
         .collect();
-    Ok(Phase {
-        phase: label.to_string(),
+    Ok(Window {
+        round,
+        mode: label.to_string(),
         window_s: closed - opened,
         latency_ms: Summary::of(&latencies),
-        p99_vs_idle: 0.0,
+        run_queue,
+        work: figures,
     })
+}
+
+/// Does a window's work: its figures and the rows it changed (none when idle).
+async fn perform(
+    work: Work<'_>,
+    copy: &Copy,
+    workload: &Workload,
+) -> Result<Option<(Figures, u64)>> {
+    match work {
+        Work::Idle => {
+            tokio::time::sleep(Duration::from_secs(workload.idle_seconds.into())).await;
+            Ok(None)
+        }
+        Work::Run(extra) => {
+            let job = format!("{}{extra}", workload.job);
+            let outcome = runner::run_to_end(copy, &job, &[]).await?;
+            let figures = Figures {
+                wall_s: outcome.wall_s,
+                rows_per_s: copy.rows as f64 / outcome.wall_s,
+                in_batches: outcome.batch_seconds() / outcome.wall_s,
+                guarded: outcome.count("guarded"),
+            };
+            Ok(Some((figures, outcome.rows_done)))
+        }
+        Work::SingleUpdate => {
+            let (took, changed) = fixture::timed(copy, fixture::SINGLE_UPDATE).await?;
+            let wall_s = took.as_secs_f64();
+            let figures = Figures {
+                wall_s,
+                rows_per_s: copy.rows as f64 / wall_s,
+                in_batches: 1.0,
+                guarded: 0,
+            };
+            Ok(Some((figures, changed)))
+        }
+    }
+}
+
+/// The medians of `mode`'s windows; ratios against the idle window and the default run of
+/// the same round.
+fn summarise(mode: &str, windows: &[Window]) -> ModeSummary {
+    let same_round =
+        |label: &'static str, round: u32| of(windows, label).find(|w| w.round == round);
+    let figures = |pick: fn(&Figures) -> f64| {
+        let values: Vec<f64> = of(windows, mode)
+            .filter_map(|w| w.work.as_ref().map(pick))
+            .collect();
+        (!values.is_empty()).then(|| median(values))
+    };
+    let latency =
+        |pick: fn(&Summary) -> f64| median(of(windows, mode).map(|w| pick(&w.latency_ms)));
+    let vs_default: Vec<f64> = of(windows, mode)
+        .filter_map(|w| {
+            let base = same_round(DEFAULT_RUN, w.round)?.work?.rows_per_s;
+            Some(w.work?.rows_per_s / base)
+        })
+        .collect();
+    ModeSummary {
+        mode: mode.to_string(),
+        transactions: latency(|s| s.count as f64),
+        p50_ms: latency(|s| s.p50),
+        p95_ms: latency(|s| s.p95),
+        p99_ms: latency(|s| s.p99),
+        max_ms: latency(|s| s.max),
+        p99_vs_idle: median(of(windows, mode).filter_map(|w| {
+            let idle = same_round(IDLE, w.round)?.latency_ms.p99;
+            Some(w.latency_ms.p99 / idle)
+        })),
+        run_queue: median(of(windows, mode).map(|w| w.run_queue)),
+        wall_s: figures(|f| f.wall_s),
+        rows_per_s: figures(|f| f.rows_per_s),
+        vs_default_run: (!vs_default.is_empty()).then(|| median(vs_default)),
+        in_batches: figures(|f| f.in_batches),
+        guarded: figures(|f| f.guarded as f64),
+    }
+}
+
+/// The windows of one mode, round by round.
+fn of<'a>(windows: &'a [Window], mode: &'a str) -> impl Iterator<Item = &'a Window> {
+    windows.iter().filter(move |w| w.mode == mode)
 }
 
 fn epoch_seconds() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
-}
-
-/// One logged pgbench transaction.
-struct Transaction {
-    /// When it was due to start, seconds since the epoch (its end less its latency).
-    scheduled: f64,
-    latency_ms: f64,
-}
-
-/// pgbench segments, one after another, until told to stop.
-struct Load {
-    stop: Arc<AtomicBool>,
-    segments: JoinHandle<Result<()>>,
-    logs: tempfile::TempDir,
-}
-
-impl Load {
-    fn start(workload: &Workload, copy: &Copy) -> Result<Load> {
-        let logs = tempfile::tempdir()?;
-        let script_path = logs.path().join("foreground.sql");
-        std::fs::write(&script_path, script(copy.rows))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let command = pgbench(workload, copy, &script_path);
-        let (flag, dir) = (stop.clone(), logs.path().to_path_buf());
-        let segments = tokio::spawn(async move {
-            for segment in 0.. {
-                if flag.load(Ordering::Relaxed) {
-                    break;
-                }
-                run_segment(&command, &dir, segment).await?;
-            }
-            Ok(())
-        });
-        Ok(Load {
-            stop,
-            segments,
-            logs,
-        })
-    }
-
-    /// Lets the current segment end and reads every transaction logged.
-    async fn finish(self) -> Result<Vec<Transaction>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.segments.await??;
-        read_logs(self.logs.path())
-    }
-}
-
-/// The pgbench argv, without the per-segment log prefix.
-fn pgbench(workload: &Workload, copy: &Copy, script: &Path) -> Vec<String> {
-    let args = [
-        "-n",
-        "-c",
-        "4",
-        "-j",
-        "2",
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-l",
-    ];
-    let mut command = vec![workload.bindir.join("pgbench").display().to_string()];
-    command.extend(args.map(String::from));
-    command.extend([
-        format!("-p{}", workload.port),
-        format!("-R{}", workload.rate),
-        format!("-T{SEGMENT_S}"),
-        format!("-f{}", script.display()),
-        copy.name.clone(),
-    ]);
-    command
-}
-
-async fn run_segment(command: &[String], dir: &Path, segment: u32) -> Result<()> {
-    let output = tokio::process::Command::new(&command[0])
-        .args(&command[1..])
-        .arg(format!(
-            "--log-prefix={}",
-            dir.join(format!("seg{segment}")).display()
-        ))
-        .output()
-        .await
-        .context("run pgbench")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {}",
-        runner::tail(&String::from_utf8_lossy(&output.stderr))
-    );
-    Ok(())
-}
-
-/// Every transaction in the per-thread logs (`seg*.PID[.THREAD]`). A line is
-/// `client transaction latency_us script epoch_s epoch_us [schedule_lag_us]`.
-fn read_logs(dir: &Path) -> Result<Vec<Transaction>> {
-    let mut transactions = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if !path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("seg"))
-        {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)?;
-        transactions.extend(text.lines().filter_map(parse_log_line));
-    }
-    Ok(transactions)
-}
-
-fn parse_log_line(line: &str) -> Option<Transaction> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let latency_us: f64 = fields.get(2)?.parse().ok()?;
-    let seconds: f64 = fields.get(4)?.parse().ok()?;
-    let micros: f64 = fields.get(5)?.parse().ok()?;
-    Some(Transaction {
-        scheduled: seconds + micros / 1e6 - latency_us / 1e6,
-        latency_ms: latency_us / 1000.0,
-    })
 }

@@ -1,6 +1,7 @@
 //! `cargo bench --bench backfill [-- options]`: how `backfill run` compares with one `UPDATE`
-//! and with the migration guides' loop, how it scales, how long DDL waits behind it, and what
-//! it does to the application's latency (issue 5). See BENCHMARKS.md for what each scenario
+//! and with the migration guides' loop, how it scales (also with several workers), how long
+//! DDL waits behind it, what it does to the table's disk, and what it does to the
+//! application's latency (issues 5, 10, 11 and 12). See BENCHMARKS.md for what each scenario
 //! does and for the latest results.
 //!
 //! Everything runs on one throwaway cluster started here; every scenario gets a fresh copy of
@@ -8,14 +9,18 @@
 //! report states which targets were met.
 
 mod args;
+mod bloat;
 mod ddl;
 mod fixture;
 mod latency;
+mod pgbench;
 mod profile;
 mod report;
 mod runner;
+mod runqueue;
 mod scaling;
 mod stats;
+mod targets;
 mod throughput;
 
 use std::path::Path;
@@ -63,6 +68,7 @@ async fn run(options: &Options) -> Result<()> {
         Section::Throughput,
         Section::Profile,
         Section::Ddl,
+        Section::Bloat,
         Section::Latency,
         Section::Scaling,
     ] {
@@ -108,13 +114,18 @@ async fn run_section(
             ];
             report.ddl = Some(ddl::run(server, rows, &modes).await?);
         }
+        Section::Bloat => report.bloat = Some(bloat::run(server, rows, &options.job()).await?),
         Section::Latency => {
             let workload = latency::Workload {
-                bindir: server.bindir(),
-                port: server.port(),
-                rate: options.latency_rate,
+                foreground: pgbench::Foreground {
+                    bindir: server.bindir(),
+                    port: server.port(),
+                    rate: options.latency_rate,
+                },
                 idle_seconds: options.latency_seconds,
+                rounds: options.latency_rounds,
                 job: options.job(),
+                guard_toml: options.guard_toml.clone(),
             };
             report.latency = Some(latency::run(server, rows, &workload).await?);
         }

@@ -5,7 +5,7 @@
 //! round trips and client work. Logging slows the run a little; this run is not a throughput
 //! number.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -85,28 +85,29 @@ fn read_from(path: &Path, offset: u64) -> Result<String> {
     Ok(text)
 }
 
-/// The monitor's lock query opens with this; every statement of a session that ran it is the
-/// monitor's (its `BEGIN`, `set_config` and `COMMIT` look like a batch's).
+/// The monitor's lock query opens with this. The monitor runs it on every sample; the batch
+/// connection runs it too, once, to check for a conflicting lock before the first batch.
 const MONITOR_MARK: &str = "WITH act AS MATERIALIZED";
+/// Pacing vacuums run on a connection of their own (the final one on the batch connection).
+const PACING_VACUUM_MARK: &str = "VACUUM (INDEX_CLEANUP OFF";
+/// The heartbeat renews the job's lease on a connection of its own.
+const HEARTBEAT_MARK: &str = "SET heartbeat_at = now()";
 
-/// Sums `duration: X ms  <phase>: <statement>` lines per kind of statement.
+/// Sums the statements of the server log per kind of statement; the statements of the run's
+/// own side connections (monitor, pacing vacuums, heartbeat) each in one line of their own,
+/// so that their `BEGIN` and `COMMIT` do not count as the batches'.
 fn costs(log: &str, batches: usize) -> Vec<Cost> {
-    let lines: Vec<Logged> = log.lines().filter_map(parse_duration_line).collect();
-    let monitors: BTreeSet<&str> = lines
-        .iter()
-        .filter(|l| l.statement.starts_with(MONITOR_MARK))
-        .map(|l| l.pid)
-        .collect();
+    let entries = logged(log);
+    let roles = roles(&entries);
     let mut by_kind: BTreeMap<&'static str, (u64, f64)> = BTreeMap::new();
-    for line in &lines {
-        let kind = if monitors.contains(line.pid) {
-            "monitor (own connection)"
-        } else {
-            kind(line.statement)
-        };
-        let entry = by_kind.entry(kind).or_default();
-        entry.0 += u64::from(line.phase != "parse" && line.phase != "bind");
-        entry.1 += line.ms;
+    for entry in &entries {
+        let kind = roles
+            .get(entry.pid)
+            .copied()
+            .unwrap_or_else(|| kind(&entry.statement));
+        let totals = by_kind.entry(kind).or_default();
+        totals.0 += u64::from(entry.phase != "parse" && entry.phase != "bind");
+        totals.1 += entry.ms;
     }
     let batches = batches.max(1) as f64;
     let order = |kind: &str| {
@@ -128,12 +129,53 @@ fn costs(log: &str, batches: usize) -> Vec<Cost> {
     costs
 }
 
-/// One `duration:` line of the server log.
+/// The run's side connections, by server pid, told by what they ran: the monitor is the
+/// session that ran its sample most often (one monitor per process).
+fn roles<'a>(entries: &[Logged<'a>]) -> BTreeMap<&'a str, &'static str> {
+    let mut samples: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut roles = BTreeMap::new();
+    for entry in entries {
+        if entry.statement.starts_with(MONITOR_MARK) {
+            *samples.entry(entry.pid).or_default() += 1;
+        } else if entry.statement.contains(PACING_VACUUM_MARK) {
+            roles.insert(entry.pid, "pacing vacuums (own connection)");
+        } else if entry.statement.contains(HEARTBEAT_MARK) {
+            roles.insert(entry.pid, "heartbeat (own connection)");
+        }
+    }
+    if let Some((pid, _)) = samples.into_iter().max_by_key(|(_, n)| *n) {
+        roles.insert(pid, "monitor (own connection)");
+    }
+    roles
+}
+
+/// One statement's `duration:` line of the server log, with the lines that continue it.
 struct Logged<'a> {
     pid: &'a str,
     phase: &'a str,
     ms: f64,
-    statement: &'a str,
+    statement: String,
+}
+
+/// Every `duration:` entry; a statement written over several lines continues on lines that
+/// start with a tab (`DETAIL:` lines with the parameters are not part of it).
+fn logged(log: &str) -> Vec<Logged<'_>> {
+    let mut entries: Vec<Logged> = Vec::new();
+    let mut continues = false;
+    for line in log.lines() {
+        if let Some(entry) = parse_duration_line(line) {
+            entries.push(entry);
+            continues = true;
+        } else if let (true, Some(more), Some(last)) =
+            (continues, line.strip_prefix('\t'), entries.last_mut())
+        {
+            last.statement.push(' ');
+            last.statement.push_str(more.trim());
+        } else {
+            continues = false;
+        }
+    }
+    entries
 }
 
 /// `… [4242] LOG:  duration: 0.052 ms  execute <unnamed>: BEGIN` → pid 4242, `execute`, 0.052,
@@ -147,10 +189,11 @@ fn parse_duration_line(line: &str) -> Option<Logged<'_>> {
         pid,
         phase: phase.split_whitespace().next()?,
         ms: ms.parse().ok()?,
-        statement: statement.trim(),
+        statement: statement.trim().to_string(),
     })
 }
 
+/// The kind of a statement run on the batch connection (or one the run opened at start).
 fn kind(statement: &str) -> &'static str {
     let upper = statement.to_ascii_uppercase();
     if upper.starts_with("BEGIN") {
@@ -163,13 +206,11 @@ fn kind(statement: &str) -> &'static str {
         "key walk"
     } else if upper.starts_with("UPDATE") && statement.contains("orders") {
         "UPDATE rows"
-    } else if upper.starts_with("UPDATE")
-        && statement.contains("heartbeat_at")
-        && !statement.contains("cursor")
-    {
-        "heartbeat (own connection)"
-    } else if upper.starts_with("UPDATE") && statement.contains("jobs") {
+    } else if statement.contains("SET cursor = ") {
+        // The range's and the job's counters, one statement since ranges came.
         "checkpoint"
+    } else if statement.contains("VACUUM (ANALYZE)") {
+        "final VACUUM (ANALYZE)"
     } else {
         "other (start-up, catalog, EXPLAIN)"
     }

@@ -1,17 +1,20 @@
-//! The report: what ran where, the results of each scenario, and the issue's targets checked
-//! against them — as JSON (for machines) and Markdown (for BENCHMARKS.md and the terminal).
+//! The report: what ran where, the results of each scenario, and the issues' targets checked
+//! against them (see `targets`) — as JSON (for machines) and Markdown (for BENCHMARKS.md and
+//! the terminal).
 
 use std::fmt::Write as _;
 
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::bloat;
 use crate::ddl::Waits;
 use crate::fixture::{SETTINGS, Server};
-use crate::latency::Phase;
+use crate::latency::Latency;
 use crate::profile::Profile;
 use crate::scaling::{Growth, Point};
-use crate::throughput::{DEFAULTS, Row, workers_label};
+use crate::targets::{self, Target};
+use crate::throughput::Row;
 
 /// Everything one benchmark run found.
 #[derive(Debug, Default, Serialize)]
@@ -23,7 +26,8 @@ pub struct Report {
     pub throughput: Option<Vec<Row>>,
     pub profile: Option<Profile>,
     pub ddl: Option<Vec<Waits>>,
-    pub latency: Option<Vec<Phase>>,
+    pub bloat: Option<Vec<bloat::Row>>,
+    pub latency: Option<Latency>,
     pub scaling: Option<Vec<Point>>,
     pub growth: Vec<Growth>,
     pub targets: Vec<Target>,
@@ -40,14 +44,6 @@ pub struct Machine {
     pub kernel: String,
     pub postgres: String,
     pub settings: Vec<(String, String)>,
-}
-
-/// One goal of the issue, and whether this run met it.
-#[derive(Debug, Serialize)]
-pub struct Target {
-    pub target: String,
-    pub measured: String,
-    pub met: bool,
 }
 
 impl Machine {
@@ -89,116 +85,14 @@ fn field(text: &str, name: &str) -> Option<String> {
 }
 
 impl Report {
-    /// Checks the issue's targets against what ran.
+    /// Checks the issues' targets against what ran.
     pub fn check_targets(&mut self) {
-        let mut targets = Vec::new();
-        if let Some(rows) = &self.throughput {
-            let find = |prefix: &str| rows.iter().find(|r| r.method.starts_with(prefix));
-            if let (Some(one), Some(two)) = (find(DEFAULTS), find(&workers_label(2))) {
-                let vs_one = two.rows_per_s / one.rows_per_s;
-                targets.push(Target::at_least(
-                    "2 workers ≥ 1.6× one worker",
-                    vs_one,
-                    1.6,
-                    "×",
-                ));
-                targets.push(Target::at_least(
-                    "2 workers ≥ 1.4× single UPDATE",
-                    two.vs_update,
-                    1.4,
-                    "×",
-                ));
-                if let Some(guides) = find("guides' loop") {
-                    let speedup = two.rows_per_s / guides.rows_per_s;
-                    targets.push(Target::at_least(
-                        "2 workers ≥ 25× the guides' loop",
-                        speedup,
-                        25.0,
-                        "×",
-                    ));
-                }
-            }
-            if let Some(run) = find(DEFAULTS) {
-                targets.push(Target::at_least(
-                    "throughput ≥ 0.90× single UPDATE",
-                    run.vs_update,
-                    0.90,
-                    "×",
-                ));
-                if let Some(guides) = find("guides' loop") {
-                    let speedup = run.rows_per_s / guides.rows_per_s;
-                    targets.push(Target::at_least(
-                        "≥ 20× faster than the guides' loop",
-                        speedup,
-                        20.0,
-                        "×",
-                    ));
-                }
-            }
-        }
-        for growth in &self.growth {
-            let limit = 1.1 * growth.size_ratio;
-            let name = format!(
-                "time({})/time({}) ≤ {limit:.1}, {}",
-                millions(growth.large_rows),
-                millions(growth.small_rows),
-                workers_text(growth.workers)
-            );
-            targets.push(Target::at_most(&name, growth.time_ratio, limit, ""));
-        }
-        if let Some(on) = self.ddl.as_ref().and_then(|modes| modes.first()) {
-            let name = format!("DDL wait p99 ≤ 100 ms ({})", on.mode);
-            targets.push(match &on.error {
-                None => Target::at_most(&name, on.summary.p99, 100.0, " ms"),
-                Some(error) => Target::failed(&name, error),
-            });
-        }
-        if let Some(during) = self.latency.as_ref().and_then(|phases| phases.get(1)) {
-            let name = "foreground p99 during the run ≤ 1.5× idle";
-            targets.push(Target::at_most(name, during.p99_vs_idle, 1.5, "×"));
-        }
-        if let Some(points) = &self.scaling {
-            let peak = points.iter().map(|p| p.peak_rss_kb).max().unwrap_or(0);
-            let mb = peak as f64 / 1024.0;
-            targets.push(Target::at_most(
-                "peak RSS ≤ 30 MB at every size",
-                mb,
-                30.0,
-                " MB",
-            ));
-        }
-        self.targets = targets;
-    }
-}
-
-impl Target {
-    fn at_least(name: &str, value: f64, goal: f64, unit: &str) -> Target {
-        Target {
-            target: name.to_string(),
-            measured: format!("{value:.2}{unit}"),
-            met: value >= goal,
-        }
-    }
-
-    fn at_most(name: &str, value: f64, goal: f64, unit: &str) -> Target {
-        Target {
-            target: name.to_string(),
-            measured: format!("{value:.2}{unit}"),
-            met: value <= goal,
-        }
-    }
-
-    fn failed(name: &str, error: &str) -> Target {
-        Target {
-            target: name.to_string(),
-            measured: format!("not measured: {}", error.lines().next().unwrap_or("")),
-            met: false,
-        }
+        self.targets = targets::check(self);
     }
 }
 
 /// `1 worker`, `2 workers`.
-fn workers_text(n: u32) -> String {
+pub fn workers_text(n: u32) -> String {
     if n == 1 {
         "1 worker".into()
     } else {
@@ -206,7 +100,8 @@ fn workers_text(n: u32) -> String {
     }
 }
 
-fn millions(rows: u64) -> String {
+/// `2000000` → `2M`.
+pub fn millions(rows: u64) -> String {
     format!("{}M", rows as f64 / 1e6)
 }
 
@@ -231,13 +126,16 @@ pub fn markdown(report: &Report) -> String {
     if let Some(modes) = &report.ddl {
         ddl_table(&mut out, modes);
     }
-    if let Some(phases) = &report.latency {
-        latency_table(&mut out, phases);
+    if let Some(rows) = &report.bloat {
+        bloat_table(&mut out, rows);
+    }
+    if let Some(latency) = &report.latency {
+        latency_table(&mut out, latency);
     }
     if let Some(points) = &report.scaling {
         scaling_table(&mut out, points, &report.growth);
     }
-    targets_table(&mut out, &report.targets);
+    targets::table(&mut out, &report.targets);
     for error in &report.errors {
         let _ = writeln!(out, "**Scenario failed:** {error}\n");
     }
@@ -248,17 +146,17 @@ fn throughput_table(out: &mut String, rows: &[Row]) {
     let _ = writeln!(out, "### Throughput\n");
     let _ = writeln!(
         out,
-        "| method | rows | transactions | wall s | rows/s | × single UPDATE | WAL MB | peak RSS MB |"
+        "| method | rows | transactions | wall s | rows/s | × single UPDATE | WAL MB | peak RSS MB | run queue |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in rows {
         let rss = r
             .peak_rss_kb
             .map_or("-".into(), |kb| format!("{:.1}", kb as f64 / 1024.0));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.0} | {rss} |",
-            r.method, r.rows, r.batches, r.wall_s, r.rows_per_s, r.vs_update, r.wal_mb
+            "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.0} | {rss} | {:.2} |",
+            r.method, r.rows, r.batches, r.wall_s, r.rows_per_s, r.vs_update, r.wal_mb, r.run_queue
         );
     }
     out.push('\n');
@@ -328,33 +226,105 @@ fn ddl_table(out: &mut String, modes: &[Waits]) {
     out.push('\n');
 }
 
-fn latency_table(out: &mut String, phases: &[Phase]) {
+fn bloat_table(out: &mut String, rows: &[bloat::Row]) {
     let _ = writeln!(
         out,
-        "### Foreground latency (pgbench -R, single-row UPDATE + SELECT)\n"
+        "### Bloat (fillfactor 100, primary key only; sizes read before and after)\n"
     );
     let _ = writeln!(
         out,
-        "| phase | window s | transactions | p50 ms | p99 ms | max ms | p99 × idle |"
+        "| method | wall s | rows/s | heap MB before → after | heap × | relation MB before → after \
+         | relation × | vacuums done (pacing + final) | final vacuum s | `finished`: heap MB before → after |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|");
-    for p in phases {
-        let l = &p.latency_ms;
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in rows {
+        let vacuums = r.vacuums.map_or("-".into(), |v| {
+            format!("{} + {}", v.pacing, u8::from(v.final_ms.is_some()))
+        });
+        let final_s = r
+            .vacuums
+            .and_then(|v| v.final_ms)
+            .map_or("-".into(), |ms| format!("{:.1}", ms as f64 / 1000.0));
+        let finished = r.finished.map_or("-".into(), |f| {
+            format!(
+                "{} → {}",
+                optional_mb(f.heap_bytes_before),
+                optional_mb(f.heap_bytes_after)
+            )
+        });
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {} | {:.2} | {:.2} | {:.1} | {:.2} |",
-            p.phase, p.window_s, l.count, l.p50, l.p99, l.max, p.p99_vs_idle
+            "| {} | {:.1} | {:.0} | {:.0} → {:.0} | {:.2} | {:.0} → {:.0} | {:.2} | {vacuums} | {final_s} | {finished} |",
+            r.method,
+            r.wall_s,
+            r.rows_per_s,
+            mb(r.before.heap_bytes),
+            mb(r.after.heap_bytes),
+            r.heap_growth,
+            mb(r.before.total_bytes),
+            mb(r.after.total_bytes),
+            r.total_growth,
         );
     }
     out.push('\n');
 }
 
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0
+}
+
+fn optional_mb(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| format!("{:.0}", mb(b)))
+}
+
+fn latency_table(out: &mut String, latency: &Latency) {
+    let _ = writeln!(
+        out,
+        "### Foreground latency (pgbench -R, single-row UPDATE + SELECT; medians of {} interleaved rounds)\n",
+        latency.rounds
+    );
+    let _ = writeln!(
+        out,
+        "| mode | transactions | p50 ms | p95 ms | p99 ms | max ms | p99 × idle | run queue \
+         | wall s | rows/s | × default run | time in batches | guard holds |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let figure =
+        |value: Option<f64>, digits: usize| value.map_or("-".into(), |v| format!("{v:.digits$}"));
+    for m in &latency.modes {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            m.mode,
+            m.transactions,
+            m.p50_ms,
+            m.p95_ms,
+            m.p99_ms,
+            m.max_ms,
+            m.p99_vs_idle,
+            m.run_queue,
+            figure(m.wall_s, 1),
+            figure(m.rows_per_s, 0),
+            figure(m.vs_default_run, 2),
+            m.in_batches
+                .map_or("-".into(), |share| format!("{:.0} %", 100.0 * share)),
+            figure(m.guarded, 0),
+        );
+    }
+    let guard = latency.guard_toml.trim().replace('\n', "; ");
+    let _ = writeln!(out, "\nThe guarded run's job text: `{guard}`.");
+    out.push('\n');
+}
+
 fn scaling_table(out: &mut String, points: &[Point], growth: &[Growth]) {
-    let _ = writeln!(out, "### Scaling (`backfill run`, defaults)\n");
+    let _ = writeln!(
+        out,
+        "### Scaling (`backfill run` at its defaults, by workers)\n"
+    );
     let _ = writeln!(
         out,
         "| rows | workers | batches | wall s | s per million rows | peak RSS MB | \
-         s outside batches | batch ms, first ¼ | batch ms, last ¼ |"
+         s outside batches, per worker | batch ms, first ¼ | batch ms, last ¼ |"
     );
     let _ = writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for p in points {
@@ -382,17 +352,6 @@ fn scaling_table(out: &mut String, points: &[Point], growth: &[Growth]) {
             workers_text(g.workers),
             g.size_ratio
         );
-    }
-    out.push('\n');
-}
-
-fn targets_table(out: &mut String, targets: &[Target]) {
-    let _ = writeln!(out, "### Targets\n");
-    let _ = writeln!(out, "| target | measured | met |");
-    let _ = writeln!(out, "|---|--:|---|");
-    for t in targets {
-        let met = if t.met { "yes" } else { "**no**" };
-        let _ = writeln!(out, "| {} | {} | {met} |", t.target, t.measured);
     }
     out.push('\n');
 }

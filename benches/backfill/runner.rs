@@ -44,8 +44,27 @@ pub struct Outcome {
     pub retries: usize,
     #[serde(skip)]
     pub batches: Vec<BatchEvent>,
+    /// Every NDJSON event of the run, for what a scenario reads beyond batches.
+    #[serde(skip)]
+    pub events: Vec<serde_json::Value>,
     #[serde(skip)]
     pub stderr: String,
+}
+
+/// The vacuums of one run, from its `vacuum` events in state `done`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Vacuums {
+    /// Pacing vacuums that ran to their end.
+    pub pacing: usize,
+    /// How long the final `VACUUM (ANALYZE)` took, when it ran to its end.
+    pub final_ms: Option<u64>,
+}
+
+/// The `finished` event's heap readings: when the job started, and after the final vacuum.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct FinishedHeap {
+    pub heap_bytes_before: Option<u64>,
+    pub heap_bytes_after: Option<u64>,
 }
 
 /// One `batch` event: progress and how long its transaction took.
@@ -66,6 +85,36 @@ impl Outcome {
             tail(&self.stderr)
         );
         Ok(())
+    }
+
+    /// How many events named `event` the run printed (`guarded`, `paused`…).
+    pub fn count(&self, event: &str) -> usize {
+        self.named(event).count()
+    }
+
+    /// The vacuums that ran to their end.
+    pub fn vacuums(&self) -> Vacuums {
+        let done = || self.named("vacuum").filter(|e| e["state"] == "done");
+        Vacuums {
+            pacing: done().filter(|e| e["final"] == false).count(),
+            final_ms: done()
+                .find(|e| e["final"] == true)
+                .and_then(|e| e["elapsed_ms"].as_u64()),
+        }
+    }
+
+    /// What the `finished` event says of the heap (nothing when the run did not finish).
+    pub fn finished_heap(&self) -> FinishedHeap {
+        self.named("finished")
+            .last()
+            .map_or_else(FinishedHeap::default, |e| FinishedHeap {
+                heap_bytes_before: e["heap_bytes_before"].as_u64(),
+                heap_bytes_after: e["heap_bytes_after"].as_u64(),
+            })
+    }
+
+    fn named(&self, event: &str) -> impl Iterator<Item = &serde_json::Value> {
+        self.events.iter().filter(move |e| e["event"] == event)
     }
 
     /// Sum of the batch transactions' own times, in seconds.
@@ -164,6 +213,7 @@ impl Running {
             rows_done: batches.last().map_or(0, |b| b.rows_done),
             retries: events.iter().filter(|e| e["event"] == "retry").count(),
             batches,
+            events,
             stderr: std::fs::read_to_string(&self.stderr)?,
         })
     }

@@ -1,5 +1,5 @@
-//! Small numeric helpers: percentiles and a seeded random sequence (no `rand` dependency, and
-//! the same waits on every run, so that runs are comparable).
+//! Small numeric helpers: percentiles, medians and a seeded random sequence (no `rand`
+//! dependency, and the same waits on every run, so that runs are comparable).
 
 use serde::Serialize;
 
@@ -8,6 +8,7 @@ use serde::Serialize;
 pub struct Summary {
     pub count: usize,
     pub p50: f64,
+    pub p95: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -20,6 +21,7 @@ impl Summary {
         Summary {
             count: sorted.len(),
             p50: percentile(&sorted, 50.0),
+            p95: percentile(&sorted, 95.0),
             p99: percentile(&sorted, 99.0),
             max: sorted.last().copied().unwrap_or(0.0),
         }
@@ -33,6 +35,19 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The median of `values` (the mean of the middle two for an even count; 0 when empty): what
+/// a scenario repeated in rounds reports, so that one round hit by the machine's noise does
+/// not move the figure.
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.into_iter().collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// xorshift64*: good enough to spread waits, and reproducible from its seed.

@@ -10,10 +10,7 @@ use sqlx::{Connection, PgConnection};
 use crate::args::Options;
 use crate::fixture::{self, Copy, Server};
 use crate::runner;
-
-/// The single statement every other way is compared with.
-const SINGLE_UPDATE: &str =
-    "UPDATE orders SET total_cents = qty::bigint * price_cents WHERE total_cents IS NULL";
+use crate::runqueue::RunQueue;
 
 /// The guides' loop body, adapted to `orders`; it runs until it changes no row.
 const GUIDES_BATCH: &str = "UPDATE orders SET total_cents = qty::bigint * price_cents \
@@ -42,6 +39,9 @@ pub struct Row {
     pub batches: usize,
     /// WAL written while it ran (full-page images included: each copy starts checkpointed).
     pub wal_mb: f64,
+    /// Mean runnable tasks on the machine while it ran: above the core count, work waited
+    /// for a CPU (what stops more workers from helping on a small machine).
+    pub run_queue: f64,
 }
 
 /// Runs every method on a fresh copy of the `rows` table.
@@ -49,7 +49,7 @@ pub async fn run(server: &mut Server, options: &Options) -> Result<Vec<Row>> {
     let rows = options.rows;
     let mut results = vec![
         measure(server, rows, "single UPDATE", async |copy: &Copy| {
-            let (took, changed) = fixture::timed(copy, SINGLE_UPDATE).await?;
+            let (took, changed) = fixture::timed(copy, fixture::SINGLE_UPDATE).await?;
             Ok(Done::sql(took, changed))
         })
         .await?,
@@ -122,14 +122,12 @@ async fn measure(
     let copy = server.fresh(rows).await?;
     eprintln!("  throughput: {label} on {rows} rows");
     let wal_start = server.wal_position().await?;
-    let done = method(&copy).await?;
+    let queue = RunQueue::sample();
+    let done = method(&copy).await;
+    let run_queue = queue.mean().await;
+    let done = done?;
     let wal_mb = server.wal_mb_since(&wal_start).await?;
-    anyhow::ensure!(
-        done.changed == rows,
-        "{label} changed {} of {rows} rows",
-        done.changed
-    );
-    fixture::verify(&copy).await?;
+    fixture::check_filled(&copy, label, done.changed).await?;
     server.discard(copy).await?;
     let wall_s = done.took.as_secs_f64();
     Ok(Row {
@@ -141,6 +139,7 @@ async fn measure(
         peak_rss_kb: done.peak_rss_kb,
         batches: done.batches,
         wal_mb,
+        run_queue,
     })
 }
 

@@ -1,0 +1,168 @@
+//! The issues' targets, checked against what one run measured, each with the issue that set
+//! it. Owns the thresholds and their wording; not the measurements (the scenarios) nor the
+//! verdicts' explanations (BENCHMARKS.md, written by a person who read the figures).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::bloat::{PACING_OFF, PACING_ON};
+use crate::latency::{DEFAULT_RUN, GUARDED_RUN, Latency};
+use crate::report::Report;
+use crate::throughput::{DEFAULTS, Row, workers_label};
+
+/// One goal of an issue, and whether this run met it.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub issue: u32,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// Every target whose scenario ran.
+pub fn check(report: &Report) -> Vec<Target> {
+    let mut targets = Vec::new();
+    if let Some(rows) = &report.throughput {
+        throughput(&mut targets, rows);
+    }
+    for growth in &report.growth {
+        let limit = 1.1 * growth.size_ratio;
+        // Issue 5 set the bound for one worker; issue 10 asks for the same growth with two.
+        let issue = if growth.workers == 1 { 5 } else { 10 };
+        let name = format!(
+            "time({})/time({}) ≤ {limit:.1}, {}",
+            crate::report::millions(growth.large_rows),
+            crate::report::millions(growth.small_rows),
+            crate::report::workers_text(growth.workers)
+        );
+        targets.push(Target::at_most(issue, &name, growth.time_ratio, limit, ""));
+    }
+    if let Some(on) = report.ddl.as_ref().and_then(|modes| modes.first()) {
+        let name = format!("DDL wait p99 ≤ 100 ms ({})", on.mode);
+        targets.push(match &on.error {
+            None => Target::at_most(5, &name, on.summary.p99, 100.0, " ms"),
+            Some(error) => Target::failed(5, &name, error),
+        });
+    }
+    if let Some(rows) = &report.bloat {
+        bloat(&mut targets, rows);
+    }
+    if let Some(latency) = &report.latency {
+        foreground(&mut targets, latency);
+    }
+    if let Some(points) = &report.scaling {
+        let peak = points.iter().map(|p| p.peak_rss_kb).max().unwrap_or(0);
+        let mb = peak as f64 / 1024.0;
+        let name = "peak RSS ≤ 30 MB at every size";
+        targets.push(Target::at_most(5, name, mb, 30.0, " MB"));
+    }
+    targets
+}
+
+/// Issue 5 (one worker against the single `UPDATE` and the guides' loop) and issue 10 (two
+/// workers against one worker, the single `UPDATE` and the loop, all on the same table).
+fn throughput(targets: &mut Vec<Target>, rows: &[Row]) {
+    let find = |prefix: &str| rows.iter().find(|r| r.method.starts_with(prefix));
+    let guides = find("guides' loop");
+    if let Some(run) = find(DEFAULTS) {
+        let name = "1 worker ≥ 0.90× single UPDATE";
+        targets.push(Target::at_least(5, name, run.vs_update, 0.90, "×"));
+        if let Some(guides) = guides {
+            let speedup = run.rows_per_s / guides.rows_per_s;
+            let name = "1 worker ≥ 20× the guides' loop";
+            targets.push(Target::at_least(5, name, speedup, 20.0, "×"));
+        }
+    }
+    if let (Some(one), Some(two)) = (find(DEFAULTS), find(&workers_label(2))) {
+        let vs_one = two.rows_per_s / one.rows_per_s;
+        let name = "2 workers ≥ 1.6× 1 worker";
+        targets.push(Target::at_least(10, name, vs_one, 1.6, "×"));
+        let name = "2 workers ≥ 1.4× single UPDATE";
+        targets.push(Target::at_least(10, name, two.vs_update, 1.4, "×"));
+        if let Some(guides) = guides {
+            let speedup = two.rows_per_s / guides.rows_per_s;
+            let name = "2 workers ≥ 25× the guides' loop";
+            targets.push(Target::at_least(10, name, speedup, 25.0, "×"));
+        }
+    }
+}
+
+/// Issue 11: with pacing on, the heap grows by at most 25 % at no more than 15 % of the
+/// unpaced run's throughput (both runs end with the final vacuum).
+fn bloat(targets: &mut Vec<Target>, rows: &[crate::bloat::Row]) {
+    let find = |label: &str| rows.iter().find(|r| r.method == label);
+    let Some(on) = find(PACING_ON) else {
+        return;
+    };
+    let name = "vacuum pacing: heap after ≤ 1.25× before";
+    targets.push(Target::at_most(11, name, on.heap_growth, 1.25, "×"));
+    if let Some(off) = find(PACING_OFF) {
+        let cost = 100.0 * (1.0 - on.rows_per_s / off.rows_per_s);
+        let name = "vacuum pacing costs ≤ 15 % of the rows/s";
+        targets.push(Target::at_most(11, name, cost, 15.0, " %"));
+    }
+}
+
+/// Issue 5 (the default run's p99 against idle) and issue 12 (the guard's p99 against idle,
+/// at no less than half the default run's throughput); medians over the rounds.
+fn foreground(targets: &mut Vec<Target>, latency: &Latency) {
+    let find = |label: &str| latency.modes.iter().find(|m| m.mode == label);
+    if let Some(run) = find(DEFAULT_RUN) {
+        let name = "foreground p99 during a default run ≤ 1.5× idle";
+        targets.push(Target::at_most(5, name, run.p99_vs_idle, 1.5, "×"));
+    }
+    if let Some(guarded) = find(GUARDED_RUN) {
+        let name = "guard on: foreground p99 ≤ 1.5× idle";
+        targets.push(Target::at_most(12, name, guarded.p99_vs_idle, 1.5, "×"));
+        if let Some(kept) = guarded.vs_default_run {
+            let name = "guard on: ≥ 50 % of the default run's rows/s";
+            targets.push(Target::at_least(12, name, 100.0 * kept, 50.0, " %"));
+        }
+    }
+}
+
+impl Target {
+    fn at_least(issue: u32, name: &str, value: f64, goal: f64, unit: &str) -> Target {
+        Target {
+            issue,
+            target: name.to_string(),
+            measured: format!("{value:.2}{unit}"),
+            met: value >= goal,
+        }
+    }
+
+    fn at_most(issue: u32, name: &str, value: f64, goal: f64, unit: &str) -> Target {
+        Target {
+            issue,
+            target: name.to_string(),
+            measured: format!("{value:.2}{unit}"),
+            met: value <= goal,
+        }
+    }
+
+    fn failed(issue: u32, name: &str, error: &str) -> Target {
+        Target {
+            issue,
+            target: name.to_string(),
+            measured: format!("not measured: {}", error.lines().next().unwrap_or("")),
+            met: false,
+        }
+    }
+}
+
+/// The targets as a Markdown table.
+pub fn table(out: &mut String, targets: &[Target]) {
+    let _ = writeln!(out, "### Targets\n");
+    let _ = writeln!(out, "| issue | target | measured | met |");
+    let _ = writeln!(out, "|--:|---|--:|---|");
+    for t in targets {
+        let met = if t.met { "yes" } else { "**no**" };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {met} |",
+            t.issue, t.target, t.measured
+        );
+    }
+    out.push('\n');
+}
