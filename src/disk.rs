@@ -98,6 +98,8 @@ pub fn size_and_growth(start: u64, now: u64) -> String {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Vacuums {
     pub pacing: bool,
+    /// The pacing vacuums clean the indexes too (`[vacuum] index_cleanup`).
+    pub index_cleanup: bool,
     pub final_vacuum: bool,
 }
 
@@ -107,6 +109,7 @@ impl Vacuums {
         let able = job.throttle.enabled && upkeep.allowed();
         Vacuums {
             pacing: able && job.vacuum.enabled,
+            index_cleanup: job.vacuum.index_cleanup,
             final_vacuum: able && job.vacuum.final_vacuum,
         }
     }

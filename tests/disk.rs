@@ -1,5 +1,6 @@
 //! The disk a run costs, on real PostgreSQL: vacuum pacing keeps a full-table backfill from
-//! doubling the heap (shown against the same run without it), a vacuum that an
+//! doubling the heap (shown against the same run without it), on a table of narrow rows only
+//! when the vacuums clean the indexes too (`index_cleanup`), a vacuum that an
 //! `ALTER TABLE` queues behind gives way at once, and a role that may not vacuum is told so
 //! and runs without pacing. (Behind PgBouncer: `tests/pgbouncer.rs`.)
 
@@ -166,6 +167,85 @@ async fn vacuum_pacing_keeps_a_full_table_backfill_from_doubling_the_heap() {
         assert!(line.contains("heap ") && line.contains(" → "), "{line}");
     }
     println!("{}", status.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_narrow_table_needs_the_pacing_vacuums_to_clean_its_indexes() {
+    const ROWS: i64 = 200_000;
+    let db = fresh_database().await;
+    // Rows of four integers (a 40-byte tuple): some 185 to a page, whose line pointers a
+    // heap-only vacuum leaves dead, so that a freed page takes only 291 - 185 new versions.
+    for name in ["heap_only", "cleaned"] {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE {name} (id bigint PRIMARY KEY, qty int NOT NULL, price int NOT NULL,
+                                  total bigint) WITH (autovacuum_enabled = off);
+             INSERT INTO {name} (id, qty, price)
+                  SELECT g, g % 7 + 1, g % 1000 FROM generate_series(1, {ROWS}) g;
+             CREATE INDEX {name}_qty ON {name} (qty);"
+        )))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!("VACUUM (FREEZE, ANALYZE) {name}")))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let dir = TempDir::new().unwrap();
+    let job = |name: &str, tail: &str| {
+        let text = format!(
+            "table = \"{name}\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty::bigint * price\"\n\
+             [vacuum]\nfinal = false\n{tail}"
+        );
+        path_str(&write_job(&dir, name, &text)).to_owned()
+    };
+    let (heap_only, cleaned) = (
+        job("heap_only", ""),
+        job("cleaned", "index_cleanup = true\n"),
+    );
+    let before = (
+        heap(&db.pool, "heap_only").await,
+        heap(&db.pool, "cleaned").await,
+    );
+    let first = Runner::spawn(&db.url, &dir, "heap_only", &["run", "--json", &heap_only]);
+    let second = Runner::spawn(&db.url, &dir, "cleaned", &["run", "--json", &cleaned]);
+    let (first, second) = tokio::join!(first.within(WAIT).finish(), second.within(WAIT).finish());
+    first.expect_code(0, "heap-only run");
+    second.expect_code(0, "cleaning run");
+    let grew = |name, before: i64| {
+        let pool = &db.pool;
+        async move { heap(pool, name).await as f64 / before as f64 }
+    };
+    let (heap_only_ratio, cleaned_ratio) = (
+        grew("heap_only", before.0).await,
+        grew("cleaned", before.1).await,
+    );
+    let paced = |out: &common::Finished| vacuums(&events(&out.stdout), false, "done").len();
+    println!(
+        "{ROWS} narrow rows: heap {heap_only_ratio:.3}× with heap-only pacing vacuums ({}), \
+         {cleaned_ratio:.3}× with index_cleanup = true ({})",
+        paced(&first),
+        paced(&second)
+    );
+    assert!(paced(&first) > 0 && paced(&second) > 0, "no pacing vacuum");
+    assert!(
+        cleaned_ratio <= 1.35,
+        "with index_cleanup the heap grew {cleaned_ratio:.3}×"
+    );
+    assert!(
+        heap_only_ratio >= 1.4,
+        "heap-only vacuums kept the heap at {heap_only_ratio:.3}×: the line pointers did not bind"
+    );
+    for name in ["heap_only", "cleaned"] {
+        let wrong = number(
+            &db.pool,
+            &format!(
+                "SELECT count(*) FROM {name} WHERE total IS DISTINCT FROM qty::bigint * price"
+            ),
+        )
+        .await;
+        assert_eq!(wrong, 0, "{name}: rows left wrong");
+    }
 }
 
 /// How long a [`Runner`] of this file may take: two 500,000-row runs side by side on a

@@ -1,7 +1,9 @@
 //! Bloat: what filling the whole column does to the table's disk (issue 11). One `UPDATE` of
-//! the table, then `backfill run` with `[vacuum] enabled = false` and at its defaults (pacing
-//! vacuums every 5 % of the rows, a final `VACUUM (ANALYZE)`), each on a fresh copy of
-//! `orders` as the fixture builds it (fillfactor 100, its primary key only).
+//! the table, the guides' loop, then `backfill run` with `[vacuum] enabled = false`, at its
+//! defaults (pacing vacuums every 5 % of the rows, a final `VACUUM (ANALYZE)`) and with
+//! `index_cleanup = true` (the pacing vacuums clean the indexes too), each on a fresh
+//! copy of `orders` as the fixture builds it (fillfactor 100) with a secondary index on a
+//! column the fill does not change ([`SECONDARY_INDEX`]), as most tables have one.
 //!
 //! In a table packed full no new row version fits on its old page, so without a vacuum that
 //! records the old versions' space the heap doubles; the pacing vacuums let the next batches
@@ -16,11 +18,22 @@ use serde::Serialize;
 
 use crate::fixture::{self, Copy, Server, Sizes};
 use crate::runner::{self, FinishedHeap, Vacuums};
+use crate::throughput;
 
 /// The label of the run without pacing vacuums.
 pub const PACING_OFF: &str = "backfill run, `[vacuum] enabled = false`";
 /// The label of the run at its defaults.
 pub const PACING_ON: &str = "backfill run, vacuum pacing (defaults)";
+
+/// The index every copy gets before it is measured: on `qty`, which no method changes, so that
+/// what it gains is the entries every update that leaves its page adds (no HOT update).
+const SECONDARY_INDEX: &str = "CREATE INDEX orders_qty ON orders (qty); CHECKPOINT";
+
+/// The label of the run whose pacing vacuums clean the indexes too.
+pub const PACING_CLEANUP: &str = "backfill run, vacuum pacing, `index_cleanup = true`";
+
+/// The job text that makes the pacing vacuums clean the indexes too.
+const CLEANUP_TOML: &str = "[vacuum]\nindex_cleanup = true\n";
 
 /// The job text that turns pacing off; `final` stays at its default, as a user would leave it.
 const OFF_TOML: &str = "[vacuum]\nenabled = false\n";
@@ -52,8 +65,9 @@ struct Filled {
     finished: Option<FinishedHeap>,
 }
 
-/// Runs every method on a fresh copy of the `rows` table; `job` is the default job.
-pub async fn run(server: &mut Server, rows: u64, job: &str) -> Result<Vec<Row>> {
+/// Runs every method on a fresh copy of the `rows` table (the guides' loop only `with_loop`:
+/// it takes minutes); `job` is the default job.
+pub async fn run(server: &mut Server, rows: u64, job: &str, with_loop: bool) -> Result<Vec<Row>> {
     let mut results = vec![
         measure(server, rows, "single UPDATE", async |copy: &Copy| {
             let (took, changed) = fixture::timed(copy, fixture::SINGLE_UPDATE).await?;
@@ -66,9 +80,23 @@ pub async fn run(server: &mut Server, rows: u64, job: &str) -> Result<Vec<Row>> 
         })
         .await?,
     ];
+    if with_loop {
+        let row = measure(server, rows, throughput::LOOP_LABEL, async |copy: &Copy| {
+            let (took, changed, _) = throughput::guides_loop(copy).await?;
+            Ok(Filled {
+                took,
+                changed,
+                vacuums: None,
+                finished: None,
+            })
+        })
+        .await?;
+        results.push(row);
+    }
     for (label, job) in [
         (PACING_OFF, format!("{job}{OFF_TOML}")),
         (PACING_ON, job.into()),
+        (PACING_CLEANUP, format!("{job}{CLEANUP_TOML}")),
     ] {
         let row = measure(server, rows, label, async |copy: &Copy| {
             let outcome = runner::run_to_end(copy, &job, &[]).await?;
@@ -95,6 +123,7 @@ async fn measure(
 ) -> Result<Row> {
     let copy = server.fresh(rows).await?;
     eprintln!("  bloat: {label} on {rows} rows");
+    fixture::timed(&copy, SECONDARY_INDEX).await?;
     let before = fixture::sizes(&copy).await?;
     let filled = method(&copy).await?;
     let after = fixture::sizes(&copy).await?;

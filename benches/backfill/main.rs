@@ -114,7 +114,10 @@ async fn run_section(
             ];
             report.ddl = Some(ddl::run(server, rows, &modes).await?);
         }
-        Section::Bloat => report.bloat = Some(bloat::run(server, rows, &options.job()).await?),
+        Section::Bloat => {
+            let with_loop = rows <= options.skip_loop_above;
+            report.bloat = Some(bloat::run(server, rows, &options.job(), with_loop).await?)
+        }
         Section::Latency => {
             let workload = latency::Workload {
                 foreground: pgbench::Foreground {

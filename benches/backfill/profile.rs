@@ -89,7 +89,7 @@ fn read_from(path: &Path, offset: u64) -> Result<String> {
 /// connection runs it too, once, to check for a conflicting lock before the first batch.
 const MONITOR_MARK: &str = "WITH act AS MATERIALIZED";
 /// Pacing vacuums run on a connection of their own (the final one on the batch connection).
-const PACING_VACUUM_MARK: &str = "VACUUM (INDEX_CLEANUP OFF";
+const PACING_VACUUM_MARK: &str = "VACUUM (INDEX_CLEANUP ";
 /// The heartbeat renews the job's lease on a connection of its own.
 const HEARTBEAT_MARK: &str = "SET heartbeat_at = now()";
 

@@ -360,7 +360,7 @@ impl<'r> Vacuum<'r> {
         let sql = if last {
             vacuum::last(relation)
         } else {
-            vacuum::pacing(relation)
+            vacuum::pacing(relation, self.vacuums.index_cleanup)
         };
         let sql = vacuum::marked(&marker, &sql);
         let monitor = self.monitor;

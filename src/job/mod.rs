@@ -364,6 +364,9 @@ pub struct VacuumPolicy {
     pub enabled: bool,
     /// How many changed rows between two of those vacuums.
     pub every: Every,
+    /// Those vacuums clean the indexes too: slower vacuums, but the old versions' line pointers
+    /// are freed as well (see [`crate::plan::vacuum::pacing_options`]).
+    pub index_cleanup: bool,
     /// One `VACUUM (ANALYZE)` of the table when the job is done: index entries of the old row
     /// versions cleaned, statistics fresh for the contract migration.
     pub final_vacuum: bool,
@@ -374,6 +377,7 @@ impl Default for VacuumPolicy {
         VacuumPolicy {
             enabled: true,
             every: Every::Percent(defaults::vacuum::EVERY_PERCENT),
+            index_cleanup: false,
             final_vacuum: true,
         }
     }

@@ -165,6 +165,8 @@ pub struct RawVacuum {
     /// One `VACUUM (ANALYZE)` of the table when the job is done.
     #[serde(rename = "final")]
     pub final_vacuum: Option<bool>,
+    /// `true`: the pacing vacuums clean the indexes too.
+    pub index_cleanup: Option<bool>,
 }
 
 /// `every = 50000` or `every = "5%"`.

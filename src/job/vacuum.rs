@@ -23,6 +23,7 @@ impl Checker<'_> {
         Ok(VacuumPolicy {
             enabled: raw.enabled.unwrap_or(defaults.enabled),
             every,
+            index_cleanup: raw.index_cleanup.unwrap_or(defaults.index_cleanup),
             final_vacuum: raw.final_vacuum.unwrap_or(defaults.final_vacuum),
         })
     }
@@ -69,6 +70,13 @@ mod tests {
         ));
         assert_eq!(share.vacuum.every, Every::Percent(2.5));
         assert!(!share.vacuum.enabled && !share.vacuum.final_vacuum);
+        assert!(!share.vacuum.index_cleanup, "heap only by default");
+        let cleaning = ok(&with("[vacuum]\nindex_cleanup = true\n"));
+        assert!(cleaning.vacuum.index_cleanup);
+        assert_has(
+            &err(&with("[vacuum]\nindex_cleanup = \"yes\"\n")),
+            &["jobs/x.toml:6:17", "boolean"],
+        );
     }
 
     #[test]

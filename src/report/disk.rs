@@ -133,7 +133,7 @@ fn vacuum_line(d: &DiskReport<'_>, job: &Job, plan: &Plan) -> String {
         parts.push(format!(
             "VACUUM ({}) {relations} every {every} changed rows ([vacuum] every = {}), on a \
              connection of its own, yielding to DDL like a batch",
-            vacuum::PACING_OPTIONS,
+            vacuum::pacing_options(d.vacuums.index_cleanup),
             job.vacuum.every
         ));
     } else {
@@ -169,8 +169,9 @@ pub fn json(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> (Value,
         "pacing": d.vacuums.pacing,
         "every": job.vacuum.every.to_string(),
         "every_rows": d.every(job),
+        "index_cleanup": d.vacuums.index_cleanup,
         "pacing_sql": d.vacuums.pacing.then(|| {
-            plan.walks().iter().map(|w| vacuum::pacing(&w.relation)).collect::<Vec<_>>()
+            plan.walks().iter().map(|w| vacuum::pacing(&w.relation, d.vacuums.index_cleanup)).collect::<Vec<_>>()
         }),
         "final": d.vacuums.final_vacuum,
         "final_sql": d.vacuums.final_vacuum.then(|| vacuum::last(&plan.table)),
