@@ -31,7 +31,12 @@ impl DiskReport<'_> {
     }
 
     fn cost(&self, job: &Job, pending: u64) -> Cost {
-        Cost::of(self.table, pending, self.every(job))
+        Cost::of(
+            self.table,
+            pending,
+            self.every(job),
+            self.vacuums.index_cleanup,
+        )
     }
 
     /// The slots that retain WAL now, the most first.
