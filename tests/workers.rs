@@ -1,6 +1,6 @@
 //! Several workers in one process on real PostgreSQL (issue 10): every key type split into
-//! ranges and filled exactly once, skewed work shared by every worker, a partitioned table
-//! walked leaf by leaf, a job started by the version without ranges resumed, and a worker count
+//! ranges and filled exactly once, skewed work shared by every worker, a throttle that lets
+//! one worker run at a time, a partitioned table walked leaf by leaf, a job started by the version without ranges resumed, and a worker count
 //! the server has no room for refused before anything is written.
 //!
 //! What a user checks: every row's value and its update counter (a trigger counts every
@@ -11,11 +11,13 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use common::watched::{items_with_job_text, of_kind};
+use common::watched::{assert_clean, items_with_job_text, of_kind};
+use common::yielding::slow_items_job;
 use common::{
-    Finished, TestDb, assert_all_done_once, count_updates, create_items, events, fresh_database,
-    number, path_str, run_backfill, schema_exists, write_job,
+    Finished, Runner, TestDb, assert_all_done_once, count_updates, create_items, events,
+    fresh_database, number, path_str, run_backfill, schema_exists, write_job,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -292,6 +294,75 @@ async fn a_job_stopped_by_the_previous_version_resumes_from_its_cursor() {
 
 /// More workers than the server has connections for under `max_connection_use`: exit 2 before
 /// anything is written, with the number that would fit; one worker runs as before.
+/// The most batches of the job `items_total` that run at once, sampled every 10 ms for
+/// `span`: its sessions' `UPDATE`s that `pg_stat_activity` shows active.
+async fn most_batches_at_once(pool: &PgPool, span: Duration) -> i64 {
+    let until = Instant::now() + span;
+    let mut most = 0;
+    while Instant::now() < until {
+        let now = number(
+            pool,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
+             AND state = 'active' AND query LIKE 'UPDATE%'",
+        )
+        .await;
+        most = most.max(now);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    most
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttle_lets_three_workers_run_one_at_a_time() {
+    let db = fresh_database().await;
+    sqlx::raw_sql("CREATE TABLE brake (on_hold int); INSERT INTO brake VALUES (1);")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Batches of 20 rows at 2 ms a row: 40 ms each, long enough to be seen running.
+    let (dir, job) = slow_items_job(
+        &db.pool,
+        6_000,
+        "0.002",
+        "size = 20\nmin = 20\nmax = 20",
+        "throttle_query = \"SELECT count(*) FROM brake\"\nmax_pause = \"50ms\"\ncooldown = \"300ms\"",
+    )
+    .await;
+    let mut runner = Runner::spawn(
+        &db.url,
+        &dir,
+        "run",
+        &["run", "--json", "--workers", "3", &job],
+    );
+    runner
+        .wait_until(
+            &db.pool,
+            "EXISTS (SELECT 1 FROM backfill.jobs WHERE note LIKE 'throttled: throttle_query%' \
+             AND rows_done >= 100)",
+        )
+        .await;
+    let throttled = most_batches_at_once(&db.pool, Duration::from_millis(1500)).await;
+    sqlx::raw_sql("DELETE FROM brake")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    runner
+        .wait_until(
+            &db.pool,
+            "EXISTS (SELECT 1 FROM backfill.jobs WHERE coalesce(note, '') NOT LIKE 'throttled%')",
+        )
+        .await;
+    let running = most_batches_at_once(&db.pool, Duration::from_millis(1000)).await;
+    let out = runner.finish().await;
+    let events = assert_clean(&out, "run");
+    println!("batches at once: at most {throttled} while throttled, {running} at full speed");
+    assert_eq!(throttled, 1, "throttled workers ran side by side");
+    assert!(running >= 2, "three workers never ran side by side");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(kinds.contains(&"throttled"), "{kinds:?}");
+    assert_all_done_once(&db.pool, 6_000).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_count_the_server_has_no_room_for_is_refused() {
     let db = fresh_database().await;

@@ -129,7 +129,8 @@ pub async fn wal_position(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
 pub struct Limits {
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
-    /// `idle_in_transaction_session_timeout`, for batches.
+    /// `idle_in_transaction_session_timeout`: a batch's (a third of the lease), else
+    /// [`IDLE_IN_TRANSACTION`].
     pub idle_in_transaction: Option<Duration>,
     /// Read the WAL insert position too.
     pub wal: bool,
@@ -142,12 +143,13 @@ pub struct Limits {
 /// it (`pid`, `xact_start_us`), and with [`Limits::wal`] the WAL insert position (`wal_lsn`). Sent as a simple query — one round trip where a statement with binds
 /// takes two — since the values are our own integers, never user text.
 pub fn limits_sql(limits: &Limits) -> String {
-    let idle = limits.idle_in_transaction.map_or(String::new(), |idle| {
-        format!(
-            "set_config('idle_in_transaction_session_timeout', '{}ms', true), ",
-            idle.as_millis()
-        )
-    });
+    let idle = format!(
+        "set_config('idle_in_transaction_session_timeout', '{}ms', true), ",
+        limits
+            .idle_in_transaction
+            .unwrap_or(IDLE_IN_TRANSACTION)
+            .as_millis()
+    );
     let wal = if limits.wal {
         format!(", {WAL_POSITION} AS wal_lsn")
     } else {
@@ -192,12 +194,41 @@ async fn begin_limited<'c>(
     Ok((tx, backend, wal))
 }
 
+/// How long any transaction of ours may sit idle before the server ends it, unless it says
+/// otherwise (a batch: a third of the lease). Ours never pause between statements, so only a
+/// frozen process (SIGSTOP, a paused VM) reaches it — and must not keep the rows it locked (a
+/// heartbeat's, a claim's, a release's) nor its snapshot while the other processes wait.
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
+/// A transaction that writes the state tables: ended by the server once idle for
+/// [`IDLE_IN_TRANSACTION`]; no statement or lock timeout (a lock it waits for is another
+/// process's short state transaction, or a frozen one the server ends), and the server's
+/// `synchronous_commit`, so that a lease or a claim outlives a crash of the server.
+pub async fn begin_state(
+    conn: &mut PgConnection,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    let limits = Limits {
+        statement_timeout: Duration::ZERO,
+        lock_timeout: Duration::ZERO,
+        idle_in_transaction: None,
+        wal: false,
+        flushed_commit: true,
+    };
+    let (tx, _, _) = begin_limited(conn, &limits, false).await?;
+    Ok(tx)
+}
+
 /// Opens a read-only transaction: what reads that must write nothing run in (and, behind
 /// PgBouncer, every statement runs in an explicit transaction).
+/// Ended by the server once idle for [`IDLE_IN_TRANSACTION`], set in the same round trip.
 pub async fn begin_read_only(
     conn: &mut PgConnection,
 ) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
-    conn.begin_with("BEGIN READ ONLY").await
+    conn.begin_with(AssertSqlSafe(format!(
+        "BEGIN READ ONLY; SELECT set_config('idle_in_transaction_session_timeout', '{}ms', true)",
+        IDLE_IN_TRANSACTION.as_millis()
+    )))
+    .await
 }
 
 /// The oldest PostgreSQL `backfill` supports (and CI tests), as `server_version_num`.

@@ -10,9 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::Connection as _;
-
-use crate::db::begin_read_only;
+use crate::db::{begin_read_only, begin_state};
 use crate::event::Event;
 use crate::monitor::Monitor;
 use crate::rate::RateWindow;
@@ -253,7 +251,7 @@ impl Worker<'_, '_, '_> {
     async fn finish(&mut self, range: &RangeRow) -> Result<Walked, BatchError> {
         let holder = self.crew.holder(self.id);
         let store = self.crew.r.store;
-        let mut tx = self.conn.begin().await?;
+        let mut tx = begin_state(&mut self.conn).await?;
         match store.finish_range(&mut tx, &holder, range.id).await {
             Ok(()) => {
                 tx.commit().await?;

@@ -13,11 +13,11 @@
 
 pub mod decide;
 
-use sqlx::{Connection as _, PgConnection, Row as _};
+use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
 use crate::db::{
-    Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
+    Failure, begin_bounded, begin_read_only, begin_state, bind_keys, classify, fetch_key, statement,
 };
 use crate::job::Timeouts;
 use crate::plan::{Plan, Walk};
@@ -213,7 +213,9 @@ impl Share<'_> {
     /// running range with the most keys left.
     pub async fn take(&self, conn: &mut PgConnection, w: &Holder<'_>) -> Result<Taken, ShareError> {
         let store = self.store;
-        let mut tx = conn.begin().await.map_err(self.read(&self.plan.table))?;
+        let mut tx = begin_state(conn)
+            .await
+            .map_err(self.read(&self.plan.table))?;
         let gone = decide::gone(&store.range_leases(&mut tx, w.job).await?);
         let claimed = store.claim_range(&mut tx, w, &gone).await?;
         tx.commit().await.map_err(self.read(&self.plan.table))?;

@@ -4,9 +4,9 @@
 //! when it leaves (give its ranges back, and settle the job's status unless another process
 //! still runs it).
 
-use sqlx::{Connection as _, PgConnection};
+use sqlx::PgConnection;
 
-use crate::db::statement;
+use crate::db::{begin_state, statement};
 
 use super::jobs::JobRow;
 use super::lease::Owner;
@@ -48,7 +48,7 @@ impl Store {
         holds_job: bool,
         live: &Live,
     ) -> Result<JobRow, StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("heartbeat"))?;
+        let mut tx = begin_state(conn).await.map_err(self.db("heartbeat"))?;
         let ranges = format!(
             "UPDATE {} r SET heartbeat_at = now(), note = $3,
                     rate = (SELECT x.rate FROM unnest($4::int4[], $5::float8[]) AS x(id, rate)
@@ -125,7 +125,7 @@ impl Store {
         owner: &Owner,
         how: &Release,
     ) -> Result<(), StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("release"))?;
+        let mut tx = begin_state(conn).await.map_err(self.db("release"))?;
         let ranges = format!(
             "UPDATE {} SET owner = NULL, worker = NULL, heartbeat_at = NULL, rate = NULL, note = NULL, \
              status = CASE WHEN status = 'done' THEN 'done' ELSE 'pending' END, updated_at = now() \

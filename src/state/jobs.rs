@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection as _, PgConnection, Row as _};
+use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_bounded, begin_read_only, statement};
+use crate::db::{begin_bounded, begin_read_only, begin_state, statement};
 
 use super::lease::{LEASE_TIMEOUT, Lease, Owner, timeout_secs};
 use super::{StateError, Store, Tables, from_json, is_missing_table};
@@ -337,7 +337,7 @@ impl Store {
         conn: &mut PgConnection,
         claim: &Claim<'_>,
     ) -> Result<(Admission, JobRow), StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("claim"))?;
+        let mut tx = begin_state(conn).await.map_err(self.db("claim"))?;
         let insert = format!(
             "INSERT INTO {} (name, table_name, definition_hash, status) VALUES ($1, $2, $3, 'pending') \
              ON CONFLICT (name) DO NOTHING",
@@ -470,7 +470,7 @@ impl Store {
     /// Forgets a job (ranges, cursors, counters, leases) so that the next `run` starts over.
     /// Refuses while anyone runs it.
     pub async fn reset(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("reset"))?;
+        let mut tx = begin_state(conn).await.map_err(self.db("reset"))?;
         let row = self.fetch(&mut tx, name, true).await?;
         self.refuse_if_running(&mut tx, &row).await?;
         let sql = format!("DELETE FROM {} WHERE name = $1", self.jobs);
@@ -513,7 +513,7 @@ impl Store {
         name: &str,
         control: Control,
     ) -> Result<JobRow, StateError> {
-        let mut tx = conn.begin().await.map_err(self.db("control"))?;
+        let mut tx = begin_state(conn).await.map_err(self.db("control"))?;
         let row = self.fetch(&mut tx, name, true).await?;
         let (flag, status) = match control {
             Control::Pause => (Some("pause"), None),
