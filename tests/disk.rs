@@ -282,8 +282,10 @@ async fn an_alter_table_queued_behind_our_vacuum_goes_ahead_at_once() {
     runner
         .wait_until(
             &db.pool,
-            "EXISTS (SELECT FROM pg_stat_activity WHERE state = 'active' \
-             AND query LIKE '/* backfill:users vacuum %VACUUM (INDEX_CLEANUP OFF%')",
+            "EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE l.relation = 'users'::regclass AND l.mode = 'ShareUpdateExclusiveLock' \
+             AND l.granted AND a.state = 'active' \
+             AND a.query LIKE '/* backfill:users vacuum %VACUUM (INDEX_CLEANUP OFF%')",
         )
         .await;
     let mut ddl = PgConnection::connect(&db.url).await.unwrap();
