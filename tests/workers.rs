@@ -295,8 +295,9 @@ async fn a_job_stopped_by_the_previous_version_resumes_from_its_cursor() {
 /// More workers than the server has connections for under `max_connection_use`: exit 2 before
 /// anything is written, with the number that would fit; one worker runs as before.
 /// The most batches of the job `items_total` that run at once, sampled every 10 ms for
-/// `span`: its sessions' `UPDATE`s of `items` that `pg_stat_activity` shows active (not the
-/// heartbeat's of the state tables).
+/// `span`: its sessions' `UPDATE`s of `items` that `pg_stat_activity` shows active in this
+/// test's database (not the heartbeat's of the state tables, nor other tests' runs of a job of
+/// the same name on the shared cluster).
 async fn most_batches_at_once(pool: &PgPool, span: Duration) -> i64 {
     let until = Instant::now() + span;
     let mut most = 0;
@@ -304,7 +305,8 @@ async fn most_batches_at_once(pool: &PgPool, span: Duration) -> i64 {
         let now = number(
             pool,
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backfill:items_total' \
-             AND state = 'active' AND query LIKE 'UPDATE \"public\".\"items\"%'",
+             AND datname = current_database() AND state = 'active' \
+             AND query LIKE 'UPDATE \"public\".\"items\"%'",
         )
         .await;
         most = most.max(now);
