@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use backfill::scratch::ClusterOptions;
 use common::watched::{
-    NOTE_PAUSED, assert_clean, batch_sizes, items_with_job, kinds, of_kind, reasons,
+    NOTE_PAUSED, assert_clean, batch_sizes, brake, items_with_job, kinds, of_kind, reasons,
+    release_brake,
 };
 use common::yielding::{Roles, goes_ahead_of_slow_batches, slow_items_job};
 use common::{
@@ -299,15 +300,12 @@ async fn replica_lag_pauses_the_run_until_the_replica_catches_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn throttle_query_slows_the_run_to_min_batches_until_it_returns_zero() {
     let db = fresh_database().await;
-    sqlx::raw_sql("CREATE TABLE brake (on_hold int); INSERT INTO brake VALUES (1);")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let throttle = brake(&db.pool, "100ms").await;
     let (dir, job) = items_with_job(
         &db.pool,
         20_000,
         "size = 1000\nmin = 50\nmax = 1000",
-        "throttle_query = \"SELECT count(*) FROM brake\"\nmax_pause = \"100ms\"\ncooldown = \"300ms\"",
+        &throttle,
     )
     .await;
     let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
@@ -318,10 +316,7 @@ async fn throttle_query_slows_the_run_to_min_batches_until_it_returns_zero() {
              AND rows_done >= 150)",
         )
         .await;
-    sqlx::raw_sql("DELETE FROM brake")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    release_brake(&db.pool).await;
     let out = runner.finish().await;
     let events = assert_clean(&out, "run");
     let kinds = kinds(&events);

@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::watched::{assert_clean, items_with_job_text, of_kind};
+use common::watched::{assert_clean, brake, items_with_job_text, of_kind, release_brake};
 use common::yielding::slow_items_job;
 use common::{
     Finished, Runner, TestDb, assert_all_done_once, count_updates, create_items, events,
@@ -318,17 +318,14 @@ async fn most_batches_at_once(pool: &PgPool, span: Duration) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_throttle_lets_three_workers_run_one_at_a_time() {
     let db = fresh_database().await;
-    sqlx::raw_sql("CREATE TABLE brake (on_hold int); INSERT INTO brake VALUES (1);")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let throttle = brake(&db.pool, "50ms").await;
     // Batches of 20 rows at 2 ms a row: 40 ms each, long enough to be seen running.
     let (dir, job) = slow_items_job(
         &db.pool,
         6_000,
         "0.002",
         "size = 20\nmin = 20\nmax = 20",
-        "throttle_query = \"SELECT count(*) FROM brake\"\nmax_pause = \"50ms\"\ncooldown = \"300ms\"",
+        &throttle,
     )
     .await;
     let mut runner = Runner::spawn(
@@ -345,10 +342,7 @@ async fn a_throttle_lets_three_workers_run_one_at_a_time() {
         )
         .await;
     let throttled = most_batches_at_once(&db.pool, Duration::from_millis(1500)).await;
-    sqlx::raw_sql("DELETE FROM brake")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    release_brake(&db.pool).await;
     runner
         .wait_until(
             &db.pool,

@@ -64,7 +64,7 @@ pub fn check(report: &Report) -> Vec<Target> {
 /// workers against one worker, the single `UPDATE` and the loop, all on the same table).
 fn throughput(targets: &mut Vec<Target>, rows: &[Row]) {
     let find = |prefix: &str| rows.iter().find(|r| r.method.starts_with(prefix));
-    let guides = find("guides' loop");
+    let guides = find(crate::throughput::LOOP_LABEL);
     if let Some(run) = find(DEFAULTS) {
         let name = "1 worker ≥ 0.90× single UPDATE";
         targets.push(Target::at_least(5, name, run.vs_update, 0.90, "×"));

@@ -76,7 +76,7 @@ pub async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let mut tx = begin(conn, crew, worker, started).await?;
+    let mut tx = begin(conn, crew, worker, Some(started)).await?;
     let upper = upper_bound(&mut tx, walk, range, size).await?;
     let rows = update(&mut tx, walk, range.cursor.as_deref(), &upper).await?;
     let done = Committed {
@@ -90,23 +90,25 @@ pub async fn run(
     commit(tx, crew, worker, range.id, done, started).await
 }
 
-/// Opens worker `worker`'s batch transaction (begun at `started`), bounded by the job's
-/// timeouts; tells the monitor which backend runs it, and under a WAL budget the crew where
-/// the WAL stood.
+/// Opens worker `worker`'s batch transaction, bounded by the job's timeouts; tells the monitor
+/// which backend runs it, and — for a batch charged to the WAL budget (`charged`: begun then) —
+/// the crew where the WAL stood. A retry of one failed row is not charged: its WAL is not worth
+/// a round trip.
 pub(super) async fn begin<'c>(
     conn: &'c mut PgConnection,
     crew: &Crew<'_, '_>,
     worker: u32,
-    started: Instant,
+    charged: Option<Instant>,
 ) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
     let idle = idle_in_transaction_timeout(crew.r.options.lease_timeout);
     let t = &crew.r.job.timeouts;
-    let budget = crew.has_wal_budget();
-    let (tx, backend, wal_start) = begin_batch(conn, t.statement, t.lock, idle, budget).await?;
+    let budget = charged.filter(|_| crew.has_wal_budget());
+    let (tx, backend, wal_start) =
+        begin_batch(conn, t.statement, t.lock, idle, budget.is_some()).await?;
     if let Some(monitor) = crew.monitor {
         monitor.batch_started(worker, backend);
     }
-    if let Some(lsn) = wal_start {
+    if let (Some(lsn), Some(started)) = (wal_start, budget) {
         crew.wal_started(worker, lsn, started);
     }
     Ok(tx)

@@ -9,8 +9,6 @@
 //! one more attempt. A transient error (a lock timeout, a lost connection, the monitor's yield)
 //! is retried as a batch's would be. One worker does it all: a few failed rows need no more.
 
-use std::time::Instant;
-
 use sqlx::Connection as _;
 
 use crate::db::{ServerError, begin_read_only, bind_keys, is_row_error, statement};
@@ -143,9 +141,7 @@ impl Worker<'_, '_, '_> {
         let crew = self.crew;
         let (store, job, plan) = (crew.r.store, crew.job(), crew.r.plan);
         let walk = plan.walk_of(&row.relation).unwrap_or(&plan.walk);
-        let mut tx = batch::begin(&mut self.conn, crew, self.id, Instant::now()).await?;
-        // One row's WAL is not worth charging to a WAL budget.
-        crew.wal_abandoned(self.id);
+        let mut tx = batch::begin(&mut self.conn, crew, self.id, None).await?;
         let mut savepoint = tx.begin().await?;
         let update = bind_keys(statement(&walk.update_key), row.key.iter().map(Some))
             .execute(&mut *savepoint)

@@ -50,7 +50,7 @@ pub(super) async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let mut tx = batch::begin(conn, crew, worker, started).await?;
+    let mut tx = batch::begin(conn, crew, worker, Some(started)).await?;
     let upper = batch::upper_bound(&mut tx, walk, range, size).await?;
     let bounds = range.cursor.iter().flatten().chain(&upper).map(Some);
     let query = bind_keys(statement(walk.keys.pick(range.cursor.is_some())), bounds);

@@ -8,6 +8,28 @@ use tempfile::TempDir;
 
 use super::{Finished, Runner, count_updates, create_items, events, number, path_str, write_job};
 
+/// Puts the brake on: a table `brake` with one row, and the `[throttle]` lines that throttle a
+/// run while it has one (`throttle_query`, a `max_pause` of `max_pause`, a short cooldown).
+/// [`release_brake`] lets the run go.
+pub async fn brake(pool: &PgPool, max_pause: &str) -> String {
+    sqlx::raw_sql("CREATE TABLE brake (on_hold int); INSERT INTO brake VALUES (1);")
+        .execute(pool)
+        .await
+        .expect("create the brake");
+    format!(
+        "throttle_query = \"SELECT count(*) FROM brake\"\nmax_pause = \"{max_pause}\"\n\
+         cooldown = \"300ms\""
+    )
+}
+
+/// Takes the [`brake`] off.
+pub async fn release_brake(pool: &PgPool) {
+    sqlx::raw_sql("DELETE FROM brake")
+        .execute(pool)
+        .await
+        .expect("release the brake");
+}
+
 /// `items` with `total` to fill, a job over it with `batch` and `throttle` sections, and a
 /// directory for the job and the runner's output.
 pub async fn items_with_job(
