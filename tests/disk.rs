@@ -192,10 +192,12 @@ async fn a_narrow_table_needs_the_pacing_vacuums_to_clean_its_indexes() {
             .unwrap();
     }
     let dir = TempDir::new().unwrap();
+    // Batches of at most 2,000 rows 10 ms apart: on a loaded machine the rows changed while a
+    // vacuum runs (whose space it cannot free yet) stay few against its 10,000-row `every`.
     let job = |name: &str, tail: &str| {
         let text = format!(
             "table = \"{name}\"\nwhere = \"total IS NULL\"\n[set]\ntotal = \"qty::bigint * price\"\n\
-             [vacuum]\nfinal = false\n{tail}"
+             [batch]\nmax = 2000\npause = \"10ms\"\n[vacuum]\nfinal = false\n{tail}"
         );
         path_str(&write_job(&dir, name, &text)).to_owned()
     };
@@ -229,11 +231,11 @@ async fn a_narrow_table_needs_the_pacing_vacuums_to_clean_its_indexes() {
     );
     assert!(paced(&first) > 0 && paced(&second) > 0, "no pacing vacuum");
     assert!(
-        cleaned_ratio <= 1.35,
+        cleaned_ratio <= 1.40,
         "with index_cleanup the heap grew {cleaned_ratio:.3}×"
     );
     assert!(
-        heap_only_ratio >= 1.4,
+        heap_only_ratio >= 1.45,
         "heap-only vacuums kept the heap at {heap_only_ratio:.3}×: the line pointers did not bind"
     );
     for name in ["heap_only", "cleaned"] {
