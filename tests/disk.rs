@@ -250,8 +250,8 @@ async fn a_narrow_table_needs_the_pacing_vacuums_to_clean_its_indexes() {
     }
 }
 
-/// How long a [`Runner`] of this file may take: two 500,000-row runs side by side on a
-/// loaded machine.
+/// How long a [`Runner`] of this file may take: two 500,000-row runs side by side, or 200
+/// paused batches, on a loaded machine.
 const WAIT: Duration = Duration::from_secs(300);
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,7 +280,8 @@ async fn an_alter_table_queued_behind_our_vacuum_goes_ahead_at_once() {
         "[batch]\nsize = 1000\nmax = 1000\npause = \"50ms\"\n\
          [vacuum]\nevery = 20000\nfinal = false\n",
     );
-    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
+    // 200 batches with their pauses: 17 s alone, over 30 s beside the file's other runs.
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]).within(WAIT);
     runner
         .wait_until(
             &db.pool,

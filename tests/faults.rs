@@ -20,9 +20,6 @@ use common::{
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tempfile::TempDir;
 
-/// How long a condition may take to come true, or a run to end, before the test fails.
-const WAIT: Duration = Duration::from_secs(60);
-
 /// The batches of the outage tests: 100 000 rows take a few seconds, long enough to stop or
 /// restart the server in the middle.
 const OUTAGE_BATCHES: &str = "size = 1000\nmin = 1000\nmax = 1000\npause = \"30ms\"";
@@ -74,7 +71,7 @@ async fn rows_done(pool: &PgPool) -> i64 {
 async fn a_database_restart_mid_run_is_ridden_out() {
     let (cluster, pool, url, dir, job) = fixture(100_000, "total IS NULL", OUTAGE_BATCHES).await;
     let job = job.as_str();
-    let mut runner = Runner::spawn(&url, &dir, "run", &["run", "--json", job]).within(WAIT);
+    let mut runner = Runner::spawn(&url, &dir, "run", &["run", "--json", job]);
     runner.wait_until(&pool, FIRST_BATCH).await;
     assert!(
         rows_done(&pool).await < 100_000,
@@ -108,8 +105,7 @@ async fn a_database_down_past_the_bound_stops_with_the_checkpoint_intact() {
         &dir,
         "bounded",
         &["run", "--reconnect-timeout", "3s", job],
-    )
-    .within(WAIT);
+    );
     runner.wait_until(&pool, FIRST_BATCH).await;
 
     // Measured from before the stop: the first lost batch comes after it.
@@ -196,7 +192,7 @@ async fn a_run_holds_at_most_three_connections_and_names_them() {
     let job = job.as_str();
     let mut runner = Runner::spawn(&url, &dir, "slow", &["run", job]);
     let mut samples = std::collections::BTreeMap::<i64, u32>::new();
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + common::RUN_WAIT;
     let status = loop {
         if let Some(status) = runner.child.try_wait().expect("poll the runner") {
             break status;

@@ -46,8 +46,7 @@ async fn a_slow_probe_backs_the_run_off_until_it_is_fast_again() {
     )
     .await;
     let (dir, job) = items_with_job_text(&db.pool, rows, "qty * price", TABLES).await;
-    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job])
-        .within(std::time::Duration::from_secs(120));
+    let mut runner = Runner::spawn(&db.url, &dir, "run", &["run", "--json", &job]);
     runner
         .wait_until(
             &db.pool,

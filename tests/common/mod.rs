@@ -36,9 +36,13 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
 
-/// How long a [`Runner`] waits for a condition or for its exit, unless told otherwise
-/// ([`Runner::within`]).
+/// How long what a test sets up may take to come true ([`wait_for`]).
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// How long a [`Runner`] waits for a condition or for its exit, unless told otherwise
+/// ([`Runner::within`]): a run that takes 15 s alone can take three times as long beside the
+/// other tests of its file and the other versions' lane in CI; a run that hangs still fails.
+pub const RUN_WAIT: Duration = Duration::from_secs(120);
 
 /// A database of one test's own, so that tests run in parallel without seeing each other.
 pub struct TestDb {
@@ -196,11 +200,11 @@ impl Runner {
             child,
             stdout,
             stderr,
-            wait: WAIT,
+            wait: RUN_WAIT,
         }
     }
 
-    /// The runner with `wait` instead of [`WAIT`] for [`Runner::wait_until`] and
+    /// The runner with `wait` instead of [`RUN_WAIT`] for [`Runner::wait_until`] and
     /// [`Runner::finish`].
     pub fn within(self, wait: Duration) -> Runner {
         Runner { wait, ..self }
@@ -220,13 +224,26 @@ impl Runner {
         }
     }
 
-    /// Waits for the runner to exit and returns what it printed.
+    /// Waits for the runner to exit and returns what it printed. Fails, with the end of what
+    /// it printed so far, if it does not exit within its wait.
     pub async fn finish(mut self) -> Finished {
-        let status = tokio::time::timeout(self.wait, self.child.wait())
-            .await
-            .expect("backfill did not exit in time")
-            .expect("wait for backfill");
-        self.output(status)
+        match tokio::time::timeout(self.wait, self.child.wait()).await {
+            Ok(status) => self.output(status.expect("wait for backfill")),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                let tail = |path: &PathBuf| {
+                    let text = std::fs::read_to_string(path).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                };
+                panic!(
+                    "backfill did not exit within {:?}\nlast stdout:\n{}\nlast stderr:\n{}",
+                    self.wait,
+                    tail(&self.stdout),
+                    tail(&self.stderr)
+                );
+            }
+        }
     }
 
     /// Sends `signal` (a `kill` name such as "INT") to the runner, as a terminal or an
