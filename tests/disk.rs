@@ -1,8 +1,8 @@
 //! The disk a run costs, on real PostgreSQL: vacuum pacing keeps a full-table backfill from
 //! doubling the heap (shown against the same run without it), on a table of narrow rows only
-//! when the vacuums clean the indexes too (`index_cleanup`), a vacuum that an
-//! `ALTER TABLE` queues behind gives way at once, and a role that may not vacuum is told so
-//! and runs without pacing. (Behind PgBouncer: `tests/pgbouncer.rs`.)
+//! when the vacuums clean the indexes too (`index_cleanup`, which `plan` suggests for them), a
+//! vacuum that an `ALTER TABLE` queues behind gives way at once, and a role that may not vacuum
+//! is told so and runs without pacing. (Behind PgBouncer: `tests/pgbouncer.rs`.)
 
 mod common;
 
@@ -205,6 +205,20 @@ async fn a_narrow_table_needs_the_pacing_vacuums_to_clean_its_indexes() {
         job("heap_only", ""),
         job("cleaned", "index_cleanup = true\n"),
     );
+    // `plan` says beforehand that these rows need index_cleanup, and what it gives.
+    let hint = "with [vacuum] index_cleanup = true";
+    let told = run_backfill(&db.url, &["plan", &heap_only]);
+    told.expect_code(0, "plan of the heap-only job");
+    let line = told.stdout.lines().find(|l| l.contains(hint));
+    println!("plan: {}", line.unwrap_or_default().trim());
+    assert!(
+        line.is_some(),
+        "plan did not suggest index_cleanup:\n{}",
+        told.stdout
+    );
+    let told = run_backfill(&db.url, &["plan", &cleaned]);
+    told.expect_code(0, "plan of the cleaning job");
+    assert!(!told.stdout.contains(hint), "{}", told.stdout);
     let before = (
         heap(&db.pool, "heap_only").await,
         heap(&db.pool, "cleaned").await,

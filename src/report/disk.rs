@@ -10,6 +10,10 @@ use crate::job::Job;
 use crate::monitor::policy::{Bytes, Wal};
 use crate::plan::{Plan, vacuum};
 
+/// The share of the heap now by which `index_cleanup = true` must keep the heap after the run
+/// smaller for `plan` to suggest it: each such vacuum reads every index whole.
+const CLEANUP_WORTH: f64 = 0.10;
+
 /// What `plan` read for its disk blocks.
 pub struct DiskReport<'a> {
     /// The table's heap, rows, indexes, and the `[set]` columns' width.
@@ -37,6 +41,18 @@ impl DiskReport<'_> {
             self.every(job),
             self.vacuums.index_cleanup,
         )
+    }
+
+    /// The heap after the run if the pacing vacuums cleaned the indexes too, when they do not
+    /// and that would keep it notably smaller ([`CLEANUP_WORTH`] of the heap now): a table of
+    /// narrow rows, whose freed pages run out of line pointers.
+    fn heap_with_index_cleanup(&self, job: &Job, pending: u64, cost: &Cost) -> Option<u64> {
+        let with = cost
+            .heap_with_pacing
+            .filter(|_| !self.vacuums.index_cleanup)?;
+        let cleaned = Cost::of(self.table, pending, self.every(job), true).heap_with_pacing?;
+        let worth = (self.table.heap_bytes as f64 * CLEANUP_WORTH) as u64;
+        (with.saturating_sub(cleaned) > worth).then_some(cleaned)
     }
 
     /// The slots that retain WAL now, the most first.
@@ -95,6 +111,17 @@ pub fn lines(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> Vec<St
             wal_method(t)
         ),
     ];
+    if let Some(cleaned) = d.heap_with_index_cleanup(job, pending, &cost) {
+        lines.insert(
+            2,
+            format!(
+                "          narrow rows: a heap-only vacuum leaves a freed page too few line \
+                 pointers for them; with [vacuum] index_cleanup = true (each vacuum then reads \
+                 the indexes) the heap would end ~{}",
+                size_and_growth(t.heap_bytes, cleaned)
+            ),
+        );
+    }
     let slots = d.slots();
     lines.push(match slots.as_slice() {
         [] => "          replication slots: none retains WAL".to_owned(),
@@ -166,6 +193,7 @@ pub fn json(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> (Value,
         "new_heap_bytes": cost.new_heap,
         "heap_bytes_with_pacing": cost.heap_with_pacing,
         "heap_bytes_without_pacing": cost.heap_without_pacing,
+        "heap_bytes_with_index_cleanup": d.heap_with_index_cleanup(job, pending, &cost),
         "wal_bytes": cost.wal,
         "wal_method": wal_method(t),
         "slots": d.slots().iter().map(|(slot, bytes)| json!({"slot": slot, "retained_bytes": bytes})).collect::<Vec<_>>(),
@@ -212,11 +240,7 @@ mod tests {
             ],
             archiver: None,
         };
-        let upkeep = Upkeep {
-            role: "app".into(),
-            denied: vec![],
-            maintain: true,
-        };
+        let upkeep = upkeep();
         let d = DiskReport {
             table: &Table::example(),
             wal: &wal,
@@ -231,6 +255,75 @@ mod tests {
                 "small (logical pgoutput, no consumer connected)"
             ]
         );
+    }
+
+    /// A role that may vacuum the table.
+    fn upkeep() -> Upkeep {
+        Upkeep {
+            role: "app".into(),
+            denied: vec![],
+            maintain: true,
+        }
+    }
+
+    fn report<'a>(
+        table: &'a Table,
+        wal: &'a Wal,
+        upkeep: &'a Upkeep,
+        cleanup: bool,
+    ) -> DiskReport<'a> {
+        DiskReport {
+            table,
+            wal,
+            upkeep,
+            vacuums: Vacuums {
+                pacing: true,
+                index_cleanup: cleanup,
+                final_vacuum: true,
+            },
+        }
+    }
+
+    #[test]
+    fn index_cleanup_is_suggested_for_narrow_rows_only() {
+        let job = Job::parse(
+            "table = \"t\"\nwhere = \"v IS NULL\"\n[set]\nv = \"1\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .expect("valid job");
+        let wal = Wal {
+            slots: vec![],
+            archiver: None,
+        };
+        let upkeep = upkeep();
+        // 44 bytes a row, as the benchmark's `orders`: 186 to a page, which takes 105 again.
+        let narrow = Table {
+            heap_bytes: 44 * 1_000_000,
+            ..Table::example()
+        };
+        let d = report(&narrow, &wal, &upkeep, false);
+        let cost = d.cost(&job, 1_000_000);
+        let cleaned = d
+            .heap_with_index_cleanup(&job, 1_000_000, &cost)
+            .expect("suggested for narrow rows");
+        let heap_only = cost.heap_with_pacing.unwrap();
+        assert!(
+            cleaned < heap_only,
+            "{cleaned} with cleanup, {heap_only} without"
+        );
+        let on = report(&narrow, &wal, &upkeep, true);
+        let cost = on.cost(&job, 1_000_000);
+        assert_eq!(
+            on.heap_with_index_cleanup(&job, 1_000_000, &cost),
+            None,
+            "already on"
+        );
+        assert_eq!(cost.heap_with_pacing, Some(cleaned));
+        // 100 bytes a row: 81 to a page, which has line pointers for them all again.
+        let wide = Table::example();
+        let d = report(&wide, &wal, &upkeep, false);
+        let cost = d.cost(&job, 1_000_000);
+        assert_eq!(d.heap_with_index_cleanup(&job, 1_000_000, &cost), None);
     }
 
     #[test]
