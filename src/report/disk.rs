@@ -105,23 +105,20 @@ pub fn lines(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> Vec<St
                 size_and_growth(t.heap_bytes, cost.heap_without_pacing)
             ),
         },
-        format!(
-            "          WAL ~{} (rough: {})",
-            Bytes(cost.wal),
-            wal_method(t)
-        ),
     ];
     if let Some(cleaned) = d.heap_with_index_cleanup(job, pending, &cost) {
-        lines.insert(
-            2,
-            format!(
-                "          narrow rows: a heap-only vacuum leaves a freed page too few line \
-                 pointers for them; with [vacuum] index_cleanup = true (each vacuum then reads \
-                 the indexes) the heap would end ~{}",
-                size_and_growth(t.heap_bytes, cleaned)
-            ),
-        );
+        lines.push(format!(
+            "          narrow rows: a heap-only vacuum leaves a freed page too few line \
+             pointers for them; with [vacuum] index_cleanup = true (each vacuum then reads the \
+             indexes) the heap would end ~{}",
+            size_and_growth(t.heap_bytes, cleaned)
+        ));
     }
+    lines.push(format!(
+        "          WAL ~{} (rough: {})",
+        Bytes(cost.wal),
+        wal_method(t)
+    ));
     let slots = d.slots();
     lines.push(match slots.as_slice() {
         [] => "          replication slots: none retains WAL".to_owned(),
