@@ -5,8 +5,14 @@
 //! consumer needs nothing from the engine.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use serde::Serialize;
+
+/// A duration in whole milliseconds, as events carry durations.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// One thing that happened to a job, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]

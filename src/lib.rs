@@ -2,7 +2,7 @@
 //! transaction that also records its checkpoint, so that a run never blocks the application,
 //! never loses or repeats a row, and resumes exactly where it stopped.
 //!
-//! Layout (DESIGN §7):
+//! Layout (ARCHITECTURE.md):
 //! - [`job`]: job file → validated [`job::Job`], no I/O beyond reading the file.
 //! - [`catalog`]: the table's key, columns, indexes and triggers, read once per run.
 //! - [`plan`]: pure; every statement about the target table. [`sql`] is its quoting type.
@@ -32,6 +32,7 @@ pub mod disk;
 pub mod engine;
 pub mod event;
 pub mod guard;
+pub mod jitter;
 pub mod job;
 pub mod lockwait;
 pub mod metrics;

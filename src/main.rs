@@ -1,5 +1,5 @@
 //! The `backfill` binary: parses arguments, runs the command, prints `{:#}` errors to stderr
-//! and maps the outcome to the exit codes of DESIGN §1. The only place that listens for Ctrl-C.
+//! and maps the outcome to the documented exit codes (docs/commands.md). The only place that listens for Ctrl-C.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! Prometheus metrics of a run (`run --metrics-addr`, DESIGN §11), served as text at
+//! Prometheus metrics of a run (`run --metrics-addr`), served as text at
 //! `/metrics` while the run lasts.
 //!
 //! [`Metrics`] is a sink of the engine's [`Event`]s, beside the progress display: it keeps no

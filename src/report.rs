@@ -38,12 +38,6 @@ pub fn rows(n: u64) -> String {
     }
 }
 
-/// A row's key as PostgreSQL writes one in its messages: `(id)=(77777)`,
-/// `(tenant, id)=(acme, 42)`.
-pub fn key_text(columns: &[String], values: &[String]) -> String {
-    format!("({})=({})", columns.join(", "), values.join(", "))
-}
-
 /// The job's status as it is now: `paused` while its runners hold it paused (the stored
 /// status stays `running`), `stale` while its lease is held by nobody alive and no worker of
 /// another process runs it either, else the stored status. One word, so that `status`'s
@@ -197,19 +191,6 @@ mod tests {
             ranges: 1,
             ..JobRow::example(name, status)
         }
-    }
-
-    #[test]
-    fn keys_read_as_postgres_writes_them() {
-        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            key_text(&names(&["id"]), &names(&["77777"])),
-            "(id)=(77777)"
-        );
-        assert_eq!(
-            key_text(&names(&["tenant", "id"]), &names(&["acme", "42"])),
-            "(tenant, id)=(acme, 42)"
-        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ async fn run(options: &Options) -> Result<()> {
             report.errors.push(format!("{section:?}: {error:#}"));
         }
         report.duration_s = started.elapsed().as_secs_f64();
-        report.check_targets();
+        report.targets = targets::check(&report);
         // After each scenario, so that a late failure keeps the rest.
         write(&report, &options.json, &server.log_path())?;
     }

@@ -13,7 +13,6 @@ use crate::fixture::{SETTINGS, Server};
 use crate::latency::Latency;
 use crate::profile::Profile;
 use crate::scaling::{Growth, Point};
-use crate::targets::{self, Target};
 use crate::throughput::Row;
 
 /// Everything one benchmark run found.
@@ -84,13 +83,6 @@ fn field(text: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim().to_string())
 }
 
-impl Report {
-    /// Checks the issues' targets against what ran.
-    pub fn check_targets(&mut self) {
-        self.targets = targets::check(self);
-    }
-}
-
 /// `1 worker`, `2 workers`.
 pub fn workers_text(n: u32) -> String {
     if n == 1 {
@@ -135,7 +127,7 @@ pub fn markdown(report: &Report) -> String {
     if let Some(points) = &report.scaling {
         scaling_table(&mut out, points, &report.growth);
     }
-    targets::table(&mut out, &report.targets);
+    targets_table(&mut out, &report.targets);
     for error in &report.errors {
         let _ = writeln!(out, "**Scenario failed:** {error}\n");
     }
@@ -351,6 +343,31 @@ fn scaling_table(out: &mut String, points: &[Point], growth: &[Growth]) {
             g.time_ratio,
             workers_text(g.workers),
             g.size_ratio
+        );
+    }
+    out.push('\n');
+}
+
+/// One goal of an issue, and whether this run met it.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub issue: u32,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// The targets as a Markdown table.
+fn targets_table(out: &mut String, targets: &[Target]) {
+    let _ = writeln!(out, "### Targets\n");
+    let _ = writeln!(out, "| issue | target | measured | met |");
+    let _ = writeln!(out, "|--:|---|--:|---|");
+    for t in targets {
+        let met = if t.met { "yes" } else { "**no**" };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {met} |",
+            t.issue, t.target, t.measured
         );
     }
     out.push('\n');

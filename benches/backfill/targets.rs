@@ -2,23 +2,10 @@
 //! it. Owns the thresholds and their wording; not the measurements (the scenarios) nor the
 //! verdicts' explanations (BENCHMARKS.md, written by a person who read the figures).
 
-use std::fmt::Write as _;
-
-use serde::Serialize;
-
 use crate::bloat::{PACING_CLEANUP, PACING_OFF, PACING_ON};
 use crate::latency::{DEFAULT_RUN, GUARDED_RUN, Latency};
-use crate::report::Report;
+use crate::report::{Report, Target};
 use crate::throughput::{DEFAULTS, Row, workers_label};
-
-/// One goal of an issue, and whether this run met it.
-#[derive(Debug, Serialize)]
-pub struct Target {
-    pub issue: u32,
-    pub target: String,
-    pub measured: String,
-    pub met: bool,
-}
 
 /// Every target whose scenario ran.
 pub fn check(report: &Report) -> Vec<Target> {
@@ -160,20 +147,4 @@ impl Target {
             met: false,
         }
     }
-}
-
-/// The targets as a Markdown table.
-pub fn table(out: &mut String, targets: &[Target]) {
-    let _ = writeln!(out, "### Targets\n");
-    let _ = writeln!(out, "| issue | target | measured | met |");
-    let _ = writeln!(out, "|--:|---|--:|---|");
-    for t in targets {
-        let met = if t.met { "yes" } else { "**no**" };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {met} |",
-            t.issue, t.target, t.measured
-        );
-    }
-    out.push('\n');
 }

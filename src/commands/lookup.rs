@@ -1,7 +1,7 @@
 //! Finding the job a command names: `NAME` is `<jobs-dir>/NAME.toml` for the commands that read
 //! the job file, or the job's row in the state table for those that act on the row; anything
 //! that looks like a path is taken as a job file. A name that finds nothing is answered with
-//! the names that would have (DESIGN §1).
+//! the names that would have (ARCHITECTURE.md).
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! the same directly and behind PgBouncer in transaction mode, and the classification of errors
 //! into "roll back and try again" and "stop".
 //!
-//! PgBouncer (DESIGN §6): named prepared statements break under transaction pooling, so every
+//! PgBouncer (ARCHITECTURE.md): named prepared statements break under transaction pooling, so every
 //! statement is unnamed (`persistent(false)`) and runs inside an explicit transaction, and the
 //! `extra_float_digits` startup parameter (which PgBouncer rejects) is not sent. This module
 //! knows nothing about jobs or tables.

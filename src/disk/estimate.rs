@@ -30,7 +30,7 @@ use super::heap_bytes_sql;
 /// How many `every` spans of rows the heap grows by with vacuum pacing: the rows changed
 /// before the first vacuum has freed anything, and those changed while a vacuum runs or
 /// before the space it frees is searched (measured on 500,000 rows: 1.5 to 3.5 spans from
-/// `every` = 20 % down to 2 %; see the README).
+/// `every` = 20 % down to 2 %; see docs/disk.md).
 pub const PACED_SPANS: f64 = 2.0;
 
 /// A line pointer: each new version takes one, and the old version's stays behind (dead)

@@ -1,7 +1,6 @@
 //! Jittered exponential backoff for retrying a batch. Pure: the randomness is a parameter, so
-//! the schedule is unit-tested; [`jitter`] supplies it at run time.
+//! the schedule is unit-tested; [`crate::jitter`] supplies it at run time.
 
-use std::hash::{BuildHasher as _, RandomState};
 use std::time::Duration;
 
 /// First retry waits about this long.
@@ -17,12 +16,6 @@ pub fn delay(attempt: u32, jitter: f64) -> Duration {
     let exp = BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let full = exp.min(CAP);
     full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
-/// A number in `0.0..=1.0` from the standard library's randomly keyed hasher.
-pub fn jitter() -> f64 {
-    let bits = RandomState::new().hash_one(std::time::Instant::now());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -47,11 +40,5 @@ mod tests {
     #[test]
     fn no_jitter_halves_the_wait() {
         assert_eq!(delay(1, 0.0), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn jitter_is_in_range() {
-        let j = jitter();
-        assert!((0.0..=1.0).contains(&j), "{j}");
     }
 }

@@ -11,7 +11,7 @@ use crate::disk;
 use crate::event::Event;
 
 use super::vacuum::Vacuum;
-use super::worker::{self, End, Stop};
+use super::worker::{End, Stop};
 use super::{EngineError, Lead, Outcome, application_name, connect};
 
 impl Lead<'_, '_> {
@@ -68,7 +68,7 @@ impl Lead<'_, '_> {
                     job,
                     rows_done,
                     batches_done,
-                    elapsed_ms: worker::millis(end.started.elapsed()),
+                    elapsed_ms: crate::event::millis(end.started.elapsed()),
                     heap_bytes_before: end.heap_bytes_start,
                     heap_bytes_after: disk::heap_bytes(conn, table).await.ok(),
                 });

@@ -1,5 +1,5 @@
 //! The engine: runs one job, in this process, from its checkpoints to the end of its key range
-//! (DESIGN §3, §9).
+//! (ARCHITECTURE.md).
 //!
 //! It claims the job — its lease, or, with `--join`, only a place beside the process that runs
 //! it — lays the job's ranges out if nobody has yet (`share`), starts the heartbeat that keeps
@@ -18,7 +18,7 @@
 //! is waited for, then starts the monitor and the guard; `vacuum.rs` paces the run with vacuums
 //! and runs the final one; `end.rs` settles how a run ended.
 
-pub(crate) mod backoff;
+mod backoff;
 mod batch;
 mod crew;
 mod end;

@@ -1,4 +1,4 @@
-//! The process's vacuums (DESIGN §10): vacuum pacing while the job runs, and the final
+//! The process's vacuums (ARCHITECTURE.md): vacuum pacing while the job runs, and the final
 //! `VACUUM (ANALYZE)` when it is done.
 //!
 //! Pacing: the crew feeds a [`Feed`] with the rows each committed batch changed, by relation;
@@ -39,13 +39,12 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::db::{Failure, Target, begin_read_only, classify, error_chain, hang_up, statement};
 use crate::disk::Vacuums;
-use crate::event::{Event, VacuumState};
+use crate::event::{Event, VacuumState, millis};
 use crate::monitor::{Action, Decision, Monitor};
 use crate::plan::vacuum;
 use crate::state::{JobRow, Live};
 
 use super::heartbeat::Heartbeat;
-use super::worker::millis;
 use super::{Run, application_name};
 
 /// The id the vacuum's statements are watched under by the monitor: no worker has it.

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use crate::db::{begin_read_only, begin_state};
-use crate::event::Event;
+use crate::event::{Event, millis};
 use crate::monitor::Monitor;
 use crate::rate::RateWindow;
 use crate::state::{RangeRow, StateError};
@@ -20,7 +20,7 @@ use super::EngineError;
 use super::batch::{self, BatchError, Committed};
 use super::narrow;
 use super::pace::{After, Pace, Pacing};
-use super::worker::{Failures, Step, Stop, Worker, millis};
+use super::worker::{Failures, Step, Stop, Worker};
 
 /// What re-reading a range found.
 #[derive(Debug, Clone, PartialEq, Eq)]

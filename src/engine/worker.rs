@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::db::{Failure, error_chain};
-use crate::event::Event;
+use crate::event::{Event, millis};
 use crate::monitor::Decision;
 use crate::share::Taken;
 
@@ -293,7 +293,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
     /// Reports the failure, waits the backoff and reconnects if asked. `None` on shutdown,
     /// otherwise whether the connection is usable (as far as is known).
     async fn retry(&mut self, attempt: u32, err: &BatchError, reconnect: bool) -> Option<bool> {
-        let wait = backoff::delay(attempt, backoff::jitter());
+        let wait = backoff::delay(attempt, crate::jitter::jitter());
         let (worker, range) = (self.id, self.range);
         self.send(|job| Event::Retry {
             job,
@@ -361,10 +361,6 @@ async fn changed(decisions: &mut Option<watch::Receiver<Option<Decision>>>) {
         return;
     }
     std::future::pending::<()>().await;
-}
-
-pub(super) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

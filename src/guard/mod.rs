@@ -356,7 +356,7 @@ fn timed_out(e: &sqlx::Error) -> bool {
 
 /// An index in `0..n`.
 fn pick(n: usize) -> usize {
-    ((crate::engine::backoff::jitter() * n as f64) as usize).min(n.saturating_sub(1))
+    ((crate::jitter::jitter() * n as f64) as usize).min(n.saturating_sub(1))
 }
 
 /// Keys of the table to probe: a block sample of the job's range up to its greatest key now,

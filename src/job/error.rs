@@ -260,7 +260,7 @@ pub enum Problem {
     },
     #[error("{} ({value}) must be {}; {}", ratio.key(), ratio.bounds(), ratio.meaning())]
     RatioOutOfRange {
-        ratio: super::validate::Ratio,
+        ratio: super::ratio::Ratio,
         value: String,
     },
     #[error(

@@ -6,8 +6,9 @@
 use toml::Spanned;
 
 use super::error::{JobError, Problem};
+use super::ratio::Ratio;
 use super::raw::{RawGuard, RawText};
-use super::validate::{Checker, Ratio, duration};
+use super::validate::{Checker, duration};
 use super::{GuardPolicy, defaults::guard as default};
 
 /// The fewest probes a window must hold for its p90 to mean something.

@@ -1,7 +1,7 @@
 //! The job file: TOML text → `RawJob` (serde, no invariants) → [`Job`]
 //! (validated).
 //!
-//! Owns the job file's format (§2 of DESIGN.md), its defaults and every check that needs only
+//! Owns the job file's format (docs/job-file.md), its defaults and every check that needs only
 //! the text, with errors that point at `file:line:column`. Reading the file in [`Job::load`] is
 //! its only I/O. It does not resolve anything against the database (which primary key, which
 //! column types, whether the table exists: that is `catalog`), and it builds no SQL (`plan`).
@@ -15,6 +15,7 @@ mod error;
 mod guard;
 mod hash;
 mod rate;
+mod ratio;
 mod raw;
 mod table;
 mod throttle;
@@ -58,7 +59,7 @@ pub mod defaults {
     /// `lock_timeout` for every batch transaction.
     pub const LOCK: Duration = Duration::from_secs(2);
 
-    /// `[throttle]` defaults (DESIGN §5).
+    /// `[throttle]` defaults (ARCHITECTURE.md).
     pub mod throttle {
         use std::time::Duration;
 
@@ -99,7 +100,7 @@ pub mod defaults {
         /// the space the vacuum frees is there for the next batches long before the heap has
         /// grown much, large enough that the vacuums (each rescans every page changed so far,
         /// since `INDEX_CLEANUP OFF` leaves them not all-visible) stay few. Measured, see the
-        /// README.
+        /// docs/disk.md.
         pub const EVERY_PERCENT: f64 = 5.0;
         /// The fewest rows between two vacuums, whatever the share says: on a small table a
         /// vacuum after every batch or two would cost more than the little heap it saves.
@@ -229,7 +230,7 @@ pub struct Timeouts {
 }
 
 /// The `[throttle]` table, with defaults filled in: the thresholds of the monitor's signals
-/// (DESIGN §5) and how a throttled run paces itself.
+/// (ARCHITECTURE.md) and how a throttled run paces itself.
 ///
 /// Invariant: `10ms <= batch_poll <= poll < fail_closed_after`, `0 < max_connection_use <= 1`,
 /// and every name in `ignore_slots` is one a replication slot can have. A zero

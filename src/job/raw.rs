@@ -77,7 +77,7 @@ pub struct RawTimeouts {
     pub lock: Option<Spanned<RawDuration>>,
 }
 
-/// The `[throttle]` table (DESIGN §5).
+/// The `[throttle]` table (ARCHITECTURE.md).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawThrottle {

@@ -1,4 +1,4 @@
-//! The monitor (DESIGN §5): a task with its own connection that samples the database every
+//! The monitor (ARCHITECTURE.md): a task with its own connection that samples the database every
 //! `poll` — and every `batch_poll` while a batch runs — judges the sample with the pure
 //! [`policy::decide`], and publishes the [`Decision`] on a watch channel that the batch loop
 //! obeys before every batch.

@@ -1,5 +1,5 @@
 //! The monitor's judgement, pure: a [`Snapshot`] of the database and the [`History`] of recent
-//! signals in, a [`Decision`] out (DESIGN §5).
+//! signals in, a [`Decision`] out (ARCHITECTURE.md).
 //!
 //! Each reading is turned into signals, each with an action (throttle, pause, yield) and a
 //! sentence for the operator. The most severe one wins. Hysteresis: a signal that fired keeps
@@ -66,7 +66,7 @@ pub enum Action {
 }
 
 /// Which signal fired; a run reports a new reason only when this (or the action) changes.
-/// Declared in DESIGN §5's order, which breaks ties between equally severe signals.
+/// Declared in the order of ARCHITECTURE.md's signal table, which breaks ties between equally severe signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     WaitingOnBatch,
@@ -163,7 +163,7 @@ impl History {
 /// The signals firing now decide at full strength; a signal that fired within `cooldown`
 /// before still holds the run back, as a pause at most (its yield has happened). A failed
 /// sample adds nothing until no sample has succeeded for `fail_closed_after`; then the run
-/// pauses. The most severe action wins; among equals, the first signal in DESIGN §5's order.
+/// pauses. The most severe action wins; among equals, the first signal in declaration order.
 pub fn decide(policy: &ThrottlePolicy, snapshot: &Snapshot, history: &History) -> Decision {
     let now = current(policy, snapshot, history);
     let held: Vec<Fired> = history

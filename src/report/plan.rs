@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
 use crate::db::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
+use crate::event::millis;
 use crate::job::{Job, OnError};
 use crate::monitor::sight::Sight;
 use crate::plan::Plan;
@@ -326,7 +327,6 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         budget,
         ..
     } = report;
-    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let (method, percent) = match pending.method {
         Method::Exact => ("exact", None),
         Method::Planner => ("planner", None),

@@ -1,5 +1,5 @@
 //! How a job's key range is shared among workers — in one process, or in several on several
-//! hosts — with the database as the only coordinator (DESIGN §9).
+//! hosts — with the database as the only coordinator (ARCHITECTURE.md).
 //!
 //! When a job first runs, its range is laid out: each relation's range end is captured, and a
 //! plain table is cut into one range per worker at keys drawn from a block sample

@@ -10,7 +10,6 @@ use std::fmt;
 use sqlx::{PgConnection, Row as _};
 
 use crate::db::{begin_read_only, statement};
-use crate::report::key_text;
 
 use super::lease::Owner;
 use super::ranges::Key;
@@ -36,6 +35,12 @@ pub struct FailedRow {
     pub attempts: u32,
     /// Seconds since it last failed, when read back from the table.
     pub age: Option<f64>,
+}
+
+/// A row's key as PostgreSQL writes one in its messages: `(id)=(77777)`,
+/// `(tenant, id)=(acme, 42)`.
+pub fn key_text(columns: &[String], values: &[String]) -> String {
+    format!("({})=({})", columns.join(", "), values.join(", "))
 }
 
 impl FailedRow {
@@ -244,6 +249,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_read_as_postgres_writes_them() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            key_text(&names(&["id"]), &names(&["77777"])),
+            "(id)=(77777)"
+        );
+        assert_eq!(
+            key_text(&names(&["tenant", "id"]), &names(&["acme", "42"])),
+            "(tenant, id)=(acme, 42)"
+        );
+    }
 
     fn failed(columns: &[&str], key: &[&str], notes: Option<&str>) -> FailedRow {
         let texts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -34,7 +34,7 @@ use crate::db::{begin_bounded, begin_read_only, statement};
 use crate::sql::{Ident, Qualified};
 
 pub use beat::{Live, Release};
-pub use failures::FailedRow;
+pub use failures::{FailedRow, key_text};
 pub use hold::{Holder, RangeSql, Split};
 pub use jobs::{Admission, Claim, Control, JobRow, admit};
 pub use lease::{
