@@ -1,4 +1,4 @@
-//! Load on real PostgreSQL (DESIGN §5, issue 12): other sessions at work throttle a run until
+//! Load on real PostgreSQL (issue 12): other sessions at work throttle a run until
 //! they end, an autovacuum of the table throttles it, and one to prevent wraparound pauses it
 //! until it is gone. Each test has a cluster of its own: active sessions are counted across the
 //! server, and autovacuum needs a fast `autovacuum_naptime`. Every run ends with every row

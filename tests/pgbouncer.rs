@@ -1,4 +1,4 @@
-//! `backfill run` behind a real PgBouncer in transaction mode (DESIGN §6), with other clients
+//! `backfill run` behind a real PgBouncer in transaction mode (ARCHITECTURE.md), with other clients
 //! sharing the same two server connections: every statement must be unnamed and inside an
 //! explicit transaction, and no `extra_float_digits` may be sent at startup, or the run fails
 //! with "prepared statement … already exists" or reads another client's result.

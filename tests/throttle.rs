@@ -1,4 +1,4 @@
-//! The monitor on real PostgreSQL (DESIGN §5): DDL behind a running batch goes ahead at once, a
+//! The monitor on real PostgreSQL (ARCHITECTURE.md): DDL behind a running batch goes ahead at once, a
 //! table lock pauses the run without errors, replica lag pauses it, `throttle_query` and
 //! `throttle_file` slow and stop it, and a monitor that loses its connection fails closed and
 //! comes back. Every run ends with every row correct and nothing applied twice.

@@ -1,4 +1,4 @@
-//! WAL retention on real PostgreSQL (DESIGN §5, issue 11): a logical replication slot without a
+//! WAL retention on real PostgreSQL (issue 11): a logical replication slot without a
 //! consumer pauses the run until it is dropped (or not at all when it is in `ignore_slots`),
 //! and an archiver that fails, or falls behind, pauses it until it ships again. Every test
 //! starts a cluster of its own, since each needs server settings (`wal_level = logical`,
