@@ -26,14 +26,14 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::cli::{CompletionsArgs, GlobalArgs, MonitorArg, PlanArgs, RunArgs, VerifyArgs};
-use crate::db::{Target, TargetError, hang_up};
 use crate::disk;
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::event::Event;
 use crate::job::ThrottlePolicy;
 use crate::lockwait::Note;
 use crate::metrics::Metrics;
-use crate::monitor::sight::{self, Sight};
+use crate::postgres::sight::{self, Sight};
+use crate::postgres::{Target, TargetError, hang_up};
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
@@ -443,11 +443,11 @@ pub fn completions(args: &CompletionsArgs) -> Exit {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let invalid = err.chain().any(|cause| {
         cause.is::<crate::job::JobError>()
-            || cause.is::<crate::db::TargetError>()
+            || cause.is::<crate::postgres::TargetError>()
             || cause.is::<crate::metrics::MetricsError>()
             || cause.is::<lookup::LookupError>()
             || cause
-                .downcast_ref::<crate::catalog::CatalogError>()
+                .downcast_ref::<crate::postgres::catalog::CatalogError>()
                 .is_some_and(|e| e.is_invalid_job())
             || cause
                 .downcast_ref::<preflight::PreflightError>()

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
 use crate::commands::{Exit, Sinks, lock_wait, prepare, run_jobs};
-use crate::db::{Target, statement};
 use crate::engine;
 use crate::job::Job;
 use crate::lockwait::Note;
+use crate::postgres::scratch::Cluster;
+use crate::postgres::{Target, statement};
 use crate::progress::{Mode, Reporter};
-use crate::scratch::Cluster;
 use crate::state::{LEASE_TIMEOUT, Store};
 use crate::verify;
 

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_bounded, begin_read_only, statement};
 use crate::job::Job;
 use crate::monitor::policy::Bytes;
-use crate::sql::Ident;
+use crate::postgres::sql::Ident;
+use crate::postgres::{begin_bounded, begin_read_only, statement};
 
 /// The heap of `relation` (SQL that yields a `regclass`), in bytes, as an `int8` expression:
 /// its own main fork plus its leaf partitions' (a partitioned table has no storage of its

@@ -23,10 +23,8 @@
 //! - [`verify`]: the gate before the contract migration, `verify --values` included.
 //! - [`cli`], [`commands`], [`report`], [`demo`]: the command line and what it prints.
 
-pub mod catalog;
 pub mod cli;
 pub mod commands;
-pub mod db;
 pub mod demo;
 pub mod disk;
 pub mod engine;
@@ -37,13 +35,11 @@ pub mod job;
 pub mod lockwait;
 pub mod metrics;
 pub mod monitor;
-pub mod plan;
+pub mod postgres;
 pub mod preflight;
 pub mod progress;
 pub mod rate;
 pub mod report;
-pub mod scratch;
 pub mod share;
-pub mod sql;
 pub mod state;
 pub mod verify;

@@ -21,9 +21,9 @@ use sqlx::PgConnection;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::gave_up_on_lock;
 use crate::event::{Event, signal_name};
 use crate::monitor::{self, Decision};
+use crate::postgres::gave_up_on_lock;
 use crate::state::Store;
 
 /// The `lock_timeout` of every statement of a start that touches the table (and of the

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("error: {}", backfill::db::error_chain(e.as_ref()));
+            eprintln!("error: {}", backfill::postgres::error_chain(e.as_ref()));
             ExitCode::from(backfill::commands::exit_code(&e))
         }
     }

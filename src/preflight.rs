@@ -16,13 +16,13 @@ pub use estimate::{Estimate, Method, pending_rows};
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{
-    Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
-};
 use crate::job::Job;
 use crate::lockwait::LOCK_TIMEOUT;
 use crate::monitor::throttle_query_sql;
-use crate::plan::Plan;
+use crate::postgres::plan::Plan;
+use crate::postgres::{
+    Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
+};
 use crate::state::JobRow;
 
 /// Which batch [`check`] looks at: the first, or the next one of a job that stopped.

@@ -15,7 +15,7 @@ pub use ranges::{range_json, ranges_table};
 
 use std::fmt::Write as _;
 
-use crate::catalog::KeySource;
+use crate::postgres::catalog::KeySource;
 use crate::state::{HEARTBEAT_EVERY, JobRow};
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.

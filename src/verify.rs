@@ -24,11 +24,11 @@ pub use walk::values;
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::catalog::Catalog;
-use crate::db::{begin_read_only, bind_keys, statement};
 use crate::job::Job;
-use crate::plan::Plan;
-use crate::plan::compare::Comparison;
+use crate::postgres::catalog::Catalog;
+use crate::postgres::plan::Plan;
+use crate::postgres::plan::compare::Comparison;
+use crate::postgres::{begin_read_only, bind_keys, statement};
 use crate::preflight;
 use crate::report::rows;
 use crate::state::{FailedRow, JobRow};

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use backfill::job::{Job, MAX_IDENTIFIER_BYTES, TableName, is_valid_job_name};
-use backfill::sql::Ident;
+use backfill::postgres::sql::Ident;
 use common::{
     Finished, TestDb, XorShift, fresh_database, number, run_backfill, schema_exists, write_job,
 };

@@ -9,13 +9,13 @@ use anyhow::{Context as _, Result};
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use crate::catalog::Catalog;
 use crate::disk::{self, Upkeep, Vacuums};
 use crate::engine::own_sessions;
 use crate::event::Event;
 use crate::job::Job;
 use crate::lockwait::{LockWait, Note};
-use crate::plan::Plan;
+use crate::postgres::catalog::Catalog;
+use crate::postgres::plan::Plan;
 use crate::preflight;
 use crate::state::JobRow;
 

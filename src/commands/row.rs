@@ -5,9 +5,9 @@
 use anyhow::Result;
 
 use crate::cli::{FailuresArgs, GlobalArgs, JobArg, StatusArgs};
-use crate::db::hang_up;
 use crate::disk;
 use crate::engine::application_name;
+use crate::postgres::hang_up;
 use crate::report;
 use crate::state::{Control, RangeRow, Store};
 

@@ -22,8 +22,8 @@
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
-use crate::plan::Plan;
+use crate::postgres::plan::Plan;
+use crate::postgres::{begin_read_only, statement};
 
 use super::heap_bytes_sql;
 

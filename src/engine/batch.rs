@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use sqlx::{PgConnection, Postgres, Transaction};
 use thiserror::Error;
 
-use crate::db::{Failure, begin_batch, bind_keys, classify, fetch_key, statement, wal_position};
-use crate::plan::Walk;
+use crate::postgres::plan::Walk;
+use crate::postgres::{
+    Failure, begin_batch, bind_keys, classify, fetch_key, statement, wal_position,
+};
 use crate::share::ShareError;
 use crate::state::{FailedRow, Key, RangeRow, StateError, idle_in_transaction_timeout};
 

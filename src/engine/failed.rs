@@ -11,8 +11,8 @@
 
 use sqlx::Connection as _;
 
-use crate::db::{ServerError, begin_read_only, bind_keys, is_row_error, statement};
 use crate::event::Event;
+use crate::postgres::{ServerError, begin_read_only, bind_keys, is_row_error, statement};
 use crate::state::FailedRow;
 
 use super::EngineError;

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::db::{Target, hang_up};
 use crate::disk;
+use crate::postgres::{Target, hang_up};
 use crate::state::{HEARTBEAT_EVERY, JobRow, Live, Owner, StateError, Store};
 
 /// What the last heartbeat learned.

@@ -40,14 +40,14 @@ use sqlx::PgConnection;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
-use crate::db::{Target, error_chain, hang_up};
 use crate::disk::{self, Vacuums};
 use crate::event::Event;
 use crate::guard::Guard;
 use crate::job::Job;
 use crate::lockwait::LockWaitError;
 use crate::monitor::Monitor;
-use crate::plan::Plan;
+use crate::postgres::plan::Plan;
+use crate::postgres::{Target, error_chain, hang_up};
 use crate::share::{Share, ShareError};
 use crate::state::{
     Admission, Claim, FailedRow, JobRow, Owner, RangeSql, Release, StateError, Store,

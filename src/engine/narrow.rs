@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection as _, PgConnection};
 
-use crate::db::{ServerError, bind_keys, fetch_keys, is_row_error, statement};
 use crate::event::Event;
 use crate::job::OnError;
-use crate::plan::Walk;
+use crate::postgres::plan::Walk;
+use crate::postgres::{ServerError, bind_keys, fetch_keys, is_row_error, statement};
 use crate::state::{FailedRow, Key, RangeRow};
 
 use super::EngineError;

@@ -37,11 +37,13 @@ use std::time::{Duration, Instant};
 use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::db::{Failure, Target, begin_read_only, classify, error_chain, hang_up, statement};
 use crate::disk::Vacuums;
 use crate::event::{Event, VacuumState, millis};
 use crate::monitor::{Action, Decision, Monitor};
-use crate::plan::vacuum;
+use crate::postgres::plan::vacuum;
+use crate::postgres::{
+    Failure, Target, begin_read_only, classify, error_chain, hang_up, statement,
+};
 use crate::state::{JobRow, Live};
 
 use super::heartbeat::Heartbeat;

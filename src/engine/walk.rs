@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::db::{begin_read_only, begin_state};
 use crate::event::{Event, millis};
 use crate::monitor::Monitor;
+use crate::postgres::{begin_read_only, begin_state};
 use crate::rate::RateWindow;
 use crate::state::{RangeRow, StateError};
 

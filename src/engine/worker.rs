@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use crate::db::{Failure, error_chain};
 use crate::event::{Event, millis};
 use crate::monitor::Decision;
+use crate::postgres::{Failure, error_chain};
 use crate::share::Taken;
 
 use super::batch::BatchError;

@@ -25,11 +25,11 @@ use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::db::{
+use crate::job::{GuardPolicy, Job, Timeouts};
+use crate::postgres::plan::Plan;
+use crate::postgres::{
     Target, begin_bounded, begin_probe, bind_keys, error_chain, fetch_key, hang_up, statement,
 };
-use crate::job::{GuardPolicy, Job, Timeouts};
-use crate::plan::Plan;
 use crate::share::decide::layout_percent;
 use crate::share::relation_blocks;
 

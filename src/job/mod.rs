@@ -366,7 +366,7 @@ pub struct VacuumPolicy {
     /// How many changed rows between two of those vacuums.
     pub every: Every,
     /// Those vacuums clean the indexes too: slower vacuums, but the old versions' line pointers
-    /// are freed as well (see [`crate::plan::vacuum::pacing_options`]).
+    /// are freed as well (see [`crate::postgres::plan::vacuum::pacing_options`]).
     pub index_cleanup: bool,
     /// One `VACUUM (ANALYZE)` of the table when the job is done: index entries of the old row
     /// versions cleaned, statistics fresh for the contract migration.

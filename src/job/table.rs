@@ -7,7 +7,7 @@
 use std::fmt;
 
 use super::error::show;
-use crate::sql::Ident;
+use crate::postgres::sql::Ident;
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones are truncated.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;

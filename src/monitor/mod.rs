@@ -15,8 +15,6 @@
 //! decision is a pause.
 
 pub mod policy;
-mod sample;
-pub mod sight;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,9 +24,10 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::db::{Backend, Target, error_chain, hang_up};
 use crate::job::ThrottlePolicy;
+use crate::postgres::{Backend, Target, error_chain, hang_up};
 
+use crate::postgres::sample;
 pub use policy::{Action, Decision, Signal};
 use policy::{History, Reading, Snapshot};
 pub use sample::throttle_query_sql;

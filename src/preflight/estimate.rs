@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_bounded, statement};
 use crate::disk::heap_bytes_sql;
 use crate::lockwait::LOCK_TIMEOUT;
-use crate::plan::Plan;
+use crate::postgres::plan::Plan;
+use crate::postgres::{begin_bounded, statement};
 
 /// About this many blocks are read for an estimate (16 MiB with 8 kB blocks): enough for a
 /// few percent of error on a uniform table, and well under a second from disk.

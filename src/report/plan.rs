@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::catalog::Catalog;
-use crate::db::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::event::millis;
 use crate::job::{Job, OnError};
-use crate::monitor::sight::Sight;
-use crate::plan::Plan;
+use crate::postgres::catalog::Catalog;
+use crate::postgres::plan::Plan;
+use crate::postgres::sight::Sight;
+use crate::postgres::sql::Ident;
+use crate::postgres::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::preflight::Budget;
 use crate::preflight::{Estimate, Method, Preflight};
-use crate::sql::Ident;
 use crate::state::{JobRow, RangeSql, Store, idle_in_transaction_timeout};
 
 use super::disk::DiskReport;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::guard::aimd::STEP_UP;
 use crate::job::{GuardPolicy, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
-use crate::monitor::sight::Sight;
+use crate::postgres::sight::Sight;
 
 /// The effective `[throttle]` policy, one signal per line, for `plan`.
 pub(super) fn policy(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -> String {

@@ -16,11 +16,11 @@ pub mod decide;
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{
+use crate::job::Timeouts;
+use crate::postgres::plan::{Plan, Walk};
+use crate::postgres::{
     Failure, begin_bounded, begin_read_only, begin_state, bind_keys, classify, fetch_key, statement,
 };
-use crate::job::Timeouts;
-use crate::plan::{Plan, Walk};
 use crate::state::{Holder, JobRow, Key, NewRange, RangeRow, RangeSql, Split, StateError, Store};
 
 use decide::{Cut, Sampled};

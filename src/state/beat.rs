@@ -6,7 +6,7 @@
 
 use sqlx::PgConnection;
 
-use crate::db::{begin_state, statement};
+use crate::postgres::{begin_state, statement};
 
 use super::jobs::JobRow;
 use super::lease::Owner;

@@ -9,7 +9,7 @@ use std::fmt;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
+use crate::postgres::{begin_read_only, statement};
 
 use super::lease::Owner;
 use super::ranges::Key;

@@ -9,8 +9,8 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row as _};
 
-use crate::db::statement;
-use crate::sql::JsonbKey;
+use crate::postgres::sql::JsonbKey;
+use crate::postgres::statement;
 
 use super::lease::{LEASE_TIMEOUT, Owner, timeout_secs};
 use super::ranges::{Key, RANGE_COLUMNS, RangeRow, decode_range, int4, int8};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_bounded, begin_read_only, begin_state, statement};
+use crate::postgres::{begin_bounded, begin_read_only, begin_state, statement};
 
 use super::lease::{LEASE_TIMEOUT, Lease, Owner, timeout_secs};
 use super::{StateError, Store, Tables, from_json, is_missing_table};

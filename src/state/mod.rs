@@ -30,8 +30,8 @@ use std::time::Duration;
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{begin_bounded, begin_read_only, statement};
-use crate::sql::{Ident, Qualified};
+use crate::postgres::sql::{Ident, Qualified};
+use crate::postgres::{begin_bounded, begin_read_only, statement};
 
 pub use beat::{Live, Release};
 pub use failures::{FailedRow, key_text};

@@ -7,7 +7,7 @@
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
+use crate::postgres::{begin_read_only, statement};
 
 use super::lease::{Lease, Owner};
 use super::{StateError, Store, from_json, to_json};

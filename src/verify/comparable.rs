@@ -1,13 +1,13 @@
 //! Which `[set]` expressions `verify --values` can compare: not one whose value depends on
 //! when it is evaluated. PostgreSQL exposes no parse tree, so the functions an expression calls
-//! are read from its text ([`crate::sql::words`]) and looked up in `pg_proc` — every overload
+//! are read from its text ([`crate::postgres::sql::words`]) and looked up in `pg_proc` — every overload
 //! of the name, since the text does not say which one is called.
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
 use crate::job::Job;
-use crate::sql::words::words;
+use crate::postgres::sql::words::words;
+use crate::postgres::{begin_read_only, statement};
 
 use super::VerifyError;
 

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::postgres::sql::Ident;
 use crate::report::{failure_json, failure_line, rows};
-use crate::sql::Ident;
 use crate::state::key_text;
 
 use super::{Difference, Subject, Verdict, advice};

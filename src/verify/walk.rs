@@ -7,10 +7,10 @@ use std::time::Duration;
 use sqlx::{PgConnection, Row as _};
 use tokio::sync::watch;
 
-use crate::db::{
+use crate::postgres::plan::compare::Comparison;
+use crate::postgres::{
     Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
 };
-use crate::plan::compare::Comparison;
 use crate::preflight;
 use crate::progress::scan::Scan;
 

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use backfill::scratch::{Cluster, ClusterOptions};
+use backfill::postgres::scratch::{Cluster, ClusterOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
@@ -376,7 +376,7 @@ pub async fn runs_on(pool: &PgPool, versions: impl RangeBounds<u32>, needs: &str
     let line = format!(
         "{}::{test}: needs {needs}, the server is {}\n",
         env!("CARGO_CRATE_NAME"),
-        backfill::db::version_name(version)
+        backfill::postgres::version_name(version)
     );
     eprint!("skipped {line}");
     if let Some(path) = std::env::var_os("BACKFILL_SKIPPED").filter(|path| !path.is_empty()) {

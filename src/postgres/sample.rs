@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{Backend, OUR_BACKENDS, begin_bounded, statement};
+use crate::postgres::{Backend, OUR_BACKENDS, begin_bounded, statement};
 
-use super::policy::{Archiver, Autovacuum, Load, Locks, Replica, Session, Slot, TableLock, Wal};
+use crate::monitor::policy::{
+    Archiver, Autovacuum, Load, Locks, Replica, Session, Slot, TableLock, Wal,
+};
 
 /// The longest a sample may wait for a lock: `throttle_query` may read a table that DDL is
 /// waiting for, and the monitor must not join that queue.

@@ -14,10 +14,10 @@ pub mod vacuum;
 
 use std::fmt::Write as _;
 
-use crate::catalog::Catalog;
 use crate::job::Job;
-use crate::sql::words::words;
-use crate::sql::{Ident, Qualified};
+use crate::postgres::catalog::Catalog;
+use crate::postgres::sql::words::words;
+use crate::postgres::sql::{Ident, Qualified};
 
 /// A statement in two forms: for the first batch (no cursor yet) and for every later batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct Plan {
     /// The key columns' exact names, in key order, for messages that name a row.
     pub key_columns: Vec<String>,
     /// The key columns' types as SQL, with the column's collation where it has its own, to
-    /// read keys stored as jsonb back in the key's order (see [`crate::sql::JsonbKey`]).
+    /// read keys stored as jsonb back in the key's order (see [`crate::postgres::sql::JsonbKey`]).
     pub key_types: Vec<String>,
     /// The walk over the table itself: what `plan` and `verify` read (for a partitioned table,
     /// through the parent).
@@ -68,7 +68,7 @@ pub struct Plan {
     /// Rows matching `where` and all rows, in a block sample: `$1` the percentage of blocks
     /// (`float4`). The same blocks every time (`REPEATABLE`), so `plan` and `run` agree.
     pub pending_sample: String,
-    /// The names `where` mentions (see [`crate::sql::words`]); the estimate trusts the planner
+    /// The names `where` mentions (see [`crate::postgres::sql::words`]); the estimate trusts the planner
     /// only when each of them that is a column has statistics.
     pub filter_columns: Vec<String>,
     /// One row of the table by its key, read whole as an application reads it (every column,

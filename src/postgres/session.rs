@@ -10,12 +10,6 @@
 //! Here: statements, the bounded transactions every session opens, the server's version, keys
 //! bound and read back; `target.rs` reads where to connect, `errors.rs` what an error means.
 
-mod errors;
-mod target;
-
-pub use errors::{Failure, ServerError, classify, error_chain, gave_up_on_lock, is_row_error};
-pub use target::{Target, TargetError, hang_up};
-
 use std::time::Duration;
 
 use sqlx::postgres::PgArguments;

@@ -10,11 +10,11 @@ use std::time::Duration;
 use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
-use crate::db::{
-    NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_bounded, server_version, statement, version_name,
-};
 use crate::job::Job;
 use crate::lockwait::LOCK_TIMEOUT;
+use crate::postgres::{
+    NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_bounded, server_version, statement, version_name,
+};
 
 /// What the catalog says about the job's table.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,7 +260,7 @@ impl Catalog {
         };
         tx.commit().await.map_err(db)?;
 
-        let display = crate::sql::Qualified {
+        let display = crate::postgres::sql::Qualified {
             schema: &schema,
             name: &name,
         }
@@ -310,7 +310,7 @@ fn local_leaves(
         .map(|(schema, name, kind)| {
             if kind == "f" {
                 return Err(CatalogError::ForeignPartition {
-                    partition: crate::sql::Qualified {
+                    partition: crate::postgres::sql::Qualified {
                         schema: &schema,
                         name: &name,
                     }

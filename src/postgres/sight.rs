@@ -9,8 +9,8 @@
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::db::{begin_read_only, statement};
 use crate::job::ThrottlePolicy;
+use crate::postgres::{begin_read_only, statement};
 
 /// The monitor's role and what it may see and do to the batch's role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ impl Sight {
         if !policy.enabled {
             return Vec::new();
         }
-        let role = crate::sql::Ident(&self.role);
+        let role = crate::postgres::sql::Ident(&self.role);
         let mut warnings = Vec::new();
         if !self.sees_all {
             warnings.push(format!(
@@ -109,7 +109,7 @@ impl Sight {
             } else {
                 format!(
                     "run `GRANT pg_signal_backend TO {role};` (or `GRANT {} TO {role};`)",
-                    crate::sql::Ident(&self.batch_role)
+                    crate::postgres::sql::Ident(&self.batch_role)
                 )
             };
             warnings.push(format!(

@@ -18,7 +18,7 @@ use std::path::Path;
 use sqlx::{Connection as _, PgConnection, Row as _};
 
 use super::{Runner, ScratchError};
-use crate::db::server_version;
+use crate::postgres::server_version;
 
 /// Enters and leaves non-exclusive backup mode on a server of `version` (`server_version_num`);
 /// leaving returns the `backup_label` text. The functions were renamed in PostgreSQL 15, which
