@@ -32,7 +32,7 @@ use crate::event::Event;
 use crate::job::ThrottlePolicy;
 use crate::lockwait::Note;
 use crate::metrics::Metrics;
-use crate::postgres::sight::{self, Sight};
+use crate::postgres::privileges::{self, Privileges};
 use crate::postgres::{Target, TargetError, hang_up};
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
@@ -85,24 +85,24 @@ fn monitor_target(arg: &MonitorArg) -> Result<Option<Target>, TargetError> {
 /// What the monitor's role may see and do to the batches of `conn`'s role, read on its own
 /// connection when `monitor` is given (which must then be reachable), else on `conn`. `None`
 /// when no policy has the monitor on.
-async fn monitor_sight(
+async fn monitor_privileges(
     conn: &mut PgConnection,
     monitor: Option<&Target>,
     policies: &[&ThrottlePolicy],
     job: &str,
-) -> Result<Option<Sight>> {
+) -> Result<Option<Privileges>> {
     if !policies.iter().any(|p| p.enabled) {
         return Ok(None);
     }
-    let batch_role = sight::role(conn).await?;
+    let batch_role = privileges::role(conn).await?;
     let sight = match monitor {
-        None => sight::read(conn, &batch_role).await?,
+        None => privileges::read(conn, &batch_role).await?,
         Some(target) => {
             let mut own = target
                 .connect(&monitor_application_name(job))
                 .await
                 .with_context(|| format!("cannot connect the monitor to {}", target.describe()))?;
-            let sight = sight::read(&mut own, &batch_role).await;
+            let sight = privileges::read(&mut own, &batch_role).await;
             hang_up(own).await;
             sight?
         }
@@ -184,7 +184,7 @@ pub async fn run(
         prepared.push(p);
     }
     let policies: Vec<&ThrottlePolicy> = prepared.iter().map(|p| &p.job.throttle).collect();
-    let sight = monitor_sight(
+    let sight = monitor_privileges(
         &mut conn,
         options.monitor.as_ref(),
         &policies,
@@ -316,7 +316,8 @@ pub async fn plan(
         eprintln!("{}", stopped_waiting(&name));
         return Ok(Exit::Interrupted);
     };
-    let sight = monitor_sight(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
+    let sight =
+        monitor_privileges(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
     let budget = budget(&mut conn, &p, args.workers).await?;
     let estimate = async |conn: &mut PgConnection| {
         preflight::pending_rows(conn, &p.plan, args.exact_count)

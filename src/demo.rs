@@ -12,7 +12,7 @@ use crate::commands::{Exit, Sinks, lock_wait, prepare, run_jobs};
 use crate::engine;
 use crate::job::Job;
 use crate::lockwait::Note;
-use crate::postgres::scratch::Cluster;
+use crate::postgres::throwaway::Cluster;
 use crate::postgres::{Target, statement};
 use crate::progress::{Mode, Reporter};
 use crate::state::{LEASE_TIMEOUT, Store};

@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backfill::postgres::scratch::Cluster;
+use backfill::postgres::throwaway::Cluster;
 use common::kills::kill_9_at_random_moments;
 use common::{
     Runner, assert_all_done_once, count_updates, create_items, items_job, number, own_cluster,
@@ -31,7 +31,7 @@ const FIRST_BATCH: &str = "(SELECT rows_done > 0 FROM backfill.jobs WHERE name =
 async fn on_cluster(
     cluster: &Arc<Cluster>,
     what: &str,
-    op: fn(&Cluster) -> Result<(), backfill::postgres::scratch::ScratchError>,
+    op: fn(&Cluster) -> Result<(), backfill::postgres::throwaway::ScratchError>,
 ) {
     let cluster = Arc::clone(cluster);
     tokio::task::spawn_blocking(move || op(&cluster))

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use backfill::postgres::scratch::{Cluster, ClusterOptions};
+use backfill::postgres::throwaway::{Cluster, ClusterOptions};
 use common::watched::{
     NOTE_PAUSED, assert_clean, batch_sizes, items_with_job, kinds, reasons,
     rows_done_across_heartbeats,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use backfill::postgres::scratch::{Cluster, ClusterOptions};
+use backfill::postgres::throwaway::{Cluster, ClusterOptions};
 use sqlx::{Connection as _, PgConnection};
 
 async fn select_one(url: &str) -> Result<i32, sqlx::Error> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backfill::postgres::scratch::ClusterOptions;
+use backfill::postgres::throwaway::ClusterOptions;
 use common::watched::{
     NOTE_PAUSED, assert_clean, batch_sizes, brake, items_with_job, kinds, of_kind, reasons,
     release_brake,

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use backfill::postgres::scratch::{Cluster, ClusterOptions};
+use backfill::postgres::throwaway::{Cluster, ClusterOptions};
 use common::watched::{
     NOTE_PAUSED, assert_clean, items_with_job, kinds, reasons, rows_done_across_heartbeats,
 };

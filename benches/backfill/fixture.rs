@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use backfill::postgres::scratch::{Cluster, ClusterOptions};
+use backfill::postgres::throwaway::{Cluster, ClusterOptions};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 

@@ -13,7 +13,7 @@ use crate::postgres::plan::Walk;
 use crate::postgres::{
     Failure, begin_batch, bind_keys, classify, fetch_key, statement, wal_position,
 };
-use crate::share::ShareError;
+use crate::ranges::ShareError;
 use crate::state::{FailedRow, Key, RangeRow, StateError, idle_in_transaction_timeout};
 
 use super::crew::Crew;

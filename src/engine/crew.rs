@@ -17,7 +17,7 @@ use tokio::sync::{MutexGuard, mpsc, watch};
 use crate::event::{Event, signal_name};
 use crate::guard::Guard;
 use crate::monitor::{Action, Decision, Monitor, Signal};
-use crate::share::Share;
+use crate::ranges::Share;
 use crate::state::{Holder, JobRow, Live};
 
 use super::Run;

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use crate::disk;
 use crate::event::Event;
 
+use super::lead::Lead;
 use super::vacuum::Vacuum;
 use super::worker::{End, Stop};
-use super::{EngineError, Lead, Outcome, application_name, connect};
+use super::{EngineError, Outcome, application_name, connect};
 
 impl Lead<'_, '_> {
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an

@@ -43,7 +43,7 @@ pub struct Heartbeat {
 }
 
 /// Who the heartbeat beats for.
-pub struct Lease {
+pub struct Holdings {
     pub store: Store,
     pub target: Target,
     pub name: String,
@@ -57,7 +57,7 @@ pub struct Lease {
 
 impl Heartbeat {
     /// Starts beating for `lease`.
-    pub fn start(lease: Lease) -> Heartbeat {
+    pub fn start(lease: Holdings) -> Heartbeat {
         let (stop, stopped) = watch::channel(false);
         let (beat_tx, beat) = watch::channel(Beat::default());
         let live = Arc::new(Mutex::new(Live::default()));
@@ -95,7 +95,7 @@ impl Heartbeat {
 }
 
 async fn beat_loop(
-    lease: Lease,
+    lease: Holdings,
     live: Arc<Mutex<Live>>,
     beat: watch::Sender<Beat>,
     mut stopped: watch::Receiver<bool>,

@@ -13,11 +13,12 @@ use crate::job::Timeouts;
 use crate::lockwait::{LOCK_TIMEOUT, LockWait, Note};
 use crate::monitor::{Monitor, Watch};
 use crate::preflight;
-use crate::share::Share;
+use crate::ranges::Share;
 use crate::state::{JobRow, Live};
 
 use super::crew::Estimated;
-use super::{EngineError, Lead, guard_application_name, monitor_application_name, own_sessions};
+use super::lead::Lead;
+use super::{EngineError, guard_application_name, monitor_application_name, own_sessions};
 
 impl Lead<'_, '_> {
     /// Lays the ranges out if nobody has, and estimates the rows still pending (with

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::event::{Event, millis};
 use crate::monitor::Decision;
 use crate::postgres::{Failure, error_chain};
-use crate::share::Taken;
+use crate::ranges::Taken;
 
 use super::batch::BatchError;
 use super::crew::{Condition, Crew};

@@ -30,8 +30,8 @@ use crate::postgres::plan::Plan;
 use crate::postgres::{
     Target, begin_bounded, begin_probe, bind_keys, error_chain, fetch_key, hang_up, statement,
 };
-use crate::share::decide::layout_percent;
-use crate::share::relation_blocks;
+use crate::ranges::decide::layout_percent;
+use crate::ranges::relation_blocks;
 
 use aimd::{Backoff, Probes, threshold};
 

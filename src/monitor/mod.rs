@@ -14,6 +14,7 @@
 //! lost connection is retried on every tick; after `fail_closed_after` without a sample the
 //! decision is a pause.
 
+mod once;
 pub mod policy;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,8 @@ use crate::job::ThrottlePolicy;
 use crate::postgres::{Backend, Target, error_chain, hang_up};
 
 use crate::postgres::sample;
+use once::MIN_SAMPLE_TIMEOUT;
+pub use once::{table_lock, wal_retention};
 pub use policy::{Action, Decision, Signal};
 use policy::{History, Reading, Snapshot};
 pub use sample::throttle_query_sql;
@@ -43,60 +46,10 @@ async fn connection<'c>(
     Ok(conn.as_mut().expect("connected just above"))
 }
 
-/// The server's WAL retention now — its replication slots and archiver — read as the
-/// monitor's full sample reads it, for `plan` to say what would hold a run's WAL back.
-/// `relations` are the job's, as for the sample.
-pub async fn wal_retention(
-    conn: &mut PgConnection,
-    relations: &[String],
-) -> Result<policy::Wal, sqlx::Error> {
-    let probe = sample::Probe {
-        relations,
-        ours: &[],
-        batches: &[],
-        statements: &[],
-        full: true,
-        throttle_query: None,
-        timeout: MIN_SAMPLE_TIMEOUT * 5,
-    };
-    let sampled = sample::take(conn, &probe).await?;
-    Ok(sampled.load.map(|(_, wal)| wal).unwrap_or_default())
-}
-
-/// The shortest statement timeout of a sample.
-const MIN_SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The statement timeout of the monitor's samples and cancels: `poll`, but at least
 /// [`MIN_SAMPLE_TIMEOUT`].
 fn sample_timeout(policy: &ThrottlePolicy) -> Duration {
     policy.poll.max(MIN_SAMPLE_TIMEOUT)
-}
-
-/// The lock on `relations` that a job about to start would queue behind, as the monitor
-/// would pause a running job for it: another session (not one of `ours`, the job's own
-/// application names) holds a lock that conflicts with our `UPDATE`, or waits for any lock
-/// there. `None` when the way is clear. One sample of the locks, on `conn`, in a short
-/// read-only transaction that itself never waits for a lock.
-pub async fn table_lock(
-    conn: &mut PgConnection,
-    relations: &[String],
-    ours: &[String],
-) -> Result<Option<Decision>, sqlx::Error> {
-    let probe = sample::Probe {
-        relations,
-        ours,
-        batches: &[],
-        statements: &[],
-        full: false,
-        throttle_query: None,
-        timeout: MIN_SAMPLE_TIMEOUT,
-    };
-    let sampled = sample::take(conn, &probe).await?;
-    Ok(policy::table_lock(&sampled.locks).map(|reason| Decision {
-        action: Action::Pause,
-        signal: Some(Signal::TableLock),
-        reason,
-    }))
 }
 
 /// What the monitor needs to watch one job.

@@ -2,19 +2,19 @@
 //! opens (`session`), where to connect (`target`), what an error means (`errors`), identifier
 //! quoting (`sql`), the table's catalog facts (`catalog`), every statement about the target
 //! table (`plan`), the monitor's sampling of the server (`sample`) and what the monitor may see
-//! (`sight`), and the throwaway cluster of `demo` and the tests (`scratch`).
+//! (`privileges`), and the throwaway cluster of `demo` and the tests (`throwaway`).
 //!
 //! See ARCHITECTURE.md for the seam this folder sits behind and what is still to move here.
 
 pub mod catalog;
 mod errors;
 pub mod plan;
+pub mod privileges;
 pub mod sample;
-pub mod scratch;
 mod session;
-pub mod sight;
 pub mod sql;
 mod target;
+pub mod throwaway;
 
 pub use errors::{Failure, ServerError, classify, error_chain, gave_up_on_lock, is_row_error};
 pub use session::*;

@@ -11,7 +11,7 @@ use crate::event::millis;
 use crate::job::{Job, OnError};
 use crate::postgres::catalog::Catalog;
 use crate::postgres::plan::Plan;
-use crate::postgres::sight::Sight;
+use crate::postgres::privileges::Privileges;
 use crate::postgres::sql::Ident;
 use crate::postgres::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::preflight::Budget;
@@ -32,7 +32,7 @@ pub struct PlanReport<'a> {
     pub store: &'a Store,
     pub state: Option<&'a JobRow>,
     /// What the monitor's role may see and do; `None` when throttling is off.
-    pub sight: Option<&'a Sight>,
+    pub sight: Option<&'a Privileges>,
     /// The connections one process of the job would hold, and the server's room.
     pub budget: &'a Budget,
     /// The lease timeout a `run` declares, which bounds how long a frozen batch may hold rows.
@@ -370,7 +370,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         "throttle": {
             "enabled": job.throttle.enabled,
             "throttle_query_now": checked.throttle_query,
-            "monitor": sight.map(Sight::describe),
+            "monitor": sight.map(Privileges::describe),
             "max_wal_rate_bytes_per_sec": job.throttle.max_wal_rate,
         },
         "guard": {

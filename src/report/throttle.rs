@@ -8,10 +8,14 @@ use std::time::Duration;
 use crate::guard::aimd::STEP_UP;
 use crate::job::{GuardPolicy, ThrottlePolicy};
 use crate::monitor::policy::Bytes;
-use crate::postgres::sight::Sight;
+use crate::postgres::privileges::Privileges;
 
 /// The effective `[throttle]` policy, one signal per line, for `plan`.
-pub(super) fn policy(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&Sight>) -> String {
+pub(super) fn policy(
+    p: &ThrottlePolicy,
+    query_now: Option<f64>,
+    sight: Option<&Privileges>,
+) -> String {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     let mut lines = Vec::new();
     if !p.enabled {
@@ -85,7 +89,7 @@ pub(super) fn policy(p: &ThrottlePolicy, query_now: Option<f64>, sight: Option<&
             "throttled: batches of batch.min rows, pauses doubling up to {}",
             d(p.max_pause)
         ));
-        lines.extend(sight.map(Sight::describe));
+        lines.extend(sight.map(Privileges::describe));
     }
     lines.push(match p.max_wal_rate {
         None => "WAL rate: no budget (max_wal_rate)".to_owned(),

@@ -15,9 +15,10 @@
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
 
-mod beat;
+mod admission;
+mod checkpoint;
 mod failures;
-mod hold;
+mod heartbeat;
 mod jobs;
 mod lease;
 mod ranges;
@@ -33,10 +34,11 @@ use thiserror::Error;
 use crate::postgres::sql::{Ident, Qualified};
 use crate::postgres::{begin_bounded, begin_read_only, statement};
 
-pub use beat::{Live, Release};
+pub use admission::{Admission, Claim, admit};
+pub use checkpoint::{Holder, RangeSql, Split};
 pub use failures::{FailedRow, key_text};
-pub use hold::{Holder, RangeSql, Split};
-pub use jobs::{Admission, Claim, Control, JobRow, admit};
+pub use heartbeat::{Live, Release};
+pub use jobs::{Control, JobRow};
 pub use lease::{
     HEARTBEAT_EVERY, LEASE_TIMEOUT, Lease, MIN_LEASE_TIMEOUT, Owner, hostname,
     idle_in_transaction_timeout, timeout_secs,

@@ -14,7 +14,7 @@ use crate::postgres::{begin_read_only, statement};
 
 /// The monitor's role and what it may see and do to the batch's role.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sight {
+pub struct Privileges {
     /// The role the monitor connects as.
     pub role: String,
     /// The role the batches run as.
@@ -40,7 +40,7 @@ pub async fn role(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
 }
 
 /// Reads what the role of `monitor` may see and do to `batch_role`'s sessions.
-pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Sight, sqlx::Error> {
+pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Privileges, sqlx::Error> {
     let mut tx = begin_read_only(monitor).await?;
     let row = statement(
         "SELECT me.rolname::text, pg_has_role('pg_read_all_stats', 'USAGE'), me.rolsuper,
@@ -53,7 +53,7 @@ pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Sight,
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Sight {
+    Ok(Privileges {
         role: row.try_get(0)?,
         batch_role: batch_role.to_owned(),
         sees_all: row.try_get(1)?,
@@ -63,7 +63,7 @@ pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Sight,
     })
 }
 
-impl Sight {
+impl Privileges {
     /// Whether `pg_cancel_backend` lets the monitor cancel a batch: a superuser may cancel
     /// anyone; only a superuser may cancel a superuser; otherwise the privileges of the batches'
     /// role or `pg_signal_backend` are needed.
@@ -158,8 +158,8 @@ mod tests {
     use super::*;
 
     /// The monitor as `role` watching batches of the non-superuser `app`.
-    fn sight(sees_all: bool, may_signal: bool, role: &str) -> Sight {
-        Sight {
+    fn sight(sees_all: bool, may_signal: bool, role: &str) -> Privileges {
+        Privileges {
             role: role.to_owned(),
             batch_role: "app".to_owned(),
             sees_all,
@@ -174,12 +174,12 @@ mod tests {
         let app = sight(true, true, "watcher");
         assert!(app.can_cancel());
         assert!(!sight(true, false, "watcher").can_cancel());
-        let of_superuser = Sight {
+        let of_superuser = Privileges {
             batch_superuser: true,
             ..app.clone()
         };
         assert!(!of_superuser.can_cancel());
-        let by_superuser = Sight {
+        let by_superuser = Privileges {
             superuser: true,
             may_signal: false,
             ..of_superuser.clone()
@@ -261,7 +261,7 @@ mod tests {
               \"watcher\";`)"
             ]
         );
-        let of_superuser = Sight {
+        let of_superuser = Privileges {
             batch_superuser: true,
             ..sight(true, true, "watcher")
         };
