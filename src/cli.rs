@@ -53,7 +53,8 @@ pub enum Command {
     /// Dry run: check the job against the database, print the SQL of a batch, EXPLAIN of the
     /// first batch and the estimate. Writes nothing.
     Plan(PlanArgs),
-    /// Show every job in the state table: status, rows done, rate, last update.
+    /// Show the jobs in the state table (every job, or those named): status, rows done, rate,
+    /// last update.
     Status(StatusArgs),
     /// Count rows that still match the job's `where` (and with --values compare every row's
     /// [set] columns with their expressions); exit 0 when all is well, 3 otherwise.
@@ -162,7 +163,13 @@ pub struct RunArgs {
     pub json: bool,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts
     /// (backfill_rows_done_total, backfill_state, …), e.g. 127.0.0.1:9187.
-    #[arg(long, env = "BACKFILL_METRICS_ADDR", value_name = "HOST:PORT", value_parser = crate::metrics::parse_addr)]
+    #[arg(
+        long,
+        env = "BACKFILL_METRICS_ADDR",
+        hide_env_values = true,
+        value_name = "HOST:PORT",
+        value_parser = crate::metrics::parse_addr
+    )]
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
@@ -210,6 +217,9 @@ pub struct LockWaitArg {
 /// `status` options.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Jobs to show, by name or job file path (default: every job in the state table).
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -396,6 +406,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn status_takes_any_number_of_jobs() {
+        for (args, jobs) in [
+            (&["backfill", "status"][..], &[][..]),
+            (&["backfill", "status", "a"], &["a"]),
+            (
+                &["backfill", "status", "a", "jobs/b.toml", "--json"],
+                &["a", "jobs/b.toml"],
+            ),
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Status(status) = cli.command else {
+                panic!("expected status")
+            };
+            assert_eq!(status.jobs, jobs, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_shows_no_empty_environment_values() {
+        // An unset variable read as `[env: NAME=]` looks like one set to nothing.
+        let run = help(&["backfill", "run", "--help"]);
+        assert!(run.contains("[env: BACKFILL_METRICS_ADDR]"), "{run}");
+        assert!(run.contains("[env: BACKFILL_MONITOR_URL]"), "{run}");
+        assert!(!run.contains("=]"), "{run}");
     }
 
     #[test]

@@ -76,6 +76,26 @@ pub async fn heaps(
         .collect())
 }
 
+/// The rows of `table` (as SQL) as the last `VACUUM` or `ANALYZE` counted them (`reltuples`,
+/// summed over its leaf partitions); `None` when none has counted them yet.
+pub async fn counted_rows(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Option<u64>, sqlx::Error> {
+    let (mut tx, _) = begin_bounded(conn, HEAP_TIMEOUT, HEAP_LOCK_TIMEOUT, true).await?;
+    let rows: f64 = statement(
+        "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 FROM pg_class AS c \
+          WHERE c.oid = $1::regclass \
+             OR c.oid IN (SELECT t.relid FROM pg_partition_tree($1::regclass) AS t WHERE t.isleaf)",
+    )
+    .bind(table)
+    .fetch_one(&mut *tx)
+    .await?
+    .get(0);
+    tx.commit().await?;
+    Ok((rows >= 1.0).then_some(rows as u64))
+}
+
 /// `heap 149.0 MiB → 171.0 MiB (+15 %)`: the heap now and its growth since `start`.
 pub fn growth_text(start: u64, now: u64) -> String {
     format!("heap {} → {}", Bytes(start), size_and_growth(start, now))

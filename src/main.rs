@@ -9,7 +9,34 @@ use backfill::state::Control;
 use clap::FromArgMatches as _;
 use tokio::sync::watch;
 
+/// The environment variables backfill reads (itself, through clap, or through sqlx as libpq's).
+const ENVIRONMENT: [&str; 13] = [
+    "DATABASE_URL",
+    "BACKFILL_MONITOR_URL",
+    "BACKFILL_METRICS_ADDR",
+    "BACKFILL_LOG",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    "PGSSLMODE",
+    "PGAPPNAME",
+    "PG_BIN",
+    "NO_COLOR",
+];
+
 fn main() -> ExitCode {
+    // libpq reads a variable set to the empty string as unset (`DATABASE_URL= backfill …`,
+    // a CI template that leaves one blank); so does backfill, for every variable it reads,
+    // rather than refusing "" as a URL or an address.
+    for name in ENVIRONMENT {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // SAFETY: the process has one thread here: the runtime starts below, and nothing
+            // before this line spawns one; no other code reads the environment concurrently.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
     let cli =
         Cli::from_arg_matches(&backfill::cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()

@@ -21,6 +21,33 @@ fn output(args: &[&str]) -> Finished {
     Finished::from_output(backfill(args))
 }
 
+/// As libpq does, a variable set to the empty string is unset: `DATABASE_URL=` falls back to
+/// `PGHOST` and the rest instead of being refused as a URL, and an empty
+/// `BACKFILL_METRICS_ADDR` or `BACKFILL_MONITOR_URL` is no address.
+#[test]
+fn empty_environment_variables_are_unset() {
+    let dir = TempDir::new().unwrap();
+    let path = write_job(&dir, "fill", JOB);
+    let socket = dir.path().join("no-server");
+    let out = Finished::from_output(
+        backfill_command(&["run", path_str(&path)])
+            .env("DATABASE_URL", "")
+            .env("BACKFILL_MONITOR_URL", "")
+            .env("BACKFILL_METRICS_ADDR", "")
+            .env("PGHOST", path_str(&socket))
+            .env("PGUSER", "")
+            .output()
+            .expect("run backfill"),
+    );
+    out.expect_code(1, "a run with empty variables and no server at PGHOST");
+    assert!(
+        out.stderr.contains("cannot connect to") && out.stderr.contains("no-server"),
+        "the connection must come from PGHOST:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("invalid"), "{}", out.stderr);
+}
+
 #[test]
 fn urls_that_are_not_postgres_or_do_not_parse_say_what_to_do() {
     let out = output(&["--database-url", "mysql://app:secret@db/prod", "status"]);
@@ -104,8 +131,9 @@ async fn an_unknown_job_name_lists_the_jobs_that_exist() {
     let out = run_backfill(&db.url, &["--jobs-dir", jobs_dir, "plan", "fil"]);
     out.expect_code(2, "plan of a misspelt job");
     assert!(
-        out.stderr
-            .contains(&format!("jobs in {jobs_dir}: double, fill")),
+        out.stderr.contains(&format!(
+            "the jobs with a file in {jobs_dir}/ are double, fill"
+        )),
         "{}",
         out.stderr
     );

@@ -172,6 +172,12 @@ async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
         !text.contains("does not use an index"),
         "the primary key serves the walk:\n{text}"
     );
+    assert!(
+        text.contains(
+            "state     no checkpoint (no row in \"backfill\".\"jobs\"); a run starts at the first key"
+        ),
+        "{text}"
+    );
 
     let counted = cli_ok(&db, &["plan", "--exact-count", path_str(&path)]);
     assert!(
@@ -184,6 +190,76 @@ async fn plan_prints_sql_explain_and_estimate_and_writes_nothing() {
         "plan created the state schema"
     );
     assert_eq!(pending(&db).await, 1000, "plan changed rows");
+}
+
+#[tokio::test]
+async fn plan_says_where_the_state_line_comes_from() {
+    let (db, dir) = orders(1000).await;
+    let path = write_job(&dir, "fill", JOB);
+    cli_ok(&db, &["run", path_str(&path)]);
+
+    let text = cli_ok(&db, &["plan", path_str(&path)]);
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line:\n{text}"))
+            .to_owned()
+    };
+    let state = line("state ");
+    assert!(
+        state.starts_with("state     done, 1000 rows done in "),
+        "{state}"
+    );
+    assert!(
+        state.ends_with("; resumes after (1000) (the job's row in \"backfill\".\"jobs\")"),
+        "{state}"
+    );
+}
+
+/// A resumed run's first line and its first progress line show the same total: the
+/// `started` event's total is bounded by the keys left, as every batch's is. Rows inserted
+/// past the range's end make the pending rows outnumber the keys left to walk.
+#[tokio::test]
+async fn a_resumed_run_starts_from_the_total_its_batches_show() {
+    let (db, dir, path, runner) = slow_run(4000).await;
+    runner.signal("INT");
+    let stopped = runner.finish().await;
+    stopped.expect_code(130, "the interrupted run");
+    // Said once, by the command's last word (stderr is a file: lines mode).
+    assert_eq!(
+        (
+            stopped.stderr.matches("stopped after").count(),
+            stopped.stderr.matches("stopped at").count()
+        ),
+        (1, 0),
+        "{}",
+        stopped.stderr
+    );
+    sqlx::raw_sql(
+        "INSERT INTO orders (id, qty, price_cents) SELECT g, 1, 5 FROM generate_series(4001, 8000) g",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let done = rows_done(&db, "slow").await as u64;
+
+    let out = cli(&db, &["run", "--json", "--exact-count", path_str(&path)]);
+    out.expect_code(0, "the resumed run");
+    let events = common::events(&out.stdout);
+    let total = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == kind)
+            .and_then(|e| e["total_estimate"].as_u64())
+            .unwrap_or_else(|| panic!("no {kind} event with a total:\n{}", out.stdout))
+    };
+    let (started, first) = (total("started"), total("batch"));
+    assert!(
+        started.abs_diff(first) <= started / 100,
+        "resuming at {done}/{started}, then a batch at …/{first}"
+    );
+    assert!(started <= 4000 + 100, "{started}: the range ends at 4000");
+    drop(dir);
 }
 
 #[tokio::test]
@@ -276,6 +352,53 @@ async fn status_lists_jobs_after_a_run() {
     assert_eq!(jobs[0]["name"], "fill");
     assert_eq!(jobs[0]["status"], "done");
     assert_eq!(jobs[0]["rows_done"], 1000);
+}
+
+#[tokio::test]
+async fn status_shows_the_jobs_named_and_refuses_an_unknown_one() {
+    let (db, dir) = orders(100).await;
+    let fill = write_job(&dir, "fill", JOB);
+    let other = write_job(&dir, "other", JOB);
+    cli_ok(&db, &["run", path_str(&fill), path_str(&other)]);
+
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&cli_ok(&db, &["status"])), ["fill", "other"]);
+    assert_eq!(names(&cli_ok(&db, &["status", "other"])), ["other"]);
+    assert_eq!(
+        names(&cli_ok(&db, &["status", path_str(&fill)])),
+        ["fill"],
+        "a job file names its job"
+    );
+    let json: Value =
+        serde_json::from_str(&cli_ok(&db, &["status", "--json", "other", "fill"])).unwrap();
+    let listed: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["other", "fill"], "{json}");
+
+    for args in [
+        &["status", "nosuch"][..],
+        &["status", "fill", "nosuch", "--json"],
+    ] {
+        let output = cli(&db, args);
+        output.expect_code(2, &format!("{args:?}"));
+        assert!(
+            output.stderr.contains(
+                "no job named \"nosuch\" in the state table \"backfill\".\"jobs\"; jobs there: fill, other"
+            ),
+            "{}",
+            output.stderr
+        );
+        assert!(output.stdout.is_empty(), "{}", output.stdout);
+    }
 }
 
 #[tokio::test]

@@ -251,6 +251,15 @@ async fn skips_the_row_and_retries_it(workers: u32) {
     retry.expect_code(0, "the retry after the fix");
     let fills = of_kind(&events(&retry.stdout), "filled").len();
     assert_eq!(fills, 1, "{}", retry.stdout);
+    // One row changed of 100,000: the full run's final vacuum ran, the retry's does not.
+    let final_vacuums = |stdout: &str| {
+        of_kind(&events(stdout), "vacuum")
+            .iter()
+            .filter(|e| e["final"] == true)
+            .count()
+    };
+    assert!(final_vacuums(&out.stdout) > 0, "{}", out.stdout);
+    assert_eq!(final_vacuums(&retry.stdout), 0, "{}", retry.stdout);
     assert!(failures(&db).await.is_empty());
     let (done, wrong, rows_done) = filled(&db).await;
     assert_eq!((done, wrong, rows_done), (ROWS, 0, ROWS));
@@ -271,6 +280,27 @@ async fn skips_the_row_and_retries_it(workers: u32) {
         "{}",
         nothing.stderr
     );
+}
+
+/// Without `--json` and with stderr not a terminal (a CI log), the error is said once, by
+/// the command, not also by the progress lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_error_is_printed_once_in_a_log() {
+    let db = fresh_database().await;
+    sqlx::raw_sql(
+        "CREATE TABLE payments (id bigint PRIMARY KEY, amount_text text NOT NULL, amount bigint);
+         INSERT INTO payments (id, amount_text)
+           SELECT g, CASE WHEN g = 7 THEN 'n/a' ELSE g::text END FROM generate_series(1, 20) g;",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("create payments");
+    let dir = TempDir::new().unwrap();
+    let job = job(&dir, None);
+    let out = run_backfill(&db.url, &["run", &job]);
+    out.expect_code(1, "a run that meets the row");
+    let said = "row (id)=(7) cannot be backfilled";
+    assert_eq!(out.stderr.matches(said).count(), 1, "{}", out.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,13 +47,11 @@ fn is_path(arg: &str) -> bool {
 pub fn load(arg: &str, jobs_dir: &Path) -> Result<Job, anyhow::Error> {
     let path = job_path(arg, jobs_dir);
     if !is_path(arg) && !path.exists() {
+        let dir = dir_text(jobs_dir);
         let known = known(
             &job_names(jobs_dir),
-            &format!("jobs in {}", jobs_dir.display()),
-            &format!(
-                "{} has no job files (--jobs-dir names another directory)",
-                jobs_dir.display()
-            ),
+            &format!("the jobs with a file in {dir} are"),
+            &format!("{dir} has no job files (--jobs-dir names another directory)"),
         );
         return Err(LookupError::NoJobFile {
             name: arg.to_owned(),
@@ -63,6 +61,16 @@ pub fn load(arg: &str, jobs_dir: &Path) -> Result<Job, anyhow::Error> {
         .into());
     }
     Ok(Job::load(&path)?)
+}
+
+/// `jobs/`: a directory as a message names it, so that it reads as one (`jobs in jobs` did not).
+fn dir_text(dir: &Path) -> String {
+    let text = dir.display().to_string();
+    if text.ends_with('/') {
+        text
+    } else {
+        format!("{text}/")
+    }
 }
 
 /// The stems of the `*.toml` files in `dir`, sorted.
@@ -81,10 +89,13 @@ fn job_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// `jobs there: a, b`, or `none_text` when there are none.
+/// `jobs there: a, b`, or `none_text` when there are none. A `what` that ends in a verb
+/// (`… are`) takes the names without a colon.
 fn known(names: &[String], what: &str, none_text: &str) -> String {
     if names.is_empty() {
         none_text.to_owned()
+    } else if what.ends_with(" are") {
+        format!("{what} {}", names.join(", "))
     } else {
         format!("{what}: {}", names.join(", "))
     }
@@ -112,16 +123,46 @@ pub async fn or_known_jobs<T>(
             let Ok(rows) = store.list(conn).await else {
                 return Err(source.into());
             };
-            let names: Vec<String> = rows.into_iter().map(|row: JobRow| row.name).collect();
-            let known = known(
-                &names,
-                "jobs there",
-                "no job has run against this database yet",
-            );
-            Err(LookupError::NoStateRow { source, known }.into())
+            Err(unknown(source, &rows).into())
         }
         other => Ok(other?),
     }
+}
+
+/// The rows of the jobs `names` names, in that order, or every row when it names none; a
+/// name without a row is the error [`or_known_jobs`] gives, listing the jobs in `rows`.
+pub fn named(
+    rows: Vec<JobRow>,
+    names: &[String],
+    store: &Store,
+) -> Result<Vec<JobRow>, LookupError> {
+    if names.is_empty() {
+        return Ok(rows);
+    }
+    names
+        .iter()
+        .map(|name| match rows.iter().find(|row| &row.name == name) {
+            Some(row) => Ok(row.clone()),
+            None => {
+                let source = StateError::UnknownJob {
+                    name: name.clone(),
+                    table: store.table().to_owned(),
+                };
+                Err(unknown(source, &rows))
+            }
+        })
+        .collect()
+}
+
+/// `source` ("no job named X") with the names of the jobs `rows` has.
+fn unknown(source: StateError, rows: &[JobRow]) -> LookupError {
+    let names: Vec<String> = rows.iter().map(|row| row.name.clone()).collect();
+    let known = known(
+        &names,
+        "jobs there",
+        "no job has run against this database yet",
+    );
+    LookupError::NoStateRow { source, known }
 }
 
 #[cfg(test)]
@@ -153,5 +194,16 @@ mod tests {
         let names = ["a".to_owned(), "b".to_owned()];
         assert_eq!(known(&names, "jobs there", "none"), "jobs there: a, b");
         assert_eq!(known(&[], "jobs there", "none"), "none");
+    }
+
+    #[test]
+    fn the_jobs_dir_is_named_as_a_directory() {
+        assert_eq!(dir_text(Path::new("jobs")), "jobs/");
+        assert_eq!(dir_text(Path::new("x/jobs/")), "x/jobs/");
+        let names = ["double".to_owned(), "fill".to_owned()];
+        assert_eq!(
+            known(&names, "the jobs with a file in jobs/ are", "none"),
+            "the jobs with a file in jobs/ are double, fill"
+        );
     }
 }

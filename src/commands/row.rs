@@ -13,11 +13,17 @@ use crate::state::{Control, RangeRow, Store};
 
 use super::{Exit, connect, lookup};
 
-/// `backfill status`.
+/// `backfill status [JOB…]`: every job, or the jobs named; a name without a job is an error
+/// listing the jobs there are, as for the other commands that take a name.
 pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
+    let names = args
+        .jobs
+        .iter()
+        .map(|arg| lookup::job_name(arg))
+        .collect::<Result<Vec<_>, _>>()?;
     let (_, mut conn) = connect(global, "backfill:status").await?;
     let store = Store::new(&global.state_schema);
-    let rows = store.list(&mut conn).await?;
+    let rows = lookup::named(store.list(&mut conn).await?, &names, &store)?;
     let ranges = if args.ranges {
         store.all_ranges(&mut conn).await?
     } else {

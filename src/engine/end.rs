@@ -56,7 +56,16 @@ impl Lead<'_, '_> {
             }
             None => {
                 let table = &self.r.plan.table;
-                if let (Some(vacuum), Some(row)) = (end.vacuum, &row) {
+                let vacuum = match end.vacuum {
+                    Some(_) if self.r.options.retry_failures => {
+                        let changed = rows_done.saturating_sub(end.rows_at_start);
+                        let table_rows = disk::counted_rows(conn, table).await.ok().flatten();
+                        end.vacuum
+                            .filter(|_| super::vacuum::retry_vacuums(changed, table_rows))
+                    }
+                    other => other,
+                };
+                if let (Some(vacuum), Some(row)) = (vacuum, &row) {
                     let finisher = (row, self.joined);
                     if vacuum
                         .finish(conn, table, finisher, end.shutdown, emit)
@@ -93,4 +102,6 @@ pub(super) struct Ending<'v, 'r> {
     pub heap_bytes_start: Option<u64>,
     /// The job's rows and batches done, as this process counted them.
     pub counted: (u64, u64),
+    /// The job's rows done when this run started: a retry changed the rows past them.
+    pub rows_at_start: u64,
 }

@@ -18,6 +18,7 @@ use crate::state::JobRow;
 use super::crew::{Crew, Estimated, Start};
 use super::end::Ending;
 use super::heartbeat::Heartbeat;
+use super::total;
 use super::vacuum::{Feed, Vacuum};
 use super::worker::Worker;
 use super::{EngineError, Outcome, Run, application_name, connect};
@@ -76,9 +77,20 @@ impl Lead<'_, '_> {
         };
         // The run's time, for its speed, starts once it is through the start's wait.
         let started = Instant::now();
+        // The total as every batch refines it, with nothing walked yet (the pending rows,
+        // at most the keys left): `resuming at …/TOTAL` and the first progress line agree.
+        let total_estimate = total::total(&total::Seen {
+            rows_done: row.rows_done,
+            start_done: row.rows_done,
+            start_pending: estimate.pending,
+            keys_walked: 0,
+            rows_changed: 0,
+            keys_left: estimate.keys_left,
+            batch: self.r.job.batch.size,
+        });
         emit(&Event::Started {
             job: self.r.job.name.clone(),
-            total_estimate: row.rows_done + estimate.pending,
+            total_estimate,
             rows_done: row.rows_done,
             resumed: row.batches_done > 0,
             workers,
@@ -222,6 +234,7 @@ impl Lead<'_, '_> {
             shutdown: final_stop,
             heap_bytes_start: row.heap_bytes_start,
             counted: crew.totals(),
+            rows_at_start: row.rows_done,
         };
         let outcome = self.outcome(results, &mut conn, end, emit).await;
         (outcome, Some(conn))

@@ -49,6 +49,20 @@ use crate::state::{JobRow, Live};
 use super::heartbeat::Heartbeat;
 use super::{Run, application_name};
 
+/// The share of the table's rows a `--retry-failures` run must change for its final vacuum
+/// to run. A retry changes the few rows set aside, each leaving one dead version: a full
+/// `VACUUM (ANALYZE)` of a large table for them would read every page to clean a handful, and
+/// autovacuum cleans them anyway once the application's own changes add up (it waits for 20 %
+/// of the table by default).
+const RETRY_VACUUM_SHARE: f64 = 0.01;
+
+/// Whether a `--retry-failures` run that changed `changed` rows vacuums the table of
+/// `table_rows` rows (`None`: not counted yet) at its end: only when it changed at least
+/// [`RETRY_VACUUM_SHARE`] of them, or when the table's size is unknown.
+pub(super) fn retry_vacuums(changed: u64, table_rows: Option<u64>) -> bool {
+    table_rows.is_none_or(|rows| changed as f64 >= rows as f64 * RETRY_VACUUM_SHARE)
+}
+
 /// The id the vacuum's statements are watched under by the monitor: no worker has it.
 const VACUUM_ID: u32 = u32::MAX;
 

@@ -426,12 +426,17 @@ fn millis(ms: i64) -> Duration {
 }
 
 /// A query on one line without its closing semicolons (the reason goes on after it), cut to
-/// [`QUERY_CHARS`] characters.
+/// at most [`QUERY_CHARS`] characters at a space, so that no name or number is cut in two.
 fn shorten(query: &str) -> String {
     let one_line = query.split_whitespace().collect::<Vec<_>>().join(" ");
     let one_line = one_line.trim_end_matches([';', ' ']);
     match one_line.char_indices().nth(QUERY_CHARS) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        Some((cut, _)) => {
+            let head = &one_line[..cut];
+            // A single word longer than the limit is all there is to cut.
+            let head = head.rfind(' ').map_or(head, |space| &head[..space]);
+            format!("{}…", head.trim_end_matches([',', ';']))
+        }
         None => one_line.to_owned(),
     }
 }
@@ -452,6 +457,13 @@ mod tests {
         );
         let long = "x".repeat(200);
         assert_eq!(shorten(&long).chars().count(), QUERY_CHARS + 1);
+        let words = format!(
+            "UPDATE items SET note = 'x' WHERE id IN ({})",
+            "12345, ".repeat(30)
+        );
+        let short = shorten(&words);
+        assert!(short.chars().count() <= QUERY_CHARS + 1, "{short}");
+        assert!(short.ends_with("12345…"), "{short}");
     }
 
     #[test]

@@ -26,10 +26,15 @@ impl Bars {
         bar.set_position(track.rows_done);
         match event {
             Event::Finished { .. } => bar.finish_with_message(track.event_text(event)),
-            Event::Interrupted { .. } | Event::Error { .. } => {
-                bar.abandon_with_message(track.event_text(event));
-            }
-            _ => bar.set_message(track.bar_message()),
+            // The command's last word replaces the bar (`Reporter::conclude`): saying the stop
+            // here too would say it twice.
+            Event::Interrupted { .. } => {}
+            // `main` prints the error under the bar, which stays where the job got to.
+            Event::Error { .. } => bar.abandon_with_message(format!(
+                "{}  stopped by the error below",
+                track.counts_text()
+            )),
+            _ => bar.set_message(track.bar_message(room(event.job()))),
         }
     }
 
@@ -51,7 +56,7 @@ fn new_bar(multi: &MultiProgress, job: &str, track: &Track) -> ProgressBar {
     let bar = multi.add(
         ProgressBar::no_length()
             .with_position(track.rows_done)
-            .with_message(track.bar_message())
+            .with_message(track.bar_message(room(job)))
             .with_style(unknown_total_style())
             .with_prefix(job.to_owned()),
     );
@@ -79,6 +84,13 @@ pub(super) fn shape(bar: &ProgressBar, total: Option<u64>) {
 
 /// Width of the bar, in cells.
 const BAR_WIDTH: usize = 16;
+
+/// The columns the message of `job`'s bar has on stderr's terminal (the same terminal
+/// indicatif draws on), after `job ▕…▏ `; `None` when stderr's width is unknown.
+fn room(job: &str) -> Option<usize> {
+    let (_, columns) = console::Term::stderr().size_checked()?;
+    Some(usize::from(columns).saturating_sub(job.chars().count() + BAR_WIDTH + 4))
+}
 
 /// `users_status_flag ▕█████████▌      ▏ <message>`; the message carries all the numbers.
 pub(super) fn bar_style() -> ProgressStyle {
@@ -238,6 +250,33 @@ mod tests {
         assert_eq!(
             text.trim(),
             "users_status_flag: cancelled by an operator after 5000 rows"
+        );
+    }
+
+    #[test]
+    fn a_stop_is_said_once() {
+        let screen = Screen::default();
+        let target = indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let mut reporter = Reporter {
+            tracks: HashMap::new(),
+            output: Output::Bar(Bars {
+                multi: MultiProgress::with_draw_target(target),
+                bars: HashMap::new(),
+            }),
+        };
+        reporter.emit(&started(2_000_000));
+        reporter.emit(&batch(5000));
+        reporter.emit(&Event::Interrupted {
+            job: JOB.to_owned(),
+            rows_done: 5000,
+        });
+        reporter.conclude(
+            "users_status_flag: stopped after 5000 rows, checkpoint saved; run it again to resume",
+        );
+        reporter.finish();
+        assert_eq!(
+            screen.text().trim(),
+            "users_status_flag: stopped after 5000 rows, checkpoint saved; run it again to resume"
         );
     }
 }

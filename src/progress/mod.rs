@@ -14,9 +14,10 @@
 //!
 //! Layout: this file writes lines and NDJSON and words numbers; `track.rs` follows each job's
 //! events and words them; `bars.rs` draws bar mode; `scan.rs` shows the progress of `verify --values`' walk;
-//! `vacuum.rs` words the vacuums.
+//! `vacuum.rs` words the vacuums; `fit.rs` fits the bar's message to the terminal.
 
 mod bars;
+mod fit;
 pub mod scan;
 mod track;
 mod vacuum;
@@ -155,10 +156,13 @@ struct Lines {
 
 impl Lines {
     /// Batches give a progress line at most every [`LINE_INTERVAL`] per job; every other event
-    /// gives its line at once, unless it is no news.
+    /// gives its line at once, unless it is no news. A stop and an error give none: the
+    /// command's last word (`stopped after …, checkpoint saved`) and `main`'s `error: …` say
+    /// them, once.
     fn line(&mut self, event: &Event, track: &Track, news: bool, now: Instant) -> Option<String> {
         let due = match event {
             Event::Batch { .. } => self.progress_due(event.job(), now),
+            Event::Interrupted { .. } | Event::Error { .. } => false,
             _ => news,
         };
         due.then(|| format!("{}: {}", event.job(), track.event_text(event)))

@@ -225,6 +225,23 @@ fn lines_skip_running_when_already_running() {
 }
 
 #[test]
+fn lines_leave_a_stop_and_an_error_to_the_command() {
+    let stop = Event::Interrupted {
+        job: JOB.to_owned(),
+        rows_done: 618_128,
+    };
+    let error = Event::Error {
+        job: JOB.to_owned(),
+        message: "row (id)=(7) cannot be backfilled".to_owned(),
+    };
+    assert_eq!(
+        lines_at(&[(0, batch(5000)), (1, stop), (2, error)]).len(),
+        1,
+        "only the batch's line"
+    );
+}
+
+#[test]
 fn lines_name_the_job() {
     assert_eq!(
         lines_at(&[(0, paused("lock waiters"))]),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::event::{Event, VacuumState};
 use crate::rate::RateWindow;
 
+use super::fit::{Field, fit};
 use super::vacuum::vacuum_text;
 use super::{duration_text, eta_text, rate_text, si};
 
@@ -279,23 +280,23 @@ impl Track {
         }
     }
 
-    /// The text after the bar. While paused the rate and batch size mean nothing, so the
-    /// reason takes their place; the ETA stays, from the speed before the pause.
-    pub(super) fn bar_message(&self) -> String {
-        let mut parts = vec![self.counts_text()];
+    /// The text after the bar, within `room` columns when the terminal's width is known (see
+    /// `fit`: the least important fields go first, none is cut). While paused the rate, the
+    /// batch size and the ETA mean nothing (no rows move), so the reason takes their place.
+    pub(super) fn bar_message(&self, room: Option<usize>) -> String {
+        let mut fields = vec![Field::figures(self.counts_text(), 9)];
         if let Condition::Paused(_) = self.condition {
-            parts.push(self.status_text());
-            parts.push(self.eta_text());
+            fields.push(Field::words(self.status_text(), 8));
         } else {
-            parts.push(rate_text(self.window.per_sec()));
-            parts.push(self.eta_text());
-            parts.extend(self.batch_text());
-            parts.extend(self.crew.text());
-            parts.extend(self.skipped_text());
-            parts.extend(self.heap_text());
-            parts.push(self.status_text());
+            fields.push(Field::figures(rate_text(self.window.per_sec()), 6));
+            fields.push(Field::figures(self.eta_text(), 7));
+            fields.extend(self.batch_text().map(|t| Field::figures(t, 2)));
+            fields.extend(self.crew.text().map(|t| Field::figures(t, 3)));
+            fields.extend(self.skipped_text().map(|t| Field::figures(t, 5)));
+            fields.extend(self.heap_text().map(|t| Field::figures(t, 1)));
+            fields.push(Field::words(self.status_text(), 8));
         }
-        parts.join("  ")
+        fit(fields, room)
     }
 
     /// The periodic line of lines mode: `1.21M/2.00M rows (60%)  48.2k rows/s  ETA 16s  batch
@@ -328,8 +329,9 @@ impl Track {
                     (true, _) => format!("joined at {}", self.counts_text()),
                     (false, true) => format!("resuming at {}", self.counts_text()),
                     (false, false) => format!(
-                        "started: {} rows to change (estimate)",
-                        si(self.estimate as f64)
+                        "started: {} {} to change (estimate)",
+                        si(self.estimate as f64),
+                        if self.estimate == 1 { "row" } else { "rows" }
                     ),
                 };
                 match self.crew.workers {

@@ -276,20 +276,25 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         let _ = writeln!(out, "{line}");
     }
     let state_line = match state {
-        None => "no checkpoint; a run starts at the first key".to_owned(),
-        Some(row) => format!(
-            "{}, {} rows done in {} batches{}{}",
-            describe_status(row),
-            row.rows_done,
-            row.batches_done,
-            row.cursor.as_ref().map_or(String::new(), |c| format!(
-                "; resumes after {}",
-                key_text(c)
-            )),
-            lease_note(row).map_or(String::new(), |n| format!("; {n}"))
+        None => format!(
+            "no checkpoint (no row in {}); a run starts at the first key",
+            store.table()
         ),
+        Some(row) => {
+            format!(
+                "{}, {} rows done in {} batches{}{}",
+                describe_status(row),
+                row.rows_done,
+                row.batches_done,
+                row.cursor.as_ref().map_or(String::new(), |c| format!(
+                    "; resumes after {}",
+                    key_text(c)
+                )),
+                lease_note(row).map_or(String::new(), |n| format!("; {n}"))
+            ) + &format!(" (the job's row in {})", store.table())
+        }
     };
-    let _ = writeln!(out, "state     {state_line} [{}]", store.table());
+    let _ = writeln!(out, "state     {state_line}");
     let _ = writeln!(out, "\n-- every batch is one transaction:");
     let _ = writeln!(out, "BEGIN;");
     for sql in report.batch_sql() {

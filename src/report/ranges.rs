@@ -8,10 +8,14 @@ use crate::state::RangeRow;
 use super::age_text;
 
 /// A range's state in a word: `done`, `pending`, `running`, or `stale` for a running range
-/// whose holder stopped beating (it is taken over by the next worker that looks).
+/// whose holder stopped beating (it is taken over by the next worker that looks). A range
+/// whose cursor has reached its upper end has nothing left to walk: it reads `done` even
+/// while its row still says `pending` (a run stopped after its last batch, before it marked
+/// the range done; the next run does).
 fn state(range: &RangeRow) -> &str {
     match &range.lease {
         Some(lease) if !lease.is_live() => "stale",
+        _ if range.status == "pending" && range.cursor.as_ref() == Some(&range.upper) => "done",
         _ => &range.status,
     }
 }
@@ -121,6 +125,23 @@ mod tests {
         assert!(lines[1].contains("running") && lines[1].contains("db-1:77:ab/2 (1s ago)"));
         assert!(lines[1].contains("1234/s") && lines[1].ends_with("(42) → (100)"));
         assert!(lines[2].contains("stale"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn a_range_walked_to_its_upper_end_is_done() {
+        let walked = RangeRow {
+            cursor: Some(vec!["100".into()]),
+            ..range(4, "pending", None)
+        };
+        assert!(
+            ranges_table(std::slice::from_ref(&walked), "\"public\".\"t\"")
+                .lines()
+                .nth(1)
+                .is_some_and(|line| line.contains(" done ")),
+            "{walked:?}"
+        );
+        assert_eq!(range_json(&walked)["state"], "done");
+        assert_eq!(range_json(&range(5, "pending", None))["state"], "pending");
     }
 
     #[test]

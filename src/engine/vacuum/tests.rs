@@ -2,6 +2,15 @@ use super::*;
 use crate::monitor::Signal;
 
 #[test]
+fn a_retry_of_a_handful_of_rows_does_not_vacuum_the_table() {
+    assert!(!retry_vacuums(1, Some(100_000)));
+    assert!(!retry_vacuums(999, Some(100_000)));
+    assert!(retry_vacuums(1000, Some(100_000)));
+    assert!(retry_vacuums(1, Some(50)));
+    assert!(retry_vacuums(1, None));
+}
+
+#[test]
 fn nothing_is_due_before_every_rows_changed() {
     let mut tally = Tally::default();
     tally.add("\"t\"", 30);

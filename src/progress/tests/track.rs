@@ -46,10 +46,10 @@ fn skipped_rows_are_counted_and_each_said() {
     );
     assert!(
         track
-            .bar_message()
+            .bar_message(None)
             .ends_with("batch 5000  1 row skipped  running"),
         "{}",
-        track.bar_message()
+        track.bar_message(None)
     );
 }
 
@@ -87,18 +87,44 @@ fn the_total_is_the_rows_done_once_finished() {
 #[test]
 fn bar_message_while_running() {
     assert_eq!(
-        busy_track(Instant::now()).bar_message(),
+        busy_track(Instant::now()).bar_message(None),
         "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  running"
     );
 }
 
 #[test]
-fn bar_message_while_paused_keeps_the_eta() {
+fn bar_message_while_paused_has_no_eta() {
     let mut track = busy_track(Instant::now());
-    track.apply(&paused("ALTER TABLE waiting (pid 4711)"), Instant::now());
+    track.apply(&paused("by operator"), Instant::now());
     assert_eq!(
-        track.bar_message(),
-        "1.21M/2.00M rows  paused: ALTER TABLE waiting (pid 4711)  ETA 16s"
+        track.bar_message(None),
+        "1.21M/2.00M rows  paused: by operator"
+    );
+}
+
+#[test]
+fn bar_message_fits_an_80_column_terminal_without_cutting_a_number() {
+    // `users_status_flag ▕…16 cells…▏ ` leaves 43 of 80 columns to the message.
+    let track = busy_track(Instant::now());
+    assert_eq!(
+        track.bar_message(Some(43)),
+        "1.21M/2.00M rows  ETA 16s  running"
+    );
+    assert_eq!(
+        track.bar_message(Some(60)),
+        "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  running"
+    );
+}
+
+#[test]
+fn a_long_pause_reason_is_shortened_at_a_word_to_fit() {
+    let mut track = busy_track(Instant::now());
+    let reason = "pid 4711 (psql, alice) holds AccessExclusiveLock on \"public\".\"users\": \
+                  ALTER TABLE users ADD COLUMN x int";
+    track.apply(&paused(reason), Instant::now());
+    assert_eq!(
+        track.bar_message(Some(43)),
+        "1.21M/2.00M rows  paused: pid 4711 (psql…"
     );
 }
 
@@ -112,7 +138,7 @@ fn bar_message_while_throttled() {
     };
     track.apply(&throttled, Instant::now());
     assert_eq!(
-        track.bar_message(),
+        track.bar_message(None),
         "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  \
          throttled: 82% of max_connections in use"
     );
@@ -129,7 +155,7 @@ fn bar_message_while_guarded_until_running() {
     };
     assert!(track.apply(&guarded, Instant::now()));
     assert_eq!(
-        track.bar_message(),
+        track.bar_message(None),
         "1.21M/2.00M rows  48.4k rows/s  ETA 16s  batch 5000  \
          guarded: probe 4.1 ms (baseline 1.2 ms)"
     );
@@ -138,7 +164,7 @@ fn bar_message_while_guarded_until_running() {
         "guarded: probe 4.1 ms (baseline 1.2 ms)"
     );
     track.apply(&running(), Instant::now());
-    assert!(track.bar_message().ends_with("batch 5000  running"));
+    assert!(track.bar_message(None).ends_with("batch 5000  running"));
     let ready = Event::GuardReady {
         job: JOB.to_owned(),
         baseline_ms: 1.234,
@@ -175,6 +201,16 @@ fn started_text() {
     assert_eq!(
         track.event_text(&started(2_000_000, 0)),
         "started: 2.00M rows to change (estimate)"
+    );
+}
+
+#[test]
+fn one_row_to_change_is_one_row() {
+    let mut track = Track::default();
+    track.apply(&started(1, 0), Instant::now());
+    assert_eq!(
+        track.event_text(&started(1, 0)),
+        "started: 1 row to change (estimate)"
     );
 }
 
@@ -236,14 +272,14 @@ fn a_job_that_waited_for_a_lock_before_it_started_is_ready_not_running() {
     let mut track = Track::default();
     track.apply(&paused("pid 42 holds AccessExclusiveLock on the table"), t0);
     assert_eq!(
-        track.bar_message(),
-        "0/? rows  paused: pid 42 holds AccessExclusiveLock on the table  ETA --"
+        track.bar_message(None),
+        "0/? rows  paused: pid 42 holds AccessExclusiveLock on the table"
     );
     track.apply(&running(), t0 + secs(1));
     assert_eq!(track.event_text(&running()), "ready to start");
-    assert!(track.bar_message().ends_with("ready to start"));
+    assert!(track.bar_message(None).ends_with("ready to start"));
     track.apply(&started(2_000, 0), t0 + secs(2));
-    assert!(track.bar_message().ends_with("running"));
+    assert!(track.bar_message(None).ends_with("running"));
 }
 
 #[test]
@@ -319,18 +355,18 @@ fn the_bar_names_the_workers_and_hosts_of_every_process() {
     let mut track = busy_track(t0);
     assert!(track.apply(&crew(4, 2, 2), t0 + secs(16)));
     assert!(
-        track.bar_message().contains("4 workers on 2 hosts"),
+        track.bar_message(None).contains("4 workers on 2 hosts"),
         "{}",
-        track.bar_message()
+        track.bar_message(None)
     );
     assert!(track.apply(&crew(3, 2, 1), t0 + secs(17)));
     assert!(track.progress_text().contains("3 workers in 2 processes"));
     assert!(!track.apply(&crew(3, 2, 1), t0 + secs(18)), "no news");
     track.apply(&crew(1, 1, 1), t0 + secs(19));
     assert!(
-        !track.bar_message().contains("worker"),
+        !track.bar_message(None).contains("worker"),
         "{}",
-        track.bar_message()
+        track.bar_message(None)
     );
 }
 
@@ -374,10 +410,10 @@ fn the_progress_line_shows_the_heap_and_its_growth() {
     );
     assert!(
         track
-            .bar_message()
+            .bar_message(None)
             .ends_with("heap 149.0 MiB → 171.0 MiB (+15 %)  running"),
         "{}",
-        track.bar_message()
+        track.bar_message(None)
     );
 }
 
@@ -410,9 +446,9 @@ fn the_bar_says_when_the_final_vacuum_runs() {
         reason: None,
     };
     assert!(track.apply(&vacuum(true, VacuumState::Started), t0 + secs(16)));
-    assert!(track.bar_message().ends_with("final VACUUM (ANALYZE)"));
+    assert!(track.bar_message(None).ends_with("final VACUUM (ANALYZE)"));
     assert!(track.apply(&vacuum(true, VacuumState::Done), t0 + secs(17)));
-    assert!(track.bar_message().ends_with("running"));
+    assert!(track.bar_message(None).ends_with("running"));
     let pacing = vacuum(false, VacuumState::Done);
     assert!(
         !track.apply(&pacing, t0 + secs(18)),
