@@ -21,19 +21,19 @@ use prepare::{say_waiting, stopped_waiting};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
+use crate::db::Session;
 use anyhow::{Context as _, Result};
-use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::cli::{CompletionsArgs, GlobalArgs, MonitorArg, PlanArgs, RunArgs, VerifyArgs};
+use crate::db::Privileges;
+use crate::db::{Target, TargetError};
 use crate::disk;
 use crate::engine::{self, Outcome, Run, application_name, monitor_application_name};
 use crate::event::Event;
 use crate::job::ThrottlePolicy;
 use crate::lockwait::Note;
 use crate::metrics::Metrics;
-use crate::postgres::privileges::{self, Privileges};
-use crate::postgres::{Target, TargetError, hang_up};
 use crate::preflight;
 use crate::progress::{Mode, Reporter};
 use crate::report;
@@ -65,7 +65,7 @@ impl From<Exit> for ExitCode {
     }
 }
 
-async fn connect(global: &GlobalArgs, app: &str) -> Result<(Target, PgConnection)> {
+async fn connect(global: &GlobalArgs, app: &str) -> Result<(Target, Session)> {
     let target = Target::new(global.database_url.as_deref())?;
     let conn = target
         .connect(app)
@@ -86,7 +86,7 @@ fn monitor_target(arg: &MonitorArg) -> Result<Option<Target>, TargetError> {
 /// connection when `monitor` is given (which must then be reachable), else on `conn`. `None`
 /// when no policy has the monitor on.
 async fn monitor_privileges(
-    conn: &mut PgConnection,
+    conn: &mut Session,
     monitor: Option<&Target>,
     policies: &[&ThrottlePolicy],
     job: &str,
@@ -94,16 +94,16 @@ async fn monitor_privileges(
     if !policies.iter().any(|p| p.enabled) {
         return Ok(None);
     }
-    let batch_role = privileges::role(conn).await?;
+    let batch_role = conn.role().await?;
     let sight = match monitor {
-        None => privileges::read(conn, &batch_role).await?,
+        None => conn.privileges(&batch_role).await?,
         Some(target) => {
             let mut own = target
                 .connect(&monitor_application_name(job))
                 .await
                 .with_context(|| format!("cannot connect the monitor to {}", target.describe()))?;
-            let sight = privileges::read(&mut own, &batch_role).await;
-            hang_up(own).await;
+            let sight = own.privileges(&batch_role).await;
+            own.hang_up().await;
             sight?
         }
     };
@@ -113,12 +113,12 @@ async fn monitor_privileges(
 /// The connections a process of `p`'s job would hold with `workers` (else the job's own
 /// count), against the server's room for them now.
 async fn budget(
-    conn: &mut PgConnection,
+    conn: &mut Session,
     p: &Prepared,
     workers: Option<u32>,
 ) -> Result<preflight::Budget> {
     let job = &p.job;
-    let (in_use, max_connections) = preflight::connections(conn)
+    let (in_use, max_connections) = preflight::connections(conn.conn())
         .await
         .context("cannot read the server's connections")?;
     Ok(preflight::Budget {
@@ -169,7 +169,7 @@ pub async fn run(
         let mut wait = lock_wait(&job, None, note, &mut emit, shutdown.clone());
         let name = job.name.clone();
         let Some((p, _)) = prepare(&mut conn, job, None, &mut wait).await? else {
-            hang_up(conn).await;
+            conn.hang_up().await;
             sinks.reporter.conclude(&stopped_waiting(&name));
             return Ok(Exit::Interrupted);
         };
@@ -191,7 +191,7 @@ pub async fn run(
         &prepared[0].job.name,
     )
     .await?;
-    hang_up(conn).await;
+    conn.hang_up().await;
     let mut warned = BTreeSet::new();
     for p in &prepared {
         let monitor = sight.iter().flat_map(|s| s.warnings(&p.job.throttle));
@@ -304,7 +304,7 @@ pub async fn plan(
     let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
     let store = Store::new(&global.state_schema);
     let state = store
-        .list(&mut conn)
+        .list(conn.conn())
         .await?
         .into_iter()
         .find(|row| row.name == job.name);
@@ -319,8 +319,8 @@ pub async fn plan(
     let sight =
         monitor_privileges(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
     let budget = budget(&mut conn, &p, args.workers).await?;
-    let estimate = async |conn: &mut PgConnection| {
-        preflight::pending_rows(conn, &p.plan, args.exact_count)
+    let estimate = async |conn: &mut Session| {
+        preflight::pending_rows(conn.conn(), &p.plan, args.exact_count)
             .await
             .context("cannot estimate the pending rows")
     };
@@ -330,7 +330,7 @@ pub async fn plan(
     };
     let columns: Vec<String> = p.job.set.iter().map(|a| a.column.clone()).collect();
     let table_rows = pending.table_rows.unwrap_or(pending.rows);
-    let table = disk::estimate::read(&mut conn, &p.plan, &columns, table_rows)
+    let table = disk::estimate::read(conn.conn(), &p.plan, &columns, table_rows)
         .await
         .context("cannot read the table's size")?;
     let wal = crate::monitor::wal_retention(&mut conn, std::slice::from_ref(&p.plan.table))
@@ -387,18 +387,18 @@ pub async fn verify(
         return Ok(Exit::Interrupted);
     };
     if args.values {
-        verify::check_comparable(&mut conn, &p.job).await?;
+        verify::check_comparable(conn.conn(), &p.job).await?;
     }
     let store = Store::new(&global.state_schema);
     let state = store
-        .list(&mut conn)
+        .list(conn.conn())
         .await?
         .into_iter()
         .find(|row| row.name == p.job.name);
     let failed = verify::Failed {
         count: state.as_ref().map_or(0, |row| row.failures),
         first: store
-            .failures(&mut conn, &p.job.name, verify::SHOWN as u32)
+            .failures(conn.conn(), &p.job.name, verify::SHOWN as u32)
             .await?,
     };
     let subject = verify::Subject {
@@ -409,7 +409,7 @@ pub async fn verify(
         failed: &failed,
     };
     let verdict = if args.values {
-        match verify::values(&mut conn, &subject, &mut shutdown).await? {
+        match verify::values(conn.conn(), &subject, &mut shutdown).await? {
             Some(verdict) => verdict,
             None => {
                 eprintln!("{}: verify --values stopped; it wrote nothing", p.job.name);
@@ -417,9 +417,9 @@ pub async fn verify(
             }
         }
     } else {
-        verify::pending(&mut conn, &subject).await?
+        verify::pending(conn.conn(), &subject).await?
     };
-    hang_up(conn).await;
+    conn.hang_up().await;
     if args.json {
         println!("{}", verify::json(&subject, &verdict));
     } else {
@@ -444,11 +444,11 @@ pub fn completions(args: &CompletionsArgs) -> Exit {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let invalid = err.chain().any(|cause| {
         cause.is::<crate::job::JobError>()
-            || cause.is::<crate::postgres::TargetError>()
+            || cause.is::<crate::db::TargetError>()
             || cause.is::<crate::metrics::MetricsError>()
             || cause.is::<lookup::LookupError>()
             || cause
-                .downcast_ref::<crate::postgres::catalog::CatalogError>()
+                .downcast_ref::<crate::db::CatalogError>()
                 .is_some_and(|e| e.is_invalid_job())
             || cause
                 .downcast_ref::<preflight::PreflightError>()

@@ -9,11 +9,11 @@ use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
 use crate::commands::{Exit, Sinks, lock_wait, prepare, run_jobs};
+use crate::db::Target;
 use crate::engine;
 use crate::job::Job;
 use crate::lockwait::Note;
 use crate::postgres::throwaway::Cluster;
-use crate::postgres::{Target, statement};
 use crate::progress::{Mode, Reporter};
 use crate::state::{LEASE_TIMEOUT, Store};
 use crate::verify;
@@ -23,7 +23,7 @@ const JOB: &str = include_str!("../jobs/demo_orders.toml");
 
 /// The sample table before the expand migration: orders with quantities and prices.
 const CREATE: &str = "CREATE TABLE public.orders (id bigint PRIMARY KEY, qty int NOT NULL, price_cents int NOT NULL)";
-const FILL: &str = "INSERT INTO public.orders SELECT g, 1 + g % 7, 100 + (g * 37) % 9900 FROM generate_series(1, $1::int) g";
+const FILL: &str = "INSERT INTO public.orders SELECT g, 1 + g % 7, 100 + (g * 37) % 9900 FROM generate_series(1, {rows}) g";
 const EXPAND: &str = "ALTER TABLE public.orders ADD COLUMN total_cents bigint";
 const CONTRACT: &str = "ALTER TABLE public.orders ALTER COLUMN total_cents SET NOT NULL";
 
@@ -52,20 +52,16 @@ async fn story(
     let target = Target::new(Some(&cluster.url("postgres")))?;
     let mut conn = target.connect("backfill:demo").await?;
     eprintln!("creating public.orders with {} rows…", args.rows);
-    statement(CREATE)
-        .execute(&mut conn)
+    conn.execute(CREATE)
         .await
         .context("demo setup: create the table")?;
-    statement(FILL)
-        .bind(i32::try_from(args.rows).unwrap_or(i32::MAX))
-        .execute(&mut conn)
+    let rows = i32::try_from(args.rows).unwrap_or(i32::MAX);
+    conn.execute(&FILL.replace("{rows}", &rows.to_string()))
         .await
         .context("demo setup: fill the table")?;
     eprintln!("1. expand:   {EXPAND};");
-    statement(EXPAND).execute(&mut conn).await?;
-    statement("ANALYZE public.orders")
-        .execute(&mut conn)
-        .await?;
+    conn.execute(EXPAND).await?;
+    conn.execute("ANALYZE public.orders").await?;
 
     eprintln!("2. backfill: backfill run jobs/demo_orders.toml");
     let job = Job::parse(JOB, Path::new("jobs/demo_orders.toml"))?;
@@ -111,13 +107,13 @@ async fn story(
         state: None,
         failed: &verify::Failed::default(),
     };
-    let verdict = verify::pending(&mut conn, &subject).await?;
+    let verdict = verify::pending(conn.conn(), &subject).await?;
     print!("{}", verify::text(&subject, &verdict));
     if !verdict.ok() {
         return Ok(Exit::Pending);
     }
     eprintln!("4. contract: {CONTRACT};");
-    statement(CONTRACT).execute(&mut conn).await?;
+    conn.execute(CONTRACT).await?;
     eprintln!("done: every order has its total, and the column is NOT NULL.");
     Ok(Exit::Success)
 }

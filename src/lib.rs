@@ -25,6 +25,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod db;
 pub mod demo;
 pub mod disk;
 pub mod engine;
@@ -35,6 +36,7 @@ pub mod job;
 pub mod lockwait;
 pub mod metrics;
 pub mod monitor;
+pub mod plan;
 pub mod postgres;
 pub mod preflight;
 pub mod progress;

@@ -17,13 +17,13 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::db::gave_up_on_lock;
 use crate::event::{Event, signal_name};
 use crate::monitor::{self, Decision};
-use crate::postgres::gave_up_on_lock;
 use crate::state::Store;
 
 /// The `lock_timeout` of every statement of a start that touches the table (and of the
@@ -103,8 +103,8 @@ impl LockWait<'_> {
     /// its end, and nothing of it was committed (each step commits at most once, at its end).
     pub async fn step<T, E>(
         &mut self,
-        conn: &mut PgConnection,
-        mut step: impl AsyncFnMut(&mut PgConnection) -> Result<T, E>,
+        conn: &mut Session,
+        mut step: impl AsyncFnMut(&mut Session) -> Result<T, E>,
     ) -> Result<Option<T>, E>
     where
         E: From<LockWaitError> + AsRef<dyn std::error::Error + 'static>,
@@ -159,12 +159,7 @@ impl LockWait<'_> {
 
     /// Shows `decision` — the event when the start begins to wait, the note whenever its
     /// sentence changes — or, with `None`, takes the note away.
-    async fn show(
-        &mut self,
-        conn: &mut PgConnection,
-        waited: &mut Waited,
-        decision: Option<&Decision>,
-    ) {
+    async fn show(&mut self, conn: &mut Session, waited: &mut Waited, decision: Option<&Decision>) {
         let reason = decision.map(|d| d.reason.clone());
         if reason == waited.shown {
             return;
@@ -186,7 +181,7 @@ impl LockWait<'_> {
             Note::Row(store) => {
                 // Only for `status`: a note that cannot be written costs the run nothing.
                 let written = store
-                    .note_unclaimed(conn, &self.job, note.as_deref(), LOCK_TIMEOUT)
+                    .note_unclaimed(conn.conn(), &self.job, note.as_deref(), LOCK_TIMEOUT)
                     .await;
                 if let Err(e) = written {
                     tracing::debug!("could not write the note of job {}: {e}", self.job);

@@ -13,24 +13,23 @@
 //!
 //! Layout: this file counts and advises; `comparable.rs` refuses what cannot be compared,
 //! `walk.rs` is the `--values` walk, `report.rs` prints the verdict.
-mod comparable;
+
 mod report;
-mod walk;
 
-pub use comparable::check_comparable;
 pub use report::{json, text};
-pub use walk::values;
 
-use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::job::Job;
+
 use crate::postgres::catalog::Catalog;
-use crate::postgres::plan::Plan;
-use crate::postgres::plan::compare::Comparison;
-use crate::postgres::{begin_read_only, bind_keys, statement};
-use crate::preflight;
+
+use crate::plan::Plan;
+
 use crate::report::rows;
+
+use crate::db::Conn;
 use crate::state::{FailedRow, JobRow};
 
 /// How many differing rows `verify --values` shows.
@@ -147,56 +146,14 @@ pub struct Subject<'a> {
     /// The rows the job set aside.
     pub failed: &'a Failed,
 }
+
 /// Counts the rows still matching `where` (and, for a job with a range end, those past it).
-pub async fn pending(conn: &mut PgConnection, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
-    let pending = preflight::pending_rows(conn, s.plan, true)
-        .await
-        .map_err(|source| count_error(s, source))?
-        .rows;
-    let verdict = Verdict {
-        pending,
-        past_end: None,
-        values: None,
-        failed: s.failed.clone(),
-    };
-    with_past_end(conn, s, verdict).await
-}
-
-fn count_error(s: &Subject<'_>, source: sqlx::Error) -> VerifyError {
-    VerifyError::Count {
-        table: s.plan.table.clone(),
-        source,
+pub async fn pending(conn: Conn<'_>, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
+    match conn {
+        Conn::Postgres(c) => crate::postgres::verify::pending(c, s).await,
     }
 }
 
-/// Adds how many of the pending rows are past the job's range end, when it has one.
-async fn with_past_end(
-    conn: &mut PgConnection,
-    s: &Subject<'_>,
-    verdict: Verdict,
-) -> Result<Verdict, VerifyError> {
-    let Some(end) = s.state.and_then(|row| row.range_end.as_ref()) else {
-        return Ok(verdict);
-    };
-    if verdict.pending == 0 {
-        return Ok(verdict);
-    }
-    let comparison = Comparison::new(s.job, s.catalog);
-    let count = async {
-        let mut tx = begin_read_only(conn).await?;
-        let n: i64 = bind_keys(statement(&comparison.pending_after), end.iter().map(Some))
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        tx.commit().await?;
-        Ok(u64::try_from(n).unwrap_or_default())
-    };
-    let past_end = count.await.map_err(|source| count_error(s, source))?;
-    Ok(Verdict {
-        past_end: Some(past_end),
-        ..verdict
-    })
-}
 /// What is true of the job when rows still match `where`, and what to do about it.
 pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
     let name = &job.name;
@@ -266,5 +223,25 @@ pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
             "the job is {status} after {} rows; `backfill run {name}` continues it",
             row.rows_done
         ),
+    }
+}
+
+/// Whether every `[set]` expression gives the same value when computed twice: `verify
+/// --values` compares with them, so a volatile one would find differences that are not there.
+pub async fn check_comparable(conn: Conn<'_>, job: &Job) -> Result<(), VerifyError> {
+    match conn {
+        Conn::Postgres(c) => crate::postgres::verify::check_comparable(c, job).await,
+    }
+}
+
+/// `verify --values`: every `[set]` column compared with its expression, batch by batch in
+/// key order; `None` when stopped by the shutdown signal.
+pub async fn values(
+    conn: Conn<'_>,
+    s: &Subject<'_>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Verdict>, VerifyError> {
+    match conn {
+        Conn::Postgres(c) => crate::postgres::verify::values(c, s, shutdown).await,
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use thiserror::Error;
 
 use crate::job::{Job, JobError};
@@ -114,13 +114,13 @@ pub fn job_name(arg: &str) -> Result<String, JobError> {
 /// Turns "no job named X" from the state table into the same error listing the jobs there.
 pub async fn or_known_jobs<T>(
     result: Result<T, StateError>,
-    conn: &mut PgConnection,
+    conn: &mut Session,
     store: &Store,
 ) -> Result<T, anyhow::Error> {
     match result {
         Err(source @ StateError::UnknownJob { .. }) => {
             // Without the list, the plain error is still the truth.
-            let Ok(rows) = store.list(conn).await else {
+            let Ok(rows) = store.list(conn.conn()).await else {
                 return Err(source.into());
             };
             Err(unknown(source, &rows).into())

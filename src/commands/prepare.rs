@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use crate::db::{Catalog, Session};
 use anyhow::{Context as _, Result};
-use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::disk::{self, Upkeep, Vacuums};
@@ -14,8 +14,7 @@ use crate::engine::own_sessions;
 use crate::event::Event;
 use crate::job::Job;
 use crate::lockwait::{LockWait, Note};
-use crate::postgres::catalog::Catalog;
-use crate::postgres::plan::Plan;
+use crate::plan::Plan;
 use crate::preflight;
 use crate::state::JobRow;
 
@@ -62,29 +61,27 @@ pub fn lock_wait<'a>(
 /// table commits, not before. Writes nothing. `None` when shutdown came while waiting. Errors
 /// name the job file, so that the log of `run a b c` says which job failed.
 pub async fn prepare(
-    conn: &mut PgConnection,
+    conn: &mut Session,
     job: Job,
     state: Option<&JobRow>,
     wait: &mut LockWait<'_>,
 ) -> Result<Option<(Prepared, preflight::Preflight)>> {
     let source = job.source.display().to_string();
     let ready = async {
-        let read = wait.step(conn, async |conn| {
-            anyhow::Ok(Catalog::read(conn, &job).await?)
-        });
+        let read = wait.step(conn, async |conn| anyhow::Ok(conn.catalog(&job).await?));
         let Some(catalog) = read.await? else {
             return anyhow::Ok(None);
         };
         let plan = Plan::new(&job, &catalog);
         wait.relations = plan.relations();
         let start = preflight::Start::next(&job, state);
-        let check = async |conn: &mut PgConnection| {
-            anyhow::Ok(preflight::check(conn, &job, &plan, &start).await?)
+        let check = async |conn: &mut Session| {
+            anyhow::Ok(preflight::check(conn.conn(), &job, &plan, &start).await?)
         };
         let Some(checked) = wait.step(conn, check).await? else {
             return Ok(None);
         };
-        let upkeep = disk::upkeep(conn, &plan.relations())
+        let upkeep = disk::upkeep(conn.conn(), &plan.relations())
             .await
             .context("cannot read who may vacuum the table")?;
         Ok(Some((catalog, plan, checked, upkeep)))

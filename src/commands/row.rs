@@ -7,7 +7,6 @@ use anyhow::Result;
 use crate::cli::{FailuresArgs, GlobalArgs, JobArg, StatusArgs};
 use crate::disk;
 use crate::engine::application_name;
-use crate::postgres::hang_up;
 use crate::report;
 use crate::state::{Control, RangeRow, Store};
 
@@ -23,17 +22,17 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
         .collect::<Result<Vec<_>, _>>()?;
     let (_, mut conn) = connect(global, "backfill:status").await?;
     let store = Store::new(&global.state_schema);
-    let rows = lookup::named(store.list(&mut conn).await?, &names, &store)?;
+    let rows = lookup::named(store.list(conn.conn()).await?, &names, &store)?;
     let ranges = if args.ranges {
-        store.all_ranges(&mut conn).await?
+        store.all_ranges(conn.conn()).await?
     } else {
         vec![]
     };
     let tables: Vec<String> = rows.iter().map(|r| r.table_name.clone()).collect();
     // The heaps are a courtesy: a server that cannot tell them still lists the jobs.
-    let heaps = disk::heaps(&mut conn, &tables).await.unwrap_or_default();
+    let heaps = disk::heaps(conn.conn(), &tables).await.unwrap_or_default();
     let heap = |i: usize| heaps.get(i).copied().flatten();
-    hang_up(conn).await;
+    conn.hang_up().await;
     let of = |job: &str| -> Vec<RangeRow> {
         ranges
             .iter()
@@ -73,10 +72,10 @@ pub async fn failures(global: &GlobalArgs, args: &FailuresArgs) -> Result<Exit> 
     let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
     let store = Store::new(&global.state_schema);
-    let row = store.load(&mut conn, &name).await;
+    let row = store.load(conn.conn(), &name).await;
     let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
-    let failed = store.failures(&mut conn, &name, args.limit).await?;
-    hang_up(conn).await;
+    let failed = store.failures(conn.conn(), &name, args.limit).await?;
+    conn.hang_up().await;
     if args.json {
         println!("{}", report::failures_json(&row, &failed));
     } else {
@@ -90,7 +89,7 @@ pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
     let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
     let store = Store::new(&global.state_schema);
-    let was = store.reset(&mut conn, &name).await;
+    let was = store.reset(conn.conn(), &name).await;
     let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
     let forgotten = match was.failures {
         0 => String::new(),
@@ -108,7 +107,7 @@ pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Re
     let name = lookup::job_name(&args.job)?;
     let (_, mut conn) = connect(global, &application_name(&name)).await?;
     let store = Store::new(&global.state_schema);
-    let row = store.control(&mut conn, &name, control).await;
+    let row = store.control(conn.conn(), &name, control).await;
     let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
     let running = row.lease_is_live();
     let text = match (control, running) {

@@ -6,13 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::{PgConnection, Postgres, Transaction};
 use thiserror::Error;
 
-use crate::postgres::plan::Walk;
-use crate::postgres::{
-    Failure, begin_batch, bind_keys, classify, fetch_key, statement, wal_position,
-};
+use crate::db::{Conn, Failure, Session, Tx, classify};
+use crate::plan::Walk;
 use crate::ranges::ShareError;
 use crate::state::{FailedRow, Key, RangeRow, StateError, idle_in_transaction_timeout};
 
@@ -70,7 +67,7 @@ impl BatchError {
 /// relation; tells the monitor which backend runs it as soon as it is known (the caller tells
 /// it when the batch ended, and the crew when it rolled back).
 pub async fn run(
-    conn: &mut PgConnection,
+    session: &mut Session,
     crew: &Crew<'_, '_>,
     worker: u32,
     walk: &Walk,
@@ -78,9 +75,12 @@ pub async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let mut tx = begin(conn, crew, worker, Some(started)).await?;
-    let upper = upper_bound(&mut tx, walk, range, size).await?;
-    let rows = update(&mut tx, walk, range.cursor.as_deref(), &upper).await?;
+    let mut tx = begin(session, crew, worker, Some(started)).await?;
+    let upper = upper_bound(tx.conn(), walk, range, size).await?;
+    let rows = tx
+        .conn()
+        .update(walk, range.cursor.as_deref(), &upper)
+        .await?;
     let done = Committed {
         upper,
         rows,
@@ -97,16 +97,17 @@ pub async fn run(
 /// the crew where the WAL stood. A retry of one failed row is not charged: its WAL is not worth
 /// a round trip.
 pub(super) async fn begin<'c>(
-    conn: &'c mut PgConnection,
+    session: &'c mut Session,
     crew: &Crew<'_, '_>,
     worker: u32,
     charged: Option<Instant>,
-) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
+) -> Result<Tx<'c>, sqlx::Error> {
     let idle = idle_in_transaction_timeout(crew.r.options.lease_timeout);
     let t = &crew.r.job.timeouts;
     let budget = charged.filter(|_| crew.has_wal_budget());
-    let (tx, backend, wal_start) =
-        begin_batch(conn, t.statement, t.lock, idle, budget.is_some()).await?;
+    let (tx, backend, wal_start) = session
+        .begin_batch(t.statement, t.lock, idle, budget.is_some())
+        .await?;
     if let Some(monitor) = crew.monitor {
         monitor.batch_started(worker, backend);
     }
@@ -120,7 +121,7 @@ pub(super) async fn begin<'c>(
 /// `keys` added to the counters) and commits; under a WAL budget, charges the batch's WAL
 /// first. `done` comes back with its wall time since `started` and its WAL.
 pub(super) async fn commit(
-    mut tx: Transaction<'_, Postgres>,
+    mut tx: Tx<'_>,
     crew: &Crew<'_, '_>,
     worker: u32,
     range: u32,
@@ -131,7 +132,7 @@ pub(super) async fn commit(
     crew.r
         .store
         .checkpoint(
-            &mut tx,
+            tx.conn(),
             crew.share.sql,
             &holder,
             range,
@@ -141,7 +142,7 @@ pub(super) async fn commit(
         )
         .await?;
     if crew.has_wal_budget() {
-        let lsn = wal_position(&mut tx).await?;
+        let lsn = tx.conn().wal_position().await?;
         done.wal = Some(crew.wal_ended(worker, lsn));
     }
     tx.commit().await?;
@@ -152,33 +153,13 @@ pub(super) async fn commit(
 /// The inclusive upper key of a batch of `size` keys after `range`'s cursor: the `size`-th
 /// key, or the range's upper end when fewer keys are left.
 pub(super) async fn upper_bound(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     walk: &Walk,
     range: &RangeRow,
     size: u32,
 ) -> Result<Key, sqlx::Error> {
-    let lower = range.cursor.as_deref();
-    let keys = lower.into_iter().flatten().chain(&range.upper).map(Some);
-    let query = bind_keys(statement(walk.upper_bound.pick(lower.is_some())), keys)
-        .bind(i64::from(size.saturating_sub(1)));
-    Ok(fetch_key(query, conn)
+    Ok(conn
+        .upper_bound(walk, range.cursor.as_deref(), &range.upper, u64::from(size))
         .await?
         .unwrap_or_else(|| range.upper.clone()))
-}
-
-/// Updates the rows in `(lower, upper]` (from the relation's first key without `lower`) that
-/// still match `where`; how many.
-pub(super) async fn update(
-    conn: &mut PgConnection,
-    walk: &Walk,
-    lower: Option<&[String]>,
-    upper: &[String],
-) -> Result<u64, sqlx::Error> {
-    let keys = lower.into_iter().flatten().chain(upper).map(Some);
-    Ok(
-        bind_keys(statement(walk.update.pick(lower.is_some())), keys)
-            .execute(conn)
-            .await?
-            .rows_affected(),
-    )
 }

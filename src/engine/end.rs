@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use tokio::sync::watch;
 
 use crate::disk;
@@ -23,7 +23,7 @@ impl Lead<'_, '_> {
     pub(super) async fn outcome(
         &self,
         results: Vec<Result<End, EngineError>>,
-        conn: &mut PgConnection,
+        conn: &mut Session,
         end: Ending<'_, '_>,
         emit: &mut dyn FnMut(&Event),
     ) -> Result<Outcome, EngineError> {
@@ -36,7 +36,7 @@ impl Lead<'_, '_> {
             }
         }
         let job = self.r.job.name.clone();
-        let row = match self.r.store.load(conn, &job).await {
+        let row = match self.r.store.load(conn.conn(), &job).await {
             Ok(row) => Some(row),
             Err(e) => {
                 tracing::debug!("cannot read the job's totals at the end: {e}");
@@ -59,7 +59,8 @@ impl Lead<'_, '_> {
                 let vacuum = match end.vacuum {
                     Some(_) if self.r.options.retry_failures => {
                         let changed = rows_done.saturating_sub(end.rows_at_start);
-                        let table_rows = disk::counted_rows(conn, table).await.ok().flatten();
+                        let table_rows =
+                            disk::counted_rows(conn.conn(), table).await.ok().flatten();
                         end.vacuum
                             .filter(|_| super::vacuum::retry_vacuums(changed, table_rows))
                     }
@@ -80,7 +81,7 @@ impl Lead<'_, '_> {
                     batches_done,
                     elapsed_ms: crate::event::millis(end.started.elapsed()),
                     heap_bytes_before: end.heap_bytes_start,
-                    heap_bytes_after: disk::heap_bytes(conn, table).await.ok(),
+                    heap_bytes_after: disk::heap_bytes(conn.conn(), table).await.ok(),
                 });
                 Outcome::Finished {
                     rows_done,

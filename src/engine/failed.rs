@@ -9,10 +9,8 @@
 //! one more attempt. A transient error (a lock timeout, a lost connection, the monitor's yield)
 //! is retried as a batch's would be. One worker does it all: a few failed rows need no more.
 
-use sqlx::Connection as _;
-
+use crate::db::{ServerError, is_row_error};
 use crate::event::Event;
-use crate::postgres::{ServerError, begin_read_only, bind_keys, is_row_error, statement};
 use crate::state::FailedRow;
 
 use super::EngineError;
@@ -64,8 +62,8 @@ impl Worker<'_, '_, '_> {
         after: Option<i64>,
     ) -> Result<Vec<(i64, FailedRow)>, BatchError> {
         let (store, job) = (self.crew.r.store, self.crew.job());
-        let mut tx = begin_read_only(&mut self.conn).await?;
-        let page = store.failures_after(&mut tx, job, after, PAGE).await?;
+        let mut tx = self.conn.begin_read_only().await?;
+        let page = store.failures_after(tx.conn(), job, after, PAGE).await?;
         tx.commit().await?;
         Ok(page)
     }
@@ -142,16 +140,13 @@ impl Worker<'_, '_, '_> {
         let (store, job, plan) = (crew.r.store, crew.job(), crew.r.plan);
         let walk = plan.walk_of(&row.relation).unwrap_or(&plan.walk);
         let mut tx = batch::begin(&mut self.conn, crew, self.id, None).await?;
-        let mut savepoint = tx.begin().await?;
-        let update = bind_keys(statement(&walk.update_key), row.key.iter().map(Some))
-            .execute(&mut *savepoint)
-            .await;
+        let mut savepoint = tx.savepoint().await?;
+        let update = savepoint.conn().update_key(walk, &row.key).await;
         let retried = match update {
-            Ok(done) => {
+            Ok(rows) => {
                 savepoint.commit().await?;
-                let rows = done.rows_affected();
                 store
-                    .failure_filled(&mut tx, job, crew.r.owner, &row.key, rows)
+                    .failure_filled(tx.conn(), job, crew.r.owner, &row.key, rows)
                     .await?;
                 Retried::Filled { rows }
             }
@@ -165,7 +160,7 @@ impl Worker<'_, '_, '_> {
                         attempts: row.attempts + 1,
                         ..row.clone()
                     };
-                    store.record_failure(&mut tx, job, &again).await?;
+                    store.record_failure(tx.conn(), job, &again).await?;
                     Retried::Again(Box::new(again))
                 }
                 None => return Err(e.into()),

@@ -9,13 +9,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
+use crate::db::Target;
 use crate::disk;
-use crate::postgres::{Target, hang_up};
 use crate::state::{HEARTBEAT_EVERY, JobRow, Live, Owner, StateError, Store};
 
 /// What the last heartbeat learned.
@@ -100,7 +100,7 @@ async fn beat_loop(
     beat: watch::Sender<Beat>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut conn: Option<PgConnection> = None;
+    let mut conn: Option<Session> = None;
     let mut ticks = interval(HEARTBEAT_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -121,11 +121,11 @@ async fn beat_loop(
         let now = live.lock().map(|l| l.clone()).unwrap_or_default();
         let store = &lease.store;
         match store
-            .heartbeat(c, &lease.name, &lease.owner, lease.holds_job, &now)
+            .heartbeat(c.conn(), &lease.name, &lease.owner, lease.holds_job, &now)
             .await
         {
             Ok(job) => {
-                let heap_bytes = disk::heap_bytes(c, &lease.table).await.ok();
+                let heap_bytes = disk::heap_bytes(c.conn(), &lease.table).await.ok();
                 beat.send_replace(Beat {
                     control: job.control.clone(),
                     lost: None,
@@ -145,6 +145,6 @@ async fn beat_loop(
         }
     }
     if let Some(conn) = conn {
-        hang_up(conn).await;
+        conn.hang_up().await;
     }
 }

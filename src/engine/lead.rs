@@ -4,14 +4,13 @@
 
 use std::time::Instant;
 
+use crate::db::Session;
 use futures_util::future::join_all;
-use sqlx::PgConnection;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::Event;
 use crate::guard::Guard;
 use crate::monitor::Monitor;
-use crate::postgres::hang_up;
 use crate::ranges::Share;
 use crate::state::JobRow;
 
@@ -54,11 +53,11 @@ impl Lead<'_, '_> {
     /// must not pause the first batches again.
     pub(super) async fn run(
         &self,
-        mut conn: PgConnection,
+        mut conn: Session,
         row: &JobRow,
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
-    ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
+    ) -> (Result<Outcome, EngineError>, Option<Session>) {
         let workers = match self.r.options {
             o if o.retry_failures => 1,
             o => o.workers.unwrap_or(self.r.job.batch.workers),
@@ -123,11 +122,11 @@ impl Lead<'_, '_> {
     /// have all ended.
     async fn work(
         &self,
-        conn: PgConnection,
+        conn: Session,
         begun: &Begun<'_>,
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
-    ) -> (Result<Outcome, EngineError>, Option<PgConnection>) {
+    ) -> (Result<Outcome, EngineError>, Option<Session>) {
         let Begun {
             row,
             workers,
@@ -226,7 +225,7 @@ impl Lead<'_, '_> {
         let (results, mut conns): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
         let mut conn = conns.swap_remove(0);
         for c in conns {
-            hang_up(c).await;
+            c.hang_up().await;
         }
         let end = Ending {
             started,

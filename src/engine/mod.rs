@@ -36,18 +36,19 @@ mod worker;
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::db::{Target, error_chain};
 use crate::disk::{self, Vacuums};
 use crate::event::Event;
 use crate::job::Job;
 use crate::lockwait::LockWaitError;
-use crate::postgres::plan::Plan;
-use crate::postgres::{Target, error_chain, hang_up};
+use crate::plan::Plan;
+use crate::postgres::state::RangeSql;
 use crate::ranges::{Share, ShareError};
-use crate::state::{Admission, Claim, FailedRow, Owner, RangeSql, Release, StateError, Store};
+use crate::state::{Admission, Claim, FailedRow, Owner, Release, StateError, Store};
 
 use heartbeat::{Heartbeat, Holdings};
 use lead::Lead;
@@ -205,16 +206,16 @@ pub async fn run(
 ) -> Result<Outcome, EngineError> {
     let app = application_name(&r.job.name);
     let mut conn = connect(r.target, &app).await?;
-    r.store.ensure(&mut conn, r.job.timeouts.lock).await?;
+    r.store.ensure(conn.conn(), r.job.timeouts.lock).await?;
     // Unknown while DDL holds the table: the job's start is then recorded by a later run.
-    let heap_bytes = disk::heap_bytes(&mut conn, &r.plan.table).await.ok();
+    let heap_bytes = disk::heap_bytes(conn.conn(), &r.plan.table).await.ok();
     if r.options.retry_failures
         && r.store
-            .failures(&mut conn, &r.job.name, 1)
+            .failures(conn.conn(), &r.job.name, 1)
             .await?
             .is_empty()
     {
-        hang_up(conn).await;
+        conn.hang_up().await;
         return Ok(Outcome::NothingToRetry);
     }
     let claim = Claim {
@@ -229,9 +230,9 @@ pub async fn run(
         retry_failures: r.options.retry_failures,
         heap_bytes,
     };
-    let (admission, row) = r.store.claim(&mut conn, &claim).await?;
+    let (admission, row) = r.store.claim(conn.conn(), &claim).await?;
     if admission == Admission::AlreadyDone {
-        hang_up(conn).await;
+        conn.hang_up().await;
         return Ok(Outcome::AlreadyDone {
             rows_done: row.rows_done,
         });
@@ -283,7 +284,7 @@ pub async fn run(
         None => connect(r.target, &app).await?,
     };
     release_leases(r, &mut conn, &release).await;
-    hang_up(conn).await;
+    conn.hang_up().await;
     result
 }
 
@@ -297,7 +298,7 @@ pub fn own_sessions(job: &str) -> Vec<String> {
     ]
 }
 
-async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError> {
+async fn connect(target: &Target, app: &str) -> Result<Session, EngineError> {
     target
         .connect(app)
         .await
@@ -309,16 +310,20 @@ async fn connect(target: &Target, app: &str) -> Result<PgConnection, EngineError
 
 /// Gives this process's leases back, on a fresh connection if `conn` is broken. A failure
 /// here loses nothing: the leases go stale and every checkpoint is already committed.
-async fn release_leases(r: &Run<'_>, conn: &mut PgConnection, how: &Release) {
+async fn release_leases(r: &Run<'_>, conn: &mut Session, how: &Release) {
     let name = &r.job.name;
-    if r.store.release(conn, name, r.owner, how).await.is_ok() {
+    if r.store
+        .release(conn.conn(), name, r.owner, how)
+        .await
+        .is_ok()
+    {
         return;
     }
     let fresh = connect(r.target, &application_name(name)).await;
     let released = match fresh {
         Ok(mut c) => {
-            let released = r.store.release(&mut c, name, r.owner, how).await.is_ok();
-            hang_up(c).await;
+            let released = r.store.release(c.conn(), name, r.owner, how).await.is_ok();
+            c.hang_up().await;
             released
         }
         Err(_) => false,

@@ -17,12 +17,10 @@ mod bisect;
 
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection as _, PgConnection};
-
+use crate::db::{ServerError, Session, is_row_error};
 use crate::event::Event;
 use crate::job::OnError;
-use crate::postgres::plan::Walk;
-use crate::postgres::{ServerError, bind_keys, fetch_keys, is_row_error, statement};
+use crate::plan::Walk;
 use crate::state::{FailedRow, Key, RangeRow};
 
 use super::EngineError;
@@ -42,7 +40,7 @@ pub(super) fn applies(e: &BatchError) -> bool {
 /// record), and tells how far the range got. `BatchError::Row` when the batch's very first key
 /// fails and the job stops (nothing to commit).
 pub(super) async fn run(
-    conn: &mut PgConnection,
+    session: &mut Session,
     crew: &Crew<'_, '_>,
     worker: u32,
     walk: &Walk,
@@ -50,11 +48,12 @@ pub(super) async fn run(
     size: u32,
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
-    let mut tx = batch::begin(conn, crew, worker, Some(started)).await?;
-    let upper = batch::upper_bound(&mut tx, walk, range, size).await?;
-    let bounds = range.cursor.iter().flatten().chain(&upper).map(Some);
-    let query = bind_keys(statement(walk.keys.pick(range.cursor.is_some())), bounds);
-    let keys = fetch_keys(query, &mut tx).await?;
+    let mut tx = batch::begin(session, crew, worker, Some(started)).await?;
+    let upper = batch::upper_bound(tx.conn(), walk, range, size).await?;
+    let keys = tx
+        .conn()
+        .keys(walk, range.cursor.as_deref(), &upper)
+        .await?;
     // Where a probe of keys `from..` starts: after the key before it, or the range's cursor.
     let lower = |from: usize| match from {
         0 => range.cursor.as_deref(),
@@ -69,8 +68,9 @@ pub(super) async fn run(
             Step::Found { at, error } => break End::Found(at, error),
         };
         let through = &keys[probe.end - 1];
-        let mut savepoint = tx.begin().await?;
-        match batch::update(&mut savepoint, walk, lower(probe.start), through).await {
+        let mut savepoint = tx.savepoint().await?;
+        let update = savepoint.conn().update(walk, lower(probe.start), through);
+        match update.await {
             Ok(n) => {
                 savepoint.commit().await?;
                 changed += n;
@@ -100,7 +100,7 @@ pub(super) async fn run(
                 OnError::Skip => {
                     crew.r
                         .store
-                        .record_failure(&mut tx, crew.job(), &failed)
+                        .record_failure(tx.conn(), crew.job(), &failed)
                         .await?;
                     let (cursor, walked) = through(at + 1);
                     (cursor, walked, Some(failed))

@@ -4,7 +4,7 @@
 //! then, so that a lock the start waited for (and its cooldown) does not pause the first
 //! batches a second time, nor slow the guard's baseline.
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use tokio::sync::watch;
 
 use crate::event::Event;
@@ -27,7 +27,7 @@ impl Lead<'_, '_> {
     /// first.
     pub(super) async fn prepare(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Session,
         workers: u32,
         row: &JobRow,
         emit: &mut dyn FnMut(&Event),
@@ -73,13 +73,13 @@ impl Lead<'_, '_> {
                     table_rows: None,
                 });
             }
-            let pending = preflight::pending_rows(conn, r.plan, r.options.exact_count)
+            let pending = preflight::pending_rows(conn.conn(), r.plan, r.options.exact_count)
                 .await
                 .map_err(|source| EngineError::Estimate {
                     table: table(),
                     source,
                 })?;
-            let laid_out = r.store.load(conn, &r.job.name).await?;
+            let laid_out = r.store.load(conn.conn(), &r.job.name).await?;
             Ok(Estimated {
                 pending: pending.rows,
                 keys_left: laid_out.keys_left,

@@ -34,16 +34,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::db::{Failure, Session, Target, classify, error_chain};
 use crate::disk::Vacuums;
 use crate::event::{Event, VacuumState, millis};
+use crate::monitor::sample::vacuum_marker;
 use crate::monitor::{Action, Decision, Monitor};
-use crate::postgres::plan::vacuum;
-use crate::postgres::{
-    Failure, Target, begin_read_only, classify, error_chain, hang_up, statement,
-};
 use crate::state::{JobRow, Live};
 
 use super::heartbeat::Heartbeat;
@@ -218,7 +215,7 @@ impl<'r> Vacuum<'r> {
         if !self.paces() {
             return;
         }
-        let mut conn: Option<PgConnection> = None;
+        let mut conn: Option<Session> = None;
         while !stopped(&stop) {
             tokio::select! {
                 _ = stop.changed() => {}
@@ -258,7 +255,7 @@ impl<'r> Vacuum<'r> {
             }
         }
         if let Some(conn) = conn {
-            hang_up(conn).await;
+            conn.hang_up().await;
         }
     }
 
@@ -270,7 +267,7 @@ impl<'r> Vacuum<'r> {
     /// note says it runs. True when `conn` is no longer usable.
     pub async fn finish(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Session,
         table: &str,
         (row, joined): (&JobRow, bool),
         mut shutdown: watch::Receiver<bool>,
@@ -349,7 +346,7 @@ impl<'r> Vacuum<'r> {
     /// through the monitor when `stop` turns true.
     async fn vacuum(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Session,
         relation: &str,
         last: bool,
         stop: &mut watch::Receiver<bool>,
@@ -361,7 +358,7 @@ impl<'r> Vacuum<'r> {
             ..Vacuumed::new(VacuumState::Failed, started, Some(reason))
         };
         if !last {
-            match holder(conn, relation).await {
+            match conn.vacuum_holder(relation).await {
                 Ok(None) => {}
                 Ok(Some(holder)) => {
                     tracing::debug!("vacuum of {relation} skipped this round: {holder}");
@@ -371,18 +368,11 @@ impl<'r> Vacuum<'r> {
             }
         }
         let round = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
-        let marker = vacuum::marker(self.job, &self.token, round);
-        let sql = if last {
-            vacuum::last(relation)
-        } else {
-            vacuum::pacing(relation, self.vacuums.index_cleanup)
-        };
-        let sql = vacuum::marked(&marker, &sql);
+        let marker = vacuum_marker(self.job, &self.token, round);
         let monitor = self.monitor;
-        monitor.statement_started(VACUUM_ID, marker);
-        // Outside a transaction block, as VACUUM must be: one statement sent alone.
+        monitor.statement_started(VACUUM_ID, marker.clone());
         let result = {
-            let run = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn);
+            let run = conn.vacuum(relation, last, self.vacuums.index_cleanup, &marker);
             let mut run = std::pin::pin!(run);
             let mut withdrawn: Option<Instant> = None;
             loop {
@@ -444,35 +434,6 @@ async fn sleep_until(at: Option<Instant>) {
 /// The stop signal is set, or its sender is gone.
 fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
-}
-
-/// Who holds or waits for a lock on `relation` that a vacuum would conflict with, in words
-/// (`pid 4242 (autovacuum worker) holds ShareUpdateExclusiveLock`); `None` when nobody does.
-async fn holder(conn: &mut PgConnection, relation: &str) -> Result<Option<String>, sqlx::Error> {
-    let mut tx = begin_read_only(conn).await?;
-    let row = statement(vacuum::LOCK_HOLDER)
-        .bind(relation)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let Some(row) = row else { return Ok(None) };
-    let pid: i32 = row.try_get(0)?;
-    let mode: String = row.try_get(1)?;
-    let granted: bool = row.try_get(2)?;
-    let kind: String = row.try_get(3)?;
-    let app: String = row.try_get(4)?;
-    let who = [kind, app]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let verb = if granted { "holds" } else { "waits for" };
-    let who = if who.is_empty() {
-        format!("pid {pid}")
-    } else {
-        format!("pid {pid} ({who})")
-    };
-    Ok(Some(format!("{who} {verb} {mode}")))
 }
 
 #[cfg(test)]

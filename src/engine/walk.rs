@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use crate::event::{Event, millis};
 use crate::monitor::Monitor;
-use crate::postgres::{begin_read_only, begin_state};
 use crate::rate::RateWindow;
 use crate::state::{RangeRow, StateError};
 
@@ -251,8 +250,8 @@ impl Worker<'_, '_, '_> {
     async fn finish(&mut self, range: &RangeRow) -> Result<Walked, BatchError> {
         let holder = self.crew.holder(self.id);
         let store = self.crew.r.store;
-        let mut tx = begin_state(&mut self.conn).await?;
-        match store.finish_range(&mut tx, &holder, range.id).await {
+        let mut tx = self.conn.begin_state().await?;
+        match store.finish_range(tx.conn(), &holder, range.id).await {
             Ok(()) => {
                 tx.commit().await?;
                 Ok(Walked::Done)
@@ -268,8 +267,8 @@ impl Worker<'_, '_, '_> {
         let store = self.crew.r.store;
         let job = self.crew.job();
         let read = async {
-            let mut tx = begin_read_only(&mut self.conn).await?;
-            let row = store.range(&mut tx, job, range.id).await;
+            let mut tx = self.conn.begin_read_only().await?;
+            let row = store.range(tx.conn(), job, range.id).await;
             tx.commit().await?;
             Ok::<_, BatchError>(row?)
         };

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use crate::db::Session;
 use tokio::sync::watch;
 
+use crate::db::{Failure, error_chain};
 use crate::event::{Event, millis};
 use crate::monitor::Decision;
-use crate::postgres::{Failure, error_chain};
 use crate::ranges::Taken;
 
 use super::batch::BatchError;
@@ -79,7 +79,7 @@ impl Failures {
 pub(super) struct Worker<'c, 'r, 'a> {
     pub(super) crew: &'c Crew<'r, 'a>,
     pub(super) id: u32,
-    pub(super) conn: PgConnection,
+    pub(super) conn: Session,
     app: String,
     decisions: Option<watch::Receiver<Option<Decision>>>,
     shutdown: watch::Receiver<bool>,
@@ -96,7 +96,7 @@ pub(super) struct Worker<'c, 'r, 'a> {
 
 impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
     /// Worker `id` of the crew, on `conn` (whose `application_name` is `app`).
-    pub fn new(crew: &'c Crew<'r, 'a>, id: u32, conn: PgConnection, app: String) -> Self {
+    pub fn new(crew: &'c Crew<'r, 'a>, id: u32, conn: Session, app: String) -> Self {
         let batch = &crew.r.job.batch;
         Worker {
             crew,
@@ -115,7 +115,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
 
     /// Works until every range is done (with `--retry-failures`: every failed row was tried)
     /// or the worker must stop; gives its connection back. An error halts the crew.
-    pub async fn run(mut self) -> (Result<End, EngineError>, PgConnection) {
+    pub async fn run(mut self) -> (Result<End, EngineError>, Session) {
         let result = if self.crew.r.options.retry_failures {
             self.retry_failed().await
         } else {

@@ -21,17 +21,13 @@ pub mod aimd;
 
 use std::time::{Duration, Instant};
 
-use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::db::{Session, Target, error_chain};
 use crate::job::{GuardPolicy, Job, Timeouts};
-use crate::postgres::plan::Plan;
-use crate::postgres::{
-    Target, begin_bounded, begin_probe, bind_keys, error_chain, fetch_key, hang_up, statement,
-};
+use crate::plan::{Plan, Walk};
 use crate::ranges::decide::layout_percent;
-use crate::ranges::relation_blocks;
 
 use aimd::{Backoff, Probes, threshold};
 
@@ -41,11 +37,6 @@ pub const BASELINE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The most keys the default probe keeps to draw from.
 const MAX_KEYS: usize = 1024;
-
-/// Takes a transaction id, so that the probe's commit writes a commit record and waits for the
-/// WAL flush (`pg_current_xact_id()`, PostgreSQL 13+; allowed in a read-only transaction). Sent
-/// as a simple query: one round trip, and no `xid8` column for the driver to look up.
-const TAKE_XID: &str = "SELECT pg_current_xact_id()::text";
 
 /// The job's own probe as the guard and `preflight` run it: counted, so that it runs to its end
 /// and returns a number whatever its columns (a column of a type the driver must look up in
@@ -64,7 +55,7 @@ pub enum Probe {
     /// The job's own `probe`, as [`custom_probe_sql`] wraps it.
     Custom(String),
     /// One row of the table by its key.
-    Keyed(Keyed),
+    Keyed(Box<Keyed>),
 }
 
 /// The statements of the default probe (see [`Plan::probe`]).
@@ -72,13 +63,10 @@ pub enum Probe {
 pub struct Keyed {
     /// One row by its key: `$1..$n`.
     read: String,
-    /// A block sample of the keys up to `$1..$n`, at `$n+1` percent.
-    sample: String,
-    /// The greatest key now.
-    range_end: String,
+    /// The table's walk: its greatest key now, and a block sample of its keys.
+    walk: Walk,
     /// The relations whose blocks the sample reads (the table, or its leaves).
     relations: Vec<String>,
-    key_len: usize,
 }
 
 impl Probe {
@@ -86,13 +74,11 @@ impl Probe {
     pub fn of(job: &Job, plan: &Plan) -> Probe {
         match &job.guard.probe {
             Some(sql) => Probe::Custom(custom_probe_sql(sql)),
-            None => Probe::Keyed(Keyed {
+            None => Probe::Keyed(Box::new(Keyed {
                 read: plan.probe.clone(),
-                sample: plan.walk.sample.from_start.clone(),
-                range_end: plan.walk.range_end.clone(),
+                walk: plan.walk.clone(),
                 relations: plan.walks().iter().map(|w| w.relation.clone()).collect(),
-                key_len: plan.key_len,
-            }),
+            })),
         }
     }
 }
@@ -218,7 +204,7 @@ struct Task {
     setup: Setup,
     state: watch::Sender<Option<Guarding>>,
     stopped: watch::Receiver<bool>,
-    conn: Option<PgConnection>,
+    conn: Option<Session>,
     /// The default probe's keys, once sampled.
     keys: Option<Vec<Vec<String>>>,
 }
@@ -278,7 +264,7 @@ impl Task {
             }));
         }
         if let Some(conn) = self.conn.take() {
-            hang_up(conn).await;
+            conn.hang_up().await;
         }
     }
 
@@ -308,50 +294,16 @@ impl Task {
             self.keys = Some(sample_keys(conn, keyed, &self.setup.timeouts).await?);
         }
         let timeout = probe_timeout(&self.setup.policy);
-        let mut tx = begin_probe(conn, timeout).await?;
-        let (query, commit_waits) = match (&self.setup.probe, self.keys.as_deref()) {
-            (Probe::Custom(sql), _) => (statement(sql), false),
+        let (sql, key) = match (&self.setup.probe, self.keys.as_deref()) {
+            (Probe::Custom(sql), _) => (sql.as_str(), None),
             (Probe::Keyed(keyed), Some(keys)) if !keys.is_empty() => {
-                let key = &keys[pick(keys.len())];
-                (
-                    bind_keys(statement(&keyed.read), key.iter().map(Some)),
-                    true,
-                )
+                (keyed.read.as_str(), Some(keys[pick(keys.len())].as_slice()))
             }
             // An empty table: the index read of its greatest key stands in.
-            (Probe::Keyed(keyed), _) => (statement(&keyed.range_end), true),
+            (Probe::Keyed(keyed), _) => (keyed.walk.range_end.as_str(), Some(&[][..])),
         };
-        let started = Instant::now();
-        let ran = async {
-            query.execute(&mut *tx).await?;
-            if commit_waits {
-                sqlx::raw_sql(AssertSqlSafe(TAKE_XID))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
-        match ran {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(started.elapsed())
-            }
-            Err(e) if timed_out(&e) => {
-                let latency = started.elapsed();
-                tx.rollback().await?;
-                Ok(latency)
-            }
-            Err(e) => Err(e),
-        }
+        conn.time_probe(sql, key, timeout).await
     }
-}
-
-/// True when a statement ended on its statement or lock timeout: the probe was that slow.
-fn timed_out(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "57014" || code == "55P03")
 }
 
 /// An index in `0..n`.
@@ -362,28 +314,23 @@ fn pick(n: usize) -> usize {
 /// Keys of the table to probe: a block sample of the job's range up to its greatest key now,
 /// spread evenly down to [`MAX_KEYS`]; the greatest key alone when the sample found none.
 async fn sample_keys(
-    conn: &mut PgConnection,
+    session: &mut Session,
     keyed: &Keyed,
     t: &Timeouts,
 ) -> Result<Vec<Vec<String>>, sqlx::Error> {
-    let (mut tx, _) = begin_bounded(conn, t.statement, t.lock, true).await?;
-    let Some(end) = fetch_key(statement(&keyed.range_end), &mut tx).await? else {
+    let (mut tx, _) = session.begin_bounded(t.statement, t.lock, true).await?;
+    let Some(end) = tx.conn().range_end(&keyed.walk).await? else {
         tx.commit().await?;
         return Ok(Vec::new());
     };
     let mut blocks = 0;
     for relation in &keyed.relations {
-        blocks += relation_blocks(&mut tx, relation).await?;
+        blocks += tx.conn().relation_blocks(relation).await?;
     }
-    let rows = bind_keys(statement(&keyed.sample), end.iter().map(Some))
-        .bind(layout_percent(blocks, 1))
-        .fetch_all(&mut *tx)
-        .await?;
+    let percent = layout_percent(blocks, 1);
+    let sample = tx.conn().sample(&keyed.walk, None, &end, percent).await?;
     tx.commit().await?;
-    let mut keys = rows
-        .iter()
-        .map(|row| (0..keyed.key_len).map(|i| row.try_get(i)).collect())
-        .collect::<Result<Vec<Vec<String>>, _>>()?;
+    let mut keys: Vec<Vec<String>> = sample.into_iter().map(|s| s.key).collect();
     if keys.is_empty() {
         keys.push(end);
     }

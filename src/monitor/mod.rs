@@ -16,30 +16,29 @@
 
 mod once;
 pub mod policy;
+pub mod sample;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::db::{Backend, Session, Target, error_chain};
 use crate::job::ThrottlePolicy;
-use crate::postgres::{Backend, Target, error_chain, hang_up};
 
-use crate::postgres::sample;
+pub use crate::postgres::sample::throttle_query_sql;
 use once::MIN_SAMPLE_TIMEOUT;
 pub use once::{table_lock, wal_retention};
 pub use policy::{Action, Decision, Signal};
 use policy::{History, Reading, Snapshot};
-pub use sample::throttle_query_sql;
 
 /// The monitor's connection, made on first use and after a failure.
 async fn connection<'c>(
-    conn: &'c mut Option<PgConnection>,
+    conn: &'c mut Option<Session>,
     watch: &Watch,
-) -> Result<&'c mut PgConnection, sqlx::Error> {
+) -> Result<&'c mut Session, sqlx::Error> {
     if conn.is_none() {
         *conn = Some(watch.target.connect(&watch.application_name).await?);
     }
@@ -222,7 +221,7 @@ struct Task {
     decision: watch::Sender<Option<Decision>>,
     batches: watch::Receiver<Batches>,
     seen: Seen,
-    conn: Option<PgConnection>,
+    conn: Option<Session>,
     /// The last full sample's load, WAL retention, `throttle_query` and `throttle_file`, reused
     /// by the lock-only samples taken in between.
     last_full: Option<Reading>,
@@ -236,7 +235,7 @@ impl Task {
     async fn run(mut self) {
         self.watch_until_gone().await;
         if let Some(conn) = self.conn.take() {
-            hang_up(conn).await;
+            conn.hang_up().await;
         }
     }
 
@@ -321,7 +320,7 @@ impl Task {
             self.full_tried = Some(at);
         }
         let (backends, statements) = split(batches.values().map(|t| &t.running));
-        let probe = sample::Probe {
+        let probe = sample::Request {
             relations: &self.watch.relations,
             ours: &self.watch.ours,
             batches: &backends,
@@ -333,7 +332,7 @@ impl Task {
         let conn = connection(&mut self.conn, &self.watch)
             .await
             .map_err(|e| error_chain(&e))?;
-        let sampled = match sample::take(conn, &probe).await {
+        let sampled = match conn.sample(&probe).await {
             Ok(sampled) => sampled,
             Err(e) => {
                 self.conn = None;
@@ -404,7 +403,7 @@ impl Task {
         let (backends, statements) = split(ours.iter().map(|(_, r)| r));
         let timeout = sample_timeout(&self.watch.policy);
         let sent = match connection(&mut self.conn, &self.watch).await {
-            Ok(conn) => sample::cancel(conn, &backends, &statements, timeout).await,
+            Ok(conn) => conn.cancel(&backends, &statements, timeout).await,
             Err(e) => Err(e),
         };
         if let Err(e) = sent {

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
-
-use crate::postgres::sample;
+use crate::db::Session;
 
 use super::policy;
 use super::{Action, Decision, Signal};
@@ -17,10 +15,10 @@ pub(super) const MIN_SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// monitor's full sample reads it, for `plan` to say what would hold a run's WAL back.
 /// `relations` are the job's, as for the sample.
 pub async fn wal_retention(
-    conn: &mut PgConnection,
+    session: &mut Session,
     relations: &[String],
 ) -> Result<policy::Wal, sqlx::Error> {
-    let probe = sample::Probe {
+    let probe = super::sample::Request {
         relations,
         ours: &[],
         batches: &[],
@@ -29,7 +27,7 @@ pub async fn wal_retention(
         throttle_query: None,
         timeout: MIN_SAMPLE_TIMEOUT * 5,
     };
-    let sampled = sample::take(conn, &probe).await?;
+    let sampled = session.sample(&probe).await?;
     Ok(sampled.load.map(|(_, wal)| wal).unwrap_or_default())
 }
 
@@ -39,11 +37,11 @@ pub async fn wal_retention(
 /// there. `None` when the way is clear. One sample of the locks, on `conn`, in a short
 /// read-only transaction that itself never waits for a lock.
 pub async fn table_lock(
-    conn: &mut PgConnection,
+    session: &mut Session,
     relations: &[String],
     ours: &[String],
 ) -> Result<Option<Decision>, sqlx::Error> {
-    let probe = sample::Probe {
+    let probe = super::sample::Request {
         relations,
         ours,
         batches: &[],
@@ -52,7 +50,7 @@ pub async fn table_lock(
         throttle_query: None,
         timeout: MIN_SAMPLE_TIMEOUT,
     };
-    let sampled = sample::take(conn, &probe).await?;
+    let sampled = session.sample(&probe).await?;
     Ok(policy::table_lock(&sampled.locks).map(|reason| Decision {
         action: Action::Pause,
         signal: Some(Signal::TableLock),

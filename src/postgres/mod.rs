@@ -7,14 +7,21 @@
 //! See ARCHITECTURE.md for the seam this folder sits behind and what is still to move here.
 
 pub mod catalog;
+pub mod disk;
 mod errors;
 pub mod plan;
+pub mod preflight;
 pub mod privileges;
+pub mod probe;
 pub mod sample;
 mod session;
 pub mod sql;
+pub mod state;
+pub mod table;
 mod target;
 pub mod throwaway;
+pub mod vacuum;
+pub mod verify;
 
 pub use errors::{Failure, ServerError, classify, error_chain, gave_up_on_lock, is_row_error};
 pub use session::*;

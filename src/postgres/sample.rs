@@ -2,12 +2,12 @@
 //! of our own batch. Every sample runs in one short read-only transaction with its own
 //! timeouts, so that the monitor itself never waits behind DDL and works behind PgBouncer too.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use sqlx::{PgConnection, Row as _};
 
+use crate::monitor::sample::{Request, Sampled};
 use crate::postgres::{Backend, OUR_BACKENDS, begin_bounded, statement};
 
 use crate::monitor::policy::{
@@ -184,40 +184,8 @@ struct RawSlot {
     wal_status: Option<String>,
 }
 
-/// What one sample read; `load` and `throttle_query` only on a full sample.
-pub struct Sampled {
-    pub locks: Locks,
-    /// Our batches and statements (pids) that another session waits for, or that wait
-    /// themselves: the ones a yield cancels.
-    pub in_the_way: Vec<i32>,
-    /// Our batches and statements (pids) waiting for a lock.
-    pub waiting: Vec<i32>,
-    /// The backend (pid) running each of our statements that runs now, by marker.
-    pub statements: Vec<(String, i32)>,
-    pub load: Option<(Load, Wal)>,
-    pub throttle_query: Option<f64>,
-}
-
-/// What a sample needs to know.
-pub struct Probe<'a> {
-    /// The relations batches update, as SQL (`"public"."items"`, or a partitioned table and
-    /// its leaves).
-    pub relations: &'a [String],
-    /// The job's own sessions' application names.
-    pub ours: &'a [String],
-    /// Our running batches.
-    pub batches: &'a [Backend],
-    /// The markers of our running statements (see [`our_statements`]).
-    pub statements: &'a [String],
-    /// Read load, WAL retention and `throttle_query` too, not only locks.
-    pub full: bool,
-    pub throttle_query: Option<&'a str>,
-    /// Bounds each statement of the sample.
-    pub timeout: Duration,
-}
-
 /// Takes one sample in one read-only transaction.
-pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled, sqlx::Error> {
+pub async fn take(conn: &mut PgConnection, probe: &Request<'_>) -> Result<Sampled, sqlx::Error> {
     let (mut tx, _) = begin_bounded(conn, probe.timeout, SAMPLE_LOCK_TIMEOUT, true).await?;
     let with_statements = !probe.statements.is_empty();
     let mut query = statement(&locks_sql(with_statements))
@@ -290,7 +258,7 @@ pub async fn take(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<Sampled,
     Ok(sampled)
 }
 
-async fn load(conn: &mut PgConnection, probe: &Probe<'_>) -> Result<(Load, Wal), sqlx::Error> {
+async fn load(conn: &mut PgConnection, probe: &Request<'_>) -> Result<(Load, Wal), sqlx::Error> {
     let row = statement(LOAD_SQL)
         .bind(probe.relations)
         .bind(probe.ours)
@@ -414,11 +382,6 @@ pub async fn cancel(
         .try_get(0)?;
     tx.commit().await?;
     Ok(usize::try_from(sent).unwrap_or(0))
-}
-
-/// Whether the operator's brake file exists.
-pub fn file_exists(path: &Path) -> bool {
-    path.try_exists().unwrap_or(true)
 }
 
 fn millis(ms: i64) -> Duration {

@@ -13,21 +13,17 @@
 //! column the filter mentions has statistics and it agrees with the sample.
 
 use std::fmt;
-use std::time::Duration;
 
-use sqlx::{PgConnection, Row as _};
+use crate::plan::Plan;
 
-use crate::disk::heap_bytes_sql;
-use crate::lockwait::LOCK_TIMEOUT;
-use crate::postgres::plan::Plan;
-use crate::postgres::{begin_bounded, statement};
+use crate::db::Conn;
 
 /// About this many blocks are read for an estimate (16 MiB with 8 kB blocks): enough for a
 /// few percent of error on a uniform table, and well under a second from disk.
-const SAMPLE_BLOCKS: u64 = 2000;
+pub(crate) const SAMPLE_BLOCKS: u64 = 2000;
 
 /// How far (as a fraction) the planner's figure may be from the sample's and still be used.
-const AGREEMENT: f64 = 0.2;
+pub(crate) const AGREEMENT: f64 = 0.2;
 
 /// The pending rows and how they were found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,7 +60,7 @@ impl fmt::Display for Method {
 }
 
 /// `29%`, `1.2%`, `0.027%`: two significant digits, at most.
-fn percent_text(percent: f64) -> String {
+pub(crate) fn percent_text(percent: f64) -> String {
     if percent >= 10.0 {
         format!("{percent:.0}%")
     } else {
@@ -73,90 +69,27 @@ fn percent_text(percent: f64) -> String {
     }
 }
 
-/// The table's size in blocks, with all its leaf partitions: its heap
-/// ([`heap_bytes_sql`]) over the block size. Exact, unlike `relpages`, which only `VACUUM`
-/// and `ANALYZE` update.
-fn blocks_sql() -> String {
-    format!(
-        "SELECT ({} / current_setting('block_size')::int8)::int8",
-        heap_bytes_sql("$1::regclass")
-    )
-}
-
-/// The table's columns among `$2` that have no statistics (`pg_stats` shows what the role may
-/// read; a partitioned table's statistics cover its partitions, `inherited`).
-const WITHOUT_STATS: &str = "SELECT count(*) FROM pg_attribute a \
-    JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-    WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
-      AND a.attname = ANY($2::text[]) \
-      AND NOT EXISTS (SELECT FROM pg_stats s WHERE s.schemaname = n.nspname \
-                      AND s.tablename = c.relname AND s.attname = a.attname)";
-
 /// Rows still matching `where`: counted with `exact`, else estimated as the module says. One
 /// read-only transaction; reads at most [`SAMPLE_BLOCKS`] blocks unless `exact`.
 pub async fn pending_rows(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     plan: &Plan,
     exact: bool,
 ) -> Result<Estimate, sqlx::Error> {
-    // No statement_timeout (0): `--exact-count` reads the whole table. The lock timeout is
-    // short: the caller waits for DDL before the estimate, not in it (see `lockwait`).
-    let (mut tx, _) = begin_bounded(conn, Duration::ZERO, LOCK_TIMEOUT, true).await?;
-    let estimate = if exact {
-        let n: i64 = statement(&plan.pending_count)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        Estimate {
-            rows: count(n),
-            table_rows: None,
-            method: Method::Exact,
+    match conn {
+        Conn::Postgres(c) => {
+            crate::postgres::preflight::estimate::pending_rows(c, plan, exact).await
         }
-    } else {
-        let blocks: i64 = statement(&blocks_sql())
-            .bind(&plan.table)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        let percent = sample_percent(count(blocks));
-        let row = statement(&plan.pending_sample)
-            .bind(percent as f32)
-            .fetch_one(&mut *tx)
-            .await?;
-        let sample = Sample {
-            matched: count(row.get(0)),
-            rows: count(row.get(1)),
-            percent,
-        };
-        let planner = if sample.percent < 100.0 {
-            // EXPLAIN's column is `json`, whose binary form is its text.
-            let doc: String = statement(&plan.pending_estimate)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get_unchecked(0)?;
-            let unknown: i64 = statement(WITHOUT_STATS)
-                .bind(&plan.table)
-                .bind(&plan.filter_columns)
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
-            (unknown == 0).then(|| plan_rows(&doc))
-        } else {
-            None
-        };
-        choose(planner, sample)
-    };
-    tx.commit().await?;
-    Ok(estimate)
+    }
 }
 
-fn count(n: i64) -> u64 {
+pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
 
 /// The percentage of a table of `blocks` blocks to sample: about [`SAMPLE_BLOCKS`] blocks, or
 /// all of a small table.
-fn sample_percent(blocks: u64) -> f64 {
+pub(crate) fn sample_percent(blocks: u64) -> f64 {
     if blocks <= SAMPLE_BLOCKS {
         100.0
     } else {
@@ -166,13 +99,13 @@ fn sample_percent(blocks: u64) -> f64 {
 
 /// What a block sample found.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Sample {
+pub(crate) struct Sample {
     /// Rows in the sampled blocks that match `where`.
-    matched: u64,
+    pub(crate) matched: u64,
     /// Rows in the sampled blocks.
-    rows: u64,
+    pub(crate) rows: u64,
     /// Percentage of the table's blocks sampled.
-    percent: f64,
+    pub(crate) percent: f64,
 }
 
 impl Sample {
@@ -189,7 +122,7 @@ impl Sample {
 
 /// The planner's figure (`None`: a column the filter mentions has no statistics) when it agrees
 /// with the sample, else the sample's.
-fn choose(planner: Option<u64>, sample: Sample) -> Estimate {
+pub(crate) fn choose(planner: Option<u64>, sample: Sample) -> Estimate {
     let table_rows = Some(sample.scale(sample.rows));
     if sample.percent >= 100.0 {
         return Estimate {
@@ -219,7 +152,7 @@ fn choose(planner: Option<u64>, sample: Sample) -> Estimate {
 }
 
 /// `Plan Rows` of the top node of an `EXPLAIN (FORMAT JSON)` document (0 when unreadable).
-fn plan_rows(doc: &str) -> u64 {
+pub(crate) fn plan_rows(doc: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(doc)
         .ok()
         .and_then(|v| v.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())

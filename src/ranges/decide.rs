@@ -4,14 +4,8 @@
 
 use std::cmp::Reverse;
 
+pub use crate::plan::Sampled;
 use crate::state::{Key, Lease, Owner, RangeRow};
-
-/// One key of a block sample, in key order, with whether its row still matches `where`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sampled {
-    pub key: Key,
-    pub pending: bool,
-}
 
 /// Blocks a layout sample reads per piece it cuts, and its bounds.
 const LAYOUT_BLOCKS_PER_PIECE: u64 = 64;

@@ -13,15 +13,13 @@
 
 pub mod decide;
 
-use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
+use crate::db::{Conn, Failure, Session, classify};
 use crate::job::Timeouts;
-use crate::postgres::plan::{Plan, Walk};
-use crate::postgres::{
-    Failure, begin_bounded, begin_read_only, begin_state, bind_keys, classify, fetch_key, statement,
-};
-use crate::state::{Holder, JobRow, Key, NewRange, RangeRow, RangeSql, Split, StateError, Store};
+use crate::plan::{Plan, Walk};
+use crate::postgres::state::RangeSql;
+use crate::state::{Holder, JobRow, Key, NewRange, RangeRow, Split, StateError, Store};
 
 use decide::{Cut, Sampled};
 
@@ -107,16 +105,17 @@ impl Share<'_> {
     /// lays out, the others find the ranges there.
     pub async fn lay_out(
         &self,
-        conn: &mut PgConnection,
+        session: &mut Session,
         job: &str,
         pieces: usize,
     ) -> Result<(), ShareError> {
         let t = self.timeouts;
-        let (mut tx, _) = begin_bounded(conn, t.statement, t.lock, false)
+        let (mut tx, _) = session
+            .begin_bounded(t.statement, t.lock, false)
             .await
             .map_err(self.read(&self.plan.table))?;
-        self.store.lock_layout(&mut tx, job).await?;
-        let row = self.store.fetch(&mut tx, job, false).await?;
+        self.store.lock_layout(tx.conn(), job).await?;
+        let row = self.store.fetch(tx.conn(), job, false).await?;
         if row.ranges > 0 {
             tx.commit().await.map_err(self.read(&self.plan.table))?;
             return Ok(());
@@ -126,10 +125,10 @@ impl Share<'_> {
                 let end = Some(range.upper.clone());
                 (vec![range], end)
             }
-            None => self.cut_relations(&mut tx, pieces).await?,
+            None => self.cut_relations(tx.conn(), pieces).await?,
         };
         self.store
-            .lay_out(&mut tx, job, &ranges, end.as_ref())
+            .lay_out(tx.conn(), job, &ranges, end.as_ref())
             .await?;
         tx.commit().await.map_err(self.read(&self.plan.table))
     }
@@ -138,7 +137,7 @@ impl Share<'_> {
     /// only).
     async fn cut_relations(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Conn<'_>,
         pieces: usize,
     ) -> Result<(Vec<NewRange>, Option<Key>), ShareError> {
         let pieces = if self.plan.partitioned { 1 } else { pieces };
@@ -146,18 +145,18 @@ impl Share<'_> {
         let mut table_end = None;
         for walk in self.plan.walks() {
             let read = || self.read(&walk.relation);
-            let Some(end) = fetch_key(statement(&walk.range_end), &mut *conn)
-                .await
-                .map_err(read())?
-            else {
+            let Some(end) = conn.reborrow().range_end(walk).await.map_err(read())? else {
                 continue;
             };
-            let blocks = relation_blocks(conn, &walk.relation)
+            let blocks = conn
+                .reborrow()
+                .relation_blocks(&walk.relation)
                 .await
                 .map_err(read())?;
             let percent = decide::layout_percent(blocks, pieces);
-            let sample = self
-                .sample(conn, walk, None, &end, percent)
+            let sample = conn
+                .reborrow()
+                .sample(walk, None, &end, percent)
                 .await
                 .map_err(read())?;
             ranges.extend(pieces_of(walk, &sample, pieces, percent, &end));
@@ -168,56 +167,16 @@ impl Share<'_> {
         Ok((ranges, table_end))
     }
 
-    /// A block sample of the keys in `(cursor, upper]` of `walk`'s relation, in key order.
-    async fn sample(
-        &self,
-        conn: &mut PgConnection,
-        walk: &Walk,
-        cursor: Option<&Key>,
-        upper: &Key,
-        percent: f64,
-    ) -> Result<Vec<Sampled>, sqlx::Error> {
-        let keys = cursor.into_iter().flatten().chain(upper).map(Some);
-        let rows = bind_keys(statement(walk.sample.pick(cursor.is_some())), keys)
-            .bind(percent)
-            .fetch_all(conn)
-            .await?;
-        let n = self.plan.key_len;
-        rows.iter()
-            .map(|row| {
-                Ok(Sampled {
-                    key: (0..n).map(|i| row.try_get(i)).collect::<Result<_, _>>()?,
-                    pending: row.try_get(n)?,
-                })
-            })
-            .collect()
-    }
-
-    /// The key `n` places after `cursor` within `upper`, by a walk of the index.
-    async fn key_at(
-        &self,
-        conn: &mut PgConnection,
-        walk: &Walk,
-        cursor: Option<&Key>,
-        upper: &Key,
-        n: u64,
-    ) -> Result<Option<Key>, sqlx::Error> {
-        let keys = cursor.into_iter().flatten().chain(upper).map(Some);
-        let offset = i64::try_from(n.saturating_sub(1)).unwrap_or(i64::MAX);
-        let query =
-            bind_keys(statement(walk.upper_bound.pick(cursor.is_some())), keys).bind(offset);
-        fetch_key(query, conn).await
-    }
-
     /// Takes work for worker `w`: a free or abandoned range, else the upper part of the
     /// running range with the most keys left.
-    pub async fn take(&self, conn: &mut PgConnection, w: &Holder<'_>) -> Result<Taken, ShareError> {
+    pub async fn take(&self, session: &mut Session, w: &Holder<'_>) -> Result<Taken, ShareError> {
         let store = self.store;
-        let mut tx = begin_state(conn)
+        let mut tx = session
+            .begin_state()
             .await
             .map_err(self.read(&self.plan.table))?;
-        let gone = decide::gone(&store.range_leases(&mut tx, w.job).await?);
-        let claimed = store.claim_range(&mut tx, w, &gone).await?;
+        let gone = decide::gone(&store.range_leases(tx.conn(), w.job).await?);
+        let claimed = store.claim_range(tx.conn(), w, &gone).await?;
         tx.commit().await.map_err(self.read(&self.plan.table))?;
         if let Some(range) = claimed {
             return Ok(Taken::Range {
@@ -225,10 +184,11 @@ impl Share<'_> {
                 from: None,
             });
         }
-        let mut tx = begin_read_only(conn)
+        let mut tx = session
+            .begin_read_only()
             .await
             .map_err(self.read(&self.plan.table))?;
-        let ranges = store.ranges(&mut tx, w.job).await?;
+        let ranges = store.ranges(tx.conn(), w.job).await?;
         tx.commit().await.map_err(self.read(&self.plan.table))?;
         if ranges.iter().all(|r| r.status == "done") {
             return Ok(Taken::AllDone);
@@ -236,7 +196,7 @@ impl Share<'_> {
         let Some(victim) = decide::victim(&ranges, self.min_keys) else {
             return Ok(Taken::Wait);
         };
-        let Some(at) = self.middle(conn, victim).await? else {
+        let Some(at) = self.middle(session, victim).await? else {
             return Ok(Taken::Wait);
         };
         let split = Split {
@@ -248,11 +208,12 @@ impl Share<'_> {
             keys_taken: victim.remaining_keys().map(|k| k - k / 2),
         };
         let t = self.timeouts;
-        let (mut tx, _) = begin_bounded(conn, t.statement, t.lock, false)
+        let (mut tx, _) = session
+            .begin_bounded(t.statement, t.lock, false)
             .await
             .map_err(self.read(&victim.relation))?;
-        store.lock_layout(&mut tx, w.job).await?;
-        let taken = store.split(&mut tx, self.sql, w, &split).await?;
+        store.lock_layout(tx.conn(), w.job).await?;
+        let taken = store.split(tx.conn(), self.sql, w, &split).await?;
         tx.commit().await.map_err(self.read(&victim.relation))?;
         Ok(match taken {
             Some(range) => Taken::Range {
@@ -267,16 +228,17 @@ impl Share<'_> {
     /// its cursor.
     async fn middle(
         &self,
-        conn: &mut PgConnection,
+        session: &mut Session,
         victim: &RangeRow,
     ) -> Result<Option<Key>, ShareError> {
         let walk = self.walk(victim)?;
         let t = self.timeouts;
-        let (mut tx, _) = begin_bounded(conn, t.statement, t.lock, true)
+        let (mut tx, _) = session
+            .begin_bounded(t.statement, t.lock, true)
             .await
             .map_err(self.read(&walk.relation))?;
         let at = self
-            .find_middle(&mut tx, walk, victim)
+            .find_middle(tx.conn(), walk, victim)
             .await
             .map_err(self.read(&walk.relation))?;
         tx.commit().await.map_err(self.read(&walk.relation))?;
@@ -285,29 +247,30 @@ impl Share<'_> {
 
     async fn find_middle(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Conn<'_>,
         walk: &Walk,
         victim: &RangeRow,
     ) -> Result<Option<Key>, sqlx::Error> {
-        let (cursor, upper) = (victim.cursor.as_ref(), &victim.upper);
-        let enough = self
-            .key_at(conn, walk, cursor, upper, self.min_keys)
+        let (cursor, upper) = (victim.cursor.as_deref(), &victim.upper);
+        let enough = conn
+            .reborrow()
+            .upper_bound(walk, cursor, upper, self.min_keys)
             .await?;
         if enough.is_none() {
             return Ok(None);
         }
-        let blocks = relation_blocks(conn, &walk.relation).await?;
+        let blocks = conn.reborrow().relation_blocks(&walk.relation).await?;
         let n = match decide::cut(victim.remaining_keys(), blocks) {
             Cut::Offset(n) => n,
             Cut::Sample(percent) => {
-                let sample = self.sample(conn, walk, cursor, upper, percent).await?;
+                let sample = conn.reborrow().sample(walk, cursor, upper, percent).await?;
                 if let Some(key) = decide::median(&sample) {
                     return Ok(Some(key));
                 }
                 self.min_keys / 2
             }
         };
-        self.key_at(conn, walk, cursor, upper, n.max(1)).await
+        conn.upper_bound(walk, cursor, upper, n.max(1)).await
     }
 }
 
@@ -359,16 +322,4 @@ fn pieces_of(
             batches_done: 0,
         })
         .collect()
-}
-
-/// The relation's size in blocks (exact, unlike `reltuples`, which is -1 or 0 before the
-/// first `ANALYZE`).
-pub async fn relation_blocks(conn: &mut PgConnection, relation: &str) -> Result<u64, sqlx::Error> {
-    let blocks: i64 =
-        statement("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8")
-            .bind(relation)
-            .fetch_one(conn)
-            .await?
-            .try_get(0)?;
-    Ok(u64::try_from(blocks).unwrap_or(0))
 }

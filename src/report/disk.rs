@@ -8,7 +8,8 @@ use crate::disk::estimate::{Cost, Table};
 use crate::disk::{Upkeep, Vacuums, size_and_growth};
 use crate::job::Job;
 use crate::monitor::policy::{Bytes, Wal};
-use crate::postgres::plan::{Plan, vacuum};
+use crate::plan::Plan;
+use crate::postgres::plan::vacuum;
 
 /// The share of the heap now by which `index_cleanup = true` must keep the heap after the run
 /// smaller for `plan` to suggest it: each such vacuum reads every index whole.

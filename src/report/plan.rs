@@ -9,14 +9,15 @@ use serde_json::{Value, json};
 
 use crate::event::millis;
 use crate::job::{Job, OnError};
+use crate::plan::Plan;
 use crate::postgres::catalog::Catalog;
-use crate::postgres::plan::Plan;
 use crate::postgres::privileges::Privileges;
 use crate::postgres::sql::Ident;
+use crate::postgres::state::RangeSql;
 use crate::postgres::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::preflight::Budget;
 use crate::preflight::{Estimate, Method, Preflight};
-use crate::state::{JobRow, RangeSql, Store, idle_in_transaction_timeout};
+use crate::state::{JobRow, Store, idle_in_transaction_timeout};
 
 use super::disk::DiskReport;
 use super::{describe_status, key_source, lease_note, status_json};

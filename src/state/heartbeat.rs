@@ -4,13 +4,10 @@
 //! when it leaves (give its ranges back, and settle the job's status unless another process
 //! still runs it).
 
-use sqlx::PgConnection;
+use crate::db::Conn;
+use crate::postgres::state::StateSql;
 
-use crate::postgres::{begin_state, statement};
-
-use super::jobs::JobRow;
-use super::lease::Owner;
-use super::{StateError, Store};
+use super::{JobRow, Owner, StateError, Store};
 
 /// What a process publishes with each heartbeat, for `status` on other hosts.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,73 +39,18 @@ impl Store {
     /// was reset.
     pub async fn heartbeat(
         &self,
-        conn: &mut PgConnection,
+        conn: Conn<'_>,
         name: &str,
         owner: &Owner,
         holds_job: bool,
         live: &Live,
     ) -> Result<JobRow, StateError> {
-        let mut tx = begin_state(conn).await.map_err(self.db("heartbeat"))?;
-        let ranges = format!(
-            "UPDATE {} r SET heartbeat_at = now(), note = $3,
-                    rate = (SELECT x.rate FROM unnest($4::int4[], $5::float8[]) AS x(id, rate)
-                             WHERE x.id = r.id)
-              WHERE r.job = $1 AND r.owner = $2",
-            self.ranges
-        );
-        statement(&ranges)
-            .bind(name)
-            .bind(&owner.0)
-            .bind(live.note.as_deref())
-            .bind(
-                live.rates
-                    .iter()
-                    .map(|(id, _)| i32::try_from(*id).unwrap_or(i32::MAX))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(live.rates.iter().map(|(_, r)| *r).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db("heartbeat"))?;
-        if holds_job {
-            let job = format!(
-                "UPDATE {} SET heartbeat_at = now(), note = $3 WHERE name = $1 AND owner = $2",
-                self.jobs
-            );
-            let kept = statement(&job)
-                .bind(name)
-                .bind(&owner.0)
-                .bind(live.note.as_deref())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.db("heartbeat"))?
-                .rows_affected();
-            if kept == 0 {
-                return Err(self.lease_lost(&mut tx, name).await);
+        match conn {
+            Conn::Postgres(c) => {
+                StateSql(self)
+                    .heartbeat(c, name, owner, holds_job, live)
+                    .await
             }
-        }
-        let job = match self.fetch(&mut tx, name, false).await {
-            Err(StateError::UnknownJob { .. }) => {
-                return Err(StateError::LeaseLost {
-                    name: name.into(),
-                    owner: "a reset".into(),
-                });
-            }
-            other => other?,
-        };
-        tx.commit().await.map_err(self.db("heartbeat"))?;
-        Ok(job)
-    }
-
-    /// `LeaseLost`, naming who holds the job now.
-    pub(super) async fn lease_lost(&self, conn: &mut PgConnection, name: &str) -> StateError {
-        let owner = match self.fetch(conn, name, false).await {
-            Ok(row) => row.owner.map_or_else(|| "nobody".into(), |o| o.0),
-            Err(_) => "a reset".into(),
-        };
-        StateError::LeaseLost {
-            name: name.into(),
-            owner,
         }
     }
 
@@ -120,66 +62,13 @@ impl Store {
     /// sees the first gone.
     pub async fn release(
         &self,
-        conn: &mut PgConnection,
+        conn: Conn<'_>,
         name: &str,
         owner: &Owner,
         how: &Release,
     ) -> Result<(), StateError> {
-        let mut tx = begin_state(conn).await.map_err(self.db("release"))?;
-        let ranges = format!(
-            "UPDATE {} SET owner = NULL, worker = NULL, heartbeat_at = NULL, rate = NULL, note = NULL, \
-             status = CASE WHEN status = 'done' THEN 'done' ELSE 'pending' END, updated_at = now() \
-             WHERE job = $1 AND owner = $2",
-            self.ranges
-        );
-        statement(&ranges)
-            .bind(name)
-            .bind(&owner.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db("release"))?;
-        let row = self.fetch(&mut tx, name, true).await?;
-        let others = row.lease().filter(|l| &l.owner != owner).into_iter().chain(
-            self.range_leases(&mut tx, name)
-                .await?
-                .into_iter()
-                .filter(|l| &l.owner != owner),
-        );
-        let others_run = others.into_iter().any(|l| l.is_live());
-        let all_done = if row.ranges > 0 {
-            row.ranges_done == row.ranges
-        } else {
-            *how == Release::Done
-        };
-        let (status, error) = match how {
-            _ if all_done => ("done", None),
-            Release::Failed(e) => (
-                if others_run { "running" } else { "failed" },
-                Some(e.as_str()),
-            ),
-            _ if others_run => ("running", None),
-            Release::Done | Release::Stopped => ("stopped", None),
-            Release::Cancelled => ("cancelled", None),
-        };
-        let sql = format!(
-            "UPDATE {} SET status = $3, last_error = coalesce($4, CASE WHEN $3 = 'running' THEN last_error END), \
-             owner = CASE WHEN owner = $2 THEN NULL ELSE owner END, \
-             heartbeat_at = CASE WHEN owner = $2 THEN NULL ELSE heartbeat_at END, \
-             rate = NULL, note = CASE WHEN owner = $2 THEN NULL ELSE note END, \
-             control = CASE WHEN $5 OR control = 'pause' THEN control END, updated_at = now(), \
-             finished_at = CASE WHEN $3 = 'done' THEN now() END \
-             WHERE name = $1",
-            self.jobs
-        );
-        statement(&sql)
-            .bind(name)
-            .bind(&owner.0)
-            .bind(status)
-            .bind(error)
-            .bind(others_run && !all_done)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db("release"))?;
-        tx.commit().await.map_err(self.db("release"))
+        match conn {
+            Conn::Postgres(c) => StateSql(self).release(c, name, owner, how).await,
+        }
     }
 }

@@ -5,15 +5,11 @@
 //! ranges (laying them out, splitting one) holds a transaction-scoped advisory lock of the job,
 //! so range ids never collide. How a worker holds a range is `hold`'s.
 
-use sqlx::{PgConnection, Row as _};
+use crate::db::Conn;
+use crate::postgres::state::StateSql;
 
-use crate::postgres::{begin_read_only, statement};
-
-use super::lease::{Lease, Owner};
-use super::{StateError, Store, from_json, to_json};
-
-/// A key as stored: the key columns' values as text, in key order.
-pub type Key = Vec<String>;
+use super::lease::Lease;
+use super::{Key, StateError, Store};
 
 /// A range's row as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,226 +66,59 @@ pub struct NewRange {
     pub batches_done: u64,
 }
 
-/// The columns of a [`RangeRow`].
-pub(super) const RANGE_COLUMNS: &str = "id, relation, lower::text, upper::text, cursor::text, status, owner, \
-    extract(epoch FROM now() - heartbeat_at)::float8, lease_s::float8, worker, rows_done, \
-    batches_done, keys_estimate, keys_walked, batch_size, rate, note";
-
-pub(super) fn decode_range(row: &sqlx::postgres::PgRow) -> Result<RangeRow, sqlx::Error> {
-    decode_range_from(row, 0)
-}
-
-/// A [`RangeRow`] from [`RANGE_COLUMNS`] starting at column `at`.
-fn decode_range_from(row: &sqlx::postgres::PgRow, at: usize) -> Result<RangeRow, sqlx::Error> {
-    let unsigned = |v: i64| u64::try_from(v).unwrap_or_default();
-    let get = |i: usize| i + at;
-    let id: i32 = row.try_get(get(0))?;
-    let owner: Option<String> = row.try_get(get(6))?;
-    Ok(RangeRow {
-        id: u32::try_from(id).unwrap_or_default(),
-        relation: row.try_get(get(1))?,
-        lower: from_json(row.try_get(get(2))?)?,
-        upper: from_json(row.try_get(get(3))?)?.unwrap_or_default(),
-        cursor: from_json(row.try_get(get(4))?)?,
-        status: row.try_get(get(5))?,
-        lease: owner
-            .map(|owner| -> Result<Lease, sqlx::Error> {
-                Ok(Lease {
-                    owner: Owner(owner),
-                    heartbeat_age: row.try_get(get(7))?,
-                    timeout_s: row.try_get(get(8))?,
-                })
-            })
-            .transpose()?,
-        worker: row
-            .try_get::<Option<i32>, _>(get(9))?
-            .and_then(|w| u32::try_from(w).ok()),
-        rows_done: unsigned(row.try_get(get(10))?),
-        batches_done: unsigned(row.try_get(get(11))?),
-        keys_estimate: row.try_get::<Option<i64>, _>(get(12))?.map(unsigned),
-        keys_walked: unsigned(row.try_get(get(13))?),
-        batch_size: row
-            .try_get::<Option<i32>, _>(get(14))?
-            .and_then(|b| u32::try_from(b).ok()),
-        rate: row.try_get(get(15))?,
-        note: row.try_get(get(16))?,
-    })
-}
-
-pub(super) fn int8(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-pub(super) fn int4(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
 impl Store {
     /// The leases held on the job's ranges, one per owner (its freshest heartbeat).
-    pub async fn range_leases(
-        &self,
-        conn: &mut PgConnection,
-        job: &str,
-    ) -> Result<Vec<Lease>, StateError> {
-        let sql = format!(
-            "SELECT owner, min(extract(epoch FROM now() - heartbeat_at))::float8, max(lease_s)::float8 \
-               FROM {} WHERE job = $1 AND owner IS NOT NULL GROUP BY owner ORDER BY owner",
-            self.ranges
-        );
-        let rows = statement(&sql)
-            .bind(job)
-            .fetch_all(conn)
-            .await
-            .map_err(self.db("read the ranges"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Lease {
-                    owner: Owner(r.try_get(0)?),
-                    heartbeat_age: r.try_get(1)?,
-                    timeout_s: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(self.db("read the ranges"))
+    pub async fn range_leases(&self, conn: Conn<'_>, job: &str) -> Result<Vec<Lease>, StateError> {
+        match conn {
+            Conn::Postgres(c) => StateSql(self).range_leases(c, job).await,
+        }
     }
 
     /// Serialises changes to the set of the job's ranges until the transaction ends.
-    pub async fn lock_layout(&self, tx: &mut PgConnection, job: &str) -> Result<(), StateError> {
-        statement("SELECT pg_advisory_xact_lock(hashtext('backfill ranges'), hashtext($1))")
-            .bind(job)
-            .execute(tx)
-            .await
-            .map_err(self.db("lock the ranges"))?;
-        Ok(())
+    pub async fn lock_layout(&self, tx: Conn<'_>, job: &str) -> Result<(), StateError> {
+        match tx {
+            Conn::Postgres(c) => StateSql(self).lock_layout(c, job).await,
+        }
     }
 
     /// Every range of the job, by id.
-    pub async fn ranges(
-        &self,
-        conn: &mut PgConnection,
-        job: &str,
-    ) -> Result<Vec<RangeRow>, StateError> {
-        let sql = format!(
-            "SELECT {RANGE_COLUMNS} FROM {} WHERE job = $1 ORDER BY id",
-            self.ranges
-        );
-        let rows = statement(&sql)
-            .bind(job)
-            .fetch_all(conn)
-            .await
-            .map_err(self.db("read the ranges"))?;
-        rows.iter()
-            .map(decode_range)
-            .collect::<Result<_, _>>()
-            .map_err(self.db("read the ranges"))
+    pub async fn ranges(&self, conn: Conn<'_>, job: &str) -> Result<Vec<RangeRow>, StateError> {
+        match conn {
+            Conn::Postgres(c) => StateSql(self).ranges(c, job).await,
+        }
     }
 
     /// Every range of every job, by job and id; empty when the ranges table does not exist
     /// (nothing is created by reading).
-    pub async fn all_ranges(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<Vec<(String, RangeRow)>, StateError> {
-        let mut tx = begin_read_only(conn)
-            .await
-            .map_err(self.db("list the ranges"))?;
-        if !self.tables(&mut tx).await?.ranges {
-            return Ok(vec![]);
+    pub async fn all_ranges(&self, conn: Conn<'_>) -> Result<Vec<(String, RangeRow)>, StateError> {
+        match conn {
+            Conn::Postgres(c) => StateSql(self).all_ranges(c).await,
         }
-        let sql = format!(
-            "SELECT job, {RANGE_COLUMNS} FROM {} ORDER BY job, id",
-            self.ranges
-        );
-        let rows = statement(&sql)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(self.db("list the ranges"))?;
-        let ranges = rows
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, decode_range_from(row, 1)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(self.db("list the ranges"))?;
-        tx.commit().await.map_err(self.db("list the ranges"))?;
-        Ok(ranges)
     }
 
     /// One range of the job.
     pub async fn range(
         &self,
-        conn: &mut PgConnection,
+        conn: Conn<'_>,
         job: &str,
         id: u32,
     ) -> Result<Option<RangeRow>, StateError> {
-        let sql = format!(
-            "SELECT {RANGE_COLUMNS} FROM {} WHERE job = $1 AND id = $2::int4",
-            self.ranges
-        );
-        let row = statement(&sql)
-            .bind(job)
-            .bind(int4(id))
-            .fetch_optional(conn)
-            .await
-            .map_err(self.db("read a range"))?;
-        row.as_ref()
-            .map(decode_range)
-            .transpose()
-            .map_err(self.db("read a range"))
+        match conn {
+            Conn::Postgres(c) => StateSql(self).range(c, job, id).await,
+        }
     }
 
     /// Lays out the job's first ranges (ids 1, 2, …) and records the job's overall range end.
     /// The caller holds [`Store::lock_layout`] and has seen that the job has no ranges yet.
     pub async fn lay_out(
         &self,
-        tx: &mut PgConnection,
+        tx: Conn<'_>,
         job: &str,
         ranges: &[NewRange],
         range_end: Option<&Key>,
     ) -> Result<(), StateError> {
-        let sql = format!(
-            "INSERT INTO {} (job, id, relation, lower, upper, cursor, keys_estimate, rows_done, batches_done)
-             SELECT $1, n, rel, lo::jsonb, up::jsonb, cur::jsonb, est, rd, bd
-               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[])
-                    WITH ORDINALITY AS t(rel, lo, up, cur, est, rd, bd, n)",
-            self.ranges
-        );
-        let json = |k: &Option<Key>| k.as_deref().map(to_json);
-        statement(&sql)
-            .bind(job)
-            .bind(
-                ranges
-                    .iter()
-                    .map(|r| r.relation.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(ranges.iter().map(|r| json(&r.lower)).collect::<Vec<_>>())
-            .bind(ranges.iter().map(|r| to_json(&r.upper)).collect::<Vec<_>>())
-            .bind(ranges.iter().map(|r| json(&r.cursor)).collect::<Vec<_>>())
-            .bind(
-                ranges
-                    .iter()
-                    .map(|r| r.keys_estimate.map(int8))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(ranges.iter().map(|r| int8(r.rows_done)).collect::<Vec<_>>())
-            .bind(
-                ranges
-                    .iter()
-                    .map(|r| int8(r.batches_done))
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db("lay out the ranges"))?;
-        let end = format!(
-            "UPDATE {} SET range_end = $2::jsonb, updated_at = now() WHERE name = $1",
-            self.jobs
-        );
-        statement(&end)
-            .bind(job)
-            .bind(range_end.map(|k| to_json(k)))
-            .execute(tx)
-            .await
-            .map_err(self.db("lay out the ranges"))?;
-        Ok(())
+        match tx {
+            Conn::Postgres(c) => StateSql(self).lay_out(c, job, ranges, range_end).await,
+        }
     }
 }

@@ -42,13 +42,6 @@ pub fn last(table: &str) -> String {
     format!("VACUUM (ANALYZE) {table}")
 }
 
-/// The comment a vacuum's text starts with, unique to it: `token` tells this process from
-/// others of the job, `round` this vacuum from its others. The job name is safe inside a
-/// comment (`A-Z a-z 0-9 _ . -`), the token is the caller's digits.
-pub fn marker(job: &str, token: &str, round: u64) -> String {
-    format!("/* backfill:{job} vacuum {token}.{round} */ ")
-}
-
 /// `statement` marked with `marker`, as it is sent.
 pub fn marked(marker: &str, statement: &str) -> String {
     format!("{marker}{statement}")
@@ -94,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_marked_statement_starts_with_its_comment() {
-        let marker = marker("users_flag", "4242.1a2b", 7);
+        let marker = crate::monitor::sample::vacuum_marker("users_flag", "4242.1a2b", 7);
         assert_eq!(marker, "/* backfill:users_flag vacuum 4242.1a2b.7 */ ");
         assert_eq!(
             marked(&marker, "VACUUM (ANALYZE) \"t\""),

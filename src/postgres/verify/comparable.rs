@@ -9,7 +9,7 @@ use crate::job::Job;
 use crate::postgres::sql::words::words;
 use crate::postgres::{begin_read_only, statement};
 
-use super::VerifyError;
+use crate::verify::VerifyError;
 
 /// Names that read the clock: SQL's `CURRENT_DATE`… keywords and the functions behind them.
 /// Stable, not volatile, so `provolatile` alone lets them through; but their value is the time

@@ -11,10 +11,11 @@ use crate::postgres::plan::compare::Comparison;
 use crate::postgres::{
     Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
 };
-use crate::preflight;
 use crate::progress::scan::Scan;
 
-use super::{Difference, SHOWN, Subject, Values, Verdict, VerifyError, with_past_end};
+use crate::verify::{Difference, SHOWN, Subject, Values, Verdict, VerifyError};
+
+use super::with_past_end;
 
 /// Counts of one key range.
 struct Counts {
@@ -42,12 +43,12 @@ pub async fn values(
         }
     };
     let size = s.job.batch.max;
-    let estimate = preflight::pending_rows(conn, s.plan, false)
+    let estimate = crate::postgres::preflight::estimate::pending_rows(conn, s.plan, false)
         .await
         .map_err(walk_error(None))?;
     let end = {
         let mut tx = begin_read_only(conn).await.map_err(walk_error(None))?;
-        let end = preflight::range_end(&mut tx, s.plan).await;
+        let end = crate::postgres::preflight::range_end(&mut tx, s.plan).await;
         tx.commit().await.map_err(walk_error(None))?;
         end.map_err(walk_error(None))?
     };

@@ -1,0 +1,248 @@
+//! The seam between `backfill` and the databases it runs on. Everything above this module (the
+//! engine, the ranges, the state tables' API, the monitor's task, the guard, the commands) holds
+//! a [`Target`], a [`Session`], a [`Tx`] or a [`Conn`] and never a driver type; everything that
+//! speaks one database's SQL lives in that database's folder (`crate::postgres`).
+//!
+//! The seam is a set of enums, one variant per database, rather than a trait: an operation is
+//! a `match` that hands the driver's own connection to that database's function, so each
+//! database's code is plain async Rust over its own sqlx types, with no boxing, no generic
+//! parameter threaded through the engine, and one place per operation where a new database is
+//! added — the compiler lists every `match` that lacks its arm (ARCHITECTURE.md, "The seam").
+
+mod table;
+mod target;
+
+pub use target::Target;
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+
+use crate::monitor::sample::{Request, Sampled};
+use crate::postgres;
+
+pub use postgres::catalog::{Catalog, CatalogError};
+pub use postgres::privileges::Privileges;
+pub use postgres::{
+    Backend, Failure, ServerError, TargetError, classify, error_chain, gave_up_on_lock,
+    is_row_error,
+};
+
+/// One open connection to the database, owned: what a worker, the monitor, the guard or a
+/// command holds between transactions.
+pub enum Session {
+    Postgres(PgConnection),
+}
+
+/// An open transaction on a [`Session`], committed or rolled back by its owner (dropped, it
+/// rolls back).
+pub enum Tx<'c> {
+    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+}
+
+/// Somewhere to run statements — a [`Session`] between transactions or a [`Tx`] — borrowed for
+/// one call: what the functions that run statements take.
+pub enum Conn<'a> {
+    Postgres(&'a mut PgConnection),
+}
+
+impl Conn<'_> {
+    /// The same connection again, for one more call.
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+impl Session {
+    /// Runs statements on the session itself, outside a transaction of ours.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Session::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+
+    /// A transaction that only reads, ended by the server if it idles.
+    pub async fn begin_read_only(&mut self) -> Result<Tx<'_>, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => Ok(Tx::Postgres(postgres::begin_read_only(c).await?)),
+        }
+    }
+
+    /// A transaction that writes the state tables: no statement or lock limit, ended by the
+    /// server if it idles, and durable at commit.
+    pub async fn begin_state(&mut self) -> Result<Tx<'_>, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => Ok(Tx::Postgres(postgres::begin_state(c).await?)),
+        }
+    }
+
+    /// A transaction whose statements are bounded by `statement_timeout` and `lock_timeout`,
+    /// and the [`Backend`] that runs it.
+    pub async fn begin_bounded(
+        &mut self,
+        statement_timeout: Duration,
+        lock_timeout: Duration,
+        read_only: bool,
+    ) -> Result<(Tx<'_>, Backend), sqlx::Error> {
+        match self {
+            Session::Postgres(c) => {
+                let (tx, backend) =
+                    postgres::begin_bounded(c, statement_timeout, lock_timeout, read_only).await?;
+                Ok((Tx::Postgres(tx), backend))
+            }
+        }
+    }
+
+    /// A batch's transaction: bounded like [`Session::begin_bounded`], ended by the server
+    /// once idle for `idle_in_transaction`, and with `wal` the server's WAL position at its
+    /// start.
+    pub async fn begin_batch(
+        &mut self,
+        statement_timeout: Duration,
+        lock_timeout: Duration,
+        idle_in_transaction: Duration,
+        wal: bool,
+    ) -> Result<(Tx<'_>, Backend, Option<u64>), sqlx::Error> {
+        match self {
+            Session::Postgres(c) => {
+                let (tx, backend, lsn) = postgres::begin_batch(
+                    c,
+                    statement_timeout,
+                    lock_timeout,
+                    idle_in_transaction,
+                    wal,
+                )
+                .await?;
+                Ok((Tx::Postgres(tx), backend, lsn))
+            }
+        }
+    }
+
+    /// Times the latency guard's probe: `sql` (bound to `key` when it reads one row by key,
+    /// whose commit then waits for the flush as an application's write does) in a read-only
+    /// transaction bounded by `timeout`; one that runs into the timeout counts as that slow.
+    pub async fn time_probe(
+        &mut self,
+        sql: &str,
+        key: Option<&[String]>,
+        timeout: Duration,
+    ) -> Result<Duration, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => postgres::probe::time(c, sql, key, timeout).await,
+        }
+    }
+
+    /// One sample of the server's locks (and with [`Request::full`] its load, replicas and WAL
+    /// retention) for the monitor, in one read-only transaction.
+    pub async fn sample(&mut self, request: &Request<'_>) -> Result<Sampled, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => postgres::sample::take(c, request).await,
+        }
+    }
+
+    /// Cancels the statements our `batches` run (those whose transaction still runs) and our
+    /// `statements` (by the comment their text starts with); how many were signalled.
+    pub async fn cancel(
+        &mut self,
+        batches: &[Backend],
+        statements: &[String],
+        timeout: Duration,
+    ) -> Result<usize, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => postgres::sample::cancel(c, batches, statements, timeout).await,
+        }
+    }
+
+    /// Who holds or waits for a lock on `relation` that a vacuum would wait for, in words;
+    /// `None` when nobody does.
+    pub async fn vacuum_holder(&mut self, relation: &str) -> Result<Option<String>, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => postgres::vacuum::holder(c, relation).await,
+        }
+    }
+
+    /// Vacuums `relation` (the final vacuum when `last`, else a pacing one), its text starting
+    /// with `marker` so that the monitor can find and cancel it.
+    pub async fn vacuum(
+        &mut self,
+        relation: &str,
+        last: bool,
+        index_cleanup: bool,
+        marker: &str,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Session::Postgres(c) => {
+                postgres::vacuum::run(c, relation, last, index_cleanup, marker).await
+            }
+        }
+    }
+
+    /// The table's facts that a plan is made from — its key, columns, partitions, indexes and
+    /// triggers — read once per run.
+    pub async fn catalog(&mut self, job: &crate::job::Job) -> Result<Catalog, CatalogError> {
+        match self {
+            Session::Postgres(c) => Catalog::read(c, job).await,
+        }
+    }
+
+    /// The role the session runs as: whose privileges the batches have.
+    pub async fn role(&mut self) -> Result<String, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => postgres::privileges::role(c).await,
+        }
+    }
+
+    /// What this session (the monitor's) may see of other sessions, replicas and WAL, with
+    /// `batch_role` the role of the batches.
+    pub async fn privileges(&mut self, batch_role: &str) -> Result<Privileges, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => postgres::privileges::read(c, batch_role).await,
+        }
+    }
+
+    /// Runs one statement of our own — the demo's and the tests' setup, a migration's DDL —
+    /// outside any transaction of ours; how many rows it changed.
+    pub async fn execute(&mut self, sql: &str) -> Result<u64, sqlx::Error> {
+        match self {
+            Session::Postgres(c) => Ok(postgres::statement(sql).execute(c).await?.rows_affected()),
+        }
+    }
+
+    /// Ends the session politely (see [`postgres::hang_up`]).
+    pub async fn hang_up(self) {
+        match self {
+            Session::Postgres(c) => postgres::hang_up(c).await,
+        }
+    }
+}
+
+impl Tx<'_> {
+    /// Runs statements inside the transaction.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.rollback().await,
+        }
+    }
+
+    /// A savepoint inside the transaction: committed, it keeps its statements; rolled back,
+    /// it undoes them and the transaction goes on.
+    pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => Ok(Tx::Postgres(sqlx::Connection::begin(&mut **tx).await?)),
+        }
+    }
+}

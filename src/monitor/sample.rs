@@ -1,0 +1,54 @@
+//! What one sample of the database asks for and what it read, whichever the database: the
+//! monitor's task and its one-off samples build a [`Request`], the database's own sampling
+//! (`crate::postgres::sample`) answers with a [`Sampled`] for the pure policy to judge.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::db::Backend;
+
+use super::policy::{Load, Locks, Wal};
+
+/// What one sample read; `load` and `throttle_query` only on a full sample.
+pub struct Sampled {
+    pub locks: Locks,
+    /// Our batches and statements (pids) that another session waits for, or that wait
+    /// themselves: the ones a yield cancels.
+    pub in_the_way: Vec<i32>,
+    /// Our batches and statements (pids) waiting for a lock.
+    pub waiting: Vec<i32>,
+    /// The backend (pid) running each of our statements that runs now, by marker.
+    pub statements: Vec<(String, i32)>,
+    pub load: Option<(Load, Wal)>,
+    pub throttle_query: Option<f64>,
+}
+
+/// What a sample needs to know.
+pub struct Request<'a> {
+    /// The relations batches update, as SQL (`"public"."items"`, or a partitioned table and
+    /// its leaves).
+    pub relations: &'a [String],
+    /// The job's own sessions' application names.
+    pub ours: &'a [String],
+    /// Our running batches.
+    pub batches: &'a [Backend],
+    /// The markers of our running statements (the comment their text starts with).
+    pub statements: &'a [String],
+    /// Read load, WAL retention and `throttle_query` too, not only locks.
+    pub full: bool,
+    pub throttle_query: Option<&'a str>,
+    /// Bounds each statement of the sample.
+    pub timeout: Duration,
+}
+
+/// Whether the operator's brake file exists.
+pub fn file_exists(path: &Path) -> bool {
+    path.try_exists().unwrap_or(true)
+}
+
+/// The comment a vacuum's text starts with, unique to it: `token` tells this process from
+/// others of the job, `round` this vacuum from its others. The job name is safe inside a
+/// comment (`A-Z a-z 0-9 _ . -`), the token is the caller's digits.
+pub fn vacuum_marker(job: &str, token: &str, round: u64) -> String {
+    format!("/* backfill:{job} vacuum {token}.{round} */ ")
+}

@@ -1,0 +1,345 @@
+//! The statements about the job row in `jobs` (see `crate::state::jobs` for what it holds).
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, Row as _};
+
+use crate::postgres::{begin_bounded, begin_read_only, begin_state, statement};
+use crate::state::*;
+
+use super::*;
+
+/// The columns of a [`JobRow`], with the ranges' sums and the failed rows' count when those
+/// tables exist.
+fn select_sql(store: &Store, tables: Tables) -> String {
+    let jobs = &store.jobs;
+    // Columns an older version's schema lacks read as NULL until a run adds them.
+    let (lease_s, heap_bytes_start) = if tables.columns {
+        ("j.lease_s::float8", "j.heap_bytes_start")
+    } else {
+        ("NULL::float8", "NULL::int8")
+    };
+    let common = format!(
+        "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
+         j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
+         extract(epoch FROM now() - j.heartbeat_at)::float8, {lease_s}, \
+         extract(epoch FROM now() - j.updated_at)::float8, j.control, j.last_error, \
+         {heap_bytes_start}"
+    );
+    let failures = if tables.failures {
+        format!(
+            "(SELECT count(*) FROM {} f WHERE f.job = j.name)::int8",
+            store.failures
+        )
+    } else {
+        "0::int8".to_owned()
+    };
+    if !tables.ranges {
+        return format!(
+            "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
+             {failures} FROM {jobs} j"
+        );
+    }
+    let ranges = &store.ranges;
+    format!(
+        "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
+                r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts, \
+                r.keys_walked, r.keys_left, {failures} \
+           FROM {jobs} j LEFT JOIN LATERAL (
+                SELECT count(*)::int4 AS ranges,
+                       count(*) FILTER (WHERE status = 'done')::int4 AS done,
+                       CASE WHEN count(*) = 1 THEN min(cursor::text) END AS cursor,
+                       sum(rate) FILTER (WHERE live) AS rate,
+                       min(note) FILTER (WHERE live) AS note,
+                       count(*) FILTER (WHERE live)::int4 AS workers,
+                       count(DISTINCT owner) FILTER (WHERE live)::int4 AS processes,
+                       count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts,
+                       coalesce(sum(keys_walked), 0)::int8 AS keys_walked,
+                       CASE WHEN count(*) > 0 AND (bool_and(keys_estimate IS NOT NULL)
+                                                   FILTER (WHERE status <> 'done')) IS NOT FALSE
+                            THEN coalesce(sum(greatest(keys_estimate - keys_walked, 0))
+                                          FILTER (WHERE status <> 'done'), 0) END::int8 AS keys_left
+                  FROM (SELECT x.*, x.owner IS NOT NULL AND x.heartbeat_at >
+                               now() - make_interval(secs => coalesce(x.lease_s, {default}))
+                               AS live
+                          FROM {ranges} x WHERE x.job = j.name) AS x) AS r ON true",
+        default = LEASE_TIMEOUT.as_secs()
+    )
+}
+
+fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
+    let count = |i| -> Result<u32, sqlx::Error> {
+        Ok(u32::try_from(row.try_get::<i32, _>(i)?).unwrap_or(0))
+    };
+    let rows_done: i64 = row.try_get(5)?;
+    let batches_done: i64 = row.try_get(6)?;
+    let batch_size: Option<i32> = row.try_get(7)?;
+    Ok(JobRow {
+        name: row.try_get(0)?,
+        table_name: row.try_get(1)?,
+        definition_hash: row.try_get(2)?,
+        status: row.try_get(3)?,
+        range_end: from_json(row.try_get(4)?)?,
+        rows_done: u64::try_from(rows_done).unwrap_or_default(),
+        batches_done: u64::try_from(batches_done).unwrap_or_default(),
+        batch_size: batch_size.and_then(|b| u32::try_from(b).ok()),
+        owner: row.try_get::<Option<String>, _>(8)?.map(Owner),
+        heartbeat_age: row.try_get(9)?,
+        lease_s: row.try_get(10)?,
+        updated_age: row.try_get(11)?,
+        control: row.try_get(12)?,
+        last_error: row.try_get(13)?,
+        heap_bytes_start: row
+            .try_get::<Option<i64>, _>(14)?
+            .and_then(|b| u64::try_from(b).ok()),
+        cursor: from_json(row.try_get(15)?)?,
+        rate: row.try_get(16)?,
+        note: row.try_get(17)?,
+        ranges: count(18)?,
+        ranges_done: count(19)?,
+        workers: count(20)?,
+        processes: count(21)?,
+        hosts: count(22)?,
+        keys_walked: u64::try_from(row.try_get::<i64, _>(23)?).unwrap_or_default(),
+        keys_left: row
+            .try_get::<Option<i64>, _>(24)?
+            .map(|k| u64::try_from(k).unwrap_or_default()),
+        failures: u64::try_from(row.try_get::<i64, _>(25)?).unwrap_or_default(),
+    })
+}
+
+impl StateSql<'_> {
+    /// Reads one job's row in the caller's transaction (locking it when `lock` is set).
+    pub async fn fetch(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        lock: bool,
+    ) -> Result<JobRow, StateError> {
+        let tables = self.tables(conn).await?;
+        let sql = format!(
+            "{} WHERE j.name = $1{}",
+            select_sql(self, tables),
+            if lock { " FOR UPDATE OF j" } else { "" }
+        );
+        let row = match statement(&sql).bind(name).fetch_optional(&mut *conn).await {
+            Err(e) if is_missing_table(&e) => None,
+            other => other.map_err(self.db("read"))?,
+        };
+        match row {
+            Some(row) => decode_row(&row).map_err(self.db("read")),
+            None => Err(StateError::UnknownJob {
+                name: name.into(),
+                table: self.jobs.clone(),
+            }),
+        }
+    }
+
+    /// Takes the job's lease if [`admit`] allows it, creating its row on first use (or only
+    /// checks that it may join), and returns the row as it now stands with the admission.
+    /// A restart forgets the job's ranges; a run lays out new ones when there are none.
+    pub async fn claim(
+        &self,
+        conn: &mut PgConnection,
+        claim: &Claim<'_>,
+    ) -> Result<(Admission, JobRow), StateError> {
+        let mut tx = begin_state(conn).await.map_err(self.db("claim"))?;
+        let insert = format!(
+            "INSERT INTO {} (name, table_name, definition_hash, status) VALUES ($1, $2, $3, 'pending') \
+             ON CONFLICT (name) DO NOTHING",
+            self.jobs
+        );
+        statement(&insert)
+            .bind(claim.name)
+            .bind(claim.table_name)
+            .bind(claim.definition_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("claim"))?;
+        let row = self.fetch(&mut tx, claim.name, true).await?;
+        let leases = self.range_leases(&mut tx, claim.name).await?;
+        let admission = admit(&row, &leases, claim)?;
+        if matches!(admission, Admission::AlreadyDone | Admission::Join) {
+            tx.commit().await.map_err(self.db("claim"))?;
+            return Ok((admission, row));
+        }
+        let restart = admission == Admission::Restart;
+        if restart {
+            let forget = format!("DELETE FROM {} WHERE job = $1", self.ranges);
+            statement(&forget)
+                .bind(claim.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("claim"))?;
+            self.forget_failures(&mut tx, claim.name).await?;
+        }
+        let take = format!(
+            "UPDATE {} SET owner = $2, heartbeat_at = now(), lease_s = $6, updated_at = now(), status = 'running', \
+             control = CASE WHEN control = 'pause' THEN control END, last_error = NULL, note = NULL, rate = NULL, table_name = $3, \
+             started_at = CASE WHEN $4 THEN now() ELSE coalesce(started_at, now()) END, \
+             definition_hash = $5, \
+             cursor = CASE WHEN $4 THEN NULL ELSE cursor END, \
+             range_end = CASE WHEN $4 THEN NULL ELSE range_end END, \
+             rows_done = CASE WHEN $4 THEN 0 ELSE rows_done END, \
+             batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
+             heap_bytes_start = CASE WHEN $4 THEN $7 ELSE coalesce(heap_bytes_start, $7) END, \
+             finished_at = NULL WHERE name = $1",
+            self.jobs
+        );
+        statement(&take)
+            .bind(claim.name)
+            .bind(&claim.owner.0)
+            .bind(claim.table_name)
+            .bind(restart)
+            .bind(claim.definition_hash)
+            .bind(timeout_secs(claim.lease_timeout))
+            .bind(
+                claim
+                    .heap_bytes
+                    .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("claim"))?;
+        let row = self.fetch(&mut tx, claim.name, false).await?;
+        tx.commit().await.map_err(self.db("claim"))?;
+        Ok((admission, row))
+    }
+
+    /// Shows `note` on the job's row for `status` (`None` takes it away) while no runner holds
+    /// the job: a run waiting to start says why before it claims the job. Nothing happens when
+    /// the job has no row yet, or the state tables do not exist. Waits at most `lock_timeout`
+    /// for the row.
+    pub async fn note_unclaimed(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        note: Option<&str>,
+        lock_timeout: Duration,
+    ) -> Result<(), StateError> {
+        // No statement_timeout (0): one row, bounded by its lock wait.
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, lock_timeout, false)
+            .await
+            .map_err(self.db("note"))?;
+        let sql = format!(
+            "UPDATE {} SET note = $2 WHERE name = $1 AND owner IS NULL",
+            self.jobs
+        );
+        match statement(&sql)
+            .bind(name)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+        {
+            Err(e) if is_missing_table(&e) => return Ok(()),
+            other => other.map_err(self.db("note"))?,
+        };
+        tx.commit().await.map_err(self.db("note"))
+    }
+
+    /// Re-reads the job's row.
+    pub async fn load(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
+        let mut tx = begin_read_only(conn).await.map_err(self.db("read"))?;
+        let row = self.fetch(&mut tx, name, false).await?;
+        tx.commit().await.map_err(self.db("read"))?;
+        Ok(row)
+    }
+
+    /// Every job's row, by name; empty when the state table does not exist yet (nothing is
+    /// created by reading).
+    pub async fn list(&self, conn: &mut PgConnection) -> Result<Vec<JobRow>, StateError> {
+        let mut tx = begin_read_only(conn).await.map_err(self.db("list"))?;
+        let exists: bool = statement("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&self.jobs)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.db("list"))?
+            .get(0);
+        if !exists {
+            return Ok(vec![]);
+        }
+        let tables = self.tables(&mut tx).await?;
+        let sql = format!("{} ORDER BY j.name", select_sql(self, tables));
+        let rows = statement(&sql)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.db("list"))?;
+        let rows = rows
+            .iter()
+            .map(decode_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.db("list"))?;
+        tx.commit().await.map_err(self.db("list"))?;
+        Ok(rows)
+    }
+
+    /// Forgets a job (ranges, cursors, counters, leases) so that the next `run` starts over.
+    /// Refuses while anyone runs it.
+    pub async fn reset(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
+        let mut tx = begin_state(conn).await.map_err(self.db("reset"))?;
+        let row = self.fetch(&mut tx, name, true).await?;
+        self.refuse_if_running(&mut tx, &row).await?;
+        let sql = format!("DELETE FROM {} WHERE name = $1", self.jobs);
+        statement(&sql)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("reset"))?;
+        tx.commit().await.map_err(self.db("reset"))?;
+        Ok(row)
+    }
+
+    /// `Busy` when the job's lease or any of its range leases is live.
+    async fn refuse_if_running(
+        &self,
+        conn: &mut PgConnection,
+        row: &JobRow,
+    ) -> Result<(), StateError> {
+        let ranges = if row.ranges > 0 {
+            self.range_leases(conn, &row.name).await?
+        } else {
+            vec![]
+        };
+        match row.lease().into_iter().chain(ranges).find(Lease::is_live) {
+            Some(live) => Err(StateError::Busy {
+                name: row.name.clone(),
+                owner: live.owner.0,
+                age: live.heartbeat_age.unwrap_or_default(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the operator's control flag: `pause` and `resume` (clears it) reach every process
+    /// running the job at its next heartbeat. `cancel` does too; a job nobody runs is marked
+    /// cancelled at once.
+    pub async fn control(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        control: Control,
+    ) -> Result<JobRow, StateError> {
+        let mut tx = begin_state(conn).await.map_err(self.db("control"))?;
+        let row = self.fetch(&mut tx, name, true).await?;
+        let (flag, status) = match control {
+            Control::Pause => (Some("pause"), None),
+            Control::Resume => (None, None),
+            Control::Cancel if row.is_running() => (Some("cancel"), None),
+            Control::Cancel => (None, Some("cancelled")),
+        };
+        let sql = format!(
+            "UPDATE {} SET control = $2, status = coalesce($3, status), updated_at = now() WHERE name = $1",
+            self.jobs
+        );
+        statement(&sql)
+            .bind(name)
+            .bind(flag)
+            .bind(status)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("control"))?;
+        let row = self.fetch(&mut tx, name, false).await?;
+        tx.commit().await.map_err(self.db("control"))?;
+        Ok(row)
+    }
+}

@@ -1,0 +1,108 @@
+//! The batch's statements about the target table, run as the plan wrote them: key values bound
+//! as text and cast back by the statement, one unnamed statement each.
+
+use sqlx::{PgConnection, Row as _};
+
+use crate::plan::{Key, Sampled, Walk};
+
+use super::{bind_keys, fetch_key, fetch_keys, statement};
+
+/// The `n`-th key after `lower` (from the relation's first key without it), at most `upper`;
+/// `None` when fewer keys are left.
+pub async fn upper_bound(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    lower: Option<&[String]>,
+    upper: &[String],
+    n: u64,
+) -> Result<Option<Key>, sqlx::Error> {
+    let keys = lower.into_iter().flatten().chain(upper).map(Some);
+    let offset = i64::try_from(n.saturating_sub(1)).unwrap_or(i64::MAX);
+    let query = bind_keys(statement(walk.upper_bound.pick(lower.is_some())), keys).bind(offset);
+    fetch_key(query, conn).await
+}
+
+/// Updates the rows in `(lower, upper]` that still match `where`; how many.
+pub async fn update(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    lower: Option<&[String]>,
+    upper: &[String],
+) -> Result<u64, sqlx::Error> {
+    let keys = lower.into_iter().flatten().chain(upper).map(Some);
+    Ok(
+        bind_keys(statement(walk.update.pick(lower.is_some())), keys)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// The keys in `(lower, upper]`, in order.
+pub async fn keys(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    lower: Option<&[String]>,
+    upper: &[String],
+) -> Result<Vec<Key>, sqlx::Error> {
+    let bounds = lower.into_iter().flatten().chain(upper).map(Some);
+    fetch_keys(
+        bind_keys(statement(walk.keys.pick(lower.is_some())), bounds),
+        conn,
+    )
+    .await
+}
+
+/// Updates the one row at `key`, if it still matches `where`; how many (0 or 1).
+pub async fn update_key(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    key: &[String],
+) -> Result<u64, sqlx::Error> {
+    Ok(bind_keys(statement(&walk.update_key), key.iter().map(Some))
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// The relation's greatest key now, where a new job's range ends; `None` for an empty one.
+pub async fn range_end(conn: &mut PgConnection, walk: &Walk) -> Result<Option<Key>, sqlx::Error> {
+    fetch_key(statement(&walk.range_end), conn).await
+}
+
+/// The relation's size in blocks (exact, unlike `reltuples`, which is -1 or 0 before the
+/// first `ANALYZE`).
+pub async fn relation_blocks(conn: &mut PgConnection, relation: &str) -> Result<u64, sqlx::Error> {
+    let blocks: i64 =
+        statement("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8")
+            .bind(relation)
+            .fetch_one(conn)
+            .await?
+            .try_get(0)?;
+    Ok(u64::try_from(blocks).unwrap_or(0))
+}
+
+/// A block sample (`percent` of the relation's blocks) of the keys in `(lower, upper]`, in key
+/// order, each with whether its row still matches `where`.
+pub async fn sample(
+    conn: &mut PgConnection,
+    walk: &Walk,
+    lower: Option<&[String]>,
+    upper: &[String],
+    percent: f64,
+) -> Result<Vec<Sampled>, sqlx::Error> {
+    let keys = lower.into_iter().flatten().chain(upper).map(Some);
+    let rows = bind_keys(statement(walk.sample.pick(lower.is_some())), keys)
+        .bind(percent)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let n = row.len() - 1;
+            Ok(Sampled {
+                key: (0..n).map(|i| row.try_get(i)).collect::<Result<_, _>>()?,
+                pending: row.try_get(n)?,
+            })
+        })
+        .collect()
+}
