@@ -118,7 +118,9 @@ async fn budget(
     workers: Option<u32>,
 ) -> Result<preflight::Budget> {
     let job = &p.job;
-    let (in_use, max_connections) = preflight::connections(conn.conn())
+    let (in_use, max_connections) = conn
+        .conn()
+        .connections()
         .await
         .context("cannot read the server's connections")?;
     Ok(preflight::Budget {
@@ -160,8 +162,8 @@ pub async fn run(
         reporter: Reporter::new(Mode::detect(args.json)),
         metrics,
     };
-    let store = Store::new(&global.state_schema);
     let (target, mut conn) = connect(global, &application_name(&jobs[0].name)).await?;
+    let store = target.store(&global.state_schema);
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
         let mut emit = |event: &Event| sinks.emit(event);
@@ -301,8 +303,8 @@ pub async fn plan(
 ) -> Result<Exit> {
     let job = lookup::load(&args.job, &global.jobs_dir)?;
     let monitor = monitor_target(&args.monitor)?;
-    let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
-    let store = Store::new(&global.state_schema);
+    let (target, mut conn) = connect(global, &application_name(&job.name)).await?;
+    let store = target.store(&global.state_schema);
     let state = store
         .list(conn.conn())
         .await?
@@ -320,7 +322,8 @@ pub async fn plan(
         monitor_privileges(&mut conn, monitor.as_ref(), &[&p.job.throttle], &p.job.name).await?;
     let budget = budget(&mut conn, &p, args.workers).await?;
     let estimate = async |conn: &mut Session| {
-        preflight::pending_rows(conn.conn(), &p.plan, args.exact_count)
+        conn.conn()
+            .pending_rows(&p.plan, args.exact_count)
             .await
             .context("cannot estimate the pending rows")
     };
@@ -330,7 +333,9 @@ pub async fn plan(
     };
     let columns: Vec<String> = p.job.set.iter().map(|a| a.column.clone()).collect();
     let table_rows = pending.table_rows.unwrap_or(pending.rows);
-    let table = disk::estimate::read(conn.conn(), &p.plan, &columns, table_rows)
+    let table = conn
+        .conn()
+        .table_costs(&p.plan, &columns, table_rows)
         .await
         .context("cannot read the table's size")?;
     let wal = crate::monitor::wal_retention(&mut conn, std::slice::from_ref(&p.plan.table))
@@ -371,7 +376,7 @@ pub async fn verify(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Exit> {
     let job = lookup::load(&args.job, &global.jobs_dir)?;
-    let (_, mut conn) = connect(global, &application_name(&job.name)).await?;
+    let (target, mut conn) = connect(global, &application_name(&job.name)).await?;
     let patience = args.lock_wait.lock_wait;
     let mut emit = say_waiting(patience);
     let mut wait = lock_wait(
@@ -387,9 +392,9 @@ pub async fn verify(
         return Ok(Exit::Interrupted);
     };
     if args.values {
-        verify::check_comparable(conn.conn(), &p.job).await?;
+        conn.conn().check_comparable(&p.job).await?;
     }
-    let store = Store::new(&global.state_schema);
+    let store = target.store(&global.state_schema);
     let state = store
         .list(conn.conn())
         .await?
@@ -409,7 +414,7 @@ pub async fn verify(
         failed: &failed,
     };
     let verdict = if args.values {
-        match verify::values(conn.conn(), &subject, &mut shutdown).await? {
+        match conn.conn().verify_values(&subject, &mut shutdown).await? {
             Some(verdict) => verdict,
             None => {
                 eprintln!("{}: verify --values stopped; it wrote nothing", p.job.name);
@@ -417,7 +422,7 @@ pub async fn verify(
             }
         }
     } else {
-        verify::pending(conn.conn(), &subject).await?
+        conn.conn().verify_pending(&subject).await?
     };
     conn.hang_up().await;
     if args.json {

@@ -15,7 +15,7 @@ use crate::job::Job;
 use crate::lockwait::Note;
 use crate::postgres::throwaway::Cluster;
 use crate::progress::{Mode, Reporter};
-use crate::state::{LEASE_TIMEOUT, Store};
+use crate::state::LEASE_TIMEOUT;
 use crate::verify;
 
 /// The demo's job file, compiled in so that the demo runs from any directory.
@@ -81,7 +81,7 @@ async fn story(
         lease_timeout: LEASE_TIMEOUT,
         retry_failures: false,
     };
-    let store = Store::new("backfill");
+    let store = target.store("backfill");
     let sinks = Sinks {
         reporter: Reporter::new(Mode::detect(false)),
         metrics: None,
@@ -107,7 +107,7 @@ async fn story(
         state: None,
         failed: &verify::Failed::default(),
     };
-    let verdict = verify::pending(conn.conn(), &subject).await?;
+    let verdict = conn.conn().verify_pending(&subject).await?;
     print!("{}", verify::text(&subject, &verdict));
     if !verdict.ok() {
         return Ok(Exit::Pending);

@@ -18,32 +18,6 @@ use crate::monitor::policy::Bytes;
 
 use crate::postgres::sql::Ident;
 
-use crate::db::Conn;
-
-/// The heap of `table` (as SQL, `"public"."users"`) in bytes now; an error (a lock timeout)
-/// rather than a wait while DDL holds the table.
-pub async fn heap_bytes(conn: Conn<'_>, table: &str) -> Result<u64, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::disk::heap_bytes(c, table).await,
-    }
-}
-
-/// The heap now of each of `tables` (as SQL, as the state table stores them), in order; `None`
-/// for one that no longer exists (or none, for a job of a version that did not store it).
-pub async fn heaps(conn: Conn<'_>, tables: &[String]) -> Result<Vec<Option<u64>>, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::disk::heaps(c, tables).await,
-    }
-}
-
-/// The rows of `table` (as SQL) as the last `VACUUM` or `ANALYZE` counted them (`reltuples`,
-/// summed over its leaf partitions); `None` when none has counted them yet.
-pub async fn counted_rows(conn: Conn<'_>, table: &str) -> Result<Option<u64>, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::disk::counted_rows(c, table).await,
-    }
-}
-
 /// `heap 149.0 MiB → 171.0 MiB (+15 %)`: the heap now and its growth since `start`.
 pub fn growth_text(start: u64, now: u64) -> String {
     format!("heap {} → {}", Bytes(start), size_and_growth(start, now))
@@ -127,13 +101,6 @@ pub struct Denied {
     /// As SQL (`"public"."users"`).
     pub relation: String,
     pub owner: String,
-}
-
-/// Reads whether the current role may vacuum `relations` (as SQL).
-pub async fn upkeep(conn: Conn<'_>, relations: &[String]) -> Result<Upkeep, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::disk::upkeep(c, relations).await,
-    }
 }
 
 impl Upkeep {

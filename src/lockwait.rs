@@ -6,7 +6,7 @@
 //! conflicts with the waiter.
 //!
 //! So a start looks first and sends afterwards: each step runs only once the monitor's own lock
-//! sample finds the way clear, and under a short `lock_timeout` ([`LOCK_TIMEOUT`]) in case a
+//! sample finds the way clear, and under a short `lock_timeout` ([`START_LOCK_TIMEOUT`]) in case a
 //! lock arrives in between. While the sample shows a lock, the start waits in the `paused`
 //! state a running job shows for the same lock (the monitor's sentence, its `paused` event,
 //! the `status` note), and goes on once the lock is gone. `run` waits for as long as it takes;
@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use crate::db::Session;
+use crate::plan::START_LOCK_TIMEOUT;
 use thiserror::Error;
 use tokio::sync::watch;
 
@@ -25,13 +26,6 @@ use crate::db::gave_up_on_lock;
 use crate::event::{Event, signal_name};
 use crate::monitor::{self, Decision};
 use crate::state::Store;
-
-/// The `lock_timeout` of every statement of a start that touches the table (and of the
-/// `status` note it writes): the longest one waits behind a lock that arrived after the sample
-/// found the way clear. Our reads conflict only with `ACCESS EXCLUSIVE`, and the application's
-/// own traffic takes nothing stronger than `ROW EXCLUSIVE`, so in practice only DDL makes a
-/// step run out of it.
-pub const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// How many times in a row a step may give up on a lock that the sample does not show (it
 /// came and went in between, or it is on a relation the sample does not watch, such as one
@@ -181,7 +175,7 @@ impl LockWait<'_> {
             Note::Row(store) => {
                 // Only for `status`: a note that cannot be written costs the run nothing.
                 let written = store
-                    .note_unclaimed(conn.conn(), &self.job, note.as_deref(), LOCK_TIMEOUT)
+                    .note_unclaimed(conn.conn(), &self.job, note.as_deref(), START_LOCK_TIMEOUT)
                     .await;
                 if let Err(e) = written {
                     tracing::debug!("could not write the note of job {}: {e}", self.job);

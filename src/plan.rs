@@ -4,6 +4,15 @@
 //! relation a range walks, which relations to watch — is here; how each statement is written
 //! is the planner's.
 
+use std::time::Duration;
+
+/// The `lock_timeout` of every statement of a start that touches the table (and of the
+/// `status` note it writes): the longest one waits behind a lock that arrived after the sample
+/// found the way clear. Our reads conflict only with `ACCESS EXCLUSIVE`, and the application's
+/// own traffic takes nothing stronger than `ROW EXCLUSIVE`, so in practice only DDL makes a
+/// step run out of it.
+pub const START_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// A key as the engine carries it: the key columns' values as text, in key order.
 pub type Key = Vec<String>;
 

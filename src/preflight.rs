@@ -11,15 +11,12 @@
 
 pub mod estimate;
 
-pub use estimate::{Estimate, Method, pending_rows};
+pub use estimate::{Estimate, Method};
 
 use thiserror::Error;
 
 use crate::job::Job;
 
-use crate::plan::Plan;
-
-use crate::db::Conn;
 use crate::state::JobRow;
 
 /// Which batch [`check`] looks at: the first, or the next one of a job that stopped.
@@ -207,13 +204,6 @@ impl Budget {
     }
 }
 
-/// Client connections in use (other than this one) and `max_connections`.
-pub async fn connections(conn: Conn<'_>) -> Result<(u32, u32), sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::preflight::connections(c).await,
-    }
-}
-
 impl PreflightError {
     /// True when the job's own SQL is at fault (exit code 2).
     pub fn is_invalid_job(&self) -> bool {
@@ -224,25 +214,6 @@ impl PreflightError {
                 | PreflightError::Probe { .. }
                 | PreflightError::TooManyWorkers(_)
         )
-    }
-}
-
-/// Reads the range and `EXPLAIN`s the batch that `start` names.
-pub async fn check(
-    conn: Conn<'_>,
-    job: &Job,
-    plan: &Plan,
-    start: &Start,
-) -> Result<Preflight, PreflightError> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::preflight::check(c, job, plan, start).await,
-    }
-}
-
-/// The greatest key of the table now (`None`: the table is empty).
-pub async fn range_end(conn: Conn<'_>, plan: &Plan) -> Result<Option<Vec<String>>, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::preflight::range_end(c, plan).await,
     }
 }
 

@@ -19,7 +19,6 @@ mod report;
 pub use report::{json, text};
 
 use thiserror::Error;
-use tokio::sync::watch;
 
 use crate::job::Job;
 
@@ -29,7 +28,6 @@ use crate::plan::Plan;
 
 use crate::report::rows;
 
-use crate::db::Conn;
 use crate::state::{FailedRow, JobRow};
 
 /// How many differing rows `verify --values` shows.
@@ -147,13 +145,6 @@ pub struct Subject<'a> {
     pub failed: &'a Failed,
 }
 
-/// Counts the rows still matching `where` (and, for a job with a range end, those past it).
-pub async fn pending(conn: Conn<'_>, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::verify::pending(c, s).await,
-    }
-}
-
 /// What is true of the job when rows still match `where`, and what to do about it.
 pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
     let name = &job.name;
@@ -223,25 +214,5 @@ pub fn advice(job: &Job, state: Option<&JobRow>, verdict: &Verdict) -> String {
             "the job is {status} after {} rows; `backfill run {name}` continues it",
             row.rows_done
         ),
-    }
-}
-
-/// Whether every `[set]` expression gives the same value when computed twice: `verify
-/// --values` compares with them, so a volatile one would find differences that are not there.
-pub async fn check_comparable(conn: Conn<'_>, job: &Job) -> Result<(), VerifyError> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::verify::check_comparable(c, job).await,
-    }
-}
-
-/// `verify --values`: every `[set]` column compared with its expression, batch by batch in
-/// key order; `None` when stopped by the shutdown signal.
-pub async fn values(
-    conn: Conn<'_>,
-    s: &Subject<'_>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<Verdict>, VerifyError> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::verify::values(c, s, shutdown).await,
     }
 }

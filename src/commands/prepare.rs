@@ -9,7 +9,7 @@ use crate::db::{Catalog, Session};
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
-use crate::disk::{self, Upkeep, Vacuums};
+use crate::disk::{Upkeep, Vacuums};
 use crate::engine::own_sessions;
 use crate::event::Event;
 use crate::job::Job;
@@ -76,12 +76,14 @@ pub async fn prepare(
         wait.relations = plan.relations();
         let start = preflight::Start::next(&job, state);
         let check = async |conn: &mut Session| {
-            anyhow::Ok(preflight::check(conn.conn(), &job, &plan, &start).await?)
+            anyhow::Ok(conn.conn().preflight(&job, &plan, &start).await?)
         };
         let Some(checked) = wait.step(conn, check).await? else {
             return Ok(None);
         };
-        let upkeep = disk::upkeep(conn.conn(), &plan.relations())
+        let upkeep = conn
+            .conn()
+            .upkeep(&plan.relations())
             .await
             .context("cannot read who may vacuum the table")?;
         Ok(Some((catalog, plan, checked, upkeep)))

@@ -5,10 +5,9 @@
 use anyhow::Result;
 
 use crate::cli::{FailuresArgs, GlobalArgs, JobArg, StatusArgs};
-use crate::disk;
 use crate::engine::application_name;
 use crate::report;
-use crate::state::{Control, RangeRow, Store};
+use crate::state::{Control, RangeRow};
 
 use super::{Exit, connect, lookup};
 
@@ -20,8 +19,8 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
         .iter()
         .map(|arg| lookup::job_name(arg))
         .collect::<Result<Vec<_>, _>>()?;
-    let (_, mut conn) = connect(global, "backfill:status").await?;
-    let store = Store::new(&global.state_schema);
+    let (target, mut conn) = connect(global, "backfill:status").await?;
+    let store = target.store(&global.state_schema);
     let rows = lookup::named(store.list(conn.conn()).await?, &names, &store)?;
     let ranges = if args.ranges {
         store.all_ranges(conn.conn()).await?
@@ -30,7 +29,7 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
     };
     let tables: Vec<String> = rows.iter().map(|r| r.table_name.clone()).collect();
     // The heaps are a courtesy: a server that cannot tell them still lists the jobs.
-    let heaps = disk::heaps(conn.conn(), &tables).await.unwrap_or_default();
+    let heaps = conn.conn().heaps(&tables).await.unwrap_or_default();
     let heap = |i: usize| heaps.get(i).copied().flatten();
     conn.hang_up().await;
     let of = |job: &str| -> Vec<RangeRow> {
@@ -70,8 +69,8 @@ pub async fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<Exit> {
 /// `backfill failures`: the rows the job set aside, as a table or JSON.
 pub async fn failures(global: &GlobalArgs, args: &FailuresArgs) -> Result<Exit> {
     let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
+    let (target, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = target.store(&global.state_schema);
     let row = store.load(conn.conn(), &name).await;
     let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
     let failed = store.failures(conn.conn(), &name, args.limit).await?;
@@ -87,8 +86,8 @@ pub async fn failures(global: &GlobalArgs, args: &FailuresArgs) -> Result<Exit> 
 /// `backfill reset`.
 pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
     let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
+    let (target, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = target.store(&global.state_schema);
     let was = store.reset(conn.conn(), &name).await;
     let was = lookup::or_known_jobs(was, &mut conn, &store).await?;
     let forgotten = match was.failures {
@@ -105,8 +104,8 @@ pub async fn reset(global: &GlobalArgs, args: &JobArg) -> Result<Exit> {
 /// `backfill pause`, `resume` and `cancel`.
 pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Result<Exit> {
     let name = lookup::job_name(&args.job)?;
-    let (_, mut conn) = connect(global, &application_name(&name)).await?;
-    let store = Store::new(&global.state_schema);
+    let (target, mut conn) = connect(global, &application_name(&name)).await?;
+    let store = target.store(&global.state_schema);
     let row = store.control(conn.conn(), &name, control).await;
     let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
     let running = row.lease_is_live();

@@ -9,6 +9,9 @@
 //! parameter threaded through the engine, and one place per operation where a new database is
 //! added — the compiler lists every `match` that lacks its arm (ARCHITECTURE.md, "The seam").
 
+mod checks;
+mod disk;
+mod state;
 mod table;
 mod target;
 
@@ -21,11 +24,12 @@ use sqlx::PgConnection;
 use crate::monitor::sample::{Request, Sampled};
 use crate::postgres;
 
+pub use crate::monitor::sample::Backend;
 pub use postgres::catalog::{Catalog, CatalogError};
 pub use postgres::privileges::Privileges;
+pub use postgres::state::RangeSql;
 pub use postgres::{
-    Backend, Failure, ServerError, TargetError, classify, error_chain, gave_up_on_lock,
-    is_row_error,
+    Failure, ServerError, TargetError, classify, error_chain, gave_up_on_lock, is_row_error,
 };
 
 /// One open connection to the database, owned: what a worker, the monitor, the guard or a

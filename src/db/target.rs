@@ -2,6 +2,7 @@
 //! is tried, and connected to as a [`Session`].
 
 use crate::postgres;
+use crate::state::Store;
 
 use super::{Session, TargetError};
 
@@ -31,6 +32,13 @@ impl Target {
             Target::Postgres(t) => Ok(Session::Postgres(
                 t.connect_unlogged(application_name).await?,
             )),
+        }
+    }
+
+    /// The state tables in `schema` on this database, named as it quotes them.
+    pub fn store(&self, schema: &str) -> Store {
+        match self {
+            Target::Postgres(_) => Store::new(schema, postgres::state::quoted),
         }
     }
 

@@ -20,10 +20,6 @@
 //! within −15 % to +7 % on a table of 500,000 rows with a secondary index; compression, other
 //! traffic and the number of checkpoints during the run move it further.
 
-use crate::plan::Plan;
-
-use crate::db::Conn;
-
 /// How many `every` spans of rows the heap grows by with vacuum pacing: the rows changed
 /// before the first vacuum has freed anything, and those changed while a vacuum runs or
 /// before the space it frees is searched (measured on 500,000 rows: 1.5 to 3.5 spans from
@@ -148,19 +144,6 @@ fn stranded(per_row: u64, pending: u64) -> u64 {
         return 0;
     }
     (pending as f64 * (held - takes) as f64 / held as f64) as u64
-}
-
-/// Reads what [`Cost::of`] needs of `plan`'s table, which has `rows` rows (the estimate's
-/// count), for a job that sets `columns`.
-pub async fn read(
-    conn: Conn<'_>,
-    plan: &Plan,
-    columns: &[String],
-    rows: u64,
-) -> Result<Table, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => crate::postgres::disk::estimate::read(c, plan, columns, rows).await,
-    }
 }
 
 #[cfg(test)]

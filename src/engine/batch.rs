@@ -6,13 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
-
-use crate::db::{Conn, Failure, Session, Tx, classify};
+use crate::db::{Conn, Session, Tx};
 use crate::plan::Walk;
-use crate::ranges::ShareError;
-use crate::state::{FailedRow, Key, RangeRow, StateError, idle_in_transaction_timeout};
+use crate::state::{FailedRow, Key, RangeRow, idle_in_transaction_timeout};
 
+use super::BatchError;
 use super::crew::Crew;
 
 /// A batch that committed.
@@ -33,33 +31,6 @@ pub struct Committed {
     /// Under a WAL budget: the WAL charged to the batch, and how long the budget asks to wait
     /// before the next one.
     pub wal: Option<(u64, Duration)>,
-}
-
-/// Why a batch rolled back, or why a worker could not get a range.
-#[derive(Debug, Error)]
-pub enum BatchError {
-    #[error("batch failed")]
-    Sql(#[from] sqlx::Error),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Share(#[from] ShareError),
-    /// The batch's first pending row cannot be backfilled (`on_error = "stop"`).
-    #[error("{0}")]
-    Row(Box<FailedRow>),
-}
-
-impl BatchError {
-    /// Whether to retry, shrink or reconnect; a lost lease is never retried.
-    pub fn failure(&self) -> Failure {
-        match self {
-            BatchError::Sql(e) | BatchError::State(StateError::Database { source: e, .. }) => {
-                classify(e)
-            }
-            BatchError::State(_) | BatchError::Row(_) => Failure::Fatal,
-            BatchError::Share(e) => e.failure(),
-        }
-    }
 }
 
 /// Runs worker `worker`'s batch of up to `size` keys after `range`'s cursor (from the
@@ -104,15 +75,15 @@ pub(super) async fn begin<'c>(
 ) -> Result<Tx<'c>, sqlx::Error> {
     let idle = idle_in_transaction_timeout(crew.r.options.lease_timeout);
     let t = &crew.r.job.timeouts;
-    let budget = charged.filter(|_| crew.has_wal_budget());
+    let budget = charged.filter(|_| crew.brakes.has_wal_budget());
     let (tx, backend, wal_start) = session
         .begin_batch(t.statement, t.lock, idle, budget.is_some())
         .await?;
-    if let Some(monitor) = crew.monitor {
+    if let Some(monitor) = crew.watchers.monitor {
         monitor.batch_started(worker, backend);
     }
     if let (Some(lsn), Some(started)) = (wal_start, budget) {
-        crew.wal_started(worker, lsn, started);
+        crew.brakes.wal_started(worker, lsn, started);
     }
     Ok(tx)
 }
@@ -141,9 +112,9 @@ pub(super) async fn commit(
             done.keys,
         )
         .await?;
-    if crew.has_wal_budget() {
+    if crew.brakes.has_wal_budget() {
         let lsn = tx.conn().wal_position().await?;
-        done.wal = Some(crew.wal_ended(worker, lsn));
+        done.wal = Some(crew.brakes.wal_ended(worker, lsn));
     }
     tx.commit().await?;
     done.elapsed = started.elapsed();

@@ -1,143 +1,61 @@
-//! What the workers of one process share: the run, the heartbeat and the one monitor they all
-//! obey; the condition they are in (running, throttled, paused — reported once for all of
-//! them, not once per worker); the turn that throttled workers take one at a time, so that a
-//! throttled process puts the load of one throttled worker on the database whatever
-//! `--workers` says; the job's totals for events, with the total rows refined from what the
-//! walk has seen (`total.rs`); what the heartbeat publishes; the rows it commits, for vacuum
-//! pacing; the halt that stops every worker when one of them meets an error the job cannot go
-//! on from; the latency guard they all read; and the process's WAL budget, which every batch
-//! is charged to (`pace::WalBudget`).
+//! What the workers of one process share, in a few named parts: the run itself (`r`, the
+//! ranges, the heartbeat); the [`Watchers`] they all obey (the one monitor and the latency
+//! guard); the [`Brakes`] they all answer to (the process's WAL budget, `pace::WalBudget`,
+//! and the turn that throttled workers take one at a time, so that a throttled process puts
+//! the load of one throttled worker on the database whatever `--workers` says); the [`Stops`]
+//! (Ctrl-C, and the halt that stops every worker when one meets an error the job cannot go on
+//! from); and the [`Ledger`] of the job's totals, rates and condition.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{MutexGuard, mpsc, watch};
 
-use crate::event::{Event, signal_name};
+use crate::event::Event;
 use crate::guard::Guard;
-use crate::monitor::{Action, Decision, Monitor, Signal};
+use crate::monitor::{BatchWatch, Decision, Monitor};
 use crate::ranges::Share;
-use crate::state::{Holder, JobRow, Live};
+use crate::state::Holder;
 
-use super::Run;
+use super::BatchError;
+use super::condition::Condition;
 use super::heartbeat::Heartbeat;
+use super::ledger::{Estimated, Ledger};
 use super::pace::WalBudget;
-use super::total;
 use super::vacuum::Feed;
-
-/// What the process is doing about the database's state and the operator's requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Condition {
-    Running,
-    Throttled {
-        signal: Option<Signal>,
-        reason: String,
-    },
-    /// `signal` is `None` for an operator's pause.
-    Paused {
-        signal: Option<Signal>,
-        reason: String,
-    },
-    /// Running, but the latency guard holds the run back: its probe's recent p90 against the
-    /// baseline, and `probe 4.1 ms (baseline 1.2 ms)`.
-    Guarded {
-        probe: Duration,
-        baseline: Duration,
-        reason: String,
-    },
-}
-
-impl Condition {
-    pub(super) fn of(decision: &Decision) -> Condition {
-        let (signal, reason) = (decision.signal, decision.reason.clone());
-        match decision.action {
-            Action::Go => Condition::Running,
-            Action::Throttle => Condition::Throttled { signal, reason },
-            Action::Pause | Action::Yield => Condition::Paused { signal, reason },
-        }
-    }
-
-    /// Same state for the same signal: not worth another event even if the numbers in the
-    /// reason moved.
-    fn same_as(&self, other: &Condition) -> bool {
-        use Condition::*;
-        match (self, other) {
-            (Running, Running) => true,
-            (Throttled { signal: a, .. }, Throttled { signal: b, .. })
-            | (Paused { signal: a, .. }, Paused { signal: b, .. }) => a == b,
-            (Guarded { .. }, Guarded { .. }) => true,
-            _ => false,
-        }
-    }
-
-    /// The note published for `status`: `paused: …`, `throttled: …`, `guarded: …`, or none
-    /// at full speed.
-    fn note(&self) -> Option<String> {
-        match self {
-            Condition::Running => None,
-            Condition::Throttled { reason, .. } => Some(format!("throttled: {reason}")),
-            Condition::Paused { reason, .. } => Some(format!("paused: {reason}")),
-            Condition::Guarded { reason, .. } => Some(format!("guarded: {reason}")),
-        }
-    }
-}
-
-/// What the workers share that changes.
-struct Shared {
-    condition: Condition,
-    /// Recent rows per second of each range a worker walks.
-    rates: BTreeMap<u32, f64>,
-    /// Rows, batches and keys walked this process committed since it started.
-    rows_here: u64,
-    batches_here: u64,
-    keys_here: u64,
-}
-
-/// The job's totals after a batch, as far as this process knows (other processes' batches come
-/// with the heartbeat).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Totals {
-    pub rows_done: u64,
-    pub batches_done: u64,
-    /// Rows the job is now expected to change in all ([`total::total`]).
-    pub total_estimate: u64,
-}
+use super::{EngineError, Run};
 
 /// The workers' common ground; see the module header.
 pub(super) struct Crew<'r, 'a> {
     pub r: &'r Run<'a>,
     pub share: Share<'r>,
     pub heartbeat: &'r Heartbeat,
-    /// `None` when `[throttle] enabled = false`.
-    pub monitor: Option<&'r Monitor>,
-    /// Vacuum pacing's count of changed rows; `None` when the run does not pace.
-    feed: Option<&'r Feed>,
-    /// `None` unless `[guard] enabled = true`.
-    guard: Option<&'r Guard>,
-    /// `None` without `[throttle] max_wal_rate`.
-    wal: Option<Mutex<WalBudget>>,
-    /// The job's totals when this process started.
-    start: (u64, u64),
-    /// What was estimated when this process started.
-    estimate: Estimated,
+    pub watchers: Watchers<'r>,
+    pub brakes: Brakes,
+    pub stops: Stops,
+    pub ledger: Ledger<'r>,
     events: mpsc::UnboundedSender<Event>,
-    shutdown: watch::Receiver<bool>,
-    halt: watch::Sender<bool>,
-    turn: tokio::sync::Mutex<()>,
-    shared: Mutex<Shared>,
 }
 
-/// The estimates a process starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Estimated {
-    /// Rows still pending.
-    pub pending: u64,
-    /// Keys left in the ranges not done yet (`None`: a range has no estimate).
-    pub keys_left: Option<u64>,
-    /// Rows in the table, as the start's estimate found them (what vacuum pacing's
-    /// `every = "5%"` is a share of).
-    pub table_rows: Option<u64>,
+/// The monitor and the latency guard, when they run.
+pub(super) struct Watchers<'r> {
+    /// `None` when `[throttle] enabled = false`.
+    pub monitor: Option<&'r Monitor>,
+    /// `None` unless `[guard] enabled = true`.
+    pub guard: Option<&'r Guard>,
+}
+
+/// The process's WAL budget and the throttled workers' turn.
+pub(super) struct Brakes {
+    /// `None` without `[throttle] max_wal_rate`.
+    wal: Option<Mutex<WalBudget>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// Ctrl-C or SIGTERM, and the crew's halt.
+pub(super) struct Stops {
+    shutdown: watch::Receiver<bool>,
+    halt: watch::Sender<bool>,
 }
 
 /// What a new crew starts from.
@@ -145,11 +63,9 @@ pub(super) struct Start<'r, 'a> {
     pub r: &'r Run<'a>,
     pub share: Share<'r>,
     pub heartbeat: &'r Heartbeat,
-    pub monitor: Option<&'r Monitor>,
+    pub watchers: Watchers<'r>,
     /// Vacuum pacing's count of changed rows, when the run paces.
     pub feed: Option<&'r Feed>,
-    /// The latency guard, when `[guard] enabled = true`.
-    pub guard: Option<&'r Guard>,
     /// The job's rows and batches done when this process started.
     pub totals: (u64, u64),
     /// What was estimated when this process started.
@@ -160,32 +76,22 @@ pub(super) struct Start<'r, 'a> {
 
 impl<'r, 'a> Crew<'r, 'a> {
     pub fn new(s: Start<'r, 'a>) -> Crew<'r, 'a> {
+        let rate = s.r.job.throttle.max_wal_rate;
         Crew {
             r: s.r,
             share: s.share,
             heartbeat: s.heartbeat,
-            monitor: s.monitor,
-            feed: s.feed,
-            guard: s.guard,
-            wal: s
-                .r
-                .job
-                .throttle
-                .max_wal_rate
-                .map(|rate| Mutex::new(WalBudget::new(rate))),
-            start: s.totals,
-            estimate: s.estimate,
+            watchers: s.watchers,
+            brakes: Brakes {
+                wal: rate.map(|rate| Mutex::new(WalBudget::new(rate))),
+                turn: tokio::sync::Mutex::new(()),
+            },
+            stops: Stops {
+                shutdown: s.shutdown,
+                halt: watch::channel(false).0,
+            },
+            ledger: Ledger::new(s.heartbeat, s.feed, s.totals, s.estimate),
             events: s.events,
-            shutdown: s.shutdown,
-            halt: watch::channel(false).0,
-            turn: tokio::sync::Mutex::new(()),
-            shared: Mutex::new(Shared {
-                condition: Condition::Running,
-                rates: BTreeMap::new(),
-                rows_here: 0,
-                batches_here: 0,
-                keys_here: 0,
-            }),
         }
     }
 }
@@ -211,22 +117,29 @@ impl Crew<'_, '_> {
         let _ = self.events.send(make(self.job().to_owned()));
     }
 
-    /// Ctrl-C or SIGTERM, for one worker to watch.
-    pub fn shutdown(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
+    /// Takes on `condition` for the whole process (see [`Ledger::enter`]), with its event.
+    pub fn enter(&self, condition: Condition) {
+        let announce = |c: &Condition| self.send(|job| c.event(job));
+        self.ledger.enter(condition, announce);
     }
 
-    /// Stops every worker after its current batch: one of them met an error the job cannot go
-    /// on from.
-    pub fn halt(&self) {
-        self.halt.send_replace(true);
+    /// The database stayed out of reach for `--reconnect-timeout`.
+    pub fn unreachable(&self, source: BatchError) -> EngineError {
+        EngineError::Unreachable {
+            target: self.r.target.describe(),
+            waited: self.r.options.reconnect_timeout,
+            source,
+        }
     }
 
-    /// The halt, for one worker to watch.
-    pub fn halted(&self) -> watch::Receiver<bool> {
-        self.halt.subscribe()
+    /// The longest a heartbeat may be late before a worker must check that its leases are
+    /// still its own (the process may have been frozen, or cut off, for a while).
+    pub fn beat_in_doubt_after(&self) -> Duration {
+        self.r.options.lease_timeout / 2
     }
+}
 
+impl Watchers<'_> {
     /// The monitor's decisions, if it runs.
     pub fn decisions(&self) -> Option<watch::Receiver<Option<Decision>>> {
         self.monitor.map(Monitor::decisions)
@@ -235,6 +148,13 @@ impl Crew<'_, '_> {
     /// The monitor's latest decision, if it runs and has made one.
     pub fn decision(&self) -> Option<Decision> {
         self.monitor.and_then(|m| m.decisions().borrow().clone())
+    }
+
+    /// What the monitor saw of `worker`'s batch that just ended (nothing without a monitor).
+    pub fn batch_ended(&self, worker: u32) -> BatchWatch {
+        self.monitor
+            .map(|m| m.batch_ended(worker))
+            .unwrap_or_default()
     }
 
     /// The guard's back-off now: the sleep after each batch in multiples of its time (0 when
@@ -254,7 +174,9 @@ impl Crew<'_, '_> {
             _ => condition,
         }
     }
+}
 
+impl Brakes {
     /// Whether batches read the WAL position for a budget.
     pub fn has_wal_budget(&self) -> bool {
         self.wal.is_some()
@@ -288,145 +210,22 @@ impl Crew<'_, '_> {
     pub async fn turn(&self) -> MutexGuard<'_, ()> {
         self.turn.lock().await
     }
+}
 
-    /// Takes on `condition` for the whole process: an event when it differs from the current
-    /// one in kind or signal, and the note for `status` when anything in it changed.
-    pub fn enter(&self, condition: Condition) {
-        let Ok(mut shared) = self.shared.lock() else {
-            return;
-        };
-        if !shared.condition.same_as(&condition) {
-            let job = self.job().to_owned();
-            let event = match &condition {
-                Condition::Running => Event::Running { job },
-                Condition::Throttled { signal, reason } => Event::Throttled {
-                    job,
-                    reason: reason.clone(),
-                    signal: signal.as_ref().map(signal_name),
-                },
-                Condition::Paused { signal, reason } => Event::Paused {
-                    job,
-                    reason: reason.clone(),
-                    signal: signal.as_ref().map(signal_name),
-                },
-                Condition::Guarded {
-                    probe,
-                    baseline,
-                    reason,
-                } => Event::Guarded {
-                    job,
-                    reason: reason.clone(),
-                    probe_ms: probe.as_secs_f64() * 1000.0,
-                    baseline_ms: baseline.as_secs_f64() * 1000.0,
-                },
-            };
-            let _ = self.events.send(event);
-        }
-        // Every batch passes here: publish only what changed.
-        if shared.condition != condition {
-            shared.condition = condition;
-            self.publish(&shared);
-        }
+impl Stops {
+    /// Ctrl-C or SIGTERM, for one worker to watch.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
     }
 
-    /// Records a batch of `rows` in `keys` keys committed by this process in `relation` (and
-    /// feeds vacuum pacing): the job's totals as far as this process knows.
-    pub fn committed(&self, relation: &str, rows: u64, keys: u32) -> Totals {
-        if let Some(feed) = self.feed {
-            feed.add(relation, rows);
-        }
-        let Ok(mut shared) = self.shared.lock() else {
-            return Totals {
-                rows_done: self.start.0,
-                batches_done: self.start.1,
-                total_estimate: self.start.0 + self.estimate.pending,
-            };
-        };
-        shared.rows_here += rows;
-        shared.batches_here += 1;
-        shared.keys_here += u64::from(keys);
-        let beat = self.heartbeat.beat().job;
-        let (rows_done, batches_done) = self.done(&shared, beat.as_ref());
-        // Both figures of the keys left are too high, each stale in its own way (the start's
-        // misses other processes' batches, the heartbeat's the latest of ours): the lower is
-        // the nearer.
-        let since_start = self
-            .estimate
-            .keys_left
-            .map(|k| k.saturating_sub(shared.keys_here));
-        let keys_left = match (since_start, beat.and_then(|job| job.keys_left)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let total_estimate = total::total(&total::Seen {
-            rows_done,
-            start_done: self.start.0,
-            start_pending: self.estimate.pending,
-            keys_walked: shared.keys_here,
-            rows_changed: shared.rows_here,
-            keys_left,
-            batch: keys,
-        });
-        Totals {
-            rows_done,
-            batches_done,
-            total_estimate,
-        }
+    /// Stops every worker after its current batch: one of them met an error the job cannot go
+    /// on from.
+    pub fn halt(&self) {
+        self.halt.send_replace(true);
     }
 
-    /// The job's rows and batches done so far, as far as this process knows.
-    pub fn totals(&self) -> (u64, u64) {
-        let beat = self.heartbeat.beat().job;
-        match self.shared.lock() {
-            Ok(shared) => self.done(&shared, beat.as_ref()),
-            Err(_) => self.start,
-        }
-    }
-
-    /// What this process found at its start plus what it committed since, or the job's row as
-    /// the last heartbeat read it (other processes' batches included), whichever is further.
-    fn done(&self, shared: &Shared, beat: Option<&JobRow>) -> (u64, u64) {
-        let here = (
-            self.start.0 + shared.rows_here,
-            self.start.1 + shared.batches_here,
-        );
-        match beat {
-            Some(job) => (here.0.max(job.rows_done), here.1.max(job.batches_done)),
-            None => here,
-        }
-    }
-
-    /// Sets (or, with `None`, forgets) the recent rate of the worker walking `range`.
-    pub fn rate(&self, range: u32, rate: Option<f64>) {
-        let Ok(mut shared) = self.shared.lock() else {
-            return;
-        };
-        let changed = match rate {
-            Some(rate) => shared.rates.insert(range, rate) != Some(rate),
-            None => shared.rates.remove(&range).is_some(),
-        };
-        if changed {
-            self.publish(&shared);
-        }
-    }
-
-    /// Hands the heartbeat what it publishes next: every worker's rate (none while paused,
-    /// when rates mean nothing) and the condition's note.
-    fn publish(&self, shared: &Shared) {
-        let paused = matches!(shared.condition, Condition::Paused { .. });
-        self.heartbeat.publish(Live {
-            rates: if paused {
-                vec![]
-            } else {
-                shared.rates.iter().map(|(r, v)| (*r, *v)).collect()
-            },
-            note: shared.condition.note(),
-        });
-    }
-
-    /// The longest a heartbeat may be late before a worker must check that its leases are
-    /// still its own (the process may have been frozen, or cut off, for a while).
-    pub fn beat_in_doubt_after(&self) -> Duration {
-        self.r.options.lease_timeout / 2
+    /// The halt, for one worker to watch.
+    pub fn halted(&self) -> watch::Receiver<bool> {
+        self.halt.subscribe()
     }
 }

@@ -7,21 +7,38 @@ use std::time::Instant;
 use crate::db::Session;
 use tokio::sync::watch;
 
-use crate::disk;
 use crate::event::Event;
 
-use super::lead::Lead;
 use super::vacuum::Vacuum;
-use super::worker::{End, Stop};
-use super::{EngineError, Outcome, application_name, connect};
+use super::{EngineError, Outcome, Run, application_name, connect};
 
-impl Lead<'_, '_> {
+/// Why a worker stopped before the job was done, least to most decisive for how the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// `backfill cancel`.
+    Cancelled,
+    /// Another worker of this process met an error.
+    Halted,
+}
+
+/// How a worker ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// Every range of the job is done.
+    AllDone,
+    Stopped(Stop),
+}
+
+impl Run<'_> {
     /// How the run ended, from how each worker ended: the first error, else a cancel, else an
     /// interruption, else done — with the job's totals as stored (as this process counted
     /// them, if the row cannot be read now; then no final vacuum either), and the event that
-    /// says so.
+    /// says so. `joined`: this process joined a job another process runs.
     pub(super) async fn outcome(
         &self,
+        joined: bool,
         results: Vec<Result<End, EngineError>>,
         conn: &mut Session,
         end: Ending<'_, '_>,
@@ -35,8 +52,8 @@ impl Lead<'_, '_> {
                 End::Stopped(s) => stop = stop.max(Some(s)),
             }
         }
-        let job = self.r.job.name.clone();
-        let row = match self.r.store.load(conn.conn(), &job).await {
+        let job = self.job.name.clone();
+        let row = match self.store.load(conn.conn(), &job).await {
             Ok(row) => Some(row),
             Err(e) => {
                 tracing::debug!("cannot read the job's totals at the end: {e}");
@@ -55,24 +72,23 @@ impl Lead<'_, '_> {
                 Outcome::Interrupted { rows_done }
             }
             None => {
-                let table = &self.r.plan.table;
+                let table = &self.plan.table;
                 let vacuum = match end.vacuum {
-                    Some(_) if self.r.options.retry_failures => {
+                    Some(_) if self.options.retry_failures => {
                         let changed = rows_done.saturating_sub(end.rows_at_start);
-                        let table_rows =
-                            disk::counted_rows(conn.conn(), table).await.ok().flatten();
+                        let table_rows = conn.conn().counted_rows(table).await.ok().flatten();
                         end.vacuum
                             .filter(|_| super::vacuum::retry_vacuums(changed, table_rows))
                     }
                     other => other,
                 };
                 if let (Some(vacuum), Some(row)) = (vacuum, &row) {
-                    let finisher = (row, self.joined);
+                    let finisher = (row, joined);
                     if vacuum
                         .finish(conn, table, finisher, end.shutdown, emit)
                         .await
                     {
-                        *conn = connect(self.r.target, &application_name(&job)).await?;
+                        *conn = connect(self.target, &application_name(&job)).await?;
                     }
                 }
                 emit(&Event::Finished {
@@ -81,7 +97,7 @@ impl Lead<'_, '_> {
                     batches_done,
                     elapsed_ms: crate::event::millis(end.started.elapsed()),
                     heap_bytes_before: end.heap_bytes_start,
-                    heap_bytes_after: disk::heap_bytes(conn.conn(), table).await.ok(),
+                    heap_bytes_after: conn.conn().heap_bytes(table).await.ok(),
                 });
                 Outcome::Finished {
                     rows_done,

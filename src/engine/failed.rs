@@ -13,9 +13,12 @@ use crate::db::{ServerError, is_row_error};
 use crate::event::Event;
 use crate::state::FailedRow;
 
+use super::BatchError;
 use super::EngineError;
-use super::batch::{self, BatchError};
-use super::worker::{End, Failures, Step, Worker};
+use super::batch;
+use super::end::End;
+use super::streak::Streak;
+use super::worker::{Step, Worker};
 
 /// Failed rows read at a time.
 const PAGE: u32 = 100;
@@ -33,7 +36,7 @@ impl Worker<'_, '_, '_> {
     /// was tried.
     pub(super) async fn retry_failed(&mut self) -> Result<End, EngineError> {
         let mut after = None;
-        let mut failures = Failures::default();
+        let mut failures = Streak::default();
         loop {
             let page = match self.failed_rows(after).await {
                 Ok(page) => page,
@@ -62,7 +65,7 @@ impl Worker<'_, '_, '_> {
         after: Option<i64>,
     ) -> Result<Vec<(i64, FailedRow)>, BatchError> {
         let (store, job) = (self.crew.r.store, self.crew.job());
-        let mut tx = self.conn.begin_read_only().await?;
+        let mut tx = self.link.session.begin_read_only().await?;
         let page = store.failures_after(tx.conn(), job, after, PAGE).await?;
         tx.commit().await?;
         Ok(page)
@@ -73,7 +76,7 @@ impl Worker<'_, '_, '_> {
     async fn retry_row(
         &mut self,
         row: &FailedRow,
-        failures: &mut Failures,
+        failures: &mut Streak,
     ) -> Result<Option<End>, EngineError> {
         loop {
             let throttled = match self.obey().await? {
@@ -81,23 +84,19 @@ impl Worker<'_, '_, '_> {
                 Step::Batch { throttled } => throttled,
             };
             let turn = if throttled {
-                Some(self.crew.turn().await)
+                Some(self.crew.brakes.turn().await)
             } else {
                 None
             };
             let result = self.fill(row).await;
-            let seen = self
-                .crew
-                .monitor
-                .map(|m| m.batch_ended(self.id))
-                .unwrap_or_default();
+            let seen = self.crew.watchers.batch_ended(self.id);
             drop(turn);
             let worker = self.id;
             match result {
                 Ok(Retried::Filled { rows }) => {
-                    *failures = Failures::default();
-                    let rows_done = self.crew.committed(&row.relation, rows, 0).rows_done;
-                    self.send(|job| Event::Filled {
+                    *failures = Streak::default();
+                    let rows_done = self.crew.ledger.committed(&row.relation, rows, 0).rows_done;
+                    self.crew.send(|job| Event::Filled {
                         job,
                         worker,
                         row: row.row(),
@@ -107,8 +106,8 @@ impl Worker<'_, '_, '_> {
                     return Ok(None);
                 }
                 Ok(Retried::Again(again)) => {
-                    *failures = Failures::default();
-                    self.send(|job| Event::Skipped {
+                    *failures = Streak::default();
+                    self.crew.send(|job| Event::Skipped {
                         job,
                         worker,
                         range: None,
@@ -120,7 +119,12 @@ impl Worker<'_, '_, '_> {
                     return Ok(None);
                 }
                 Err(_) if seen.yielded => {
-                    let reason = self.crew.decision().map(|d| d.reason).unwrap_or_default();
+                    let reason = self
+                        .crew
+                        .watchers
+                        .decision()
+                        .map(|d| d.reason)
+                        .unwrap_or_default();
                     tracing::debug!("retry of row {} yielded: {reason}", row.row());
                 }
                 Err(e) => {
@@ -139,7 +143,7 @@ impl Worker<'_, '_, '_> {
         let crew = self.crew;
         let (store, job, plan) = (crew.r.store, crew.job(), crew.r.plan);
         let walk = plan.walk_of(&row.relation).unwrap_or(&plan.walk);
-        let mut tx = batch::begin(&mut self.conn, crew, self.id, None).await?;
+        let mut tx = batch::begin(&mut self.link.session, crew, self.id, None).await?;
         let mut savepoint = tx.savepoint().await?;
         let update = savepoint.conn().update_key(walk, &row.key).await;
         let retried = match update {

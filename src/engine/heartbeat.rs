@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::db::Target;
-use crate::disk;
 use crate::state::{HEARTBEAT_EVERY, JobRow, Live, Owner, StateError, Store};
 
 /// What the last heartbeat learned.
@@ -125,7 +124,7 @@ async fn beat_loop(
             .await
         {
             Ok(job) => {
-                let heap_bytes = disk::heap_bytes(c.conn(), &lease.table).await.ok();
+                let heap_bytes = c.conn().heap_bytes(&lease.table).await.ok();
                 beat.send_replace(Beat {
                     control: job.control.clone(),
                     lost: None,

@@ -14,9 +14,10 @@ use crate::monitor::Monitor;
 use crate::ranges::Share;
 use crate::state::JobRow;
 
-use super::crew::{Crew, Estimated, Start};
+use super::crew::{Crew, Start, Watchers};
 use super::end::Ending;
 use super::heartbeat::Heartbeat;
+use super::ledger::Estimated;
 use super::total;
 use super::vacuum::{Feed, Vacuum};
 use super::worker::Worker;
@@ -165,8 +166,7 @@ impl Lead<'_, '_> {
             r: self.r,
             share: self.share,
             heartbeat: self.heartbeat,
-            monitor,
-            guard,
+            watchers: Watchers { monitor, guard },
             feed: vacuum.as_ref().filter(|v| v.paces()).map(|_| &feed),
             totals: (row.rows_done, row.batches_done),
             estimate,
@@ -232,10 +232,13 @@ impl Lead<'_, '_> {
             vacuum: vacuum.as_ref(),
             shutdown: final_stop,
             heap_bytes_start: row.heap_bytes_start,
-            counted: crew.totals(),
+            counted: crew.ledger.totals(),
             rows_at_start: row.rows_done,
         };
-        let outcome = self.outcome(results, &mut conn, end, emit).await;
+        let outcome = self
+            .r
+            .outcome(self.joined, results, &mut conn, end, emit)
+            .await;
         (outcome, Some(conn))
     }
 }

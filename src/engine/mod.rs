@@ -20,18 +20,21 @@
 
 mod backoff;
 mod batch;
+mod condition;
 mod crew;
 mod end;
 mod failed;
 mod heartbeat;
 mod lead;
+mod ledger;
+mod link;
 mod narrow;
 pub mod pace;
 pub mod sizer;
 mod start;
+mod streak;
 mod total;
 mod vacuum;
-mod walk;
 mod worker;
 
 use std::time::Duration;
@@ -40,13 +43,13 @@ use crate::db::Session;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::{Target, error_chain};
-use crate::disk::{self, Vacuums};
+use crate::db::RangeSql;
+use crate::db::{Failure, Target, classify, error_chain};
+use crate::disk::Vacuums;
 use crate::event::Event;
 use crate::job::Job;
 use crate::lockwait::LockWaitError;
 use crate::plan::Plan;
-use crate::postgres::state::RangeSql;
 use crate::ranges::{Share, ShareError};
 use crate::state::{Admission, Claim, FailedRow, Owner, Release, StateError, Store};
 
@@ -134,14 +137,14 @@ pub enum EngineError {
     Batch {
         at: String,
         #[source]
-        source: batch::BatchError,
+        source: BatchError,
     },
     #[error("{at} failed {attempts} times in a row; the job stopped with its checkpoint intact")]
     GaveUp {
         at: String,
         attempts: u32,
         #[source]
-        source: batch::BatchError,
+        source: BatchError,
     },
     #[error(
         "lost the database at {target} and could not get it back within {}; the checkpoint is intact, run again to resume",
@@ -151,7 +154,7 @@ pub enum EngineError {
         target: String,
         waited: Duration,
         #[source]
-        source: batch::BatchError,
+        source: BatchError,
     },
     #[error("{0}")]
     LeaseLost(String),
@@ -163,6 +166,33 @@ pub enum EngineError {
          [batch] on_error = \"skip\" to set such rows aside and go on"
     )]
     Row(Box<FailedRow>),
+}
+
+/// Why a batch rolled back, or why a worker could not get a range.
+#[derive(Debug, Error)]
+pub enum BatchError {
+    #[error("batch failed")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Share(#[from] ShareError),
+    /// The batch's first pending row cannot be backfilled (`on_error = "stop"`).
+    #[error("{0}")]
+    Row(Box<FailedRow>),
+}
+
+impl BatchError {
+    /// Whether to retry, shrink or reconnect; a lost lease is never retried.
+    pub fn failure(&self) -> Failure {
+        match self {
+            BatchError::Sql(e) | BatchError::State(StateError::Database { source: e, .. }) => {
+                classify(e)
+            }
+            BatchError::State(_) | BatchError::Row(_) => Failure::Fatal,
+            BatchError::Share(e) => e.failure(),
+        }
+    }
 }
 
 /// For [`LockWait::step`], which looks through the causes for a lock timeout.
@@ -208,7 +238,7 @@ pub async fn run(
     let mut conn = connect(r.target, &app).await?;
     r.store.ensure(conn.conn(), r.job.timeouts.lock).await?;
     // Unknown while DDL holds the table: the job's start is then recorded by a later run.
-    let heap_bytes = disk::heap_bytes(conn.conn(), &r.plan.table).await.ok();
+    let heap_bytes = conn.conn().heap_bytes(&r.plan.table).await.ok();
     if r.options.retry_failures
         && r.store
             .failures(conn.conn(), &r.job.name, 1)

@@ -23,10 +23,10 @@ use crate::job::OnError;
 use crate::plan::Walk;
 use crate::state::{FailedRow, Key, RangeRow};
 
+use super::BatchError;
 use super::EngineError;
-use super::batch::{self, BatchError, Committed};
+use super::batch::{self, Committed};
 use super::crew::Crew;
-use super::worker::Worker;
 use bisect::{Bisect, Step};
 
 /// Whether a failed batch is worth narrowing down: its `UPDATE` (or key walk) failed on a
@@ -150,23 +150,25 @@ fn failed_row(crew: &Crew<'_, '_>, walk: &Walk, key: &Key, error: ServerError) -
     }
 }
 
-impl Worker<'_, '_, '_> {
-    /// After a narrowed batch committed: the error that stops the walk at `failed`
-    /// (`on_error = "stop"`), or, for a row set aside, the event that says so.
-    pub(super) fn stopped_at(&self, range: u32, failed: Box<FailedRow>) -> Option<EngineError> {
-        if self.crew.r.job.batch.on_error == OnError::Stop {
-            return Some(EngineError::Row(failed));
-        }
-        let worker = self.id;
-        self.send(|job| Event::Skipped {
-            job,
-            worker,
-            range: Some(range),
-            row: failed.row(),
-            key: failed.key.clone(),
-            sqlstate: failed.sqlstate.clone(),
-            message: failed.reason(),
-        });
-        None
+/// After a narrowed batch committed: the error that stops the walk at `failed`
+/// (`on_error = "stop"`), or, for a row set aside, the event that says so.
+pub(super) fn stop_or_skip(
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    range: u32,
+    failed: Box<FailedRow>,
+) -> Option<EngineError> {
+    if crew.r.job.batch.on_error == OnError::Stop {
+        return Some(EngineError::Row(failed));
     }
+    crew.send(|job| Event::Skipped {
+        job,
+        worker,
+        range: Some(range),
+        row: failed.row(),
+        key: failed.key.clone(),
+        sqlstate: failed.sqlstate.clone(),
+        message: failed.reason(),
+    });
+    None
 }

@@ -10,14 +10,14 @@ use tokio::sync::watch;
 use crate::event::Event;
 use crate::guard::{self, Guard};
 use crate::job::Timeouts;
-use crate::lockwait::{LOCK_TIMEOUT, LockWait, Note};
+use crate::lockwait::{LockWait, Note};
 use crate::monitor::{Monitor, Watch};
-use crate::preflight;
+use crate::plan::START_LOCK_TIMEOUT;
 use crate::ranges::Share;
 use crate::state::{JobRow, Live};
 
-use super::crew::Estimated;
 use super::lead::Lead;
+use super::ledger::Estimated;
 use super::{EngineError, guard_application_name, monitor_application_name, own_sessions};
 
 impl Lead<'_, '_> {
@@ -35,7 +35,7 @@ impl Lead<'_, '_> {
     ) -> Result<Option<Estimated>, EngineError> {
         let (r, table) = (self.r, || self.r.plan.table.clone());
         let timeouts = Timeouts {
-            lock: LOCK_TIMEOUT,
+            lock: START_LOCK_TIMEOUT,
             ..r.job.timeouts
         };
         let share = Share {
@@ -73,7 +73,9 @@ impl Lead<'_, '_> {
                     table_rows: None,
                 });
             }
-            let pending = preflight::pending_rows(conn.conn(), r.plan, r.options.exact_count)
+            let pending = conn
+                .conn()
+                .pending_rows(r.plan, r.options.exact_count)
                 .await
                 .map_err(|source| EngineError::Estimate {
                     table: table(),

@@ -28,7 +28,6 @@ use tokio::task::JoinHandle;
 use crate::db::{Backend, Session, Target, error_chain};
 use crate::job::ThrottlePolicy;
 
-pub use crate::postgres::sample::throttle_query_sql;
 use once::MIN_SAMPLE_TIMEOUT;
 pub use once::{table_lock, wal_retention};
 pub use policy::{Action, Decision, Signal};

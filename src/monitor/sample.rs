@@ -5,9 +5,18 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::db::Backend;
-
 use super::policy::{Load, Locks, Wal};
+
+/// The server process a transaction runs on, identified together with the transaction's start:
+/// behind PgBouncer the pid alone may belong to another client's transaction a moment later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// The server process (`pg_backend_pid()` on PostgreSQL).
+    pub pid: i32,
+    /// `now()` (the transaction's start) in microseconds since the epoch, computed the same way
+    /// as from `pg_stat_activity.xact_start` in the sample (`crate::postgres::OUR_BACKENDS`).
+    pub xact_start_us: i64,
+}
 
 /// What one sample read; `load` and `throttle_query` only on a full sample.
 pub struct Sampled {

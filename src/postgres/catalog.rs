@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row as _};
 use thiserror::Error;
 
 use crate::job::Job;
-use crate::lockwait::LOCK_TIMEOUT;
+use crate::plan::START_LOCK_TIMEOUT;
 use crate::postgres::{
     NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_bounded, server_version, statement, version_name,
 };
@@ -175,7 +175,7 @@ const TRIGGERS: &str = "SELECT tgname::text FROM pg_trigger \
 impl Catalog {
     /// Reads the table's facts in one read-only transaction and checks the job against them.
     /// Only `pg_partition_tree` locks anything (the partitions, `ACCESS SHARE`), and never for
-    /// longer than [`LOCK_TIMEOUT`]: the caller waits for DDL before, not in, the read.
+    /// longer than [`START_LOCK_TIMEOUT`]: the caller waits for DDL before, not in, the read.
     pub async fn read(conn: &mut PgConnection, job: &Job) -> Result<Catalog, CatalogError> {
         let table = job.table.to_string();
         let db = |source| CatalogError::Database {
@@ -189,7 +189,7 @@ impl Catalog {
             });
         }
         // No statement_timeout (0): catalog reads are short; only their lock wait is bounded.
-        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, LOCK_TIMEOUT, true)
+        let (mut tx, _) = begin_bounded(conn, Duration::ZERO, START_LOCK_TIMEOUT, true)
             .await
             .map_err(db)?;
         let resolved = statement(RESOLVE)

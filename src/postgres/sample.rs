@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::{PgConnection, Row as _};
 
+use crate::monitor::sample::Backend;
 use crate::monitor::sample::{Request, Sampled};
-use crate::postgres::{Backend, OUR_BACKENDS, begin_bounded, statement};
+use crate::postgres::{OUR_BACKENDS, begin_bounded, statement};
 
 use crate::monitor::policy::{
     Archiver, Autovacuum, Load, Locks, Replica, Session, Slot, TableLock, Wal,

@@ -13,22 +13,13 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgArguments;
+
+use crate::monitor::sample::Backend;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Postgres, Row as _, Transaction};
 
 /// A statement ready for binds: unnamed, so it works behind PgBouncer's transaction pooling.
 pub fn statement(sql: &str) -> sqlx::query::Query<'static, Postgres, PgArguments> {
     sqlx::query(AssertSqlSafe(sql.to_owned())).persistent(false)
-}
-
-/// The server process a transaction runs on, identified together with the transaction's start:
-/// behind PgBouncer the pid alone may belong to another client's transaction a moment later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backend {
-    /// `pg_backend_pid()`.
-    pub pid: i32,
-    /// `now()` (the transaction's start) in microseconds since the epoch, computed the same way
-    /// as from `pg_stat_activity.xact_start` in [`OUR_BACKENDS`].
-    pub xact_start_us: i64,
 }
 
 /// A join that keeps, of `pg_stat_activity` (or the function behind it) aliased `a`, exactly

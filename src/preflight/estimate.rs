@@ -14,10 +14,6 @@
 
 use std::fmt;
 
-use crate::plan::Plan;
-
-use crate::db::Conn;
-
 /// About this many blocks are read for an estimate (16 MiB with 8 kB blocks): enough for a
 /// few percent of error on a uniform table, and well under a second from disk.
 pub(crate) const SAMPLE_BLOCKS: u64 = 2000;
@@ -66,20 +62,6 @@ pub(crate) fn percent_text(percent: f64) -> String {
     } else {
         let decimals = (1.0 - percent.log10().floor()).clamp(1.0, 6.0) as usize;
         format!("{percent:.decimals$}%")
-    }
-}
-
-/// Rows still matching `where`: counted with `exact`, else estimated as the module says. One
-/// read-only transaction; reads at most [`SAMPLE_BLOCKS`] blocks unless `exact`.
-pub async fn pending_rows(
-    conn: Conn<'_>,
-    plan: &Plan,
-    exact: bool,
-) -> Result<Estimate, sqlx::Error> {
-    match conn {
-        Conn::Postgres(c) => {
-            crate::postgres::preflight::estimate::pending_rows(c, plan, exact).await
-        }
     }
 }
 

@@ -221,17 +221,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_last_word_replaces_the_live_bar() {
+    /// A reporter drawing its bars on a screen the test reads.
+    fn on_screen() -> (Screen, Reporter) {
         let screen = Screen::default();
         let target = indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone()));
-        let mut reporter = Reporter {
+        let reporter = Reporter {
             tracks: HashMap::new(),
             output: Output::Bar(Bars {
                 multi: MultiProgress::with_draw_target(target),
                 bars: HashMap::new(),
             }),
         };
+        (screen, reporter)
+    }
+
+    #[test]
+    fn the_last_word_replaces_the_live_bar() {
+        let (screen, mut reporter) = on_screen();
         reporter.emit(&started(2_000_000));
         reporter.emit(&batch(5000));
         let Output::Bar(bars) = &reporter.output else {
@@ -255,15 +261,7 @@ mod tests {
 
     #[test]
     fn a_stop_is_said_once() {
-        let screen = Screen::default();
-        let target = indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone()));
-        let mut reporter = Reporter {
-            tracks: HashMap::new(),
-            output: Output::Bar(Bars {
-                multi: MultiProgress::with_draw_target(target),
-                bars: HashMap::new(),
-            }),
-        };
+        let (screen, mut reporter) = on_screen();
         reporter.emit(&started(2_000_000));
         reporter.emit(&batch(5000));
         reporter.emit(&Event::Interrupted {

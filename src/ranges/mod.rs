@@ -15,10 +15,10 @@ pub mod decide;
 
 use thiserror::Error;
 
+use crate::db::RangeSql;
 use crate::db::{Conn, Failure, Session, classify};
 use crate::job::Timeouts;
 use crate::plan::{Plan, Walk};
-use crate::postgres::state::RangeSql;
 use crate::state::{Holder, JobRow, Key, NewRange, RangeRow, Split, StateError, Store};
 
 use decide::{Cut, Sampled};

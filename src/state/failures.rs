@@ -7,11 +7,7 @@
 
 use std::fmt;
 
-use crate::db::Conn;
-use crate::postgres::state::StateSql;
-
-use super::lease::Owner;
-use super::{Key, StateError, Store};
+use super::Key;
 
 /// A row that cannot be backfilled, and why, in the server's words.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,70 +65,6 @@ impl fmt::Display for FailedRow {
             self.row(),
             self.reason()
         )
-    }
-}
-
-impl Store {
-    /// Records that `failed` cannot be backfilled, in the caller's transaction (the one whose
-    /// checkpoint moves past it, or a retry's); a row recorded before keeps its place and
-    /// counts one more attempt, with the new message.
-    pub async fn record_failure(
-        &self,
-        tx: Conn<'_>,
-        job: &str,
-        failed: &FailedRow,
-    ) -> Result<(), StateError> {
-        match tx {
-            Conn::Postgres(c) => StateSql(self).record_failure(c, job, failed).await,
-        }
-    }
-
-    /// Up to `limit` of the job's failed rows recorded after `after` (a `seq`; `None`: from
-    /// the first), in the order they were first recorded, each with its `seq`; in the
-    /// caller's transaction.
-    pub async fn failures_after(
-        &self,
-        conn: Conn<'_>,
-        job: &str,
-        after: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<(i64, FailedRow)>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).failures_after(c, job, after, limit).await,
-        }
-    }
-
-    /// The first `limit` of the job's failed rows, in the order they were first recorded;
-    /// empty when the table does not exist yet (nothing is created by reading).
-    pub async fn failures(
-        &self,
-        conn: Conn<'_>,
-        job: &str,
-        limit: u32,
-    ) -> Result<Vec<FailedRow>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).failures(c, job, limit).await,
-        }
-    }
-
-    /// A failed row filled at last (`run --retry-failures`), in the transaction that filled
-    /// it: it leaves the table, and its `rows` (0 when it no longer matched `where`) count
-    /// as one batch of the job's — as long as `owner` still holds the job's lease.
-    pub async fn failure_filled(
-        &self,
-        tx: Conn<'_>,
-        job: &str,
-        owner: &Owner,
-        key: &[String],
-        rows: u64,
-    ) -> Result<(), StateError> {
-        match tx {
-            Conn::Postgres(c) => {
-                StateSql(self)
-                    .failure_filled(c, job, owner, key, rows)
-                    .await
-            }
-        }
     }
 }
 

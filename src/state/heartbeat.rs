@@ -4,11 +4,6 @@
 //! when it leaves (give its ranges back, and settle the job's status unless another process
 //! still runs it).
 
-use crate::db::Conn;
-use crate::postgres::state::StateSql;
-
-use super::{JobRow, Owner, StateError, Store};
-
 /// What a process publishes with each heartbeat, for `status` on other hosts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Live {
@@ -29,46 +24,4 @@ pub enum Release {
     Cancelled,
     /// Stopped by an error, recorded for `status`.
     Failed(String),
-}
-
-impl Store {
-    /// Refreshes the leases of `owner` on the job — every range it holds, and the job's own
-    /// lease when `holds_job` — and publishes `live`. Returns the job's row as it now stands
-    /// (the operator's control flag; every process's totals, live workers, processes and
-    /// hosts). Fails with `LeaseLost` when the job's lease went to another runner, or the job
-    /// was reset.
-    pub async fn heartbeat(
-        &self,
-        conn: Conn<'_>,
-        name: &str,
-        owner: &Owner,
-        holds_job: bool,
-        live: &Live,
-    ) -> Result<JobRow, StateError> {
-        match conn {
-            Conn::Postgres(c) => {
-                StateSql(self)
-                    .heartbeat(c, name, owner, holds_job, live)
-                    .await
-            }
-        }
-    }
-
-    /// Gives back every range `owner` holds (a range not walked to its end goes back to
-    /// `pending`, cursor kept) and the job's lease if it holds it, then settles the job's
-    /// status: `done` when every range is done; still `running` when another process holds a
-    /// live lease on it (the control flag stays for that process to see); otherwise as `how`
-    /// says. Serialised on the job's row, so that of two processes leaving together the second
-    /// sees the first gone.
-    pub async fn release(
-        &self,
-        conn: Conn<'_>,
-        name: &str,
-        owner: &Owner,
-        how: &Release,
-    ) -> Result<(), StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).release(c, name, owner, how).await,
-        }
-    }
 }

@@ -3,13 +3,8 @@
 //! by the process that started the run; processes that `--join` it hold only range leases.
 //! Who may run a job now is decided by the pure [`admit`](super::admit).
 
-use std::time::Duration;
-
-use crate::db::Conn;
-use crate::postgres::state::StateSql;
-
+use super::Owner;
 use super::lease::Lease;
-use super::{Admission, Claim, Owner, StateError, Store};
 
 /// A job's row as stored, with what its ranges add up to.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,88 +117,4 @@ pub enum Control {
     Pause,
     Resume,
     Cancel,
-}
-
-impl Store {
-    /// Reads one job's row in the caller's transaction (locking it when `lock` is set).
-    pub async fn fetch(
-        &self,
-        conn: Conn<'_>,
-        name: &str,
-        lock: bool,
-    ) -> Result<JobRow, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).fetch(c, name, lock).await,
-        }
-    }
-
-    /// Takes the job's lease if [`admit`] allows it, creating its row on first use (or only
-    /// checks that it may join), and returns the row as it now stands with the admission.
-    /// A restart forgets the job's ranges; a run lays out new ones when there are none.
-    pub async fn claim(
-        &self,
-        conn: Conn<'_>,
-        claim: &Claim<'_>,
-    ) -> Result<(Admission, JobRow), StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).claim(c, claim).await,
-        }
-    }
-
-    /// Shows `note` on the job's row for `status` (`None` takes it away) while no runner holds
-    /// the job: a run waiting to start says why before it claims the job. Nothing happens when
-    /// the job has no row yet, or the state tables do not exist. Waits at most `lock_timeout`
-    /// for the row.
-    pub async fn note_unclaimed(
-        &self,
-        conn: Conn<'_>,
-        name: &str,
-        note: Option<&str>,
-        lock_timeout: Duration,
-    ) -> Result<(), StateError> {
-        match conn {
-            Conn::Postgres(c) => {
-                StateSql(self)
-                    .note_unclaimed(c, name, note, lock_timeout)
-                    .await
-            }
-        }
-    }
-
-    /// Re-reads the job's row.
-    pub async fn load(&self, conn: Conn<'_>, name: &str) -> Result<JobRow, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).load(c, name).await,
-        }
-    }
-
-    /// Every job's row, by name; empty when the state table does not exist yet (nothing is
-    /// created by reading).
-    pub async fn list(&self, conn: Conn<'_>) -> Result<Vec<JobRow>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).list(c).await,
-        }
-    }
-
-    /// Forgets a job (ranges, cursors, counters, leases) so that the next `run` starts over.
-    /// Refuses while anyone runs it.
-    pub async fn reset(&self, conn: Conn<'_>, name: &str) -> Result<JobRow, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).reset(c, name).await,
-        }
-    }
-
-    /// Sets the operator's control flag: `pause` and `resume` (clears it) reach every process
-    /// running the job at its next heartbeat. `cancel` does too; a job nobody runs is marked
-    /// cancelled at once.
-    pub async fn control(
-        &self,
-        conn: Conn<'_>,
-        name: &str,
-        control: Control,
-    ) -> Result<JobRow, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).control(c, name, control).await,
-        }
-    }
 }

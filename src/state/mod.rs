@@ -25,13 +25,7 @@ mod ranges;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
-
 use thiserror::Error;
-
-use crate::db::Conn;
-use crate::postgres::sql::Qualified;
-use crate::postgres::state::StateSql;
 
 pub use crate::plan::Key;
 pub use admission::{Admission, Claim, admit};
@@ -109,14 +103,14 @@ impl StateError {
 }
 
 impl Store {
-    /// The state tables in `schema` (default `backfill`).
-    pub fn new(schema: &str) -> Store {
-        let table = |name| Qualified { schema, name }.to_string();
+    /// The state tables `jobs`, `ranges` and `failures` in `schema`, each named as the
+    /// database writes it (`quoted(schema, table)`): see `db::Target::store`.
+    pub fn new(schema: &str, quoted: impl Fn(&str, &str) -> String) -> Store {
         Store {
             schema: schema.to_owned(),
-            jobs: table("jobs"),
-            ranges: table("ranges"),
-            failures: table("failures"),
+            jobs: quoted(schema, "jobs"),
+            ranges: quoted(schema, "ranges"),
+            failures: quoted(schema, "failures"),
         }
     }
 
@@ -133,20 +127,5 @@ impl Store {
     /// The failures table's name as written in SQL.
     pub fn failures_table(&self) -> &str {
         &self.failures
-    }
-
-    /// Creates the schema and tables if they are missing, and brings tables made by an older
-    /// version up to date (new columns only; rows migrate when their job next runs).
-    ///
-    /// Looks before it alters: `ALTER TABLE … ADD COLUMN IF NOT EXISTS` takes an `ACCESS
-    /// EXCLUSIVE` lock on the table even when the column is there, so it would queue behind
-    /// any open transaction that read the jobs table (a `pg_dump`, a dashboard) and hold up
-    /// every other job's heartbeat behind it. When something is missing, the DDL waits at
-    /// most `lock_timeout` for its locks, and is serialised by a transaction-scoped advisory
-    /// lock (fine behind PgBouncer) so that two first runs do not race.
-    pub async fn ensure(&self, conn: Conn<'_>, lock_timeout: Duration) -> Result<(), StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).ensure(c, lock_timeout).await,
-        }
     }
 }

@@ -5,11 +5,8 @@
 //! ranges (laying them out, splitting one) holds a transaction-scoped advisory lock of the job,
 //! so range ids never collide. How a worker holds a range is `hold`'s.
 
-use crate::db::Conn;
-use crate::postgres::state::StateSql;
-
+use super::Key;
 use super::lease::Lease;
-use super::{Key, StateError, Store};
 
 /// A range's row as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +35,16 @@ pub struct RangeRow {
 }
 
 impl RangeRow {
+    /// Where a batch of this range stands, for messages: `batch after cursor (5000) of range
+    /// 3`.
+    pub fn at(&self) -> String {
+        let cursor = match &self.cursor {
+            Some(values) => format!("({})", values.join(", ")),
+            None => "(start)".into(),
+        };
+        format!("batch after cursor {cursor} of range {}", self.id)
+    }
+
     /// Keys still to walk, as far as the estimate knows: `None` when there is no estimate or
     /// the walk has already gone past it.
     pub fn remaining_keys(&self) -> Option<u64> {
@@ -66,59 +73,34 @@ pub struct NewRange {
     pub batches_done: u64,
 }
 
-impl Store {
-    /// The leases held on the job's ranges, one per owner (its freshest heartbeat).
-    pub async fn range_leases(&self, conn: Conn<'_>, job: &str) -> Result<Vec<Lease>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).range_leases(c, job).await,
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Serialises changes to the set of the job's ranges until the transaction ends.
-    pub async fn lock_layout(&self, tx: Conn<'_>, job: &str) -> Result<(), StateError> {
-        match tx {
-            Conn::Postgres(c) => StateSql(self).lock_layout(c, job).await,
-        }
-    }
-
-    /// Every range of the job, by id.
-    pub async fn ranges(&self, conn: Conn<'_>, job: &str) -> Result<Vec<RangeRow>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).ranges(c, job).await,
-        }
-    }
-
-    /// Every range of every job, by job and id; empty when the ranges table does not exist
-    /// (nothing is created by reading).
-    pub async fn all_ranges(&self, conn: Conn<'_>) -> Result<Vec<(String, RangeRow)>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).all_ranges(c).await,
-        }
-    }
-
-    /// One range of the job.
-    pub async fn range(
-        &self,
-        conn: Conn<'_>,
-        job: &str,
-        id: u32,
-    ) -> Result<Option<RangeRow>, StateError> {
-        match conn {
-            Conn::Postgres(c) => StateSql(self).range(c, job, id).await,
-        }
-    }
-
-    /// Lays out the job's first ranges (ids 1, 2, …) and records the job's overall range end.
-    /// The caller holds [`Store::lock_layout`] and has seen that the job has no ranges yet.
-    pub async fn lay_out(
-        &self,
-        tx: Conn<'_>,
-        job: &str,
-        ranges: &[NewRange],
-        range_end: Option<&Key>,
-    ) -> Result<(), StateError> {
-        match tx {
-            Conn::Postgres(c) => StateSql(self).lay_out(c, job, ranges, range_end).await,
-        }
+    #[test]
+    fn a_failure_says_where_in_which_range() {
+        let range = RangeRow {
+            id: 3,
+            relation: "\"public\".\"t\"".into(),
+            lower: None,
+            upper: vec!["acme".into(), "99".into()],
+            cursor: Some(vec!["acme".into(), "42".into()]),
+            status: "running".into(),
+            lease: None,
+            worker: None,
+            rows_done: 0,
+            batches_done: 0,
+            keys_estimate: None,
+            keys_walked: 0,
+            batch_size: None,
+            rate: None,
+            note: None,
+        };
+        assert_eq!(range.at(), "batch after cursor (acme, 42) of range 3");
+        let start = RangeRow {
+            cursor: None,
+            ..range
+        };
+        assert_eq!(start.at(), "batch after cursor (start) of range 3");
     }
 }

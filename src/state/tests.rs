@@ -227,9 +227,9 @@ fn join_of_a_job_nobody_runs_runs_it() {
 }
 
 #[test]
-fn state_table_name_is_quoted() {
-    assert_eq!(
-        Store::new("Our \"State\"").table(),
-        r#""Our ""State"""."jobs""#
-    );
+fn state_tables_are_named_as_the_database_writes_them() {
+    let store = Store::new("ours", |schema, name| format!("<{schema}>.<{name}>"));
+    assert_eq!(store.table(), "<ours>.<jobs>");
+    assert_eq!(store.ranges_table(), "<ours>.<ranges>");
+    assert_eq!(store.failures_table(), "<ours>.<failures>");
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::lockwait::LOCK_TIMEOUT;
 use crate::plan::Plan;
+use crate::plan::START_LOCK_TIMEOUT;
 use crate::postgres::disk::heap_bytes_sql;
 use crate::postgres::{begin_bounded, statement};
 use crate::preflight::estimate::*;
@@ -39,7 +39,7 @@ pub async fn pending_rows(
 ) -> Result<Estimate, sqlx::Error> {
     // No statement_timeout (0): `--exact-count` reads the whole table. The lock timeout is
     // short: the caller waits for DDL before the estimate, not in it (see `lockwait`).
-    let (mut tx, _) = begin_bounded(conn, Duration::ZERO, LOCK_TIMEOUT, true).await?;
+    let (mut tx, _) = begin_bounded(conn, Duration::ZERO, START_LOCK_TIMEOUT, true).await?;
     let estimate = if exact {
         let n: i64 = statement(&plan.pending_count)
             .fetch_one(&mut *tx)

@@ -5,9 +5,9 @@
 use sqlx::{PgConnection, Row as _};
 
 use crate::job::Job;
-use crate::lockwait::LOCK_TIMEOUT;
-use crate::monitor::throttle_query_sql;
 use crate::plan::Plan;
+use crate::plan::START_LOCK_TIMEOUT;
+use crate::postgres::sample::throttle_query_sql;
 use crate::postgres::{
     Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
 };
@@ -39,12 +39,12 @@ pub async fn check(
     start: &Start,
 ) -> Result<Preflight, PreflightError> {
     // Not the job's lock timeout: the caller waits for DDL before the check, not in it.
-    let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, LOCK_TIMEOUT, true)
+    let (mut tx, _) = begin_bounded(conn, job.timeouts.statement, START_LOCK_TIMEOUT, true)
         .await
         .map_err(PreflightError::Database)?;
     let range_end = match &start.range_end {
         Some(end) => Some(end.clone()),
-        None => range_end(&mut tx, plan)
+        None => super::table::range_end(&mut tx, &plan.walk)
             .await
             .map_err(PreflightError::Database)?,
     };
@@ -90,14 +90,6 @@ pub async fn check(
         update_plan,
         throttle_query,
     })
-}
-
-/// The greatest key of the table now (`None`: the table is empty).
-pub async fn range_end(
-    conn: &mut PgConnection,
-    plan: &Plan,
-) -> Result<Option<Vec<String>>, sqlx::Error> {
-    fetch_key(statement(&plan.walk.range_end), conn).await
 }
 
 /// `EXPLAIN` of `sql` with its key binds (and the walk's offset), as text lines.

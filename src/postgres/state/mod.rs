@@ -20,6 +20,11 @@ use crate::state::{StateError, Store};
 
 pub use checkpoint::RangeSql;
 
+/// `schema.name` as PostgreSQL reads it back: `"backfill"."jobs"`.
+pub fn quoted(schema: &str, name: &str) -> String {
+    crate::postgres::sql::Qualified { schema, name }.to_string()
+}
+
 /// The statements of one [`Store`] on PostgreSQL.
 pub struct StateSql<'s>(pub &'s Store);
 
@@ -210,4 +215,17 @@ fn from_json(text: Option<String>) -> Result<Option<Vec<String>>, sqlx::Error> {
 /// Whether `e` says the state tables do not exist yet (no job has ever run here).
 fn is_missing_table(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_table_name_is_quoted() {
+        assert_eq!(
+            Store::new("Our \"State\"", quoted).table(),
+            r#""Our ""State"""."jobs""#
+        );
+    }
 }

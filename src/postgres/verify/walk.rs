@@ -48,7 +48,7 @@ pub async fn values(
         .map_err(walk_error(None))?;
     let end = {
         let mut tx = begin_read_only(conn).await.map_err(walk_error(None))?;
-        let end = crate::postgres::preflight::range_end(&mut tx, s.plan).await;
+        let end = crate::postgres::table::range_end(&mut tx, &s.plan.walk).await;
         tx.commit().await.map_err(walk_error(None))?;
         end.map_err(walk_error(None))?
     };

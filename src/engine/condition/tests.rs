@@ -1,0 +1,58 @@
+use super::*;
+
+fn decision(action: Action, signal: Option<Signal>, reason: &str) -> Option<Decision> {
+    Some(Decision {
+        action,
+        signal,
+        reason: reason.into(),
+    })
+}
+
+#[test]
+fn a_cancel_wins_over_everything() {
+    let throttle = decision(Action::Throttle, Some(Signal::Connections), "busy");
+    assert_eq!(Condition::now(Some("cancel"), false, None), Err(Cancelled));
+    assert_eq!(
+        Condition::now(Some("cancel"), true, Some(throttle)),
+        Err(Cancelled)
+    );
+}
+
+#[test]
+fn a_late_heartbeat_gives_nothing_to_go_by() {
+    assert_eq!(Condition::now(None, true, None), Ok(None));
+    assert_eq!(Condition::now(Some("pause"), true, None), Ok(None));
+}
+
+#[test]
+fn the_operators_pause_comes_before_the_monitor() {
+    let go = decision(Action::Go, None, "");
+    let paused = Condition::now(Some("pause"), false, Some(go))
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.throttled(), None);
+    assert_eq!(paused.note().as_deref(), Some("paused: by operator"));
+}
+
+#[test]
+fn without_a_monitor_the_run_goes() {
+    let running = Condition::now(None, false, None).unwrap().unwrap();
+    assert_eq!(running, Condition::Running);
+    assert_eq!(running.throttled(), Some(false));
+}
+
+#[test]
+fn the_monitors_decision_says_how_batches_run() {
+    assert_eq!(Condition::now(None, false, Some(None)), Ok(None));
+    let throttle = decision(Action::Throttle, Some(Signal::Connections), "busy");
+    let throttled = Condition::now(None, false, Some(throttle))
+        .unwrap()
+        .unwrap();
+    assert_eq!(throttled.throttled(), Some(true));
+    let pause = decision(Action::Pause, Some(Signal::Connections), "busy");
+    let paused = Condition::now(Some("resume"), false, Some(pause))
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.throttled(), None);
+    assert_eq!(paused.note().as_deref(), Some("paused: busy"));
+}
