@@ -75,17 +75,19 @@ impl Lead<'_, '_> {
                         *conn = connect(self.r.target, &application_name(&job)).await?;
                     }
                 }
+                let heap_bytes = disk::heap_bytes(conn.conn(), table).await.ok();
                 emit(&Event::Finished {
                     job,
                     rows_done,
                     batches_done,
                     elapsed_ms: crate::event::millis(end.started.elapsed()),
                     heap_bytes_before: end.heap_bytes_start,
-                    heap_bytes_after: disk::heap_bytes(conn.conn(), table).await.ok(),
+                    heap_bytes_after: heap_bytes,
                 });
                 Outcome::Finished {
                     rows_done,
                     failures,
+                    heap_bytes,
                 }
             }
         })
