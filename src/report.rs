@@ -15,6 +15,7 @@ pub use ranges::{range_json, ranges_table};
 
 use std::fmt::Write as _;
 
+use crate::monitor::policy::Bytes;
 use crate::postgres::catalog::KeySource;
 use crate::state::{HEARTBEAT_EVERY, JobRow};
 
@@ -88,10 +89,28 @@ pub fn key_source(source: &KeySource) -> String {
     }
 }
 
-/// `heap 149.0 MiB → 171.0 MiB (+15 %)`: the table's heap now against the job's start, when
-/// both are known.
+/// The job's heap against its start, when the start is known:
+///
+/// - while its row says `running` (also a stale run, which the next `run` resumes), the
+///   table's heap now: `heap 149.0 MiB → 171.0 MiB (+15 %)`;
+/// - once a run ended (done, failed, cancelled, stopped), the heap as it ended, not now: the
+///   table may have grown since by other work, which is not the job's
+///   (`heap 149.0 MiB → 171.0 MiB (+15 %) when the run ended`);
+/// - a run that ended without its heap read (a crash, DDL, an older version) is not compared
+///   with now: `heap 149.0 MiB at the start, 553.0 MiB now`.
 fn heap_note(row: &JobRow, heap_now: Option<u64>) -> Option<String> {
-    Some(crate::disk::growth_text(row.heap_bytes_start?, heap_now?))
+    let start = row.heap_bytes_start?;
+    if row.status == "running" {
+        return Some(crate::disk::growth_text(start, heap_now?));
+    }
+    Some(match (row.heap_bytes_end, heap_now) {
+        (Some(end), _) => format!(
+            "{} when the run ended",
+            crate::disk::growth_text(start, end)
+        ),
+        (None, Some(now)) => format!("heap {} at the start, {} now", Bytes(start), Bytes(now)),
+        (None, None) => format!("heap {} at the start", Bytes(start)),
+    })
 }
 
 /// `status` as a table; `heaps` are the jobs' tables' heaps now, in the rows' order.
@@ -142,7 +161,8 @@ pub fn status_table(rows: &[JobRow], heaps: &[Option<u64>]) -> String {
     out
 }
 
-/// `status --json`: one object per job, with its table's heap now when known.
+/// `status --json`: one object per job, with its table's heap now when known
+/// (`heap_bytes`) beside the job's heap at its start and at the end of its last run.
 pub fn status_json(row: &JobRow, heap_now: Option<u64>) -> serde_json::Value {
     serde_json::json!({
         "name": row.name,
@@ -170,6 +190,7 @@ pub fn status_json(row: &JobRow, heap_now: Option<u64>) -> serde_json::Value {
         "last_error": row.last_error,
         "failures": row.failures,
         "heap_bytes_start": row.heap_bytes_start,
+        "heap_bytes_end": row.heap_bytes_end,
         "heap_bytes": heap_now,
     })
 }
@@ -266,15 +287,20 @@ mod tests {
         assert_eq!(describe_status(&stale_primary_live_joiner), "running");
     }
 
-    #[test]
-    fn the_heap_and_its_growth_since_the_start_are_in_the_note() {
-        let mib = 1024 * 1024;
-        let started = JobRow {
-            heap_bytes_start: Some(149 * mib),
+    const MIB: u64 = 1024 * 1024;
+
+    /// A job whose heap was 149 MiB at its start, with no error to show.
+    fn started(status: &str) -> JobRow {
+        JobRow {
+            heap_bytes_start: Some(149 * MIB),
             last_error: None,
-            ..row("a", "done")
-        };
-        let text = status_table(std::slice::from_ref(&started), &[Some(171 * mib)]);
+            ..row("a", status)
+        }
+    }
+
+    #[test]
+    fn a_running_job_shows_the_heap_now_against_its_start() {
+        let text = status_table(&[started("running")], &[Some(171 * MIB)]);
         assert!(
             text.lines()
                 .nth(1)
@@ -284,17 +310,57 @@ mod tests {
         );
         let paused = JobRow {
             note: Some("paused: by operator".into()),
-            ..started.clone()
+            ..started("running")
         };
-        let text = status_table(&[paused], &[Some(171 * mib)]);
+        let text = status_table(&[paused], &[Some(171 * MIB)]);
         assert!(
             text.contains("paused: by operator; heap 149.0 MiB → 171.0 MiB (+15 %)"),
             "{text}"
         );
-        let v = status_json(&started, Some(171 * mib));
-        assert_eq!(v["heap_bytes_start"], 149 * mib);
-        assert_eq!(v["heap_bytes"], 171 * mib);
-        assert!(!status_table(&[started], &[None]).contains("heap"));
+        assert!(!status_table(&[started("running")], &[None]).contains("heap"));
+    }
+
+    #[test]
+    fn an_ended_job_shows_its_heap_when_the_run_ended_not_now() {
+        for status in ["done", "failed", "cancelled", "stopped"] {
+            let ended = JobRow {
+                heap_bytes_end: Some(150 * MIB),
+                ..started(status)
+            };
+            let text = status_table(std::slice::from_ref(&ended), &[Some(553 * MIB)]);
+            assert!(
+                text.lines()
+                    .nth(1)
+                    .unwrap()
+                    .ends_with("  heap 149.0 MiB → 150.0 MiB (+1 %) when the run ended"),
+                "{status}: {text}"
+            );
+            assert!(!text.contains("553"), "{status}: {text}");
+        }
+    }
+
+    #[test]
+    fn an_ended_job_without_its_end_does_not_compare_its_start_with_now() {
+        let text = status_table(&[started("done")], &[Some(553 * MIB)]);
+        assert!(
+            text.ends_with("  heap 149.0 MiB at the start, 553.0 MiB now\n"),
+            "{text}"
+        );
+        let text = status_table(&[started("done")], &[None]);
+        assert!(text.ends_with("  heap 149.0 MiB at the start\n"), "{text}");
+    }
+
+    #[test]
+    fn status_json_has_the_heap_at_the_start_at_the_end_and_now() {
+        let ended = JobRow {
+            heap_bytes_end: Some(150 * MIB),
+            ..started("done")
+        };
+        let v = status_json(&ended, Some(553 * MIB));
+        assert_eq!(v["heap_bytes_start"], 149 * MIB);
+        assert_eq!(v["heap_bytes_end"], 150 * MIB);
+        assert_eq!(v["heap_bytes"], 553 * MIB);
+        assert!(status_json(&started("running"), None)["heap_bytes_end"].is_null());
     }
 
     #[test]

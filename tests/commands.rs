@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::orders::orders;
-use common::{Finished, Runner, TestDb, number, path_str, run_backfill, schema_exists, write_job};
+use common::{
+    Finished, Runner, TestDb, holds, number, path_str, run_backfill, schema_exists, write_job,
+};
 use serde_json::Value;
 use sqlx::Row as _;
 use tempfile::TempDir;
@@ -352,6 +354,168 @@ async fn status_lists_jobs_after_a_run() {
     assert_eq!(jobs[0]["name"], "fill");
     assert_eq!(jobs[0]["status"], "done");
     assert_eq!(jobs[0]["rows_done"], 1000);
+}
+
+/// `bytes` as `status` prints a heap of a MiB or more: `1.5 MiB`.
+fn mib(bytes: u64) -> String {
+    assert!(bytes >= 1 << 20, "{bytes} B is less than a MiB");
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// The heap of `orders` now, in bytes.
+async fn orders_heap(db: &TestDb) -> u64 {
+    let bytes = number(&db.pool, "SELECT pg_relation_size('orders')").await;
+    u64::try_from(bytes).expect("a size")
+}
+
+/// The note `status` ends the job's line with, and its JSON object.
+fn heap_status(db: &TestDb, job: &str) -> (String, Value) {
+    let text = cli_ok(db, &["status", job]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{job} ")))
+        .unwrap_or_else(|| panic!("status must list {job}:\n{text}"))
+        .to_owned();
+    let json = status_json(db, &[]);
+    let object = json
+        .into_iter()
+        .find(|j| j["name"] == job)
+        .unwrap_or_else(|| panic!("status --json must list {job}"));
+    (line, object)
+}
+
+#[tokio::test]
+async fn a_done_job_shows_its_heap_when_the_run_ended_not_the_table_grown_since() {
+    let (db, dir) = orders(40_000).await;
+    let path = write_job(&dir, "fill", JOB);
+    let events = common::events(&cli_ok(&db, &["run", "--json", path_str(&path)]));
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event in {events:?}"));
+    let start = finished["heap_bytes_before"]
+        .as_u64()
+        .expect("the heap at the start");
+    let end = finished["heap_bytes_after"]
+        .as_u64()
+        .expect("the heap at the end");
+    assert_eq!(
+        orders_heap(&db).await,
+        end,
+        "the finished event's heap is the table's"
+    );
+
+    // Other work grows the table well past what the job left.
+    sqlx::query(
+        "INSERT INTO orders (id, qty, price_cents, total_cents) \
+         SELECT g, 1, 1, 1 FROM generate_series(40001, 240000) g",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("insert more orders");
+    let now = orders_heap(&db).await;
+    assert!(now > 3 * end, "the table grew from {end} B to {now} B only");
+
+    let (line, json) = heap_status(&db, "fill");
+    let growth = (end as f64 - start as f64) * 100.0 / start as f64;
+    let note = format!(
+        "  heap {} → {} ({growth:+.0} %) when the run ended",
+        mib(start),
+        mib(end)
+    );
+    assert!(line.ends_with(&note), "{line:?} must end with {note:?}");
+    assert!(!line.contains(&mib(now)), "{line}");
+    assert_eq!(json["status"], "done");
+    assert_eq!(json["heap_bytes_start"], start, "{json}");
+    assert_eq!(json["heap_bytes_end"], end, "{json}");
+    assert_eq!(json["heap_bytes"], now, "{json}");
+}
+
+#[tokio::test]
+async fn a_state_schema_without_the_heap_at_the_end_is_read_as_is_and_migrated_by_a_run() {
+    let (db, dir) = orders(40_000).await;
+    let fill = write_job(&dir, "fill", JOB);
+    cli_ok(&db, &["run", path_str(&fill)]);
+    // The schema as the version before `heap_bytes_end` left it.
+    sqlx::query("ALTER TABLE backfill.jobs DROP COLUMN heap_bytes_end")
+        .execute(&db.pool)
+        .await
+        .expect("drop heap_bytes_end");
+    let now = orders_heap(&db).await;
+
+    let (line, json) = heap_status(&db, "fill");
+    let start = json["heap_bytes_start"]
+        .as_u64()
+        .expect("the heap at the start");
+    let note = format!("  heap {} at the start, {} now", mib(start), mib(now));
+    assert!(line.ends_with(&note), "{line:?} must end with {note:?}");
+    assert!(json["heap_bytes_end"].is_null(), "{json}");
+    assert!(
+        !holds(
+            &db.pool,
+            "EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'backfill.jobs'::regclass \
+             AND attname = 'heap_bytes_end' AND NOT attisdropped)"
+        )
+        .await,
+        "status must not alter the state tables"
+    );
+
+    let other = write_job(&dir, "again", &JOB.replace("total_cents IS NULL", "id < 0"));
+    cli_ok(&db, &["run", path_str(&other)]);
+    let (line, json) = heap_status(&db, "again");
+    assert_eq!(json["heap_bytes_end"], orders_heap(&db).await, "{json}");
+    assert!(line.ends_with(" when the run ended"), "{line}");
+}
+
+#[tokio::test]
+async fn a_running_job_shows_its_heap_now_and_a_cancelled_one_its_heap_when_it_ended() {
+    const ROWS: i64 = 40_000;
+    let (db, dir, path, runner) = slow_run(ROWS).await;
+    let db = &db;
+
+    let (line, json) = heap_status(db, "slow");
+    assert!(line.contains("  heap "), "{line}");
+    assert!(!line.contains("when the run ended"), "{line}");
+    assert_eq!(json["stored_status"], "running", "{json}");
+    assert!(json["heap_bytes_end"].is_null(), "{json}");
+    assert!(json["heap_bytes_start"].as_u64().is_some(), "{json}");
+
+    cli_ok(db, &["cancel", "slow"]);
+    runner
+        .within(Duration::from_secs(15))
+        .finish()
+        .await
+        .expect_code(1, "the cancelled run");
+    let end = orders_heap(db).await;
+    let (line, json) = heap_status(db, "slow");
+    assert_eq!(json["status"], "cancelled", "{json}");
+    assert_eq!(json["heap_bytes_end"], end, "{json}");
+    assert!(line.contains(&format!(" → {} (", mib(end))), "{line}");
+    assert!(line.ends_with(" when the run ended"), "{line}");
+
+    // Running again, the job's heap is the table's now again: the old end is forgotten.
+    let resumed = Runner::spawn(
+        &db.url,
+        &dir,
+        "resumed",
+        &["run", "--resume-cancelled", path_str(&path)],
+    );
+    let cancelled_at = rows_done(db, "slow").await;
+    wait_until(
+        "the resumed run commits a batch",
+        Duration::from_secs(15),
+        || async move { rows_done(db, "slow").await > cancelled_at },
+    )
+    .await;
+    let (line, json) = heap_status(db, "slow");
+    assert!(json["heap_bytes_end"].is_null(), "{json}");
+    assert!(!line.contains("when the run ended"), "{line}");
+    cli_ok(db, &["cancel", "slow"]);
+    resumed
+        .within(Duration::from_secs(15))
+        .finish()
+        .await
+        .expect_code(1, "the resumed run, cancelled again");
 }
 
 #[tokio::test]

@@ -264,16 +264,22 @@ impl Store {
     /// status: `done` when every range is done; still `running` when another process holds a
     /// live lease on it (the control flag stays for that process to see); otherwise as `how`
     /// says. Serialised on the job's row, so that of two processes leaving together the second
-    /// sees the first gone.
+    /// sees the first gone. A status settled other than `running` keeps `heap_bytes`, the
+    /// table's heap as the run ended, for `status` (`None`: it could not be read).
     pub async fn release(
         &self,
         conn: Conn<'_>,
         name: &str,
         owner: &Owner,
         how: &Release,
+        heap_bytes: Option<u64>,
     ) -> Result<(), StateError> {
         match conn {
-            Conn::Postgres(c) => StateSql(self).release(c, name, owner, how).await,
+            Conn::Postgres(c) => {
+                StateSql(self)
+                    .release(c, name, owner, how, heap_bytes)
+                    .await
+            }
         }
     }
 }

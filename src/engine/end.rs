@@ -91,17 +91,19 @@ impl Run<'_> {
                         *conn = connect(self.target, &application_name(&job)).await?;
                     }
                 }
+                let heap_bytes = conn.conn().heap_bytes(table).await.ok();
                 emit(&Event::Finished {
                     job,
                     rows_done,
                     batches_done,
                     elapsed_ms: crate::event::millis(end.started.elapsed()),
                     heap_bytes_before: end.heap_bytes_start,
-                    heap_bytes_after: conn.conn().heap_bytes(table).await.ok(),
+                    heap_bytes_after: heap_bytes,
                 });
                 Outcome::Finished {
                     rows_done,
                     failures,
+                    heap_bytes,
                 }
             }
         })

@@ -99,7 +99,13 @@ pub struct Options {
 pub enum Outcome {
     /// The key range is walked to its end (or, with `--retry-failures`, every failed row was
     /// tried); `failures` rows are still set aside in the failures table.
-    Finished { rows_done: u64, failures: u64 },
+    /// `heap_bytes` is the table's heap after the final vacuum, as the `finished` event says
+    /// and the job's row keeps (`None`: DDL held the table).
+    Finished {
+        rows_done: u64,
+        failures: u64,
+        heap_bytes: Option<u64>,
+    },
     /// `--retry-failures` found no failed row to retry; nothing was done.
     NothingToRetry,
     /// An earlier run finished the job; nothing was done.
@@ -313,7 +319,13 @@ pub async fn run(
         Some(conn) => conn,
         None => connect(r.target, &app).await?,
     };
-    release_leases(r, &mut conn, &release).await;
+    // The heap the job's row keeps as the run's end: the `finished` event's, else read now
+    // (after a cancel, an error or a stop), before anything else writes to the table.
+    let heap_bytes = match &result {
+        Ok(Outcome::Finished { heap_bytes, .. }) => *heap_bytes,
+        _ => conn.conn().heap_bytes(&r.plan.table).await.ok(),
+    };
+    release_leases(r, &mut conn, &release, heap_bytes).await;
     conn.hang_up().await;
     result
 }
@@ -338,12 +350,13 @@ async fn connect(target: &Target, app: &str) -> Result<Session, EngineError> {
         })
 }
 
-/// Gives this process's leases back, on a fresh connection if `conn` is broken. A failure
-/// here loses nothing: the leases go stale and every checkpoint is already committed.
-async fn release_leases(r: &Run<'_>, conn: &mut Session, how: &Release) {
+/// Gives this process's leases back, on a fresh connection if `conn` is broken, with
+/// `heap_bytes` for the job's row to keep as the run's end. A failure here loses nothing: the
+/// leases go stale and every checkpoint is already committed.
+async fn release_leases(r: &Run<'_>, conn: &mut Session, how: &Release, heap_bytes: Option<u64>) {
     let name = &r.job.name;
     if r.store
-        .release(conn.conn(), name, r.owner, how)
+        .release(conn.conn(), name, r.owner, how, heap_bytes)
         .await
         .is_ok()
     {
@@ -352,7 +365,11 @@ async fn release_leases(r: &Run<'_>, conn: &mut Session, how: &Release) {
     let fresh = connect(r.target, &application_name(name)).await;
     let released = match fresh {
         Ok(mut c) => {
-            let released = r.store.release(c.conn(), name, r.owner, how).await.is_ok();
+            let released = r
+                .store
+                .release(c.conn(), name, r.owner, how, heap_bytes)
+                .await
+                .is_ok();
             c.hang_up().await;
             released
         }

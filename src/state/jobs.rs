@@ -53,6 +53,11 @@ pub struct JobRow {
     /// a restart), so that its growth since can be shown; `None` for a job started by an older
     /// version.
     pub heap_bytes_start: Option<u64>,
+    /// The table's heap in bytes when the job's last run ended, written as it settled the
+    /// job's status (done, failed, cancelled or stopped): what the job grew it to, apart from
+    /// whatever grew the table after. `None` while the job runs, and for a run that ended by
+    /// a crash, while DDL held the table, or under an older version.
+    pub heap_bytes_end: Option<u64>,
 }
 
 #[cfg(test)]
@@ -86,6 +91,7 @@ impl JobRow {
             keys_left: None,
             failures: 0,
             heap_bytes_start: None,
+            heap_bytes_end: None,
         }
     }
 }

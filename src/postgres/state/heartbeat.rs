@@ -90,13 +90,16 @@ impl StateSql<'_> {
     /// status: `done` when every range is done; still `running` when another process holds a
     /// live lease on it (the control flag stays for that process to see); otherwise as `how`
     /// says. Serialised on the job's row, so that of two processes leaving together the second
-    /// sees the first gone.
+    /// sees the first gone. A status settled other than `running` keeps `heap_bytes`, the
+    /// table's heap as the run ended, in `heap_bytes_end`; a process that leaves the job to
+    /// others leaves it to the last of them.
     pub async fn release(
         &self,
         conn: &mut PgConnection,
         name: &str,
         owner: &Owner,
         how: &Release,
+        heap_bytes: Option<u64>,
     ) -> Result<(), StateError> {
         let mut tx = begin_state(conn).await.map_err(self.db("release"))?;
         let ranges = format!(
@@ -140,7 +143,8 @@ impl StateSql<'_> {
              heartbeat_at = CASE WHEN owner = $2 THEN NULL ELSE heartbeat_at END, \
              rate = NULL, note = CASE WHEN owner = $2 THEN NULL ELSE note END, \
              control = CASE WHEN $5 OR control = 'pause' THEN control END, updated_at = now(), \
-             finished_at = CASE WHEN $3 = 'done' THEN now() END \
+             finished_at = CASE WHEN $3 = 'done' THEN now() END, \
+             heap_bytes_end = CASE WHEN $3 = 'running' THEN heap_bytes_end ELSE $6 END \
              WHERE name = $1",
             self.jobs
         );
@@ -150,6 +154,7 @@ impl StateSql<'_> {
             .bind(status)
             .bind(error)
             .bind(others_run && !all_done)
+            .bind(heap_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
             .execute(&mut *tx)
             .await
             .map_err(self.db("release"))?;

@@ -14,11 +14,12 @@ use super::*;
 fn select_sql(store: &Store, tables: Tables) -> String {
     let jobs = &store.jobs;
     // Columns an older version's schema lacks read as NULL until a run adds them.
-    let (lease_s, heap_bytes_start) = if tables.columns {
-        ("j.lease_s::float8", "j.heap_bytes_start")
-    } else {
-        ("NULL::float8", "NULL::int8")
+    let added = |column: &str, sql: &'static str, null: &'static str| {
+        if tables.has(column) { sql } else { null }
     };
+    let lease_s = added("lease_s", "j.lease_s::float8", "NULL::float8");
+    let heap_bytes_start = added("heap_bytes_start", "j.heap_bytes_start", "NULL::int8");
+    let heap_bytes_end = added("heap_bytes_end", "j.heap_bytes_end", "NULL::int8");
     let common = format!(
         "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
          j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
@@ -37,14 +38,14 @@ fn select_sql(store: &Store, tables: Tables) -> String {
     if !tables.ranges {
         return format!(
             "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
-             {failures} FROM {jobs} j"
+             {failures}, {heap_bytes_end} FROM {jobs} j"
         );
     }
     let ranges = &store.ranges;
     format!(
         "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
                 r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts, \
-                r.keys_walked, r.keys_left, {failures} \
+                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end} \
            FROM {jobs} j LEFT JOIN LATERAL (
                 SELECT count(*)::int4 AS ranges,
                        count(*) FILTER (WHERE status = 'done')::int4 AS done,
@@ -105,6 +106,9 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
             .try_get::<Option<i64>, _>(24)?
             .map(|k| u64::try_from(k).unwrap_or_default()),
         failures: u64::try_from(row.try_get::<i64, _>(25)?).unwrap_or_default(),
+        heap_bytes_end: row
+            .try_get::<Option<i64>, _>(26)?
+            .and_then(|b| u64::try_from(b).ok()),
     })
 }
 
@@ -183,7 +187,7 @@ impl StateSql<'_> {
              rows_done = CASE WHEN $4 THEN 0 ELSE rows_done END, \
              batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
              heap_bytes_start = CASE WHEN $4 THEN $7 ELSE coalesce(heap_bytes_start, $7) END, \
-             finished_at = NULL WHERE name = $1",
+             heap_bytes_end = NULL, finished_at = NULL WHERE name = $1",
             self.jobs
         );
         statement(&take)

@@ -43,14 +43,25 @@ pub(crate) struct Tables {
     pub jobs: bool,
     pub ranges: bool,
     pub failures: bool,
-    /// Every column added to a table after its first version ([`ADDED`]) is there.
-    pub columns: bool,
+    /// Which of the columns added to a table after its first version ([`ADDED`]) are there,
+    /// in `ADDED`'s order.
+    pub added: [bool; ADDED.len()],
 }
 
 impl Tables {
     /// Everything this version uses is there.
     fn current(&self) -> bool {
-        self.jobs && self.ranges && self.failures && self.columns
+        self.jobs && self.ranges && self.failures && self.added.iter().all(|&a| a)
+    }
+
+    /// Whether `column`, one of [`ADDED`], is there: a schema that a run of an older version
+    /// made lacks the later ones until a run of this version adds them, and `status` reads
+    /// such a schema as it is.
+    pub fn has(&self, column: &str) -> bool {
+        ADDED
+            .iter()
+            .position(|(_, c, _)| *c == column)
+            .is_some_and(|i| self.added[i])
     }
 }
 
@@ -64,10 +75,11 @@ impl StateSql<'_> {
         let row = statement(
             "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
                     to_regclass($3) IS NOT NULL, \
-                    NOT EXISTS (SELECT FROM unnest($4::text[], $5::text[]) AS added(tab, col) \
-                      WHERE NOT EXISTS (SELECT FROM pg_attribute \
+                    ARRAY(SELECT EXISTS (SELECT FROM pg_attribute \
                         WHERE attrelid = to_regclass(added.tab) AND attname = added.col \
-                          AND NOT attisdropped))",
+                          AND NOT attisdropped) \
+                      FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS added(tab, col, n) \
+                      ORDER BY added.n)",
         )
         .bind(&self.jobs)
         .bind(&self.ranges)
@@ -77,11 +89,16 @@ impl StateSql<'_> {
         .fetch_one(conn)
         .await
         .map_err(self.db("read"))?;
+        let present: Vec<bool> = row.get(3);
+        let mut added = [false; ADDED.len()];
+        for (slot, there) in added.iter_mut().zip(present) {
+            *slot = there;
+        }
         Ok(Tables {
             jobs: row.get(0),
             ranges: row.get(1),
             failures: row.get(2),
-            columns: row.get(3),
+            added,
         })
     }
 
@@ -196,9 +213,10 @@ impl StateSql<'_> {
 
 /// Columns added after a table's first version: table (`jobs`, `ranges`), column, type.
 /// [`Store::ensure`] adds the missing ones, and looks for all of them before it alters.
-const ADDED: [(&str, &str, &str); 2] = [
+const ADDED: [(&str, &str, &str); 3] = [
     ("jobs", "lease_s", "int"),
     ("jobs", "heap_bytes_start", "bigint"),
+    ("jobs", "heap_bytes_end", "bigint"),
 ];
 
 /// A key as stored: a jsonb array of the key columns' text.
