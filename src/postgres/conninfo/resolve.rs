@@ -95,6 +95,9 @@ pub fn resolve(
     };
 
     let host_name = one("host")?;
+    // With `hostaddr`, libpq connects to that address and still checks the certificate and
+    // looks the password up by `host`; sqlx has one host for both, so the certificate is
+    // checked against the address (the password file still goes by `host`).
     let host = match one("hostaddr")?.or(host_name) {
         None => Host::Socket(default_socket_dir().to_owned()),
         Some(dir) if dir.starts_with('/') => Host::Socket(PathBuf::from(dir)),
