@@ -61,9 +61,9 @@ impl Target {
 
     /// sqlx's options for `settings`. sqlx's own constructor also reads some `PG…` variables;
     /// each field it reads is set again here from `settings`, which has the variables' values
-    /// where libpq would use them. One it cannot be told to forget: a `PGOPTIONS` stays in
-    /// front of `options` from the connection string (a setting in both takes the latter's
-    /// value, as the server reads them in order).
+    /// where libpq would use them. One it cannot be told to forget: `PGOPTIONS` stays in
+    /// front of the `options` resolved here (a setting given in both takes the latter's value,
+    /// as the server reads them in order; with `PGOPTIONS` alone it is simply sent twice).
     fn from_settings(settings: &Settings) -> Target {
         let mut options = PgConnectOptions::new_without_pgpass()
             .port(settings.port)
