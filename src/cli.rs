@@ -16,8 +16,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 /// cancel`); 2 invalid job file or arguments (nothing touched); 3 `verify` found rows still
 /// pending or values that differ; 130 stopped by Ctrl-C or SIGTERM after checkpointing.
 ///
-/// Environment: DATABASE_URL, or libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and
-/// PGSSLMODE; BACKFILL_MONITOR_URL and BACKFILL_METRICS_ADDR as their options;
+/// Environment: DATABASE_URL, or libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+/// PGSERVICE, PGPASSFILE, PGSSLMODE and the others (docs/commands.md); BACKFILL_MONITOR_URL and BACKFILL_METRICS_ADDR as their options;
 /// BACKFILL_LOG=debug turns on diagnostic logging on stderr (any tracing filter, e.g.
 /// `backfill=debug,sqlx=warn`); NO_COLOR=1 turns colours off; PG_BIN=/path/to/bin picks the
 /// PostgreSQL server binaries (initdb, pg_ctl) that `demo` and the test suite start.
@@ -33,8 +33,9 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/db. Without it, libpq's PGHOST,
-    /// PGPORT, PGUSER, PGPASSWORD and PGDATABASE are used.
+    /// PostgreSQL connection string as libpq reads it: postgres://user:password@host:5432/db,
+    /// or "host=/var/run/postgresql dbname=db", or "service=NAME". What it leaves unset comes
+    /// from libpq's PG… variables, ~/.pgpass and the defaults (the local Unix socket).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Schema that holds the state table `jobs` (created on the first run).

@@ -9,19 +9,25 @@ use backfill::state::Control;
 use clap::FromArgMatches as _;
 use tokio::sync::watch;
 
-/// The environment variables backfill reads (itself, through clap, or through sqlx as libpq's).
-const ENVIRONMENT: [&str; 13] = [
+/// The environment variables backfill reads (itself, through clap, or through sqlx as libpq's;
+/// `postgres::conninfo` skips libpq's other empty ones itself).
+const ENVIRONMENT: [&str; 18] = [
     "DATABASE_URL",
     "BACKFILL_MONITOR_URL",
     "BACKFILL_METRICS_ADDR",
     "BACKFILL_LOG",
     "PGHOST",
+    "PGHOSTADDR",
     "PGPORT",
     "PGUSER",
     "PGPASSWORD",
     "PGDATABASE",
     "PGSSLMODE",
     "PGAPPNAME",
+    "PGOPTIONS",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
     "PG_BIN",
     "NO_COLOR",
 ];

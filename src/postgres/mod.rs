@@ -1,5 +1,6 @@
 //! Everything that speaks PostgreSQL: connections and the bounded transactions every session
-//! opens (`session`), where to connect (`target`), what an error means (`errors`), identifier
+//! opens (`session`), where to connect (`target`, from libpq's connection settings read
+//! by `conninfo`), what an error means (`errors`), identifier
 //! quoting (`sql`), the table's catalog facts (`catalog`), every statement about the target
 //! table (`plan`), the monitor's sampling of the server (`sample`) and what the monitor may see
 //! (`privileges`), and the throwaway cluster of `demo` and the tests (`throwaway`).
@@ -7,6 +8,7 @@
 //! See ARCHITECTURE.md for the seam this folder sits behind and what is still to move here.
 
 pub mod catalog;
+mod conninfo;
 pub mod disk;
 mod errors;
 pub mod plan;

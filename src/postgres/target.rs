@@ -1,12 +1,14 @@
-//! Where to connect: the database URL (or libpq's environment) read and checked before any
-//! connection is tried, with the settings that work directly and behind PgBouncer, the
-//! password never shown, and a polite hang-up.
+//! Where to connect: the connection string (or libpq's environment) read as libpq reads it
+//! (`conninfo`) before any connection is tried, turned into sqlx's options with the settings
+//! that work directly and behind PgBouncer, the password never shown, and a polite hang-up.
 
 use std::time::Duration;
 
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 use thiserror::Error;
+
+use super::conninfo::{self, ConninfoError, Environment, Host, Origin, Settings, SslMode};
 
 /// How long a statement runs before sqlx logs it as slow (at `info`, see [`Target::new`]).
 const SLOW_STATEMENT: Duration = Duration::from_secs(1);
@@ -15,46 +17,66 @@ const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Target {
     options: PgConnectOptions,
+    /// Where the server is, for messages.
+    place: String,
 }
 
 /// Errors in the connection settings themselves (not from the server).
 #[derive(Debug, Error)]
 pub enum TargetError {
-    #[error(
-        "invalid database URL {url:?}: {reason}; expected postgres://user:password@host:port/database, \
-         with any @ : / ? # [ ] or % in the user name or password percent-encoded (@ is %40, # is %23, / is %2F)"
-    )]
-    BadUrl { url: String, reason: String },
-    #[error(
-        "invalid database URL {url:?}: a PostgreSQL URL starts with postgres:// or postgresql://"
-    )]
-    Scheme { url: String },
-    #[error(
-        "cannot tell which user to connect as ({reason}); set PGUSER, or name the user in the \
-         URL (postgres://USER@host/database)"
-    )]
-    NoUser { reason: String },
+    #[error(transparent)]
+    Settings(#[from] ConninfoError),
 }
 
 impl Target {
-    /// Reads `url`, or, when there is none, libpq's `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-    /// `PGDATABASE` and `PGSSLMODE` as libpq would. Without a user in the URL or in `PGUSER`,
-    /// the user is the operating system's (as libpq does), never a made-up one.
+    /// Reads `url` (a `postgresql://` URL or libpq's `keyword=value` pairs), the service file
+    /// it or `PGSERVICE` names, libpq's `PG…` variables, the defaults and the password file,
+    /// as libpq would: see `conninfo`. Without a user anywhere, the user is the operating
+    /// system's (as libpq does), never a made-up one.
     pub fn new(url: Option<&str>) -> Result<Target, TargetError> {
-        let options = match url {
-            Some(url) => parse_url(url)?,
-            None => PgConnectOptions::new(),
+        let (given, origin) = match url {
+            Some(url) => conninfo::parse(url)?,
+            None => (conninfo::Conninfo::default(), conninfo::Origin::Pairs),
         };
-        let options = match (url.and_then(url_user), std::env::var_os("PGUSER")) {
-            (None, None) => {
-                let user = whoami::username().map_err(|e| TargetError::NoUser {
-                    reason: format!("the operating system has no name for this user: {e}"),
-                })?;
-                options.username(&user)
-            }
-            _ => options,
-        };
-        let options = options
+        let os_user = || whoami::username().ok();
+        let settings = conninfo::resolve(given, &origin, &Environment::process(), os_user)
+            .map_err(|e| match (e, url) {
+                // A bad value in the URL is a bad URL, shown (redacted) with its expected shape.
+                (
+                    ConninfoError::BadValue {
+                        keyword,
+                        value,
+                        origin: Origin::Url,
+                        expected,
+                    },
+                    Some(url),
+                ) => ConninfoError::BadUrl {
+                    url: conninfo::redact(url),
+                    reason: format!("invalid {keyword} {value:?} (want {expected})"),
+                },
+                (e, _) => e,
+            })?;
+        Ok(Target::from_settings(&settings))
+    }
+
+    /// sqlx's options for `settings`. sqlx's own constructor also reads some `PG…` variables;
+    /// each field it reads is set again here from `settings`, which has the variables' values
+    /// where libpq would use them. One it cannot be told to forget: `PGOPTIONS` stays in
+    /// front of the `options` resolved here (a setting given in both takes the latter's value,
+    /// as the server reads them in order; with `PGOPTIONS` alone it is simply sent twice).
+    fn from_settings(settings: &Settings) -> Target {
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .port(settings.port)
+            .username(&settings.user)
+            .database(&settings.database)
+            .ssl_mode(match settings.ssl_mode {
+                SslMode::Disable => PgSslMode::Disable,
+                SslMode::Allow => PgSslMode::Allow,
+                SslMode::Prefer => PgSslMode::Prefer,
+                SslMode::Require => PgSslMode::Require,
+                SslMode::VerifyCa => PgSslMode::VerifyCa,
+                SslMode::VerifyFull => PgSslMode::VerifyFull,
+            })
             .statement_cache_capacity(0)
             .extra_float_digits(None)
             // sqlx warns of every statement slower than a second, on stderr, at the default
@@ -62,7 +84,35 @@ impl Target {
             // start behind a lock waits on purpose: neither is news for the user, whom the
             // progress display tells what the run does. `BACKFILL_LOG=info` still shows them.
             .log_slow_statements(log::LevelFilter::Info, SLOW_STATEMENT);
-        Ok(Target { options })
+        let place = match &settings.host {
+            Host::Socket(dir) => {
+                options = options.socket(dir).host("localhost");
+                dir.display().to_string()
+            }
+            Host::Tcp(name) => {
+                options = options.host(name);
+                name.clone()
+            }
+        };
+        if let Some(password) = &settings.password {
+            options = options.password(password);
+        }
+        if let Some(path) = &settings.ssl_root_cert {
+            options = options.ssl_root_cert(path);
+        }
+        if let Some(path) = &settings.ssl_cert {
+            options = options.ssl_client_cert(path);
+        }
+        if let Some(path) = &settings.ssl_key {
+            options = options.ssl_client_key(path);
+        }
+        if !settings.options.is_empty() {
+            options = options.options(settings.options.iter().map(|(k, v)| (k, v)));
+        }
+        Target {
+            place: format!("{place}:{}/{}", settings.port, settings.database),
+            options,
+        }
     }
 
     /// Connects with `application_name` set so that operators can find the session in
@@ -90,49 +140,11 @@ impl Target {
             .await
     }
 
-    /// `host:port/database`, for messages (never the password).
+    /// `host:port/database` (the socket's directory as the host), for messages; never the
+    /// password.
     pub fn describe(&self) -> String {
-        format!(
-            "{}:{}/{}",
-            self.options.get_host(),
-            self.options.get_port(),
-            self.options
-                .get_database()
-                .unwrap_or(self.options.get_username())
-        )
+        self.place.clone()
     }
-}
-
-/// Reads a `postgres://` URL. sqlx reads any scheme as PostgreSQL's, and a `#` in a password
-/// starts a URL fragment, which leaves the rest of the URL (host included) to chance: both are
-/// refused here with what to do.
-fn parse_url(url: &str) -> Result<PgConnectOptions, TargetError> {
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
-        return Err(TargetError::Scheme { url: redact(url) });
-    }
-    let bad = |reason: String| TargetError::BadUrl {
-        url: redact(url),
-        reason,
-    };
-    if url.contains('#') {
-        return Err(bad(
-            "it has a `#`, which starts a URL fragment, so everything after it is cut off".into(),
-        ));
-    }
-    url.parse::<PgConnectOptions>()
-        .map_err(|e| bad(e.to_string()))
-}
-
-/// The user name a URL gives, if any (`postgres://USER:password@host/db`).
-fn url_user(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let user = userinfo.split(':').next()?;
-    (!user.is_empty()).then_some(user)
 }
 
 /// How long a goodbye to the server may take before the socket is simply dropped.
@@ -145,70 +157,33 @@ pub async fn hang_up(conn: PgConnection) {
     let _ = tokio::time::timeout(HANG_UP_WITHIN, conn.close()).await;
 }
 
-/// A URL with its password replaced, safe to print.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[test]
-    fn password_is_redacted() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/prod"),
-            "postgres://app:***@db:5432/prod"
-        );
-    }
 
     #[test]
-    fn url_without_password_is_unchanged() {
-        assert_eq!(redact("postgres://app@db/prod"), "postgres://app@db/prod");
-    }
-
-    #[test]
-    fn other_schemes_are_refused() {
-        let err = Target::new(Some("mysql://u:pw@host/db")).unwrap_err();
-        assert!(matches!(err, TargetError::Scheme { .. }), "{err}");
-        assert!(!err.to_string().contains("pw"), "{err}");
-        assert!(Target::new(Some("postgresql://u@host/db")).is_ok());
-        assert!(Target::new(Some("PostgreS://u@host/db")).is_ok());
-    }
-
-    #[test]
-    fn a_hash_in_a_password_is_refused_with_its_encoding() {
-        let err = Target::new(Some("postgres://app:12#34@db.internal/prod"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("# is %23"), "{err}");
-        assert!(err.contains("fragment"), "{err}");
-        let ok = Target::new(Some("postgres://app:12%2334@db.internal/prod")).unwrap();
-        assert_eq!(ok.describe(), "db.internal:5432/prod");
-    }
-
-    #[test]
-    fn the_user_comes_from_the_url_when_it_names_one() {
-        assert_eq!(url_user("postgres://app:pw@db/prod"), Some("app"));
-        assert_eq!(url_user("postgres://app@db"), Some("app"));
-        assert_eq!(url_user("postgres://db/prod"), None);
-        assert_eq!(url_user("postgres://:pw@db/prod"), None);
-        assert_eq!(url_user("postgres://db/prod?options=a@b"), None);
-    }
-
-    #[test]
-    fn bad_url_is_reported_without_the_password() {
+    fn a_bad_url_is_reported_without_the_password() {
         let err = Target::new(Some("postgres://u:pw@host:notaport/db")).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("u:***@host:notaport/db"), "{text}");
+        assert_eq!(
+            text,
+            "invalid database URL \"postgres://u:***@host:notaport/db\": invalid port \
+             \"notaport\" (want a port number from 1 to 65535); expected \
+             postgresql://user:password@host:port/database?keyword=value, with any @ : / or % \
+             in the user name or password percent-encoded (@ is %40, : is %3A, / is %2F, % is %25)"
+        );
         assert!(!text.contains("pw"), "{text}");
+    }
+
+    #[test]
+    fn a_socket_is_described_by_its_directory() {
+        let target = Target::new(Some("host=/run/pg port=5499 dbname=shop user=u")).unwrap();
+        assert_eq!(target.describe(), "/run/pg:5499/shop");
+    }
+
+    #[test]
+    fn a_hash_in_a_password_is_part_of_it_as_in_libpq() {
+        let target = Target::new(Some("postgres://app:12#34@db.internal/prod")).unwrap();
+        assert_eq!(target.describe(), "db.internal:5432/prod");
     }
 }
