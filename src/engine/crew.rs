@@ -145,9 +145,12 @@ impl Watchers<'_> {
         self.monitor.map(Monitor::decisions)
     }
 
-    /// The monitor's latest decision, if it runs and has made one.
-    pub fn decision(&self) -> Option<Decision> {
-        self.monitor.and_then(|m| m.decisions().borrow().clone())
+    /// The reason of the monitor's latest decision (empty without one): what a yield gave
+    /// way to.
+    pub fn reason(&self) -> String {
+        self.monitor
+            .and_then(|m| m.decisions().borrow().as_ref().map(|d| d.reason.clone()))
+            .unwrap_or_default()
     }
 
     /// What the monitor saw of `worker`'s batch that just ended (nothing without a monitor).

@@ -119,12 +119,7 @@ impl Worker<'_, '_, '_> {
                     return Ok(None);
                 }
                 Err(_) if seen.yielded => {
-                    let reason = self
-                        .crew
-                        .watchers
-                        .decision()
-                        .map(|d| d.reason)
-                        .unwrap_or_default();
+                    let reason = self.crew.watchers.reason();
                     tracing::debug!("retry of row {} yielded: {reason}", row.row());
                 }
                 Err(e) => {

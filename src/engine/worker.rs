@@ -279,12 +279,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
             }
             Err(_) if seen.yielded => {
                 self.sizer.yielded();
-                let reason = self
-                    .crew
-                    .watchers
-                    .decision()
-                    .map(|d| d.reason)
-                    .unwrap_or_default();
+                let reason = self.crew.watchers.reason();
                 let (worker, id) = (self.id, range.id);
                 self.crew.send(|job| Event::Yielded {
                     job,
