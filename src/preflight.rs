@@ -19,7 +19,7 @@ use crate::job::Job;
 
 use crate::state::JobRow;
 
-/// Which batch [`check`] looks at: the first, or the next one of a job that stopped.
+/// Which batch [`Conn::preflight`](crate::db::Conn::preflight) looks at: the first, or the next one of a job that stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Start {
     /// The checkpoint the batch starts after (`None`: the first key).

@@ -39,7 +39,7 @@ impl Conn<'_> {
         }
     }
 
-    /// Reads what [`Cost::of`] needs of `plan`'s table, which has `rows` rows (the estimate's
+    /// Reads what [`Cost::of`](crate::disk::estimate::Cost::of) needs of `plan`'s table, which has `rows` rows (the estimate's
     /// count), for a job that sets `columns`.
     pub async fn table_costs(
         self,

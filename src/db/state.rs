@@ -27,9 +27,7 @@ impl Store {
             Conn::Postgres(c) => StateSql(self).ensure(c, lock_timeout).await,
         }
     }
-}
 
-impl Store {
     /// Reads one job's row in the caller's transaction (locking it when `lock` is set).
     pub async fn fetch(
         &self,
@@ -42,7 +40,7 @@ impl Store {
         }
     }
 
-    /// Takes the job's lease if [`admit`] allows it, creating its row on first use (or only
+    /// Takes the job's lease if [`admit`](crate::state::admit) allows it, creating its row on first use (or only
     /// checks that it may join), and returns the row as it now stands with the admission.
     /// A restart forgets the job's ranges; a run lays out new ones when there are none.
     pub async fn claim(
@@ -111,9 +109,7 @@ impl Store {
             Conn::Postgres(c) => StateSql(self).control(c, name, control).await,
         }
     }
-}
 
-impl Store {
     /// The leases held on the job's ranges, one per owner (its freshest heartbeat).
     pub async fn range_leases(&self, conn: Conn<'_>, job: &str) -> Result<Vec<Lease>, StateError> {
         match conn {
@@ -168,9 +164,7 @@ impl Store {
             Conn::Postgres(c) => StateSql(self).lay_out(c, job, ranges, range_end).await,
         }
     }
-}
 
-impl Store {
     /// Takes the first range that is free, or whose holder is gone: its lease went stale, or
     /// its owner is among `gone` (processes of this host that no longer exist). Ranges locked
     /// by another claimer are skipped, never waited for.
@@ -234,9 +228,7 @@ impl Store {
             Conn::Postgres(c) => StateSql(self).finish_range(c, w, range).await,
         }
     }
-}
 
-impl Store {
     /// Refreshes the leases of `owner` on the job — every range it holds, and the job's own
     /// lease when `holds_job` — and publishes `live`. Returns the job's row as it now stands
     /// (the operator's control flag; every process's totals, live workers, processes and
@@ -282,9 +274,7 @@ impl Store {
             }
         }
     }
-}
 
-impl Store {
     /// Records that `failed` cannot be backfilled, in the caller's transaction (the one whose
     /// checkpoint moves past it, or a retry's); a row recorded before keeps its place and
     /// counts one more attempt, with the new message.

@@ -1,6 +1,6 @@
 //! What `plan` expects a run to cost in disk, before anything is written: the new row versions'
 //! heap, the heap after the run with and without vacuum pacing, and the WAL it writes. The
-//! facts are read in one read-only transaction ([`read`]); the arithmetic is pure
+//! facts are read in one read-only transaction ([`Conn::table_costs`](crate::db::Conn::table_costs)); the arithmetic is pure
 //! ([`Cost::of`]) and unit-tested.
 //!
 //! A backfill writes a new version of every row it changes. In a table packed full (fillfactor

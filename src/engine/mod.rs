@@ -201,7 +201,7 @@ impl BatchError {
     }
 }
 
-/// For [`LockWait::step`], which looks through the causes for a lock timeout.
+/// For [`crate::lockwait::LockWait::step`], which looks through the causes for a lock timeout.
 impl AsRef<dyn std::error::Error + 'static> for EngineError {
     fn as_ref(&self) -> &(dyn std::error::Error + 'static) {
         self

@@ -32,7 +32,7 @@ fn table_sql() -> String {
     )
 }
 
-/// Reads what [`Cost::of`] needs of `plan`'s table, which has `rows` rows (the estimate's
+/// Reads what [`Cost::of`](crate::disk::estimate::Cost::of) needs of `plan`'s table, which has `rows` rows (the estimate's
 /// count), for a job that sets `columns`.
 pub async fn read(
     conn: &mut PgConnection,

@@ -15,7 +15,7 @@ use super::{KeySql, Statements};
 pub struct Comparison {
     /// Over one key range: its rows, those whose `[set]` columns differ from their expressions,
     /// those of them that no longer match `where` (so no run rewrites them), and those still
-    /// matching `where`. Binds as [`super::Plan::update`].
+    /// matching `where`. Binds as [`crate::plan::Walk::update`].
     pub counts: Statements,
     /// The differing rows of one key range in key order, at most `$k` (the bind after the
     /// range's): the key columns, then for each `[set]` column its value and its expression's,

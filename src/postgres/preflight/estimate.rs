@@ -31,7 +31,7 @@ const WITHOUT_STATS: &str = "SELECT count(*) FROM pg_attribute a \
                       AND s.tablename = c.relname AND s.attname = a.attname)";
 
 /// Rows still matching `where`: counted with `exact`, else estimated as the module says. One
-/// read-only transaction; reads at most [`SAMPLE_BLOCKS`] blocks unless `exact`.
+/// read-only transaction; reads at most [`SAMPLE_BLOCKS`](crate::preflight::estimate::SAMPLE_BLOCKS) blocks unless `exact`.
 pub async fn pending_rows(
     conn: &mut PgConnection,
     plan: &Plan,
