@@ -42,7 +42,7 @@ impl Condition {
     pub(super) fn now(
         control: Option<&str>,
         late: bool,
-        decision: Option<Option<Decision>>,
+        decision: Option<Option<&Decision>>,
     ) -> Result<Option<Condition>, Cancelled> {
         Ok(match (control, decision) {
             (Some("cancel"), _) => return Err(Cancelled),
@@ -52,7 +52,7 @@ impl Condition {
                 reason: "by operator".into(),
             }),
             (_, None) => Some(Condition::Running),
-            (_, Some(decision)) => decision.as_ref().map(Condition::of),
+            (_, Some(decision)) => decision.map(Condition::of),
         })
     }
 

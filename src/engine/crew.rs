@@ -1,7 +1,7 @@
 //! What the workers of one process share, in a few named parts: the run itself (`r`, the
 //! ranges, the heartbeat); the [`Watchers`] they all obey (the one monitor and the latency
-//! guard); the [`Brakes`] they all answer to (the process's WAL budget, `pace::WalBudget`,
-//! and the turn that throttled workers take one at a time, so that a throttled process puts
+//! guard); the [`Brakes`] they all answer to (the job's pacing, the process's WAL budget,
+//! `pace::WalBudget`, and the turn that throttled workers take one at a time, so that a throttled process puts
 //! the load of one throttled worker on the database whatever `--workers` says); the [`Stops`]
 //! (Ctrl-C, and the halt that stops every worker when one meets an error the job cannot go on
 //! from); and the [`Ledger`] of the job's totals, rates and condition.
@@ -21,7 +21,7 @@ use super::BatchError;
 use super::condition::Condition;
 use super::heartbeat::Heartbeat;
 use super::ledger::{Estimated, Ledger};
-use super::pace::WalBudget;
+use super::pace::{Pacing, WalBudget};
 use super::vacuum::Feed;
 use super::{EngineError, Run};
 
@@ -45,8 +45,11 @@ pub(super) struct Watchers<'r> {
     pub guard: Option<&'r Guard>,
 }
 
-/// The process's WAL budget and the throttled workers' turn.
+/// What holds batches back: the sleep between them the job file asks for, the process's WAL
+/// budget and the throttled workers' turn.
 pub(super) struct Brakes {
+    /// `[batch] pause`, `pause_ratio` and `[throttle] max_pause`, read once.
+    pub pacing: Pacing,
     /// `None` without `[throttle] max_wal_rate`.
     wal: Option<Mutex<WalBudget>>,
     turn: tokio::sync::Mutex<()>,
@@ -83,6 +86,7 @@ impl<'r, 'a> Crew<'r, 'a> {
             heartbeat: s.heartbeat,
             watchers: s.watchers,
             brakes: Brakes {
+                pacing: Pacing::of(s.r.job),
                 wal: rate.map(|rate| Mutex::new(WalBudget::new(rate))),
                 turn: tokio::sync::Mutex::new(()),
             },

@@ -25,7 +25,7 @@ use super::crew::Crew;
 use super::end::{End, Stop};
 use super::link::{Link, Reread, reconnect_tick};
 use super::narrow;
-use super::pace::{After, Pace, Pacing};
+use super::pace::{After, Pace};
 use super::sizer::Sizer;
 use super::streak::Streak;
 use super::{BatchError, EngineError, backoff};
@@ -268,7 +268,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
                     guard_ratio: self.crew.watchers.guard_ratio(),
                     wal_wait: done.wal.map_or(Duration::ZERO, |(_, wait)| wait),
                 };
-                let pause = stride.pace.next(&Pacing::of(self.crew.r.job), &after);
+                let pause = stride.pace.next(&self.crew.brakes.pacing, &after);
                 self.committed(range, &done, size, pause, &mut stride.rate);
                 if let Some(row) = done.failed.take()
                     && let Some(stop) = narrow::stop_or_skip(self.crew, self.id, range.id, row)
@@ -377,8 +377,12 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
                 .at
                 .is_some_and(|at| at.elapsed() > self.crew.beat_in_doubt_after());
             self.doubted |= late;
-            let decision = self.decisions.as_ref().map(|d| d.borrow().clone());
-            let Ok(condition) = Condition::now(beat.control.as_deref(), late, decision) else {
+            let condition = {
+                let decision = self.decisions.as_ref().map(|d| d.borrow());
+                let decision = decision.as_ref().map(|d| d.as_ref());
+                Condition::now(beat.control.as_deref(), late, decision)
+            };
+            let Ok(condition) = condition else {
                 return Ok(Step::Stop(Stop::Cancelled));
             };
             if let Some(condition) = condition.map(|c| self.crew.watchers.guarded(c)) {

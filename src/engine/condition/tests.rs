@@ -1,11 +1,11 @@
 use super::*;
 
-fn decision(action: Action, signal: Option<Signal>, reason: &str) -> Option<Decision> {
-    Some(Decision {
+fn decision(action: Action, signal: Option<Signal>, reason: &str) -> Decision {
+    Decision {
         action,
         signal,
         reason: reason.into(),
-    })
+    }
 }
 
 #[test]
@@ -13,7 +13,7 @@ fn a_cancel_wins_over_everything() {
     let throttle = decision(Action::Throttle, Some(Signal::Connections), "busy");
     assert_eq!(Condition::now(Some("cancel"), false, None), Err(Cancelled));
     assert_eq!(
-        Condition::now(Some("cancel"), true, Some(throttle)),
+        Condition::now(Some("cancel"), true, Some(Some(&throttle))),
         Err(Cancelled)
     );
 }
@@ -27,7 +27,7 @@ fn a_late_heartbeat_gives_nothing_to_go_by() {
 #[test]
 fn the_operators_pause_comes_before_the_monitor() {
     let go = decision(Action::Go, None, "");
-    let paused = Condition::now(Some("pause"), false, Some(go))
+    let paused = Condition::now(Some("pause"), false, Some(Some(&go)))
         .unwrap()
         .unwrap();
     assert_eq!(paused.throttled(), None);
@@ -45,12 +45,12 @@ fn without_a_monitor_the_run_goes() {
 fn the_monitors_decision_says_how_batches_run() {
     assert_eq!(Condition::now(None, false, Some(None)), Ok(None));
     let throttle = decision(Action::Throttle, Some(Signal::Connections), "busy");
-    let throttled = Condition::now(None, false, Some(throttle))
+    let throttled = Condition::now(None, false, Some(Some(&throttle)))
         .unwrap()
         .unwrap();
     assert_eq!(throttled.throttled(), Some(true));
     let pause = decision(Action::Pause, Some(Signal::Connections), "busy");
-    let paused = Condition::now(Some("resume"), false, Some(pause))
+    let paused = Condition::now(Some("resume"), false, Some(Some(&pause)))
         .unwrap()
         .unwrap();
     assert_eq!(paused.throttled(), None);
