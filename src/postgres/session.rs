@@ -159,11 +159,7 @@ async fn begin_limited<'c>(
     limits: &Limits,
     read_only: bool,
 ) -> Result<(Transaction<'c, Postgres>, Backend, Option<u64>), sqlx::Error> {
-    let mut tx = if read_only {
-        begin_read_only(conn).await?
-    } else {
-        conn.begin().await?
-    };
+    let mut tx = begin_idle_bounded(conn, read_only).await?;
     let row = sqlx::raw_sql(AssertSqlSafe(limits_sql(limits)))
         .fetch_one(&mut *tx)
         .await?;
@@ -209,8 +205,18 @@ pub async fn begin_state(
 pub async fn begin_read_only(
     conn: &mut PgConnection,
 ) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    begin_idle_bounded(conn, true).await
+}
+
+/// `BEGIN` and its [`IDLE_IN_TRANSACTION`] in one message, so that no moment exists in which a
+/// process frozen right after `BEGIN` leaves an open transaction the server never ends.
+async fn begin_idle_bounded(
+    conn: &mut PgConnection,
+    read_only: bool,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    let mode = if read_only { " READ ONLY" } else { "" };
     conn.begin_with(AssertSqlSafe(format!(
-        "BEGIN READ ONLY; SELECT set_config('idle_in_transaction_session_timeout', '{}ms', true)",
+        "BEGIN{mode}; SELECT set_config('idle_in_transaction_session_timeout', '{}ms', true)",
         IDLE_IN_TRANSACTION.as_millis()
     )))
     .await
