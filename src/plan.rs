@@ -129,6 +129,15 @@ impl Plan {
     }
 }
 
+/// A relation's size: its blocks now, and its rows as its last count says (`VACUUM` or
+/// `ANALYZE`: rows per block, times the blocks it has now, as the planner reckons), when it
+/// was ever counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelationSize {
+    pub blocks: u64,
+    pub rows: Option<u64>,
+}
+
 /// One key of a block sample, in key order, with whether its row still matches `where`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sampled {

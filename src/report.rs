@@ -173,6 +173,7 @@ pub fn status_json(row: &JobRow, heap_now: Option<u64>) -> serde_json::Value {
         "live": row.lease_is_live(),
         "rows_done": row.rows_done,
         "batches_done": row.batches_done,
+        "total_estimate": row.total_estimate(),
         "batch_size": row.batch_size,
         "cursor": row.cursor,
         "range_end": row.range_end,
@@ -257,7 +258,22 @@ mod tests {
     fn status_json_has_the_counters() {
         let v = status_json(&row("a", "done"), None);
         assert_eq!(v["rows_done"], 1234);
+        assert_eq!(v["total_estimate"], 1234);
         assert_eq!(v["cursor"][0], "42");
+    }
+
+    #[test]
+    fn status_json_has_the_shared_total_of_a_running_job() {
+        let running = JobRow {
+            pending: Some(crate::state::Pending {
+                rows: 10_000,
+                rows_done: 0,
+                exact: true,
+                table_rows: None,
+            }),
+            ..row("a", "running")
+        };
+        assert_eq!(status_json(&running, None)["total_estimate"], 10_000);
     }
 
     fn owned(status: &str, heartbeat_age: f64, note: Option<&str>) -> JobRow {

@@ -1,6 +1,7 @@
 //! The pending-row estimate right after the expand migration, when the planner knows nothing
 //! about the new column: `plan`'s pending line and the `started` event of `run --json` must be
-//! within ±25 % of the truth without an `ANALYZE`, and say how they were found.
+//! within ±5 % of the truth on a table analysed before the column was added, within ±25 % on
+//! one never analysed, and say how they were found.
 
 mod common;
 
@@ -52,11 +53,12 @@ fn pending_line(plan: &str) -> (u64, String) {
     (rows, how)
 }
 
-fn assert_within_a_quarter(what: &str, estimate: u64, truth: u64) {
+fn assert_within(what: &str, estimate: u64, truth: u64, share: f64) {
     let ratio = estimate as f64 / truth as f64;
     assert!(
-        (0.75..=1.25).contains(&ratio),
-        "{what}: {estimate} is not within ±25% of {truth}"
+        (1.0 - share..=1.0 + share).contains(&ratio),
+        "{what}: {estimate} is not within ±{}% of {truth}",
+        share * 100.0
     );
 }
 
@@ -114,13 +116,13 @@ async fn a_million_rows_right_after_add_column_are_sampled_not_guessed() {
 
     let (rows, how) = pending_line(&plan(&db, &path));
     eprintln!("plan: {rows} rows ({how}); truth 1000000");
-    assert_within_a_quarter("plan's pending line", rows, 1_000_000);
+    assert_within("plan's pending line", rows, 1_000_000, 0.05);
     assert!(how.starts_with("sampled "), "{how}");
     assert!(how.contains("% of blocks"), "{how}");
 
     let total = started_estimate(&db, &dir).await;
     eprintln!("started: total_estimate {total}; truth 1000000");
-    assert_within_a_quarter("the started event's total_estimate", total, 1_000_000);
+    assert_within("the started event's total_estimate", total, 1_000_000, 0.05);
 
     // Once the column has statistics, the planner agrees with the sample and is named.
     sqlx::raw_sql("ANALYZE users")
@@ -128,7 +130,7 @@ async fn a_million_rows_right_after_add_column_are_sampled_not_guessed() {
         .await
         .unwrap();
     let (rows, how) = pending_line(&plan(&db, &path));
-    assert_within_a_quarter("plan after ANALYZE", rows, 1_000_000);
+    assert_within("plan after ANALYZE", rows, 1_000_000, 0.05);
     assert!(how.starts_with("planner estimate"), "{how}");
 }
 
@@ -142,11 +144,11 @@ async fn a_table_that_was_never_analyzed_is_sampled_too() {
 
     let (rows, how) = pending_line(&plan(&db, &path));
     eprintln!("plan: {rows} rows ({how}); truth 100000");
-    assert_within_a_quarter("plan's pending line", rows, 100_000);
+    assert_within("plan's pending line", rows, 100_000, 0.25);
     assert!(how.starts_with("sampled "), "{how}");
 
     let total = started_estimate(&db, &dir).await;
-    assert_within_a_quarter("the started event's total_estimate", total, 100_000);
+    assert_within("the started event's total_estimate", total, 100_000, 0.25);
 }
 
 #[tokio::test]

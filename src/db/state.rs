@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::postgres::state::{RangeSql, StateSql};
 use crate::state::{
     Admission, Claim, Control, FailedRow, Holder, JobRow, Key, Lease, Live, NewRange, Owner,
-    RangeRow, Release, Split, StateError, Store,
+    Pending, Progress, RangeRow, Release, Split, StateError, Store,
 };
 
 use super::Conn;
@@ -68,6 +68,23 @@ impl Store {
             Conn::Postgres(c) => {
                 StateSql(self)
                     .note_unclaimed(c, name, note, lock_timeout)
+                    .await
+            }
+        }
+    }
+
+    /// Keeps `pending` as the job's estimate unless it has one (`replace`: whatever it has).
+    pub async fn keep_estimate(
+        &self,
+        conn: Conn<'_>,
+        name: &str,
+        pending: &Pending,
+        replace: bool,
+    ) -> Result<(), StateError> {
+        match conn {
+            Conn::Postgres(c) => {
+                StateSql(self)
+                    .keep_estimate(c, name, pending, replace)
                     .await
             }
         }
@@ -196,7 +213,8 @@ impl Store {
 
     /// Moves range `range`'s cursor to `cursor` inside the batch's transaction, adding `rows`
     /// and the batch's keys to its counters — only while `w` still holds the range and its
-    /// upper end is not below `cursor` (see `postgres::state` for the statement).
+    /// upper end is not below `cursor` (see `postgres::state` for the statement). Gives back
+    /// where the job stands with the batch.
     #[allow(clippy::too_many_arguments)]
     pub async fn checkpoint(
         &self,
@@ -207,7 +225,7 @@ impl Store {
         cursor: &[String],
         rows: u64,
         batch_size: u32,
-    ) -> Result<(), StateError> {
+    ) -> Result<Progress, StateError> {
         match tx {
             Conn::Postgres(c) => {
                 StateSql(self)

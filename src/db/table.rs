@@ -3,7 +3,7 @@
 //! the server's WAL position. Each runs the [`Walk`]'s statement as the database's planner
 //! wrote it.
 
-use crate::plan::{Key, Sampled, Walk};
+use crate::plan::{Key, RelationSize, Sampled, Walk};
 use crate::postgres;
 
 use super::Conn;
@@ -61,10 +61,11 @@ impl Conn<'_> {
         }
     }
 
-    /// The relation's size in blocks, what a sample's share is worked out from.
-    pub async fn relation_blocks(self, relation: &str) -> Result<u64, sqlx::Error> {
+    /// The relation's size: its blocks, what a sample's share is worked out from, and its rows
+    /// as last counted.
+    pub async fn relation_size(self, relation: &str) -> Result<RelationSize, sqlx::Error> {
         match self {
-            Conn::Postgres(c) => postgres::table::relation_blocks(c, relation).await,
+            Conn::Postgres(c) => postgres::table::relation_size(c, relation).await,
         }
     }
 

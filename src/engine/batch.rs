@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::db::{Conn, Session, Tx};
 use crate::plan::Walk;
-use crate::state::{FailedRow, Key, RangeRow, idle_in_transaction_timeout};
+use crate::state::{FailedRow, Key, Progress, RangeRow, idle_in_transaction_timeout};
 
 use super::BatchError;
 use super::crew::Crew;
@@ -31,6 +31,8 @@ pub struct Committed {
     /// Under a WAL budget: the WAL charged to the batch, and how long the budget asks to wait
     /// before the next one.
     pub wal: Option<(u64, Duration)>,
+    /// Where the job stands with the batch, as its checkpoint read it ([`commit`] fills it in).
+    pub job: Progress,
 }
 
 /// Runs worker `worker`'s batch of up to `size` keys after `range`'s cursor (from the
@@ -59,6 +61,7 @@ pub async fn run(
         keys: size,
         failed: None,
         wal: None,
+        job: Progress::default(),
     };
     commit(tx, crew, worker, range.id, done, started).await
 }
@@ -100,7 +103,8 @@ pub(super) async fn commit(
     started: Instant,
 ) -> Result<Committed, BatchError> {
     let holder = crew.holder(worker);
-    crew.r
+    done.job = crew
+        .r
         .store
         .checkpoint(
             tx.conn(),

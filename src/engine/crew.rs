@@ -15,12 +15,12 @@ use crate::event::Event;
 use crate::guard::Guard;
 use crate::monitor::{BatchWatch, Decision, Monitor};
 use crate::ranges::Share;
-use crate::state::Holder;
+use crate::state::{Holder, Pending};
 
 use super::BatchError;
 use super::condition::Condition;
 use super::heartbeat::Heartbeat;
-use super::ledger::{Estimated, Ledger};
+use super::ledger::Ledger;
 use super::pace::{Pacing, WalBudget};
 use super::vacuum::Feed;
 use super::{EngineError, Run};
@@ -71,8 +71,8 @@ pub(super) struct Start<'r, 'a> {
     pub feed: Option<&'r Feed>,
     /// The job's rows and batches done when this process started.
     pub totals: (u64, u64),
-    /// What was estimated when this process started.
-    pub estimate: Estimated,
+    /// The job's estimate of its pending rows.
+    pub pending: Pending,
     pub events: mpsc::UnboundedSender<Event>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -94,7 +94,7 @@ impl<'r, 'a> Crew<'r, 'a> {
                 shutdown: s.shutdown,
                 halt: watch::channel(false).0,
             },
-            ledger: Ledger::new(s.heartbeat, s.feed, s.totals, s.estimate),
+            ledger: Ledger::new(s.heartbeat, s.feed, s.totals, s.pending, s.r.job.batch.size),
             events: s.events,
         }
     }

@@ -95,7 +95,11 @@ impl Worker<'_, '_, '_> {
             match result {
                 Ok(Retried::Filled { rows }) => {
                     *failures = Streak::default();
-                    let rows_done = self.crew.ledger.committed(&row.relation, rows, 0).rows_done;
+                    let rows_done = self
+                        .crew
+                        .ledger
+                        .committed(&row.relation, rows, None)
+                        .rows_done;
                     self.crew.send(|job| Event::Filled {
                         job,
                         worker,

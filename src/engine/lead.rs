@@ -12,24 +12,23 @@ use crate::event::Event;
 use crate::guard::Guard;
 use crate::monitor::Monitor;
 use crate::ranges::Share;
-use crate::state::JobRow;
+use crate::state::{JobRow, Pending, total};
 
 use super::crew::{Crew, Start, Watchers};
 use super::end::Ending;
 use super::heartbeat::Heartbeat;
-use super::ledger::Estimated;
-use super::total;
 use super::vacuum::{Feed, Vacuum};
 use super::worker::Worker;
 use super::{EngineError, Outcome, Run, application_name, connect};
 
-/// How the run began: the job's row when claimed, the workers this process runs, what the start
-/// estimated, and when the run's clock started.
+/// How the run began: the job's row when claimed, the workers this process runs, the job's
+/// estimate, and when the run's clock started.
 #[derive(Clone, Copy)]
 struct Begun<'a> {
     row: &'a JobRow,
     workers: u32,
-    estimate: Estimated,
+    /// The job's estimate of its pending rows.
+    pending: Pending,
     started: Instant,
     /// The process's monitor, unless `[throttle]` turns it off.
     monitor: Option<&'a Monitor>,
@@ -63,11 +62,11 @@ impl Lead<'_, '_> {
             o if o.retry_failures => 1,
             o => o.workers.unwrap_or(self.r.job.batch.workers),
         };
-        let estimate = match self
+        let (pending, laid_out) = match self
             .prepare(&mut conn, workers, row, emit, shutdown.clone())
             .await
         {
-            Ok(Some(estimate)) => estimate,
+            Ok(Some(prepared)) => prepared,
             Ok(None) => {
                 let (job, rows_done) = (self.r.job.name.clone(), row.rows_done);
                 emit(&Event::Interrupted { job, rows_done });
@@ -77,17 +76,9 @@ impl Lead<'_, '_> {
         };
         // The run's time, for its speed, starts once it is through the start's wait.
         let started = Instant::now();
-        // The total as every batch refines it, with nothing walked yet (the pending rows,
-        // at most the keys left): `resuming at …/TOTAL` and the first progress line agree.
-        let total_estimate = total::total(&total::Seen {
-            rows_done: row.rows_done,
-            start_done: row.rows_done,
-            start_pending: estimate.pending,
-            keys_walked: 0,
-            rows_changed: 0,
-            keys_left: estimate.keys_left,
-            batch: self.r.job.batch.size,
-        });
+        // The total as every batch refines it, from the same figures: `resuming at …/TOTAL`
+        // and the first progress line agree.
+        let total_estimate = total(Some(&pending), &laid_out.progress(), self.r.job.batch.size);
         emit(&Event::Started {
             job: self.r.job.name.clone(),
             total_estimate,
@@ -104,7 +95,7 @@ impl Lead<'_, '_> {
         let begun = Begun {
             row,
             workers,
-            estimate,
+            pending,
             started,
             monitor: monitor.as_ref(),
             guard: guard.as_ref(),
@@ -131,7 +122,7 @@ impl Lead<'_, '_> {
         let Begun {
             row,
             workers,
-            estimate,
+            pending,
             started,
             monitor,
             guard,
@@ -154,7 +145,7 @@ impl Lead<'_, '_> {
             .job
             .vacuum
             .every
-            .rows(estimate.table_rows.unwrap_or(estimate.pending));
+            .rows(pending.table_rows.unwrap_or(pending.rows));
         let pace_events = events.clone();
         let mut pacing = std::pin::pin!(async {
             if let Some(v) = &vacuum {
@@ -169,7 +160,7 @@ impl Lead<'_, '_> {
             watchers: Watchers { monitor, guard },
             feed: vacuum.as_ref().filter(|v| v.paces()).map(|_| &feed),
             totals: (row.rows_done, row.batches_done),
-            estimate,
+            pending,
             events,
             shutdown,
         });

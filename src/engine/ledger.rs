@@ -1,39 +1,26 @@
 //! What one process knows of its job while it runs: the totals it started from and what its
-//! workers committed since (with the job's row as the heartbeat last read it, for other
-//! processes' batches), the total rows refined from what the walk has seen (`total.rs`), the
-//! rows each relation changed (for vacuum pacing), each worker's recent rate and the process's
+//! workers committed since (with the job as each checkpoint and the heartbeat last read it, for
+//! other processes' batches), the job's total from the state tables' figures
+//! (`crate::state::total`, the same in every process), the rows each relation changed (for vacuum pacing), each worker's recent rate and the process's
 //! condition — what the heartbeat publishes for `status` on other hosts.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::state::{JobRow, Live};
+use crate::state::{Live, Pending, Progress, total};
 
 use super::condition::Condition;
 use super::heartbeat::Heartbeat;
-use super::total;
 use super::vacuum::Feed;
 
 /// The job's totals after a batch, as far as this process knows (other processes' batches come
-/// with the heartbeat).
+/// with their checkpoints, or with the heartbeat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Totals {
     pub rows_done: u64,
     pub batches_done: u64,
-    /// Rows the job is now expected to change in all ([`total::total`]).
+    /// Rows the job is now expected to change in all ([`total`]).
     pub total_estimate: u64,
-}
-
-/// The estimates a process starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Estimated {
-    /// Rows still pending.
-    pub pending: u64,
-    /// Keys left in the ranges not done yet (`None`: a range has no estimate).
-    pub keys_left: Option<u64>,
-    /// Rows in the table, as the start's estimate found them (what vacuum pacing's
-    /// `every = "5%"` is a share of).
-    pub table_rows: Option<u64>,
 }
 
 /// What changes as the workers go.
@@ -41,10 +28,11 @@ struct Shared {
     condition: Condition,
     /// Recent rows per second of each range a worker walks.
     rates: BTreeMap<u32, f64>,
-    /// Rows, batches and keys walked this process committed since it started.
+    /// Rows and batches this process committed since it started.
     rows_here: u64,
     batches_here: u64,
-    keys_here: u64,
+    /// Where the job stood after the latest checkpoint of this process.
+    latest: Option<Progress>,
 }
 
 /// See the module header.
@@ -54,7 +42,10 @@ pub(super) struct Ledger<'r> {
     feed: Option<&'r Feed>,
     /// The job's rows and batches done when this process started.
     start: (u64, u64),
-    estimate: Estimated,
+    /// The job's estimate of its pending rows (with `--retry-failures`, the failed rows).
+    pending: Pending,
+    /// Keys a batch asks for.
+    batch: u32,
     shared: Mutex<Shared>,
 }
 
@@ -63,19 +54,21 @@ impl<'r> Ledger<'r> {
         heartbeat: &'r Heartbeat,
         feed: Option<&'r Feed>,
         start: (u64, u64),
-        estimate: Estimated,
+        pending: Pending,
+        batch: u32,
     ) -> Ledger<'r> {
         Ledger {
             heartbeat,
             feed,
             start,
-            estimate,
+            pending,
+            batch,
             shared: Mutex::new(Shared {
                 condition: Condition::Running,
                 rates: BTreeMap::new(),
                 rows_here: 0,
                 batches_here: 0,
-                keys_here: 0,
+                latest: None,
             }),
         }
     }
@@ -99,71 +92,81 @@ impl Ledger<'_> {
         }
     }
 
-    /// Records a batch of `rows` in `keys` keys committed by this process in `relation` (and
-    /// feeds vacuum pacing): the job's totals as far as this process knows.
-    pub(super) fn committed(&self, relation: &str, rows: u64, keys: u32) -> Totals {
+    /// Records a batch of `rows` committed by this process in `relation` (and feeds vacuum
+    /// pacing), with where the job stood after it (`job`: its checkpoint's reading; `None` for
+    /// a failed row filled again, which moves no range): the job's totals.
+    pub(super) fn committed(&self, relation: &str, rows: u64, job: Option<Progress>) -> Totals {
         if let Some(feed) = self.feed {
             feed.add(relation, rows);
         }
         let Ok(mut shared) = self.shared.lock() else {
-            return Totals {
-                rows_done: self.start.0,
-                batches_done: self.start.1,
-                total_estimate: self.start.0 + self.estimate.pending,
-            };
+            return self.totals_of(&self.progress_at_start());
         };
         shared.rows_here += rows;
         shared.batches_here += 1;
-        shared.keys_here += u64::from(keys);
-        let beat = self.heartbeat.beat().job;
-        let (rows_done, batches_done) = self.done(&shared, beat.as_ref());
-        // Both figures of the keys left are too high, each stale in its own way (the start's
-        // misses other processes' batches, the heartbeat's the latest of ours): the lower is
-        // the nearer.
-        let since_start = self
-            .estimate
-            .keys_left
-            .map(|k| k.saturating_sub(shared.keys_here));
-        let keys_left = match (since_start, beat.and_then(|job| job.keys_left)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        if job.is_some() {
+            shared.latest = job;
+        }
+        let progress = match job {
+            Some(job) => job,
+            None => {
+                let (rows_done, batches_done) = self.done(&shared);
+                Progress {
+                    rows_done,
+                    batches_done,
+                    ..self.progress_at_start()
+                }
+            }
         };
-        let total_estimate = total::total(&total::Seen {
-            rows_done,
-            start_done: self.start.0,
-            start_pending: self.estimate.pending,
-            keys_walked: shared.keys_here,
-            rows_changed: shared.rows_here,
-            keys_left,
-            batch: keys,
-        });
+        self.totals_of(&progress)
+    }
+
+    /// The job's totals at `progress`.
+    fn totals_of(&self, progress: &Progress) -> Totals {
         Totals {
-            rows_done,
-            batches_done,
-            total_estimate,
+            rows_done: progress.rows_done,
+            batches_done: progress.batches_done,
+            total_estimate: total(Some(&self.pending), progress, self.batch),
+        }
+    }
+
+    /// The job as this process found it, as far as its counters go.
+    fn progress_at_start(&self) -> Progress {
+        Progress {
+            rows_done: self.start.0,
+            batches_done: self.start.1,
+            ..Progress::default()
         }
     }
 
     /// The job's rows and batches done so far, as far as this process knows.
     pub(super) fn totals(&self) -> (u64, u64) {
-        let beat = self.heartbeat.beat().job;
         match self.shared.lock() {
-            Ok(shared) => self.done(&shared, beat.as_ref()),
+            Ok(shared) => self.done(&shared),
             Err(_) => self.start,
         }
     }
 
-    /// What this process found at its start plus what it committed since, or the job's row as
-    /// the last heartbeat read it (other processes' batches included), whichever is further.
-    fn done(&self, shared: &Shared, beat: Option<&JobRow>) -> (u64, u64) {
+    /// The furthest of: what this process found at its start plus what it committed since, its
+    /// latest checkpoint's reading, and the job's row as the last heartbeat read it (other
+    /// processes' batches included).
+    fn done(&self, shared: &Shared) -> (u64, u64) {
         let here = (
             self.start.0 + shared.rows_here,
             self.start.1 + shared.batches_here,
         );
-        match beat {
-            Some(job) => (here.0.max(job.rows_done), here.1.max(job.batches_done)),
-            None => here,
-        }
+        let latest = shared
+            .latest
+            .map_or((0, 0), |p| (p.rows_done, p.batches_done));
+        let beat = self
+            .heartbeat
+            .beat()
+            .job
+            .map_or((0, 0), |job| (job.rows_done, job.batches_done));
+        (
+            here.0.max(latest.0).max(beat.0),
+            here.1.max(latest.1).max(beat.1),
+        )
     }
 
     /// Sets (or, with `None`, forgets) the recent rate of the worker walking `range`.

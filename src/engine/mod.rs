@@ -33,7 +33,6 @@ pub mod pace;
 pub mod sizer;
 mod start;
 mod streak;
-mod total;
 mod vacuum;
 mod worker;
 

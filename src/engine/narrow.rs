@@ -21,7 +21,7 @@ use crate::db::{ServerError, Session, is_row_error};
 use crate::event::Event;
 use crate::job::OnError;
 use crate::plan::Walk;
-use crate::state::{FailedRow, Key, RangeRow};
+use crate::state::{FailedRow, Key, Progress, RangeRow};
 
 use super::BatchError;
 use super::EngineError;
@@ -121,6 +121,7 @@ pub(super) async fn run(
         keys: walked,
         failed: failed.map(Box::new),
         wal: None,
+        job: Progress::default(),
     };
     batch::commit(tx, crew, worker, range.id, done, started).await
 }

@@ -13,18 +13,19 @@ use crate::job::Timeouts;
 use crate::lockwait::{LockWait, Note};
 use crate::monitor::{Monitor, Watch};
 use crate::plan::START_LOCK_TIMEOUT;
+use crate::preflight::Method;
 use crate::ranges::Share;
-use crate::state::{JobRow, Live};
+use crate::state::{JobRow, Live, Pending};
 
 use super::lead::Lead;
-use super::ledger::Estimated;
 use super::{EngineError, guard_application_name, monitor_application_name, own_sessions};
 
 impl Lead<'_, '_> {
-    /// Lays the ranges out if nobody has, and estimates the rows still pending (with
-    /// `--retry-failures`, the failed rows) and the keys left to walk — once no lock on the
-    /// table is in the way, paused while one is (see `lockwait`). `None` when shutdown came
-    /// first.
+    /// Lays the ranges out if nobody has, and estimates the rows still pending unless the job
+    /// keeps an estimate already (`--exact-count` counts them again) — once no lock on the
+    /// table is in the way, paused while one is (see `lockwait`). Gives back the estimate (with
+    /// `--retry-failures`, the failed rows) and the job as it stands then; `None` when shutdown
+    /// came first.
     pub(super) async fn prepare(
         &self,
         conn: &mut Session,
@@ -32,7 +33,7 @@ impl Lead<'_, '_> {
         row: &JobRow,
         emit: &mut dyn FnMut(&Event),
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Option<Estimated>, EngineError> {
+    ) -> Result<Option<(Pending, JobRow)>, EngineError> {
         let (r, table) = (self.r, || self.r.plan.table.clone());
         let timeouts = Timeouts {
             lock: START_LOCK_TIMEOUT,
@@ -66,27 +67,41 @@ impl Lead<'_, '_> {
                     table: table(),
                     source,
                 })?;
+            let laid_out = r.store.load(conn.conn(), &r.job.name).await?;
             if r.options.retry_failures {
-                return Ok(Estimated {
-                    pending: row.failures,
-                    keys_left: None,
+                let failed = Pending {
+                    rows: row.failures,
+                    rows_done: laid_out.rows_done,
+                    exact: true,
                     table_rows: None,
-                });
+                };
+                return Ok((failed, laid_out));
             }
-            let pending = conn
+            let exact = r.options.exact_count;
+            if let Some(kept) = laid_out.pending.filter(|p| p.exact || !exact) {
+                return Ok((kept, laid_out));
+            }
+            let found = conn
                 .conn()
-                .pending_rows(r.plan, r.options.exact_count)
+                .pending_rows(r.plan, exact)
                 .await
                 .map_err(|source| EngineError::Estimate {
                     table: table(),
                     source,
                 })?;
-            let laid_out = r.store.load(conn.conn(), &r.job.name).await?;
-            Ok(Estimated {
-                pending: pending.rows,
-                keys_left: laid_out.keys_left,
-                table_rows: pending.table_rows,
-            })
+            let pending = Pending {
+                rows: found.rows,
+                rows_done: laid_out.rows_done,
+                exact: found.method == Method::Exact,
+                table_rows: found.table_rows,
+            };
+            let store = r.store;
+            store
+                .keep_estimate(conn.conn(), &r.job.name, &pending, exact)
+                .await?;
+            // Another process may have kept its own first: every process uses the one kept.
+            let kept = store.load(conn.conn(), &r.job.name).await?;
+            Ok((kept.pending.unwrap_or(pending), kept))
         })
         .await
     }

@@ -334,7 +334,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
         let totals = self
             .crew
             .ledger
-            .committed(&range.relation, done.rows, done.keys);
+            .committed(&range.relation, done.rows, Some(done.job));
         let (worker, id, rows) = (self.id, range.id, done.rows);
         let (elapsed_ms, pause_ms) = (millis(done.elapsed), millis(pause));
         let wal_bytes = done.wal.map(|(bytes, _)| bytes);

@@ -325,7 +325,7 @@ async fn sample_keys(
     };
     let mut blocks = 0;
     for relation in &keyed.relations {
-        blocks += tx.conn().relation_blocks(relation).await?;
+        blocks += tx.conn().relation_size(relation).await?.blocks;
     }
     let percent = layout_percent(blocks, 1);
     let sample = tx.conn().sample(&keyed.walk, None, &end, percent).await?;

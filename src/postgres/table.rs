@@ -3,7 +3,7 @@
 
 use sqlx::{PgConnection, Row as _};
 
-use crate::plan::{Key, Sampled, Walk};
+use crate::plan::{Key, RelationSize, Sampled, Walk};
 
 use super::{bind_keys, fetch_key, fetch_keys, statement};
 
@@ -72,14 +72,25 @@ pub async fn range_end(conn: &mut PgConnection, walk: &Walk) -> Result<Option<Ke
 
 /// The relation's size in blocks (exact, unlike `reltuples`, which is -1 or 0 before the
 /// first `ANALYZE`).
-pub async fn relation_blocks(conn: &mut PgConnection, relation: &str) -> Result<u64, sqlx::Error> {
-    let blocks: i64 =
-        statement("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8")
-            .bind(relation)
-            .fetch_one(conn)
-            .await?
-            .try_get(0)?;
-    Ok(u64::try_from(blocks).unwrap_or(0))
+pub async fn relation_size(
+    conn: &mut PgConnection,
+    relation: &str,
+) -> Result<RelationSize, sqlx::Error> {
+    let row = statement(
+        "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int8, \
+                CASE WHEN c.relpages > 0 AND c.reltuples > 0 \
+                     THEN c.reltuples::float8 / c.relpages END \
+           FROM pg_class c WHERE c.oid = $1::regclass",
+    )
+    .bind(relation)
+    .fetch_one(conn)
+    .await?;
+    let blocks = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+    let per_block: Option<f64> = row.try_get(1)?;
+    Ok(RelationSize {
+        blocks,
+        rows: per_block.map(|r| (r * blocks as f64).round() as u64),
+    })
 }
 
 /// A block sample (`percent` of the relation's blocks) of the keys in `(lower, upper]`, in key

@@ -69,12 +69,30 @@ fn percent(want: u64, blocks: u64) -> f64 {
     100.0 * want as f64 / blocks as f64
 }
 
-/// Keys a sample of `count` rows at `percent` % stands for.
-pub fn scale(count: usize, percent: f64) -> u64 {
-    if percent <= 0.0 {
-        return 0;
+/// What a layout's sample says of the keys of the pieces it cuts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keys {
+    /// Keys the sample found, and the percentage of blocks it read.
+    pub sampled: usize,
+    pub percent: f64,
+    /// The relation's rows as last counted, when it was.
+    pub counted: Option<u64>,
+}
+
+impl Keys {
+    /// Keys a piece that holds `count` of the sampled keys stands for: its share of the
+    /// counted rows, or without a count its keys scaled by the share of blocks read. A block
+    /// sample reads a varying number of blocks (a few hundred at a layout, so ±5 % and more),
+    /// and the share of the keys does not vary with it.
+    pub fn of(&self, count: usize) -> u64 {
+        match self.counted {
+            Some(rows) if self.sampled > 0 => {
+                (count as f64 / self.sampled as f64 * rows as f64).round() as u64
+            }
+            _ if self.percent <= 0.0 => 0,
+            _ => (count as f64 * 100.0 / self.percent).round() as u64,
+        }
     }
-    (count as f64 * 100.0 / percent).round() as u64
 }
 
 /// How to find the middle of a victim's remaining range.
@@ -191,9 +209,21 @@ mod tests {
 
     #[test]
     fn a_sample_stands_for_its_share() {
-        assert_eq!(scale(25, 1.0), 2500);
-        assert_eq!(scale(25, 100.0), 25);
-        assert_eq!(scale(3, 0.0), 0);
+        let scaled = |percent| Keys {
+            sampled: 100,
+            percent,
+            counted: None,
+        };
+        assert_eq!(scaled(1.0).of(25), 2500);
+        assert_eq!(scaled(100.0).of(25), 25);
+        assert_eq!(scaled(0.0).of(3), 0);
+        // A quarter of the sample, of a table counted at 120,000 rows: whatever share of the
+        // blocks the sample happened to read.
+        let counted = Keys {
+            counted: Some(120_000),
+            ..scaled(2.0)
+        };
+        assert_eq!(counted.of(25), 30_000);
     }
 
     #[test]

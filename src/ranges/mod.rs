@@ -148,18 +148,23 @@ impl Share<'_> {
             let Some(end) = conn.reborrow().range_end(walk).await.map_err(read())? else {
                 continue;
             };
-            let blocks = conn
+            let size = conn
                 .reborrow()
-                .relation_blocks(&walk.relation)
+                .relation_size(&walk.relation)
                 .await
                 .map_err(read())?;
-            let percent = decide::layout_percent(blocks, pieces);
+            let percent = decide::layout_percent(size.blocks, pieces);
             let sample = conn
                 .reborrow()
                 .sample(walk, None, &end, percent)
                 .await
                 .map_err(read())?;
-            ranges.extend(pieces_of(walk, &sample, pieces, percent, &end));
+            let keys = decide::Keys {
+                sampled: sample.len(),
+                percent,
+                counted: size.rows,
+            };
+            ranges.extend(pieces_of(walk, &sample, pieces, keys, &end));
             if !self.plan.partitioned {
                 table_end = Some(end);
             }
@@ -259,7 +264,7 @@ impl Share<'_> {
         if enough.is_none() {
             return Ok(None);
         }
-        let blocks = conn.reborrow().relation_blocks(&walk.relation).await?;
+        let blocks = conn.reborrow().relation_size(&walk.relation).await?.blocks;
         let n = match decide::cut(victim.remaining_keys(), blocks) {
             Cut::Offset(n) => n,
             Cut::Sample(percent) => {
@@ -290,12 +295,12 @@ fn legacy(row: &JobRow, plan: &Plan) -> Option<NewRange> {
 }
 
 /// `walk`'s relation, ending at `end`, cut into `pieces` at the sample's split points; each
-/// piece's keys estimated from its share of the sample.
+/// piece's keys estimated from its share of the sample (see [`decide::Keys`]).
 fn pieces_of(
     walk: &Walk,
     sample: &[Sampled],
     pieces: usize,
-    percent: f64,
+    keys: decide::Keys,
     end: &Key,
 ) -> Vec<NewRange> {
     let points = decide::split_points(sample, pieces);
@@ -317,7 +322,7 @@ fn pieces_of(
             cursor: lower.clone(),
             lower,
             upper,
-            keys_estimate: Some(decide::scale(count, percent)),
+            keys_estimate: Some(keys.of(count)),
             rows_done: 0,
             batches_done: 0,
         })

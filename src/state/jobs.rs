@@ -5,6 +5,7 @@
 
 use super::Owner;
 use super::lease::Lease;
+use super::total::{Pending, Progress, total};
 
 /// A job's row as stored, with what its ranges add up to.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,9 @@ pub struct JobRow {
     /// whatever grew the table after. `None` while the job runs, and for a run that ended by
     /// a crash, while DDL held the table, or under an older version.
     pub heap_bytes_end: Option<u64>,
+    /// The job's estimate of its pending rows, made when its ranges were laid out (`None`
+    /// before, and for a job laid out by an older version until a run makes one).
+    pub pending: Option<Pending>,
 }
 
 #[cfg(test)]
@@ -92,6 +96,7 @@ impl JobRow {
             failures: 0,
             heap_bytes_start: None,
             heap_bytes_end: None,
+            pending: None,
         }
     }
 }
@@ -109,6 +114,29 @@ impl JobRow {
     /// True while the process that started the run holds a lease that has not gone stale.
     pub fn lease_is_live(&self) -> bool {
         self.lease().is_some_and(|l| l.is_live())
+    }
+
+    /// Where the job stands: its counters and its ranges' keys.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            rows_done: self.rows_done,
+            batches_done: self.batches_done,
+            keys_walked: self.keys_walked,
+            keys_left: self.keys_left,
+        }
+    }
+
+    /// The rows the job is expected to change in all ([`total`]), the same figure in every
+    /// process and in `status`; a finished job's rows done.
+    pub fn total_estimate(&self) -> u64 {
+        if self.status == "done" {
+            return self.rows_done;
+        }
+        total(
+            self.pending.as_ref(),
+            &self.progress(),
+            self.batch_size.unwrap_or(1),
+        )
     }
 
     /// True while anyone runs the job: its lease, or a worker's range lease, is live.

@@ -24,6 +24,7 @@ mod lease;
 mod ranges;
 #[cfg(test)]
 mod tests;
+mod total;
 
 use thiserror::Error;
 
@@ -38,6 +39,7 @@ pub use lease::{
     idle_in_transaction_timeout, timeout_secs,
 };
 pub use ranges::{NewRange, RangeRow};
+pub use total::{Pending, Progress, total};
 
 /// Where the state lives: the schema holding the `jobs`, `ranges` and `failures` tables.
 #[derive(Debug, Clone)]

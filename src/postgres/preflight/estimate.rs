@@ -13,10 +13,14 @@ use crate::preflight::estimate::*;
 
 /// The table's size in blocks, with all its leaf partitions: its heap
 /// ([`heap_bytes_sql`]) over the block size. Exact, unlike `relpages`, which only `VACUUM`
-/// and `ANALYZE` update.
+/// and `ANALYZE` update. Then the rows per block the last `VACUUM` or `ANALYZE` counted
+/// (`reltuples / relpages`; NULL for a table never counted, or a partitioned one).
 fn blocks_sql() -> String {
     format!(
-        "SELECT ({} / current_setting('block_size')::int8)::int8",
+        "SELECT ({} / current_setting('block_size')::int8)::int8, \
+                CASE WHEN c.relpages > 0 AND c.reltuples > 0 \
+                     THEN c.reltuples::float8 / c.relpages END \
+           FROM pg_class c WHERE c.oid = $1::regclass",
         heap_bytes_sql("$1::regclass")
     )
 }
@@ -51,12 +55,12 @@ pub async fn pending_rows(
             method: Method::Exact,
         }
     } else {
-        let blocks: i64 = statement(&blocks_sql())
+        let size = statement(&blocks_sql())
             .bind(&plan.table)
             .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        let percent = sample_percent(count(blocks));
+            .await?;
+        let blocks = count(size.try_get(0)?);
+        let percent = sample_percent(blocks);
         let row = statement(&plan.pending_sample)
             .bind(percent as f32)
             .fetch_one(&mut *tx)
@@ -65,6 +69,9 @@ pub async fn pending_rows(
             matched: count(row.get(0)),
             rows: count(row.get(1)),
             percent,
+            counted: size
+                .try_get::<Option<f64>, _>(1)?
+                .map(|per_block| per_block * blocks as f64),
         };
         let planner = if sample.percent < 100.0 {
             // EXPLAIN's column is `json`, whose binary form is its text.

@@ -7,6 +7,7 @@ use sqlx::query::Query;
 
 use crate::postgres::sql::JsonbKey;
 
+use super::jobs::keys_left_sql;
 use super::ranges::{RANGE_COLUMNS, decode_range, int4, int8};
 use sqlx::{PgConnection, Row as _};
 
@@ -44,6 +45,8 @@ impl RangeSql {
             expr,
             types: key_types,
         };
+        // The ranges' sums come from the statement's snapshot, before its own update: the
+        // batch's keys are added to its range there.
         let checkpoint = format!(
             "WITH r AS (
                  UPDATE {ranges} SET cursor = $4::jsonb, rows_done = rows_done + $5::int8,
@@ -56,10 +59,14 @@ impl RangeSql {
                  UPDATE {jobs} SET rows_done = rows_done + $5::int8, batches_done = batches_done + 1,
                         batch_size = $6::int4, updated_at = now()
                   WHERE name = $1 AND EXISTS (SELECT FROM r)
-                 RETURNING 1)
-             SELECT (SELECT count(*) FROM j)::int8",
+                 RETURNING rows_done, batches_done)
+             SELECT j.rows_done, j.batches_done, k.keys_walked, k.keys_left
+               FROM j, (SELECT coalesce(sum(keys_walked), 0)::int8 + $6::int4 AS keys_walked,
+                               {keys_left} AS keys_left
+                          FROM {ranges} WHERE job = $1) AS k",
             key("$4::jsonb"),
             key("upper"),
+            keys_left = keys_left_sql("CASE WHEN id = $2::int4 THEN $6::int4 ELSE 0 END"),
         );
         let split = format!(
             "UPDATE {ranges} SET upper = $4::jsonb, keys_estimate = keys_walked + $5::int8, updated_at = now()
@@ -179,22 +186,22 @@ impl StateSql<'_> {
         cursor: &[String],
         rows: u64,
         batch_size: u32,
-    ) -> Result<(), StateError> {
-        let done: i64 = statement(&sql.checkpoint)
+    ) -> Result<Progress, StateError> {
+        let done = statement(&sql.checkpoint)
             .bind(w.job)
             .bind(int4(range))
             .bind(&w.owner.0)
             .bind(to_json(cursor))
             .bind(int8(rows))
             .bind(int4(batch_size))
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .and_then(|r| r.try_get(0))
+            .and_then(|row| row.as_ref().map(progress).transpose())
             .map_err(self.db("checkpoint"))?;
-        if done > 0 {
-            return Ok(());
+        match done {
+            Some(progress) => Ok(progress),
+            None => Err(self.why_not_mine(tx, w, range).await),
         }
-        Err(self.why_not_mine(tx, w, range).await)
     }
 
     /// Marks a walked range done and gives up its lease.
@@ -250,4 +257,14 @@ impl StateSql<'_> {
             Err(e) => e,
         }
     }
+}
+
+/// Where the job stands, as the checkpoint's row says.
+fn progress(row: &sqlx::postgres::PgRow) -> Result<Progress, sqlx::Error> {
+    Ok(Progress {
+        rows_done: unsigned(row.try_get(0)?),
+        batches_done: unsigned(row.try_get(1)?),
+        keys_walked: unsigned(row.try_get(2)?),
+        keys_left: row.try_get::<Option<i64>, _>(3)?.map(unsigned),
+    })
 }

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, Row as _};
 use crate::postgres::{begin_bounded, begin_read_only, begin_state, statement};
 use crate::state::*;
 
+use super::ranges::int8;
 use super::*;
 
 /// The columns of a [`JobRow`], with the ranges' sums and the failed rows' count when those
@@ -20,6 +21,11 @@ fn select_sql(store: &Store, tables: Tables) -> String {
     let lease_s = added("lease_s", "j.lease_s::float8", "NULL::float8");
     let heap_bytes_start = added("heap_bytes_start", "j.heap_bytes_start", "NULL::int8");
     let heap_bytes_end = added("heap_bytes_end", "j.heap_bytes_end", "NULL::int8");
+    let estimate = added(
+        "estimate_table_rows",
+        "j.estimate_rows, j.estimate_rows_done, j.estimate_exact, j.estimate_table_rows",
+        "NULL::int8, NULL::int8, NULL::bool, NULL::int8",
+    );
     let common = format!(
         "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
          j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
@@ -38,14 +44,14 @@ fn select_sql(store: &Store, tables: Tables) -> String {
     if !tables.ranges {
         return format!(
             "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
-             {failures}, {heap_bytes_end} FROM {jobs} j"
+             {failures}, {heap_bytes_end}, {estimate} FROM {jobs} j"
         );
     }
     let ranges = &store.ranges;
     format!(
         "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
                 r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts, \
-                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end} \
+                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end}, {estimate} \
            FROM {jobs} j LEFT JOIN LATERAL (
                 SELECT count(*)::int4 AS ranges,
                        count(*) FILTER (WHERE status = 'done')::int4 AS done,
@@ -56,15 +62,25 @@ fn select_sql(store: &Store, tables: Tables) -> String {
                        count(DISTINCT owner) FILTER (WHERE live)::int4 AS processes,
                        count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts,
                        coalesce(sum(keys_walked), 0)::int8 AS keys_walked,
-                       CASE WHEN count(*) > 0 AND (bool_and(keys_estimate IS NOT NULL)
-                                                   FILTER (WHERE status <> 'done')) IS NOT FALSE
-                            THEN coalesce(sum(greatest(keys_estimate - keys_walked, 0))
-                                          FILTER (WHERE status <> 'done'), 0) END::int8 AS keys_left
+                       {keys_left} AS keys_left
                   FROM (SELECT x.*, x.owner IS NOT NULL AND x.heartbeat_at >
                                now() - make_interval(secs => coalesce(x.lease_s, {default}))
                                AS live
                           FROM {ranges} x WHERE x.job = j.name) AS x) AS r ON true",
-        default = LEASE_TIMEOUT.as_secs()
+        default = LEASE_TIMEOUT.as_secs(),
+        keys_left = keys_left_sql("0"),
+    )
+}
+
+/// Keys left in a job's ranges that are not done (the ranges aliased as a whole, unqualified),
+/// as far as their estimates know: NULL when a range has none. `walking` adds keys to a range's
+/// walked ones — a checkpoint's batch, which its own statement does not see yet.
+pub(super) fn keys_left_sql(walking: &str) -> String {
+    format!(
+        "CASE WHEN count(*) > 0 AND (bool_and(keys_estimate IS NOT NULL)
+                                     FILTER (WHERE status <> 'done')) IS NOT FALSE
+              THEN coalesce(sum(greatest(keys_estimate - keys_walked - {walking}, 0))
+                            FILTER (WHERE status <> 'done'), 0) END::int8"
     )
 }
 
@@ -72,8 +88,6 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
     let count = |i| -> Result<u32, sqlx::Error> {
         Ok(u32::try_from(row.try_get::<i32, _>(i)?).unwrap_or(0))
     };
-    let rows_done: i64 = row.try_get(5)?;
-    let batches_done: i64 = row.try_get(6)?;
     let batch_size: Option<i32> = row.try_get(7)?;
     Ok(JobRow {
         name: row.try_get(0)?,
@@ -81,8 +95,8 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
         definition_hash: row.try_get(2)?,
         status: row.try_get(3)?,
         range_end: from_json(row.try_get(4)?)?,
-        rows_done: u64::try_from(rows_done).unwrap_or_default(),
-        batches_done: u64::try_from(batches_done).unwrap_or_default(),
+        rows_done: unsigned(row.try_get(5)?),
+        batches_done: unsigned(row.try_get(6)?),
         batch_size: batch_size.and_then(|b| u32::try_from(b).ok()),
         owner: row.try_get::<Option<String>, _>(8)?.map(Owner),
         heartbeat_age: row.try_get(9)?,
@@ -101,14 +115,25 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
         workers: count(20)?,
         processes: count(21)?,
         hosts: count(22)?,
-        keys_walked: u64::try_from(row.try_get::<i64, _>(23)?).unwrap_or_default(),
-        keys_left: row
-            .try_get::<Option<i64>, _>(24)?
-            .map(|k| u64::try_from(k).unwrap_or_default()),
-        failures: u64::try_from(row.try_get::<i64, _>(25)?).unwrap_or_default(),
+        keys_walked: unsigned(row.try_get(23)?),
+        keys_left: row.try_get::<Option<i64>, _>(24)?.map(unsigned),
+        failures: unsigned(row.try_get(25)?),
         heap_bytes_end: row
             .try_get::<Option<i64>, _>(26)?
             .and_then(|b| u64::try_from(b).ok()),
+        pending: match (
+            row.try_get::<Option<i64>, _>(27)?,
+            row.try_get(28)?,
+            row.try_get(29)?,
+        ) {
+            (Some(rows), Some(rows_done), Some(exact)) => Some(Pending {
+                rows: unsigned(rows),
+                rows_done: unsigned(rows_done),
+                exact,
+                table_rows: row.try_get::<Option<i64>, _>(30)?.map(unsigned),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -187,7 +212,8 @@ impl StateSql<'_> {
              rows_done = CASE WHEN $4 THEN 0 ELSE rows_done END, \
              batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
              heap_bytes_start = CASE WHEN $4 THEN $7 ELSE coalesce(heap_bytes_start, $7) END, \
-             heap_bytes_end = NULL, finished_at = NULL WHERE name = $1",
+             heap_bytes_end = NULL, finished_at = NULL, \
+             estimate_rows = CASE WHEN $4 THEN NULL ELSE estimate_rows END WHERE name = $1",
             self.jobs
         );
         statement(&take)
@@ -239,6 +265,37 @@ impl StateSql<'_> {
             other => other.map_err(self.db("note"))?,
         };
         tx.commit().await.map_err(self.db("note"))
+    }
+
+    /// Keeps `pending` as the job's estimate unless it has one already (`replace`: an exact
+    /// count replaces whatever was kept): the first process to estimate sets the figure every
+    /// process's total starts from.
+    pub async fn keep_estimate(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        pending: &Pending,
+        replace: bool,
+    ) -> Result<(), StateError> {
+        let mut tx = begin_state(conn)
+            .await
+            .map_err(self.db("keep the estimate"))?;
+        let sql = format!(
+            "UPDATE {} SET estimate_rows = $2, estimate_rows_done = $3, estimate_exact = $4, \
+             estimate_table_rows = $5 WHERE name = $1 AND ($6 OR estimate_rows IS NULL)",
+            self.jobs
+        );
+        statement(&sql)
+            .bind(name)
+            .bind(int8(pending.rows))
+            .bind(int8(pending.rows_done))
+            .bind(pending.exact)
+            .bind(pending.table_rows.map(int8))
+            .bind(replace)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("keep the estimate"))?;
+        tx.commit().await.map_err(self.db("keep the estimate"))
     }
 
     /// Re-reads the job's row.

@@ -213,11 +213,20 @@ impl StateSql<'_> {
 
 /// Columns added after a table's first version: table (`jobs`, `ranges`), column, type.
 /// [`Store::ensure`] adds the missing ones, and looks for all of them before it alters.
-const ADDED: [(&str, &str, &str); 3] = [
+const ADDED: [(&str, &str, &str); 7] = [
     ("jobs", "lease_s", "int"),
     ("jobs", "heap_bytes_start", "bigint"),
     ("jobs", "heap_bytes_end", "bigint"),
+    ("jobs", "estimate_rows", "bigint"),
+    ("jobs", "estimate_rows_done", "bigint"),
+    ("jobs", "estimate_exact", "boolean"),
+    ("jobs", "estimate_table_rows", "bigint"),
 ];
+
+/// A count as stored (`int8`, never negative when we wrote it).
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
+}
 
 /// A key as stored: a jsonb array of the key columns' text.
 fn to_json(values: &[String]) -> String {

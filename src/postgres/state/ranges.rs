@@ -18,7 +18,6 @@ pub(super) fn decode_range(row: &sqlx::postgres::PgRow) -> Result<RangeRow, sqlx
 
 /// A [`RangeRow`] from [`RANGE_COLUMNS`] starting at column `at`.
 fn decode_range_from(row: &sqlx::postgres::PgRow, at: usize) -> Result<RangeRow, sqlx::Error> {
-    let unsigned = |v: i64| u64::try_from(v).unwrap_or_default();
     let get = |i: usize| i + at;
     let id: i32 = row.try_get(get(0))?;
     let owner: Option<String> = row.try_get(get(6))?;
