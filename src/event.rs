@@ -14,6 +14,11 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A latency in milliseconds with their fractions, as events carry latencies.
+pub fn millis_f64(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// One thing that happened to a job, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -91,6 +96,10 @@ pub enum Event {
         /// another batch of this process).
         #[serde(skip_serializing_if = "Option::is_none")]
         wal_bytes: Option<u64>,
+        /// With the latency guard on: the recent p90 of its probe, in milliseconds, as it
+        /// changes from batch to batch (its baseline is in `guard_ready`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        probe_ms: Option<f64>,
     },
     /// A row that cannot be backfilled was set aside in the `failures` table (`[batch] on_error =
     /// "skip"`, or it failed again under `run --retry-failures`); the run goes on past it.
@@ -169,7 +178,17 @@ pub enum Event {
         probe_ms: f64,
         baseline_ms: f64,
     },
-    /// Full speed again after a pause, a throttle or the guard's hold.
+    /// The latency guard let the run go back to full speed: its probe is under its threshold
+    /// again.
+    Released {
+        job: String,
+        /// `probe 1.1 ms (baseline 0.6 ms)`.
+        reason: String,
+        /// The recent p90 of the probe, and its baseline, in milliseconds.
+        probe_ms: f64,
+        baseline_ms: f64,
+    },
+    /// Full speed again after a pause or a throttle (after the guard's hold: `released`).
     Running { job: String },
     /// The table's heap now (read with the heartbeat, about once a second, while it changes)
     /// and when the job started: how far the run has grown it.
@@ -261,6 +280,7 @@ impl Event {
             | Event::Yielded { job, .. }
             | Event::GuardReady { job, .. }
             | Event::Guarded { job, .. }
+            | Event::Released { job, .. }
             | Event::Running { job }
             | Event::Heap { job, .. }
             | Event::Vacuum { job, .. }

@@ -281,7 +281,7 @@ impl Metrics {
                 self.enter(&job.job, "throttled", signal.as_deref().unwrap_or(""));
             }
             Event::Guarded { .. } => self.enter(&job.job, "guarded", "latency"),
-            Event::Running { .. } => self.enter(&job.job, "running", ""),
+            Event::Running { .. } | Event::Released { .. } => self.enter(&job.job, "running", ""),
             Event::Workers { workers, .. } => {
                 f.workers.get_or_create(&job).set(i64::from(*workers));
             }

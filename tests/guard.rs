@@ -1,7 +1,8 @@
 //! The latency guard on real PostgreSQL (issue 12): a probe that is made slow — it sleeps while
 //! a flag row says so — backs the run off (the `guarded` event and the `status` note say so, and
-//! the batches are spread out by the sleeps after them), and once the flag is cleared the run
-//! speeds back up to full speed (`running`, no note) and finishes with every row correct.
+//! the batches are spread out by the sleeps after them, each with the probe as it is then), and
+//! once the flag is cleared the run speeds back up to full speed (`released`, no note) and
+//! finishes with every row correct.
 
 mod common;
 
@@ -93,8 +94,13 @@ async fn a_slow_probe_backs_the_run_off_until_it_is_fast_again() {
     let running = guarded
         + kinds[guarded..]
             .iter()
-            .position(|k| *k == "running")
-            .expect("never back to running after the guard");
+            .position(|k| *k == "released")
+            .expect("never released after the guard");
+    let release = &events[running];
+    assert!(
+        release["probe_ms"].as_f64().unwrap() <= 150.0,
+        "released while the probe was slow: {release}"
+    );
     let event = &events[guarded];
     let reason = event["reason"].as_str().unwrap();
     assert!(
@@ -119,6 +125,7 @@ async fn a_slow_probe_backs_the_run_off_until_it_is_fast_again() {
             n(batch, "pause_ms") >= 50 + n(batch, "elapsed_ms"),
             "not held back: {batch}"
         );
+        assert!(batch["probe_ms"].as_f64().is_some(), "no probe in {batch}");
     }
     let before: Vec<u64> = of_kind(&events[..guarded], "batch")
         .iter()

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::event::{Event, signal_name};
+use crate::event::{Event, millis_f64, signal_name};
+use crate::guard::Guarding;
 use crate::monitor::{Action, Decision, Signal};
 
 /// An operator cancelled the job.
@@ -98,8 +99,21 @@ impl Condition {
         }
     }
 
-    /// The event that announces entering this condition.
-    pub(super) fn event(&self, job: String) -> Event {
+    /// The event that announces entering this condition from `from`: full speed after the
+    /// guard's hold is `released`, with what the guard says `now`.
+    pub(super) fn event(&self, job: String, from: &Condition, now: Option<&Guarding>) -> Event {
+        match (self, from, now) {
+            (Condition::Running, Condition::Guarded { .. }, Some(now)) => Event::Released {
+                job,
+                reason: now.reason(),
+                probe_ms: millis_f64(now.recent),
+                baseline_ms: millis_f64(now.baseline),
+            },
+            _ => self.announce(job),
+        }
+    }
+
+    fn announce(&self, job: String) -> Event {
         match self {
             Condition::Running => Event::Running { job },
             Condition::Throttled { signal, reason } => Event::Throttled {
@@ -119,8 +133,8 @@ impl Condition {
             } => Event::Guarded {
                 job,
                 reason: reason.clone(),
-                probe_ms: probe.as_secs_f64() * 1000.0,
-                baseline_ms: baseline.as_secs_f64() * 1000.0,
+                probe_ms: millis_f64(*probe),
+                baseline_ms: millis_f64(*baseline),
             },
         }
     }

@@ -123,7 +123,9 @@ impl Crew<'_, '_> {
 
     /// Takes on `condition` for the whole process (see [`Ledger::enter`]), with its event.
     pub fn enter(&self, condition: Condition) {
-        let announce = |c: &Condition| self.send(|job| c.event(job));
+        let guard = self.watchers.guard.and_then(Guard::now);
+        let announce =
+            |to: &Condition, from: &Condition| self.send(|job| to.event(job, from, guard.as_ref()));
         self.ledger.enter(condition, announce);
     }
 
@@ -162,6 +164,11 @@ impl Watchers<'_> {
         self.monitor
             .map(|m| m.batch_ended(worker))
             .unwrap_or_default()
+    }
+
+    /// The guard's recent p90, once it has a baseline.
+    pub fn probe(&self) -> Option<Duration> {
+        self.guard.and_then(Guard::now).map(|g| g.recent)
     }
 
     /// The guard's back-off now: the sleep after each batch in multiples of its time (0 when

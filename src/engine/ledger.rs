@@ -75,15 +75,19 @@ impl<'r> Ledger<'r> {
 }
 
 impl Ledger<'_> {
-    /// Takes on `condition` for the whole process: `announce` it (while no other worker can
-    /// enter another) when it differs from the current one in kind or signal, and publish the
-    /// note for `status` when anything in it changed.
-    pub(super) fn enter(&self, condition: Condition, announce: impl FnOnce(&Condition)) {
+    /// Takes on `condition` for the whole process: `announce` it, with the one it leaves (while
+    /// no other worker can enter another), when it differs from the current one in kind or
+    /// signal, and publish the note for `status` when anything in it changed.
+    pub(super) fn enter(
+        &self,
+        condition: Condition,
+        announce: impl FnOnce(&Condition, &Condition),
+    ) {
         let Ok(mut shared) = self.shared.lock() else {
             return;
         };
         if !shared.condition.same_as(&condition) {
-            announce(&condition);
+            announce(&condition, &shared.condition);
         }
         // Every batch passes here: publish only what changed.
         if shared.condition != condition {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::db::{Failure, Session, error_chain};
-use crate::event::{Event, millis};
+use crate::event::{Event, millis, millis_f64};
 use crate::monitor::{BatchWatch, Decision};
 use crate::plan::Walk;
 use crate::ranges::Taken;
@@ -338,6 +338,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
         let (worker, id, rows) = (self.id, range.id, done.rows);
         let (elapsed_ms, pause_ms) = (millis(done.elapsed), millis(pause));
         let wal_bytes = done.wal.map(|(bytes, _)| bytes);
+        let probe_ms = self.crew.watchers.probe().map(millis_f64);
         self.crew.send(|job| Event::Batch {
             job,
             worker,
@@ -350,6 +351,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
             elapsed_ms,
             pause_ms,
             wal_bytes,
+            probe_ms,
         });
     }
 

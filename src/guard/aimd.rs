@@ -63,10 +63,13 @@ impl Probes {
     }
 }
 
-/// The latency above which the run backs off: `max_latency_ratio × baseline`, or
-/// `max_latency` when that is lower.
+/// The latency above which the run backs off: `max_latency_ratio × baseline`, at least
+/// `min_latency` (so that a sub-millisecond probe's jitter never counts), or `max_latency` when
+/// that is lower.
 pub fn threshold(policy: &GuardPolicy, baseline: Duration) -> Duration {
-    let relative = baseline.mul_f64(policy.max_latency_ratio);
+    let relative = baseline
+        .mul_f64(policy.max_latency_ratio)
+        .max(policy.min_latency);
     match policy.max_latency {
         Some(absolute) => relative.min(absolute),
         None => relative,
@@ -180,6 +183,7 @@ mod tests {
     fn the_threshold_is_the_lower_of_ratio_and_absolute() {
         let p = GuardPolicy {
             max_latency_ratio: 3.0,
+            min_latency: Duration::ZERO,
             ..GuardPolicy::default()
         };
         assert_eq!(threshold(&p, ms(2)), ms(6));
@@ -189,6 +193,21 @@ mod tests {
         };
         assert_eq!(threshold(&capped, ms(2)), ms(5));
         assert_eq!(threshold(&capped, ms(1)), ms(3));
+    }
+
+    #[test]
+    fn a_fast_probe_is_judged_against_the_floor() {
+        // A baseline of 0.64 ms: 3× is 1.92 ms, a jitter a quiet server shows; the floor of
+        // 5 ms is what counts. A slow baseline is judged by its ratio as before.
+        let p = GuardPolicy::default();
+        assert_eq!(threshold(&p, Duration::from_micros(640)), ms(5));
+        assert_eq!(threshold(&p, ms(4)), ms(12));
+        // An absolute limit below the floor still wins.
+        let strict = GuardPolicy {
+            max_latency: Some(ms(2)),
+            ..p
+        };
+        assert_eq!(threshold(&strict, Duration::from_micros(640)), ms(2));
     }
 
     /// Steps the back-off through `(at ms, p90 ms)`, judged against 10 ms; the sleep ratio

@@ -114,12 +114,13 @@ impl Guarding {
 
     /// `probe 4.1 ms (baseline 1.2 ms)`.
     pub fn reason(&self) -> String {
-        format!(
-            "probe {} (baseline {})",
-            ms_text(self.recent),
-            ms_text(self.baseline)
-        )
+        probe_text(self.recent, self.baseline)
     }
+}
+
+/// `probe 4.1 ms (baseline 1.2 ms)`: what the guard says of its probe.
+pub fn probe_text(recent: Duration, baseline: Duration) -> String {
+    format!("probe {} (baseline {})", ms_text(recent), ms_text(baseline))
 }
 
 /// A latency in milliseconds: `4.1 ms`, `0.42 ms` below one.

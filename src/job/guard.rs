@@ -35,6 +35,7 @@ impl Checker<'_> {
             window,
             max_latency_ratio: self.ratio(raw.max_latency_ratio, Ratio::Latency)?,
             max_latency,
+            min_latency: duration(raw.min_latency.as_ref(), default::MIN_LATENCY),
             max_pause_ratio: self.ratio(raw.max_pause_ratio, Ratio::GuardPause)?,
         })
     }
@@ -85,7 +86,8 @@ mod tests {
         assert_eq!(
             policy(
                 "enabled = true\nprobe = \" SELECT 1 ;\"\npoll = \"50ms\"\nwindow = \"1s\"\n\
-                 max_latency_ratio = 2.5\nmax_latency = \"20ms\"\nmax_pause_ratio = 8\n"
+                 max_latency_ratio = 2.5\nmax_latency = \"20ms\"\nmin_latency = \"1ms\"\n\
+                 max_pause_ratio = 8\n"
             ),
             GuardPolicy {
                 enabled: true,
@@ -94,6 +96,7 @@ mod tests {
                 window: ms(1000),
                 max_latency_ratio: 2.5,
                 max_latency: Some(ms(20)),
+                min_latency: ms(1),
                 max_pause_ratio: 8.0,
             }
         );

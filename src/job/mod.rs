@@ -119,6 +119,9 @@ pub mod defaults {
         pub const WINDOW: Duration = Duration::from_secs(2);
         /// Back off while the probe's p90 is more than this many times its baseline.
         pub const MAX_LATENCY_RATIO: f64 = 3.0;
+        /// Never back off while the probe's p90 is under this, whatever its baseline: a probe
+        /// of a fraction of a millisecond that doubles is jitter, not harm.
+        pub const MIN_LATENCY: Duration = Duration::from_millis(5);
         /// The most the guard sleeps after a batch, in multiples of the batch's time: 16 leaves
         /// the run about 6 % of the time.
         pub const MAX_PAUSE_RATIO: f64 = 16.0;
@@ -336,6 +339,8 @@ pub struct GuardPolicy {
     pub max_latency_ratio: f64,
     /// Back off while the recent p90 is longer than this, whatever the baseline.
     pub max_latency: Option<Duration>,
+    /// Never back off while the recent p90 is under this (unless `max_latency` is lower).
+    pub min_latency: Duration,
     /// The most the guard sleeps after a batch, in multiples of the batch's time.
     pub max_pause_ratio: f64,
 }
@@ -350,6 +355,7 @@ impl Default for GuardPolicy {
             window: WINDOW,
             max_latency_ratio: MAX_LATENCY_RATIO,
             max_latency: None,
+            min_latency: MIN_LATENCY,
             max_pause_ratio: MAX_PAUSE_RATIO,
         }
     }

@@ -141,6 +141,8 @@ pub struct RawGuard {
     pub max_latency_ratio: Option<Spanned<f64>>,
     /// Back off while the p90 is longer than this.
     pub max_latency: Option<Spanned<RawDuration>>,
+    /// Never back off while the p90 is shorter than this.
+    pub min_latency: Option<Spanned<RawDuration>>,
     /// The most the guard may sleep after a batch, in multiples of the batch's time.
     pub max_pause_ratio: Option<Spanned<f64>>,
 }

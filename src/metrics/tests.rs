@@ -15,6 +15,7 @@ fn batch(rows_done: u64, batches_done: u64) -> Event {
         elapsed_ms: 12,
         pause_ms: 0,
         wal_bytes: None,
+        probe_ms: None,
     }
 }
 

@@ -147,6 +147,7 @@ mod tests {
             elapsed_ms: 100,
             pause_ms: 0,
             wal_bytes: None,
+            probe_ms: None,
         }
     }
 

@@ -29,6 +29,11 @@ fn batch(rows_done: u64) -> Event {
 
 /// A batch that brings the total `total_estimate`.
 fn batch_toward(rows_done: u64, total_estimate: u64) -> Event {
+    batch_probed(rows_done, total_estimate, None)
+}
+
+/// A batch that brings the total `total_estimate` and the latency guard's `probe_ms`.
+fn batch_probed(rows_done: u64, total_estimate: u64, probe_ms: Option<f64>) -> Event {
     Event::Batch {
         job: JOB.to_owned(),
         worker: 0,
@@ -41,6 +46,7 @@ fn batch_toward(rows_done: u64, total_estimate: u64) -> Event {
         elapsed_ms: 100,
         pause_ms: 0,
         wal_bytes: None,
+        probe_ms,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::event::{Event, VacuumState};
+use crate::guard::probe_text;
 use crate::rate::RateWindow;
 
 use super::fit::{Field, fit};
@@ -37,6 +38,8 @@ pub(super) struct Track {
     heap: Option<(u64, u64)>,
     /// The final vacuum runs.
     vacuuming: bool,
+    /// The latency guard's baseline, once it has one.
+    guard_baseline: Option<Duration>,
 }
 
 /// Live workers of every process running the job, the processes, and their hosts.
@@ -112,12 +115,19 @@ impl Track {
                 rows_done,
                 total_estimate,
                 batch_size,
+                probe_ms,
                 ..
             } => {
                 self.estimate = *total_estimate;
                 self.set_rows(*rows_done);
                 self.batch_size = Some(*batch_size);
                 self.retry = None;
+                // The guard's hold reads its probe as it is now, not as when it began.
+                if let (Condition::Guarded(reason), Some(probe), Some(baseline)) =
+                    (&mut self.condition, probe_ms, self.guard_baseline)
+                {
+                    *reason = probe_text(Duration::from_secs_f64(probe / 1000.0), baseline);
+                }
                 self.window.push(now, *rows_done);
             }
             Event::Retry {
@@ -136,10 +146,18 @@ impl Track {
             Event::Throttled { reason, .. } => {
                 return self.enter(Condition::Throttled(reason.clone()));
             }
-            Event::Guarded { reason, .. } => {
+            Event::Guarded {
+                reason,
+                baseline_ms,
+                ..
+            } => {
+                self.guard_baseline = Some(Duration::from_secs_f64(baseline_ms / 1000.0));
                 return self.enter(Condition::Guarded(reason.clone()));
             }
-            Event::GuardReady { .. } => {}
+            Event::GuardReady { baseline_ms, .. } => {
+                self.guard_baseline = Some(Duration::from_secs_f64(baseline_ms / 1000.0));
+            }
+            Event::Released { .. } => return self.enter(Condition::Running),
             Event::Running { .. } => return self.enter(Condition::Running),
             Event::Workers {
                 workers,
@@ -377,6 +395,9 @@ impl Track {
             Event::Paused { reason, .. } => format!("paused: {reason}"),
             Event::Throttled { reason, .. } => format!("throttled: {reason}"),
             Event::Guarded { reason, .. } => format!("guarded: {reason}"),
+            Event::Released { reason, .. } => {
+                format!("released: {reason}; the latency guard lets the run go at full speed")
+            }
             Event::GuardReady { baseline_ms, .. } => format!(
                 "latency guard on: its probe's baseline is {}",
                 crate::guard::ms_text(Duration::from_secs_f64(baseline_ms / 1000.0))

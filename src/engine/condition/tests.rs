@@ -56,3 +56,34 @@ fn the_monitors_decision_says_how_batches_run() {
     assert_eq!(paused.throttled(), None);
     assert_eq!(paused.note().as_deref(), Some("paused: busy"));
 }
+
+#[test]
+fn full_speed_after_the_guards_hold_is_a_release_with_the_probe_now() {
+    let guarded = Condition::Guarded {
+        probe: Duration::from_millis(9),
+        baseline: Duration::from_millis(1),
+        reason: "probe 9.0 ms (baseline 1.00 ms)".into(),
+    };
+    let now = Guarding {
+        ratio: 0.0,
+        baseline: Duration::from_millis(1),
+        recent: Duration::from_micros(1500),
+    };
+    match Condition::Running.event("j".into(), &guarded, Some(&now)) {
+        Event::Released {
+            reason, probe_ms, ..
+        } => {
+            assert_eq!(reason, "probe 1.5 ms (baseline 1.0 ms)");
+            assert_eq!(probe_ms, 1.5);
+        }
+        other => panic!("{other:?}"),
+    }
+    let throttled = Condition::Throttled {
+        signal: Some(Signal::Connections),
+        reason: "busy".into(),
+    };
+    assert_eq!(
+        Condition::Running.event("j".into(), &throttled, Some(&now)),
+        Event::Running { job: "j".into() }
+    );
+}

@@ -163,8 +163,28 @@ fn bar_message_while_guarded_until_running() {
         event_text(&guarded),
         "guarded: probe 4.1 ms (baseline 1.2 ms)"
     );
-    track.apply(&running(), Instant::now());
-    assert!(track.bar_message(None).ends_with("batch 5000  running"));
+    // The next batches bring the probe as it changes.
+    let slower = batch_probed(1_220_000, 2_000_000, Some(6.25));
+    track.apply(&slower, Instant::now());
+    assert!(
+        track
+            .bar_message(None)
+            .ends_with("guarded: probe 6.2 ms (baseline 1.2 ms)"),
+        "{}",
+        track.bar_message(None)
+    );
+    let released = Event::Released {
+        job: JOB.to_owned(),
+        reason: "probe 1.1 ms (baseline 1.2 ms)".to_owned(),
+        probe_ms: 1.1,
+        baseline_ms: 1.2,
+    };
+    assert!(track.apply(&released, Instant::now()));
+    assert_eq!(
+        event_text(&released),
+        "released: probe 1.1 ms (baseline 1.2 ms); the latency guard lets the run go at full speed"
+    );
+    assert!(track.bar_message(None).ends_with("running"));
     let ready = Event::GuardReady {
         job: JOB.to_owned(),
         baseline_ms: 1.234,
