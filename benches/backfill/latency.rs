@@ -1,14 +1,16 @@
 //! Foreground latency: the application's transactions (see `pgbench`) while the table is
-//! idle, during `backfill run` at its defaults, with `[batch] pause_ratio = 1`, with the
-//! latency guard on, and during one `UPDATE` of the table — each window on a fresh copy, and
-//! the whole sequence repeated in rounds.
+//! idle, during `backfill run` at its defaults, with the latency guard on, with the
+//! `[batch] pause_ratio` that gives the guarded run's throughput (the guard's price in the
+//! same coin), and during one `UPDATE` of the table; then, with no application at all, the
+//! default run and the guarded one again (what the guard costs where there is nothing to
+//! protect) — each window on a fresh copy, and the whole sequence repeated in rounds.
 //!
-//! This machine is shared and noisy, so the modes are interleaved (idle, default, pause_ratio,
-//! guard, UPDATE; then again in the same order) and each figure reported is the median over
-//! rounds: a burst of someone else's work hits one window of every mode rather than every
-//! window of one. Ratios are taken within a round (against that round's idle window and
-//! default run) before their median. The transactions *scheduled* inside a window count,
-//! also when they end after it (a client blocked by the window's work ends when it commits).
+//! This machine is shared and noisy, so the modes are interleaved (every mode once, then again
+//! in the same order) and each figure reported is the median over rounds: a burst of someone
+//! else's work hits one window of every mode rather than every window of one. Ratios are taken
+//! within a round (against that round's idle window and default run, loaded or quiet) before
+//! their median. The transactions *scheduled* inside a window count, also when they end after
+//! it (a client blocked by the window's work ends when it commits).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,30 +32,66 @@ pub const IDLE: &str = "idle";
 pub const DEFAULT_RUN: &str = "backfill run (defaults)";
 /// The label of the run with the latency guard on (its job text is `--guard-toml`).
 pub const GUARDED_RUN: &str = "backfill run, guard on";
+/// The label of the run whose `pause_ratio` gives the guarded run's throughput of its round.
+pub const MATCHED_RUN: &str = "backfill run, pause_ratio at the guard's rows/s";
+/// The labels of the default and guarded runs with no application.
+pub const QUIET_RUN: &str = "backfill run (defaults), no application";
+pub const QUIET_GUARDED_RUN: &str = "backfill run, guard on, no application";
+
+/// The modes in the order every round runs them.
+const MODES: [&str; 7] = [
+    IDLE,
+    DEFAULT_RUN,
+    GUARDED_RUN,
+    MATCHED_RUN,
+    "single UPDATE",
+    QUIET_RUN,
+    QUIET_GUARDED_RUN,
+];
 
 /// What happens to the table during a window.
-#[derive(Debug, Clone, Copy)]
-enum Work<'a> {
+#[derive(Debug, Clone)]
+enum Work {
     /// Nothing: the foreground alone, for `--latency-seconds`.
     Idle,
     /// `backfill run` on the default job with this text appended.
-    Run(&'a str),
+    Run(String),
     /// One `UPDATE` of the whole table.
     SingleUpdate,
 }
 
-/// The modes in the order every round runs them.
-fn modes(workload: &Workload) -> [(&'static str, Work<'_>); 5] {
-    [
-        (IDLE, Work::Idle),
-        (DEFAULT_RUN, Work::Run("")),
-        (
-            "backfill run, `[batch] pause_ratio = 1`",
-            Work::Run("[batch]\npause_ratio = 1\n"),
-        ),
-        (GUARDED_RUN, Work::Run(&workload.guard_toml)),
-        ("single UPDATE", Work::SingleUpdate),
-    ]
+impl Workload {
+    /// What mode `label` does in a round whose earlier windows are `round`, and whether the
+    /// application runs meanwhile.
+    fn work(&self, label: &str, round: &[Window]) -> (Work, bool) {
+        let rate = |mode: &str| {
+            round
+                .iter()
+                .find(|w| w.mode == mode)
+                .and_then(|w| w.work.map(|f| f.rows_per_s))
+        };
+        match label {
+            IDLE => (Work::Idle, true),
+            DEFAULT_RUN => (Work::Run(String::new()), true),
+            GUARDED_RUN => (Work::Run(self.guard_toml.clone()), true),
+            // A duty of guarded/default: a sleep of default/guarded − 1 times each batch.
+            MATCHED_RUN => {
+                let ratio = match (rate(DEFAULT_RUN), rate(GUARDED_RUN)) {
+                    (Some(default), Some(guarded)) if guarded > 0.0 => {
+                        (default / guarded - 1.0).max(0.0)
+                    }
+                    _ => 0.0,
+                };
+                (
+                    Work::Run(format!("[batch]\npause_ratio = {ratio:.3}\n")),
+                    true,
+                )
+            }
+            QUIET_RUN => (Work::Run(String::new()), false),
+            QUIET_GUARDED_RUN => (Work::Run(self.guard_toml.clone()), false),
+            _ => (Work::SingleUpdate, true),
+        }
+    }
 }
 
 /// How the scenario runs.
@@ -129,71 +167,93 @@ pub struct ModeSummary {
 /// Runs every mode `rounds` times, in the same order each round, each on a fresh copy of the
 /// `rows` table.
 pub async fn run(server: &mut Server, rows: u64, workload: &Workload) -> Result<Latency> {
-    let mut windows = Vec::new();
+    let mut windows: Vec<Window> = Vec::new();
     for round in 1..=workload.rounds {
-        for (label, work) in modes(workload) {
-            windows.push(window(server, rows, workload, round, label, work).await?);
+        let first = windows.len();
+        for label in MODES {
+            let (work, loaded) = workload.work(label, &windows[first..]);
+            let window = Shape {
+                round,
+                label,
+                work,
+                loaded,
+            };
+            windows.push(window.measure(server, rows, workload).await?);
         }
     }
     Ok(Latency {
         rounds: workload.rounds,
         guard_toml: workload.guard_toml.clone(),
-        modes: modes(workload)
+        modes: MODES
             .iter()
-            .map(|(label, _)| summarise(label, &windows))
+            .map(|label| summarise(label, &windows))
             .collect(),
         windows,
     })
 }
 
-/// Starts the load on a fresh copy, does `work` inside the window, summarises the
-/// transactions scheduled in it, and checks the copy's totals.
-async fn window(
-    server: &mut Server,
-    rows: u64,
-    workload: &Workload,
+/// One window to measure.
+struct Shape<'a> {
     round: u32,
-    label: &str,
-    work: Work<'_>,
-) -> Result<Window> {
-    eprintln!("  latency, round {round}: {label}");
-    let copy = server.fresh(rows).await?;
-    let load = Load::start(&workload.foreground, &copy)?;
-    tokio::time::sleep(WARM_UP).await;
-    let queue = RunQueue::sample();
-    let opened = epoch_seconds();
-    let worked = perform(work, &copy, workload).await;
-    let closed = epoch_seconds();
-    let run_queue = queue.mean().await;
-    let transactions = load.finish().await;
-    let checked = match &worked {
-        Ok(Some((_, changed))) => fixture::check_filled(&copy, label, *changed).await,
-        _ => Ok(()),
-    };
-    server.discard(copy).await?;
-    let figures = worked?.map(|(figures, _)| figures);
-    checked?;
-    let latencies: Vec<f64> = transactions?
-        .into_iter()
-        .filter(|t| (opened..=closed).contains(&t.scheduled))
-        .map(|t| t.latency_ms)
-        .collect();
-    Ok(Window {
-        round,
-        mode: label.to_string(),
-        window_s: closed - opened,
-        latency_ms: Summary::of(&latencies),
-        run_queue,
-        work: figures,
-    })
+    label: &'a str,
+    work: Work,
+    /// The application runs during the window.
+    loaded: bool,
+}
+
+impl Shape<'_> {
+    /// Starts the load (when `loaded`) on a fresh copy, does the work inside the window,
+    /// summarises the transactions scheduled in it, and checks the copy's totals.
+    async fn measure(self, server: &mut Server, rows: u64, workload: &Workload) -> Result<Window> {
+        let Shape {
+            round,
+            label,
+            work,
+            loaded,
+        } = self;
+        eprintln!("  latency, round {round}: {label}");
+        let copy = server.fresh(rows).await?;
+        let load = if loaded {
+            let load = Load::start(&workload.foreground, &copy)?;
+            tokio::time::sleep(WARM_UP).await;
+            Some(load)
+        } else {
+            None
+        };
+        let queue = RunQueue::sample();
+        let opened = epoch_seconds();
+        let worked = perform(work, &copy, workload).await;
+        let closed = epoch_seconds();
+        let run_queue = queue.mean().await;
+        let transactions = match load {
+            Some(load) => load.finish().await,
+            None => Ok(Vec::new()),
+        };
+        let checked = match &worked {
+            Ok(Some((_, changed))) => fixture::check_filled(&copy, label, *changed).await,
+            _ => Ok(()),
+        };
+        server.discard(copy).await?;
+        let figures = worked?.map(|(figures, _)| figures);
+        checked?;
+        let latencies: Vec<f64> = transactions?
+            .into_iter()
+            .filter(|t| (opened..=closed).contains(&t.scheduled))
+            .map(|t| t.latency_ms)
+            .collect();
+        Ok(Window {
+            round,
+            mode: label.to_string(),
+            window_s: closed - opened,
+            latency_ms: Summary::of(&latencies),
+            run_queue,
+            work: figures,
+        })
+    }
 }
 
 /// Does a window's work: its figures and the rows it changed (none when idle).
-async fn perform(
-    work: Work<'_>,
-    copy: &Copy,
-    workload: &Workload,
-) -> Result<Option<(Figures, u64)>> {
+async fn perform(work: Work, copy: &Copy, workload: &Workload) -> Result<Option<(Figures, u64)>> {
     match work {
         Work::Idle => {
             tokio::time::sleep(Duration::from_secs(workload.idle_seconds.into())).await;
@@ -227,6 +287,12 @@ async fn perform(
 /// The medians of `mode`'s windows; ratios against the idle window and the default run of
 /// the same round.
 fn summarise(mode: &str, windows: &[Window]) -> ModeSummary {
+    // The quiet runs are priced against the quiet default run, the others against the loaded.
+    let default_run = if mode == QUIET_GUARDED_RUN {
+        QUIET_RUN
+    } else {
+        DEFAULT_RUN
+    };
     let same_round =
         |label: &'static str, round: u32| of(windows, label).find(|w| w.round == round);
     let figures = |pick: fn(&Figures) -> f64| {
@@ -239,7 +305,7 @@ fn summarise(mode: &str, windows: &[Window]) -> ModeSummary {
         |pick: fn(&Summary) -> f64| median(of(windows, mode).map(|w| pick(&w.latency_ms)));
     let vs_default: Vec<f64> = of(windows, mode)
         .filter_map(|w| {
-            let base = same_round(DEFAULT_RUN, w.round)?.work?.rows_per_s;
+            let base = same_round(default_run, w.round)?.work?.rows_per_s;
             Some(w.work?.rows_per_s / base)
         })
         .collect();

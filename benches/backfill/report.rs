@@ -284,16 +284,20 @@ fn latency_table(out: &mut String, latency: &Latency) {
     let figure =
         |value: Option<f64>, digits: usize| value.map_or("-".into(), |v| format!("{v:.digits$}"));
     for m in &latency.modes {
+        // A window with no application has no latency to show.
+        let loaded = |value: f64, digits: usize| {
+            figure(Some(value).filter(|_| m.transactions > 0.0), digits)
+        };
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
             m.mode,
             m.transactions,
-            m.p50_ms,
-            m.p95_ms,
-            m.p99_ms,
-            m.max_ms,
-            m.p99_vs_idle,
+            loaded(m.p50_ms, 2),
+            loaded(m.p95_ms, 2),
+            loaded(m.p99_ms, 2),
+            loaded(m.max_ms, 1),
+            loaded(m.p99_vs_idle, 2),
             m.run_queue,
             figure(m.wall_s, 1),
             figure(m.rows_per_s, 0),
