@@ -30,8 +30,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes: shown under their own heading, after the command's own, in
+/// this order, in every command's help.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// PostgreSQL connection string as libpq reads it: postgres://user:password@host:5432/db,
     /// or "host=/var/run/postgresql dbname=db", or "service=NAME". What it leaves unset comes
@@ -124,7 +126,8 @@ pub struct RunArgs {
     /// Job files, or names looked up in --jobs-dir.
     #[arg(required = true, value_name = "JOB")]
     pub jobs: Vec<String>,
-    /// Start over from the first key, forgetting any checkpoint (also after a job file change).
+    /// Start over from the first key, forgetting any checkpoint and the rows set aside (also
+    /// after a job file change).
     #[arg(long)]
     pub restart: bool,
     /// Continue a cancelled job from its checkpoint.
@@ -140,8 +143,9 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["restart", "join"])]
     pub retry_failures: bool,
     /// Batch loops to run in this process, each on its own connection, sharing the job's key
-    /// range (default: `[batch] workers`, else 1). A process uses N batch connections plus the
-    /// monitor's, the heartbeat's and (with `[guard]` on) the guard's.
+    /// range (1 to 64; default: `[batch] workers`, else 1). A process uses N + 3 connections:
+    /// the N batch connections, the heartbeat's, the monitor's and the vacuum's (N + 1 with
+    /// `[throttle] enabled = false`), and one more for the guard with `[guard]` on.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Option<u32>,
     /// Add workers to a job that another process or host is running (or run it if nobody

@@ -191,3 +191,66 @@ fn completions_are_generated_for_each_shell() {
     }
     output(&["completions", "tcsh"]).expect_code(2, "an unknown shell");
 }
+
+/// `docs/commands.md` quotes the `--help` of the tool and of every command as the binary prints
+/// it, between `<!-- backfill … --help -->` and `<!-- end of help -->`: the reference page and
+/// `--help` are one text, written once in the clap doc comments. After a change to the help,
+/// `BACKFILL_BLESS=1 cargo test --test cli` rewrites the quotes.
+#[test]
+fn the_reference_page_quotes_the_help_of_every_command() {
+    const END: &str = "<!-- end of help -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md");
+    let page = std::fs::read_to_string(&path).expect("read docs/commands.md");
+    let commands = [
+        "", "run", "plan", "verify", "status", "failures", "reset", "pause", "resume", "cancel",
+        "demo", "completions",
+    ];
+    let mut fresh = String::new();
+    let mut rest = page.as_str();
+    let mut quoted = Vec::new();
+    while let Some(start) = rest.find("<!-- backfill ") {
+        let (before, from) = rest.split_at(start);
+        let marker_end = from.find("-->").expect("an unclosed marker") + 3;
+        let marker = &from[..marker_end];
+        let command = marker
+            .trim_start_matches("<!-- backfill ")
+            .trim_end_matches("--help -->")
+            .trim();
+        let args: Vec<&str> = command.split_whitespace().chain(["--help"]).collect();
+        let help = backfill_command(&args)
+            .env_remove("DATABASE_URL")
+            .env_remove("BACKFILL_MONITOR_URL")
+            .env_remove("BACKFILL_METRICS_ADDR")
+            .output()
+            .expect("run backfill --help");
+        assert!(help.status.success(), "backfill {command} --help failed");
+        let help = String::from_utf8(help.stdout).unwrap();
+        let after = &from[marker_end..];
+        let end = after.find(END).unwrap_or_else(|| panic!("{marker} has no {END}"));
+        let block = format!("\n\n```text\n{}\n```\n\n", help.trim_end());
+        if std::env::var_os("BACKFILL_BLESS").is_none() {
+            assert_eq!(
+                &after[..end],
+                block,
+                "docs/commands.md quotes an old `backfill {command} --help`; run \
+                 BACKFILL_BLESS=1 cargo test --test cli to quote the new one"
+            );
+        }
+        fresh.push_str(before);
+        fresh.push_str(marker);
+        fresh.push_str(&block);
+        fresh.push_str(END);
+        rest = &after[end + END.len()..];
+        quoted.push(command.to_owned());
+    }
+    fresh.push_str(rest);
+    if std::env::var_os("BACKFILL_BLESS").is_some() {
+        std::fs::write(&path, fresh).expect("rewrite docs/commands.md");
+    }
+    for command in commands {
+        assert!(
+            quoted.iter().any(|q| q == command),
+            "docs/commands.md does not quote `backfill {command} --help`"
+        );
+    }
+}
