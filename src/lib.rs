@@ -22,6 +22,10 @@
 //! - [`db`]: the seam: every operation on a database, dispatched to that database's folder.
 //! - [`postgres`]: everything that speaks PostgreSQL, with the throwaway cluster of `demo` and
 //!   the tests.
+//! - [`mysql`]: everything that speaks MySQL and MariaDB, so far the throwaway server of the
+//!   tests.
+//! - [`throwaway`]: what the throwaway servers of both share: a private directory removed
+//!   however its owner ends, a free port, the programs' output in errors.
 
 pub mod cli;
 pub mod commands;
@@ -36,6 +40,7 @@ pub mod job;
 pub mod lockwait;
 pub mod metrics;
 pub mod monitor;
+pub mod mysql;
 pub mod plan;
 pub mod postgres;
 pub mod preflight;
@@ -44,4 +49,5 @@ pub mod ranges;
 pub mod rate;
 pub mod report;
 pub mod state;
+pub mod throwaway;
 pub mod verify;

@@ -202,8 +202,18 @@ fn the_reference_page_quotes_the_help_of_every_command() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md");
     let page = std::fs::read_to_string(&path).expect("read docs/commands.md");
     let commands = [
-        "", "run", "plan", "verify", "status", "failures", "reset", "pause", "resume", "cancel",
-        "demo", "completions",
+        "",
+        "run",
+        "plan",
+        "verify",
+        "status",
+        "failures",
+        "reset",
+        "pause",
+        "resume",
+        "cancel",
+        "demo",
+        "completions",
     ];
     let mut fresh = String::new();
     let mut rest = page.as_str();
@@ -226,7 +236,9 @@ fn the_reference_page_quotes_the_help_of_every_command() {
         assert!(help.status.success(), "backfill {command} --help failed");
         let help = String::from_utf8(help.stdout).unwrap();
         let after = &from[marker_end..];
-        let end = after.find(END).unwrap_or_else(|| panic!("{marker} has no {END}"));
+        let end = after
+            .find(END)
+            .unwrap_or_else(|| panic!("{marker} has no {END}"));
         let block = format!("\n\n```text\n{}\n```\n\n", help.trim_end());
         if std::env::var_os("BACKFILL_BLESS").is_none() {
             assert_eq!(

@@ -141,6 +141,9 @@ pub struct Figures {
     pub in_batches: f64,
     /// `guarded` events: how often the latency guard started holding the run back.
     pub guarded: usize,
+    /// With the guard on: its probe's baseline, and the median over batches of its recent p90.
+    pub probe_baseline_ms: Option<f64>,
+    pub probe_ms: Option<f64>,
 }
 
 /// One mode over every round: medians.
@@ -162,6 +165,8 @@ pub struct ModeSummary {
     pub vs_default_run: Option<f64>,
     pub in_batches: Option<f64>,
     pub guarded: Option<f64>,
+    pub probe_baseline_ms: Option<f64>,
+    pub probe_ms: Option<f64>,
 }
 
 /// Runs every mode `rounds` times, in the same order each round, each on a fresh copy of the
@@ -267,6 +272,16 @@ async fn perform(work: Work, copy: &Copy, workload: &Workload) -> Result<Option<
                 rows_per_s: copy.rows as f64 / outcome.wall_s,
                 in_batches: outcome.batch_seconds() / outcome.wall_s,
                 guarded: outcome.count("guarded"),
+                probe_baseline_ms: outcome
+                    .named("guard_ready")
+                    .find_map(|e| e["baseline_ms"].as_f64()),
+                probe_ms: {
+                    let probes: Vec<f64> = outcome
+                        .named("batch")
+                        .filter_map(|e| e["probe_ms"].as_f64())
+                        .collect();
+                    (!probes.is_empty()).then(|| median(probes))
+                },
             };
             Ok(Some((figures, outcome.rows_done)))
         }
@@ -278,6 +293,8 @@ async fn perform(work: Work, copy: &Copy, workload: &Workload) -> Result<Option<
                 rows_per_s: copy.rows as f64 / wall_s,
                 in_batches: 1.0,
                 guarded: 0,
+                probe_baseline_ms: None,
+                probe_ms: None,
             };
             Ok(Some((figures, changed)))
         }
@@ -295,9 +312,9 @@ fn summarise(mode: &str, windows: &[Window]) -> ModeSummary {
     };
     let same_round =
         |label: &'static str, round: u32| of(windows, label).find(|w| w.round == round);
-    let figures = |pick: fn(&Figures) -> f64| {
+    let figures = |pick: fn(&Figures) -> Option<f64>| {
         let values: Vec<f64> = of(windows, mode)
-            .filter_map(|w| w.work.as_ref().map(pick))
+            .filter_map(|w| w.work.as_ref().and_then(pick))
             .collect();
         (!values.is_empty()).then(|| median(values))
     };
@@ -321,11 +338,13 @@ fn summarise(mode: &str, windows: &[Window]) -> ModeSummary {
             Some(w.latency_ms.p99 / idle)
         })),
         run_queue: median(of(windows, mode).map(|w| w.run_queue)),
-        wall_s: figures(|f| f.wall_s),
-        rows_per_s: figures(|f| f.rows_per_s),
+        wall_s: figures(|f| Some(f.wall_s)),
+        rows_per_s: figures(|f| Some(f.rows_per_s)),
         vs_default_run: (!vs_default.is_empty()).then(|| median(vs_default)),
-        in_batches: figures(|f| f.in_batches),
-        guarded: figures(|f| f.guarded as f64),
+        in_batches: figures(|f| Some(f.in_batches)),
+        guarded: figures(|f| Some(f.guarded as f64)),
+        probe_baseline_ms: figures(|f| f.probe_baseline_ms),
+        probe_ms: figures(|f| f.probe_ms),
     }
 }
 

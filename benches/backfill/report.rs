@@ -278,9 +278,13 @@ fn latency_table(out: &mut String, latency: &Latency) {
     let _ = writeln!(
         out,
         "| mode | transactions | p50 ms | p95 ms | p99 ms | max ms | p99 × idle | run queue \
-         | wall s | rows/s | × default run | time in batches | guard holds |"
+         | wall s | rows/s | × default run | time in batches | guard holds | probe baseline ms \
+         | probe ms |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(
+        out,
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
     let figure =
         |value: Option<f64>, digits: usize| value.map_or("-".into(), |v| format!("{v:.digits$}"));
     for m in &latency.modes {
@@ -290,7 +294,7 @@ fn latency_table(out: &mut String, latency: &Latency) {
         };
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
             m.mode,
             m.transactions,
             loaded(m.p50_ms, 2),
@@ -305,6 +309,8 @@ fn latency_table(out: &mut String, latency: &Latency) {
             m.in_batches
                 .map_or("-".into(), |share| format!("{:.0} %", 100.0 * share)),
             figure(m.guarded, 0),
+            figure(m.probe_baseline_ms, 2),
+            figure(m.probe_ms, 2),
         );
     }
     let guard = latency.guard_toml.trim().replace('\n', "; ");

@@ -113,7 +113,8 @@ impl Outcome {
             })
     }
 
-    fn named(&self, event: &str) -> impl Iterator<Item = &serde_json::Value> {
+    /// The events named `event`, in order.
+    pub fn named(&self, event: &str) -> impl Iterator<Item = &serde_json::Value> {
         self.events.iter().filter(move |e| e["event"] == event)
     }
 

@@ -51,6 +51,11 @@ impl Probes {
         }
     }
 
+    /// How many probes the window holds.
+    pub fn count(&self) -> usize {
+        self.samples.len()
+    }
+
     /// The nearest-rank p90 of the window, once it holds [`MIN_PROBES`].
     pub fn p90(&self) -> Option<Duration> {
         if self.samples.len() < MIN_PROBES {

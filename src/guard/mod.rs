@@ -2,8 +2,11 @@
 //! every `poll` on a connection of its own — never a batch's — and publishes how far the run
 //! should back off, for every worker's pacing to read.
 //!
-//! Before the first batch it measures the probe's baseline (the p90 of one `window` of probes,
-//! with no batch of this process running); then it keeps probing, and [`aimd`] turns the recent
+//! Before the first batch it measures the probe's baseline (the p90 of [`BASELINE_PROBES`]
+//! probes taken four times as often as `poll`, or of one `window` of a probe too slow for that,
+//! with no batch of this process running: the first batch waits for it, so it takes about half
+//! a second); then it keeps
+//! probing every `poll`, and [`aimd`] turns the recent
 //! p90 against `max_latency_ratio × baseline` (or `max_latency`) into a back-off: a sleep after
 //! each batch in multiples of the batch's time. The default probe is what an application's
 //! small transaction costs: one row of the table read by its key, at a key drawn from a block
@@ -44,6 +47,14 @@ const MAX_KEYS: usize = 1024;
 /// which an unnamed statement does not survive).
 pub fn custom_probe_sql(probe: &str) -> String {
     format!("SELECT count(*) FROM ({probe}) AS probe")
+}
+
+/// The probes whose p90 is the baseline: enough that one slow probe does not make it.
+pub const BASELINE_PROBES: usize = 20;
+
+/// How often the probe runs while the baseline is measured.
+fn baseline_poll(policy: &GuardPolicy) -> Duration {
+    (policy.poll / 4).max(Duration::from_millis(10))
 }
 
 /// The shortest statement timeout of a probe: slower than this, it counts as this slow.
@@ -217,8 +228,12 @@ impl Task {
         let mut baseline: Option<Duration> = None;
         let mut first: Option<Instant> = None;
         let mut backoff = Backoff::default();
-        let mut tick = tokio::time::interval(policy.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = |period| {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        };
+        let mut tick = every(baseline_poll(&policy));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -232,10 +247,14 @@ impl Task {
             let base = match baseline {
                 Some(base) => base,
                 None => {
+                    // A slow probe may not fit [`BASELINE_PROBES`] in a window: then a window's.
                     let since = *first.get_or_insert(now);
+                    let enough = probes.count() >= BASELINE_PROBES
+                        || now.saturating_duration_since(since) >= policy.window;
                     match probes.p90() {
-                        Some(p90) if now.saturating_duration_since(since) >= policy.window => {
+                        Some(p90) if enough => {
                             baseline = Some(p90);
+                            tick = every(policy.poll);
                             p90
                         }
                         _ => continue,

@@ -19,6 +19,7 @@ use sqlx::{Connection as _, PgConnection, Row as _};
 
 use super::{Runner, ScratchError};
 use crate::postgres::server_version;
+use crate::throwaway::{self, on_own_runtime};
 
 /// Enters and leaves non-exclusive backup mode on a server of `version` (`server_version_num`);
 /// leaving returns the `backup_label` text. The functions were renamed in PostgreSQL 15, which
@@ -47,30 +48,19 @@ pub(super) fn take(
     runner: Runner,
 ) -> Result<(), ScratchError> {
     let failed = |source| ScratchError::Backup { port, source };
-    // Blocking callers may still sit inside a tokio runtime (a test calling `replica` from an
-    // async fn), where a runtime cannot be started: the session lives on a thread of its own.
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(ScratchError::io("start a runtime for the base backup"))?;
-                let (mut session, stop) = runtime.block_on(start(url)).map_err(failed)?;
-                copy_tree(from, to, runner, &backed_up)?;
-                let label = runtime.block_on(finish(&mut session, stop));
-                let _ = runtime.block_on(session.close());
-                write_owned(&to.join("backup_label"), &label.map_err(failed)?, runner)?;
-                // The archiver's status files belong to the primary's archive, not the copy's.
-                copy_tree(
-                    &from.join("pg_wal"),
-                    &to.join("pg_wal"),
-                    runner,
-                    &|relative| !inside(relative, "archive_status"),
-                )
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    on_own_runtime(|runtime| {
+        let (mut session, stop) = runtime.block_on(start(url)).map_err(failed)?;
+        copy_tree(from, to, runner, &backed_up)?;
+        let label = runtime.block_on(finish(&mut session, stop));
+        let _ = runtime.block_on(session.close());
+        write_owned(&to.join("backup_label"), &label.map_err(failed)?, runner)?;
+        // The archiver's status files belong to the primary's archive, not the copy's.
+        copy_tree(
+            &from.join("pg_wal"),
+            &to.join("pg_wal"),
+            runner,
+            &|relative| !inside(relative, "archive_status"),
+        )
     })
 }
 
@@ -131,9 +121,9 @@ fn copy_below(
 ) -> Result<(), ScratchError> {
     let dir = root.join(relative);
     let entries =
-        fs::read_dir(&dir).map_err(ScratchError::io(format!("list {}", dir.display())))?;
+        fs::read_dir(&dir).map_err(throwaway::Error::io(format!("list {}", dir.display())))?;
     for entry in entries {
-        let entry = entry.map_err(ScratchError::io(format!("list {}", dir.display())))?;
+        let entry = entry.map_err(throwaway::Error::io(format!("list {}", dir.display())))?;
         let relative = relative.join(entry.file_name());
         if !keep(&relative) {
             continue;
@@ -145,7 +135,7 @@ fn copy_below(
         };
         match copied {
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            result => result.map_err(ScratchError::io(format!(
+            result => result.map_err(throwaway::Error::io(format!(
                 "copy {} to {}",
                 source.display(),
                 target.display()
@@ -161,7 +151,7 @@ fn copy_below(
 
 /// Writes `text` to `path` and gives the file to the server's user.
 pub(super) fn write_owned(path: &Path, text: &str, runner: Runner) -> Result<(), ScratchError> {
-    fs::write(path, text).map_err(ScratchError::io(format!("write {}", path.display())))?;
+    fs::write(path, text).map_err(throwaway::Error::io(format!("write {}", path.display())))?;
     runner.give_to_server(path)
 }
 

@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn newest_bindir_skips_versions_without_initdb() {
-        let root = super::super::create_private_dir().unwrap();
+        let root = crate::throwaway::create_private_dir().unwrap();
         for (version, with_initdb) in [("9.6", true), ("15", true), ("16", false)] {
             let bin = root.join(version).join("bin");
             fs::create_dir_all(&bin).unwrap();

@@ -1,12 +1,13 @@
 //! A throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) for `backfill demo` and the tests.
 //!
-//! Owns: a private directory per cluster, a free port, starting, stopping and restarting the
-//! server, streaming replicas of it, and removing all of it again — in `Drop`, and through a
-//! watchdog process when the owner dies without dropping (SIGKILL, Ctrl-C, a `static` that is
-//! never dropped). Finding the server binaries (`PG_BIN` chooses the server version) is
+//! Owns: creating, configuring, starting, stopping and restarting the cluster, and streaming
+//! replicas of it. Finding the server binaries (`PG_BIN` chooses the server version) is
 //! `bindir`'s, running them as `postgres` when we are root `runner`'s, the replicas' base
-//! backup `backup`'s, the watchdog `watchdog`'s. Does not own anything inside the server:
-//! callers connect to [`Cluster::url`] and create their own databases and tables.
+//! backup `backup`'s. What every throwaway server shares is [`crate::throwaway`]'s: the private
+//! directory and the watchdog that removes it when the owner dies without dropping (SIGKILL,
+//! Ctrl-C, a `static` that is never dropped), the free port, the programs' output in errors.
+//! Does not own anything inside the server: callers connect to [`Cluster::url`] and create
+//! their own databases and tables.
 //!
 //! Everything here is blocking code (the base backup keeps its session on a thread and runtime
 //! of its own); async callers wrap it in `tokio::task::spawn_blocking`. Clusters are
@@ -14,28 +15,21 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::throwaway::{self, Scratch, end_of_file, on_free_port, run, tail_of_file};
 
 mod backup;
 mod bindir;
 mod runner;
-mod watchdog;
 
 pub use bindir::find_bindir;
 use runner::Runner;
-use watchdog::Watchdog;
 
-/// How often a start is retried on a new port when another process took the chosen one.
-const PORT_ATTEMPTS: u32 = 5;
-/// How much of a log or of a command's output goes into an error message.
-const TAIL_LINES: usize = 20;
 /// Seconds `pg_ctl` waits for a start or a stop before giving up.
 const PG_CTL_TIMEOUT: &str = "60";
 
@@ -61,20 +55,6 @@ pub enum ScratchError {
          create it (`sudo useradd --system postgres`) or run as a normal user"
     )]
     NoPostgresUser,
-    /// A file-system or process operation failed.
-    #[error("could not {action}")]
-    Io {
-        action: String,
-        #[source]
-        source: io::Error,
-    },
-    /// A PostgreSQL program ran and reported failure.
-    #[error("`{command}` failed ({status}); its output ends with:\n{output}")]
-    Command {
-        command: String,
-        status: ExitStatus,
-        output: String,
-    },
     /// The primary refused or broke off the base backup of a new replica.
     #[error("could not take a base backup of the server on port {port}")]
     Backup {
@@ -82,22 +62,10 @@ pub enum ScratchError {
         #[source]
         source: sqlx::Error,
     },
-    /// The server did not come up; its log usually says why.
-    #[error("postgresql did not start on port {port}; its log ends with:\n{tail}")]
-    Start { port: u16, tail: String },
-}
-
-impl ScratchError {
-    fn io(action: impl Into<String>) -> impl FnOnce(io::Error) -> ScratchError {
-        let action = action.into();
-        move |source| ScratchError::Io { action, source }
-    }
-
-    /// True when the server failed only because another process took its port first.
-    fn is_port_taken(&self) -> bool {
-        matches!(self, ScratchError::Start { tail, .. }
-            if tail.contains("could not bind") || tail.contains("Address already in use"))
-    }
+    /// A file, a PostgreSQL program or the server's start failed: what every throwaway
+    /// server shares, from the file system to the log's last lines.
+    #[error(transparent)]
+    Server(#[from] throwaway::Error),
 }
 
 /// What to add to a new cluster's `postgresql.conf`.
@@ -115,12 +83,12 @@ pub struct ClusterOptions {
 #[derive(Debug)]
 pub struct Cluster {
     bindir: PathBuf,
-    /// The private directory: data directory, log and socket; removed on drop.
-    dir: PathBuf,
     data_dir: PathBuf,
     port: u16,
     runner: Runner,
-    watchdog: Watchdog,
+    /// The private directory: data directory, log and socket. Last, so that it is removed
+    /// after `drop` has stopped the server.
+    scratch: Scratch,
 }
 
 impl Cluster {
@@ -139,7 +107,7 @@ impl Cluster {
             .arg(&cluster.data_dir);
         run(initdb)?;
         cluster.launch(options)?;
-        tracing::debug!(port = cluster.port, dir = %cluster.dir.display(),
+        tracing::debug!(port = cluster.port, dir = %cluster.scratch.path().display(),
             elapsed_ms = started.elapsed().as_millis(), "scratch cluster started");
         Ok(cluster)
     }
@@ -190,7 +158,7 @@ impl Cluster {
 
     /// The directory of the server's Unix socket, for `psql -h`.
     pub fn socket_dir(&self) -> &Path {
-        &self.dir
+        self.scratch.path()
     }
 
     /// Stops the server (`pg_ctl stop -m fast`), keeping its data, so that a test can see
@@ -199,48 +167,45 @@ impl Cluster {
         let mut stop = self.pg_ctl();
         stop.args(["stop", "-m", "fast", "-w", "-t", PG_CTL_TIMEOUT, "-D"])
             .arg(&self.data_dir);
-        run(stop)
+        Ok(run(stop)?)
     }
 
     /// Starts a stopped server again, on the same port and data directory.
     pub fn start_again(&self) -> Result<(), ScratchError> {
-        self.pg_ctl_start("start")
+        Ok(self.pg_ctl_start("start")?)
     }
 
     /// Restarts the server (`pg_ctl restart -m fast`): every connection is dropped.
     pub fn restart(&self) -> Result<(), ScratchError> {
-        self.pg_ctl_start("restart")
+        Ok(self.pg_ctl_start("restart")?)
     }
 
-    /// Creates the private directory, guarded by a watchdog from the first moment, so that
+    /// Creates the private directory, guarded by its watchdog from the first moment, so that
     /// every later failure only has to return: dropping the half-built cluster cleans up.
     fn prepare(bindir: PathBuf) -> Result<Cluster, ScratchError> {
         let runner = Runner::detect()?;
-        let dir = create_private_dir()?;
-        let data_dir = dir.join("data");
-        let mut stop = runner.argv(&bindir.join("pg_ctl"));
-        stop.extend(["stop", "-m", "immediate", "-D"].map(OsString::from));
-        stop.push(data_dir.clone().into());
-        let watchdog = Watchdog::spawn(&dir, &stop).inspect_err(|_| {
-            let _ = fs::remove_dir_all(&dir);
+        let scratch = Scratch::create(|dir| {
+            let mut stop = runner.argv(&bindir.join("pg_ctl"));
+            stop.extend(["stop", "-m", "immediate", "-D"].map(OsString::from));
+            stop.push(dir.join("data").into());
+            stop
         })?;
         let cluster = Cluster {
             bindir,
-            dir,
-            data_dir,
+            data_dir: scratch.path().join("data"),
             port: 0,
             runner,
-            watchdog,
+            scratch,
         };
         fs::create_dir(&cluster.data_dir)
             .and_then(|()| {
                 fs::set_permissions(&cluster.data_dir, fs::Permissions::from_mode(0o700))
             })
-            .map_err(ScratchError::io(format!(
+            .map_err(throwaway::Error::io(format!(
                 "create {}",
                 cluster.data_dir.display()
             )))?;
-        cluster.runner.give_to_server(&cluster.dir)?;
+        cluster.runner.give_to_server(cluster.scratch.path())?;
         cluster.runner.give_to_server(&cluster.data_dir)?;
         Ok(cluster)
     }
@@ -249,31 +214,32 @@ impl Cluster {
     /// when the chosen one was taken in the meantime (another test, another process).
     fn launch(&mut self, options: &ClusterOptions) -> Result<(), ScratchError> {
         let conf_path = self.data_dir.join("postgresql.conf");
-        let base = fs::read_to_string(&conf_path)
-            .map_err(ScratchError::io(format!("read {}", conf_path.display())))?;
-        let mut attempt = 1;
-        loop {
-            self.port = free_port()?;
-            let conf = configuration(&base, &self.dir, self.port, &options.settings);
-            fs::write(&conf_path, conf)
-                .map_err(ScratchError::io(format!("write {}", conf_path.display())))?;
-            match self.pg_ctl_start("start") {
-                Err(error) if attempt < PORT_ATTEMPTS && error.is_port_taken() => {
-                    tracing::debug!(port = self.port, "port taken, trying another");
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        let base = fs::read_to_string(&conf_path).map_err(throwaway::Error::io(format!(
+            "read {}",
+            conf_path.display()
+        )))?;
+        let started = on_free_port(
+            |port| {
+                self.port = port;
+                let conf = configuration(&base, self.scratch.path(), port, &options.settings);
+                fs::write(&conf_path, conf).map_err(throwaway::Error::io(format!(
+                    "write {}",
+                    conf_path.display()
+                )))?;
+                self.pg_ctl_start("start")
+            },
+            throwaway::Error::is_port_taken,
+        );
+        Ok(started?)
     }
 
     /// Runs `pg_ctl start` or `pg_ctl restart` and waits until the server accepts connections.
     ///
     /// `pg_ctl` runs in a process group of its own (and puts the server in a session of its
     /// own), so a Ctrl-C at the terminal reaches neither: our code, or the watchdog, stops it.
-    fn pg_ctl_start(&self, action: &str) -> Result<(), ScratchError> {
-        let log = self.dir.join("postgres.log");
-        let log_start = fs::metadata(&log).map_or(0, |meta| meta.len());
+    fn pg_ctl_start(&self, action: &str) -> Result<(), throwaway::Error> {
+        let log = self.scratch.path().join("postgres.log");
+        let log_start = end_of_file(&log);
         let mut start = self.pg_ctl();
         start
             .args([action, "-w", "-t", PG_CTL_TIMEOUT, "-D"])
@@ -282,14 +248,15 @@ impl Cluster {
             .arg(&log)
             .process_group(0);
         match run(start) {
-            Err(ScratchError::Command { output, .. }) => {
+            Err(throwaway::Error::Command { output, .. }) => {
                 let log_tail = tail_of_file(&log, log_start);
                 let tail = if log_tail.trim().is_empty() {
                     output
                 } else {
                     log_tail
                 };
-                Err(ScratchError::Start {
+                Err(throwaway::Error::Start {
+                    server: "postgresql",
                     port: self.port,
                     tail,
                 })
@@ -305,7 +272,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     /// Stops the server at once (`-m immediate`: nothing is kept, so nothing needs a clean
-    /// shutdown), removes the directory, then stops the watchdog. Failures are logged.
+    /// shutdown); the `scratch` field, dropped next, removes the directory and stops the
+    /// watchdog. A failure is logged.
     fn drop(&mut self) {
         if self.data_dir.join("postmaster.pid").exists() {
             let mut stop = self.pg_ctl();
@@ -315,43 +283,7 @@ impl Drop for Cluster {
                 tracing::warn!(error = %error, "could not stop the scratch cluster");
             }
         }
-        match fs::remove_dir_all(&self.dir) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                tracing::warn!(dir = %self.dir.display(), %error, "could not remove the scratch cluster");
-            }
-            _ => {}
-        }
-        self.watchdog.dismiss();
-        tracing::debug!(dir = %self.dir.display(), "scratch cluster removed");
     }
-}
-
-/// A new directory of our own under the system's temporary directory, unique across threads
-/// (counter), processes (pid) and time (nanoseconds, against a reused pid's leftovers).
-fn create_private_dir() -> Result<PathBuf, ScratchError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.subsec_nanos());
-    let name = format!(
-        "backfill-scratch-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let dir = std::env::temp_dir().join(name);
-    fs::create_dir(&dir)
-        .and_then(|()| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
-        .map_err(ScratchError::io(format!("create {}", dir.display())))?;
-    Ok(dir)
-}
-
-/// A port that was free a moment ago: the kernel picks it for a listener we close at once.
-/// Another process may take it before the server binds it; `launch` retries then.
-fn free_port() -> Result<u16, ScratchError> {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(ScratchError::io("find a free TCP port on 127.0.0.1"))
 }
 
 /// `initdb`'s `postgresql.conf` with our settings appended (for a parameter set twice, the
@@ -381,52 +313,6 @@ fn quote_setting(value: &str) -> String {
     value.replace('\'', "''")
 }
 
-/// Runs a command to completion, capturing its output, and turns failure into an error.
-fn run(mut command: Command) -> Result<(), ScratchError> {
-    let output = command
-        .output()
-        .map_err(ScratchError::io(format!("run {}", describe(&command))))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(ScratchError::Command {
-        command: describe(&command),
-        status: output.status,
-        output: tail_of_output(&output),
-    })
-}
-
-/// `program arg arg …` for messages.
-fn describe(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn tail_of_output(output: &Output) -> String {
-    let text = [&output.stdout[..], &output.stderr[..]].concat();
-    last_lines(&String::from_utf8_lossy(&text))
-}
-
-/// The last lines of `path` written after byte `from` (this attempt's part of the log).
-fn tail_of_file(path: &Path, from: u64) -> String {
-    let mut bytes = Vec::new();
-    let read = fs::File::open(path)
-        .and_then(|mut file| file.seek(SeekFrom::Start(from)).map(|_| file))
-        .and_then(|mut file| file.read_to_end(&mut bytes));
-    match read {
-        Ok(_) => last_lines(&String::from_utf8_lossy(&bytes)),
-        Err(error) => format!("(could not read the log: {error})"),
-    }
-}
-
-fn last_lines(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,16 +324,5 @@ mod tests {
         assert!(conf.contains("unix_socket_directories = '/tmp/x'\n"));
         assert!(conf.contains("application_name = 'it''s'\n"));
         assert!(conf.ends_with("\nport = 5433\n"));
-    }
-
-    #[test]
-    fn port_taken_is_recognised_from_the_log() {
-        let error = |tail: &str| ScratchError::Start {
-            port: 1,
-            tail: tail.into(),
-        };
-        let log = "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use";
-        assert!(error(log).is_port_taken());
-        assert!(!error("FATAL:  invalid value for parameter").is_port_taken());
     }
 }

@@ -3,11 +3,11 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::ScratchError;
+use crate::throwaway::{self, is_root};
 
 /// How server programs are launched: `initdb` and `pg_ctl` refuse to run as root, so as root
 /// they run as `postgres` through `runuser`, in directories owned by `postgres`.
@@ -19,12 +19,11 @@ pub(super) enum Runner {
 
 impl Runner {
     pub(super) fn detect() -> Result<Runner, ScratchError> {
-        let is_root = fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
-        if !is_root {
+        if !is_root() {
             return Ok(Runner::Direct);
         }
         let passwd =
-            fs::read_to_string("/etc/passwd").map_err(ScratchError::io("read /etc/passwd"))?;
+            fs::read_to_string("/etc/passwd").map_err(throwaway::Error::io("read /etc/passwd"))?;
         let (uid, gid) = passwd_ids(&passwd, "postgres").ok_or(ScratchError::NoPostgresUser)?;
         Ok(Runner::AsPostgres { uid, gid })
     }
@@ -57,9 +56,9 @@ impl Runner {
         match *self {
             Runner::Direct => Ok(()),
             Runner::AsPostgres { uid, gid } => {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(ScratchError::io(
-                    format!("give {} to the postgres user", path.display()),
-                ))
+                let give = format!("give {} to the postgres user", path.display());
+                Ok(std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .map_err(throwaway::Error::io(give))?)
             }
         }
     }

@@ -1,12 +1,12 @@
-//! The clean-up of last resort: a watchdog process that stops a scratch cluster's server and
-//! removes its directory once the process that started it is gone, however it ended.
+//! The clean-up of last resort: a watchdog process that stops a throwaway server and removes its
+//! directory once the process that started it is gone, however it ended.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use super::ScratchError;
+use super::Error;
 
 /// A `sh` process that stops the server and removes its directory once this process is gone.
 ///
@@ -30,7 +30,7 @@ rm -rf "$dir""#;
 
 impl Watchdog {
     /// Starts the watchdog for `dir`; `stop` is the argv that stops the server.
-    pub(super) fn spawn(dir: &Path, stop: &[OsString]) -> Result<Watchdog, ScratchError> {
+    pub(super) fn spawn(dir: &Path, stop: &[OsString]) -> Result<Watchdog, Error> {
         let shell = Command::new("sh")
             .args(["-c", WATCHDOG_SCRIPT, "backfill-scratch-watchdog"])
             .arg(dir)
@@ -41,7 +41,7 @@ impl Watchdog {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(ScratchError::io("start the clean-up watchdog (sh)"))?;
+            .map_err(Error::io("start the clean-up watchdog (sh)"))?;
         Ok(Watchdog { shell })
     }
 
