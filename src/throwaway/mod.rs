@@ -160,6 +160,11 @@ pub(crate) fn on_free_port<T, E: From<Error>>(
     }
 }
 
+/// Writes `contents` to the file at `path`, for a server's configuration, init file or pid.
+pub(crate) fn write(path: &Path, contents: &str) -> Result<(), Error> {
+    fs::write(path, contents).map_err(Error::io(format!("write {}", path.display())))
+}
+
 /// A port that was free a moment ago: the kernel picks it for a listener we close at once.
 fn free_port() -> Result<u16, Error> {
     TcpListener::bind(("127.0.0.1", 0))

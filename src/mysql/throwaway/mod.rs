@@ -32,18 +32,12 @@ use programs::{INIT_FILE, LOG, OWNER_PID, Programs, SOCKET, command};
 
 /// The TCP login's password. The server listens on 127.0.0.1 only, and lives for one test run.
 const PASSWORD: &str = "throwaway";
-/// The TCP login, set up by the init file on every start. `mariadb-install-db` and
-/// `mysqld --initialize-insecure` create only `root@localhost`, which matches the socket alone.
-const INIT_SQL: &str = "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
-ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY 'throwaway';
-GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
-";
 /// How long a start may take before it is given up: MySQL takes 1-2 s, MariaDB well under a
 /// second, and many times that beside a busy machine's other tests.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a starting server is asked for the login.
 const LOGIN_POLL: Duration = Duration::from_millis(50);
-/// How long a stopping server has for a clean shutdown (it takes 0.5-2 s) before it is killed.
+/// How long a stopping server has for a clean shutdown (it takes 0.2-3 s) before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a stopping server is looked at.
 const STOP_POLL: Duration = Duration::from_millis(20);
@@ -160,11 +154,7 @@ impl Server {
                 ["sh", "-c", r#"kill -KILL "$(cat "$1")""#, "sh"].map(Into::into);
             [&kill[..], &[dir.join(OWNER_PID).into()]].concat()
         })?;
-        let init_file = scratch.path().join(INIT_FILE);
-        fs::write(&init_file, INIT_SQL).map_err(throwaway::Error::io(format!(
-            "write {}",
-            init_file.display()
-        )))?;
+        throwaway::write(&scratch.path().join(INIT_FILE), &init_sql())?;
         run(command(&programs.initialize(scratch.path())))?;
         let mut server = Server {
             flavor,
@@ -270,11 +260,7 @@ impl Server {
         )))?;
         let pid = child.id();
         *process = Some(child);
-        let owner_pid = dir.join(OWNER_PID);
-        fs::write(&owner_pid, pid.to_string()).map_err(throwaway::Error::io(format!(
-            "write {}",
-            owner_pid.display()
-        )))?;
+        throwaway::write(&dir.join(OWNER_PID), &pid.to_string())?;
         self.wait_for_login(process, from)
     }
 
@@ -285,7 +271,7 @@ impl Server {
         let url = self.url("");
         let mut refused = None;
         let waited = on_own_runtime(|runtime| {
-            Ok::<_, Error>(runtime.block_on(tokio::time::timeout(START_TIMEOUT, async {
+            let until_up = async {
                 loop {
                     match login(&url).await {
                         Ok(version) => return Ok(version),
@@ -303,7 +289,11 @@ impl Server {
                     }
                     tokio::time::sleep(LOGIN_POLL).await;
                 }
-            })))
+            };
+            // The timer is made inside the runtime, which it needs.
+            Ok::<_, Error>(
+                runtime.block_on(async { tokio::time::timeout(START_TIMEOUT, until_up).await }),
+            )
         })?;
         match waited {
             Ok(started) => Ok(started?),
@@ -358,6 +348,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         kill(&mut self.process());
     }
+}
+
+/// The init file: the TCP login, set up on every start. `mariadb-install-db` and `mysqld
+/// --initialize-insecure` create only `root@localhost`, which matches the socket alone.
+fn init_sql() -> String {
+    format!(
+        "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\n\
+         ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';\n\
+         GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n"
+    )
 }
 
 /// Logs in over TCP and reads the server's version.

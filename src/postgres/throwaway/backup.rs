@@ -151,7 +151,7 @@ fn copy_below(
 
 /// Writes `text` to `path` and gives the file to the server's user.
 pub(super) fn write_owned(path: &Path, text: &str, runner: Runner) -> Result<(), ScratchError> {
-    fs::write(path, text).map_err(throwaway::Error::io(format!("write {}", path.display())))?;
+    throwaway::write(path, text)?;
     runner.give_to_server(path)
 }
 

@@ -222,10 +222,7 @@ impl Cluster {
             |port| {
                 self.port = port;
                 let conf = configuration(&base, self.scratch.path(), port, &options.settings);
-                fs::write(&conf_path, conf).map_err(throwaway::Error::io(format!(
-                    "write {}",
-                    conf_path.display()
-                )))?;
+                throwaway::write(&conf_path, &conf)?;
                 self.pg_ctl_start("start")
             },
             throwaway::Error::is_port_taken,
