@@ -1,24 +1,22 @@
 //! The throwaway MariaDB and MySQL servers (`backfill::mysql::throwaway`) that the MySQL tests
 //! and `backfill demo` stand on: each flavor starts, serves a database and a table over sqlx in
-//! utf8mb4, keeps its rows across a restart and a stop, and leaves nothing behind on drop or
-//! when its owner is killed.
+//! utf8mb4, keeps its rows across a restart and a stop, and leaves nothing behind on drop. (The
+//! watchdog that cleans up after an owner killed with SIGKILL is shared with the PostgreSQL
+//! cluster, and `tests/scratch.rs` kills one.)
 //!
 //! A flavor whose programs are missing is skipped, saying why (`bash .ci/mysql-servers`
 //! installs both); any other failure to start fails the test.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
 use backfill::mysql::throwaway::{Error, Flavor, Server};
 use sqlx::{Connection as _, MySqlConnection};
 
 /// A name outside the Basic Multilingual Plane: stored only by a utf8mb4 table.
 const NAME: &str = "crab 🦀";
-/// Set for the child process that `killed_owner_leaves_no_server_behind` starts and kills.
-const OWNER: &str = "BACKFILL_TEST_MYSQL_OWNER";
 
 /// Starts a `flavor` server and says, past the test harness's capture (so that CI's log shows
 /// it), which version started and how long it took; `None`, saying why, when the flavor's
@@ -131,56 +129,4 @@ async fn mariadb_serves_keeps_its_rows_and_vanishes_on_drop() {
 #[tokio::test]
 async fn mysql_serves_keeps_its_rows_and_vanishes_on_drop() {
     serves_keeps_its_rows_and_vanishes(Flavor::MySql).await;
-}
-
-/// The owner of a server, killed with SIGKILL, never drops it: the watchdog kills the server
-/// and removes its directory.
-#[test]
-fn killed_owner_leaves_no_server_behind() {
-    let mut owner = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "owner_of_a_server", "--ignored", "--nocapture"])
-        .env(OWNER, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
-    let (port, dir) = loop {
-        let line = lines.next().expect("the owner exited early").unwrap();
-        if let Some(missing) = line.strip_prefix("missing ") {
-            let _ = writeln!(std::io::stderr(), "skipping the MariaDB server: {missing}");
-            owner.wait().unwrap();
-            return;
-        }
-        if let Some(up) = line.strip_prefix("up ") {
-            let (port, dir) = up.split_once(' ').unwrap();
-            break (port.parse::<u16>().unwrap(), PathBuf::from(dir));
-        }
-    };
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
-    owner.kill().unwrap();
-    owner.wait().unwrap();
-    let gone = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        is_gone(&dir, port)
-    });
-    assert!(gone, "{} is still there", dir.display());
-}
-
-/// Not a test of its own: the owner that `killed_owner_leaves_no_server_behind` starts and kills.
-#[test]
-#[ignore = "the owner process of killed_owner_leaves_no_server_behind"]
-fn owner_of_a_server() {
-    if std::env::var_os(OWNER).is_none() {
-        return;
-    }
-    let server = match Server::start(Flavor::MariaDb) {
-        Err(error @ Error::NotFound { .. }) => return println!("missing {error}"),
-        started => started.unwrap(),
-    };
-    let dir = server.socket().parent().unwrap().to_owned();
-    println!("up {} {}", server.port(), dir.display());
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }

@@ -1,9 +1,9 @@
 //! What every throwaway server of `backfill demo` and the tests needs, whichever the database:
-//! a private directory that is removed however its owner ends ([`Scratch`], with the watchdog
+//! a private directory that is removed however its owner ends (`Scratch`, with the watchdog
 //! of `watchdog`), a free port and another one when a process takes it first
-//! ([`on_free_port`]), the server's programs run to completion with the end of their output or
+//! (`on_free_port`), the server's programs run to completion with the end of their output or
 //! log quoted in errors (`process`), and a tokio runtime of its own for the few async steps of a
-//! blocking start ([`on_own_runtime`]).
+//! blocking start (`on_own_runtime`).
 //!
 //! Owns no server: `postgres::throwaway` (the `Cluster`) and `mysql::throwaway` (the `Server`)
 //! create, start, stop and restart their own from these parts.

@@ -144,7 +144,8 @@ pub struct Server {
 
 impl Server {
     /// Creates a data directory, starts the server on a free port and waits until the TCP
-    /// login works (MariaDB: 1-2 s in all, MySQL: about 5 s).
+    /// login works. On two busy cores MariaDB takes 2.5-6 s and MySQL 6-10 s, most of it
+    /// creating the data directory (`mariadb-install-db`'s fsyncs, `mysqld --initialize`).
     pub fn start(flavor: Flavor) -> Result<Server, Error> {
         let started = Instant::now();
         let programs = Programs::find(flavor)?;
