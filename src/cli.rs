@@ -73,11 +73,26 @@ pub enum Command {
     Resume(JobArg),
     /// Ask a running job to stop after its current batch and mark it cancelled.
     Cancel(JobArg),
+    /// Serve a live web page of every job in the state tables (any process, any host), with
+    /// its JSON API, Prometheus metrics, and pause, resume and cancel for holders of the token.
+    Serve(ServeArgs),
     /// Start a throwaway PostgreSQL, fill a sample table with a real run, verify, clean up.
     Demo(DemoArgs),
     /// Print a shell completion script, e.g. `backfill completions bash >
     /// /etc/bash_completion.d/backfill`.
     Completions(CompletionsArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen. Loopback unless told otherwise; any other address needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// A file holding the token that pause, resume and cancel need (sent by the page as
+    /// `Authorization: Bearer …`). Without a token the page is read-only.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `completions` options.
@@ -89,10 +104,11 @@ pub struct CompletionsArgs {
 }
 
 /// The global options each subcommand ignores, by the ids clap gives them.
-const IGNORED: [(&str, &[&str]); 8] = [
+const IGNORED: [(&str, &[&str]); 9] = [
     ("demo", &["database_url", "state_schema", "jobs_dir"]),
     ("completions", &["database_url", "state_schema", "jobs_dir"]),
     ("status", &["jobs_dir"]),
+    ("serve", &["jobs_dir"]),
     ("failures", &["jobs_dir"]),
     ("reset", &["jobs_dir"]),
     ("pause", &["jobs_dir"]),

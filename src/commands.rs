@@ -11,10 +11,12 @@
 mod lookup;
 mod prepare;
 mod row;
+mod serve;
 
 pub use lookup::job_path;
 pub use prepare::{Prepared, lock_wait, prepare};
 pub use row::{control, failures, reset, status};
+pub use serve::serve;
 
 use prepare::{say_waiting, stopped_waiting};
 
@@ -451,6 +453,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         cause.is::<crate::job::JobError>()
             || cause.is::<crate::db::TargetError>()
             || cause.is::<crate::metrics::MetricsError>()
+            || cause.is::<crate::serve::ServeError>()
             || cause.is::<lookup::LookupError>()
             || cause
                 .downcast_ref::<crate::db::CatalogError>()

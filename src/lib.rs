@@ -3,9 +3,10 @@
 //! application, never loses or repeats a row, and resumes exactly where it stopped.
 //!
 //! Layout, top to bottom (ARCHITECTURE.md has the layers, the seam and the invariants):
-//! - [`cli`], [`commands`], [`report`], [`progress`], [`metrics`], [`demo`]: the command line,
-//!   what each command does and prints, the progress display (the only module that knows
-//!   indicatif) and the Prometheus server.
+//! - [`cli`], [`commands`], [`report`], [`progress`], [`metrics`], [`serve`], [`demo`]: the
+//!   command line, what each command does and prints, the progress display (the only module
+//!   that knows indicatif), the Prometheus metrics and the page of every job (`backfill
+//!   serve`), both on one HTTP stack ([`http`]).
 //! - [`engine`]: one run of one job: the leader, the workers' batch loop
 //!   (`engine/worker.rs`), a batch with its checkpoint, pacing, retries, the lease heartbeat
 //!   and vacuum pacing.
@@ -35,6 +36,7 @@ pub mod disk;
 pub mod engine;
 pub mod event;
 pub mod guard;
+pub mod http;
 pub mod jitter;
 pub mod job;
 pub mod lockwait;
@@ -48,6 +50,7 @@ pub mod progress;
 pub mod ranges;
 pub mod rate;
 pub mod report;
+pub mod serve;
 pub mod state;
 pub mod throwaway;
 pub mod verify;

@@ -90,6 +90,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Pause(args) => commands::control(g, args, Control::Pause).await,
         Command::Resume(args) => commands::control(g, args, Control::Resume).await,
         Command::Cancel(args) => commands::control(g, args, Control::Cancel).await,
+        Command::Serve(args) => commands::serve(g, args, shutdown).await,
         Command::Demo(args) => backfill::demo::demo(args, shutdown).await,
         Command::Completions(args) => Ok(commands::completions(args)),
     }

@@ -6,13 +6,17 @@
 //! events here. Every metric carries the `job` label. The job's own totals (`rows_done` and
 //! `batches_done` of a `batch` event, which count earlier runs too, as the state table does)
 //! only ever raise the counters, so events that arrive out of order from several workers
-//! never make them go back. Owns the HTTP listener (tiny_http, on a thread of its own); knows
-//! nothing of terminals or the database.
+//! never make them go back. Serves them through `crate::http`; knows nothing of terminals or
+//! the database. `backfill serve` keeps the same metrics from the state tables instead
+//! ([`Metrics::observe`]).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::Arc;
 
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +27,8 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 
 use crate::event::{Event, VacuumState};
+use crate::http::{self, Serving};
+use crate::state::JobRow;
 
 /// Why the metrics could not be served.
 #[derive(Debug, Error)]
@@ -179,8 +185,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     /// Each job's current `backfill_state` labels, set to 0 when the state changes.
     states: HashMap<String, StateLabels>,
-    /// The listener, unblocked (so its thread ends) on drop; `None` when not serving.
-    server: Option<Arc<tiny_http::Server>>,
+    /// The server, stopped on drop; `None` when not serving.
+    server: Option<Serving>,
 }
 
 impl Metrics {
@@ -196,25 +202,27 @@ impl Metrics {
         }
     }
 
-    /// Starts serving `/metrics` on `addr` from a thread of its own, until dropped. Binds at
-    /// once, so that an address in use is reported before anything else happens.
+    /// Starts serving `/metrics` on `addr`, until dropped. Binds at once, so that an address
+    /// in use is reported before anything else happens.
     pub fn serve(addr: SocketAddr) -> Result<Metrics, MetricsError> {
-        let server = tiny_http::Server::http(addr).map_err(|e| MetricsError::Bind {
+        let mut metrics = Metrics::new();
+        let router = routes(Arc::clone(&metrics.registry)).fallback(async || {
+            (
+                StatusCode::NOT_FOUND,
+                "backfill serves its metrics at /metrics\n",
+            )
+        });
+        let server = http::serve(addr, router).map_err(|e| MetricsError::Bind {
             addr,
             reason: e.to_string(),
         })?;
-        let server = Arc::new(server);
-        let mut metrics = Metrics::new();
-        metrics.server = Some(Arc::clone(&server));
-        let registry = Arc::clone(&metrics.registry);
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || answer(&server, &registry))
-            .map_err(|e| MetricsError::Bind {
-                addr,
-                reason: e.to_string(),
-            })?;
+        metrics.server = Some(server);
         Ok(metrics)
+    }
+
+    /// `/metrics` for these metrics, to serve beside other routes.
+    pub fn router(&self) -> Router {
+        routes(Arc::clone(&self.registry))
     }
 
     /// The metrics in the text exposition format, as `/metrics` serves them.
@@ -303,6 +311,39 @@ impl Metrics {
         }
     }
 
+    /// Takes in a job as the state tables show it, with its table's heap now (`backfill
+    /// serve`, which sees every run's jobs): the same families a run's events set, from the
+    /// job's row and the note its runners publish (`paused: …`, `throttled: …`, `guarded: …`).
+    pub fn observe(&mut self, row: &JobRow, heap_bytes: Option<u64>) {
+        let f = &self.families;
+        let job = JobLabel {
+            job: row.name.clone(),
+        };
+        raise(&f.rows_done.get_or_create(&job), row.rows_done);
+        raise(&f.batches.get_or_create(&job), row.batches_done);
+        raise(&f.skipped.get_or_create(&job), row.failures);
+        let total = i64::try_from(row.total_estimate()).unwrap_or(i64::MAX);
+        f.rows_estimate.get_or_create(&job).set(total);
+        f.workers.get_or_create(&job).set(i64::from(row.workers));
+        if let Some(size) = row.batch_size {
+            f.batch_size.get_or_create(&job).set(i64::from(size));
+        }
+        if let Some(bytes) = heap_bytes {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            f.heap_bytes.get_or_create(&job).set(bytes);
+        }
+        let note = row.note.as_deref().unwrap_or_default();
+        match note.split_once(':').map(|(state, _)| state) {
+            _ if !row.is_running() => self.leave(&row.name),
+            Some("paused") if note == "paused: by operator" => {
+                self.enter(&row.name, "paused", "operator")
+            }
+            Some(state @ ("paused" | "throttled")) => self.enter(&row.name, state, ""),
+            Some("guarded") => self.enter(&row.name, "guarded", "latency"),
+            _ => self.enter(&row.name, "running", ""),
+        }
+    }
+
     /// The job is now in `state` because of `signal`.
     fn enter(&mut self, job: &str, state: &str, signal: &str) {
         let labels = StateLabels {
@@ -329,14 +370,6 @@ impl Default for Metrics {
     }
 }
 
-impl Drop for Metrics {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            server.unblock();
-        }
-    }
-}
-
 /// Raises `counter` to `total` (never lowers it).
 fn raise(counter: &Counter, total: u64) {
     let now = counter.get();
@@ -352,25 +385,20 @@ fn encode_registry(registry: &Registry) -> String {
     text
 }
 
-/// Answers every request until the server is unblocked: `/metrics` gets the metrics, anything
-/// else a 404 that says where they are.
-fn answer(server: &tiny_http::Server, registry: &Registry) {
-    let content_type = tiny_http::Header::from_bytes(
-        "Content-Type",
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+/// `GET /metrics`: `registry` in the text exposition format.
+fn routes(registry: Arc<Registry>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(async move || {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                encode_registry(&registry),
+            )
+        }),
     )
-    .expect("a valid header");
-    for request in server.incoming_requests() {
-        let response = if request.url() == "/metrics" {
-            tiny_http::Response::from_string(encode_registry(registry))
-                .with_header(content_type.clone())
-        } else {
-            tiny_http::Response::from_string("backfill serves its metrics at /metrics\n")
-                .with_status_code(404)
-        };
-        // Ignored on purpose: a scraper that hung up loses its answer, not the run.
-        let _ = request.respond(response);
-    }
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@ mod throttle;
 pub use disk::DiskReport;
 pub use failures::{failure_json, failure_line, failures_json, failures_text};
 pub use plan::{PlanReport, plan, plan_json};
-pub use ranges::{range_json, ranges_table};
+pub use ranges::{key as key_text_of, range_json, ranges_table, state as range_state};
 
 use std::fmt::Write as _;
 
 use crate::monitor::policy::Bytes;
 use crate::postgres::catalog::KeySource;
-use crate::state::{HEARTBEAT_EVERY, JobRow};
+use crate::state::{Control, HEARTBEAT_EVERY, JobRow};
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.
 pub fn age_text(seconds: f64) -> String {
@@ -98,7 +98,7 @@ pub fn key_source(source: &KeySource) -> String {
 ///   (`heap 149.0 MiB → 171.0 MiB (+15 %) when the run ended`);
 /// - a run that ended without its heap read (a crash, DDL, an older version) is not compared
 ///   with now: `heap 149.0 MiB at the start, 553.0 MiB now`.
-fn heap_note(row: &JobRow, heap_now: Option<u64>) -> Option<String> {
+pub fn heap_note(row: &JobRow, heap_now: Option<u64>) -> Option<String> {
     let start = row.heap_bytes_start?;
     if row.status == "running" {
         return Some(crate::disk::growth_text(start, heap_now?));
@@ -111,6 +111,18 @@ fn heap_note(row: &JobRow, heap_now: Option<u64>) -> Option<String> {
         (None, Some(now)) => format!("heap {} at the start, {} now", Bytes(start), Bytes(now)),
         (None, None) => format!("heap {} at the start", Bytes(start)),
     })
+}
+
+/// What a control did, for `backfill pause` and the page's buttons: `running` when a runner
+/// holds the job's lease.
+pub fn control_text(control: Control, running: bool) -> &'static str {
+    match (control, running) {
+        (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
+        (Control::Pause, false) => "not running; it will start paused until `backfill resume`",
+        (Control::Resume, _) => "resumed",
+        (Control::Cancel, true) => "cancel requested; the runner stops after its current batch",
+        (Control::Cancel, false) => "cancelled",
+    }
 }
 
 /// `status` as a table; `heaps` are the jobs' tables' heaps now, in the rows' order.

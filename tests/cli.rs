@@ -212,6 +212,7 @@ fn the_reference_page_quotes_the_help_of_every_command() {
         "pause",
         "resume",
         "cancel",
+        "serve",
         "demo",
         "completions",
     ];

@@ -108,14 +108,9 @@ pub async fn control(global: &GlobalArgs, args: &JobArg, control: Control) -> Re
     let store = target.store(&global.state_schema);
     let row = store.control(conn.conn(), &name, control).await;
     let row = lookup::or_known_jobs(row, &mut conn, &store).await?;
-    let running = row.lease_is_live();
-    let text = match (control, running) {
-        (Control::Pause, true) => "pause requested; the runner pauses before its next batch",
-        (Control::Pause, false) => "not running; it will start paused until `backfill resume`",
-        (Control::Resume, _) => "resumed",
-        (Control::Cancel, true) => "cancel requested; the runner stops after its current batch",
-        (Control::Cancel, false) => "cancelled",
-    };
-    println!("{name}: {text}");
+    println!(
+        "{name}: {}",
+        report::control_text(control, row.lease_is_live())
+    );
     Ok(Exit::Success)
 }

@@ -257,6 +257,7 @@ pub async fn run(
         name: &r.job.name,
         table_name: &r.plan.table,
         definition_hash: &r.job.definition_hash(),
+        settings: &r.job.settings(),
         owner: r.owner,
         lease_timeout: r.options.lease_timeout,
         restart: r.options.restart,

@@ -12,7 +12,7 @@ use super::age_text;
 /// whose cursor has reached its upper end has nothing left to walk: it reads `done` even
 /// while its row still says `pending` (a run stopped after its last batch, before it marked
 /// the range done; the next run does).
-fn state(range: &RangeRow) -> &str {
+pub fn state(range: &RangeRow) -> &str {
     match &range.lease {
         Some(lease) if !lease.is_live() => "stale",
         _ if range.status == "pending" && range.cursor.as_ref() == Some(&range.upper) => "done",
@@ -21,7 +21,7 @@ fn state(range: &RangeRow) -> &str {
 }
 
 /// `(a, 1)`, or `(start)` for no key.
-fn key(key: Option<&Vec<String>>) -> String {
+pub fn key(key: Option<&Vec<String>>) -> String {
     match key {
         Some(values) => format!("({})", values.join(", ")),
         None => "(start)".into(),

@@ -13,6 +13,8 @@ pub struct Claim<'a> {
     pub name: &'a str,
     pub table_name: &'a str,
     pub definition_hash: &'a str,
+    /// The job file's settings as JSON (`Job::settings`), kept for `backfill serve`.
+    pub settings: &'a str,
     pub owner: &'a Owner,
     /// How long others must wait after this process's last heartbeat before taking over.
     pub lease_timeout: Duration,

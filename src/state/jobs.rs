@@ -62,6 +62,9 @@ pub struct JobRow {
     /// The job's estimate of its pending rows, made when its ranges were laid out (`None`
     /// before, and for a job laid out by an older version until a run makes one).
     pub pending: Option<Pending>,
+    /// The job file's settings as JSON, as its last run wrote them (`None` before, or under an
+    /// older version).
+    pub settings: Option<String>,
 }
 
 #[cfg(test)]
@@ -97,6 +100,7 @@ impl JobRow {
             heap_bytes_start: None,
             heap_bytes_end: None,
             pending: None,
+            settings: None,
         }
     }
 }

@@ -18,6 +18,7 @@ fn claim<'a>(owner: &'a Owner, hash: &'a str, restart: bool) -> Claim<'a> {
         name: "j",
         table_name: "\"public\".\"t\"",
         definition_hash: hash,
+        settings: "{}",
         owner,
         lease_timeout: Duration::from_secs(15),
         restart,

@@ -18,8 +18,10 @@
 // Every test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod kills;
 pub mod orders;
+pub mod served;
 pub mod watched;
 pub mod yielding;
 

@@ -26,6 +26,7 @@ fn select_sql(store: &Store, tables: Tables) -> String {
         "j.estimate_rows, j.estimate_rows_done, j.estimate_exact, j.estimate_table_rows",
         "NULL::int8, NULL::int8, NULL::bool, NULL::int8",
     );
+    let settings = added("settings", "j.settings", "NULL::text");
     let common = format!(
         "j.name, coalesce(j.table_name, ''), j.definition_hash, j.status, \
          j.range_end::text, j.rows_done, j.batches_done, j.batch_size, j.owner, \
@@ -44,14 +45,14 @@ fn select_sql(store: &Store, tables: Tables) -> String {
     if !tables.ranges {
         return format!(
             "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
-             {failures}, {heap_bytes_end}, {estimate} FROM {jobs} j"
+             {failures}, {heap_bytes_end}, {estimate}, {settings} FROM {jobs} j"
         );
     }
     let ranges = &store.ranges;
     format!(
         "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
                 r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts, \
-                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end}, {estimate} \
+                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end}, {estimate}, {settings} \
            FROM {jobs} j LEFT JOIN LATERAL (
                 SELECT count(*)::int4 AS ranges,
                        count(*) FILTER (WHERE status = 'done')::int4 AS done,
@@ -134,6 +135,7 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
             }),
             _ => None,
         },
+        settings: row.try_get(31)?,
     })
 }
 
@@ -213,7 +215,8 @@ impl StateSql<'_> {
              batches_done = CASE WHEN $4 THEN 0 ELSE batches_done END, \
              heap_bytes_start = CASE WHEN $4 THEN $7 ELSE coalesce(heap_bytes_start, $7) END, \
              heap_bytes_end = NULL, finished_at = NULL, \
-             estimate_rows = CASE WHEN $4 THEN NULL ELSE estimate_rows END WHERE name = $1",
+             estimate_rows = CASE WHEN $4 THEN NULL ELSE estimate_rows END, settings = $8 \
+             WHERE name = $1",
             self.jobs
         );
         statement(&take)
@@ -228,6 +231,7 @@ impl StateSql<'_> {
                     .heap_bytes
                     .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
             )
+            .bind(claim.settings)
             .execute(&mut *tx)
             .await
             .map_err(self.db("claim"))?;

@@ -213,7 +213,7 @@ impl StateSql<'_> {
 
 /// Columns added after a table's first version: table (`jobs`, `ranges`), column, type.
 /// [`Store::ensure`] adds the missing ones, and looks for all of them before it alters.
-const ADDED: [(&str, &str, &str); 7] = [
+const ADDED: [(&str, &str, &str); 8] = [
     ("jobs", "lease_s", "int"),
     ("jobs", "heap_bytes_start", "bigint"),
     ("jobs", "heap_bytes_end", "bigint"),
@@ -221,6 +221,7 @@ const ADDED: [(&str, &str, &str); 7] = [
     ("jobs", "estimate_rows_done", "bigint"),
     ("jobs", "estimate_exact", "boolean"),
     ("jobs", "estimate_table_rows", "bigint"),
+    ("jobs", "settings", "text"),
 ];
 
 /// A count as stored (`int8`, never negative when we wrote it).

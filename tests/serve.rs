@@ -1,0 +1,127 @@
+//! `backfill serve` over HTTP, as a browser's fetch, a script and Prometheus use it: every job
+//! of the state tables with the same fields as `status --json`, its page, its metrics, and
+//! pause, resume and cancel only with the token — refused without it, and changing nothing.
+//! (`tests/browser.rs` clicks the same page in a real browser.)
+
+mod common;
+
+use common::served::{Served, TOKEN};
+use common::yielding::slow_items_job;
+use common::{Runner, fresh_database, number, run_backfill};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_and_the_api_show_a_running_job_and_its_controls_need_the_token() {
+    let db = fresh_database().await;
+    let (dir, job) = slow_items_job(
+        &db.pool,
+        20_000,
+        "0.0002",
+        "size = 500\nmin = 500\nmax = 500",
+        "",
+    )
+    .await;
+    let mut run = Runner::spawn(
+        &db.url,
+        &dir,
+        "run",
+        &["run", "--json", "--workers", "2", &job],
+    );
+    run.wait_until(&db.pool, "(SELECT rows_done > 0 FROM backfill.jobs)")
+        .await;
+    let served = Served::start(&db.url, &dir, true).await;
+
+    let list: serde_json::Value = serde_json::from_str(&served.get("/api/jobs").body).unwrap();
+    let first = &list[0];
+    assert_eq!(first["name"], "items_total");
+    assert_eq!(first["status"], "running");
+    assert!(
+        first["total_estimate"].as_u64().unwrap() >= 20_000,
+        "{first}"
+    );
+    let index = served.get("/");
+    assert_eq!(index.status, 200);
+    assert!(
+        index.body.contains("items_total") && index.body.contains("Pause"),
+        "{}",
+        index.body
+    );
+    let page = served.get("/jobs/items_total");
+    assert!(
+        page.body.contains("Ranges") && page.body.contains("qty * price"),
+        "{}",
+        page.body
+    );
+    let metrics = served.get("/metrics").body;
+    assert!(
+        metrics.contains("backfill_rows_done_total{job=\"items_total\"}"),
+        "{metrics}"
+    );
+
+    // Without the token, or with a wrong one: 401, and the job goes on.
+    for bearer in [None, Some("wrong")] {
+        let refused = served.post("/api/jobs/items_total/pause", bearer);
+        assert_eq!(refused.status, 401, "{}", refused.body);
+    }
+    assert_eq!(
+        number(
+            &db.pool,
+            "SELECT count(*) FROM backfill.jobs WHERE control IS NOT NULL"
+        )
+        .await,
+        0
+    );
+
+    let paused = served.post("/api/jobs/items_total/pause", Some(TOKEN));
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    run.wait_until(
+        &db.pool,
+        "(SELECT note = 'paused: by operator' FROM backfill.jobs)",
+    )
+    .await;
+    let status = run_backfill(&db.url, &["status", "items_total"]);
+    assert!(status.stdout.contains("paused"), "{}", status.stdout);
+    assert_eq!(served.job("items_total")["status"], "paused");
+
+    assert_eq!(
+        served
+            .post("/api/jobs/items_total/resume", Some(TOKEN))
+            .status,
+        200
+    );
+    run.wait_until(
+        &db.pool,
+        "(SELECT note IS DISTINCT FROM 'paused: by operator' FROM backfill.jobs)",
+    )
+    .await;
+    assert_eq!(
+        served
+            .post("/api/jobs/items_total/cancel", Some(TOKEN))
+            .status,
+        200
+    );
+    run.finish().await.expect_code(1, "the cancelled run");
+    assert_eq!(served.job("items_total")["status"], "cancelled");
+    assert_eq!(served.get("/api/jobs/nosuch").status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_token_the_page_is_read_only_and_an_open_address_is_refused() {
+    let db = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(&db.url, &dir, false).await;
+    assert_eq!(served.get("/api/jobs").body, "[]");
+    let index = served.get("/").body;
+    assert!(
+        index.contains("Read-only") && !index.contains("<button"),
+        "{index}"
+    );
+    assert_eq!(served.post("/api/jobs/any/pause", Some(TOKEN)).status, 401);
+
+    let open = run_backfill(&db.url, &["serve", "--addr", "0.0.0.0:0"]);
+    open.expect_code(2, "serve on an open address without a token");
+    assert!(
+        open.stderr.contains("BACKFILL_SERVE_TOKEN"),
+        "{}",
+        open.stderr
+    );
+}
