@@ -18,6 +18,25 @@ function fill(card, job) {
   if (bar) bar.style.width = d.bar + "%";
 }
 
+// The ranges table, rebuilt from the API's ranges, cell by cell as text.
+function ranges(list) {
+  const table = document.getElementById("ranges");
+  for (const row of table.querySelectorAll("tr.range")) row.remove();
+  const key = (k) => (k ? "(" + k.join(", ") + ")" : "(start)");
+  for (const r of list) {
+    const tr = document.createElement("tr");
+    tr.className = "range";
+    const age = r.heartbeat_age_s == null ? "-" : Math.round(r.heartbeat_age_s) + "s ago";
+    const owner = r.owner ? r.owner + "/" + (r.worker || 0) : "-";
+    for (const text of [r.id, r.state, owner, age, key(r.cursor), key(r.upper), r.rows_done]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    table.appendChild(tr);
+  }
+}
+
 async function refresh() {
   const page = document.body.dataset.page;
   const url = page === "job"
@@ -28,9 +47,10 @@ async function refresh() {
     if (!answer.ok) return;
     const body = await answer.json();
     const jobs = Array.isArray(body) ? body : [body];
-    if (page === "job" && body.chart) {
+    if (page === "job") {
       document.getElementById("chart").setAttribute("points", body.chart.points);
       document.getElementById("top-rate").textContent = body.chart.top;
+      ranges(body.ranges);
     }
     for (const job of jobs) {
       for (const card of document.querySelectorAll(".job")) {

@@ -45,7 +45,15 @@ async fn a_running_jobs_page_moves_and_its_buttons_pause_resume_and_cancel_it() 
             t.parse::<u64>().is_ok_and(|n| n > first)
         })
         .await;
-    println!("the page showed {first} rows, then {moved} without a reload");
+    let range_rows = "#ranges tr.range td:nth-child(7)";
+    let range_first = browser.text(range_rows).await;
+    let range_moved = browser
+        .wait_for_text(range_rows, |t| t != range_first)
+        .await;
+    println!(
+        "the page showed {first} rows, then {moved} without a reload; range 1 went from \
+         {range_first} to {range_moved} rows"
+    );
     browser
         .wait_for_text("[data-field=crew]", |t| t.starts_with("2 workers"))
         .await;

@@ -125,3 +125,42 @@ async fn without_a_token_the_page_is_read_only_and_an_open_address_is_refused() 
         open.stderr
     );
 }
+
+/// Fifty jobs on one page: every one listed, in the API and on the page. How long `GET /` took
+/// is printed for the record (the benchmark, not the tests, holds timed targets).
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_jobs_are_all_on_the_page() {
+    let db = fresh_database().await;
+    let (dir, job) =
+        slow_items_job(&db.pool, 1_000, "0", "size = 500\nmin = 500\nmax = 500", "").await;
+    run_backfill(&db.url, &["run", &job]).expect_code(0, "the first job");
+    sqlx::raw_sql(
+        "INSERT INTO backfill.jobs (name, table_name, definition_hash, status, rows_done, batches_done)
+         SELECT 'job_' || lpad(g::text, 2, '0'), table_name, definition_hash, 'done', rows_done, batches_done
+           FROM backfill.jobs, generate_series(1, 49) g",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let served = Served::start(&db.url, &dir, false).await;
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let page = served.get("/");
+        took.push(started.elapsed());
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.body.matches("class=\"job\"").count(),
+            50,
+            "{}",
+            page.body
+        );
+    }
+    let list: serde_json::Value = serde_json::from_str(&served.get("/api/jobs").body).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(50));
+    took.sort();
+    println!(
+        "GET / with 50 jobs took {:?} (median of 5: {:?})",
+        took, took[2]
+    );
+}
