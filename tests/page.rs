@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::browser::Browser;
-use common::served::{Served, TOKEN};
+use common::served::{Served, TOKEN, operator_paused};
 use common::yielding::slow_items_job;
 use common::{Runner, fresh_database, number, run_backfill};
 
@@ -63,13 +63,7 @@ async fn a_running_jobs_page_moves_and_its_buttons_pause_resume_and_cancel_it() 
     let answer = browser
         .wait_for_text("#answer", |t| t.contains("pause requested"))
         .await;
-    run.wait_until(
-        &db.pool,
-        "(SELECT note = 'paused: by operator' FROM backfill.jobs)",
-    )
-    .await;
-    let status = run_backfill(&db.url, &["status", "items_total"]);
-    assert!(status.stdout.contains("paused"), "{}", status.stdout);
+    operator_paused(&mut run, &db).await;
     browser
         .wait_for_text("[data-field=status]", |t| t == "paused")
         .await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::served::{Served, TOKEN};
+use common::served::{Served, TOKEN, operator_paused};
 use common::yielding::slow_items_job;
 use common::{Runner, fresh_database, number, run_backfill};
 
@@ -73,13 +73,7 @@ async fn the_page_and_the_api_show_a_running_job_and_its_controls_need_the_token
 
     let paused = served.post("/api/jobs/items_total/pause", Some(TOKEN));
     assert_eq!(paused.status, 200, "{}", paused.body);
-    run.wait_until(
-        &db.pool,
-        "(SELECT note = 'paused: by operator' FROM backfill.jobs)",
-    )
-    .await;
-    let status = run_backfill(&db.url, &["status", "items_total"]);
-    assert!(status.stdout.contains("paused"), "{}", status.stdout);
+    operator_paused(&mut run, &db).await;
     assert_eq!(served.job("items_total")["status"], "paused");
 
     assert_eq!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::{Runner, WAIT};
+use super::{Runner, TestDb, WAIT, run_backfill};
 
 /// The token the tests' servers take.
 pub const TOKEN: &str = "test-token-7f3a";
@@ -16,6 +16,18 @@ pub const TOKEN: &str = "test-token-7f3a";
 pub struct Served {
     pub runner: Runner,
     pub port: u16,
+}
+
+/// Waits until `run`'s job `items_total` is paused by the operator, and checks that
+/// `backfill status` says so.
+pub async fn operator_paused(run: &mut Runner, db: &TestDb) {
+    run.wait_until(
+        &db.pool,
+        "(SELECT note = 'paused: by operator' FROM backfill.jobs)",
+    )
+    .await;
+    let status = run_backfill(&db.url, &["status", "items_total"]);
+    assert!(status.stdout.contains("paused"), "{}", status.stdout);
 }
 
 /// A free port on 127.0.0.1 (free when asked; the server binds it right after).
