@@ -93,6 +93,11 @@ pub struct ServeArgs {
     /// `Authorization: Bearer …`). Without a token the page is read-only.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// The name a proxy in front of a loopback server is reached by (its `Host`, e.g.
+    /// backfill.example.com). A loopback server answers only loopback names otherwise, so that
+    /// no other site can read it through a name that points at 127.0.0.1.
+    #[arg(long, value_name = "NAME")]
+    pub public_host: Option<String>,
 }
 
 /// `completions` options.

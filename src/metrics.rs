@@ -319,9 +319,9 @@ impl Metrics {
         let job = JobLabel {
             job: row.name.clone(),
         };
-        raise(&f.rows_done.get_or_create(&job), row.rows_done);
-        raise(&f.batches.get_or_create(&job), row.batches_done);
-        raise(&f.skipped.get_or_create(&job), row.failures);
+        follow(&f.rows_done, &job, row.rows_done);
+        follow(&f.batches, &job, row.batches_done);
+        follow(&f.skipped, &job, row.failures);
         let total = i64::try_from(row.total_estimate()).unwrap_or(i64::MAX);
         f.rows_estimate.get_or_create(&job).set(total);
         f.workers.get_or_create(&job).set(i64::from(row.workers));
@@ -368,6 +368,16 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
     }
+}
+
+/// Sets `job`'s counter in `family`, kept from the state tables, to `total`: raised, or, when
+/// the job's figure went back (a reset, a restart, rows that left the failures table), started
+/// again from it, as a counter reset that `rate()` understands.
+fn follow(family: &Family<JobLabel, Counter>, job: &JobLabel, total: u64) {
+    if family.get_or_create(job).get() > total {
+        family.remove(job);
+    }
+    raise(&family.get_or_create(job), total);
 }
 
 /// Raises `counter` to `total` (never lowers it).

@@ -18,17 +18,14 @@ function fill(card, job) {
   if (bar) bar.style.width = d.bar + "%";
 }
 
-// The ranges table, rebuilt from the API's ranges, cell by cell as text.
-function ranges(list) {
+// The ranges table, rebuilt from the server's words for each range, cell by cell as text.
+function ranges(lines) {
   const table = document.getElementById("ranges");
   for (const row of table.querySelectorAll("tr.range")) row.remove();
-  const key = (k) => (k ? "(" + k.join(", ") + ")" : "(start)");
-  for (const r of list) {
+  for (const cells of lines) {
     const tr = document.createElement("tr");
     tr.className = "range";
-    const age = r.heartbeat_age_s == null ? "-" : Math.round(r.heartbeat_age_s) + "s ago";
-    const owner = r.owner ? r.owner + "/" + (r.worker || 0) : "-";
-    for (const text of [r.id, r.state, owner, age, key(r.cursor), key(r.upper), r.rows_done]) {
+    for (const text of cells) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.appendChild(td);
@@ -50,7 +47,7 @@ async function refresh() {
     if (page === "job") {
       document.getElementById("chart").setAttribute("points", body.chart.points);
       document.getElementById("top-rate").textContent = body.chart.top;
-      ranges(body.ranges);
+      ranges(body.display_ranges);
     }
     for (const job of jobs) {
       for (const card of document.querySelectorAll(".job")) {
@@ -82,5 +79,5 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const button of document.querySelectorAll("button[data-control]")) {
     button.addEventListener("click", () => control(button));
   }
-  setInterval(refresh, 2000);
+  setInterval(refresh, Number(document.body.dataset.every) || 2000);
 });

@@ -111,6 +111,17 @@ async fn without_a_token_the_page_is_read_only_and_an_open_address_is_refused() 
     );
     assert_eq!(served.post("/api/jobs/any/pause", Some(TOKEN)).status, 401);
 
+    // A name that points at 127.0.0.1 from another site gets nothing; loopback names do, with
+    // headers that keep the page out of frames.
+    let rebound = served.head_as("evil.example");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    let local = served
+        .head_as(&format!("localhost:{}", served.port))
+        .to_ascii_lowercase();
+    assert!(local.starts_with("http/1.1 200"), "{local}");
+    assert!(local.contains("x-frame-options: deny"), "{local}");
+    assert!(local.contains("frame-ancestors 'none'"), "{local}");
+
     let open = run_backfill(&db.url, &["serve", "--addr", "0.0.0.0:0"]);
     open.expect_code(2, "serve on an open address without a token");
     assert!(

@@ -8,13 +8,14 @@ use tokio::sync::watch;
 
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::db::Target;
-use crate::serve::{self, Reader, ServeError};
+use crate::serve::{self, Listen, Reader, ServeError};
 
 use super::Exit;
 
 /// The variable that holds the token, when `--token-file` does not name a file.
 const TOKEN_VARIABLE: &str = "BACKFILL_SERVE_TOKEN";
 
+/// `backfill serve`: see the module header.
 pub async fn serve(
     global: &GlobalArgs,
     args: &ServeArgs,
@@ -27,7 +28,12 @@ pub async fn serve(
     let reader = Reader::connect(target.clone(), store)
         .await
         .with_context(|| format!("cannot connect to {}", target.describe()))?;
-    serve::serve(reader, args.addr, token, shutdown).await?;
+    let listen = Listen {
+        addr: args.addr,
+        token,
+        public_host: args.public_host.clone(),
+    };
+    serve::serve(reader, listen, shutdown).await?;
     Ok(Exit::Success)
 }
 

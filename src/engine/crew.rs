@@ -94,7 +94,13 @@ impl<'r, 'a> Crew<'r, 'a> {
                 shutdown: s.shutdown,
                 halt: watch::channel(false).0,
             },
-            ledger: Ledger::new(s.heartbeat, s.feed, s.totals, s.pending, s.r.job.batch.size),
+            ledger: Ledger::new(
+                s.heartbeat,
+                s.feed,
+                s.totals,
+                s.pending,
+                s.r.options.retry_failures,
+            ),
             events: s.events,
         }
     }

@@ -98,7 +98,7 @@ impl Worker<'_, '_, '_> {
                     let rows_done = self
                         .crew
                         .ledger
-                        .committed(&row.relation, rows, None)
+                        .committed(&row.relation, rows, None, 1)
                         .rows_done;
                     self.crew.send(|job| Event::Filled {
                         job,

@@ -78,7 +78,8 @@ impl Lead<'_, '_> {
         let started = Instant::now();
         // The total as every batch refines it, from the same figures: `resuming at …/TOTAL`
         // and the first progress line agree.
-        let total_estimate = total(Some(&pending), &laid_out.progress(), self.r.job.batch.size);
+        let batch = laid_out.batch_size.unwrap_or(self.r.job.batch.size);
+        let total_estimate = total(Some(&pending), &laid_out.progress(), batch);
         emit(&Event::Started {
             job: self.r.job.name.clone(),
             total_estimate,

@@ -42,10 +42,11 @@ pub(super) struct Ledger<'r> {
     feed: Option<&'r Feed>,
     /// The job's rows and batches done when this process started.
     start: (u64, u64),
-    /// The job's estimate of its pending rows (with `--retry-failures`, the failed rows).
+    /// The job's estimate of its pending rows when this process started (with
+    /// `--retry-failures`, the failed rows, which are never kept).
     pending: Pending,
-    /// Keys a batch asks for.
-    batch: u32,
+    /// The run retries failed rows: its `pending` is its own, not the job's kept estimate.
+    retrying: bool,
     shared: Mutex<Shared>,
 }
 
@@ -55,14 +56,14 @@ impl<'r> Ledger<'r> {
         feed: Option<&'r Feed>,
         start: (u64, u64),
         pending: Pending,
-        batch: u32,
+        retrying: bool,
     ) -> Ledger<'r> {
         Ledger {
             heartbeat,
             feed,
             start,
             pending,
-            batch,
+            retrying,
             shared: Mutex::new(Shared {
                 condition: Condition::Running,
                 rates: BTreeMap::new(),
@@ -98,39 +99,49 @@ impl Ledger<'_> {
 
     /// Records a batch of `rows` committed by this process in `relation` (and feeds vacuum
     /// pacing), with where the job stood after it (`job`: its checkpoint's reading; `None` for
-    /// a failed row filled again, which moves no range): the job's totals.
-    pub(super) fn committed(&self, relation: &str, rows: u64, job: Option<Progress>) -> Totals {
+    /// a failed row filled again, which moves no range) and the keys it asked for (`batch`,
+    /// which its checkpoint kept as the job's batch size): the job's totals, as `status` would
+    /// compute them from the same figures.
+    pub(super) fn committed(
+        &self,
+        relation: &str,
+        rows: u64,
+        job: Option<Progress>,
+        batch: u32,
+    ) -> Totals {
         if let Some(feed) = self.feed {
             feed.add(relation, rows);
         }
         let Ok(mut shared) = self.shared.lock() else {
-            return self.totals_of(&self.progress_at_start());
+            return self.totals_of(&self.progress_at_start(), batch);
         };
         shared.rows_here += rows;
         shared.batches_here += 1;
         if job.is_some() {
             shared.latest = job;
         }
-        let progress = match job {
-            Some(job) => job,
-            None => {
-                let (rows_done, batches_done) = self.done(&shared);
-                Progress {
-                    rows_done,
-                    batches_done,
-                    ..self.progress_at_start()
-                }
-            }
+        // Another worker's checkpoint may have read a later moment first: never go back.
+        let (rows_done, batches_done) = self.done(&shared);
+        let progress = Progress {
+            rows_done,
+            batches_done,
+            ..shared.latest.unwrap_or_else(|| self.progress_at_start())
         };
-        self.totals_of(&progress)
+        self.totals_of(&progress, batch)
     }
 
-    /// The job's totals at `progress`.
-    fn totals_of(&self, progress: &Progress) -> Totals {
+    /// The job's totals at `progress`, from the estimate the job keeps (a later `--exact-count`
+    /// may have replaced the one this process started from; the heartbeat brings it).
+    fn totals_of(&self, progress: &Progress, batch: u32) -> Totals {
+        let kept = self.heartbeat.beat().job.and_then(|job| job.pending);
+        let pending = match kept {
+            Some(kept) if !self.retrying => kept,
+            _ => self.pending,
+        };
         Totals {
             rows_done: progress.rows_done,
             batches_done: progress.batches_done,
-            total_estimate: total(Some(&self.pending), progress, self.batch),
+            total_estimate: total(Some(&pending), progress, batch),
         }
     }
 

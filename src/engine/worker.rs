@@ -331,14 +331,12 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
         range.keys_walked += u64::from(done.keys);
         rate.push(Instant::now(), range.rows_done);
         self.crew.ledger.rate(range.id, rate.per_sec());
-        let totals = self
-            .crew
-            .ledger
-            .committed(&range.relation, done.rows, Some(done.job));
+        let totals =
+            self.crew
+                .ledger
+                .committed(&range.relation, done.rows, Some(done.job), done.keys);
         let (worker, id, rows) = (self.id, range.id, done.rows);
         let (elapsed_ms, pause_ms) = (millis(done.elapsed), millis(pause));
-        let wal_bytes = done.wal.map(|(bytes, _)| bytes);
-        let probe_ms = self.crew.watchers.probe().map(millis_f64);
         self.crew.send(|job| Event::Batch {
             job,
             worker,
@@ -350,8 +348,8 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
             batch_size: size,
             elapsed_ms,
             pause_ms,
-            wal_bytes,
-            probe_ms,
+            wal_bytes: done.wal.map(|(bytes, _)| bytes),
+            probe_ms: self.crew.watchers.probe().map(millis_f64),
         });
     }
 

@@ -17,6 +17,7 @@ mod hash;
 mod rate;
 mod ratio;
 mod raw;
+mod settings;
 mod table;
 mod throttle;
 mod vacuum;
@@ -444,32 +445,6 @@ impl Job {
     /// 16 lowercase hex characters of FNV-1a 64, the same on every platform and Rust version.
     pub fn definition_hash(&self) -> String {
         hash::definition_hash(self)
-    }
-
-    /// What the job file says, as JSON kept with the job's row for `backfill serve` (whose
-    /// host may not have the file): the rows it changes and how, and its batch settings.
-    pub fn settings(&self) -> String {
-        let set: serde_json::Map<String, serde_json::Value> = self
-            .set
-            .iter()
-            .map(|a| (a.column.clone(), a.expr.clone().into()))
-            .collect();
-        serde_json::json!({
-            "table": self.table.to_string(),
-            "key": self.key,
-            "where": self.filter,
-            "set": set,
-            "batch": {
-                "size": self.batch.size,
-                "min": self.batch.min,
-                "max": self.batch.max,
-                "workers": self.batch.workers,
-                "pause_ratio": self.batch.pause_ratio,
-            },
-            "throttle": self.throttle.enabled,
-            "guard": self.guard.enabled,
-        })
-        .to_string()
     }
 }
 

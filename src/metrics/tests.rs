@@ -144,3 +144,28 @@ fn addresses_are_host_and_port() {
     assert!(err.contains("expected HOST:PORT"), "{err}");
     assert!(parse_addr("127.0.0.1:99999").is_err());
 }
+
+#[test]
+fn a_job_seen_in_the_state_tables_follows_its_counters_back_after_a_reset() {
+    let mut m = Metrics::new();
+    let row = |rows_done| crate::state::JobRow {
+        rows_done,
+        batches_done: rows_done / 10,
+        ..crate::state::JobRow::example(JOB, "running")
+    };
+    m.observe(&row(1000), Some(8192));
+    assert!(
+        m.encode()
+            .contains(&format!("backfill_rows_done_total{{job=\"{JOB}\"}} 1000"))
+    );
+    m.observe(&row(30), None);
+    let text = m.encode();
+    assert!(
+        text.contains(&format!("backfill_rows_done_total{{job=\"{JOB}\"}} 30")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("backfill_heap_bytes{{job=\"{JOB}\"}} 8192")),
+        "{text}"
+    );
+}

@@ -15,7 +15,7 @@ use crate::report;
 use crate::state::{Control, JobRow, StateError};
 
 use super::Shared;
-use super::pages::{Card, Chart};
+use super::pages::{Card, Chart, RangeLine};
 use super::reader::{OneJob, ReadError};
 
 /// A job as the API shows it: `status --json`'s fields, and the page's words for them.
@@ -33,10 +33,16 @@ pub fn job_json(row: &JobRow, heap: Option<u64>) -> Value {
     v
 }
 
-/// One job with its ranges, its first failed rows and its job file's settings.
+/// One job with its ranges (and the page's words for each, `display_ranges`), its first failed
+/// rows and its job file's settings.
 pub fn one_job_json(job: &OneJob) -> Value {
     let mut v = job_json(&job.row, job.heap);
     v["ranges"] = job.ranges.iter().map(report::range_json).collect();
+    v["display_ranges"] = job
+        .ranges
+        .iter()
+        .map(|r| json!(RangeLine::of(r).cells()))
+        .collect();
     v["failures_first"] = job.failed.iter().map(report::failure_json).collect();
     v["settings"] = job
         .row
@@ -51,13 +57,7 @@ pub fn one_job_json(job: &OneJob) -> Value {
 pub async fn jobs(State(shared): State<Arc<Shared>>) -> Response {
     match shared.reader.jobs().await {
         Ok(jobs) => {
-            let heap = |i: usize| jobs.heaps.get(i).copied().flatten();
-            let list: Vec<Value> = jobs
-                .rows
-                .iter()
-                .enumerate()
-                .map(|(i, row)| job_json(row, heap(i)))
-                .collect();
+            let list: Vec<Value> = jobs.iter().map(|(row, heap)| job_json(row, heap)).collect();
             Json(Value::Array(list)).into_response()
         }
         Err(e) => failed(&e),
@@ -77,8 +77,8 @@ pub async fn job(State(shared): State<Arc<Shared>>, Path(name): Path<String>) ->
     }
 }
 
-/// `POST /api/jobs/{name}/{pause|resume|cancel}`: 401 without the right token (always, when
-/// the server has none).
+/// `POST /api/jobs/{name}/{pause|resume|cancel}`: 401 without the right token, and always on a
+/// server that has none (it is read-only).
 pub async fn control(
     State(shared): State<Arc<Shared>>,
     Path((name, action)): Path<(String, String)>,
@@ -131,14 +131,25 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A failed read or control as JSON: 404 for a job that does not exist, else 503.
+/// A failed read or control as JSON, with [`status_of`] and [`short`].
 pub fn failed(e: &ReadError) -> Response {
-    let status = match e {
+    (status_of(e), Json(json!({ "error": short(e) }))).into_response()
+}
+
+/// 404 for a job that does not exist, 503 while the database cannot be reached, else 500.
+pub fn status_of(e: &ReadError) -> StatusCode {
+    match e {
         ReadError::State(StateError::UnknownJob { .. }) => StatusCode::NOT_FOUND,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let error = crate::db::error_chain(e);
-    (status, Json(json!({ "error": error }))).into_response()
+        ReadError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ReadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// What a client is told of a failure: its first line only, for anyone who reaches the page;
+/// the whole chain goes to the server's log.
+pub fn short(e: &ReadError) -> String {
+    tracing::warn!("backfill serve: {}", crate::db::error_chain(e));
+    e.to_string()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! other address without a token; without a token it is read-only.
 
 mod api;
+mod guard;
 mod history;
 mod pages;
 mod reader;
@@ -27,6 +28,7 @@ use axum::routing::{get, post};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::db::error_chain;
 use crate::metrics::Metrics;
 
 use history::History;
@@ -92,26 +94,37 @@ pub fn check_addr(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeErro
     }
 }
 
-/// Serves the page of `reader`'s jobs on `addr` until `shutdown`.
+/// Where and how the server listens.
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// The token the controls need; `None`: read-only.
+    pub token: Option<String>,
+    /// The name a proxy in front of a loopback server sends as `Host`.
+    pub public_host: Option<String>,
+}
+
+/// Serves the page of `reader`'s jobs until `shutdown`.
 pub async fn serve(
     reader: Reader,
-    addr: SocketAddr,
-    token: Option<String>,
+    listen: Listen,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    let Listen {
+        addr,
+        token,
+        public_host,
+    } = listen;
     check_addr(addr, token.as_deref())?;
+    let metrics = Metrics::new();
+    let metrics_routes = metrics.router();
     let shared = Arc::new(Shared {
         reader,
         token,
         history: Mutex::new(History::default()),
-        metrics: Mutex::new(Metrics::new()),
+        metrics: Mutex::new(metrics),
         started: Instant::now(),
     });
-    let metrics = shared
-        .metrics
-        .lock()
-        .map(|m| m.router())
-        .unwrap_or_default();
+    let hosts = Arc::new(guard::Hosts::new(addr, public_host.as_deref()));
     let router = Router::new()
         .route("/", get(index))
         .route("/jobs/{name}", get(job_page))
@@ -120,7 +133,8 @@ pub async fn serve(
         .route("/api/jobs/{name}", get(api::job))
         .route("/api/jobs/{name}/{action}", post(api::control))
         .with_state(Arc::clone(&shared))
-        .merge(metrics);
+        .merge(metrics_routes)
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     let _serving =
         crate::http::serve(addr, router).map_err(|source| ServeError::Bind { addr, source })?;
     eprintln!("backfill serve: http://{addr}/ (Ctrl-C to stop)");
@@ -133,16 +147,24 @@ pub async fn serve(
     }
 }
 
-/// Reads every job once for the charts and the metrics; a failed read is tried next time.
+/// Reads every job once for the charts and the metrics; a failed read is said in the log and
+/// tried again next time.
 async fn sample(shared: &Shared) {
-    let Ok(jobs) = shared.reader.jobs().await else {
-        return;
+    let jobs = match shared.reader.jobs().await {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!(
+                "backfill serve could not read the jobs: {}",
+                error_chain(&e)
+            );
+            return;
+        }
     };
     let at = shared.started.elapsed().as_secs_f64();
     if let (Ok(mut history), Ok(mut metrics)) = (shared.history.lock(), shared.metrics.lock()) {
-        for (i, row) in jobs.rows.iter().enumerate() {
+        for (row, heap) in jobs.iter() {
             history.push(&row.name, at, row.rows_done);
-            metrics.observe(row, jobs.heaps.get(i).copied().flatten());
+            metrics.observe(row, heap);
         }
     }
 }
@@ -151,19 +173,14 @@ async fn sample(shared: &Shared) {
 async fn index(State(shared): State<Arc<Shared>>) -> Response {
     match shared.reader.jobs().await {
         Ok(jobs) => {
-            let heap = |i: usize| jobs.heaps.get(i).copied().flatten();
             let page = Index {
-                cards: jobs
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, row)| Card::of(row, heap(i)))
-                    .collect(),
+                cards: jobs.iter().map(|(row, heap)| Card::of(row, heap)).collect(),
                 controls: shared.token.is_some(),
+                every_ms: SAMPLE_EVERY.as_millis(),
             };
             html(page.render())
         }
-        Err(e) => api::failed(&e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -171,7 +188,7 @@ async fn index(State(shared): State<Arc<Shared>>) -> Response {
 async fn job_page(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     match shared.reader.job(&name).await {
         Ok(job) => html(JobPage::of(&job, &shared.rates(&name), shared.token.is_some()).render()),
-        Err(e) => api::failed(&e),
+        Err(e) => error_page(&e),
     }
 }
 
@@ -184,6 +201,12 @@ async fn script() -> Response {
         .into_response()
 }
 
+/// A page that could not be read, as plain text with the API's status code.
+fn error_page(e: &reader::ReadError) -> Response {
+    (api::status_of(e), format!("{}\n", api::short(e))).into_response()
+}
+
+/// A rendered page, or why it could not be rendered.
 fn html(rendered: askama::Result<String>) -> Response {
     match rendered {
         Ok(page) => Html(page).into_response(),

@@ -29,9 +29,12 @@ pub struct Card {
     pub reason: String,
     pub heap: String,
     pub failures: u64,
+    /// Done, failed or cancelled: no control is offered (a cancel would mark it cancelled).
+    pub finished: bool,
 }
 
 impl Card {
+    /// `row` and its table's heap now, in the page's words.
     pub fn of(row: &JobRow, heap_now: Option<u64>) -> Card {
         let total = row.total_estimate();
         let rate = row.rate.filter(|r| *r > 0.0);
@@ -66,6 +69,7 @@ impl Card {
                 _ => report::heap_note(row, heap_now).unwrap_or_else(|| "-".into()),
             },
             failures: row.failures,
+            finished: matches!(row.status.as_str(), "done" | "failed" | "cancelled"),
         }
     }
 }
@@ -83,21 +87,23 @@ pub fn percent(done: u64, total: u64) -> f64 {
     }
 }
 
-/// The rate chart: the points of an SVG polyline in a [`CHART_WIDTH`] × [`CHART_HEIGHT`] box,
-/// and the highest rate, which is its top.
+/// The rate chart: the points of an SVG polyline in a [`Chart::WIDTH`] × [`Chart::HEIGHT`]
+/// box, and the highest rate, which is its top.
 pub struct Chart {
     pub points: String,
     pub top: String,
 }
 
-pub const CHART_WIDTH: f64 = 600.0;
-pub const CHART_HEIGHT: f64 = 120.0;
-
 impl Chart {
+    /// The chart's box, in SVG units (the page stretches it to its width).
+    pub const WIDTH: f64 = 600.0;
+    pub const HEIGHT: f64 = 120.0;
+
+    /// The chart of `rates`, `(seconds, rows per second)` oldest first.
     pub fn of(rates: &[(f64, f64)]) -> Chart {
         let top = rates.iter().map(|(_, r)| *r).fold(0.0, f64::max);
         Chart {
-            points: history::polyline(rates, CHART_WIDTH, CHART_HEIGHT),
+            points: history::polyline(rates, Chart::WIDTH, Chart::HEIGHT),
             top: format!("{top:.0} rows/s"),
         }
     }
@@ -105,20 +111,21 @@ impl Chart {
 
 /// A range on a job's page.
 pub struct RangeLine {
-    pub id: u32,
+    pub id: String,
     pub state: String,
     pub owner: String,
     pub heartbeat: String,
     pub cursor: String,
     pub upper: String,
-    pub rows_done: u64,
+    pub rows_done: String,
 }
 
 impl RangeLine {
-    fn of(r: &RangeRow) -> RangeLine {
+    /// `r` in the page's words.
+    pub fn of(r: &RangeRow) -> RangeLine {
         let lease = r.lease.as_ref();
         RangeLine {
-            id: r.id,
+            id: r.id.to_string(),
             state: report::range_state(r).to_owned(),
             owner: lease.map_or("-".into(), |l| {
                 format!("{}/{}", l.owner.0, r.worker.unwrap_or(0))
@@ -128,8 +135,21 @@ impl RangeLine {
                 .map_or("-".into(), |age| format!("{} ago", report::age_text(age))),
             cursor: report::key_text_of(r.cursor.as_ref()),
             upper: report::key_text_of(Some(&r.upper)),
-            rows_done: r.rows_done,
+            rows_done: r.rows_done.to_string(),
         }
+    }
+
+    /// The table's cells, in its columns' order: what the page's script writes on refresh.
+    pub fn cells(&self) -> [&str; 7] {
+        [
+            &self.id,
+            &self.state,
+            &self.owner,
+            &self.heartbeat,
+            &self.cursor,
+            &self.upper,
+            &self.rows_done,
+        ]
     }
 }
 
@@ -140,6 +160,8 @@ pub struct Index {
     pub cards: Vec<Card>,
     /// Controls are shown (a token is set on the server).
     pub controls: bool,
+    /// How often the page refreshes, in milliseconds.
+    pub every_ms: u128,
 }
 
 /// `GET /jobs/{name}`: one job.
@@ -153,9 +175,12 @@ pub struct JobPage {
     pub settings: Vec<(String, String)>,
     pub chart: Chart,
     pub controls: bool,
+    /// How often the page refreshes, in milliseconds.
+    pub every_ms: u128,
 }
 
 impl JobPage {
+    /// `job`'s page, with its `rates` from the server's samples.
     pub fn of(job: &super::reader::OneJob, rates: &[(f64, f64)], controls: bool) -> JobPage {
         JobPage {
             card: Card::of(&job.row, job.heap),
@@ -164,6 +189,7 @@ impl JobPage {
             settings: settings(job.row.settings.as_deref()),
             chart: Chart::of(rates),
             controls,
+            every_ms: super::SAMPLE_EVERY.as_millis(),
         }
     }
 }
@@ -224,6 +250,7 @@ mod tests {
         let html = Index {
             cards: vec![Card::of(&row, None)],
             controls: false,
+            every_ms: 2000,
         }
         .render()
         .unwrap();

@@ -16,8 +16,18 @@ const APPLICATION_NAME: &str = "backfill:serve";
 
 /// Every job, by name, with its table's heap now (unknown when it cannot be read).
 pub struct Jobs {
-    pub rows: Vec<JobRow>,
-    pub heaps: Vec<Option<u64>>,
+    rows: Vec<JobRow>,
+    heaps: Vec<Option<u64>>,
+}
+
+impl Jobs {
+    /// Each job with its table's heap.
+    pub fn iter(&self) -> impl Iterator<Item = (&JobRow, Option<u64>)> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (row, self.heaps.get(i).copied().flatten()))
+    }
 }
 
 /// One job, whole.
@@ -33,8 +43,12 @@ pub struct OneJob {
 pub enum ReadError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot connect to the database")]
-    Connect(#[from] sqlx::Error),
+    #[error("cannot connect to {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 /// The server's way to the state tables.
@@ -75,7 +89,12 @@ impl Reader {
             let ranges = store.ranges(s.conn(), name).await?;
             let failed = store.failures(s.conn(), name, FAILED_SHOWN).await?;
             let tables = [row.table_name.clone()];
-            let heap = s.conn().heaps(&tables).await.ok().and_then(|h| h[0]);
+            let heap = s
+                .conn()
+                .heaps(&tables)
+                .await
+                .ok()
+                .and_then(|h| h.first().copied().flatten());
             Ok(OneJob {
                 row,
                 heap,
@@ -104,7 +123,14 @@ impl Reader {
         let mut slot = self.session.lock().await;
         let mut session = match slot.take() {
             Some(session) => session,
-            None => self.target.connect(APPLICATION_NAME).await?,
+            None => self
+                .target
+                .connect(APPLICATION_NAME)
+                .await
+                .map_err(|source| ReadError::Connect {
+                    target: self.target.describe(),
+                    source,
+                })?,
         };
         let result = work(&mut session).await;
         match &result {

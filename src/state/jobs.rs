@@ -43,8 +43,9 @@ pub struct JobRow {
     pub workers: u32,
     pub processes: u32,
     pub hosts: u32,
-    /// Keys the batches of every range have walked.
+    /// Keys the batches of every range have walked, and the rows they changed.
     pub keys_walked: u64,
+    pub rows_walked: u64,
     /// Keys left in the ranges not done yet, as far as their estimates know (`None`: a range
     /// has no estimate, or there are no ranges yet).
     pub keys_left: Option<u64>,
@@ -95,6 +96,7 @@ impl JobRow {
             processes: 0,
             hosts: 0,
             keys_walked: 0,
+            rows_walked: 0,
             keys_left: None,
             failures: 0,
             heap_bytes_start: None,
@@ -126,6 +128,7 @@ impl JobRow {
             rows_done: self.rows_done,
             batches_done: self.batches_done,
             keys_walked: self.keys_walked,
+            rows_walked: self.rows_walked,
             keys_left: self.keys_left,
         }
     }

@@ -6,7 +6,7 @@
 //! out (a block sample, or an exact count). It may be far off — pending rows clustered where the
 //! sample did not look, rows the application filled or cleared meanwhile — and a total that the
 //! rows done overtake shows a full bar and no ETA while most of the work is ahead. The walk
-//! knows better as it goes: the job's batches changed `rows_done` rows in the `keys_walked` keys
+//! knows better as it goes: the job's batches changed `rows_walked` rows in the `keys_walked` keys
 //! they walked, and the ranges not done yet have about `keys_left` keys. The rows still ahead
 //! are then
 //!
@@ -41,8 +41,10 @@ pub struct Pending {
 pub struct Progress {
     pub rows_done: u64,
     pub batches_done: u64,
-    /// Keys the batches of every range walked.
+    /// Keys the batches of every range walked, and the rows they changed: read together, so
+    /// that their ratio is one moment's (`rows_done` may count later batches too).
     pub keys_walked: u64,
+    pub rows_walked: u64,
     /// Keys left in the ranges not done yet, as far as their estimates know.
     pub keys_left: Option<u64>,
 }
@@ -62,7 +64,7 @@ pub fn total(estimate: Option<&Pending>, progress: &Progress, batch: u32) -> u64
     let walked = progress.keys_walked as f64;
     let walk_rest = left
         .filter(|_| progress.keys_walked > 0)
-        .map(|left| progress.rows_done as f64 / walked * left);
+        .map(|left| progress.rows_walked as f64 / walked * left);
     let exact = estimate.is_some_and(|e| e.exact);
     let rest = match (start_rest, walk_rest, left) {
         (Some(start), _, _) if exact => start,
@@ -95,6 +97,7 @@ mod tests {
             rows_done,
             batches_done: 0,
             keys_walked: walked,
+            rows_walked: rows_done,
             keys_left: left,
         }
     }

@@ -45,8 +45,10 @@ impl RangeSql {
             expr,
             types: key_types,
         };
-        // The ranges' sums come from the statement's snapshot, before its own update: the
-        // batch's keys are added to its range there.
+        // The ranges' sums come from the statement's snapshot, before its own update (and
+        // before the batches of other workers that the job row's lock made it wait for, which
+        // `j` counts): the batch's own keys and rows are added there, and the ratio of rows to
+        // keys is taken within that one snapshot.
         let checkpoint = format!(
             "WITH r AS (
                  UPDATE {ranges} SET cursor = $4::jsonb, rows_done = rows_done + $5::int8,
@@ -60,8 +62,9 @@ impl RangeSql {
                         batch_size = $6::int4, updated_at = now()
                   WHERE name = $1 AND EXISTS (SELECT FROM r)
                  RETURNING rows_done, batches_done)
-             SELECT j.rows_done, j.batches_done, k.keys_walked, k.keys_left
+             SELECT j.rows_done, j.batches_done, k.keys_walked, k.rows_walked, k.keys_left
                FROM j, (SELECT coalesce(sum(keys_walked), 0)::int8 + $6::int4 AS keys_walked,
+                               coalesce(sum(rows_done), 0)::int8 + $5::int8 AS rows_walked,
                                {keys_left} AS keys_left
                           FROM {ranges} WHERE job = $1) AS k",
             key("$4::jsonb"),
@@ -265,6 +268,7 @@ fn progress(row: &sqlx::postgres::PgRow) -> Result<Progress, sqlx::Error> {
         rows_done: unsigned(row.try_get(0)?),
         batches_done: unsigned(row.try_get(1)?),
         keys_walked: unsigned(row.try_get(2)?),
-        keys_left: row.try_get::<Option<i64>, _>(3)?.map(unsigned),
+        rows_walked: unsigned(row.try_get(3)?),
+        keys_left: row.try_get::<Option<i64>, _>(4)?.map(unsigned),
     })
 }

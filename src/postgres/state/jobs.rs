@@ -45,14 +45,15 @@ fn select_sql(store: &Store, tables: Tables) -> String {
     if !tables.ranges {
         return format!(
             "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
-             {failures}, {heap_bytes_end}, {estimate}, {settings} FROM {jobs} j"
+             {failures}, {heap_bytes_end}, {estimate}, {settings}, 0::int8 FROM {jobs} j"
         );
     }
     let ranges = &store.ranges;
     format!(
         "SELECT {common}, CASE WHEN r.ranges = 0 THEN j.cursor::text ELSE r.cursor END, \
                 r.rate, coalesce(r.note, j.note), r.ranges, r.done, r.workers, r.processes, r.hosts, \
-                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end}, {estimate}, {settings} \
+                r.keys_walked, r.keys_left, {failures}, {heap_bytes_end}, {estimate}, {settings}, \
+                r.rows_walked \
            FROM {jobs} j LEFT JOIN LATERAL (
                 SELECT count(*)::int4 AS ranges,
                        count(*) FILTER (WHERE status = 'done')::int4 AS done,
@@ -63,6 +64,7 @@ fn select_sql(store: &Store, tables: Tables) -> String {
                        count(DISTINCT owner) FILTER (WHERE live)::int4 AS processes,
                        count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts,
                        coalesce(sum(keys_walked), 0)::int8 AS keys_walked,
+                       coalesce(sum(rows_done), 0)::int8 AS rows_walked,
                        {keys_left} AS keys_left
                   FROM (SELECT x.*, x.owner IS NOT NULL AND x.heartbeat_at >
                                now() - make_interval(secs => coalesce(x.lease_s, {default}))
@@ -136,6 +138,7 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
             _ => None,
         },
         settings: row.try_get(31)?,
+        rows_walked: unsigned(row.try_get(32)?),
     })
 }
 
