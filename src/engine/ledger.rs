@@ -1,8 +1,9 @@
 //! What one process knows of its job while it runs: the totals it started from and what its
 //! workers committed since (with the job as each checkpoint and the heartbeat last read it, for
 //! other processes' batches), the job's total from the state tables' figures
-//! (`crate::state::total`, the same in every process), the rows each relation changed (for vacuum pacing), each worker's recent rate and the process's
-//! condition — what the heartbeat publishes for `status` on other hosts.
+//! (`crate::state::total`, the same in every process), the rows each relation changed (for
+//! vacuum pacing), each worker's recent rate and the process's condition — what the heartbeat
+//! publishes for `status` on other hosts.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -5,10 +5,9 @@
 //! Before the first batch it measures the probe's baseline (the p90 of [`BASELINE_PROBES`]
 //! probes taken four times as often as `poll`, or of one `window` of a probe too slow for that,
 //! with no batch of this process running: the first batch waits for it, so it takes about half
-//! a second); then it keeps
-//! probing every `poll`, and [`aimd`] turns the recent
-//! p90 against `max_latency_ratio × baseline` (or `max_latency`) into a back-off: a sleep after
-//! each batch in multiples of the batch's time. The default probe is what an application's
+//! a second); then it keeps probing every `poll`, and [`aimd`] turns the recent p90 against its
+//! threshold (`max_latency_ratio × baseline`, at least `min_latency`, at most `max_latency`)
+//! into a back-off: a sleep after each batch in multiples of the batch's time. The default probe is what an application's
 //! small transaction costs: one row of the table read by its key, at a key drawn from a block
 //! sample of the job's range (`TABLESAMPLE SYSTEM`, read once), then a transaction id taken and
 //! committed with the server's `synchronous_commit`, so that the commit waits for the WAL flush
