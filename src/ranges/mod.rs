@@ -23,6 +23,11 @@ use crate::state::{Holder, JobRow, Key, NewRange, RangeRow, Split, StateError, S
 
 use decide::{Cut, Sampled};
 
+/// How long the layout's transaction may sit idle between its statements before the server ends
+/// it: long enough for a loaded client to cut a large sample, short enough that a process frozen
+/// in it does not hold the layout lock for long.
+const LAYOUT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a worker shares its job's range through.
 #[derive(Debug, Clone, Copy)]
 pub struct Share<'a> {
@@ -110,8 +115,11 @@ impl Share<'_> {
         pieces: usize,
     ) -> Result<(), ShareError> {
         let t = self.timeouts;
-        let (mut tx, _) = session
-            .begin_bounded(t.statement, t.lock, false)
+        // The cut decodes and sorts a sample of up to a few thousand blocks' keys between two
+        // statements: on a starved client that can outlast the idle limit of an ordinary
+        // transaction, so this one gets [`LAYOUT_IDLE`]. It runs once per job.
+        let (mut tx, _, _) = session
+            .begin_batch(t.statement, t.lock, LAYOUT_IDLE, false)
             .await
             .map_err(self.read(&self.plan.table))?;
         self.store.lock_layout(tx.conn(), job).await?;
