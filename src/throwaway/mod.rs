@@ -23,7 +23,7 @@ use tokio::runtime::Runtime;
 mod process;
 mod watchdog;
 
-pub(crate) use process::{end_of_file, run, tail_of_file};
+pub(crate) use process::{end_of_file, quiet_command, run, tail_of_file};
 use watchdog::Watchdog;
 
 /// How often a start is tried on a new port when another process took the chosen one.

@@ -2,15 +2,27 @@
 //! `mysqld --initialize`), and the end of their output or of the server's log, which is what
 //! an error message quotes to say why a server did not come up.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use super::Error;
 
 /// How much of a log or of a command's output goes into an error message.
 const TAIL_LINES: usize = 20;
+
+/// A command for `argv`, quiet (no stdin) and run from a directory every user can enter (a
+/// server run as another user must be able to stand in it).
+pub(crate) fn quiet_command(argv: &[OsString]) -> Command {
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
+    command
+}
 
 /// Runs a command to completion, capturing its output, and turns failure into an error.
 pub(crate) fn run(mut command: Command) -> Result<(), Error> {

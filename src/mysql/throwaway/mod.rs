@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection as _, MySqlConnection};
 
-use crate::throwaway::{self, Scratch, end_of_file, on_free_port, on_own_runtime, run};
+use crate::throwaway::{
+    self, Scratch, end_of_file, on_free_port, on_own_runtime, quiet_command, run,
+};
 
 mod programs;
 
-use programs::{INIT_FILE, LOG, OWNER_PID, Programs, SOCKET, command};
+use programs::{INIT_FILE, LOG, OWNER_PID, Programs, SOCKET};
 
 /// The TCP login's password. The server listens on 127.0.0.1 only, and lives for one test run.
 const PASSWORD: &str = "throwaway";
@@ -156,7 +158,7 @@ impl Server {
             [&kill[..], &[dir.join(OWNER_PID).into()]].concat()
         })?;
         throwaway::write(&scratch.path().join(INIT_FILE), &init_sql())?;
-        run(command(&programs.initialize(scratch.path())))?;
+        run(quiet_command(&programs.initialize(scratch.path())))?;
         let mut server = Server {
             flavor,
             programs,
@@ -246,7 +248,7 @@ impl Server {
         let dir = self.scratch.path();
         let log = dir.join(LOG);
         let from = end_of_file(&log);
-        let mut start = command(&self.programs.start(dir, self.port));
+        let mut start = quiet_command(&self.programs.start(dir, self.port));
         // What the server prints before it opens its log goes to the log too.
         let console = fs::File::options()
             .create(true)

@@ -10,7 +10,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use super::{Error, Flavor};
 use crate::throwaway::is_root;
@@ -169,16 +168,6 @@ impl Programs {
     fn user(&self) -> Option<OsString> {
         self.as_root.then(|| "--user=root".into())
     }
-}
-
-/// A command for `argv`, quiet (no stdin) and run from a directory every user can enter.
-pub(super) fn command(argv: &[OsString]) -> Command {
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null());
-    command
 }
 
 /// `--name=path`, with the path as the operating system spells it.

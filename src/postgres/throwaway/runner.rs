@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::ScratchError;
 use crate::throwaway::{self, is_root};
@@ -42,13 +42,7 @@ impl Runner {
 
     /// A command for `program`, quiet (no stdin) and run from a directory every user can enter.
     pub(super) fn command(&self, program: &Path) -> Command {
-        let argv = self.argv(program);
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null());
-        command
+        crate::throwaway::quiet_command(&self.argv(program))
     }
 
     /// Makes `path` the server user's (a no-op unless we are root).
