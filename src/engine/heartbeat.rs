@@ -74,6 +74,12 @@ impl Heartbeat {
         self.beat.borrow().clone()
     }
 
+    /// Reads the job's row as the last beat saw it, without copying the beat: what every batch
+    /// consults.
+    pub fn with_job<T>(&self, read: impl FnOnce(Option<&JobRow>) -> T) -> T {
+        read(self.beat.borrow().job.as_ref())
+    }
+
     /// A receiver that wakes on every beat.
     pub fn watch(&self) -> watch::Receiver<Beat> {
         self.beat.clone()

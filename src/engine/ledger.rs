@@ -24,6 +24,12 @@ pub(super) struct Totals {
     pub total_estimate: u64,
 }
 
+/// What the last heartbeat read of the job ([`Ledger::beat`]).
+struct Beaten {
+    done: (u64, u64),
+    pending: Option<Pending>,
+}
+
 /// What changes as the workers go.
 struct Shared {
     condition: Condition,
@@ -113,8 +119,9 @@ impl Ledger<'_> {
         if let Some(feed) = self.feed {
             feed.add(relation, rows);
         }
+        let beat = self.beat();
         let Ok(mut shared) = self.shared.lock() else {
-            return self.totals_of(&self.progress_at_start(), batch);
+            return self.totals_of(&self.progress_at_start(), batch, beat.pending);
         };
         shared.rows_here += rows;
         shared.batches_here += 1;
@@ -122,19 +129,27 @@ impl Ledger<'_> {
             shared.latest = job;
         }
         // Another worker's checkpoint may have read a later moment first: never go back.
-        let (rows_done, batches_done) = self.done(&shared);
+        let (rows_done, batches_done) = self.done(&shared, beat.done);
         let progress = Progress {
             rows_done,
             batches_done,
             ..shared.latest.unwrap_or_else(|| self.progress_at_start())
         };
-        self.totals_of(&progress, batch)
+        self.totals_of(&progress, batch, beat.pending)
     }
 
-    /// The job's totals at `progress`, from the estimate the job keeps (a later `--exact-count`
-    /// may have replaced the one this process started from; the heartbeat brings it).
-    fn totals_of(&self, progress: &Progress, batch: u32) -> Totals {
-        let kept = self.heartbeat.beat().job.and_then(|job| job.pending);
+    /// What the last heartbeat read of the job: its rows and batches done, and the estimate it
+    /// keeps (a later `--exact-count` may have replaced the one this process started from).
+    fn beat(&self) -> Beaten {
+        self.heartbeat.with_job(|job| Beaten {
+            done: job.map_or((0, 0), |job| (job.rows_done, job.batches_done)),
+            pending: job.and_then(|job| job.pending),
+        })
+    }
+
+    /// The job's totals at `progress`, from the estimate the job keeps (`kept`, unless this run
+    /// retries failed rows, whose count is its own).
+    fn totals_of(&self, progress: &Progress, batch: u32, kept: Option<Pending>) -> Totals {
         let pending = match kept {
             Some(kept) if !self.retrying => kept,
             _ => self.pending,
@@ -158,15 +173,15 @@ impl Ledger<'_> {
     /// The job's rows and batches done so far, as far as this process knows.
     pub(super) fn totals(&self) -> (u64, u64) {
         match self.shared.lock() {
-            Ok(shared) => self.done(&shared),
+            Ok(shared) => self.done(&shared, self.beat().done),
             Err(_) => self.start,
         }
     }
 
     /// The furthest of: what this process found at its start plus what it committed since, its
-    /// latest checkpoint's reading, and the job's row as the last heartbeat read it (other
-    /// processes' batches included).
-    fn done(&self, shared: &Shared) -> (u64, u64) {
+    /// latest checkpoint's reading, and `beat`, the job's row as the last heartbeat read it
+    /// (other processes' batches included).
+    fn done(&self, shared: &Shared, beat: (u64, u64)) -> (u64, u64) {
         let here = (
             self.start.0 + shared.rows_here,
             self.start.1 + shared.batches_here,
@@ -174,11 +189,6 @@ impl Ledger<'_> {
         let latest = shared
             .latest
             .map_or((0, 0), |p| (p.rows_done, p.batches_done));
-        let beat = self
-            .heartbeat
-            .beat()
-            .job
-            .map_or((0, 0), |job| (job.rows_done, job.batches_done));
         (
             here.0.max(latest.0).max(beat.0),
             here.1.max(latest.1).max(beat.1),

@@ -131,25 +131,23 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A failed read or control as JSON, with [`status_of`] and [`short`].
+/// A failed read or control as JSON (see [`told`]).
 pub fn failed(e: &ReadError) -> Response {
-    (status_of(e), Json(json!({ "error": short(e) }))).into_response()
+    let (status, error) = told(e);
+    (status, Json(json!({ "error": error }))).into_response()
 }
 
-/// 404 for a job that does not exist, 503 while the database cannot be reached, else 500.
-pub fn status_of(e: &ReadError) -> StatusCode {
-    match e {
+/// What a client is told of a failure: 404 for a job that does not exist, 503 while the
+/// database cannot be reached, else 500, with the error's first line only (anyone who reaches
+/// the page reads it); the whole chain goes to the server's log.
+pub fn told(e: &ReadError) -> (StatusCode, String) {
+    tracing::warn!("backfill serve: {}", crate::db::error_chain(e));
+    let status = match e {
         ReadError::State(StateError::UnknownJob { .. }) => StatusCode::NOT_FOUND,
         ReadError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ReadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// What a client is told of a failure: its first line only, for anyone who reaches the page;
-/// the whole chain goes to the server's log.
-pub fn short(e: &ReadError) -> String {
-    tracing::warn!("backfill serve: {}", crate::db::error_chain(e));
-    e.to_string()
+    };
+    (status, e.to_string())
 }
 
 #[cfg(test)]

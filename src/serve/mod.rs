@@ -203,7 +203,8 @@ async fn script() -> Response {
 
 /// A page that could not be read, as plain text with the API's status code.
 fn error_page(e: &reader::ReadError) -> Response {
-    (api::status_of(e), format!("{}\n", api::short(e))).into_response()
+    let (status, error) = api::told(e);
+    (status, format!("{error}\n")).into_response()
 }
 
 /// A rendered page, or why it could not be rendered.
