@@ -28,6 +28,7 @@
 //! - [`throwaway`]: what the throwaway servers of both share: a private directory removed
 //!   however its owner ends, a free port, the programs' output in errors.
 
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod db;
@@ -35,6 +36,7 @@ pub mod demo;
 pub mod disk;
 pub mod engine;
 pub mod event;
+pub mod failure;
 pub mod guard;
 pub mod http;
 pub mod jitter;

@@ -15,8 +15,8 @@ pub use ranges::{key as key_text_of, range_json, ranges_table, state as range_st
 
 use std::fmt::Write as _;
 
+use crate::catalog::KeySource;
 use crate::monitor::policy::Bytes;
-use crate::postgres::catalog::KeySource;
 use crate::state::{Control, HEARTBEAT_EVERY, JobRow};
 
 /// Seconds as a short age: `4s`, `3m`, `2h`, `5d`.

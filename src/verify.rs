@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::job::Job;
 
-use crate::postgres::catalog::Catalog;
+use crate::catalog::Catalog;
 
 use crate::plan::Plan;
 

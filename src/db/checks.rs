@@ -9,12 +9,14 @@ use crate::preflight::{Estimate, Preflight, PreflightError, Start};
 use crate::verify::{Subject, Verdict, VerifyError};
 
 use super::Conn;
+use crate::mysql;
 
 impl Conn<'_> {
     /// Client connections in use (other than this one) and `max_connections`.
     pub async fn connections(self) -> Result<(u32, u32), sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::preflight::connections(c).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("connections")),
         }
     }
 
@@ -27,6 +29,7 @@ impl Conn<'_> {
     ) -> Result<Preflight, PreflightError> {
         match self {
             Conn::Postgres(c) => crate::postgres::preflight::check(c, job, plan, start).await,
+            Conn::Mysql(_) => Err(PreflightError::Database(mysql::not_yet("preflight"))),
         }
     }
 
@@ -37,6 +40,7 @@ impl Conn<'_> {
             Conn::Postgres(c) => {
                 crate::postgres::preflight::estimate::pending_rows(c, plan, exact).await
             }
+            Conn::Mysql(_) => Err(mysql::not_yet("pending rows")),
         }
     }
 
@@ -44,6 +48,7 @@ impl Conn<'_> {
     pub async fn verify_pending(self, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
         match self {
             Conn::Postgres(c) => crate::postgres::verify::pending(c, s).await,
+            Conn::Mysql(_) => Err(VerifyError::Lookup(mysql::not_yet("verify pending"))),
         }
     }
 
@@ -52,6 +57,7 @@ impl Conn<'_> {
     pub async fn check_comparable(self, job: &Job) -> Result<(), VerifyError> {
         match self {
             Conn::Postgres(c) => crate::postgres::verify::check_comparable(c, job).await,
+            Conn::Mysql(_) => Err(VerifyError::Lookup(mysql::not_yet("check comparable"))),
         }
     }
 
@@ -64,6 +70,7 @@ impl Conn<'_> {
     ) -> Result<Option<Verdict>, VerifyError> {
         match self {
             Conn::Postgres(c) => crate::postgres::verify::values(c, s, shutdown).await,
+            Conn::Mysql(_) => Err(VerifyError::Lookup(mysql::not_yet("verify values"))),
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::disk::estimate::Table;
 use crate::plan::Plan;
 
 use super::Conn;
+use crate::mysql;
 
 impl Conn<'_> {
     /// The heap of `table` (as SQL, `"public"."users"`) in bytes now; an error (a lock timeout)
@@ -13,6 +14,7 @@ impl Conn<'_> {
     pub async fn heap_bytes(self, table: &str) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::heap_bytes(c, table).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("heap bytes")),
         }
     }
 
@@ -21,6 +23,7 @@ impl Conn<'_> {
     pub async fn heaps(self, tables: &[String]) -> Result<Vec<Option<u64>>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::heaps(c, tables).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("heaps")),
         }
     }
 
@@ -29,6 +32,7 @@ impl Conn<'_> {
     pub async fn counted_rows(self, table: &str) -> Result<Option<u64>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::counted_rows(c, table).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("counted rows")),
         }
     }
 
@@ -36,6 +40,7 @@ impl Conn<'_> {
     pub async fn upkeep(self, relations: &[String]) -> Result<Upkeep, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::upkeep(c, relations).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("upkeep")),
         }
     }
 
@@ -51,6 +56,7 @@ impl Conn<'_> {
             Conn::Postgres(c) => {
                 crate::postgres::disk::estimate::read(c, plan, columns, rows).await
             }
+            Conn::Mysql(_) => Err(mysql::not_yet("table costs")),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod checks;
 mod disk;
+mod errors;
 mod state;
 mod table;
 mod target;
@@ -19,35 +20,38 @@ pub use target::Target;
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
+use sqlx::{MySqlConnection, PgConnection};
 
 use crate::monitor::sample::{Request, Sampled};
-use crate::postgres;
+use crate::{mysql, postgres};
 
+pub use crate::catalog::{Catalog, CatalogError};
 pub use crate::monitor::sample::Backend;
-pub use postgres::catalog::{Catalog, CatalogError};
+pub use errors::{Failure, classify, gave_up_on_lock, is_row_error};
 pub use postgres::privileges::Privileges;
 pub use postgres::state::RangeSql;
-pub use postgres::{
-    Failure, ServerError, TargetError, classify, error_chain, gave_up_on_lock, is_row_error,
-};
+pub use postgres::{ServerError, error_chain};
+pub use target::TargetError;
 
 /// One open connection to the database, owned: what a worker, the monitor, the guard or a
 /// command holds between transactions.
 pub enum Session {
     Postgres(PgConnection),
+    Mysql(mysql::session::Session),
 }
 
 /// An open transaction on a [`Session`], committed or rolled back by its owner (dropped, it
 /// rolls back).
 pub enum Tx<'c> {
     Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+    Mysql(mysql::session::Tx<'c>),
 }
 
 /// Somewhere to run statements — a [`Session`] between transactions or a [`Tx`] — borrowed for
 /// one call: what the functions that run statements take.
 pub enum Conn<'a> {
     Postgres(&'a mut PgConnection),
+    Mysql(&'a mut MySqlConnection),
 }
 
 impl Conn<'_> {
@@ -55,6 +59,7 @@ impl Conn<'_> {
     pub fn reborrow(&mut self) -> Conn<'_> {
         match self {
             Conn::Postgres(c) => Conn::Postgres(c),
+            Conn::Mysql(c) => Conn::Mysql(c),
         }
     }
 }
@@ -64,6 +69,7 @@ impl Session {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
             Session::Postgres(c) => Conn::Postgres(c),
+            Session::Mysql(s) => Conn::Mysql(&mut s.conn),
         }
     }
 
@@ -71,6 +77,7 @@ impl Session {
     pub async fn begin_read_only(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         match self {
             Session::Postgres(c) => Ok(Tx::Postgres(postgres::begin_read_only(c).await?)),
+            Session::Mysql(s) => Ok(Tx::Mysql(s.begin_read_only().await?)),
         }
     }
 
@@ -79,6 +86,7 @@ impl Session {
     pub async fn begin_state(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         match self {
             Session::Postgres(c) => Ok(Tx::Postgres(postgres::begin_state(c).await?)),
+            Session::Mysql(s) => Ok(Tx::Mysql(s.begin_state().await?)),
         }
     }
 
@@ -95,6 +103,12 @@ impl Session {
                 let (tx, backend) =
                     postgres::begin_bounded(c, statement_timeout, lock_timeout, read_only).await?;
                 Ok((Tx::Postgres(tx), backend))
+            }
+            Session::Mysql(s) => {
+                let (tx, backend) = s
+                    .begin_bounded(statement_timeout, lock_timeout, read_only)
+                    .await?;
+                Ok((Tx::Mysql(tx), backend))
             }
         }
     }
@@ -121,6 +135,12 @@ impl Session {
                 .await?;
                 Ok((Tx::Postgres(tx), backend, lsn))
             }
+            Session::Mysql(s) => {
+                let (tx, backend) = s
+                    .begin_bounded(statement_timeout, lock_timeout, false)
+                    .await?;
+                Ok((Tx::Mysql(tx), backend, None))
+            }
         }
     }
 
@@ -135,6 +155,7 @@ impl Session {
     ) -> Result<Duration, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::probe::time(c, sql, key, timeout).await,
+            Session::Mysql(_) => Err(mysql::not_yet("time probe")),
         }
     }
 
@@ -143,6 +164,7 @@ impl Session {
     pub async fn sample(&mut self, request: &Request<'_>) -> Result<Sampled, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::sample::take(c, request).await,
+            Session::Mysql(_) => Err(mysql::not_yet("sample")),
         }
     }
 
@@ -156,6 +178,7 @@ impl Session {
     ) -> Result<usize, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::sample::cancel(c, batches, statements, timeout).await,
+            Session::Mysql(_) => Err(mysql::not_yet("cancel")),
         }
     }
 
@@ -164,6 +187,7 @@ impl Session {
     pub async fn vacuum_holder(&mut self, relation: &str) -> Result<Option<String>, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::vacuum::holder(c, relation).await,
+            Session::Mysql(_) => Err(mysql::not_yet("vacuum holder")),
         }
     }
 
@@ -180,6 +204,7 @@ impl Session {
             Session::Postgres(c) => {
                 postgres::vacuum::run(c, relation, last, index_cleanup, marker).await
             }
+            Session::Mysql(_) => Err(mysql::not_yet("vacuum")),
         }
     }
 
@@ -188,6 +213,10 @@ impl Session {
     pub async fn catalog(&mut self, job: &crate::job::Job) -> Result<Catalog, CatalogError> {
         match self {
             Session::Postgres(c) => Catalog::read(c, job).await,
+            Session::Mysql(_) => Err(CatalogError::Database {
+                table: job.table.to_string(),
+                source: mysql::not_yet("catalog"),
+            }),
         }
     }
 
@@ -195,6 +224,7 @@ impl Session {
     pub async fn role(&mut self) -> Result<String, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::privileges::role(c).await,
+            Session::Mysql(_) => Err(mysql::not_yet("role")),
         }
     }
 
@@ -203,6 +233,7 @@ impl Session {
     pub async fn privileges(&mut self, batch_role: &str) -> Result<Privileges, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::privileges::read(c, batch_role).await,
+            Session::Mysql(_) => Err(mysql::not_yet("privileges")),
         }
     }
 
@@ -211,6 +242,10 @@ impl Session {
     pub async fn execute(&mut self, sql: &str) -> Result<u64, sqlx::Error> {
         match self {
             Session::Postgres(c) => Ok(postgres::statement(sql).execute(c).await?.rows_affected()),
+            Session::Mysql(s) => Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut s.conn)
+                .await?
+                .rows_affected()),
         }
     }
 
@@ -218,6 +253,7 @@ impl Session {
     pub async fn hang_up(self) {
         match self {
             Session::Postgres(c) => postgres::hang_up(c).await,
+            Session::Mysql(s) => mysql::session::hang_up(s).await,
         }
     }
 }
@@ -227,18 +263,21 @@ impl Tx<'_> {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
             Tx::Postgres(tx) => Conn::Postgres(tx),
+            Tx::Mysql(tx) => Conn::Mysql(&mut tx.tx),
         }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.commit().await,
+            Tx::Mysql(tx) => tx.tx.commit().await,
         }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Mysql(tx) => tx.tx.rollback().await,
         }
     }
 
@@ -247,6 +286,10 @@ impl Tx<'_> {
     pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         match self {
             Tx::Postgres(tx) => Ok(Tx::Postgres(sqlx::Connection::begin(&mut **tx).await?)),
+            Tx::Mysql(tx) => Ok(Tx::Mysql(mysql::session::Tx {
+                tx: sqlx::Connection::begin(&mut *tx.tx).await?,
+                watchdog: None,
+            })),
         }
     }
 }

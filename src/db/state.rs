@@ -11,6 +11,7 @@ use crate::state::{
 };
 
 use super::Conn;
+use crate::mysql;
 
 impl Store {
     /// Creates the schema and tables if they are missing, and brings tables made by an older
@@ -25,6 +26,11 @@ impl Store {
     pub async fn ensure(&self, conn: Conn<'_>, lock_timeout: Duration) -> Result<(), StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).ensure(c, lock_timeout).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "ensure",
+                source: mysql::not_yet("ensure"),
+            }),
         }
     }
 
@@ -37,6 +43,11 @@ impl Store {
     ) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).fetch(c, name, lock).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "fetch",
+                source: mysql::not_yet("fetch"),
+            }),
         }
     }
 
@@ -50,6 +61,11 @@ impl Store {
     ) -> Result<(Admission, JobRow), StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).claim(c, claim).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "claim",
+                source: mysql::not_yet("claim"),
+            }),
         }
     }
 
@@ -70,6 +86,11 @@ impl Store {
                     .note_unclaimed(c, name, note, lock_timeout)
                     .await
             }
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "note unclaimed",
+                source: mysql::not_yet("note unclaimed"),
+            }),
         }
     }
 
@@ -87,6 +108,11 @@ impl Store {
                     .keep_estimate(c, name, pending, replace)
                     .await
             }
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "keep estimate",
+                source: mysql::not_yet("keep estimate"),
+            }),
         }
     }
 
@@ -94,6 +120,11 @@ impl Store {
     pub async fn load(&self, conn: Conn<'_>, name: &str) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).load(c, name).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "load",
+                source: mysql::not_yet("load"),
+            }),
         }
     }
 
@@ -102,6 +133,11 @@ impl Store {
     pub async fn list(&self, conn: Conn<'_>) -> Result<Vec<JobRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).list(c).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "list",
+                source: mysql::not_yet("list"),
+            }),
         }
     }
 
@@ -110,6 +146,11 @@ impl Store {
     pub async fn reset(&self, conn: Conn<'_>, name: &str) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).reset(c, name).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "reset",
+                source: mysql::not_yet("reset"),
+            }),
         }
     }
 
@@ -124,6 +165,11 @@ impl Store {
     ) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).control(c, name, control).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "control",
+                source: mysql::not_yet("control"),
+            }),
         }
     }
 
@@ -131,6 +177,11 @@ impl Store {
     pub async fn range_leases(&self, conn: Conn<'_>, job: &str) -> Result<Vec<Lease>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).range_leases(c, job).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "range leases",
+                source: mysql::not_yet("range leases"),
+            }),
         }
     }
 
@@ -138,6 +189,11 @@ impl Store {
     pub async fn lock_layout(&self, tx: Conn<'_>, job: &str) -> Result<(), StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).lock_layout(c, job).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "lock layout",
+                source: mysql::not_yet("lock layout"),
+            }),
         }
     }
 
@@ -145,6 +201,11 @@ impl Store {
     pub async fn ranges(&self, conn: Conn<'_>, job: &str) -> Result<Vec<RangeRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).ranges(c, job).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "ranges",
+                source: mysql::not_yet("ranges"),
+            }),
         }
     }
 
@@ -153,6 +214,11 @@ impl Store {
     pub async fn all_ranges(&self, conn: Conn<'_>) -> Result<Vec<(String, RangeRow)>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).all_ranges(c).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "all ranges",
+                source: mysql::not_yet("all ranges"),
+            }),
         }
     }
 
@@ -165,6 +231,11 @@ impl Store {
     ) -> Result<Option<RangeRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).range(c, job, id).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "range",
+                source: mysql::not_yet("range"),
+            }),
         }
     }
 
@@ -179,6 +250,11 @@ impl Store {
     ) -> Result<(), StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).lay_out(c, job, ranges, range_end).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "lay out",
+                source: mysql::not_yet("lay out"),
+            }),
         }
     }
 
@@ -193,6 +269,11 @@ impl Store {
     ) -> Result<Option<RangeRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).claim_range(c, w, gone).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "claim range",
+                source: mysql::not_yet("claim range"),
+            }),
         }
     }
 
@@ -208,6 +289,11 @@ impl Store {
     ) -> Result<Option<RangeRow>, StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).split(c, sql, w, split).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "split",
+                source: mysql::not_yet("split"),
+            }),
         }
     }
 
@@ -232,6 +318,11 @@ impl Store {
                     .checkpoint(c, sql, w, range, cursor, rows, batch_size)
                     .await
             }
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "checkpoint",
+                source: mysql::not_yet("checkpoint"),
+            }),
         }
     }
 
@@ -244,6 +335,11 @@ impl Store {
     ) -> Result<(), StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).finish_range(c, w, range).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "finish range",
+                source: mysql::not_yet("finish range"),
+            }),
         }
     }
 
@@ -266,6 +362,11 @@ impl Store {
                     .heartbeat(c, name, owner, holds_job, live)
                     .await
             }
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "heartbeat",
+                source: mysql::not_yet("heartbeat"),
+            }),
         }
     }
 
@@ -290,6 +391,11 @@ impl Store {
                     .release(c, name, owner, how, heap_bytes)
                     .await
             }
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "release",
+                source: mysql::not_yet("release"),
+            }),
         }
     }
 
@@ -304,6 +410,11 @@ impl Store {
     ) -> Result<(), StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).record_failure(c, job, failed).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "record failure",
+                source: mysql::not_yet("record failure"),
+            }),
         }
     }
 
@@ -319,6 +430,11 @@ impl Store {
     ) -> Result<Vec<(i64, FailedRow)>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).failures_after(c, job, after, limit).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "failures after",
+                source: mysql::not_yet("failures after"),
+            }),
         }
     }
 
@@ -332,6 +448,11 @@ impl Store {
     ) -> Result<Vec<FailedRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).failures(c, job, limit).await,
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "failures",
+                source: mysql::not_yet("failures"),
+            }),
         }
     }
 
@@ -352,6 +473,11 @@ impl Store {
                     .failure_filled(c, job, owner, key, rows)
                     .await
             }
+            Conn::Mysql(_) => Err(StateError::Database {
+                table: self.jobs.clone(),
+                action: "failure filled",
+                source: mysql::not_yet("failure filled"),
+            }),
         }
     }
 }

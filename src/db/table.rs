@@ -7,6 +7,7 @@ use crate::plan::{Key, RelationSize, Sampled, Walk};
 use crate::postgres;
 
 use super::Conn;
+use crate::mysql;
 
 impl Conn<'_> {
     /// The `n`-th key after `lower` (from the relation's first key without it), at most
@@ -20,6 +21,7 @@ impl Conn<'_> {
     ) -> Result<Option<Key>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::upper_bound(c, walk, lower, upper, n).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("upper bound")),
         }
     }
 
@@ -32,6 +34,7 @@ impl Conn<'_> {
     ) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::update(c, walk, lower, upper).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("update")),
         }
     }
 
@@ -44,6 +47,7 @@ impl Conn<'_> {
     ) -> Result<Vec<Key>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::keys(c, walk, lower, upper).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("keys")),
         }
     }
 
@@ -51,6 +55,7 @@ impl Conn<'_> {
     pub async fn update_key(self, walk: &Walk, key: &[String]) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::update_key(c, walk, key).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("update key")),
         }
     }
 
@@ -58,6 +63,7 @@ impl Conn<'_> {
     pub async fn range_end(self, walk: &Walk) -> Result<Option<Key>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::range_end(c, walk).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("range end")),
         }
     }
 
@@ -66,6 +72,7 @@ impl Conn<'_> {
     pub async fn relation_size(self, relation: &str) -> Result<RelationSize, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::relation_size(c, relation).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("relation size")),
         }
     }
 
@@ -80,6 +87,7 @@ impl Conn<'_> {
     ) -> Result<Vec<Sampled>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::sample(c, walk, lower, upper, percent).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("sample")),
         }
     }
 
@@ -87,6 +95,7 @@ impl Conn<'_> {
     pub async fn wal_position(self) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::wal_position(c).await,
+            Conn::Mysql(_) => Err(mysql::not_yet("wal position")),
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The `table = "…"` value: a table name written as in SQL, read with PostgreSQL's rules.
+//! The `table = "…"` value: a table name written as in SQL, read with PostgreSQL's rules, and
+//! as written for MySQL and MariaDB, which keep the case of names.
 //!
-//! Owns [`TableName`]: parsing (unquoted names fold to lower case, quoted names keep case and
-//! unescape `""`) and the quoted SQL form for display. It does not look the table up; whether
+//! Owns [`TableName`]: parsing (unquoted names fold to lower case, quoted names — in double
+//! quotes, or MySQL's backticks — keep case and unescape a doubled quote) and the quoted SQL
+//! form for display. It does not look the table up; whether
 //! it exists, and which schema an unqualified name resolves to, is the catalog's business.
 
 use std::fmt;
@@ -25,6 +27,9 @@ pub struct TableName {
     pub schema: Option<String>,
     /// The table's own name.
     pub name: String,
+    /// The parts as written, unquoted but not folded, when folding changed one of them: what
+    /// MySQL and MariaDB, which keep the case of names, look up ([`TableName::exact`]).
+    pub case_kept: Option<(Option<String>, String)>,
 }
 
 impl TableName {
@@ -40,10 +45,27 @@ impl TableName {
         let count = parts.len();
         let name = parts.pop();
         match (parts.pop(), name, parts.is_empty()) {
-            (schema, Some(name), true) => Ok(TableName { schema, name }),
+            (schema, Some(name), true) => {
+                let folded = schema.as_ref().is_some_and(|s| s.0 != s.1) || name.0 != name.1;
+                Ok(TableName {
+                    case_kept: folded
+                        .then(|| (schema.as_ref().map(|s| s.1.clone()), name.1.clone())),
+                    schema: schema.map(|s| s.0),
+                    name: name.0,
+                })
+            }
             _ => Err(why_not(format!(
                 "it has {count} dot-separated parts, and at most two (schema.table) are allowed"
             ))),
+        }
+    }
+
+    /// The schema (or MySQL database) and the name as written, without folding: what a
+    /// database that keeps the case of names looks up.
+    pub fn exact(&self) -> (Option<&str>, &str) {
+        match &self.case_kept {
+            Some((schema, name)) => (schema.as_deref(), name),
+            None => (self.schema.as_deref(), &self.name),
         }
     }
 }
@@ -58,8 +80,8 @@ impl fmt::Display for TableName {
     }
 }
 
-/// Splits `text` into its unquoted, folded parts.
-fn parts(text: &str) -> Result<Vec<String>, String> {
+/// Splits `text` into its unquoted parts, each folded and as written.
+fn parts(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut parts = Vec::new();
     let mut rest = skip_space(text);
     if rest.is_empty() {
@@ -84,52 +106,68 @@ fn parts(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Reads one identifier from the start of `text`; returns it and the text after it.
-fn identifier(text: &str) -> Result<(String, &str), String> {
+fn identifier(text: &str) -> Result<((String, String), &str), String> {
     let (part, rest) = match text.chars().next() {
-        Some('"') => quoted(&text[1..])?,
+        Some(q @ ('"' | '`')) => {
+            let (part, rest) = quoted(&text[1..], q)?;
+            ((part.clone(), part), rest)
+        }
         Some(c) if is_start(c) => unquoted(text),
         Some(c) => return Err(format!("a name cannot start with {}", show(&c.to_string()))),
         None => return Err("a name is missing after the dot".to_owned()),
     };
-    if part.len() > MAX_IDENTIFIER_BYTES {
+    if part.1.len() > MAX_IDENTIFIER_BYTES {
         return Err(format!(
             "{} is {} bytes long and PostgreSQL would silently truncate it to {MAX_IDENTIFIER_BYTES}",
-            show(&part),
-            part.len()
+            show(&part.1),
+            part.1.len()
         ));
     }
     Ok((part, rest))
 }
 
-/// An unquoted identifier: ASCII letters fold to lower case, other characters are kept.
-fn unquoted(text: &str) -> (String, &str) {
+/// An unquoted identifier, folded (ASCII letters to lower case, other characters kept) and as
+/// written.
+fn unquoted(text: &str) -> ((String, String), &str) {
     let end = text
         .char_indices()
         .find(|&(_, c)| !is_continue(c))
         .map_or(text.len(), |(at, _)| at);
-    (text[..end].to_ascii_lowercase(), &text[end..])
+    let written = &text[..end];
+    (
+        (written.to_ascii_lowercase(), written.to_owned()),
+        &text[end..],
+    )
 }
 
-/// The inside of a quoted identifier, starting after the opening quote.
-fn quoted(text: &str) -> Result<(String, &str), String> {
+/// The inside of an identifier quoted with `quote` (`"` or MySQL's `` ` ``), starting after
+/// the opening quote; a doubled quote stands for one.
+fn quoted(text: &str, quote: char) -> Result<(String, &str), String> {
     let mut name = String::new();
     let mut rest = text;
+    let which = if quote == '"' {
+        "double quote"
+    } else {
+        "backtick"
+    };
     loop {
-        let Some(close) = rest.find('"') else {
-            return Err("a quoted name is not closed; end it with a double quote".to_owned());
+        let Some(close) = rest.find(quote) else {
+            return Err(format!(
+                "a quoted name is not closed; end it with a {which}"
+            ));
         };
         name.push_str(&rest[..close]);
         rest = &rest[close + 1..];
-        match rest.strip_prefix('"') {
+        match rest.strip_prefix(quote) {
             Some(after) => {
-                name.push('"');
+                name.push(quote);
                 rest = after;
             }
             None => break,
         }
     }
     if name.is_empty() {
-        return Err("a quoted name is empty (\"\")".to_owned());
+        return Err(format!("a quoted name is empty ({quote}{quote})"));
     }
     if name.contains('\0') {
         return Err("a quoted name contains a NUL byte".to_owned());
@@ -160,6 +198,7 @@ mod tests {
         TableName {
             schema: schema.map(str::to_owned),
             name: name.to_owned(),
+            case_kept: None,
         }
     }
 

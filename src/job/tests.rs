@@ -68,6 +68,7 @@ fn full_file_round_trips_into_a_job() {
         table: TableName {
             schema: Some("Sales Data".to_owned()),
             name: "Users".to_owned(),
+            case_kept: None,
         },
         key: Some(vec!["tenant".to_owned(), "id".to_owned()]),
         filter: "status_flag IS NULL".to_owned(),

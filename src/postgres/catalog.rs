@@ -8,141 +8,13 @@
 use std::time::Duration;
 
 use sqlx::{PgConnection, Row as _};
-use thiserror::Error;
 
+use crate::catalog::{Catalog, CatalogError, ColumnFacts, Facts, IndexFacts, Relation};
 use crate::job::Job;
 use crate::plan::START_LOCK_TIMEOUT;
 use crate::postgres::{
     NEWEST_TESTED_MAJOR, OLDEST_SERVER, begin_bounded, server_version, statement, version_name,
 };
-
-/// What the catalog says about the job's table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Catalog {
-    /// The server's `server_version_num` (`160004` for 16.4), at least [`OLDEST_SERVER`]: what
-    /// a statement or a signal that differs between major versions goes by.
-    pub server_version: u32,
-    /// The schema the table was found in (as stored, unquoted).
-    pub schema: String,
-    /// The table's name (as stored, unquoted).
-    pub name: String,
-    /// The key columns, in key order.
-    pub key: Vec<Column>,
-    /// Where the key came from.
-    pub key_source: KeySource,
-    /// A btree index whose leading columns are the key, if there is one; without it every
-    /// batch scans the table.
-    pub key_index: Option<String>,
-    /// Enabled user triggers on the table; they fire for every row a batch changes.
-    pub triggers: Vec<String>,
-    /// The `[set]` columns with their types, in the job's order: `verify --values` casts each
-    /// expression to its column's type, as the batch's assignment does.
-    pub set: Vec<Column>,
-    /// The table is partitioned: batches update its leaf partitions directly.
-    pub partitioned: bool,
-    /// The leaf partitions of a partitioned table, in name order (empty for a plain table).
-    pub leaves: Vec<Relation>,
-}
-
-/// A table by schema and name, as stored (unquoted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relation {
-    pub schema: String,
-    pub name: String,
-}
-
-/// A key column and its type as SQL (`format_type`), used to cast key text back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub type_sql: String,
-    /// The column's own collation as SQL (`"pg_catalog"."und-x-icu"`) when it is not its
-    /// type's default: keys read back from text must compare in the column's order.
-    pub collation: Option<String>,
-}
-
-/// How the key columns were chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// The table's primary key (index name).
-    PrimaryKey(String),
-    /// A unique index on NOT NULL columns (index name), used when there is no primary key.
-    UniqueIndex(String),
-    /// `key = [...]` in the job file.
-    JobFile,
-}
-
-/// Why the catalog does not fit the job, or could not be read.
-#[derive(Debug, Error)]
-pub enum CatalogError {
-    #[error(
-        "the server runs PostgreSQL {version}, and backfill needs PostgreSQL {oldest} or newer \
-         (it is tested on {oldest} to {NEWEST_TESTED_MAJOR}); upgrade the server",
-        oldest = OLDEST_SERVER / 10000
-    )]
-    UnsupportedServer { version: String },
-    #[error(
-        "table {table} does not exist; check the schema name, or the search_path of the connecting user if the name is not schema-qualified"
-    )]
-    TableNotFound { table: String },
-    #[error("{table} is a {kind}, not a table; backfill updates ordinary or partitioned tables")]
-    NotATable { table: String, kind: String },
-    #[error(
-        "column {column:?} of table {table} does not exist — has the expand migration been applied?"
-    )]
-    ColumnMissing { column: String, table: String },
-    #[error("key column {column:?} of table {table} does not exist; fix `key` in the job file")]
-    KeyColumnMissing { column: String, table: String },
-    #[error(
-        "key column {column:?} of table {table} allows NULL, and rows with a NULL key would be skipped; choose NOT NULL columns for `key`"
-    )]
-    NullableKey { column: String, table: String },
-    #[error(
-        "table {table} has no primary key and no unique index on NOT NULL columns; set key = [\"column\", …] in the job file"
-    )]
-    NoKey { table: String },
-    #[error(
-        "[set] writes key column {column:?}; changing the key while walking it would skip or repeat rows"
-    )]
-    SetsKeyColumn { column: String },
-    #[error(
-        "partition {partition} of {table} is a foreign table; backfill updates only local partitions — fill it on its own server"
-    )]
-    ForeignPartition { partition: String, table: String },
-    #[error("[set] writes {column:?}, a generated column of table {table}; PostgreSQL computes it")]
-    GeneratedColumn { column: String, table: String },
-    #[error("cannot read the catalog for table {table}")]
-    Database {
-        table: String,
-        #[source]
-        source: sqlx::Error,
-    },
-}
-
-impl CatalogError {
-    /// True when the job does not fit the database, or the server is older than supported (exit
-    /// code 2: nothing was touched), false when the database could not be read (exit code 1).
-    pub fn is_invalid_job(&self) -> bool {
-        !matches!(self, CatalogError::Database { .. })
-    }
-}
-
-/// One column as the catalog lists it.
-struct ColumnFacts {
-    name: String,
-    type_sql: String,
-    collation: Option<String>,
-    not_null: bool,
-    generated: bool,
-}
-
-/// One usable btree index: plain columns, no predicate, no expressions.
-struct IndexFacts {
-    name: String,
-    primary: bool,
-    unique: bool,
-    columns: Vec<String>,
-}
 
 const RESOLVE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text \
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
@@ -185,7 +57,12 @@ impl Catalog {
         let server_version = server_version(conn).await.map_err(db)?;
         if server_version < OLDEST_SERVER {
             return Err(CatalogError::UnsupportedServer {
-                version: version_name(server_version),
+                version: format!("PostgreSQL {}", version_name(server_version)),
+                needs: format!(
+                    "PostgreSQL {oldest} or newer (it is tested on {oldest} to \
+                     {NEWEST_TESTED_MAJOR})",
+                    oldest = OLDEST_SERVER / 10000
+                ),
             });
         }
         // No statement_timeout (0): catalog reads are short; only their lock wait is bounded.
@@ -266,37 +143,20 @@ impl Catalog {
         }
         .to_string();
         let leaves = local_leaves(leaves, &display)?;
-        let (key, key_source) = choose_key(job, &display, &columns, &indexes)?;
-        check_set_columns(job, &display, &columns, &key)?;
-        let set = job
-            .set
-            .iter()
-            .filter_map(|a| columns.iter().find(|c| c.name == a.column))
-            .map(|c| Column {
-                name: c.name.clone(),
-                type_sql: c.type_sql.clone(),
-                collation: c.collation.clone(),
-            })
-            .collect();
-        let key_index = indexes
-            .iter()
-            .find(|i| {
-                i.columns.len() >= key.len()
-                    && key.iter().zip(&i.columns).all(|(k, c)| &k.name == c)
-            })
-            .map(|i| i.name.clone());
-        Ok(Catalog {
-            server_version,
-            schema,
-            name,
-            key,
-            key_source,
-            key_index,
-            triggers,
-            set,
-            partitioned,
-            leaves,
-        })
+        Catalog::assemble(
+            job,
+            Facts {
+                server_version,
+                schema,
+                name,
+                display,
+                columns,
+                indexes,
+                triggers,
+                partitioned,
+                leaves,
+            },
+        )
     }
 }
 
@@ -321,90 +181,6 @@ fn local_leaves(
             Ok(Relation { schema, name })
         })
         .collect()
-}
-
-/// The job's key, or the primary key, or the first unique index on NOT NULL columns.
-fn choose_key(
-    job: &Job,
-    table: &str,
-    columns: &[ColumnFacts],
-    indexes: &[IndexFacts],
-) -> Result<(Vec<Column>, KeySource), CatalogError> {
-    let find = |name: &str| columns.iter().find(|c| c.name == name);
-    let key_columns = |names: &[String]| -> Result<Vec<Column>, CatalogError> {
-        names
-            .iter()
-            .map(|n| {
-                let c = find(n).ok_or_else(|| CatalogError::KeyColumnMissing {
-                    column: n.clone(),
-                    table: table.into(),
-                })?;
-                if !c.not_null {
-                    return Err(CatalogError::NullableKey {
-                        column: n.clone(),
-                        table: table.into(),
-                    });
-                }
-                Ok(Column {
-                    name: c.name.clone(),
-                    type_sql: c.type_sql.clone(),
-                    collation: c.collation.clone(),
-                })
-            })
-            .collect()
-    };
-    if let Some(names) = &job.key {
-        return Ok((key_columns(names)?, KeySource::JobFile));
-    }
-    let all_not_null = |i: &&IndexFacts| {
-        i.columns
-            .iter()
-            .all(|n| find(n).is_some_and(|c| c.not_null))
-    };
-    if let Some(pk) = indexes.iter().find(|i| i.primary) {
-        return Ok((
-            key_columns(&pk.columns)?,
-            KeySource::PrimaryKey(pk.name.clone()),
-        ));
-    }
-    match indexes.iter().filter(|i| i.unique).find(all_not_null) {
-        Some(u) => Ok((
-            key_columns(&u.columns)?,
-            KeySource::UniqueIndex(u.name.clone()),
-        )),
-        None => Err(CatalogError::NoKey {
-            table: table.into(),
-        }),
-    }
-}
-
-/// Every `[set]` column exists, is not generated and is not part of the key.
-fn check_set_columns(
-    job: &Job,
-    table: &str,
-    columns: &[ColumnFacts],
-    key: &[Column],
-) -> Result<(), CatalogError> {
-    for a in &job.set {
-        let column = columns.iter().find(|c| c.name == a.column).ok_or_else(|| {
-            CatalogError::ColumnMissing {
-                column: a.column.clone(),
-                table: table.into(),
-            }
-        })?;
-        if column.generated {
-            return Err(CatalogError::GeneratedColumn {
-                column: a.column.clone(),
-                table: table.into(),
-            });
-        }
-        if key.iter().any(|k| k.name == a.column) {
-            return Err(CatalogError::SetsKeyColumn {
-                column: a.column.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// `pg_class.relkind` in words.

@@ -4,6 +4,8 @@
 
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
+use crate::failure::Failure;
+
 /// An error and its causes on one line, as `{:#}` prints an `anyhow` chain, except that a
 /// cause whose text its parent already printed is skipped (sqlx repeats its I/O errors), and a
 /// PostgreSQL error is shown as the server reported it: message, SQLSTATE, position, detail
@@ -94,31 +96,10 @@ impl std::fmt::Display for ServerError {
     }
 }
 
-/// Whether `err`, or one of its causes, is PostgreSQL's `lock_not_available` (55P03): a
+/// Whether `err` is PostgreSQL's `lock_not_available` (55P03): a
 /// statement gave up waiting for a lock (`lock_timeout`), so trying again later may succeed.
-pub fn gave_up_on_lock(err: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(err), |e| e.source()).any(|cause| {
-        cause
-            .downcast_ref::<sqlx::Error>()
-            .and_then(|e| e.as_database_error())
-            .and_then(|db| db.code())
-            .as_deref()
-            == Some("55P03")
-    })
-}
-
-/// What to do about a failed batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Roll back and try the same batch again after a backoff.
-    Transient {
-        /// The statement ran out of time: try again with a smaller batch.
-        halve: bool,
-        /// The connection is gone: reconnect before trying again.
-        reconnect: bool,
-    },
-    /// Anything else: stop the job and record the error.
-    Fatal,
+pub fn gave_up_on_lock(err: &sqlx::Error) -> bool {
+    err.as_database_error().and_then(|db| db.code()).as_deref() == Some("55P03")
 }
 
 /// Classifies an error by SQLSTATE (or by its kind when the server never answered).

@@ -25,6 +25,7 @@ pub mod throwaway;
 pub mod vacuum;
 pub mod verify;
 
-pub use errors::{Failure, ServerError, classify, error_chain, gave_up_on_lock, is_row_error};
+pub use crate::failure::Failure;
+pub use errors::{ServerError, classify, error_chain, gave_up_on_lock, is_row_error};
 pub use session::*;
 pub use target::{Target, TargetError, hang_up};

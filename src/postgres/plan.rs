@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use crate::job::Job;
 
-use crate::postgres::catalog::Catalog;
+use crate::catalog::Catalog;
 
 use crate::postgres::sql::words::words;
 

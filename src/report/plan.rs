@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::catalog::Catalog;
 use crate::db::RangeSql;
 use crate::event::millis;
 use crate::job::{Job, OnError};
 use crate::plan::Plan;
-use crate::postgres::catalog::Catalog;
 use crate::postgres::privileges::Privileges;
 use crate::postgres::sql::Ident;
 use crate::postgres::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};

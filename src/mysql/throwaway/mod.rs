@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection as _, MySqlConnection};
 
+pub use super::Flavor;
+
 use crate::throwaway::{
     self, Scratch, end_of_file, on_free_port, on_own_runtime, quiet_command, run,
 };
@@ -44,16 +46,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a stopping server is looked at.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
-/// Which server: the two share the protocol and most of the SQL, but not their programs, their
-/// defaults or everything in their catalogs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// MariaDB (`mariadbd`), Debian's 10.11 on CI.
-    MariaDb,
-    /// Oracle's MySQL (`mysqld`), Debian sid's 9.x on CI.
-    MySql,
-}
-
+/// The programs of each flavor.
 impl Flavor {
     /// The server program's name, as its log and `ps` show it.
     fn program(self) -> &'static str {
@@ -75,15 +68,6 @@ impl Flavor {
                  set MYSQL_ROOT to a tree with usr/sbin/mysqld and its loader and libraries"
             }
         }
-    }
-}
-
-impl std::fmt::Display for Flavor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Flavor::MariaDb => "MariaDB",
-            Flavor::MySql => "MySQL",
-        })
     }
 }
 

@@ -3,8 +3,8 @@
 //! the same key ranges as a run (each range's end found by [`Plan::upper_bound`](super::Plan)).
 //! Pure, like the rest of `plan`.
 
+use crate::catalog::Catalog;
 use crate::job::Job;
-use crate::postgres::catalog::Catalog;
 use crate::postgres::sql::{Ident, Qualified};
 
 use super::{KeySql, Statements};
@@ -93,7 +93,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::catalog::{Column, KeySource};
+    use crate::catalog::{Column, KeySource};
     use std::path::Path;
 
     fn column(name: &str, type_sql: &str) -> Column {

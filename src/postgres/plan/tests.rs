@@ -1,7 +1,7 @@
 //! The planner's SQL text, exactly.
 
 use super::*;
-use crate::postgres::catalog::{Column, KeySource, Relation};
+use crate::catalog::{Column, KeySource, Relation};
 use std::path::Path;
 
 fn job(text: &str) -> Job {

@@ -1,0 +1,289 @@
+//! What a database's catalog says about a job's table, whichever the database: the key and
+//! where it came from, the index that serves the key walk, the triggers, the `[set]` columns'
+//! types and the partitions; and the rules that check a job against those facts (the key's
+//! choice, the `[set]` columns). Each database reads the facts its own way
+//! (`crate::postgres::catalog`, `crate::mysql::catalog`) and hands them to [`Catalog::assemble`].
+
+use thiserror::Error;
+
+use crate::job::Job;
+
+/// What the catalog says about the job's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    /// The server's version as a number (`160004` for PostgreSQL 16.4, `80404` for MySQL
+    /// 8.4.4), at least the oldest supported: what a statement or a signal that differs
+    /// between versions goes by.
+    pub server_version: u32,
+    /// The schema the table was found in (as stored, unquoted).
+    pub schema: String,
+    /// The table's name (as stored, unquoted).
+    pub name: String,
+    /// The key columns, in key order.
+    pub key: Vec<Column>,
+    /// Where the key came from.
+    pub key_source: KeySource,
+    /// A btree index whose leading columns are the key, if there is one; without it every
+    /// batch scans the table.
+    pub key_index: Option<String>,
+    /// Enabled user triggers on the table; they fire for every row a batch changes.
+    pub triggers: Vec<String>,
+    /// The `[set]` columns with their types, in the job's order: `verify --values` casts each
+    /// expression to its column's type, as the batch's assignment does.
+    pub set: Vec<Column>,
+    /// The table is partitioned: batches update its leaf partitions directly.
+    pub partitioned: bool,
+    /// The leaf partitions of a partitioned table, in name order (empty for a plain table).
+    pub leaves: Vec<Relation>,
+}
+
+/// A table by schema and name, as stored (unquoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub schema: String,
+    pub name: String,
+}
+
+/// A key column and its type as SQL (`format_type`), used to cast key text back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_sql: String,
+    /// The column's own collation as SQL (`"pg_catalog"."und-x-icu"`) when it is not its
+    /// type's default: keys read back from text must compare in the column's order.
+    pub collation: Option<String>,
+}
+
+/// How the key columns were chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The table's primary key (index name).
+    PrimaryKey(String),
+    /// A unique index on NOT NULL columns (index name), used when there is no primary key.
+    UniqueIndex(String),
+    /// `key = [...]` in the job file.
+    JobFile,
+}
+
+/// Why the catalog does not fit the job, or could not be read.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("the server runs {version}, and backfill needs {needs}; upgrade the server")]
+    UnsupportedServer { version: String, needs: String },
+    #[error(
+        "table {table} does not exist; check the schema name, or the search_path of the connecting user if the name is not schema-qualified"
+    )]
+    TableNotFound { table: String },
+    #[error("{table} is a {kind}, not a table; backfill updates ordinary or partitioned tables")]
+    NotATable { table: String, kind: String },
+    #[error(
+        "column {column:?} of table {table} does not exist — has the expand migration been applied?"
+    )]
+    ColumnMissing { column: String, table: String },
+    #[error("key column {column:?} of table {table} does not exist; fix `key` in the job file")]
+    KeyColumnMissing { column: String, table: String },
+    #[error(
+        "key column {column:?} of table {table} allows NULL, and rows with a NULL key would be skipped; choose NOT NULL columns for `key`"
+    )]
+    NullableKey { column: String, table: String },
+    #[error(
+        "table {table} has no primary key and no unique index on NOT NULL columns; set key = [\"column\", …] in the job file"
+    )]
+    NoKey { table: String },
+    #[error(
+        "[set] writes key column {column:?}; changing the key while walking it would skip or repeat rows"
+    )]
+    SetsKeyColumn { column: String },
+    #[error(
+        "partition {partition} of {table} is a foreign table; backfill updates only local partitions — fill it on its own server"
+    )]
+    ForeignPartition { partition: String, table: String },
+    #[error("[set] writes {column:?}, a generated column of table {table}; PostgreSQL computes it")]
+    GeneratedColumn { column: String, table: String },
+    #[error("cannot read the catalog for table {table}")]
+    Database {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl CatalogError {
+    /// True when the job does not fit the database, or the server is older than supported (exit
+    /// code 2: nothing was touched), false when the database could not be read (exit code 1).
+    pub fn is_invalid_job(&self) -> bool {
+        !matches!(self, CatalogError::Database { .. })
+    }
+}
+
+/// One column as the catalog lists it.
+pub struct ColumnFacts {
+    pub name: String,
+    pub type_sql: String,
+    pub collation: Option<String>,
+    pub not_null: bool,
+    pub generated: bool,
+}
+
+/// One usable btree index: plain columns, no predicate, no expressions.
+pub struct IndexFacts {
+    pub name: String,
+    pub primary: bool,
+    pub unique: bool,
+    pub columns: Vec<String>,
+}
+
+/// The facts a database read, before the job is checked against them.
+pub struct Facts {
+    /// The server's version, as [`Catalog::server_version`].
+    pub server_version: u32,
+    pub schema: String,
+    pub name: String,
+    /// The table as messages name it, quoted as the database quotes it.
+    pub display: String,
+    pub columns: Vec<ColumnFacts>,
+    /// Usable indexes, primary key first.
+    pub indexes: Vec<IndexFacts>,
+    pub triggers: Vec<String>,
+    pub partitioned: bool,
+    pub leaves: Vec<Relation>,
+}
+
+impl Catalog {
+    /// Checks `job` against the facts read (its key, its `[set]` columns) and keeps what a plan
+    /// needs.
+    pub fn assemble(job: &Job, facts: Facts) -> Result<Catalog, CatalogError> {
+        let Facts {
+            server_version,
+            schema,
+            name,
+            display,
+            columns,
+            indexes,
+            triggers,
+            partitioned,
+            leaves,
+        } = facts;
+        let (key, key_source) = choose_key(job, &display, &columns, &indexes)?;
+        check_set_columns(job, &display, &columns, &key)?;
+        let set = job
+            .set
+            .iter()
+            .filter_map(|a| columns.iter().find(|c| c.name == a.column))
+            .map(ColumnFacts::column)
+            .collect();
+        let key_index = indexes
+            .iter()
+            .find(|i| {
+                i.columns.len() >= key.len()
+                    && key.iter().zip(&i.columns).all(|(k, c)| &k.name == c)
+            })
+            .map(|i| i.name.clone());
+        Ok(Catalog {
+            server_version,
+            schema,
+            name,
+            key,
+            key_source,
+            key_index,
+            triggers,
+            set,
+            partitioned,
+            leaves,
+        })
+    }
+}
+
+impl ColumnFacts {
+    fn column(&self) -> Column {
+        Column {
+            name: self.name.clone(),
+            type_sql: self.type_sql.clone(),
+            collation: self.collation.clone(),
+        }
+    }
+}
+
+/// The job's key, or the primary key, or the first unique index on NOT NULL columns.
+fn choose_key(
+    job: &Job,
+    table: &str,
+    columns: &[ColumnFacts],
+    indexes: &[IndexFacts],
+) -> Result<(Vec<Column>, KeySource), CatalogError> {
+    let find = |name: &str| columns.iter().find(|c| c.name == name);
+    let key_columns = |names: &[String]| -> Result<Vec<Column>, CatalogError> {
+        names
+            .iter()
+            .map(|n| {
+                let c = find(n).ok_or_else(|| CatalogError::KeyColumnMissing {
+                    column: n.clone(),
+                    table: table.into(),
+                })?;
+                if !c.not_null {
+                    return Err(CatalogError::NullableKey {
+                        column: n.clone(),
+                        table: table.into(),
+                    });
+                }
+                Ok(Column {
+                    name: c.name.clone(),
+                    type_sql: c.type_sql.clone(),
+                    collation: c.collation.clone(),
+                })
+            })
+            .collect()
+    };
+    if let Some(names) = &job.key {
+        return Ok((key_columns(names)?, KeySource::JobFile));
+    }
+    let all_not_null = |i: &&IndexFacts| {
+        i.columns
+            .iter()
+            .all(|n| find(n).is_some_and(|c| c.not_null))
+    };
+    if let Some(pk) = indexes.iter().find(|i| i.primary) {
+        return Ok((
+            key_columns(&pk.columns)?,
+            KeySource::PrimaryKey(pk.name.clone()),
+        ));
+    }
+    match indexes.iter().filter(|i| i.unique).find(all_not_null) {
+        Some(u) => Ok((
+            key_columns(&u.columns)?,
+            KeySource::UniqueIndex(u.name.clone()),
+        )),
+        None => Err(CatalogError::NoKey {
+            table: table.into(),
+        }),
+    }
+}
+
+/// Every `[set]` column exists, is not generated and is not part of the key.
+fn check_set_columns(
+    job: &Job,
+    table: &str,
+    columns: &[ColumnFacts],
+    key: &[Column],
+) -> Result<(), CatalogError> {
+    for a in &job.set {
+        let column = columns.iter().find(|c| c.name == a.column).ok_or_else(|| {
+            CatalogError::ColumnMissing {
+                column: a.column.clone(),
+                table: table.into(),
+            }
+        })?;
+        if column.generated {
+            return Err(CatalogError::GeneratedColumn {
+                column: a.column.clone(),
+                table: table.into(),
+            });
+        }
+        if key.iter().any(|k| k.name == a.column) {
+            return Err(CatalogError::SetsKeyColumn {
+                column: a.column.clone(),
+            });
+        }
+    }
+    Ok(())
+}
