@@ -211,8 +211,23 @@ mod tests {
     }
 
     #[test]
-    fn unquoted_names_fold_to_lower_case() {
-        assert_eq!(TableName::parse("Users"), Ok(table(None, "users")));
+    fn unquoted_names_fold_to_lower_case_and_keep_their_case_for_mysql() {
+        let parsed = TableName::parse("Shop.Users").unwrap();
+        assert_eq!(
+            (parsed.schema.as_deref(), &*parsed.name),
+            (Some("shop"), "users")
+        );
+        assert_eq!(parsed.exact(), (Some("Shop"), "Users"));
+    }
+
+    #[test]
+    fn backticks_quote_as_mysql_writes_names() {
+        let parsed = TableName::parse("shop.`Order Items`");
+        assert_eq!(parsed, Ok(table(Some("shop"), "Order Items")));
+        let parsed = TableName::parse("`we``ird`").unwrap();
+        assert_eq!(parsed.exact(), (None, "we`ird"));
+        let err = TableName::parse("`open").unwrap_err();
+        assert!(err.contains("end it with a backtick"), "{err}");
     }
 
     #[test]
@@ -231,10 +246,9 @@ mod tests {
 
     #[test]
     fn unquoted_unicode_is_kept_and_only_ascii_folds() {
-        assert_eq!(
-            TableName::parse("Ünïcode_Tâble$2"),
-            Ok(table(None, "Ünïcode_tâble$2"))
-        );
+        let parsed = TableName::parse("Ünïcode_Tâble$2").unwrap();
+        assert_eq!(parsed.name, "Ünïcode_tâble$2");
+        assert_eq!(parsed.exact(), (None, "Ünïcode_Tâble$2"));
     }
 
     #[test]
