@@ -100,6 +100,22 @@ pub enum CatalogError {
     ForeignPartition { partition: String, table: String },
     #[error("[set] writes {column:?}, a generated column of table {table}; PostgreSQL computes it")]
     GeneratedColumn { column: String, table: String },
+    #[error(
+        "table {table} names no database, and the connection selected none; write the table as database.table, or name a database in the connection URL"
+    )]
+    NoDatabase { table: String },
+    #[error(
+        "{table} uses the {engine} storage engine; backfill needs InnoDB's transactions and row locks (ALTER TABLE … ENGINE = InnoDB)"
+    )]
+    UnsupportedEngine { table: String, engine: String },
+    #[error(
+        "key column {column:?} of table {table} is {type_sql}, whose order backfill cannot carry as text; choose key columns of an integer, decimal, string, binary, date or time type"
+    )]
+    UnsupportedKeyType {
+        column: String,
+        table: String,
+        type_sql: String,
+    },
     #[error("cannot read the catalog for table {table}")]
     Database {
         table: String,

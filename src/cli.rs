@@ -316,6 +316,18 @@ pub struct DemoArgs {
     /// Rows in the sample table.
     #[arg(long, default_value_t = 300_000)]
     pub rows: u32,
+    /// The throwaway server to run the story on: `mysql` takes MySQL, or MariaDB when only
+    /// MariaDB is installed.
+    #[arg(long, value_enum, default_value_t = DemoDatabase::Postgres)]
+    pub database: DemoDatabase,
+}
+
+/// The servers `demo` can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoDatabase {
+    Postgres,
+    Mysql,
+    Mariadb,
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub struct Vacuums {
 impl Vacuums {
     /// What `job` vacuums when its role's rights are `upkeep`.
     pub fn of(job: &Job, upkeep: &Upkeep) -> Vacuums {
-        let able = job.throttle.enabled && upkeep.allowed();
+        let able = job.throttle.enabled && upkeep.allowed() && !upkeep.purges;
         Vacuums {
             pacing: able && job.vacuum.enabled,
             index_cleanup: job.vacuum.index_cleanup,
@@ -65,7 +65,7 @@ impl Vacuums {
 /// Why a job that asks for vacuums gets none, each with what fixes it: `plan` and `run` say
 /// it once, before anything is written.
 pub fn warnings(job: &Job, upkeep: &Upkeep) -> Vec<String> {
-    if !job.vacuum.enabled && !job.vacuum.final_vacuum {
+    if upkeep.purges || (!job.vacuum.enabled && !job.vacuum.final_vacuum) {
         return Vec::new();
     }
     if !job.throttle.enabled {
@@ -93,6 +93,9 @@ pub struct Upkeep {
     pub denied: Vec<Denied>,
     /// The server has the `MAINTAIN` privilege (PostgreSQL 17 and later).
     pub maintain: bool,
+    /// The database reclaims old row versions itself (InnoDB's purge): there is nothing to
+    /// vacuum, and nothing to warn about.
+    pub purges: bool,
 }
 
 /// A relation the job's role may not vacuum.
@@ -161,6 +164,7 @@ mod tests {
                 })
                 .collect(),
             maintain,
+            purges: false,
         }
     }
 

@@ -84,7 +84,12 @@ impl Preflight {
     /// True when the key walk reads an index rather than scanning the table; without one,
     /// every batch costs a full scan and a run over a large table is quadratic.
     pub fn walk_uses_index(&self) -> bool {
-        self.walk_plan.contains("Index Only Scan") || self.walk_plan.contains("Index Scan")
+        // PostgreSQL's text plan; MySQL's and MariaDB's JSON name the index they read (`"key"`,
+        // or `"index_name"` in MySQL 9's second JSON format).
+        self.walk_plan.contains("Index Only Scan")
+            || self.walk_plan.contains("Index Scan")
+            || self.walk_plan.contains("\"key\": \"")
+            || self.walk_plan.contains("\"index_name\": \"")
     }
 }
 
@@ -92,7 +97,7 @@ impl Preflight {
 #[derive(Debug, Error)]
 pub enum PreflightError {
     #[error(
-        "PostgreSQL rejected the job's SQL; check `where` and the [set] expressions\n  statement: {sql}"
+        "the server rejected the job's SQL; check `where` and the [set] expressions\n  statement: {sql}"
     )]
     Rejected {
         sql: String,

@@ -50,11 +50,27 @@ fn empty_environment_variables_are_unset() {
 
 #[test]
 fn urls_that_are_not_postgres_or_do_not_parse_say_what_to_do() {
-    let out = output(&["--database-url", "mysql://app:secret@db/prod", "status"]);
-    out.expect_code(2, "a mysql:// URL");
+    let out = output(&["--database-url", "sqlserver://app:secret@db/prod", "status"]);
+    out.expect_code(2, "a sqlserver:// URL");
+    assert!(
+        out.stderr.contains(
+            "a PostgreSQL URL starts with postgres:// or postgresql://, a MySQL or MariaDB one \
+             with mysql:// or mariadb://"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+
+    let out = output(&[
+        "--database-url",
+        "mysql://app:secret@db:notaport/prod",
+        "status",
+    ]);
+    out.expect_code(2, "a mysql:// URL that does not parse");
     assert!(
         out.stderr
-            .contains("a PostgreSQL URL starts with postgres:// or postgresql://"),
+            .contains("cannot read the MySQL URL mysql://app:***@db:notaport/prod"),
         "{}",
         out.stderr
     );

@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use backfill::job::{Job, MAX_IDENTIFIER_BYTES, TableName, is_valid_job_name};
+use backfill::mysql;
 use backfill::postgres::sql::Ident;
 use common::{
     Finished, TestDb, XorShift, fresh_database, number, run_backfill, schema_exists, write_job,
@@ -494,7 +495,8 @@ fn check_ident(s: &str) {
 }
 
 /// Checks `TableName::parse(s)`: no panic; a name that parses is made of whole PostgreSQL
-/// identifiers and reads back the same from its quoted form.
+/// identifiers and reads back the same from its quoted form, and its parts as written (what
+/// MySQL reads) from their backquoted form.
 fn check_table_name(s: &str) -> Option<TableName> {
     let parsed = no_panic("TableName::parse", s, || TableName::parse(s));
     let name = parsed.ok()?;
@@ -506,10 +508,23 @@ fn check_table_name(s: &str) -> Option<TableName> {
         check_ident(part);
     }
     let shown = name.to_string();
+    let back = TableName::parse(&shown).expect("the quoted form parses");
     assert_eq!(
-        TableName::parse(&shown).as_ref(),
-        Ok(&name),
+        (&back.schema, &back.name),
+        (&name.schema, &name.name),
         "TableName::parse({s:?}) = {name:?}, shown as {shown:?}, does not read back"
+    );
+    // As MySQL reads it: the parts as written, backquoted, read back the same.
+    let (schema, table) = name.exact();
+    let backquoted = match schema {
+        Some(schema) => format!("{}.{}", mysql::sql::Ident(schema), mysql::sql::Ident(table)),
+        None => mysql::sql::Ident(table).to_string(),
+    };
+    let back = TableName::parse(&backquoted).expect("the backquoted form parses");
+    assert_eq!(
+        back.exact(),
+        name.exact(),
+        "{s:?} backquoted as {backquoted:?}"
     );
     Some(name)
 }
@@ -522,9 +537,10 @@ fn check_job(doc: &str) -> Result<Job, String> {
     });
     let Ok(job) = &parsed else { return parsed };
     assert!(is_valid_job_name(&job.name), "{doc:?}: name {:?}", job.name);
+    let back = TableName::parse(&job.table.to_string()).expect("the quoted table parses");
     assert_eq!(
-        TableName::parse(&job.table.to_string()).as_ref(),
-        Ok(&job.table),
+        (&back.schema, &back.name),
+        (&job.table.schema, &job.table.name),
         "{doc:?}"
     );
     let columns = job

@@ -72,7 +72,7 @@ pub async fn prepare(
         let Some(catalog) = read.await? else {
             return anyhow::Ok(None);
         };
-        let plan = Plan::new(&job, &catalog);
+        let plan = conn.plan(&job, &catalog);
         wait.relations = plan.relations();
         let start = preflight::Start::next(&job, state);
         let check = async |conn: &mut Session| {

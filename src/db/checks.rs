@@ -4,19 +4,19 @@
 use tokio::sync::watch;
 
 use crate::job::Job;
+use crate::mysql;
 use crate::plan::Plan;
 use crate::preflight::{Estimate, Preflight, PreflightError, Start};
 use crate::verify::{Subject, Verdict, VerifyError};
 
 use super::Conn;
-use crate::mysql;
 
 impl Conn<'_> {
     /// Client connections in use (other than this one) and `max_connections`.
     pub async fn connections(self) -> Result<(u32, u32), sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::preflight::connections(c).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("connections")),
+            Conn::Mysql(c) => mysql::preflight::connections(c).await,
         }
     }
 
@@ -29,7 +29,7 @@ impl Conn<'_> {
     ) -> Result<Preflight, PreflightError> {
         match self {
             Conn::Postgres(c) => crate::postgres::preflight::check(c, job, plan, start).await,
-            Conn::Mysql(_) => Err(PreflightError::Database(mysql::not_yet("preflight"))),
+            Conn::Mysql(c) => mysql::preflight::check(c, job, plan, start).await,
         }
     }
 
@@ -40,7 +40,7 @@ impl Conn<'_> {
             Conn::Postgres(c) => {
                 crate::postgres::preflight::estimate::pending_rows(c, plan, exact).await
             }
-            Conn::Mysql(_) => Err(mysql::not_yet("pending rows")),
+            Conn::Mysql(c) => mysql::preflight::pending_rows(c, plan, exact).await,
         }
     }
 
@@ -48,7 +48,7 @@ impl Conn<'_> {
     pub async fn verify_pending(self, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
         match self {
             Conn::Postgres(c) => crate::postgres::verify::pending(c, s).await,
-            Conn::Mysql(_) => Err(VerifyError::Lookup(mysql::not_yet("verify pending"))),
+            Conn::Mysql(c) => mysql::verify::pending(c, s).await,
         }
     }
 

@@ -14,7 +14,7 @@ impl Conn<'_> {
     pub async fn heap_bytes(self, table: &str) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::heap_bytes(c, table).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("heap bytes")),
+            Conn::Mysql(c) => mysql::disk::heap_bytes(c, table).await,
         }
     }
 
@@ -23,7 +23,7 @@ impl Conn<'_> {
     pub async fn heaps(self, tables: &[String]) -> Result<Vec<Option<u64>>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::heaps(c, tables).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("heaps")),
+            Conn::Mysql(c) => mysql::disk::heaps(c, tables).await,
         }
     }
 
@@ -32,7 +32,7 @@ impl Conn<'_> {
     pub async fn counted_rows(self, table: &str) -> Result<Option<u64>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::counted_rows(c, table).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("counted rows")),
+            Conn::Mysql(c) => mysql::disk::counted_rows(c, table).await,
         }
     }
 
@@ -40,7 +40,7 @@ impl Conn<'_> {
     pub async fn upkeep(self, relations: &[String]) -> Result<Upkeep, sqlx::Error> {
         match self {
             Conn::Postgres(c) => crate::postgres::disk::upkeep(c, relations).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("upkeep")),
+            Conn::Mysql(c) => mysql::disk::upkeep(c).await,
         }
     }
 

@@ -29,8 +29,8 @@ pub use crate::catalog::{Catalog, CatalogError};
 pub use crate::monitor::sample::Backend;
 pub use errors::{Failure, classify, gave_up_on_lock, is_row_error};
 pub use postgres::privileges::Privileges;
-pub use postgres::state::RangeSql;
 pub use postgres::{ServerError, error_chain};
+pub use state::RangeSql;
 pub use target::TargetError;
 
 /// One open connection to the database, owned: what a worker, the monitor, the guard or a
@@ -155,7 +155,7 @@ impl Session {
     ) -> Result<Duration, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::probe::time(c, sql, key, timeout).await,
-            Session::Mysql(_) => Err(mysql::not_yet("time probe")),
+            Session::Mysql(s) => mysql::monitor::time_probe(s, sql, key, timeout).await,
         }
     }
 
@@ -164,7 +164,7 @@ impl Session {
     pub async fn sample(&mut self, request: &Request<'_>) -> Result<Sampled, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::sample::take(c, request).await,
-            Session::Mysql(_) => Err(mysql::not_yet("sample")),
+            Session::Mysql(s) => mysql::monitor::sample(s, request).await,
         }
     }
 
@@ -178,7 +178,7 @@ impl Session {
     ) -> Result<usize, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::sample::cancel(c, batches, statements, timeout).await,
-            Session::Mysql(_) => Err(mysql::not_yet("cancel")),
+            Session::Mysql(s) => mysql::monitor::cancel(&mut s.conn, batches).await,
         }
     }
 
@@ -213,10 +213,15 @@ impl Session {
     pub async fn catalog(&mut self, job: &crate::job::Job) -> Result<Catalog, CatalogError> {
         match self {
             Session::Postgres(c) => Catalog::read(c, job).await,
-            Session::Mysql(_) => Err(CatalogError::Database {
-                table: job.table.to_string(),
-                source: mysql::not_yet("catalog"),
-            }),
+            Session::Mysql(s) => mysql::catalog::read(&mut s.conn, job).await,
+        }
+    }
+
+    /// Every statement for `job` on its table, as this database's planner writes them.
+    pub fn plan(&self, job: &crate::job::Job, catalog: &Catalog) -> crate::plan::Plan {
+        match self {
+            Session::Postgres(_) => crate::plan::Plan::new(job, catalog),
+            Session::Mysql(_) => mysql::plan::plan(job, catalog),
         }
     }
 
@@ -224,7 +229,7 @@ impl Session {
     pub async fn role(&mut self) -> Result<String, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::privileges::role(c).await,
-            Session::Mysql(_) => Err(mysql::not_yet("role")),
+            Session::Mysql(s) => mysql::monitor::role(&mut s.conn).await,
         }
     }
 
@@ -233,7 +238,19 @@ impl Session {
     pub async fn privileges(&mut self, batch_role: &str) -> Result<Privileges, sqlx::Error> {
         match self {
             Session::Postgres(c) => postgres::privileges::read(c, batch_role).await,
-            Session::Mysql(_) => Err(mysql::not_yet("privileges")),
+            Session::Mysql(s) => {
+                let role = mysql::monitor::role(&mut s.conn).await?;
+                Ok(Privileges {
+                    sees_all: mysql::monitor::sees_all(&mut s.conn).await?,
+                    superuser: false,
+                    batch_superuser: false,
+                    // KILL QUERY needs only the same account, or CONNECTION_ADMIN.
+                    may_signal: role == batch_role,
+                    mysql: true,
+                    batch_role: batch_role.to_owned(),
+                    role,
+                })
+            }
         }
     }
 

@@ -1,36 +1,72 @@
 //! The state tables' API through the seam: each method of [`Store`] that runs statements
-//! hands the connection it was given to that database's statements (`postgres::state`). The
-//! types and the pure rules are `crate::state`'s; the SQL is the database's.
+//! hands the connection it was given to that database's statements (`postgres::state`,
+//! `mysql::state`). The types and the pure rules are `crate::state`'s; the SQL is the
+//! database's.
 
 use std::time::Duration;
 
-use crate::postgres::state::{RangeSql, StateSql};
+use crate::postgres::state::StateSql;
 use crate::state::{
     Admission, Claim, Control, FailedRow, Holder, JobRow, Key, Lease, Live, NewRange, Owner,
     Pending, Progress, RangeRow, Release, Split, StateError, Store,
 };
 
 use super::Conn;
-use crate::mysql;
+use crate::{mysql, postgres};
+
+/// The statements of a job's ranges that compare keys, written once for the job's key in the
+/// database's SQL: `db::Target::range_sql` builds them.
+#[derive(Debug, Clone)]
+pub enum RangeSql {
+    Postgres(postgres::state::RangeSql),
+    Mysql(mysql::state::RangeSql),
+}
+
+impl RangeSql {
+    /// Which database the statements were written for.
+    fn database(&self) -> &'static str {
+        match self {
+            RangeSql::Postgres(_) => "PostgreSQL",
+            RangeSql::Mysql(_) => "MySQL",
+        }
+    }
+
+    /// The checkpoint's statements, for `plan` to show.
+    pub fn checkpoint_sql(&self) -> &str {
+        match self {
+            RangeSql::Postgres(sql) => sql.checkpoint_sql(),
+            RangeSql::Mysql(sql) => sql.checkpoint_sql(),
+        }
+    }
+}
 
 impl Store {
+    /// The error of a call that got a connection to one database and the statements of
+    /// another: a bug of the caller, reported rather than run.
+    fn mismatch(&self, action: &'static str, sql: &RangeSql) -> StateError {
+        StateError::Database {
+            table: self.jobs.clone(),
+            action,
+            source: sqlx::Error::Configuration(
+                format!(
+                    "the statements were written for {}, not this connection's database",
+                    sql.database()
+                )
+                .into(),
+            ),
+        }
+    }
+
     /// Creates the schema and tables if they are missing, and brings tables made by an older
     /// version up to date (new columns only; rows migrate when their job next runs).
     ///
-    /// Looks before it alters: `ALTER TABLE … ADD COLUMN IF NOT EXISTS` takes an `ACCESS
-    /// EXCLUSIVE` lock on the table even when the column is there, so it would queue behind
-    /// any open transaction that read the jobs table (a `pg_dump`, a dashboard) and hold up
-    /// every other job's heartbeat behind it. When something is missing, the DDL waits at
-    /// most `lock_timeout` for its locks, and is serialised by a transaction-scoped advisory
-    /// lock (fine behind PgBouncer) so that two first runs do not race.
+    /// Looks before it creates or alters, so that nothing waits for a lock when everything is
+    /// there; the DDL waits at most `lock_timeout` for its locks, and two first runs at once
+    /// both succeed (each database's `state::StateSql::ensure` says how).
     pub async fn ensure(&self, conn: Conn<'_>, lock_timeout: Duration) -> Result<(), StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).ensure(c, lock_timeout).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "ensure",
-                source: mysql::not_yet("ensure"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).ensure(c, lock_timeout).await,
         }
     }
 
@@ -43,11 +79,7 @@ impl Store {
     ) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).fetch(c, name, lock).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "fetch",
-                source: mysql::not_yet("fetch"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).fetch(c, name, lock).await,
         }
     }
 
@@ -61,11 +93,7 @@ impl Store {
     ) -> Result<(Admission, JobRow), StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).claim(c, claim).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "claim",
-                source: mysql::not_yet("claim"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).claim(c, claim).await,
         }
     }
 
@@ -86,11 +114,11 @@ impl Store {
                     .note_unclaimed(c, name, note, lock_timeout)
                     .await
             }
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "note unclaimed",
-                source: mysql::not_yet("note unclaimed"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .note_unclaimed(c, name, note, lock_timeout)
+                    .await
+            }
         }
     }
 
@@ -108,11 +136,11 @@ impl Store {
                     .keep_estimate(c, name, pending, replace)
                     .await
             }
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "keep estimate",
-                source: mysql::not_yet("keep estimate"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .keep_estimate(c, name, pending, replace)
+                    .await
+            }
         }
     }
 
@@ -120,11 +148,7 @@ impl Store {
     pub async fn load(&self, conn: Conn<'_>, name: &str) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).load(c, name).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "load",
-                source: mysql::not_yet("load"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).load(c, name).await,
         }
     }
 
@@ -133,11 +157,7 @@ impl Store {
     pub async fn list(&self, conn: Conn<'_>) -> Result<Vec<JobRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).list(c).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "list",
-                source: mysql::not_yet("list"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).list(c).await,
         }
     }
 
@@ -146,11 +166,7 @@ impl Store {
     pub async fn reset(&self, conn: Conn<'_>, name: &str) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).reset(c, name).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "reset",
-                source: mysql::not_yet("reset"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).reset(c, name).await,
         }
     }
 
@@ -165,11 +181,7 @@ impl Store {
     ) -> Result<JobRow, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).control(c, name, control).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "control",
-                source: mysql::not_yet("control"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).control(c, name, control).await,
         }
     }
 
@@ -177,11 +189,7 @@ impl Store {
     pub async fn range_leases(&self, conn: Conn<'_>, job: &str) -> Result<Vec<Lease>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).range_leases(c, job).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "range leases",
-                source: mysql::not_yet("range leases"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).range_leases(c, job).await,
         }
     }
 
@@ -189,11 +197,7 @@ impl Store {
     pub async fn lock_layout(&self, tx: Conn<'_>, job: &str) -> Result<(), StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).lock_layout(c, job).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "lock layout",
-                source: mysql::not_yet("lock layout"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).lock_layout(c, job).await,
         }
     }
 
@@ -201,11 +205,7 @@ impl Store {
     pub async fn ranges(&self, conn: Conn<'_>, job: &str) -> Result<Vec<RangeRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).ranges(c, job).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "ranges",
-                source: mysql::not_yet("ranges"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).ranges(c, job).await,
         }
     }
 
@@ -214,11 +214,7 @@ impl Store {
     pub async fn all_ranges(&self, conn: Conn<'_>) -> Result<Vec<(String, RangeRow)>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).all_ranges(c).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "all ranges",
-                source: mysql::not_yet("all ranges"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).all_ranges(c).await,
         }
     }
 
@@ -231,11 +227,7 @@ impl Store {
     ) -> Result<Option<RangeRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).range(c, job, id).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "range",
-                source: mysql::not_yet("range"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).range(c, job, id).await,
         }
     }
 
@@ -250,11 +242,11 @@ impl Store {
     ) -> Result<(), StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).lay_out(c, job, ranges, range_end).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "lay out",
-                source: mysql::not_yet("lay out"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .lay_out(c, job, ranges, range_end)
+                    .await
+            }
         }
     }
 
@@ -269,11 +261,7 @@ impl Store {
     ) -> Result<Option<RangeRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).claim_range(c, w, gone).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "claim range",
-                source: mysql::not_yet("claim range"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).claim_range(c, w, gone).await,
         }
     }
 
@@ -287,19 +275,20 @@ impl Store {
         w: &Holder<'_>,
         split: &Split,
     ) -> Result<Option<RangeRow>, StateError> {
-        match tx {
-            Conn::Postgres(c) => StateSql(self).split(c, sql, w, split).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "split",
-                source: mysql::not_yet("split"),
-            }),
+        match (tx, sql) {
+            (Conn::Postgres(c), RangeSql::Postgres(sql)) => {
+                StateSql(self).split(c, sql, w, split).await
+            }
+            (Conn::Mysql(c), RangeSql::Mysql(sql)) => {
+                mysql::state::StateSql(self).split(c, sql, w, split).await
+            }
+            (_, sql) => Err(self.mismatch("split a range", sql)),
         }
     }
 
     /// Moves range `range`'s cursor to `cursor` inside the batch's transaction, adding `rows`
     /// and the batch's keys to its counters — only while `w` still holds the range and its
-    /// upper end is not below `cursor` (see `postgres::state` for the statement). Gives back
+    /// upper end is not below `cursor` (see each database's `state` for the statements). Gives back
     /// where the job stands with the batch.
     #[allow(clippy::too_many_arguments)]
     pub async fn checkpoint(
@@ -312,17 +301,18 @@ impl Store {
         rows: u64,
         batch_size: u32,
     ) -> Result<Progress, StateError> {
-        match tx {
-            Conn::Postgres(c) => {
+        match (tx, sql) {
+            (Conn::Postgres(c), RangeSql::Postgres(sql)) => {
                 StateSql(self)
                     .checkpoint(c, sql, w, range, cursor, rows, batch_size)
                     .await
             }
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "checkpoint",
-                source: mysql::not_yet("checkpoint"),
-            }),
+            (Conn::Mysql(c), RangeSql::Mysql(sql)) => {
+                mysql::state::StateSql(self)
+                    .checkpoint(c, sql, w, range, cursor, rows, batch_size)
+                    .await
+            }
+            (_, sql) => Err(self.mismatch("checkpoint", sql)),
         }
     }
 
@@ -335,11 +325,7 @@ impl Store {
     ) -> Result<(), StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).finish_range(c, w, range).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "finish range",
-                source: mysql::not_yet("finish range"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).finish_range(c, w, range).await,
         }
     }
 
@@ -362,11 +348,11 @@ impl Store {
                     .heartbeat(c, name, owner, holds_job, live)
                     .await
             }
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "heartbeat",
-                source: mysql::not_yet("heartbeat"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .heartbeat(c, name, owner, holds_job, live)
+                    .await
+            }
         }
     }
 
@@ -391,11 +377,11 @@ impl Store {
                     .release(c, name, owner, how, heap_bytes)
                     .await
             }
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "release",
-                source: mysql::not_yet("release"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .release(c, name, owner, how, heap_bytes)
+                    .await
+            }
         }
     }
 
@@ -410,11 +396,11 @@ impl Store {
     ) -> Result<(), StateError> {
         match tx {
             Conn::Postgres(c) => StateSql(self).record_failure(c, job, failed).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "record failure",
-                source: mysql::not_yet("record failure"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .record_failure(c, job, failed)
+                    .await
+            }
         }
     }
 
@@ -430,11 +416,11 @@ impl Store {
     ) -> Result<Vec<(i64, FailedRow)>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).failures_after(c, job, after, limit).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "failures after",
-                source: mysql::not_yet("failures after"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .failures_after(c, job, after, limit)
+                    .await
+            }
         }
     }
 
@@ -448,11 +434,7 @@ impl Store {
     ) -> Result<Vec<FailedRow>, StateError> {
         match conn {
             Conn::Postgres(c) => StateSql(self).failures(c, job, limit).await,
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "failures",
-                source: mysql::not_yet("failures"),
-            }),
+            Conn::Mysql(c) => mysql::state::StateSql(self).failures(c, job, limit).await,
         }
     }
 
@@ -473,11 +455,11 @@ impl Store {
                     .failure_filled(c, job, owner, key, rows)
                     .await
             }
-            Conn::Mysql(_) => Err(StateError::Database {
-                table: self.jobs.clone(),
-                action: "failure filled",
-                source: mysql::not_yet("failure filled"),
-            }),
+            Conn::Mysql(c) => {
+                mysql::state::StateSql(self)
+                    .failure_filled(c, job, owner, key, rows)
+                    .await
+            }
         }
     }
 }

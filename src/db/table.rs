@@ -3,11 +3,11 @@
 //! the server's WAL position. Each runs the [`Walk`]'s statement as the database's planner
 //! wrote it.
 
+use crate::mysql;
 use crate::plan::{Key, RelationSize, Sampled, Walk};
 use crate::postgres;
 
 use super::Conn;
-use crate::mysql;
 
 impl Conn<'_> {
     /// The `n`-th key after `lower` (from the relation's first key without it), at most
@@ -21,7 +21,7 @@ impl Conn<'_> {
     ) -> Result<Option<Key>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::upper_bound(c, walk, lower, upper, n).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("upper bound")),
+            Conn::Mysql(c) => mysql::table::upper_bound(c, walk, lower, upper, n).await,
         }
     }
 
@@ -34,7 +34,7 @@ impl Conn<'_> {
     ) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::update(c, walk, lower, upper).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("update")),
+            Conn::Mysql(c) => mysql::table::update(c, walk, lower, upper).await,
         }
     }
 
@@ -47,7 +47,7 @@ impl Conn<'_> {
     ) -> Result<Vec<Key>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::keys(c, walk, lower, upper).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("keys")),
+            Conn::Mysql(c) => mysql::table::keys(c, walk, lower, upper).await,
         }
     }
 
@@ -55,7 +55,7 @@ impl Conn<'_> {
     pub async fn update_key(self, walk: &Walk, key: &[String]) -> Result<u64, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::update_key(c, walk, key).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("update key")),
+            Conn::Mysql(c) => mysql::table::update_key(c, walk, key).await,
         }
     }
 
@@ -63,7 +63,7 @@ impl Conn<'_> {
     pub async fn range_end(self, walk: &Walk) -> Result<Option<Key>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::range_end(c, walk).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("range end")),
+            Conn::Mysql(c) => mysql::table::range_end(c, walk).await,
         }
     }
 
@@ -72,7 +72,7 @@ impl Conn<'_> {
     pub async fn relation_size(self, relation: &str) -> Result<RelationSize, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::relation_size(c, relation).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("relation size")),
+            Conn::Mysql(c) => mysql::table::relation_size(c, relation).await,
         }
     }
 
@@ -87,7 +87,7 @@ impl Conn<'_> {
     ) -> Result<Vec<Sampled>, sqlx::Error> {
         match self {
             Conn::Postgres(c) => postgres::table::sample(c, walk, lower, upper, percent).await,
-            Conn::Mysql(_) => Err(mysql::not_yet("sample")),
+            Conn::Mysql(c) => mysql::table::sample(c, walk, lower, upper, percent).await,
         }
     }
 

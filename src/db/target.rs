@@ -7,7 +7,7 @@ use thiserror::Error;
 use crate::state::Store;
 use crate::{mysql, postgres};
 
-use super::Session;
+use super::{RangeSql, Session};
 
 /// A connection target as given on the command line, before it is tried.
 #[derive(Debug, Clone)]
@@ -60,6 +60,17 @@ impl Target {
         match self {
             Target::Postgres(_) => Store::new(schema, postgres::state::quoted),
             Target::Mysql(_) => Store::new(schema, mysql::sql::quoted),
+        }
+    }
+
+    /// The statements of a job's ranges that compare keys, for a key whose columns have the
+    /// SQL types (on MySQL, the casts) `key_types`.
+    pub fn range_sql(&self, store: &Store, key_types: &[String]) -> RangeSql {
+        match self {
+            Target::Postgres(_) => {
+                RangeSql::Postgres(postgres::state::RangeSql::new(store, key_types))
+            }
+            Target::Mysql(_) => RangeSql::Mysql(mysql::state::RangeSql::new(store, key_types)),
         }
     }
 

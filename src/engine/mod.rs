@@ -42,7 +42,6 @@ use crate::db::Session;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::db::RangeSql;
 use crate::db::{Failure, Target, classify, error_chain};
 use crate::disk::Vacuums;
 use crate::event::Event;
@@ -282,7 +281,7 @@ pub async fn run(
         application_name: app.clone(),
         table: r.plan.table.clone(),
     });
-    let sql = RangeSql::new(r.store, &r.plan.key_types);
+    let sql = r.target.range_sql(r.store, &r.plan.key_types);
     let share = Share {
         store: r.store,
         plan: r.plan,

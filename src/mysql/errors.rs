@@ -28,7 +28,7 @@ const ROW: [u16; 16] = [
 ];
 
 /// The server's error number, when `err` is MySQL's.
-fn number(err: &sqlx::Error) -> Option<u16> {
+pub(super) fn number(err: &sqlx::Error) -> Option<u16> {
     err.as_database_error()?
         .try_downcast_ref::<MySqlDatabaseError>()
         .map(MySqlDatabaseError::number)
@@ -68,4 +68,12 @@ pub fn gave_up_on_lock(err: &sqlx::Error) -> Option<bool> {
 /// not MySQL's.
 pub fn is_row_error(err: &sqlx::Error) -> Option<bool> {
     number(err).map(|n| ROW.contains(&n))
+}
+
+/// Whether `err` is a statement that ran out of its time or its lock wait: a probe that was
+/// that slow.
+pub(super) fn ends_in_time(err: &sqlx::Error) -> bool {
+    number(err).is_some_and(|n| {
+        n == LOCK_WAIT_TIMEOUT || n == QUERY_INTERRUPTED || STATEMENT_TIMEOUTS.contains(&n)
+    })
 }

@@ -3,11 +3,19 @@
 //! error means (`errors`), identifier and key quoting (`sql`), and the throwaway servers of the
 //! tests and of `backfill demo` (`throwaway`).
 
+pub mod catalog;
+pub mod disk;
 mod errors;
+pub mod monitor;
+pub mod plan;
+pub mod preflight;
 pub mod session;
 pub mod sql;
+pub mod state;
+pub mod table;
 pub mod target;
 pub mod throwaway;
+pub mod verify;
 
 pub use errors::{classify, gave_up_on_lock, is_row_error};
 

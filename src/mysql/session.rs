@@ -35,17 +35,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Puts the session in strict mode and reads what it reached, in one round trip.
+    /// Puts the session in strict mode and reads what it reached, in one round trip; on
+    /// MySQL, also has `information_schema.TABLES` read the table's size now rather than from
+    /// a cache up to a day old (`information_schema_stats_expiry`; MariaDB has no such cache).
     pub(super) async fn learn(conn: &mut MySqlConnection) -> Result<Server, sqlx::Error> {
         let sql = format!(
             "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), '{}'); \
              SELECT CAST(VERSION() AS CHAR), CONNECTION_ID()",
             super::target::SQL_MODES
         );
-        let row = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(conn).await?;
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_one(&mut *conn)
+            .await?;
         let version: String = row.try_get(0)?;
+        let flavor = Flavor::of_version(&version);
+        if flavor == Flavor::MySql {
+            sqlx::raw_sql("SET SESSION information_schema_stats_expiry = 0")
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(Server {
-            flavor: Flavor::of_version(&version),
+            flavor,
             version,
             connection_id: row.try_get(1)?,
         })
@@ -107,29 +117,16 @@ impl Session {
         lock_timeout: Duration,
         read_only: bool,
     ) -> Result<(Tx<'_>, Backend), sqlx::Error> {
-        let mut set = vec!["SET TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned()];
-        if !lock_timeout.is_zero() {
-            let s = seconds(lock_timeout);
-            set.push(format!(
-                "SET SESSION innodb_lock_wait_timeout = {s}, lock_wait_timeout = {s}"
-            ));
-        }
         let native = self.server.flavor == Flavor::MariaDb;
-        if native {
-            set.push(format!(
-                "SET SESSION max_statement_time = {}",
-                statement_timeout.as_secs_f64()
-            ));
-        }
-        let mode = if read_only { " READ ONLY" } else { "" };
-        set.push(format!("START TRANSACTION{mode}"));
+        let statement_bound = native.then_some(statement_timeout);
+        let begin = begin_sql(statement_bound, lock_timeout, read_only);
         let watchdog = (!native && !statement_timeout.is_zero())
             .then(|| Watchdog::arm(&self.options, self.server.connection_id, statement_timeout));
         let backend = Backend {
             pid: i32::try_from(self.server.connection_id).unwrap_or(i32::MAX),
             xact_start_us: now_us(),
         };
-        let tx = self.conn.begin_with(AssertSqlSafe(set.join("; "))).await?;
+        let tx = self.conn.begin_with(AssertSqlSafe(begin)).await?;
         Ok((Tx { tx, watchdog }, backend))
     }
 
@@ -148,6 +145,45 @@ impl Session {
             .await?
             .0)
     }
+}
+
+/// The statements that begin a transaction at `READ COMMITTED`, its lock waits bounded by
+/// `lock_timeout` and, on MariaDB (`statement_timeout` given), its statements by
+/// `max_statement_time`. Session variables outlive the transaction, so each is set every time,
+/// back to the server's own value (`DEFAULT`) when there is no bound of ours.
+fn begin_sql(
+    statement_timeout: Option<Duration>,
+    lock_timeout: Duration,
+    read_only: bool,
+) -> String {
+    let wait = if lock_timeout.is_zero() {
+        "DEFAULT".to_owned()
+    } else {
+        seconds(lock_timeout).to_string()
+    };
+    let mut sql = format!(
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+         SET SESSION innodb_lock_wait_timeout = {wait}, lock_wait_timeout = {wait}"
+    );
+    if let Some(limit) = statement_timeout {
+        sql.push_str(&format!(", max_statement_time = {}", limit.as_secs_f64()));
+    }
+    let mode = if read_only { " READ ONLY" } else { "" };
+    sql.push_str(&format!("; START TRANSACTION{mode}"));
+    sql
+}
+
+/// A transaction on a bare connection (a [`crate::db::Conn`]'s), its lock waits bounded by
+/// `lock_timeout` and its statements by nothing of ours: the checks before a run, which only
+/// read. Not `READ ONLY` unless `read_only`: MariaDB refuses even `EXPLAIN UPDATE` in a
+/// read-only transaction.
+pub async fn begin_reading(
+    conn: &mut MySqlConnection,
+    lock_timeout: Duration,
+    read_only: bool,
+) -> Result<Transaction<'_, MySql>, sqlx::Error> {
+    conn.begin_with(AssertSqlSafe(begin_sql(None, lock_timeout, read_only)))
+        .await
 }
 
 /// Now in microseconds since the epoch, as the client sees it.

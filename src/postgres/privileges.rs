@@ -28,6 +28,9 @@ pub struct Privileges {
     pub batch_superuser: bool,
     /// The monitor's role has the privileges of the batches' role or of `pg_signal_backend`.
     pub may_signal: bool,
+    /// The server is MySQL or MariaDB, where `sees_all` is the `PROCESS` privilege and the
+    /// monitor so far reads only `throttle_query` and the throttle file.
+    pub mysql: bool,
 }
 
 /// The role a connection runs as. One simple-protocol message, so that behind PgBouncer it
@@ -60,6 +63,7 @@ pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Privil
         superuser: row.try_get(2)?,
         batch_superuser: row.try_get(3)?,
         may_signal: row.try_get(4)?,
+        mysql: false,
     })
 }
 
@@ -90,6 +94,15 @@ impl Privileges {
     pub fn warnings(&self, policy: &ThrottlePolicy) -> Vec<String> {
         if !policy.enabled {
             return Vec::new();
+        }
+        if self.mysql {
+            return vec![
+                "on MySQL and MariaDB the monitor reads only throttle_query and throttle_file so \
+                 far: it does not yet see DDL waiting behind a batch, the server's load or the \
+                 replicas' lag; keep batches short (`[timeouts] statement`) and watch the server \
+                 yourself"
+                    .to_owned(),
+            ];
         }
         let role = crate::postgres::sql::Ident(&self.role);
         let mut warnings = Vec::new();
@@ -166,6 +179,7 @@ mod tests {
             superuser: false,
             batch_superuser: false,
             may_signal,
+            mysql: false,
         }
     }
 

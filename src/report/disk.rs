@@ -261,6 +261,7 @@ mod tests {
             role: "app".into(),
             denied: vec![],
             maintain: true,
+            purges: false,
         }
     }
 

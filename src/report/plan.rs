@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
-use crate::db::RangeSql;
 use crate::event::millis;
 use crate::job::{Job, OnError};
 use crate::plan::Plan;
 use crate::postgres::privileges::Privileges;
 use crate::postgres::sql::Ident;
+use crate::postgres::state::RangeSql;
 use crate::postgres::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::preflight::Budget;
 use crate::preflight::{Estimate, Method, Preflight};

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use super::Key;
 use super::lease::Owner;
+use super::ranges::RangeRow;
+use super::{Key, StateError};
 
 /// One worker of this process on one job: who claims, checkpoints and releases.
 #[derive(Debug, Clone, Copy)]
@@ -30,4 +31,30 @@ pub struct Split {
     /// Estimated keys left to the victim and given to the new range.
     pub keys_kept: Option<u64>,
     pub keys_taken: Option<u64>,
+}
+
+impl Holder<'_> {
+    /// Why a statement that required this holder's lease on `range` changed nothing, from the
+    /// range's row as it stands (`None`: gone with its job, a reset; `jobs` names the table):
+    /// still ours, so a split moved its upper end (`RangeShrunk`); or another holder's, or
+    /// nobody's (`RangeTaken`).
+    pub fn why_not_mine(&self, range: u32, now: Option<RangeRow>, jobs: &str) -> StateError {
+        match now {
+            Some(row) => match row.lease {
+                Some(lease) if &lease.owner == self.owner => StateError::RangeShrunk {
+                    name: self.job.into(),
+                    range,
+                },
+                lease => StateError::RangeTaken {
+                    name: self.job.into(),
+                    range,
+                    owner: lease.map_or_else(|| "nobody".into(), |l| l.owner.0),
+                },
+            },
+            None => StateError::UnknownJob {
+                name: self.job.into(),
+                table: jobs.into(),
+            },
+        }
+    }
 }

@@ -3,9 +3,9 @@
 //! by the process that started the run; processes that `--join` it hold only range leases.
 //! Who may run a job now is decided by the pure [`admit`](super::admit).
 
-use super::Owner;
 use super::lease::Lease;
 use super::total::{Pending, Progress, total};
+use super::{Owner, StateError};
 
 /// A job's row as stored, with what its ranges add up to.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +150,24 @@ impl JobRow {
     pub fn is_running(&self) -> bool {
         self.lease_is_live() || self.workers > 0
     }
+
+    /// `Busy` when the job's lease or any of `range_leases` (those held on its ranges) is
+    /// live: what a `reset` refuses.
+    pub fn refuse_if_running(&self, range_leases: &[Lease]) -> Result<(), StateError> {
+        let live = self
+            .lease()
+            .into_iter()
+            .chain(range_leases.iter().cloned())
+            .find(Lease::is_live);
+        match live {
+            Some(live) => Err(StateError::Busy {
+                name: self.name.clone(),
+                owner: live.owner.0,
+                age: live.heartbeat_age.unwrap_or_default(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What an operator asks of a job from another terminal.
@@ -158,4 +176,18 @@ pub enum Control {
     Pause,
     Resume,
     Cancel,
+}
+
+impl Control {
+    /// What the job's row takes: its control flag (`None` clears it) and, when it changes at
+    /// once, its status. `pause`, `resume` and a `cancel` of a running job wait for the
+    /// runners' next heartbeat; a job nobody runs is cancelled at once.
+    pub fn on_row(self, running: bool) -> (Option<&'static str>, Option<&'static str>) {
+        match self {
+            Control::Pause => (Some("pause"), None),
+            Control::Resume => (None, None),
+            Control::Cancel if running => (Some("cancel"), None),
+            Control::Cancel => (None, Some("cancelled")),
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! `ranges` is the range rows (what they hold, reading them, laying them out); `hold` is a
 //! worker's hold on one (claiming, splitting, the checkpoint, finishing); `beat` is
 //! what a running process does for all its leases at once (heartbeat, release); `failures` is
-//! the failed rows.
+//! the failed rows; `stored` is how counts and keys are stored, whichever the database.
 //!
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
@@ -22,6 +22,7 @@ mod heartbeat;
 mod jobs;
 mod lease;
 mod ranges;
+pub mod stored;
 #[cfg(test)]
 mod tests;
 mod total;
@@ -32,7 +33,7 @@ pub use crate::plan::Key;
 pub use admission::{Admission, Claim, admit};
 pub use checkpoint::{Holder, Split};
 pub use failures::{FailedRow, key_text};
-pub use heartbeat::{Live, Release};
+pub use heartbeat::{Live, Release, Settled, lease_lost};
 pub use jobs::{Control, JobRow};
 pub use lease::{
     HEARTBEAT_EVERY, LEASE_TIMEOUT, Lease, MIN_LEASE_TIMEOUT, Owner, hostname,

@@ -22,6 +22,28 @@ pub async fn kill_9_at_random_moments(
     args: &[&str],
     rounds: u32,
 ) -> (u64, Vec<(u128, Option<i64>)>) {
+    let done = async || {
+        sqlx::query_as(
+            "SELECT (SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'), \
+                    (SELECT count(*) FROM items WHERE updates > 0)",
+        )
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+    };
+    kill_9_checking(url, dir, args, rounds, done).await
+}
+
+/// [`kill_9_at_random_moments`] on any database: `done` reads the job's `rows_done` and the
+/// rows changed in one snapshot (`None` while there is no state table yet).
+pub async fn kill_9_checking(
+    url: &str,
+    dir: &TempDir,
+    args: &[&str],
+    rounds: u32,
+    done: impl AsyncFn() -> Option<(i64, i64)>,
+) -> (u64, Vec<(u128, Option<i64>)>) {
     let seed = std::env::var("BACKFILL_STRESS_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
@@ -53,14 +75,7 @@ pub async fn kill_9_at_random_moments(
             "round {round}: {status:?}"
         );
         // One snapshot: the checkpoints count exactly the rows changed so far.
-        let done: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT (SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'), \
-                    (SELECT count(*) FROM items WHERE updates > 0)",
-        )
-        .fetch_optional(pool)
-        .await
-        .ok()
-        .flatten();
+        let done = done().await;
         if let Some((stored, changed)) = done {
             assert_eq!(
                 stored, changed,

@@ -20,6 +20,7 @@
 
 pub mod browser;
 pub mod kills;
+pub mod mysql;
 pub mod orders;
 mod runner;
 pub mod served;

@@ -96,7 +96,8 @@ pub enum ConninfoError {
     )]
     BadUrl { url: String, reason: String },
     #[error(
-        "invalid database URL {url:?}: a PostgreSQL URL starts with postgres:// or postgresql://"
+        "invalid database URL {url:?}: a PostgreSQL URL starts with postgres:// or \
+         postgresql://, a MySQL or MariaDB one with mysql:// or mariadb://"
     )]
     Scheme { url: String },
     #[error(

@@ -119,6 +119,7 @@ pub async fn upkeep(conn: &mut PgConnection, relations: &[String]) -> Result<Upk
     Ok(Upkeep {
         role: row.get(0),
         maintain: row.get(1),
+        purges: false,
         denied: denied
             .into_iter()
             .map(|d| Denied {

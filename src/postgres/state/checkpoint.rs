@@ -8,7 +8,8 @@ use sqlx::query::Query;
 use crate::postgres::sql::JsonbKey;
 
 use super::jobs::keys_left_sql;
-use super::ranges::{RANGE_COLUMNS, decode_range, int4, int8};
+use super::ranges::{RANGE_COLUMNS, decode_range};
+use crate::state::stored::{int4, int8};
 use sqlx::{PgConnection, Row as _};
 
 use crate::postgres::statement;
@@ -242,21 +243,7 @@ impl StateSql<'_> {
         range: u32,
     ) -> StateError {
         match self.range(conn, w.job, range).await {
-            Ok(Some(row)) => match row.lease {
-                Some(lease) if &lease.owner == w.owner => StateError::RangeShrunk {
-                    name: w.job.into(),
-                    range,
-                },
-                lease => StateError::RangeTaken {
-                    name: w.job.into(),
-                    range,
-                    owner: lease.map_or_else(|| "nobody".into(), |l| l.owner.0),
-                },
-            },
-            Ok(None) => StateError::UnknownJob {
-                name: w.job.into(),
-                table: self.jobs.clone(),
-            },
+            Ok(now) => w.why_not_mine(range, now, &self.jobs),
             Err(e) => e,
         }
     }

@@ -75,14 +75,7 @@ impl StateSql<'_> {
 
     /// `LeaseLost`, naming who holds the job now.
     pub(super) async fn lease_lost(&self, conn: &mut PgConnection, name: &str) -> StateError {
-        let owner = match self.fetch(conn, name, false).await {
-            Ok(row) => row.owner.map_or_else(|| "nobody".into(), |o| o.0),
-            Err(_) => "a reset".into(),
-        };
-        StateError::LeaseLost {
-            name: name.into(),
-            owner,
-        }
+        lease_lost(name, self.fetch(conn, name, false).await.ok().as_ref())
     }
 
     /// Gives back every range `owner` holds (a range not walked to its end goes back to
@@ -115,28 +108,8 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("release"))?;
         let row = self.fetch(&mut tx, name, true).await?;
-        let others = row.lease().filter(|l| &l.owner != owner).into_iter().chain(
-            self.range_leases(&mut tx, name)
-                .await?
-                .into_iter()
-                .filter(|l| &l.owner != owner),
-        );
-        let others_run = others.into_iter().any(|l| l.is_live());
-        let all_done = if row.ranges > 0 {
-            row.ranges_done == row.ranges
-        } else {
-            *how == Release::Done
-        };
-        let (status, error) = match how {
-            _ if all_done => ("done", None),
-            Release::Failed(e) => (
-                if others_run { "running" } else { "failed" },
-                Some(e.as_str()),
-            ),
-            _ if others_run => ("running", None),
-            Release::Done | Release::Stopped => ("stopped", None),
-            Release::Cancelled => ("cancelled", None),
-        };
+        let leases = self.range_leases(&mut tx, name).await?;
+        let settled = how.settle(&row, &leases, owner);
         let sql = format!(
             "UPDATE {} SET status = $3, last_error = coalesce($4, CASE WHEN $3 = 'running' THEN last_error END), \
              owner = CASE WHEN owner = $2 THEN NULL ELSE owner END, \
@@ -151,9 +124,9 @@ impl StateSql<'_> {
         statement(&sql)
             .bind(name)
             .bind(&owner.0)
-            .bind(status)
-            .bind(error)
-            .bind(others_run && !all_done)
+            .bind(settled.status)
+            .bind(settled.error)
+            .bind(settled.keep_control)
             .bind(heap_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
             .execute(&mut *tx)
             .await

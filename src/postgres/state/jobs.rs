@@ -7,8 +7,8 @@ use sqlx::{PgConnection, Row as _};
 use crate::postgres::{begin_bounded, begin_read_only, begin_state, statement};
 use crate::state::*;
 
-use super::ranges::int8;
 use super::*;
+use crate::state::stored::int8;
 
 /// The columns of a [`JobRow`], with the ranges' sums and the failed rows' count when those
 /// tables exist.
@@ -346,7 +346,12 @@ impl StateSql<'_> {
     pub async fn reset(&self, conn: &mut PgConnection, name: &str) -> Result<JobRow, StateError> {
         let mut tx = begin_state(conn).await.map_err(self.db("reset"))?;
         let row = self.fetch(&mut tx, name, true).await?;
-        self.refuse_if_running(&mut tx, &row).await?;
+        let ranges = if row.ranges > 0 {
+            self.range_leases(&mut tx, name).await?
+        } else {
+            vec![]
+        };
+        row.refuse_if_running(&ranges)?;
         let sql = format!("DELETE FROM {} WHERE name = $1", self.jobs);
         statement(&sql)
             .bind(name)
@@ -355,27 +360,6 @@ impl StateSql<'_> {
             .map_err(self.db("reset"))?;
         tx.commit().await.map_err(self.db("reset"))?;
         Ok(row)
-    }
-
-    /// `Busy` when the job's lease or any of its range leases is live.
-    async fn refuse_if_running(
-        &self,
-        conn: &mut PgConnection,
-        row: &JobRow,
-    ) -> Result<(), StateError> {
-        let ranges = if row.ranges > 0 {
-            self.range_leases(conn, &row.name).await?
-        } else {
-            vec![]
-        };
-        match row.lease().into_iter().chain(ranges).find(Lease::is_live) {
-            Some(live) => Err(StateError::Busy {
-                name: row.name.clone(),
-                owner: live.owner.0,
-                age: live.heartbeat_age.unwrap_or_default(),
-            }),
-            None => Ok(()),
-        }
     }
 
     /// Sets the operator's control flag: `pause` and `resume` (clears it) reach every process
@@ -389,12 +373,7 @@ impl StateSql<'_> {
     ) -> Result<JobRow, StateError> {
         let mut tx = begin_state(conn).await.map_err(self.db("control"))?;
         let row = self.fetch(&mut tx, name, true).await?;
-        let (flag, status) = match control {
-            Control::Pause => (Some("pause"), None),
-            Control::Resume => (None, None),
-            Control::Cancel if row.is_running() => (Some("cancel"), None),
-            Control::Cancel => (None, Some("cancelled")),
-        };
+        let (flag, status) = control.on_row(row.is_running());
         let sql = format!(
             "UPDATE {} SET control = $2, status = coalesce($3, status), updated_at = now() WHERE name = $1",
             self.jobs

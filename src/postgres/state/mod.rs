@@ -16,6 +16,7 @@ use sqlx::{PgConnection, Row as _};
 
 use crate::postgres::sql::Ident;
 use crate::postgres::{begin_bounded, begin_read_only, statement};
+use crate::state::stored::{from_json, to_json, unsigned};
 use crate::state::{StateError, Store};
 
 pub use checkpoint::RangeSql;
@@ -223,22 +224,6 @@ const ADDED: [(&str, &str, &str); 8] = [
     ("jobs", "estimate_table_rows", "bigint"),
     ("jobs", "settings", "text"),
 ];
-
-/// A count as stored (`int8`, never negative when we wrote it).
-fn unsigned(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or_default()
-}
-
-/// A key as stored: a jsonb array of the key columns' text.
-fn to_json(values: &[String]) -> String {
-    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
-}
-
-/// A jsonb array of strings as stored by this module; anything else is corruption.
-fn from_json(text: Option<String>) -> Result<Option<Vec<String>>, sqlx::Error> {
-    text.map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-        .transpose()
-}
 
 /// Whether `e` says the state tables do not exist yet (no job has ever run here).
 fn is_missing_table(e: &sqlx::Error) -> bool {

@@ -3,6 +3,7 @@
 use sqlx::{PgConnection, Row as _};
 
 use crate::postgres::{begin_read_only, statement};
+use crate::state::stored::{int4, int8};
 use crate::state::*;
 
 use super::*;
@@ -50,14 +51,6 @@ fn decode_range_from(row: &sqlx::postgres::PgRow, at: usize) -> Result<RangeRow,
         rate: row.try_get(get(15))?,
         note: row.try_get(get(16))?,
     })
-}
-
-pub(super) fn int8(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-pub(super) fn int4(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 impl StateSql<'_> {

@@ -1,0 +1,107 @@
+//! What the monitor and the latency guard ask of MySQL and MariaDB: the role, what it may see,
+//! a sample, cancelling our own batches, and the guard's timed probe.
+//!
+//! So far a sample reads only the job's `throttle_query`: the signals of the server's own
+//! state (sessions waiting for a metadata lock behind a batch, `Threads_running`, replica lag,
+//! InnoDB's purge backlog) are read on PostgreSQL only, and `plan` and `run` say so.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{MySqlConnection, Row as _};
+
+use super::errors::ends_in_time;
+use super::session::{Session, bind_keys, statement};
+use crate::monitor::policy::Locks;
+use crate::monitor::sample::{Backend, Request, Sampled};
+
+/// `CURRENT_USER()`: the account (`user@host`) whose privileges the session has.
+pub async fn role(conn: &mut MySqlConnection) -> Result<String, sqlx::Error> {
+    statement("SELECT CAST(CURRENT_USER() AS CHAR)")
+        .fetch_one(conn)
+        .await?
+        .try_get(0)
+}
+
+/// Whether the session's account holds the global `PROCESS` privilege, which it needs to see
+/// other accounts' sessions in the processlist.
+pub async fn sees_all(conn: &mut MySqlConnection) -> Result<bool, sqlx::Error> {
+    let grants: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe("SHOW GRANTS".to_owned()))
+        .fetch_all(conn)
+        .await?;
+    Ok(grants.iter().any(|g| {
+        let g = g.to_ascii_uppercase();
+        g.contains(" ON *.*") && (g.contains("ALL PRIVILEGES") || g.contains("PROCESS"))
+    }))
+}
+
+/// One sample: the job's `throttle_query`, on a full sample.
+pub async fn sample(session: &mut Session, request: &Request<'_>) -> Result<Sampled, sqlx::Error> {
+    let throttle_query = match (request.full, request.throttle_query) {
+        (true, Some(query)) => {
+            let (mut tx, _) = session
+                .begin_bounded(request.timeout, request.timeout, true)
+                .await?;
+            let sql = format!(
+                "SELECT CAST(COALESCE((SELECT t.v FROM ({query}) AS t LIMIT 1), 0) AS DOUBLE)"
+            );
+            let value: f64 = statement(&sql).fetch_one(&mut *tx.tx).await?.try_get(0)?;
+            tx.tx.commit().await?;
+            Some(value)
+        }
+        _ => None,
+    };
+    Ok(Sampled {
+        locks: Locks::default(),
+        in_the_way: vec![],
+        waiting: vec![],
+        statements: vec![],
+        load: None,
+        throttle_query,
+    })
+}
+
+/// `KILL QUERY` for each of our `batches`; how many were signalled. A killed statement leaves
+/// its transaction open, and the batch that sees error 1317 rolls it back.
+pub async fn cancel(conn: &mut MySqlConnection, batches: &[Backend]) -> Result<usize, sqlx::Error> {
+    let mut sent = 0;
+    for batch in batches {
+        match statement(&format!("KILL QUERY {}", batch.pid))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => sent += 1,
+            // ER_NO_SUCH_THREAD: the batch ended meanwhile.
+            Err(e) if super::errors::number(&e) == Some(1094) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Times the guard's probe `sql` (bound to `key` when it reads one row by key) in a read-only
+/// transaction bounded by `timeout`; a probe that runs into its timeout counts as that slow.
+pub async fn time_probe(
+    session: &mut Session,
+    sql: &str,
+    key: Option<&[String]>,
+    timeout: Duration,
+) -> Result<Duration, sqlx::Error> {
+    let (mut tx, _) = session.begin_bounded(timeout, timeout, true).await?;
+    let query = match key {
+        Some(key) => bind_keys(statement(sql), key.iter().map(Some)),
+        None => statement(sql),
+    };
+    let started = Instant::now();
+    match query.execute(&mut *tx.tx).await {
+        Ok(_) => {
+            tx.tx.commit().await?;
+            Ok(started.elapsed())
+        }
+        Err(e) if ends_in_time(&e) => {
+            let latency = started.elapsed();
+            tx.tx.rollback().await?;
+            Ok(latency)
+        }
+        Err(e) => Err(e),
+    }
+}
