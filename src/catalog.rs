@@ -70,10 +70,14 @@ pub enum KeySource {
 pub enum CatalogError {
     #[error("the server runs {version}, and backfill needs {needs}; upgrade the server")]
     UnsupportedServer { version: String, needs: String },
-    #[error(
-        "table {table} does not exist; check the schema name, or the search_path of the connecting user if the name is not schema-qualified"
-    )]
-    TableNotFound { table: String },
+    #[error("table {table} does not exist; {hint}")]
+    TableNotFound {
+        table: String,
+        /// Where the database looked for an unqualified name, and what to check: each
+        /// database's own ([`CatalogError::POSTGRES_NOT_FOUND`],
+        /// [`CatalogError::MYSQL_NOT_FOUND`]).
+        hint: &'static str,
+    },
     #[error("{table} is a {kind}, not a table; backfill updates ordinary or partitioned tables")]
     NotATable { table: String, kind: String },
     #[error(
@@ -98,7 +102,9 @@ pub enum CatalogError {
         "partition {partition} of {table} is a foreign table; backfill updates only local partitions — fill it on its own server"
     )]
     ForeignPartition { partition: String, table: String },
-    #[error("[set] writes {column:?}, a generated column of table {table}; PostgreSQL computes it")]
+    #[error(
+        "[set] writes {column:?}, a generated column of table {table}; the server computes it from its expression, so a job cannot write it: fill the columns it is computed from instead"
+    )]
     GeneratedColumn { column: String, table: String },
     #[error(
         "table {table} names no database, and the connection selected none; write the table as database.table, or name a database in the connection URL"
@@ -116,6 +122,12 @@ pub enum CatalogError {
         table: String,
         type_sql: String,
     },
+    #[error(
+        "throttle.max_wal_rate paces the run by PostgreSQL's write-ahead log, which MySQL and \
+         MariaDB do not have; remove it from the job file (the binary log's rate is not \
+         watched yet)"
+    )]
+    WalRateOnMysql,
     #[error("cannot read the catalog for table {table}")]
     Database {
         table: String,
@@ -125,6 +137,15 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// [`CatalogError::TableNotFound`]'s hint on PostgreSQL, which looks an unqualified name
+    /// up along the `search_path`.
+    pub const POSTGRES_NOT_FOUND: &'static str = "check the schema name, or the search_path of the connecting user if the name is not schema-qualified";
+
+    /// [`CatalogError::TableNotFound`]'s hint on MySQL and MariaDB, which look an unqualified
+    /// name up in the database the connection selected, and on Linux compare table names by
+    /// case.
+    pub const MYSQL_NOT_FOUND: &'static str = "check the database name (a name without one is looked up in the database the connection URL selects) and the name's case: table names are case-sensitive unless the server's lower_case_table_names says otherwise";
+
     /// True when the job does not fit the database, or the server is older than supported (exit
     /// code 2: nothing was touched), false when the database could not be read (exit code 1).
     pub fn is_invalid_job(&self) -> bool {

@@ -349,7 +349,9 @@ pub async fn plan(
         upkeep: &p.upkeep,
         vacuums: p.vacuums(),
     };
+    let server = conn.server();
     let report = PlanReport {
+        server: &server,
         job: &p.job,
         catalog: &p.catalog,
         plan: &p.plan,

@@ -1,6 +1,7 @@
 //! What a job does to the disk: the table's heap, measured here and nowhere else; whether the
 //! job's role may vacuum the table ([`Upkeep`]); and, in `estimate`, what `plan` expects a run
-//! to cost in heap and WAL.
+//! to cost in heap and WAL (on MySQL and MariaDB, in `innodb`, what InnoDB and the binary log
+//! make of it).
 //!
 //! The heap is the table's main fork (`pg_relation_size`), summed over its leaf partitions for
 //! a partitioned table: that is what a backfill grows (every changed row gets a new version)
@@ -11,12 +12,32 @@
 //! vacuums' (`plan/vacuum.rs`).
 
 pub mod estimate;
+pub mod innodb;
 
 use crate::job::Job;
 
 use crate::monitor::policy::Bytes;
 
 use crate::postgres::sql::Ident;
+
+/// What `plan` reads to say what a run costs in disk: the database's own figures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Costs {
+    /// PostgreSQL's heap, indexes and WAL ([`estimate`]).
+    Heap(estimate::Table),
+    /// InnoDB's clustered and secondary indexes and the binary log ([`innodb`]).
+    InnoDb(innodb::Table),
+}
+
+impl Costs {
+    /// The table's rows now, in bytes: PostgreSQL's heap, InnoDB's clustered index.
+    pub fn heap_bytes(&self) -> u64 {
+        match self {
+            Costs::Heap(t) => t.heap_bytes,
+            Costs::InnoDb(t) => t.data_bytes,
+        }
+    }
+}
 
 /// `heap 149.0 MiB → 171.0 MiB (+15 %)`: the heap now and its growth since `start`.
 pub fn growth_text(start: u64, now: u64) -> String {

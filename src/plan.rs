@@ -36,10 +36,31 @@ impl Statements {
     }
 }
 
+/// Which database's SQL a plan is written in: how messages about it quote a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL: `"name"`.
+    Postgres,
+    /// MySQL and MariaDB: `` `name` ``.
+    Mysql,
+}
+
+impl Dialect {
+    /// `name` quoted as this database quotes an identifier.
+    pub fn ident(self, name: &str) -> String {
+        match self {
+            Dialect::Postgres => crate::postgres::sql::Ident(name).to_string(),
+            Dialect::Mysql => crate::mysql::sql::Ident(name).to_string(),
+        }
+    }
+}
+
 /// Every statement a job runs against its table, with the bind-parameter layout documented on
 /// each field (`n` is the number of key columns; all key values are text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// Which database's SQL the statements are written in.
+    pub dialect: Dialect,
     /// The table as written in the statements, e.g. `"public"."users"`.
     pub table: String,
     /// Number of key columns.

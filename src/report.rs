@@ -1,9 +1,10 @@
 //! Text that `plan` and `status` print: pure functions from data to strings, so the output is
-//! unit-tested without a database. `plan.rs` holds `plan`'s report; this file `status` and
-//! what both share. The live progress display is `progress`'s, not this.
+//! unit-tested without a database. `plan.rs` holds `plan`'s report (`mysql.rs` its parts that
+//! MySQL and MariaDB have their own way); this file `status` and what both share. The live progress display is `progress`'s, not this.
 
 mod disk;
 mod failures;
+mod mysql;
 mod plan;
 mod ranges;
 mod throttle;

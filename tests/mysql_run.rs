@@ -202,8 +202,74 @@ async fn a_hostile_table_name_exits_2_and_touches_nothing() {
                 run.stderr
             );
         }
+        let toml = "table = \"items\"\nwhere = \"done IS NULL\"\n[set]\ndone = \"v\"\n\
+                    [throttle]\nmax_wal_rate = \"32MiB/s\"\n";
+        let job = write_job(&dir, "wal", toml);
+        let run = run_backfill(&db.url, &["run", path_str(&job)]);
+        run.expect_code(2, &format!("{flavor}: a WAL rate on MySQL"));
+        assert!(run.stderr.contains("write-ahead log"), "{flavor}: {}", run.stderr);
         assert_eq!(number(&db.pool, "SELECT COUNT(*) FROM items").await, 10);
         assert_eq!(number(&db.pool, "SELECT SUM(updates) FROM items").await, 0);
         exec(&db.pool, "SELECT 1").await;
+    }
+}
+
+/// A key in a case- and accent-insensitive collation, whose order is not its bytes' order:
+/// `a…`, `A…`, `á…` and `B…` keys interleave in the index, and a walk in batches of 7 with two
+/// workers neither skips nor repeats a row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_and_accent_insensitive_key_is_walked_in_its_own_order() {
+    const ROWS: usize = 600;
+    for flavor in FLAVORS {
+        let Some(db) = start(flavor).await else {
+            continue;
+        };
+        let collation = match flavor {
+            backfill::mysql::Flavor::MySql => "utf8mb4_0900_ai_ci",
+            backfill::mysql::Flavor::MariaDb => "utf8mb4_uca1400_ai_ci",
+        };
+        exec(
+            &db.pool,
+            &format!(
+                "CREATE TABLE words (w VARCHAR(20) CHARACTER SET utf8mb4 COLLATE {collation} \
+                 NOT NULL PRIMARY KEY, n INT NOT NULL, done INT NULL, \
+                 updates INT NOT NULL DEFAULT 0)"
+            ),
+        )
+        .await;
+        exec(
+            &db.pool,
+            "CREATE TRIGGER words_count BEFORE UPDATE ON words FOR EACH ROW \
+             SET NEW.updates = OLD.updates + 1",
+        )
+        .await;
+        let starts = ["a", "A", "á", "B", "b", "é", "E", "z", "Ž"];
+        let values: Vec<String> = (0..ROWS)
+            .map(|i| format!("('{}{i:04}', {i})", starts[i % starts.len()]))
+            .collect();
+        exec(
+            &db.pool,
+            &format!("INSERT INTO words (w, n) VALUES {}", values.join(", ")),
+        )
+        .await;
+        let dir = TempDir::new().unwrap();
+        let job = write_job(
+            &dir,
+            "words",
+            "table = \"words\"\nwhere = \"done IS NULL\"\n[set]\ndone = \"n + 1\"\n\
+             [batch]\nsize = 7\nmin = 7\nmax = 7\n",
+        );
+        run_backfill(&db.url, &["run", "--workers", "2", path_str(&job)])
+            .expect_code(0, &format!("{flavor}: run"));
+        let wrong = number(
+            &db.pool,
+            "SELECT COUNT(*) FROM words WHERE updates <> 1 OR done <> n + 1 OR done IS NULL",
+        )
+        .await;
+        assert_eq!(wrong, 0, "{flavor}: rows skipped, repeated or wrong");
+        assert_eq!(
+            number(&db.pool, "SELECT COUNT(*) FROM words").await,
+            ROWS as i64
+        );
     }
 }

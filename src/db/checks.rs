@@ -57,7 +57,7 @@ impl Conn<'_> {
     pub async fn check_comparable(self, job: &Job) -> Result<(), VerifyError> {
         match self {
             Conn::Postgres(c) => crate::postgres::verify::check_comparable(c, job).await,
-            Conn::Mysql(_) => Err(VerifyError::Lookup(mysql::not_yet("check comparable"))),
+            Conn::Mysql(c) => mysql::verify::check_comparable(c, job).await,
         }
     }
 
@@ -70,7 +70,7 @@ impl Conn<'_> {
     ) -> Result<Option<Verdict>, VerifyError> {
         match self {
             Conn::Postgres(c) => crate::postgres::verify::values(c, s, shutdown).await,
-            Conn::Mysql(_) => Err(VerifyError::Lookup(mysql::not_yet("verify values"))),
+            Conn::Mysql(c) => mysql::verify::values(c, s, shutdown).await,
         }
     }
 }

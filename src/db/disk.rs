@@ -1,8 +1,8 @@
 //! The table's heap, who may vacuum it, and what `plan` reads to estimate a run's cost in heap
-//! and WAL, through the seam (`crate::disk` says what they mean).
+//! and WAL (InnoDB's figures and the binary log on MySQL), through the seam (`crate::disk` says
+//! what they mean).
 
-use crate::disk::Upkeep;
-use crate::disk::estimate::Table;
+use crate::disk::{Costs, Upkeep};
 use crate::plan::Plan;
 
 use super::Conn;
@@ -44,19 +44,23 @@ impl Conn<'_> {
         }
     }
 
-    /// Reads what [`Cost::of`](crate::disk::estimate::Cost::of) needs of `plan`'s table, which has `rows` rows (the estimate's
-    /// count), for a job that sets `columns`.
+    /// Reads what `plan` needs of `plan`'s table, which has `rows` rows (the estimate's count),
+    /// to say what a job that sets `columns` costs in disk: on PostgreSQL what
+    /// [`Cost::of`](crate::disk::estimate::Cost::of) needs, on MySQL and MariaDB InnoDB's
+    /// figures and the binary log's settings.
     pub async fn table_costs(
         self,
         plan: &Plan,
         columns: &[String],
         rows: u64,
-    ) -> Result<Table, sqlx::Error> {
+    ) -> Result<Costs, sqlx::Error> {
         match self {
-            Conn::Postgres(c) => {
-                crate::postgres::disk::estimate::read(c, plan, columns, rows).await
-            }
-            Conn::Mysql(_) => Err(mysql::not_yet("table costs")),
+            Conn::Postgres(c) => Ok(Costs::Heap(
+                crate::postgres::disk::estimate::read(c, plan, columns, rows).await?,
+            )),
+            Conn::Mysql(c) => Ok(Costs::InnoDb(
+                mysql::disk::table_costs(c, plan, rows).await?,
+            )),
         }
     }
 }

@@ -33,6 +33,16 @@ pub use postgres::{ServerError, error_chain};
 pub use state::RangeSql;
 pub use target::TargetError;
 
+/// Which server a session reached, for what a command says of it (`plan`'s `server` line and
+/// the parts of its report that differ between databases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// PostgreSQL, whose version the catalog reads ([`Catalog::server_version`]).
+    Postgres,
+    /// MySQL or MariaDB, as the session learnt when it connected.
+    Mysql(mysql::session::Server),
+}
+
 /// One open connection to the database, owned: what a worker, the monitor, the guard or a
 /// command holds between transactions.
 pub enum Session {
@@ -65,6 +75,14 @@ impl Conn<'_> {
 }
 
 impl Session {
+    /// Which server the session reached.
+    pub fn server(&self) -> Server {
+        match self {
+            Session::Postgres(_) => Server::Postgres,
+            Session::Mysql(s) => Server::Mysql(s.server.clone()),
+        }
+    }
+
     /// Runs statements on the session itself, outside a transaction of ours.
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
@@ -136,9 +154,13 @@ impl Session {
                 Ok((Tx::Postgres(tx), backend, lsn))
             }
             Session::Mysql(s) => {
-                let (tx, backend) = s
-                    .begin_bounded(statement_timeout, lock_timeout, false)
-                    .await?;
+                let limits = mysql::session::Limits {
+                    statement_timeout,
+                    lock_timeout,
+                    idle: Some(idle_in_transaction),
+                    read_only: false,
+                };
+                let (tx, backend) = s.begin_limited(limits).await?;
                 Ok((Tx::Mysql(tx), backend, None))
             }
         }
@@ -287,7 +309,7 @@ impl Tx<'_> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.commit().await,
-            Tx::Mysql(tx) => tx.tx.commit().await,
+            Tx::Mysql(tx) => tx.commit().await,
         }
     }
 
@@ -306,6 +328,7 @@ impl Tx<'_> {
             Tx::Mysql(tx) => Ok(Tx::Mysql(mysql::session::Tx {
                 tx: sqlx::Connection::begin(&mut *tx.tx).await?,
                 watchdog: None,
+                restore_wait: false,
             })),
         }
     }

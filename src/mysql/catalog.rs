@@ -59,6 +59,9 @@ const TRIGGERS: &str = "SELECT CAST(TRIGGER_NAME AS CHAR) FROM information_schem
 /// what it reads, so the transaction waits no longer than [`START_LOCK_TIMEOUT`] (in whole
 /// seconds, the server's unit) for one: the caller waits for DDL before, not in, the read.
 pub async fn read(conn: &mut MySqlConnection, job: &Job) -> Result<Catalog, CatalogError> {
+    if job.throttle.max_wal_rate.is_some() {
+        return Err(CatalogError::WalRateOnMysql);
+    }
     let (schema, name) = job.table.exact();
     let shown = match schema {
         Some(schema) => Qualified { schema, name }.to_string(),
@@ -143,6 +146,7 @@ async fn read_facts(
         .ok_or_else(|| {
             Read::Catalog(CatalogError::TableNotFound {
                 table: shown.clone(),
+                hint: CatalogError::MYSQL_NOT_FOUND,
             })
         })?;
     let schema: String = table.try_get(0)?;

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod disk;
 mod errors;
+pub mod explain;
 pub mod monitor;
 pub mod plan;
 pub mod preflight;

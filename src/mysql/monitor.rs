@@ -45,7 +45,7 @@ pub async fn sample(session: &mut Session, request: &Request<'_>) -> Result<Samp
                 "SELECT CAST(COALESCE((SELECT t.v FROM ({query}) AS t LIMIT 1), 0) AS DOUBLE)"
             );
             let value: f64 = statement(&sql).fetch_one(&mut *tx.tx).await?.try_get(0)?;
-            tx.tx.commit().await?;
+            tx.commit().await?;
             Some(value)
         }
         _ => None,
@@ -94,7 +94,7 @@ pub async fn time_probe(
     let started = Instant::now();
     match query.execute(&mut *tx.tx).await {
         Ok(_) => {
-            tx.tx.commit().await?;
+            tx.commit().await?;
             Ok(started.elapsed())
         }
         Err(e) if ends_in_time(&e) => {

@@ -24,6 +24,7 @@
 //!   means something else here.
 
 pub mod cast;
+pub mod compare;
 pub mod words;
 
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod tests;
 use crate::catalog::Catalog;
 use crate::job::Job;
 use crate::mysql::sql::{Compare, Ident, Qualified, typed};
-use crate::plan::{Plan, Statements, Walk};
+use crate::plan::{Dialect, Plan, Statements, Walk};
 
 /// Every statement for `job` on the table described by `catalog`: MySQL's counterpart of
 /// `Plan::new`. A key column whose type has no cast was refused when the catalog was read;
@@ -46,6 +47,7 @@ pub fn plan(job: &Job, catalog: &Catalog) -> Plan {
     let key = KeySql::new(catalog, &table);
     let filter = &job.filter;
     Plan {
+        dialect: Dialect::Mysql,
         key_len: key.len(),
         key_columns: catalog.key.iter().map(|c| c.name.clone()).collect(),
         key_types: key.casts.clone(),

@@ -59,6 +59,7 @@ pub async fn check(
         .await
         .map_err(PreflightError::Database)?;
     let conn = &mut *tx;
+    first_json_format(conn).await?;
     let range_end = match &start.range_end {
         Some(end) => Some(end.clone()),
         None => range_end(conn, &plan.walk)
@@ -116,6 +117,20 @@ pub async fn check(
         update_plan,
         throttle_query,
     })
+}
+
+/// Has `EXPLAIN FORMAT=JSON` write its first format, as MariaDB and MySQL before 8.3 do:
+/// MySQL 9's default second format explains a single-table `UPDATE` as only `<not executable
+/// by iterator executor>`. A server without the setting (`ER_UNKNOWN_SYSTEM_VARIABLE`) writes
+/// the first format anyway.
+async fn first_json_format(conn: &mut MySqlConnection) -> Result<(), PreflightError> {
+    match statement("SET SESSION explain_json_format_version = 1")
+        .execute(conn)
+        .await
+    {
+        Err(e) if super::errors::number(&e) != Some(1193) => Err(PreflightError::Database(e)),
+        _ => Ok(()),
+    }
 }
 
 /// A failed statement of the check: a lock wait, a timeout or a lost connection says nothing

@@ -7,7 +7,8 @@
 //! time is bounded by MariaDB itself (`max_statement_time`); MySQL's `max_execution_time`
 //! bounds only `SELECT`, so there a [`Watchdog`] on its own connection sends `KILL QUERY` when
 //! the transaction overruns, and the batch, failing with error 1317, rolls back at once (a
-//! killed statement alone leaves the transaction open and holding its locks).
+//! killed statement alone leaves the transaction open and holding its locks). A transaction's
+//! idle time is bounded too ([`Session::begin_limited`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +36,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Puts the session in strict mode and reads what it reached, in one round trip; on
-    /// MySQL, also has `information_schema.TABLES` read the table's size now rather than from
-    /// a cache up to a day old (`information_schema_stats_expiry`; MariaDB has no such cache).
+    /// Puts the session in strict mode and reads what it reached; on MySQL, also has
+    /// `information_schema.TABLES` read the table's size now rather than from a cache up to a
+    /// day old (`information_schema_stats_expiry`; MariaDB has no such cache).
     pub(super) async fn learn(conn: &mut MySqlConnection) -> Result<Server, sqlx::Error> {
         let sql = format!(
             "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), '{}'); \
@@ -49,11 +50,19 @@ impl Server {
             .await?;
         let version: String = row.try_get(0)?;
         let flavor = Flavor::of_version(&version);
-        if flavor == Flavor::MySql {
-            sqlx::raw_sql("SET SESSION information_schema_stats_expiry = 0")
-                .execute(&mut *conn)
-                .await?;
-        }
+        // MariaDB: every transaction of the session, also those the state tables' statements
+        // open on a bare connection, ends once idle for IDLE_IN_TRANSACTION (a transaction of
+        // ours may set its own). MySQL has no such limit; see `Session::begin_limited`.
+        let session = match flavor {
+            Flavor::MySql => "SET SESSION information_schema_stats_expiry = 0".to_owned(),
+            Flavor::MariaDb => format!(
+                "SET SESSION idle_transaction_timeout = {}",
+                seconds(IDLE_IN_TRANSACTION)
+            ),
+        };
+        sqlx::raw_sql(AssertSqlSafe(session))
+            .execute(&mut *conn)
+            .await?;
         Ok(Server {
             flavor,
             version,
@@ -74,6 +83,9 @@ pub struct Session {
 pub struct Tx<'c> {
     pub tx: Transaction<'c, MySql>,
     pub watchdog: Option<Watchdog>,
+    /// The session's `wait_timeout` bounds the transaction's idle time, to be put back at
+    /// commit (MySQL).
+    pub restore_wait: bool,
 }
 
 /// Sends `KILL QUERY` to a session from a connection of its own once its time is up, unless
@@ -103,34 +115,85 @@ impl Watchdog {
     }
 }
 
-/// Whole seconds, at least 1: the unit of MySQL's lock waits.
-fn seconds(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000).max(1) as u64
+/// Whole seconds, at least 1: the unit of the servers' lock waits and idle limits.
+pub(crate) fn seconds(d: Duration) -> u64 {
+    u64::try_from(d.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// How long a transaction of ours may sit idle before the server ends it, unless told
+/// otherwise: as PostgreSQL's `idle_in_transaction_session_timeout` does for us there, so that a
+/// process frozen mid-transaction does not hold its locks for ever.
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
+/// The bounds of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Each statement's time (zero: unbounded).
+    pub statement_timeout: Duration,
+    /// Each lock wait (zero: the server's default).
+    pub lock_timeout: Duration,
+    /// How long the transaction may idle between statements (`None`: unbounded).
+    pub idle: Option<Duration>,
+    pub read_only: bool,
 }
 
 impl Session {
+    /// A transaction at `READ COMMITTED` with the bounds of `limits`, and the [`Backend`] that
+    /// runs it. The idle bound is MariaDB's `idle_transaction_timeout`; MySQL has none of its
+    /// own, so there the session's `wait_timeout` is lowered for the transaction and put back
+    /// before it commits ([`Tx::commit`]): a frozen client's connection, and with it its
+    /// transaction, is closed by the server.
+    pub async fn begin_limited(
+        &mut self,
+        limits: Limits,
+    ) -> Result<(Tx<'_>, Backend), sqlx::Error> {
+        let flavor = self.server.flavor;
+        let begin = begin_sql(flavor, &limits);
+        let watchdog =
+            (flavor == Flavor::MySql && !limits.statement_timeout.is_zero()).then(|| {
+                Watchdog::arm(
+                    &self.options,
+                    self.server.connection_id,
+                    limits.statement_timeout,
+                )
+            });
+        let backend = Backend {
+            pid: i32::try_from(self.server.connection_id).unwrap_or(i32::MAX),
+            xact_start_us: now_us(),
+        };
+        let tx = self.conn.begin_with(AssertSqlSafe(begin)).await?;
+        let restore_wait = flavor == Flavor::MySql && limits.idle.is_some();
+        Ok((
+            Tx {
+                tx,
+                watchdog,
+                restore_wait,
+            },
+            backend,
+        ))
+    }
+
     /// A transaction whose statements are bounded by `statement_timeout` (zero: unbounded) and
-    /// whose lock waits by `lock_timeout` (zero: the server's default), at `READ COMMITTED`.
+    /// whose lock waits by `lock_timeout` (zero: the server's default), ended by the server if
+    /// it idles for [`IDLE_IN_TRANSACTION`].
     pub async fn begin_bounded(
         &mut self,
         statement_timeout: Duration,
         lock_timeout: Duration,
         read_only: bool,
     ) -> Result<(Tx<'_>, Backend), sqlx::Error> {
-        let native = self.server.flavor == Flavor::MariaDb;
-        let statement_bound = native.then_some(statement_timeout);
-        let begin = begin_sql(statement_bound, lock_timeout, read_only);
-        let watchdog = (!native && !statement_timeout.is_zero())
-            .then(|| Watchdog::arm(&self.options, self.server.connection_id, statement_timeout));
-        let backend = Backend {
-            pid: i32::try_from(self.server.connection_id).unwrap_or(i32::MAX),
-            xact_start_us: now_us(),
-        };
-        let tx = self.conn.begin_with(AssertSqlSafe(begin)).await?;
-        Ok((Tx { tx, watchdog }, backend))
+        self.begin_limited(Limits {
+            statement_timeout,
+            lock_timeout,
+            idle: Some(IDLE_IN_TRANSACTION),
+            read_only,
+        })
+        .await
     }
 
-    /// A transaction that only reads, with no bound of ours.
+    /// A transaction that only reads, with no bound of ours but the idle one.
     pub async fn begin_read_only(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         Ok(self
             .begin_bounded(Duration::ZERO, Duration::ZERO, true)
@@ -147,28 +210,53 @@ impl Session {
     }
 }
 
-/// The statements that begin a transaction at `READ COMMITTED`, its lock waits bounded by
-/// `lock_timeout` and, on MariaDB (`statement_timeout` given), its statements by
-/// `max_statement_time`. Session variables outlive the transaction, so each is set every time,
-/// back to the server's own value (`DEFAULT`) when there is no bound of ours.
-fn begin_sql(
-    statement_timeout: Option<Duration>,
-    lock_timeout: Duration,
-    read_only: bool,
-) -> String {
-    let wait = if lock_timeout.is_zero() {
+/// What a MySQL batch sends before its `COMMIT` to put the session's idle limit back.
+pub(crate) const RESTORE_WAIT: &str = "SET SESSION wait_timeout = DEFAULT";
+
+impl Tx<'_> {
+    /// Commits; on MySQL, first puts back the session's `wait_timeout` that bounded the
+    /// transaction's idle time, so that the session may idle between transactions.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.restore_wait {
+            sqlx::raw_sql(RESTORE_WAIT)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.tx.commit().await
+    }
+}
+
+/// The statements that begin a transaction at `READ COMMITTED` with the bounds of `limits` on
+/// `flavor` (see [`Session::begin_limited`]). Session variables outlive the transaction, so each
+/// is set every time, back to the server's own value (`DEFAULT`) when there is no bound of
+/// ours. MariaDB bounds statements itself (`max_statement_time`); MySQL's `max_execution_time`
+/// bounds only `SELECT`, so there the [`Watchdog`] does.
+pub(crate) fn begin_sql(flavor: Flavor, limits: &Limits) -> String {
+    let wait = if limits.lock_timeout.is_zero() {
         "DEFAULT".to_owned()
     } else {
-        seconds(lock_timeout).to_string()
+        seconds(limits.lock_timeout).to_string()
     };
     let mut sql = format!(
         "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
          SET SESSION innodb_lock_wait_timeout = {wait}, lock_wait_timeout = {wait}"
     );
-    if let Some(limit) = statement_timeout {
-        sql.push_str(&format!(", max_statement_time = {}", limit.as_secs_f64()));
+    let idle = limits.idle.map(|d| seconds(d).to_string());
+    match flavor {
+        Flavor::MariaDb => {
+            sql.push_str(&format!(
+                ", max_statement_time = {}, idle_transaction_timeout = {}",
+                limits.statement_timeout.as_secs_f64(),
+                idle.as_deref().unwrap_or("0")
+            ));
+        }
+        Flavor::MySql => {
+            if let Some(idle) = idle {
+                sql.push_str(&format!(", wait_timeout = {idle}"));
+            }
+        }
     }
-    let mode = if read_only { " READ ONLY" } else { "" };
+    let mode = if limits.read_only { " READ ONLY" } else { "" };
     sql.push_str(&format!("; START TRANSACTION{mode}"));
     sql
 }
@@ -182,7 +270,14 @@ pub async fn begin_reading(
     lock_timeout: Duration,
     read_only: bool,
 ) -> Result<Transaction<'_, MySql>, sqlx::Error> {
-    conn.begin_with(AssertSqlSafe(begin_sql(None, lock_timeout, read_only)))
+    let limits = Limits {
+        statement_timeout: Duration::ZERO,
+        lock_timeout,
+        idle: None,
+        read_only,
+    };
+    // Either flavor's form without the idle and statement bounds: MySQL's sets neither.
+    conn.begin_with(AssertSqlSafe(begin_sql(Flavor::MySql, &limits)))
         .await
 }
 

@@ -76,6 +76,7 @@ impl Catalog {
             .map_err(db)?
             .ok_or_else(|| CatalogError::TableNotFound {
                 table: table.clone(),
+                hint: CatalogError::POSTGRES_NOT_FOUND,
             })?;
         let oid: i64 = resolved.get(0);
         let schema: String = resolved.get(1);

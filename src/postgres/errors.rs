@@ -2,6 +2,7 @@
 //! ([`ServerError`]), and the classification into "roll back and try again", "reconnect",
 //! "a row's data" and "stop".
 
+use sqlx::mysql::MySqlDatabaseError;
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use crate::failure::Failure;
@@ -46,7 +47,7 @@ pub struct ServerError {
     pub message: String,
     /// Where in the statement text, when the server points at it.
     pub position: Option<usize>,
-    /// `detail: …; hint: …`, when the server gave either.
+    /// `detail: …; hint: …`, when the server gave either; MySQL's `error 1264`.
     pub notes: Option<String>,
 }
 
@@ -62,6 +63,11 @@ impl ServerError {
             Some(PgErrorPosition::Original(at)) => Some(at),
             _ => None,
         };
+        // MySQL's and MariaDB's SQLSTATE is `HY000` for most errors: their operators know an
+        // error by its number (`ERROR 1264 (22003)`), so it goes with the message.
+        let number = db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(|e| format!("error {}", e.number()));
         let notes: Vec<String> = pg
             .into_iter()
             .flat_map(|pg| {
@@ -69,6 +75,7 @@ impl ServerError {
                 let hint = pg.hint().map(|h| format!("hint: {h}"));
                 detail.into_iter().chain(hint)
             })
+            .chain(number)
             .collect();
         ServerError {
             code: db.code().map(|c| c.into_owned()),

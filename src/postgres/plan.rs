@@ -24,7 +24,7 @@ use crate::postgres::sql::words::words;
 
 use crate::postgres::sql::{Ident, Qualified};
 
-use crate::plan::{Plan, Statements, Walk};
+use crate::plan::{Dialect, Plan, Statements, Walk};
 
 impl Plan {
     /// Builds every statement for `job` on the table described by `catalog`.
@@ -53,6 +53,7 @@ impl Plan {
             key.params(1)
         );
         Plan {
+            dialect: Dialect::Postgres,
             probe,
             pending_count: format!("SELECT count(*) FROM {table} WHERE ({filter})"),
             pending_estimate: format!(

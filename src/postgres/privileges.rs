@@ -77,6 +77,19 @@ impl Privileges {
 
     /// One line for `plan`: what the monitor works with.
     pub fn describe(&self) -> String {
+        if self.mysql {
+            let sees = if self.sees_all {
+                "sees every session (PROCESS)"
+            } else {
+                "sees only its own account's sessions (no PROCESS privilege)"
+            };
+            let kills = if self.may_signal {
+                "may KILL QUERY the batches (the same account)"
+            } else {
+                "may not KILL QUERY the batches of another account without CONNECTION_ADMIN"
+            };
+            return format!("monitor as account {}: {sees}, {kills}", self.role);
+        }
         let sees = if self.sees_all {
             "sees every session and replica"
         } else {

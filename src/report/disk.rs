@@ -1,11 +1,11 @@
 //! The `disk` and `vacuum` blocks of `plan`: what the run is expected to cost in heap and WAL
 //! before anything is written, what already holds WAL back, and how the run vacuums. Pure,
-//! like the rest of `report`.
+//! like the rest of `report`. On MySQL and MariaDB the blocks are InnoDB's (`super::mysql`).
 
 use serde_json::{Value, json};
 
 use crate::disk::estimate::{Cost, Table};
-use crate::disk::{Upkeep, Vacuums, size_and_growth};
+use crate::disk::{Costs, Upkeep, Vacuums, size_and_growth};
 use crate::job::Job;
 use crate::monitor::policy::{Bytes, Wal};
 use crate::plan::Plan;
@@ -17,8 +17,9 @@ const CLEANUP_WORTH: f64 = 0.10;
 
 /// What `plan` read for its disk blocks.
 pub struct DiskReport<'a> {
-    /// The table's heap, rows, indexes, and the `[set]` columns' width.
-    pub table: &'a Table,
+    /// The database's figures of the table: on PostgreSQL its heap, rows, indexes, and the
+    /// `[set]` columns' width.
+    pub table: &'a Costs,
     /// The server's replication slots and archiver now.
     pub wal: &'a Wal,
     /// Whether the job's role may vacuum the table.
@@ -28,31 +29,30 @@ pub struct DiskReport<'a> {
 }
 
 impl DiskReport<'_> {
-    /// The rows between two pacing vacuums, when the run paces.
-    fn every(&self, job: &Job) -> Option<u64> {
-        self.vacuums
-            .pacing
-            .then(|| job.vacuum.every.rows(self.table.rows))
+    /// The rows between two pacing vacuums of `t`, when the run paces.
+    fn every(&self, job: &Job, t: &Table) -> Option<u64> {
+        self.vacuums.pacing.then(|| job.vacuum.every.rows(t.rows))
     }
 
-    fn cost(&self, job: &Job, pending: u64) -> Cost {
-        Cost::of(
-            self.table,
-            pending,
-            self.every(job),
-            self.vacuums.index_cleanup,
-        )
+    fn cost(&self, job: &Job, t: &Table, pending: u64) -> Cost {
+        Cost::of(t, pending, self.every(job, t), self.vacuums.index_cleanup)
     }
 
     /// The heap after the run if the pacing vacuums cleaned the indexes too, when they do not
     /// and that would keep it notably smaller ([`CLEANUP_WORTH`] of the heap now): a table of
     /// narrow rows, whose freed pages run out of line pointers.
-    fn heap_with_index_cleanup(&self, job: &Job, pending: u64, cost: &Cost) -> Option<u64> {
+    fn heap_with_index_cleanup(
+        &self,
+        job: &Job,
+        t: &Table,
+        pending: u64,
+        cost: &Cost,
+    ) -> Option<u64> {
         let with = cost
             .heap_with_pacing
             .filter(|_| !self.vacuums.index_cleanup)?;
-        let cleaned = Cost::of(self.table, pending, self.every(job), true).heap_with_pacing?;
-        let worth = (self.table.heap_bytes as f64 * CLEANUP_WORTH) as u64;
+        let cleaned = Cost::of(t, pending, self.every(job, t), true).heap_with_pacing?;
+        let worth = (t.heap_bytes as f64 * CLEANUP_WORTH) as u64;
         (with.saturating_sub(cleaned) > worth).then_some(cleaned)
     }
 
@@ -85,8 +85,15 @@ fn wal_method(table: &Table) -> String {
 
 /// The `disk` and `vacuum` lines of `plan`.
 pub fn lines(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> Vec<String> {
-    let t = d.table;
-    let cost = d.cost(job, pending);
+    match d.table {
+        Costs::Heap(t) => heap_lines(d, t, job, plan, pending),
+        Costs::InnoDb(t) => super::mysql::disk_lines(t, job, pending),
+    }
+}
+
+/// PostgreSQL's `disk` and `vacuum` lines: the heap, the WAL, the slots and the vacuums.
+fn heap_lines(d: &DiskReport<'_>, t: &Table, job: &Job, plan: &Plan, pending: u64) -> Vec<String> {
+    let cost = d.cost(job, t, pending);
     let mut lines = vec![
         format!(
             "disk      heap {} now, {} rows; {pending} new row versions of ~{} B: ~{} of new heap",
@@ -107,7 +114,7 @@ pub fn lines(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> Vec<St
             ),
         },
     ];
-    if let Some(cleaned) = d.heap_with_index_cleanup(job, pending, &cost) {
+    if let Some(cleaned) = d.heap_with_index_cleanup(job, t, pending, &cost) {
         lines.push(format!(
             "          narrow rows: a heap-only vacuum leaves a freed page too few line \
              pointers for them; with [vacuum] index_cleanup = true (each vacuum then reads the \
@@ -133,13 +140,13 @@ pub fn lines(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> Vec<St
                 .join(", ")
         ),
     });
-    lines.push(vacuum_line(d, job, plan));
+    lines.push(vacuum_line(d, t, job, plan));
     lines
 }
 
 /// `vacuum    VACUUM (…) every 25000 rows (…); VACUUM (ANALYZE) … when the job is done`, or
 /// why the run vacuums nothing.
-fn vacuum_line(d: &DiskReport<'_>, job: &Job, plan: &Plan) -> String {
+fn vacuum_line(d: &DiskReport<'_>, t: &Table, job: &Job, plan: &Plan) -> String {
     let wanted = job.vacuum.enabled || job.vacuum.final_vacuum;
     let why_not = if !wanted {
         Some("[vacuum] enabled = false and final = false")
@@ -154,7 +161,7 @@ fn vacuum_line(d: &DiskReport<'_>, job: &Job, plan: &Plan) -> String {
         return format!("vacuum    none: {why}");
     }
     let mut parts = Vec::new();
-    if let Some(every) = d.every(job) {
+    if let Some(every) = d.every(job, t) {
         let relations = if plan.partitioned {
             "of each leaf partition that changed,".to_owned()
         } else {
@@ -182,8 +189,21 @@ fn vacuum_line(d: &DiskReport<'_>, job: &Job, plan: &Plan) -> String {
 
 /// The `disk` and `vacuum` objects of `plan --json`.
 pub fn json(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> (Value, Value) {
-    let t = d.table;
-    let cost = d.cost(job, pending);
+    match d.table {
+        Costs::Heap(t) => heap_json(d, t, job, plan, pending),
+        Costs::InnoDb(t) => super::mysql::disk_json(t, job, pending),
+    }
+}
+
+/// PostgreSQL's `disk` and `vacuum` objects.
+fn heap_json(
+    d: &DiskReport<'_>,
+    t: &Table,
+    job: &Job,
+    plan: &Plan,
+    pending: u64,
+) -> (Value, Value) {
+    let cost = d.cost(job, t, pending);
     let disk = json!({
         "heap_bytes": t.heap_bytes,
         "rows": t.rows,
@@ -191,7 +211,7 @@ pub fn json(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> (Value,
         "new_heap_bytes": cost.new_heap,
         "heap_bytes_with_pacing": cost.heap_with_pacing,
         "heap_bytes_without_pacing": cost.heap_without_pacing,
-        "heap_bytes_with_index_cleanup": d.heap_with_index_cleanup(job, pending, &cost),
+        "heap_bytes_with_index_cleanup": d.heap_with_index_cleanup(job, t, pending, &cost),
         "wal_bytes": cost.wal,
         "wal_method": wal_method(t),
         "slots": d.slots().iter().map(|(slot, bytes)| json!({"slot": slot, "retained_bytes": bytes})).collect::<Vec<_>>(),
@@ -199,7 +219,7 @@ pub fn json(d: &DiskReport<'_>, job: &Job, plan: &Plan, pending: u64) -> (Value,
     let vacuum = json!({
         "pacing": d.vacuums.pacing,
         "every": job.vacuum.every.to_string(),
-        "every_rows": d.every(job),
+        "every_rows": d.every(job, t),
         "index_cleanup": d.vacuums.index_cleanup,
         "pacing_sql": d.vacuums.pacing.then(|| {
             plan.walks().iter().map(|w| vacuum::pacing(&w.relation, d.vacuums.index_cleanup)).collect::<Vec<_>>()
@@ -240,7 +260,7 @@ mod tests {
         };
         let upkeep = upkeep();
         let d = DiskReport {
-            table: &Table::example(),
+            table: &Costs::Heap(Table::example()),
             wal: &wal,
             upkeep: &upkeep,
             vacuums: Vacuums::default(),
@@ -266,7 +286,7 @@ mod tests {
     }
 
     fn report<'a>(
-        table: &'a Table,
+        table: &'a Costs,
         wal: &'a Wal,
         upkeep: &'a Upkeep,
         cleanup: bool,
@@ -300,29 +320,34 @@ mod tests {
             heap_bytes: 44 * 1_000_000,
             ..Table::example()
         };
-        let d = report(&narrow, &wal, &upkeep, false);
-        let cost = d.cost(&job, 1_000_000);
+        let costs = Costs::Heap(narrow.clone());
+        let d = report(&costs, &wal, &upkeep, false);
+        let cost = d.cost(&job, &narrow, 1_000_000);
         let cleaned = d
-            .heap_with_index_cleanup(&job, 1_000_000, &cost)
+            .heap_with_index_cleanup(&job, &narrow, 1_000_000, &cost)
             .expect("suggested for narrow rows");
         let heap_only = cost.heap_with_pacing.unwrap();
         assert!(
             cleaned < heap_only,
             "{cleaned} with cleanup, {heap_only} without"
         );
-        let on = report(&narrow, &wal, &upkeep, true);
-        let cost = on.cost(&job, 1_000_000);
+        let on = report(&costs, &wal, &upkeep, true);
+        let cost = on.cost(&job, &narrow, 1_000_000);
         assert_eq!(
-            on.heap_with_index_cleanup(&job, 1_000_000, &cost),
+            on.heap_with_index_cleanup(&job, &narrow, 1_000_000, &cost),
             None,
             "already on"
         );
         assert_eq!(cost.heap_with_pacing, Some(cleaned));
         // 100 bytes a row: 81 to a page, which has line pointers for them all again.
         let wide = Table::example();
-        let d = report(&wide, &wal, &upkeep, false);
-        let cost = d.cost(&job, 1_000_000);
-        assert_eq!(d.heap_with_index_cleanup(&job, 1_000_000, &cost), None);
+        let costs = Costs::Heap(wide.clone());
+        let d = report(&costs, &wal, &upkeep, false);
+        let cost = d.cost(&job, &wide, 1_000_000);
+        assert_eq!(
+            d.heap_with_index_cleanup(&job, &wide, 1_000_000, &cost),
+            None
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What `plan` prints, as text for a person or as JSON for a script (`plan --json`): the job,
 //! the table facts, the effective throttle policy, the estimate, the state, the SQL of a batch
-//! and the server's `EXPLAIN` of the batch that would run next. Pure.
+//! and the server's `EXPLAIN` of the batch that would run next. Pure. The lines that differ
+//! between databases are chosen here, by [`Server`]: PostgreSQL's are in this file, MySQL's
+//! and MariaDB's in `super::mysql`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -8,11 +10,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
+use crate::db::Server;
 use crate::event::millis;
 use crate::job::{Job, OnError};
 use crate::plan::Plan;
 use crate::postgres::privileges::Privileges;
-use crate::postgres::sql::Ident;
 use crate::postgres::state::RangeSql;
 use crate::postgres::{Limits, NEWEST_TESTED_MAJOR, limits_sql, version_name, wal_position_sql};
 use crate::preflight::Budget;
@@ -24,6 +26,8 @@ use super::{describe_status, key_source, lease_note, status_json};
 
 /// What the dry run found: checks, catalog, the server's preflight, the estimate, the state.
 pub struct PlanReport<'a> {
+    /// The server the plan was made on: which database's lines the report prints.
+    pub server: &'a Server,
     pub job: &'a Job,
     pub catalog: &'a Catalog,
     pub plan: &'a Plan,
@@ -48,8 +52,71 @@ impl PlanReport<'_> {
         self.catalog
             .key
             .iter()
-            .map(|c| format!("{} {}", Ident(&c.name), c.type_sql))
+            .map(|c| format!("{} {}", self.plan.dialect.ident(&c.name), c.type_sql))
             .collect()
+    }
+
+    /// The server in words.
+    fn server_line(&self) -> String {
+        match self.server {
+            Server::Postgres => server(self.catalog.server_version),
+            Server::Mysql(s) => super::mysql::server(s),
+        }
+    }
+
+    /// The index that serves the key walk.
+    fn index_line(&self) -> String {
+        let catalog_index = self.catalog.key_index.as_deref();
+        match self.server {
+            Server::Postgres => catalog_index.map_or("none leads with the key".to_owned(), |i| {
+                format!("{i} serves the key walk")
+            }),
+            Server::Mysql(_) => super::mysql::index(self.checked, catalog_index),
+        }
+    }
+
+    /// The job's timeouts, as the server applies them.
+    fn timeouts_line(&self) -> String {
+        let t = &self.job.timeouts;
+        match self.server {
+            Server::Postgres => format!(
+                "timeouts  statement {}, lock {}",
+                humantime::format_duration(t.statement),
+                humantime::format_duration(t.lock)
+            ),
+            Server::Mysql(s) => super::mysql::timeouts(s, self.job),
+        }
+    }
+
+    /// The `[throttle]` block: what the monitor watches and does.
+    fn throttle_block(&self) -> String {
+        let (p, now) = (&self.job.throttle, self.checked.throttle_query);
+        match self.server {
+            Server::Postgres => super::throttle::policy(p, now, self.sight),
+            Server::Mysql(_) => super::mysql::throttle(p, now, self.sight),
+        }
+    }
+
+    /// What the comment above a batch's statements adds, and every statement a batch sends
+    /// before its `COMMIT`, in order.
+    fn transaction(&self) -> (String, Vec<String>) {
+        match self.server {
+            Server::Postgres => {
+                let mut sql = vec!["BEGIN".to_owned()];
+                sql.extend(self.batch_sql());
+                (String::new(), sql)
+            }
+            Server::Mysql(s) => super::mysql::transaction(self, s),
+        }
+    }
+
+    /// `batch_sql` of `plan --json`: PostgreSQL's statements inside `BEGIN`, MySQL's from the
+    /// first that begins the transaction.
+    fn batch_sql_json(&self) -> Vec<String> {
+        match self.server {
+            Server::Postgres => self.batch_sql(),
+            Server::Mysql(s) => super::mysql::transaction(self, s).1,
+        }
     }
 
     /// `first` for a job that starts at its first key, `next` for one that resumes.
@@ -175,15 +242,13 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         pending,
         store,
         state,
-        sight,
         budget,
         ..
     } = report;
     let mut out = String::new();
     let b = &job.batch;
-    let t = &job.timeouts;
     let _ = writeln!(out, "job       {} ({})", job.name, job.source.display());
-    let _ = writeln!(out, "server    {}", server(catalog.server_version));
+    let _ = writeln!(out, "server    {}", report.server_line());
     let _ = writeln!(out, "table     {}", plan.table);
     let _ = writeln!(
         out,
@@ -191,16 +256,7 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         report.key().join(", "),
         key_source(&catalog.key_source)
     );
-    let _ = writeln!(
-        out,
-        "index     {}",
-        catalog
-            .key_index
-            .as_deref()
-            .map_or("none leads with the key".to_owned(), |i| format!(
-                "{i} serves the key walk"
-            ))
-    );
+    let _ = writeln!(out, "index     {}", report.index_line());
     let triggers = if catalog.triggers.is_empty() {
         "none".to_owned()
     } else {
@@ -215,7 +271,12 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     }
     let _ = writeln!(out, "where     {}", job.filter);
     for a in &job.set {
-        let _ = writeln!(out, "set       {} = {}", Ident(&a.column), a.expr);
+        let _ = writeln!(
+            out,
+            "set       {} = {}",
+            plan.dialect.ident(&a.column),
+            a.expr
+        );
     }
     let _ = writeln!(
         out,
@@ -236,17 +297,8 @@ pub fn plan(report: &PlanReport<'_>) -> String {
     };
     let _ = writeln!(out, "on_error  {on_error}");
     let _ = writeln!(out, "{}", workers(budget));
-    let _ = writeln!(
-        out,
-        "timeouts  statement {}, lock {}",
-        humantime::format_duration(t.statement),
-        humantime::format_duration(t.lock)
-    );
-    out.push_str(&super::throttle::policy(
-        &job.throttle,
-        checked.throttle_query,
-        *sight,
-    ));
+    let _ = writeln!(out, "{}", report.timeouts_line());
+    out.push_str(&report.throttle_block());
     out.push_str(&super::throttle::guard(&job.guard));
     let hint = match pending.method {
         Method::Exact => "",
@@ -296,9 +348,9 @@ pub fn plan(report: &PlanReport<'_>) -> String {
         }
     };
     let _ = writeln!(out, "state     {state_line}");
-    let _ = writeln!(out, "\n-- every batch is one transaction:");
-    let _ = writeln!(out, "BEGIN;");
-    for sql in report.batch_sql() {
+    let (note, statements) = report.transaction();
+    let _ = writeln!(out, "\n-- every batch is one transaction{note}:");
+    for sql in statements {
         let _ = writeln!(out, "{sql};");
     }
     let _ = writeln!(out, "COMMIT;");
@@ -339,11 +391,14 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         Method::Sampled { percent } => ("sampled", Some(percent)),
     };
     let (disk, vacuum) = super::disk::json(report.disk, job, plan, pending.rows);
-    let heap_now = Some(report.disk.table.heap_bytes);
-    json!({
+    let heap_now = Some(report.disk.table.heap_bytes());
+    let mut value = json!({
         "job": job.name,
         "file": job.source.display().to_string(),
-        "server": version_name(catalog.server_version),
+        "server": match report.server {
+            Server::Postgres => version_name(catalog.server_version),
+            Server::Mysql(s) => super::mysql::server(s),
+        },
         "table": plan.table,
         "key": catalog.key.iter().map(|c| json!({"name": c.name, "type": c.type_sql})).collect::<Vec<_>>(),
         "key_source": key_source(&catalog.key_source),
@@ -398,7 +453,7 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
         "vacuum": vacuum,
         "state": state.map(|row| status_json(row, heap_now)),
         "state_table": store.table(),
-        "batch_sql": report.batch_sql(),
+        "batch_sql": report.batch_sql_json(),
         "explain": {
             "batch": report.which_batch(),
             "walk": checked.walk_plan,
@@ -406,7 +461,11 @@ pub fn plan_json(report: &PlanReport<'_>) -> Value {
             "walk_uses_index": checked.walk_uses_index(),
         },
         "warnings": report.warnings(),
-    })
+    });
+    if let (Server::Mysql(_), Some(explain)) = (report.server, value.get_mut("explain")) {
+        explain["walk_index"] = json!(super::mysql::walk_index(checked));
+    }
+    value
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub(super) fn guard(g: &GuardPolicy) -> String {
 }
 
 /// `lines` under `label`, the label on the first line only.
-fn block(label: &str, lines: &[String]) -> String {
+pub(super) fn block(label: &str, lines: &[String]) -> String {
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
         let label = if i == 0 { label } else { "" };

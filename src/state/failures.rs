@@ -23,7 +23,8 @@ pub struct FailedRow {
     pub sqlstate: String,
     /// The server's message.
     pub message: String,
-    /// The server's detail and hint (`detail: …; hint: …`), when it gave either.
+    /// The server's detail and hint (`detail: …; hint: …`), when it gave either; MySQL's
+    /// error number (`error 1264`).
     pub notes: Option<String>,
     /// How many times the row has failed (1 when first recorded).
     pub attempts: u32,

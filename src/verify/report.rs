@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::postgres::sql::Ident;
 use crate::report::{failure_json, failure_line, rows};
 use crate::state::key_text;
 
@@ -108,7 +107,7 @@ fn difference_text(s: &Subject<'_>, d: &Difference) -> String {
         .map(|(a, (value, expected))| {
             format!(
                 "{} {}, expected {}",
-                Ident(&a.column),
+                s.plan.dialect.ident(&a.column),
                 null(value),
                 null(expected)
             )

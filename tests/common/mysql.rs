@@ -68,19 +68,21 @@ const DIGITS: &str = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION
     UNION ALL SELECT 8 UNION ALL SELECT 9)";
 
 /// Polls `sql` (a count) until it is above 0, for at most [`super::WAIT`]; a query that fails
-/// (a table not made yet) counts as 0.
+/// (a table not made yet) counts as 0, and its error is shown if the wait runs out.
 pub async fn wait_for(pool: &MySqlPool, sql: &str) {
     let deadline = std::time::Instant::now() + super::WAIT;
     loop {
         let n =
             sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!("SELECT CAST(({sql}) AS SIGNED)")))
                 .fetch_one(pool)
-                .await
-                .unwrap_or(0);
-        if n > 0 {
+                .await;
+        if matches!(n, Ok(n) if n > 0) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "`{sql}` stayed 0");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{sql}` stayed 0: {n:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -30,14 +30,14 @@
 use crate::catalog::Column;
 
 /// The column's type, taken apart: its name, what its parentheses hold, whether unsigned.
-struct Type<'a> {
-    name: String,
+pub(super) struct Type<'a> {
+    pub(super) name: String,
     args: Option<&'a str>,
-    unsigned: bool,
+    pub(super) unsigned: bool,
 }
 
 impl<'a> Type<'a> {
-    fn parse(type_sql: &'a str) -> Type<'a> {
+    pub(super) fn parse(type_sql: &'a str) -> Type<'a> {
         let end = type_sql
             .find(|c: char| c == '(' || c.is_whitespace())
             .unwrap_or(type_sql.len());
@@ -53,20 +53,20 @@ impl<'a> Type<'a> {
     }
 
     /// What the parentheses hold, when it is digits and commas only: it is written into SQL.
-    fn numeric_args(&self) -> Option<&'a str> {
+    pub(super) fn numeric_args(&self) -> Option<&'a str> {
         self.args
             .filter(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_digit() || c == ','))
     }
 
     /// `NAME` or `NAME(args)`, for a temporal type's fractional seconds.
-    fn with_precision(&self, name: &str) -> String {
+    pub(super) fn with_precision(&self, name: &str) -> String {
         match self.numeric_args() {
             Some(n) => format!("{name}({n})"),
             None => name.to_owned(),
         }
     }
 
-    fn is_binary(&self) -> bool {
+    pub(super) fn is_binary(&self) -> bool {
         matches!(
             self.name.as_str(),
             "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
@@ -117,7 +117,7 @@ pub fn as_text(column: &Column, expr: &str) -> String {
 
 /// A collation's name as the catalog gives it (`utf8mb4_0900_ai_ci`): letters, digits and
 /// underscores only, since it is written into SQL unquoted.
-fn is_name(name: &str) -> bool {
+pub(super) fn is_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

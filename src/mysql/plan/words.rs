@@ -1,51 +1,108 @@
-//! The names a job's `where` mentions, read the way MySQL's lexer reads them: `` `quoted` ``
-//! names keep their text, unquoted ones are lowered (MySQL's column names ignore case), and
-//! nothing inside a string (`'…'`, `"…"`, with backslash escapes and doubled quotes) or a
-//! comment (`-- `, `#`, `/* */`) counts. Pure.
+//! The names a job's SQL mentions, read the way MySQL's lexer reads them: `` `quoted` ``
+//! names keep their text, unquoted ones are lowered (MySQL's column and function names ignore
+//! case), and nothing inside a string (`'…'`, `"…"`, with backslash escapes and doubled quotes)
+//! or a comment (`-- `, `#`, `/* */`) counts. Pure.
 //!
 //! The PostgreSQL reader (`crate::postgres::sql::words`) does not fit: it takes `"…"` for a
 //! name, where MySQL has a string, and knows neither backticks nor `#` comments. Like it, this
-//! one reads too eagerly rather than too little: keywords and function names are names too, and
-//! the estimate that uses them only looks up the ones that are columns.
+//! one reads too eagerly rather than too little: keywords and function names are names too.
+//! The estimate looks up only the names that are columns ([`words`]); `verify --values` looks
+//! at the functions an expression calls ([`tokens`]).
+
+/// One name in an expression, with what surrounds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// Lowered unless backquoted.
+    pub name: String,
+    /// Written in backticks (so it is not a keyword).
+    pub quoted: bool,
+    /// The name before a `.`, as in `db.function(…)` or `t.column`.
+    pub qualifier: Option<String>,
+    /// An opening parenthesis follows: a function call (or a construct such as `CAST(`).
+    pub call: bool,
+    /// The call has no arguments: `()`.
+    pub no_arguments: bool,
+    /// Written after `@` or `@@`: a user or system variable.
+    pub variable: bool,
+}
 
 /// Every name in `expr`, in order.
 pub fn words(expr: &str) -> Vec<String> {
+    tokens(expr).into_iter().map(|w| w.name).collect()
+}
+
+/// Every name in `expr`, in order, with what surrounds it.
+pub fn tokens(expr: &str) -> Vec<Word> {
     let chars: Vec<char> = expr.chars().collect();
     let mut out = Vec::new();
+    let mut qualifier: Option<String> = None;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
-        match c {
-            '\'' | '"' => i = skip_string(&chars, i),
+        let start = i;
+        let word = match c {
+            '\'' | '"' => {
+                i = skip_string(&chars, i);
+                None
+            }
             '`' => {
                 let (name, end) = backquoted(&chars, i);
-                out.push(name);
                 i = end;
+                Some((name, true))
             }
-            '#' => i = skip_until(&chars, i, |c| c == '\n'),
+            '#' => {
+                i = skip_until(&chars, i, |c| c == '\n');
+                None
+            }
             '-' if next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace()) => {
                 i = skip_until(&chars, i, |c| c == '\n');
+                None
             }
             '/' if next == Some('*') => {
                 i = (i + 2..chars.len().saturating_sub(1))
                     .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
                     .map_or(chars.len(), |j| j + 2);
+                None
             }
             c if c.is_alphabetic() || c == '_' || c == '$' => {
                 let end = skip_until(&chars, i, |c| {
                     !(c.is_alphanumeric() || c == '_' || c == '$')
                 });
-                // x'…', b'…', n'…': a prefixed string literal, not a name.
-                if chars.get(end) != Some(&'\'') {
-                    out.push(chars[i..end].iter().collect::<String>().to_lowercase());
-                }
+                let name = chars[i..end].iter().collect::<String>().to_lowercase();
                 i = end;
+                // x'…', b'…', n'…': a prefixed string literal, not a name.
+                (chars.get(end) != Some(&'\'')).then_some((name, false))
             }
             c if c.is_ascii_digit() => {
                 i = skip_until(&chars, i, |c| !(c.is_alphanumeric() || c == '.'));
+                None
             }
-            _ => i += 1,
+            _ => {
+                i += 1;
+                None
+            }
+        };
+        let Some((name, quoted)) = word else {
+            if !c.is_whitespace() {
+                qualifier = None;
+            }
+            continue;
+        };
+        let after = skip_until(&chars, i, |c| !c.is_whitespace());
+        let call = chars.get(after) == Some(&'(');
+        let closes = skip_until(&chars, after + 1, |c| !c.is_whitespace());
+        out.push(Word {
+            name: name.clone(),
+            quoted,
+            qualifier: qualifier.take(),
+            call,
+            no_arguments: call && chars.get(closes) == Some(&')'),
+            variable: start > 0 && chars[start - 1] == '@',
+        });
+        if chars.get(after) == Some(&'.') {
+            qualifier = Some(name);
+            i = after + 1;
         }
     }
     out
@@ -110,6 +167,33 @@ mod tests {
         assert_eq!(words(r#"a = 'b''c\'d' OR e = "f" -- g"#), ["a", "or", "e"]);
         assert_eq!(words("a # b\n+ /* c */ d"), ["a", "d"]);
         assert_eq!(words("a = x'ff' AND b = 1.5e3"), ["a", "and", "b"]);
+    }
+
+    #[test]
+    fn calls_qualifiers_and_variables_are_told() {
+        let t = tokens("db.`F`(x) + NOW( ) + rand (1) + @v + @@session.time_zone + CURRENT_DATE");
+        let seen: Vec<_> = t
+            .iter()
+            .map(|w| {
+                let q = w.qualifier.as_deref().unwrap_or("-");
+                (q, w.name.as_str(), w.call, w.no_arguments, w.variable)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("-", "db", false, false, false),
+                ("db", "F", true, false, false),
+                ("-", "x", false, false, false),
+                ("-", "now", true, true, false),
+                ("-", "rand", true, false, false),
+                ("-", "v", false, false, true),
+                ("-", "session", false, false, true),
+                ("session", "time_zone", false, false, false),
+                ("-", "current_date", false, false, false),
+            ]
+        );
+        assert!(t[1].quoted && !t[0].quoted);
     }
 
     #[test]

@@ -99,13 +99,6 @@ async fn begin(
     .await
 }
 
-/// Whole seconds, at least 1: the unit of the servers' lock waits.
-fn wait_seconds(d: Duration) -> u64 {
-    u64::try_from(d.as_millis().div_ceil(1000))
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
 /// Runs what follows with the session's `variable` (a lock wait, in seconds) set to `timeout`,
 /// keeping the session's own value in a user variable for [`restore_wait`]: one round trip.
 async fn bound_wait(
@@ -115,7 +108,7 @@ async fn bound_wait(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "SET @backfill_{variable} = @@SESSION.{variable}, SESSION {variable} = {}",
-        wait_seconds(timeout)
+        crate::mysql::session::seconds(timeout)
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(conn)
@@ -289,13 +282,6 @@ mod tests {
             Store::new("Our `State`", quoted).table(),
             "`Our ``State```.`jobs`"
         );
-    }
-
-    #[test]
-    fn lock_waits_are_whole_seconds() {
-        assert_eq!(wait_seconds(Duration::ZERO), 1);
-        assert_eq!(wait_seconds(Duration::from_millis(200)), 1);
-        assert_eq!(wait_seconds(Duration::from_millis(2500)), 3);
     }
 
     #[test]
