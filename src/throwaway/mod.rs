@@ -165,6 +165,11 @@ pub(crate) fn write(path: &Path, contents: &str) -> Result<(), Error> {
     fs::write(path, contents).map_err(Error::io(format!("write {}", path.display())))
 }
 
+/// Creates the directory at `path`, for a server's own files.
+pub(crate) fn create_dir(path: &Path) -> Result<(), Error> {
+    fs::create_dir(path).map_err(Error::io(format!("create {}", path.display())))
+}
+
 /// A port that was free a moment ago: the kernel picks it for a listener we close at once.
 fn free_port() -> Result<u16, Error> {
     TcpListener::bind(("127.0.0.1", 0))

@@ -32,7 +32,7 @@ use crate::throwaway::{
 
 mod programs;
 
-use programs::{INIT_FILE, LOG, OWNER_PID, Programs, SOCKET};
+use programs::{INIT_FILE, LOG, OWNER_PID, Programs, SOCKET, TMP_DIR};
 
 /// The TCP login's password. The server listens on 127.0.0.1 only, and lives for one test run.
 const PASSWORD: &str = "throwaway";
@@ -142,6 +142,7 @@ impl Server {
             [&kill[..], &[dir.join(OWNER_PID).into()]].concat()
         })?;
         throwaway::write(&scratch.path().join(INIT_FILE), &init_sql())?;
+        throwaway::create_dir(&scratch.path().join(TMP_DIR))?;
         run(quiet_command(&programs.initialize(scratch.path())))?;
         let mut server = Server {
             flavor,

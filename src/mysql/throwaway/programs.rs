@@ -25,6 +25,10 @@ const MYSQL_LOADER: &str = "ld-linux-x86-64.so.2";
 // (`PID_FILE`) only once its storage is up; `Server` writes `OWNER_PID` the moment it has
 // started the process, for the watchdog to kill.
 pub(super) const DATA_DIR: &str = "data";
+/// The server's own temporary directory: in a shared one (`/tmp`), a bootstrap removes the
+/// temporary tables of another one starting at the same moment, which then fails
+/// ("Unknown table 'mysql.tmp_user_sys'").
+pub(super) const TMP_DIR: &str = "tmp";
 pub(super) const SOCKET: &str = "sock";
 pub(super) const LOG: &str = "err.log";
 pub(super) const INIT_FILE: &str = "init.sql";
@@ -87,6 +91,7 @@ impl Programs {
             Kind::MySql { .. } => self.server(),
         };
         argv.push(option("datadir", &dir.join(DATA_DIR)));
+        argv.push(option("tmpdir", &dir.join(TMP_DIR)));
         argv.extend(self.user());
         argv.extend(
             match self.kind {
@@ -113,6 +118,7 @@ impl Programs {
     pub(super) fn start(&self, dir: &Path, port: u16) -> Vec<OsString> {
         let mut argv = self.server();
         argv.push(option("datadir", &dir.join(DATA_DIR)));
+        argv.push(option("tmpdir", &dir.join(TMP_DIR)));
         argv.extend(self.user());
         argv.extend([
             format!("--port={port}").into(),
@@ -229,7 +235,7 @@ mod tests {
     fn mariadb_initializes_with_its_install_script_and_a_normal_root_login() {
         assert_eq!(
             line(mariadb(true).initialize(Path::new("/tmp/s"))),
-            "/usr/bin/mariadb-install-db --no-defaults --datadir=/tmp/s/data --user=root \
+            "/usr/bin/mariadb-install-db --no-defaults --datadir=/tmp/s/data --tmpdir=/tmp/s/tmp --user=root \
              --auth-root-authentication-method=normal --skip-test-db"
         );
     }
@@ -246,7 +252,7 @@ mod tests {
     fn mariadb_starts_in_utf8mb4_with_the_performance_schema() {
         assert_eq!(
             line(mariadb(true).start(Path::new("/tmp/s"), 3307)),
-            "/usr/sbin/mariadbd --no-defaults --datadir=/tmp/s/data --user=root --port=3307 \
+            "/usr/sbin/mariadbd --no-defaults --datadir=/tmp/s/data --tmpdir=/tmp/s/tmp --user=root --port=3307 \
              --bind-address=127.0.0.1 --socket=/tmp/s/sock --pid-file=/tmp/s/mysqld.pid \
              --log-error=/tmp/s/err.log --skip-name-resolve --init-file=/tmp/s/init.sql \
              --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
@@ -263,12 +269,12 @@ mod tests {
                     --plugin-dir=/opt/sid/usr/lib/mysql/plugin";
         assert_eq!(
             line(mysql().initialize(Path::new("/tmp/s"))),
-            format!("{tree} --datadir=/tmp/s/data --user=root --initialize-insecure")
+            format!("{tree} --datadir=/tmp/s/data --tmpdir=/tmp/s/tmp --user=root --initialize-insecure")
         );
         assert_eq!(
             line(mysql().start(Path::new("/tmp/s"), 3307)),
             format!(
-                "{tree} --datadir=/tmp/s/data --user=root --port=3307 --bind-address=127.0.0.1 \
+                "{tree} --datadir=/tmp/s/data --tmpdir=/tmp/s/tmp --user=root --port=3307 --bind-address=127.0.0.1 \
                  --socket=/tmp/s/sock --pid-file=/tmp/s/mysqld.pid --log-error=/tmp/s/err.log \
                  --skip-name-resolve --init-file=/tmp/s/init.sql --mysqlx=OFF --skip-log-bin \
                  --event-scheduler=OFF --secure-file-priv="
