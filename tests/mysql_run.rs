@@ -207,7 +207,11 @@ async fn a_hostile_table_name_exits_2_and_touches_nothing() {
         let job = write_job(&dir, "wal", toml);
         let run = run_backfill(&db.url, &["run", path_str(&job)]);
         run.expect_code(2, &format!("{flavor}: a WAL rate on MySQL"));
-        assert!(run.stderr.contains("write-ahead log"), "{flavor}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("write-ahead log"),
+            "{flavor}: {}",
+            run.stderr
+        );
         assert_eq!(number(&db.pool, "SELECT COUNT(*) FROM items").await, 10);
         assert_eq!(number(&db.pool, "SELECT SUM(updates) FROM items").await, 0);
         exec(&db.pool, "SELECT 1").await;

@@ -218,9 +218,7 @@ impl Tx<'_> {
     /// transaction's idle time, so that the session may idle between transactions.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         if self.restore_wait {
-            sqlx::raw_sql(RESTORE_WAIT)
-                .execute(&mut *self.tx)
-                .await?;
+            sqlx::raw_sql(RESTORE_WAIT).execute(&mut *self.tx).await?;
         }
         self.tx.commit().await
     }

@@ -269,7 +269,9 @@ mod tests {
                     --plugin-dir=/opt/sid/usr/lib/mysql/plugin";
         assert_eq!(
             line(mysql().initialize(Path::new("/tmp/s"))),
-            format!("{tree} --datadir=/tmp/s/data --tmpdir=/tmp/s/tmp --user=root --initialize-insecure")
+            format!(
+                "{tree} --datadir=/tmp/s/data --tmpdir=/tmp/s/tmp --user=root --initialize-insecure"
+            )
         );
         assert_eq!(
             line(mysql().start(Path::new("/tmp/s"), 3307)),
