@@ -324,3 +324,41 @@ fn check_set_columns(
     }
     Ok(())
 }
+
+#[cfg(test)]
+impl Column {
+    /// A column for the unit tests.
+    pub(crate) fn example(name: &str, type_sql: &str, collation: Option<&str>) -> Column {
+        Column {
+            name: name.into(),
+            type_sql: type_sql.into(),
+            collation: collation.map(Into::into),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Catalog {
+    /// A plain table's catalog for the planners' unit tests: `key` is its primary key, through
+    /// the index `index`; no triggers, no partitions, and no `[set]` columns' types.
+    pub(crate) fn example(
+        server_version: u32,
+        schema: &str,
+        name: &str,
+        key: Vec<Column>,
+        index: &str,
+    ) -> Catalog {
+        Catalog {
+            server_version,
+            schema: schema.into(),
+            name: name.into(),
+            key,
+            key_source: KeySource::PrimaryKey(index.into()),
+            key_index: Some(index.into()),
+            triggers: vec![],
+            set: vec![],
+            partitioned: false,
+            leaves: vec![],
+        }
+    }
+}

@@ -18,8 +18,9 @@
 //!   check of a job, the contract gate, the heap and vacuum rights.
 //! - [`state`]: the state tables' types and rules: jobs, ranges and their checkpoints, leases,
 //!   control flags, the failures table.
-//! - [`job`], [`plan`], [`event`], [`rate`], [`jitter`]: pure data and arithmetic: the job file,
-//!   the statements a run hands back to the database, what a run reports.
+//! - [`job`], [`plan`], [`event`], [`rate`], [`jitter`], [`words`]: pure data and arithmetic:
+//!   the job file, the statements a run hands back to the database, what a run reports, the
+//!   names an expression mentions.
 //! - [`db`]: the seam: every operation on a database, dispatched to that database's folder.
 //! - [`postgres`]: everything that speaks PostgreSQL, with the throwaway cluster of `demo` and
 //!   the tests.
@@ -27,6 +28,8 @@
 //!   tests.
 //! - [`throwaway`]: what the throwaway servers of both share: a private directory removed
 //!   however its owner ends, a free port, the programs' output in errors.
+//! - [`rows`]: what both databases' code shares over sqlx's traits: reading a row's columns,
+//!   binding and reading keys as text.
 
 pub mod catalog;
 pub mod cli;
@@ -52,7 +55,9 @@ pub mod progress;
 pub mod ranges;
 pub mod rate;
 pub mod report;
+pub mod rows;
 pub mod serve;
 pub mod state;
 pub mod throwaway;
 pub mod verify;
+pub mod words;

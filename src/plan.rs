@@ -34,6 +34,15 @@ impl Statements {
             &self.from_start
         }
     }
+
+    /// A statement in both forms written around these (a key range's condition in both forms,
+    /// say), by one `write` for both: the forms cannot drift apart.
+    pub fn map(&self, write: impl Fn(&str) -> String) -> Statements {
+        Statements {
+            from_start: write(&self.from_start),
+            after_cursor: write(&self.after_cursor),
+        }
+    }
 }
 
 /// Which database's SQL a plan is written in: how messages about it quote a name.

@@ -15,6 +15,7 @@
 //! `walk.rs` is the `--values` walk, `report.rs` prints the verdict.
 
 mod report;
+pub(crate) mod walk;
 
 pub use report::{json, text};
 
@@ -71,6 +72,15 @@ impl VerifyError {
     /// True when the job itself cannot be verified as asked (exit code 2).
     pub fn is_invalid_job(&self) -> bool {
         matches!(self, VerifyError::NotComparable { .. })
+    }
+
+    /// `Count` on `s`'s table: what a failed count of the rows matching `where` (or of those
+    /// past the range end) becomes, on either database.
+    pub(crate) fn count(s: &Subject<'_>, source: sqlx::Error) -> VerifyError {
+        VerifyError::Count {
+            table: s.plan.table.clone(),
+            source,
+        }
     }
 }
 

@@ -446,6 +446,12 @@ impl Job {
     pub fn definition_hash(&self) -> String {
         hash::definition_hash(self)
     }
+
+    /// The job file `text` as `jobs/t.toml`, for the planners' unit tests; it must be valid.
+    #[cfg(test)]
+    pub(crate) fn example(text: &str) -> Job {
+        Job::parse(text, Path::new("jobs/t.toml")).expect("valid job")
+    }
 }
 
 /// A TOML or serde error, located, with serde's wording made to fit a job file.

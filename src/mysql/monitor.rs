@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use sqlx::{MySqlConnection, Row as _};
 
 use super::errors::ends_in_time;
-use super::session::{Session, bind_keys, statement};
+use super::session::{Session, statement};
 use crate::monitor::policy::Locks;
 use crate::monitor::sample::{Backend, Request, Sampled};
+use crate::rows::bind_keys;
 
 /// `CURRENT_USER()`: the account (`user@host`) whose privileges the session has.
 pub async fn role(conn: &mut MySqlConnection) -> Result<String, sqlx::Error> {

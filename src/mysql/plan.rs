@@ -102,20 +102,16 @@ fn walk(job: &Job, key: &KeySql) -> Walk {
         )
     };
     let keys = |range: &str| format!("SELECT {text} FROM {table} WHERE {range} ORDER BY {asc}");
-    let both = |each: &dyn Fn(&str) -> String| Statements {
-        from_start: each(&range.from_start),
-        after_cursor: each(&range.after_cursor),
-    };
     Walk {
         relation: table.to_owned(),
         range_end: format!(
             "SELECT {text} FROM {table} ORDER BY {} LIMIT 1",
             key.order(" DESC")
         ),
-        upper_bound: both(&upper_bound),
-        update: both(&update),
-        sample: both(&sample),
-        keys: both(&keys),
+        upper_bound: range.map(upper_bound),
+        update: range.map(update),
+        sample: range.map(sample),
+        keys: range.map(keys),
         update_key: update(&key.equal()),
     }
 }

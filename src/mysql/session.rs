@@ -286,20 +286,9 @@ fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Binds `values` (key parts as text; `None` as NULL) as the next parameters of `query`.
-pub fn bind_keys<'q, I, S>(
-    mut query: sqlx::query::Query<'q, MySql, MySqlArguments>,
-    values: I,
-) -> sqlx::query::Query<'q, MySql, MySqlArguments>
-where
-    I: IntoIterator<Item = Option<S>>,
-    S: AsRef<str>,
-{
-    for v in values {
-        query = query.bind(v.map(|s| s.as_ref().to_owned()));
-    }
-    query
-}
+/// MySQL's rows decode every column type `backfill` reads, so the decoders shared with
+/// PostgreSQL read them.
+impl crate::rows::Fields for sqlx::mysql::MySqlRow {}
 
 /// Ends the session politely: a `COM_QUIT`, so the server does not log an aborted connection.
 pub async fn hang_up(session: Session) {

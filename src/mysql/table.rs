@@ -2,12 +2,13 @@
 //! `crate::mysql::plan` wrote them: each key value bound as text, as often and in the order
 //! its comparison takes it ([`bind_compared`]), and cast back by the statement.
 
-use sqlx::mysql::{MySqlArguments, MySqlRow};
+use sqlx::mysql::MySqlArguments;
 use sqlx::{MySql, MySqlConnection, Row as _};
 
-use crate::mysql::session::{bind_keys, statement};
+use crate::mysql::session::statement;
 use crate::mysql::sql::Compare;
 use crate::plan::{Key, RelationSize, Sampled, Walk};
+use crate::rows::{bind_keys, key};
 
 type Query = sqlx::query::Query<'static, MySql, MySqlArguments>;
 
@@ -26,11 +27,6 @@ fn bind_range(query: Query, lower: Option<&[String]>, upper: &[String]) -> Query
         None => query,
     };
     bind_compared(query, upper)
-}
-
-/// A row of text columns as a key.
-fn key(row: &MySqlRow) -> Result<Key, sqlx::Error> {
-    (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
 /// The `n`-th key after `lower` (from the relation's first key without it), at most `upper`;

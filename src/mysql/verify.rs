@@ -31,7 +31,9 @@ pub async fn pending(conn: &mut MySqlConnection, s: &Subject<'_>) -> Result<Verd
         tx.commit().await?;
         Ok::<_, sqlx::Error>((pending, past_end))
     };
-    let (pending, past_end) = counted.await.map_err(|source| count_error(s, source))?;
+    let (pending, past_end) = counted
+        .await
+        .map_err(|source| VerifyError::count(s, source))?;
     Ok(Verdict {
         pending,
         past_end,
@@ -59,11 +61,4 @@ async fn past_end(
         .await?
         .try_get(0)?;
     Ok(Some(u64::try_from(n).unwrap_or_default()))
-}
-
-fn count_error(s: &Subject<'_>, source: sqlx::Error) -> VerifyError {
-    VerifyError::Count {
-        table: s.plan.table.clone(),
-        source,
-    }
 }

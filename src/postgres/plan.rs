@@ -115,16 +115,8 @@ impl Walk {
         };
         let set = assignments(job);
         let range = key.range();
-        let update = Statements {
-            from_start: format!(
-                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
-                range.from_start
-            ),
-            after_cursor: format!(
-                "UPDATE {table} SET {set} WHERE {} AND ({filter})",
-                range.after_cursor
-            ),
-        };
+        let update =
+            range.map(|range| format!("UPDATE {table} SET {set} WHERE {range} AND ({filter})"));
         let sample = |range: &str, percent: usize| {
             format!(
                 "SELECT {}, ({filter}) IS TRUE FROM {table} TABLESAMPLE SYSTEM (${percent}::float8) \
@@ -145,10 +137,7 @@ impl Walk {
                 from_start: sample(&range.from_start, n + 1),
                 after_cursor: sample(&range.after_cursor, 2 * n + 1),
             },
-            keys: Statements {
-                from_start: keys(&range.from_start),
-                after_cursor: keys(&range.after_cursor),
-            },
+            keys: range.map(keys),
             update_key: format!(
                 "UPDATE {table} SET {set} WHERE {} = {} AND ({filter})",
                 key.row(),

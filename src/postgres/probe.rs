@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::{begin_probe, bind_keys, statement};
+use super::{begin_probe, statement};
+use crate::rows::bind_keys;
 
 /// Takes a transaction id, so that the probe's commit writes a commit record and waits for the
 /// WAL flush (`pg_current_xact_id()`, PostgreSQL 13+; allowed in a read-only transaction). Sent

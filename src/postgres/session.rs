@@ -15,6 +15,7 @@ use std::time::Duration;
 use sqlx::postgres::PgArguments;
 
 use crate::monitor::sample::Backend;
+use crate::rows::{Fields, key};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Postgres, Row as _, Transaction};
 
 /// A statement ready for binds: unnamed, so it works behind PgBouncer's transaction pooling.
@@ -249,20 +250,9 @@ pub fn version_name(num: u32) -> String {
     }
 }
 
-/// Binds key values (text, cast back by the statement) in order; `None` binds NULL.
-pub fn bind_keys<'q, I, S>(
-    mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
-    values: I,
-) -> sqlx::query::Query<'q, Postgres, PgArguments>
-where
-    I: IntoIterator<Item = Option<S>>,
-    S: AsRef<str>,
-{
-    for v in values {
-        query = query.bind(v.map(|s| s.as_ref().to_owned()));
-    }
-    query
-}
+/// PostgreSQL's rows decode every column type `backfill` reads, so the decoders shared with
+/// MySQL read them.
+impl Fields for sqlx::postgres::PgRow {}
 
 /// Runs a query that returns at most one key (a row of text columns).
 pub async fn fetch_key(
@@ -283,11 +273,6 @@ pub async fn fetch_keys(
     conn: &mut PgConnection,
 ) -> Result<Vec<Vec<String>>, sqlx::Error> {
     query.fetch_all(conn).await?.iter().map(key).collect()
-}
-
-/// A row of text columns as a key.
-fn key(row: &sqlx::postgres::PgRow) -> Result<Vec<String>, sqlx::Error> {
-    (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
 #[cfg(test)]

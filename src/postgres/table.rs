@@ -5,7 +5,8 @@ use sqlx::{PgConnection, Row as _};
 
 use crate::plan::{Key, RelationSize, Sampled, Walk};
 
-use super::{bind_keys, fetch_key, fetch_keys, statement};
+use super::{fetch_key, fetch_keys, statement};
+use crate::rows::bind_keys;
 
 /// The `n`-th key after `lower` (from the relation's first key without it), at most `upper`;
 /// `None` when fewer keys are left.

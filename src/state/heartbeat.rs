@@ -96,6 +96,16 @@ pub fn lease_lost(name: &str, now: Option<&JobRow>) -> StateError {
     }
 }
 
+/// The job's row as a heartbeat read it back, after refreshing its leases: a job whose row is
+/// gone was reset, and the reset took every lease on it (`LeaseLost` rather than `UnknownJob`,
+/// so that the runner stops without writing).
+pub fn beat_row(name: &str, read: Result<JobRow, StateError>) -> Result<JobRow, StateError> {
+    match read {
+        Err(StateError::UnknownJob { .. }) => Err(lease_lost(name, None)),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +171,20 @@ mod tests {
         };
         assert!(lease_lost("j", Some(&row)).to_string().contains(ELSEWHERE));
         assert!(lease_lost("j", None).to_string().contains("a reset"));
+    }
+
+    #[test]
+    fn a_job_gone_under_a_heartbeat_was_reset() {
+        let gone = StateError::UnknownJob {
+            name: "j".into(),
+            table: "jobs".into(),
+        };
+        let lost = beat_row("j", Err(gone)).unwrap_err();
+        assert!(
+            matches!(&lost, StateError::LeaseLost { owner, .. } if owner == "a reset"),
+            "{lost}"
+        );
+        let row = JobRow::example("j", "running");
+        assert_eq!(beat_row("j", Ok(row.clone())).unwrap(), row);
     }
 }

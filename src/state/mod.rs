@@ -10,13 +10,15 @@
 //! `ranges` is the range rows (what they hold, reading them, laying them out); `hold` is a
 //! worker's hold on one (claiming, splitting, the checkpoint, finishing); `beat` is
 //! what a running process does for all its leases at once (heartbeat, release); `failures` is
-//! the failed rows; `stored` is how counts and keys are stored, whichever the database.
+//! the failed rows; `stored` is how counts and keys are stored, and `decode` how rows are read,
+//! whichever the database.
 //!
 //! Who may run a job is decided by the pure [`admit`], and leases by [`Lease::is_live`], so the
 //! rules are unit-tested.
 
 mod admission;
 mod checkpoint;
+pub(crate) mod decode;
 mod failures;
 mod heartbeat;
 mod jobs;
@@ -33,7 +35,7 @@ pub use crate::plan::Key;
 pub use admission::{Admission, Claim, admit};
 pub use checkpoint::{Holder, Split};
 pub use failures::{FailedRow, key_text};
-pub use heartbeat::{Live, Release, Settled, lease_lost};
+pub use heartbeat::{Live, Release, Settled, beat_row, lease_lost};
 pub use jobs::{Control, JobRow};
 pub use lease::{
     HEARTBEAT_EVERY, LEASE_TIMEOUT, Lease, MIN_LEASE_TIMEOUT, Owner, hostname,
@@ -130,5 +132,15 @@ impl Store {
     /// The failures table's name as written in SQL.
     pub fn failures_table(&self) -> &str {
         &self.failures
+    }
+
+    /// What a failed statement of `action` on the state tables becomes, for `map_err`: the
+    /// same on either database.
+    pub(crate) fn db(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
+        move |source| StateError::Database {
+            table: self.jobs.clone(),
+            action,
+            source,
+        }
     }
 }

@@ -147,14 +147,8 @@ pub fn comparison(job: &Job, catalog: &Catalog) -> Comparison {
         )
     };
     Comparison {
-        counts: Statements {
-            from_start: counts(&range.from_start),
-            after_cursor: counts(&range.after_cursor),
-        },
-        differences: Statements {
-            from_start: differences(&range.from_start),
-            after_cursor: differences(&range.after_cursor),
-        },
+        counts: range.map(counts),
+        differences: range.map(differences),
     }
 }
 
@@ -171,15 +165,9 @@ fn untyped(name: &str) -> Column {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::KeySource;
-    use std::path::Path;
 
     fn column(name: &str, type_sql: &str, collation: Option<&str>) -> Column {
-        Column {
-            name: name.into(),
-            type_sql: type_sql.into(),
-            collation: collation.map(Into::into),
-        }
+        Column::example(name, type_sql, collation)
     }
 
     fn expected(type_sql: &str, collation: Option<&str>) -> (String, String) {
@@ -220,25 +208,16 @@ mod tests {
     }
 
     fn comparison_of(key: &[(&str, &str)]) -> Comparison {
-        let job = Job::parse(
+        let job = Job::example(
             "table = \"users\"\nwhere = \"flag IS NULL\"\n[set]\nflag = \"legacy\"\n'we`ird' = \"n * 2\"\n",
-            Path::new("jobs/t.toml"),
-        )
-        .expect("valid job");
+        );
+        let key = key.iter().map(|(n, t)| column(n, t, None)).collect();
         let catalog = Catalog {
-            partitioned: false,
-            leaves: vec![],
-            server_version: 90704,
-            schema: "shop".into(),
-            name: "users".into(),
-            key: key.iter().map(|(n, t)| column(n, t, None)).collect(),
-            key_source: KeySource::PrimaryKey("PRIMARY".into()),
-            key_index: Some("PRIMARY".into()),
-            triggers: vec![],
             set: vec![
                 column("flag", "varchar(32)", Some("utf8mb4_bin")),
                 column("we`ird", "bigint", None),
             ],
+            ..Catalog::example(90704, "shop", "users", key, "PRIMARY")
         };
         comparison(&job, &catalog)
     }

@@ -1,34 +1,11 @@
 //! The MySQL planner's SQL text, exactly, and where each key value is bound.
 
-use std::path::Path;
-
 use super::*;
-use crate::catalog::{Column, KeySource};
-
-fn job(text: &str) -> Job {
-    Job::parse(text, Path::new("jobs/t.toml")).expect("valid job")
-}
+use crate::catalog::Column;
 
 fn catalog(name: &str, key: &[(&str, &str, Option<&str>)]) -> Catalog {
-    Catalog {
-        server_version: 80404,
-        schema: "shop".into(),
-        name: name.into(),
-        key: key
-            .iter()
-            .map(|(n, t, c)| Column {
-                name: (*n).into(),
-                type_sql: (*t).into(),
-                collation: c.map(Into::into),
-            })
-            .collect(),
-        key_source: KeySource::PrimaryKey("PRIMARY".into()),
-        key_index: Some("PRIMARY".into()),
-        triggers: vec![],
-        set: vec![],
-        partitioned: false,
-        leaves: vec![],
-    }
+    let key = key.iter().map(|(n, t, c)| Column::example(n, t, *c));
+    Catalog::example(80404, "shop", name, key.collect(), "PRIMARY")
 }
 
 const USERS: &str = r#"
@@ -39,7 +16,10 @@ status_flag = "legacy_status"
 "#;
 
 fn users() -> Plan {
-    plan(&job(USERS), &catalog("users", &[("id", "bigint", None)]))
+    plan(
+        &Job::example(USERS),
+        &catalog("users", &[("id", "bigint", None)]),
+    )
 }
 
 /// A key of `(tenant varchar, id int unsigned)` on a table with an odd name.
@@ -48,7 +28,7 @@ fn orders() -> Plan {
         ("tenant", "varchar(64)", Some("utf8mb4_0900_ai_ci")),
         ("id", "int unsigned", None),
     ];
-    plan(&job(USERS), &catalog("Order`s", &key))
+    plan(&Job::example(USERS), &catalog("Order`s", &key))
 }
 
 const TENANT: &str = "CONVERT(? USING utf8mb4) COLLATE utf8mb4_0900_ai_ci";
@@ -178,7 +158,7 @@ fn keys_and_sample_read_the_range_in_key_order() {
 #[test]
 fn binary_keys_travel_as_hexadecimal() {
     let p = plan(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("users", &[("uid", "binary(16)", None)]),
     );
     assert_eq!(
@@ -191,7 +171,7 @@ fn binary_keys_travel_as_hexadecimal() {
 #[test]
 fn datetime_keys_cast_with_their_fraction() {
     let p = plan(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("users", &[("at", "datetime(6)", None), ("n", "date", None)]),
     );
     assert_eq!(
@@ -227,7 +207,7 @@ fn pending_after_counts_past_the_range_end() {
         ("id", "bigint", None),
     ];
     assert_eq!(
-        pending_after(&job(USERS), &catalog("users", &key)),
+        pending_after(&Job::example(USERS), &catalog("users", &key)),
         "SELECT COUNT(*) FROM `shop`.`users` WHERE (status_flag IS NULL) AND \
          (`tenant` > CONVERT(? USING latin1) COLLATE latin1_bin OR \
          (`tenant` = CONVERT(? USING latin1) COLLATE latin1_bin AND (`id` > CAST(? AS SIGNED))))"
@@ -236,8 +216,9 @@ fn pending_after_counts_past_the_range_end() {
 
 #[test]
 fn set_columns_are_quoted_and_expressions_parenthesised() {
-    let job =
-        job("table = \"users\"\nwhere = \"a IS NULL\"\n[set]\na = \"b + 1\"\n'we`ird' = \"'x'\"\n");
+    let job = Job::example(
+        "table = \"users\"\nwhere = \"a IS NULL\"\n[set]\na = \"b + 1\"\n'we`ird' = \"'x'\"\n",
+    );
     let p = plan(&job, &catalog("users", &[("id", "bigint", None)]));
     assert_eq!(
         p.walk.update.from_start,

@@ -7,24 +7,11 @@
 //! name, where MySQL has a string, and knows neither backticks nor `#` comments. Like it, this
 //! one reads too eagerly rather than too little: keywords and function names are names too.
 //! The estimate looks up only the names that are columns ([`words`]); `verify --values` looks
-//! at the functions an expression calls ([`tokens`]).
+//! at the functions an expression calls ([`tokens`]). What surrounds a name (a qualifier, a
+//! call, a variable's `@`) is read as on PostgreSQL, by `crate::words`.
 
-/// One name in an expression, with what surrounds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    /// Lowered unless backquoted.
-    pub name: String,
-    /// Written in backticks (so it is not a keyword).
-    pub quoted: bool,
-    /// The name before a `.`, as in `db.function(…)` or `t.column`.
-    pub qualifier: Option<String>,
-    /// An opening parenthesis follows: a function call (or a construct such as `CAST(`).
-    pub call: bool,
-    /// The call has no arguments: `()`.
-    pub no_arguments: bool,
-    /// Written after `@` or `@@`: a user or system variable.
-    pub variable: bool,
-}
+pub use crate::words::Word;
+use crate::words::{scan, skip_until};
 
 /// Every name in `expr`, in order.
 pub fn words(expr: &str) -> Vec<String> {
@@ -33,86 +20,43 @@ pub fn words(expr: &str) -> Vec<String> {
 
 /// Every name in `expr`, in order, with what surrounds it.
 pub fn tokens(expr: &str) -> Vec<Word> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = Vec::new();
-    let mut qualifier: Option<String> = None;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let start = i;
-        let word = match c {
-            '\'' | '"' => {
-                i = skip_string(&chars, i);
-                None
-            }
-            '`' => {
-                let (name, end) = backquoted(&chars, i);
-                i = end;
-                Some((name, true))
-            }
-            '#' => {
-                i = skip_until(&chars, i, |c| c == '\n');
-                None
-            }
-            '-' if next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace()) => {
-                i = skip_until(&chars, i, |c| c == '\n');
-                None
-            }
-            '/' if next == Some('*') => {
-                i = (i + 2..chars.len().saturating_sub(1))
-                    .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
-                    .map_or(chars.len(), |j| j + 2);
-                None
-            }
-            c if c.is_alphabetic() || c == '_' || c == '$' => {
-                let end = skip_until(&chars, i, |c| {
-                    !(c.is_alphanumeric() || c == '_' || c == '$')
-                });
-                let name = chars[i..end].iter().collect::<String>().to_lowercase();
-                i = end;
-                // x'…', b'…', n'…': a prefixed string literal, not a name.
-                (chars.get(end) != Some(&'\'')).then_some((name, false))
-            }
-            c if c.is_ascii_digit() => {
-                i = skip_until(&chars, i, |c| !(c.is_alphanumeric() || c == '.'));
-                None
-            }
-            _ => {
-                i += 1;
-                None
-            }
-        };
-        let Some((name, quoted)) = word else {
-            if !c.is_whitespace() {
-                qualifier = None;
-            }
-            continue;
-        };
-        let after = skip_until(&chars, i, |c| !c.is_whitespace());
-        let call = chars.get(after) == Some(&'(');
-        let closes = skip_until(&chars, after + 1, |c| !c.is_whitespace());
-        out.push(Word {
-            name: name.clone(),
-            quoted,
-            qualifier: qualifier.take(),
-            call,
-            no_arguments: call && chars.get(closes) == Some(&')'),
-            variable: start > 0 && chars[start - 1] == '@',
-        });
-        if chars.get(after) == Some(&'.') {
-            qualifier = Some(name);
-            i = after + 1;
-        }
-    }
-    out
+    scan(expr, lex)
 }
 
-/// The index of the first character from `start` that satisfies `stop`, or the end.
-fn skip_until(chars: &[char], start: usize, stop: impl Fn(char) -> bool) -> usize {
-    (start..chars.len())
-        .find(|&j| stop(chars[j]))
-        .unwrap_or(chars.len())
+/// What MySQL's lexer reads from `i` on (see [`crate::words::Lex`]).
+fn lex(chars: &[char], i: usize) -> (usize, Option<(String, bool)>) {
+    let next = chars.get(i + 1).copied();
+    match chars[i] {
+        '\'' | '"' => (skip_string(chars, i), None),
+        '`' => {
+            let (name, end) = backquoted(chars, i);
+            (end, Some((name, true)))
+        }
+        '#' => (skip_until(chars, i, |c| c == '\n'), None),
+        '-' if next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace()) => {
+            (skip_until(chars, i, |c| c == '\n'), None)
+        }
+        '/' if next == Some('*') => {
+            let end = (i + 2..chars.len().saturating_sub(1))
+                .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                .map_or(chars.len(), |j| j + 2);
+            (end, None)
+        }
+        c if c.is_alphabetic() || c == '_' || c == '$' => {
+            let end = skip_until(chars, i, |c| !(c.is_alphanumeric() || c == '_' || c == '$'));
+            let name = chars[i..end].iter().collect::<String>().to_lowercase();
+            // x'…', b'…', n'…': a prefixed string literal, not a name.
+            (
+                end,
+                (chars.get(end) != Some(&'\'')).then_some((name, false)),
+            )
+        }
+        c if c.is_ascii_digit() => {
+            let end = skip_until(chars, i, |c| !(c.is_alphanumeric() || c == '.'));
+            (end, None)
+        }
+        _ => (i + 1, None),
+    }
 }
 
 /// Past the string starting at `start` (its quote), with `\` escapes and doubled quotes.

@@ -1,13 +1,14 @@
 //! The statements of a worker's hold on a range: claim, split, checkpoint, finish (see
 //! `crate::state::checkpoint`).
 
-use sqlx::mysql::{MySqlArguments, MySqlRow};
+use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
 use sqlx::{MySql, MySqlConnection, Row as _};
 
 use crate::mysql::session::statement;
 use crate::mysql::sql::{Compare, json_part, typed};
-use crate::state::stored::{int4, int8, to_json, unsigned};
+use crate::state::decode::progress;
+use crate::state::stored::{int4, int8, to_json};
 use crate::state::*;
 
 use super::jobs::KEYS_LEFT;
@@ -347,17 +348,6 @@ impl StateSql<'_> {
             Err(e) => e,
         }
     }
-}
-
-/// Where the job stands, as the checkpoint's progress row says.
-fn progress(row: &MySqlRow) -> Result<Progress, sqlx::Error> {
-    Ok(Progress {
-        rows_done: unsigned(row.try_get(0)?),
-        batches_done: unsigned(row.try_get(1)?),
-        keys_walked: unsigned(row.try_get(2)?),
-        rows_walked: unsigned(row.try_get(3)?),
-        keys_left: row.try_get::<Option<i64>, _>(4)?.map(unsigned),
-    })
 }
 
 #[cfg(test)]

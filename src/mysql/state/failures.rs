@@ -1,10 +1,10 @@
 //! The statements about the `failures` table (see `crate::state::failures`).
 
-use sqlx::mysql::MySqlRow;
-use sqlx::{MySqlConnection, Row as _};
+use sqlx::MySqlConnection;
 
 use crate::mysql::session::statement;
-use crate::state::stored::{from_json, int8, to_json};
+use crate::state::decode::failed_row;
+use crate::state::stored::{int8, to_json};
 use crate::state::*;
 
 use super::*;
@@ -15,23 +15,6 @@ fn columns() -> String {
         "seq, `columns`, `key`, relation, `sqlstate`, message, notes, attempts, {}",
         age("failed_at")
     )
-}
-
-fn decode(row: &MySqlRow) -> Result<(i64, FailedRow), sqlx::Error> {
-    let attempts: i32 = row.try_get(7)?;
-    Ok((
-        row.try_get(0)?,
-        FailedRow {
-            columns: from_json(row.try_get(1)?)?.unwrap_or_default(),
-            key: from_json(row.try_get(2)?)?.unwrap_or_default(),
-            relation: row.try_get(3)?,
-            sqlstate: row.try_get(4)?,
-            message: row.try_get(5)?,
-            notes: row.try_get(6)?,
-            attempts: u32::try_from(attempts).unwrap_or_default(),
-            age: row.try_get(8)?,
-        },
-    ))
 }
 
 impl StateSql<'_> {
@@ -120,7 +103,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read the failed rows"))?;
         rows.iter()
-            .map(decode)
+            .map(failed_row)
             .collect::<Result<_, _>>()
             .map_err(self.db("read the failed rows"))
     }

@@ -69,10 +69,7 @@ impl StateSql<'_> {
             .execute(&mut *tx)
             .await
             .map_err(self.db("heartbeat"))?;
-        let job = match self.fetch(&mut tx, name, false).await {
-            Err(StateError::UnknownJob { .. }) => return Err(lease_lost(name, None)),
-            other => other?,
-        };
+        let job = beat_row(name, self.fetch(&mut tx, name, false).await)?;
         tx.commit().await.map_err(self.db("heartbeat"))?;
         Ok(job)
     }

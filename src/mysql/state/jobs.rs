@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use sqlx::mysql::MySqlRow;
-use sqlx::{MySqlConnection, Row as _};
+use sqlx::MySqlConnection;
 
 use crate::mysql::session::statement;
-use crate::state::stored::{from_json, int8, unsigned};
+use crate::state::decode::job_row;
+use crate::state::stored::int8;
 use crate::state::*;
 
 use super::*;
@@ -87,61 +87,6 @@ pub(super) const KEYS_LEFT: &str = "CASE WHEN COUNT(*) > 0
                                   THEN GREATEST(keys_estimate - keys_walked, 0) END), 0)
                 AS SIGNED) END";
 
-fn decode_row(row: &MySqlRow) -> Result<JobRow, sqlx::Error> {
-    let count = |i| -> Result<u32, sqlx::Error> {
-        Ok(u32::try_from(row.try_get::<i64, _>(i)?).unwrap_or(0))
-    };
-    let batch_size: Option<i32> = row.try_get(7)?;
-    Ok(JobRow {
-        name: row.try_get(0)?,
-        table_name: row.try_get(1)?,
-        definition_hash: row.try_get(2)?,
-        status: row.try_get(3)?,
-        range_end: from_json(row.try_get(4)?)?,
-        rows_done: unsigned(row.try_get(5)?),
-        batches_done: unsigned(row.try_get(6)?),
-        batch_size: batch_size.and_then(|b| u32::try_from(b).ok()),
-        owner: row.try_get::<Option<String>, _>(8)?.map(Owner),
-        heartbeat_age: row.try_get(9)?,
-        lease_s: row.try_get(10)?,
-        updated_age: row.try_get(11)?,
-        control: row.try_get(12)?,
-        last_error: row.try_get(13)?,
-        heap_bytes_start: row
-            .try_get::<Option<i64>, _>(14)?
-            .and_then(|b| u64::try_from(b).ok()),
-        cursor: from_json(row.try_get(15)?)?,
-        rate: row.try_get(16)?,
-        note: row.try_get(17)?,
-        ranges: count(18)?,
-        ranges_done: count(19)?,
-        workers: count(20)?,
-        processes: count(21)?,
-        hosts: count(22)?,
-        keys_walked: unsigned(row.try_get(23)?),
-        keys_left: row.try_get::<Option<i64>, _>(24)?.map(unsigned),
-        failures: unsigned(row.try_get(25)?),
-        heap_bytes_end: row
-            .try_get::<Option<i64>, _>(26)?
-            .and_then(|b| u64::try_from(b).ok()),
-        pending: match (
-            row.try_get::<Option<i64>, _>(27)?,
-            row.try_get(28)?,
-            row.try_get(29)?,
-        ) {
-            (Some(rows), Some(rows_done), Some(exact)) => Some(Pending {
-                rows: unsigned(rows),
-                rows_done: unsigned(rows_done),
-                exact,
-                table_rows: row.try_get::<Option<i64>, _>(30)?.map(unsigned),
-            }),
-            _ => None,
-        },
-        settings: row.try_get(31)?,
-        rows_walked: unsigned(row.try_get(32)?),
-    })
-}
-
 impl StateSql<'_> {
     /// Reads one job's row in the caller's transaction (locking it when `lock` is set: the
     /// job's row alone, before its ranges' sums are read).
@@ -174,7 +119,7 @@ impl StateSql<'_> {
             other => other.map_err(self.db("read"))?,
         };
         match row {
-            Some(row) => decode_row(&row).map_err(self.db("read")),
+            Some(row) => job_row(&row).map_err(self.db("read")),
             None => Err(unknown()),
         }
     }
@@ -365,7 +310,7 @@ impl StateSql<'_> {
             .map_err(self.db("list"))?;
         let rows = rows
             .iter()
-            .map(decode_row)
+            .map(job_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.db("list"))?;
         tx.commit().await.map_err(self.db("list"))?;

@@ -152,14 +152,6 @@ impl StateSql<'_> {
         })
     }
 
-    fn db(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
-        move |source| StateError::Database {
-            table: self.jobs.clone(),
-            action,
-            source,
-        }
-    }
-
     /// Creates the schema (a MySQL database) and the tables if they are missing.
     ///
     /// Looks before it creates, so that a role without the right to create anything runs

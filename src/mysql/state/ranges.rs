@@ -1,10 +1,10 @@
 //! The statements about the range rows in `ranges` (see `crate::state::ranges`).
 
-use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row as _};
 
 use crate::mysql::session::statement;
-use crate::state::stored::{from_json, int4, int8, to_json, unsigned};
+use crate::state::decode::{lease, range_row};
+use crate::state::stored::{int4, int8, to_json};
 use crate::state::*;
 
 use super::*;
@@ -21,46 +21,6 @@ pub(super) fn range_columns() -> String {
 /// How many ranges one `INSERT` of [`StateSql::lay_out`] writes: well under the 65,535
 /// parameters a statement may have.
 const LAYOUT_ROWS: usize = 1000;
-
-pub(super) fn decode_range(row: &MySqlRow) -> Result<RangeRow, sqlx::Error> {
-    decode_range_from(row, 0)
-}
-
-/// A [`RangeRow`] from [`range_columns`] starting at column `at`.
-fn decode_range_from(row: &MySqlRow, at: usize) -> Result<RangeRow, sqlx::Error> {
-    let get = |i: usize| i + at;
-    let id: i32 = row.try_get(get(0))?;
-    let owner: Option<String> = row.try_get(get(6))?;
-    Ok(RangeRow {
-        id: u32::try_from(id).unwrap_or_default(),
-        relation: row.try_get(get(1))?,
-        lower: from_json(row.try_get(get(2))?)?,
-        upper: from_json(row.try_get(get(3))?)?.unwrap_or_default(),
-        cursor: from_json(row.try_get(get(4))?)?,
-        status: row.try_get(get(5))?,
-        lease: owner
-            .map(|owner| -> Result<Lease, sqlx::Error> {
-                Ok(Lease {
-                    owner: Owner(owner),
-                    heartbeat_age: row.try_get(get(7))?,
-                    timeout_s: row.try_get(get(8))?,
-                })
-            })
-            .transpose()?,
-        worker: row
-            .try_get::<Option<i32>, _>(get(9))?
-            .and_then(|w| u32::try_from(w).ok()),
-        rows_done: unsigned(row.try_get(get(10))?),
-        batches_done: unsigned(row.try_get(get(11))?),
-        keys_estimate: row.try_get::<Option<i64>, _>(get(12))?.map(unsigned),
-        keys_walked: unsigned(row.try_get(get(13))?),
-        batch_size: row
-            .try_get::<Option<i32>, _>(get(14))?
-            .and_then(|b| u32::try_from(b).ok()),
-        rate: row.try_get(get(15))?,
-        note: row.try_get(get(16))?,
-    })
-}
 
 impl StateSql<'_> {
     /// The leases held on the job's ranges, one per owner (its freshest heartbeat).
@@ -81,14 +41,8 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read the ranges"))?;
         rows.iter()
-            .map(|r| {
-                Ok(Lease {
-                    owner: Owner(r.try_get(0)?),
-                    heartbeat_age: r.try_get(1)?,
-                    timeout_s: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
+            .map(lease)
+            .collect::<Result<_, _>>()
             .map_err(self.db("read the ranges"))
     }
 
@@ -116,7 +70,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read the ranges"))?;
         rows.iter()
-            .map(decode_range)
+            .map(|row| range_row(row, 0))
             .collect::<Result<_, _>>()
             .map_err(self.db("read the ranges"))
     }
@@ -144,7 +98,7 @@ impl StateSql<'_> {
             .map_err(self.db("list the ranges"))?;
         let ranges = rows
             .iter()
-            .map(|row| Ok((row.try_get(0)?, decode_range_from(row, 1)?)))
+            .map(|row| Ok((row.try_get(0)?, range_row(row, 1)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(self.db("list the ranges"))?;
         tx.commit().await.map_err(self.db("list the ranges"))?;
@@ -170,7 +124,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read a range"))?;
         row.as_ref()
-            .map(decode_range)
+            .map(|row| range_row(row, 0))
             .transpose()
             .map_err(self.db("read a range"))
     }

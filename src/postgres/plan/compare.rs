@@ -73,10 +73,7 @@ impl Comparison {
         };
         let n = key.len();
         Comparison {
-            counts: Statements {
-                from_start: counts(&range.from_start),
-                after_cursor: counts(&range.after_cursor),
-            },
+            counts: range.map(counts),
             differences: Statements {
                 from_start: differences(&range.from_start, n + 1),
                 after_cursor: differences(&range.after_cursor, 2 * n + 1),
@@ -93,37 +90,23 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Column, KeySource};
-    use std::path::Path;
+    use crate::catalog::Column;
 
     fn column(name: &str, type_sql: &str) -> Column {
-        Column {
-            name: name.into(),
-            type_sql: type_sql.into(),
-            collation: None,
-        }
+        Column::example(name, type_sql, None)
     }
 
     fn comparison(key: &[(&str, &str)]) -> Comparison {
-        let job = Job::parse(
+        let job = Job::example(
             "table = \"users\"\nwhere = \"flag IS NULL\"\n[set]\nflag = \"legacy\"\n'we\"ird' = \"n * 2\"\n",
-            Path::new("jobs/t.toml"),
-        )
-        .expect("valid job");
+        );
+        let key = key.iter().map(|(n, t)| column(n, t)).collect();
         let catalog = Catalog {
-            partitioned: false,
-            leaves: vec![],
-            server_version: 150000,
-            schema: "public".into(),
-            name: "users".into(),
-            key: key.iter().map(|(n, t)| column(n, t)).collect(),
-            key_source: KeySource::PrimaryKey("users_pkey".into()),
-            key_index: Some("users_pkey".into()),
-            triggers: vec![],
             set: vec![
                 column("flag", "character varying(32)"),
                 column("we\"ird", "bigint"),
             ],
+            ..Catalog::example(150000, "public", "users", key, "users_pkey")
         };
         Comparison::new(&job, &catalog)
     }

@@ -1,33 +1,11 @@
 //! The planner's SQL text, exactly.
 
 use super::*;
-use crate::catalog::{Column, KeySource, Relation};
-use std::path::Path;
-
-fn job(text: &str) -> Job {
-    Job::parse(text, Path::new("jobs/t.toml")).expect("valid job")
-}
+use crate::catalog::{Column, Relation};
 
 fn catalog(schema: &str, name: &str, key: &[(&str, &str)]) -> Catalog {
-    Catalog {
-        server_version: 180000,
-        schema: schema.into(),
-        name: name.into(),
-        key: key
-            .iter()
-            .map(|(n, t)| Column {
-                name: (*n).into(),
-                type_sql: (*t).into(),
-                collation: None,
-            })
-            .collect(),
-        key_source: KeySource::PrimaryKey("t_pkey".into()),
-        key_index: Some("t_pkey".into()),
-        triggers: vec![],
-        set: vec![],
-        partitioned: false,
-        leaves: vec![],
-    }
+    let key = key.iter().map(|(n, t)| Column::example(n, t, None));
+    Catalog::example(180000, schema, name, key.collect(), "t_pkey")
 }
 
 const USERS: &str = r#"
@@ -40,7 +18,7 @@ status_flag = "legacy_status"
 #[test]
 fn bigint_key_update_after_cursor() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("id", "bigint")]),
     );
     assert_eq!(
@@ -52,7 +30,7 @@ fn bigint_key_update_after_cursor() {
 #[test]
 fn bigint_key_update_from_start() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("id", "bigint")]),
     );
     assert_eq!(
@@ -64,7 +42,7 @@ fn bigint_key_update_from_start() {
 #[test]
 fn upper_bound_walks_the_key_and_stops_at_the_range_end() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("id", "bigint")]),
     );
     assert_eq!(
@@ -80,7 +58,7 @@ fn upper_bound_walks_the_key_and_stops_at_the_range_end() {
 #[test]
 fn composite_key_compares_rows_with_each_columns_type() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
     );
     assert_eq!(
@@ -92,7 +70,7 @@ fn composite_key_compares_rows_with_each_columns_type() {
 #[test]
 fn the_guards_probe_reads_one_row_by_its_whole_key() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
     );
     assert_eq!(
@@ -104,7 +82,7 @@ fn the_guards_probe_reads_one_row_by_its_whole_key() {
 #[test]
 fn range_end_orders_every_key_column_descending() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
     );
     assert_eq!(
@@ -122,7 +100,7 @@ where = '"Total Cents" IS NULL'
 "Total Cents" = "qty * price_cents"
 "#;
     let plan = Plan::new(
-        &job(text),
+        &Job::example(text),
         &catalog("Sales Data", r#"Odd "Name""#, &[(r#"we"ird id"#, "uuid")]),
     );
     assert_eq!(
@@ -145,7 +123,7 @@ a = "1"
 b = "x + 1"
 "#;
     let plan = Plan::new(
-        &job(text),
+        &Job::example(text),
         &catalog("public", "orders", &[("id", "bigint")]),
     );
     assert!(
@@ -159,7 +137,7 @@ b = "x + 1"
 #[test]
 fn pending_rows_are_counted_and_estimated_with_the_filter() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("id", "bigint")]),
     );
     assert_eq!(
@@ -180,7 +158,7 @@ fn pending_rows_are_counted_and_estimated_with_the_filter() {
 #[test]
 fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog(
             "public",
             "users",
@@ -198,7 +176,7 @@ fn timestamptz_and_numeric_keys_cast_back_with_their_type() {
 #[test]
 fn the_sample_reads_a_share_of_blocks_inside_the_range_in_key_order() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
     );
     assert_eq!(
@@ -211,7 +189,7 @@ fn the_sample_reads_a_share_of_blocks_inside_the_range_in_key_order() {
 #[test]
 fn a_failed_batch_lists_its_keys_and_a_failed_row_is_retried_alone() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("tenant", "text"), ("id", "integer")]),
     );
     assert_eq!(
@@ -229,7 +207,7 @@ fn a_failed_batch_lists_its_keys_and_a_failed_row_is_retried_alone() {
 fn a_key_column_with_its_own_collation_reads_back_in_its_order() {
     let mut icu = catalog("public", "orders", &[("tenant", "text"), ("id", "integer")]);
     icu.key[0].collation = Some(r#""pg_catalog"."und-x-icu""#.into());
-    let plan = Plan::new(&job(USERS), &icu);
+    let plan = Plan::new(&Job::example(USERS), &icu);
     assert_eq!(
         plan.key_types,
         [r#"text COLLATE "pg_catalog"."und-x-icu""#, "integer"]
@@ -250,7 +228,7 @@ fn a_partitioned_table_is_walked_leaf_by_leaf() {
             name: "events_0".into(),
         },
     ];
-    let plan = Plan::new(&job(USERS), &parent);
+    let plan = Plan::new(&Job::example(USERS), &parent);
     let relations: Vec<&str> = plan.walks().iter().map(|w| w.relation.as_str()).collect();
     assert_eq!(
         relations,
@@ -269,7 +247,7 @@ fn a_partitioned_table_is_walked_leaf_by_leaf() {
 #[test]
 fn a_plain_table_is_its_only_walk() {
     let plan = Plan::new(
-        &job(USERS),
+        &Job::example(USERS),
         &catalog("public", "users", &[("id", "bigint")]),
     );
     assert_eq!(plan.walks(), std::slice::from_ref(&plan.walk));

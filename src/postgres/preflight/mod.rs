@@ -8,10 +8,9 @@ use crate::job::Job;
 use crate::plan::Plan;
 use crate::plan::START_LOCK_TIMEOUT;
 use crate::postgres::sample::throttle_query_sql;
-use crate::postgres::{
-    Failure, begin_bounded, begin_read_only, bind_keys, classify, fetch_key, statement,
-};
+use crate::postgres::{Failure, begin_bounded, begin_read_only, classify, fetch_key, statement};
 use crate::preflight::{Preflight, PreflightError, Start};
+use crate::rows::bind_keys;
 
 /// Client connections in use (other than this one) and `max_connections`.
 pub async fn connections(conn: &mut PgConnection) -> Result<(u32, u32), sqlx::Error> {

@@ -6,106 +6,47 @@
 //! PostgreSQL does not expose: the estimate asks whether a column the filter mentions has
 //! statistics, and `verify --values` looks up the functions an expression calls. A name that
 //! is read too eagerly (a function that shares a column's name) only makes those checks more
-//! careful, never less.
+//! careful, never less. What surrounds a name (a qualifier, a call) is read as on MySQL, by
+//! `crate::words`.
 
-/// One name in an expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    /// The name as PostgreSQL resolves it (folded to lower case unless quoted).
-    pub name: String,
-    /// True when it was written in double quotes (so it is not a keyword).
-    pub quoted: bool,
-    /// The name before a `.`, as in `schema.function(…)` or `table.column`.
-    pub qualifier: Option<String>,
-    /// True when an opening parenthesis follows: a function call (or a keyword construct such
-    /// as `CAST(`, which no function is named after).
-    pub call: bool,
-}
+pub use crate::words::Word;
+use crate::words::{scan, skip_until};
 
 /// Every name in `expr`, in order.
 pub fn words(expr: &str) -> Vec<Word> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out: Vec<Word> = Vec::new();
-    let mut qualifier: Option<String> = None;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let word = match c {
-            '-' if next == Some('-') => {
-                i = skip_until(&chars, i, |c| c == '\n');
-                None
-            }
-            '/' if next == Some('*') => {
-                i = skip_block_comment(&chars, i);
-                None
-            }
-            '\'' => {
-                i = skip_string(&chars, i, false);
-                None
-            }
-            '$' if next.is_some_and(|n| n == '$' || n.is_alphabetic() || n == '_') => {
-                i = skip_dollar_quote(&chars, i);
-                None
-            }
-            '"' => {
-                let (name, end) = quoted(&chars, i);
-                i = end;
-                Some((name, true))
-            }
-            c if c.is_alphabetic() || c == '_' => {
-                let end = skip_until(&chars, i, |c| {
-                    !(c.is_alphanumeric() || c == '_' || c == '$')
-                });
-                let name: String = chars[i..end].iter().collect::<String>().to_lowercase();
-                i = end;
-                // E'…', B'…', X'…', N'…': a prefixed string literal, not a name.
-                if chars.get(i) == Some(&'\'') && matches!(name.as_str(), "e" | "b" | "x" | "n") {
-                    i = skip_string(&chars, i, name == "e");
-                    None
-                } else {
-                    Some((name, false))
-                }
-            }
-            c if c.is_ascii_digit() => {
-                i = skip_until(&chars, i, |c| {
-                    !(c.is_alphanumeric() || c == '.' || c == '_')
-                });
-                None
-            }
-            _ => {
-                i += 1;
-                None
-            }
-        };
-        let Some((name, quoted)) = word else {
-            if !c.is_whitespace() {
-                qualifier = None;
-            }
-            continue;
-        };
-        let after = skip_until(&chars, i, |c| !c.is_whitespace());
-        let dot = chars.get(after) == Some(&'.');
-        let word = Word {
-            name: name.clone(),
-            quoted,
-            qualifier: qualifier.take(),
-            call: chars.get(after) == Some(&'('),
-        };
-        out.push(word);
-        if dot {
-            qualifier = Some(name);
-            i = after + 1;
-        }
-    }
-    out
+    scan(expr, lex)
 }
 
-/// The index of the first char at or after `from` that matches `stop` (or the end).
-fn skip_until(chars: &[char], from: usize, stop: impl Fn(char) -> bool) -> usize {
-    (from..chars.len())
-        .find(|&i| stop(chars[i]))
-        .unwrap_or(chars.len())
+/// What PostgreSQL's lexer reads from `i` on (see [`crate::words::Lex`]).
+fn lex(chars: &[char], i: usize) -> (usize, Option<(String, bool)>) {
+    let next = chars.get(i + 1).copied();
+    match chars[i] {
+        '-' if next == Some('-') => (skip_until(chars, i, |c| c == '\n'), None),
+        '/' if next == Some('*') => (skip_block_comment(chars, i), None),
+        '\'' => (skip_string(chars, i, false), None),
+        '$' if next.is_some_and(|n| n == '$' || n.is_alphabetic() || n == '_') => {
+            (skip_dollar_quote(chars, i), None)
+        }
+        '"' => {
+            let (name, end) = quoted(chars, i);
+            (end, Some((name, true)))
+        }
+        c if c.is_alphabetic() || c == '_' => {
+            let end = skip_until(chars, i, |c| !(c.is_alphanumeric() || c == '_' || c == '$'));
+            let name: String = chars[i..end].iter().collect::<String>().to_lowercase();
+            // E'…', B'…', X'…', N'…': a prefixed string literal, not a name.
+            if chars.get(end) == Some(&'\'') && matches!(name.as_str(), "e" | "b" | "x" | "n") {
+                (skip_string(chars, end, name == "e"), None)
+            } else {
+                (end, Some((name, false)))
+            }
+        }
+        c if c.is_ascii_digit() => {
+            let end = skip_until(chars, i, |c| !(c.is_alphanumeric() || c == '.' || c == '_'));
+            (end, None)
+        }
+        _ => (i + 1, None),
+    }
 }
 
 /// Past a `/* … */` comment, which nests in PostgreSQL.

@@ -8,9 +8,10 @@ use sqlx::query::Query;
 use crate::postgres::sql::JsonbKey;
 
 use super::jobs::keys_left_sql;
-use super::ranges::{RANGE_COLUMNS, decode_range};
+use super::ranges::RANGE_COLUMNS;
+use crate::state::decode::{progress, range_row};
 use crate::state::stored::{int4, int8};
-use sqlx::{PgConnection, Row as _};
+use sqlx::PgConnection;
 
 use crate::postgres::statement;
 use crate::state::*;
@@ -121,7 +122,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("claim a range"))?;
         row.as_ref()
-            .map(decode_range)
+            .map(|row| range_row(row, 0))
             .transpose()
             .map_err(self.db("claim a range"))
     }
@@ -170,7 +171,7 @@ impl StateSql<'_> {
             .fetch_one(tx)
             .await
             .map_err(self.db("split a range"))?;
-        decode_range(&row)
+        range_row(&row, 0)
             .map(Some)
             .map_err(self.db("split a range"))
     }
@@ -247,15 +248,4 @@ impl StateSql<'_> {
             Err(e) => e,
         }
     }
-}
-
-/// Where the job stands, as the checkpoint's row says.
-fn progress(row: &sqlx::postgres::PgRow) -> Result<Progress, sqlx::Error> {
-    Ok(Progress {
-        rows_done: unsigned(row.try_get(0)?),
-        batches_done: unsigned(row.try_get(1)?),
-        keys_walked: unsigned(row.try_get(2)?),
-        rows_walked: unsigned(row.try_get(3)?),
-        keys_left: row.try_get::<Option<i64>, _>(4)?.map(unsigned),
-    })
 }

@@ -1,8 +1,9 @@
 //! The statements about the `failures` table (see `crate::state::failures`).
 
-use sqlx::{PgConnection, Row as _};
+use sqlx::PgConnection;
 
 use crate::postgres::{begin_read_only, statement};
+use crate::state::decode::failed_row;
 use crate::state::*;
 
 use super::*;
@@ -10,23 +11,6 @@ use super::*;
 /// The columns of a [`FailedRow`], after `seq`.
 const COLUMNS: &str = "seq, columns::text, key::text, relation, sqlstate, message, notes, attempts, \
     extract(epoch FROM now() - failed_at)::float8";
-
-fn decode(row: &sqlx::postgres::PgRow) -> Result<(i64, FailedRow), sqlx::Error> {
-    let attempts: i32 = row.try_get(7)?;
-    Ok((
-        row.try_get(0)?,
-        FailedRow {
-            columns: from_json(row.try_get(1)?)?.unwrap_or_default(),
-            key: from_json(row.try_get(2)?)?.unwrap_or_default(),
-            relation: row.try_get(3)?,
-            sqlstate: row.try_get(4)?,
-            message: row.try_get(5)?,
-            notes: row.try_get(6)?,
-            attempts: u32::try_from(attempts).unwrap_or_default(),
-            age: row.try_get(8)?,
-        },
-    ))
-}
 
 impl StateSql<'_> {
     /// The statement that creates the table (run by [`Store::ensure`]). `seq` orders the rows
@@ -103,7 +87,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read the failed rows"))?;
         rows.iter()
-            .map(decode)
+            .map(failed_row)
             .collect::<Result<_, _>>()
             .map_err(self.db("read the failed rows"))
     }

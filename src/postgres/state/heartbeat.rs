@@ -60,15 +60,7 @@ impl StateSql<'_> {
                 return Err(self.lease_lost(&mut tx, name).await);
             }
         }
-        let job = match self.fetch(&mut tx, name, false).await {
-            Err(StateError::UnknownJob { .. }) => {
-                return Err(StateError::LeaseLost {
-                    name: name.into(),
-                    owner: "a reset".into(),
-                });
-            }
-            other => other?,
-        };
+        let job = beat_row(name, self.fetch(&mut tx, name, false).await)?;
         tx.commit().await.map_err(self.db("heartbeat"))?;
         Ok(job)
     }

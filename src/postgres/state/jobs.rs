@@ -8,6 +8,7 @@ use crate::postgres::{begin_bounded, begin_read_only, begin_state, statement};
 use crate::state::*;
 
 use super::*;
+use crate::state::decode::job_row;
 use crate::state::stored::int8;
 
 /// The columns of a [`JobRow`], with the ranges' sums and the failed rows' count when those
@@ -44,8 +45,9 @@ fn select_sql(store: &Store, tables: Tables) -> String {
     };
     if !tables.ranges {
         return format!(
-            "SELECT {common}, j.cursor::text, j.rate, j.note, 0, 0, 0, 0, 0, 0::int8, NULL::int8, \
-             {failures}, {heap_bytes_end}, {estimate}, {settings}, 0::int8 FROM {jobs} j"
+            "SELECT {common}, j.cursor::text, j.rate, j.note, 0::int8, 0::int8, 0::int8, 0::int8, \
+             0::int8, 0::int8, NULL::int8, {failures}, {heap_bytes_end}, {estimate}, {settings}, \
+             0::int8 FROM {jobs} j"
         );
     }
     let ranges = &store.ranges;
@@ -55,14 +57,14 @@ fn select_sql(store: &Store, tables: Tables) -> String {
                 r.keys_walked, r.keys_left, {failures}, {heap_bytes_end}, {estimate}, {settings}, \
                 r.rows_walked \
            FROM {jobs} j LEFT JOIN LATERAL (
-                SELECT count(*)::int4 AS ranges,
-                       count(*) FILTER (WHERE status = 'done')::int4 AS done,
+                SELECT count(*) AS ranges,
+                       count(*) FILTER (WHERE status = 'done') AS done,
                        CASE WHEN count(*) = 1 THEN min(cursor::text) END AS cursor,
                        sum(rate) FILTER (WHERE live) AS rate,
                        min(note) FILTER (WHERE live) AS note,
-                       count(*) FILTER (WHERE live)::int4 AS workers,
-                       count(DISTINCT owner) FILTER (WHERE live)::int4 AS processes,
-                       count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live)::int4 AS hosts,
+                       count(*) FILTER (WHERE live) AS workers,
+                       count(DISTINCT owner) FILTER (WHERE live) AS processes,
+                       count(DISTINCT split_part(owner, ':', 1)) FILTER (WHERE live) AS hosts,
                        coalesce(sum(keys_walked), 0)::int8 AS keys_walked,
                        coalesce(sum(rows_done), 0)::int8 AS rows_walked,
                        {keys_left} AS keys_left
@@ -87,61 +89,6 @@ pub(super) fn keys_left_sql(walking: &str) -> String {
     )
 }
 
-fn decode_row(row: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
-    let count = |i| -> Result<u32, sqlx::Error> {
-        Ok(u32::try_from(row.try_get::<i32, _>(i)?).unwrap_or(0))
-    };
-    let batch_size: Option<i32> = row.try_get(7)?;
-    Ok(JobRow {
-        name: row.try_get(0)?,
-        table_name: row.try_get(1)?,
-        definition_hash: row.try_get(2)?,
-        status: row.try_get(3)?,
-        range_end: from_json(row.try_get(4)?)?,
-        rows_done: unsigned(row.try_get(5)?),
-        batches_done: unsigned(row.try_get(6)?),
-        batch_size: batch_size.and_then(|b| u32::try_from(b).ok()),
-        owner: row.try_get::<Option<String>, _>(8)?.map(Owner),
-        heartbeat_age: row.try_get(9)?,
-        lease_s: row.try_get(10)?,
-        updated_age: row.try_get(11)?,
-        control: row.try_get(12)?,
-        last_error: row.try_get(13)?,
-        heap_bytes_start: row
-            .try_get::<Option<i64>, _>(14)?
-            .and_then(|b| u64::try_from(b).ok()),
-        cursor: from_json(row.try_get(15)?)?,
-        rate: row.try_get(16)?,
-        note: row.try_get(17)?,
-        ranges: count(18)?,
-        ranges_done: count(19)?,
-        workers: count(20)?,
-        processes: count(21)?,
-        hosts: count(22)?,
-        keys_walked: unsigned(row.try_get(23)?),
-        keys_left: row.try_get::<Option<i64>, _>(24)?.map(unsigned),
-        failures: unsigned(row.try_get(25)?),
-        heap_bytes_end: row
-            .try_get::<Option<i64>, _>(26)?
-            .and_then(|b| u64::try_from(b).ok()),
-        pending: match (
-            row.try_get::<Option<i64>, _>(27)?,
-            row.try_get(28)?,
-            row.try_get(29)?,
-        ) {
-            (Some(rows), Some(rows_done), Some(exact)) => Some(Pending {
-                rows: unsigned(rows),
-                rows_done: unsigned(rows_done),
-                exact,
-                table_rows: row.try_get::<Option<i64>, _>(30)?.map(unsigned),
-            }),
-            _ => None,
-        },
-        settings: row.try_get(31)?,
-        rows_walked: unsigned(row.try_get(32)?),
-    })
-}
-
 impl StateSql<'_> {
     /// Reads one job's row in the caller's transaction (locking it when `lock` is set).
     pub async fn fetch(
@@ -161,7 +108,7 @@ impl StateSql<'_> {
             other => other.map_err(self.db("read"))?,
         };
         match row {
-            Some(row) => decode_row(&row).map_err(self.db("read")),
+            Some(row) => job_row(&row).map_err(self.db("read")),
             None => Err(StateError::UnknownJob {
                 name: name.into(),
                 table: self.jobs.clone(),
@@ -334,7 +281,7 @@ impl StateSql<'_> {
             .map_err(self.db("list"))?;
         let rows = rows
             .iter()
-            .map(decode_row)
+            .map(job_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.db("list"))?;
         tx.commit().await.map_err(self.db("list"))?;

@@ -16,7 +16,7 @@ use sqlx::{PgConnection, Row as _};
 
 use crate::postgres::sql::Ident;
 use crate::postgres::{begin_bounded, begin_read_only, statement};
-use crate::state::stored::{from_json, to_json, unsigned};
+use crate::state::stored::to_json;
 use crate::state::{StateError, Store};
 
 pub use checkpoint::RangeSql;
@@ -101,14 +101,6 @@ impl StateSql<'_> {
             failures: row.get(2),
             added,
         })
-    }
-
-    fn db(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StateError + '_ {
-        move |source| StateError::Database {
-            table: self.jobs.clone(),
-            action,
-            source,
-        }
     }
 
     /// Creates the schema and tables if they are missing, and brings tables made by an older

@@ -3,6 +3,7 @@
 use sqlx::{PgConnection, Row as _};
 
 use crate::postgres::{begin_read_only, statement};
+use crate::state::decode::{lease, range_row};
 use crate::state::stored::{int4, int8};
 use crate::state::*;
 
@@ -12,46 +13,6 @@ use super::*;
 pub(super) const RANGE_COLUMNS: &str = "id, relation, lower::text, upper::text, cursor::text, status, owner, \
     extract(epoch FROM now() - heartbeat_at)::float8, lease_s::float8, worker, rows_done, \
     batches_done, keys_estimate, keys_walked, batch_size, rate, note";
-
-pub(super) fn decode_range(row: &sqlx::postgres::PgRow) -> Result<RangeRow, sqlx::Error> {
-    decode_range_from(row, 0)
-}
-
-/// A [`RangeRow`] from [`RANGE_COLUMNS`] starting at column `at`.
-fn decode_range_from(row: &sqlx::postgres::PgRow, at: usize) -> Result<RangeRow, sqlx::Error> {
-    let get = |i: usize| i + at;
-    let id: i32 = row.try_get(get(0))?;
-    let owner: Option<String> = row.try_get(get(6))?;
-    Ok(RangeRow {
-        id: u32::try_from(id).unwrap_or_default(),
-        relation: row.try_get(get(1))?,
-        lower: from_json(row.try_get(get(2))?)?,
-        upper: from_json(row.try_get(get(3))?)?.unwrap_or_default(),
-        cursor: from_json(row.try_get(get(4))?)?,
-        status: row.try_get(get(5))?,
-        lease: owner
-            .map(|owner| -> Result<Lease, sqlx::Error> {
-                Ok(Lease {
-                    owner: Owner(owner),
-                    heartbeat_age: row.try_get(get(7))?,
-                    timeout_s: row.try_get(get(8))?,
-                })
-            })
-            .transpose()?,
-        worker: row
-            .try_get::<Option<i32>, _>(get(9))?
-            .and_then(|w| u32::try_from(w).ok()),
-        rows_done: unsigned(row.try_get(get(10))?),
-        batches_done: unsigned(row.try_get(get(11))?),
-        keys_estimate: row.try_get::<Option<i64>, _>(get(12))?.map(unsigned),
-        keys_walked: unsigned(row.try_get(get(13))?),
-        batch_size: row
-            .try_get::<Option<i32>, _>(get(14))?
-            .and_then(|b| u32::try_from(b).ok()),
-        rate: row.try_get(get(15))?,
-        note: row.try_get(get(16))?,
-    })
-}
 
 impl StateSql<'_> {
     /// The leases held on the job's ranges, one per owner (its freshest heartbeat).
@@ -71,14 +32,8 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read the ranges"))?;
         rows.iter()
-            .map(|r| {
-                Ok(Lease {
-                    owner: Owner(r.try_get(0)?),
-                    heartbeat_age: r.try_get(1)?,
-                    timeout_s: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
+            .map(lease)
+            .collect::<Result<_, _>>()
             .map_err(self.db("read the ranges"))
     }
 
@@ -108,7 +63,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read the ranges"))?;
         rows.iter()
-            .map(decode_range)
+            .map(|row| range_row(row, 0))
             .collect::<Result<_, _>>()
             .map_err(self.db("read the ranges"))
     }
@@ -135,7 +90,7 @@ impl StateSql<'_> {
             .map_err(self.db("list the ranges"))?;
         let ranges = rows
             .iter()
-            .map(|row| Ok((row.try_get(0)?, decode_range_from(row, 1)?)))
+            .map(|row| Ok((row.try_get(0)?, range_row(row, 1)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(self.db("list the ranges"))?;
         tx.commit().await.map_err(self.db("list the ranges"))?;
@@ -160,7 +115,7 @@ impl StateSql<'_> {
             .await
             .map_err(self.db("read a range"))?;
         row.as_ref()
-            .map(decode_range)
+            .map(|row| range_row(row, 0))
             .transpose()
             .map_err(self.db("read a range"))
     }

@@ -11,14 +11,15 @@ pub use walk::values;
 use sqlx::{PgConnection, Row as _};
 
 use crate::postgres::plan::compare::Comparison;
-use crate::postgres::{begin_read_only, bind_keys, statement};
+use crate::postgres::{begin_read_only, statement};
+use crate::rows::bind_keys;
 use crate::verify::{Subject, Verdict, VerifyError};
 
 /// Counts the rows still matching `where` (and, for a job with a range end, those past it).
 pub async fn pending(conn: &mut PgConnection, s: &Subject<'_>) -> Result<Verdict, VerifyError> {
     let pending = crate::postgres::preflight::estimate::pending_rows(conn, s.plan, true)
         .await
-        .map_err(|source| count_error(s, source))?
+        .map_err(|source| VerifyError::count(s, source))?
         .rows;
     let verdict = Verdict {
         pending,
@@ -27,13 +28,6 @@ pub async fn pending(conn: &mut PgConnection, s: &Subject<'_>) -> Result<Verdict
         failed: s.failed.clone(),
     };
     with_past_end(conn, s, verdict).await
-}
-
-fn count_error(s: &Subject<'_>, source: sqlx::Error) -> VerifyError {
-    VerifyError::Count {
-        table: s.plan.table.clone(),
-        source,
-    }
 }
 
 /// Adds how many of the pending rows are past the job's range end, when it has one.
@@ -58,7 +52,9 @@ pub(super) async fn with_past_end(
         tx.commit().await?;
         Ok(u64::try_from(n).unwrap_or_default())
     };
-    let past_end = count.await.map_err(|source| count_error(s, source))?;
+    let past_end = count
+        .await
+        .map_err(|source| VerifyError::count(s, source))?;
     Ok(Verdict {
         past_end: Some(past_end),
         ..verdict
