@@ -39,6 +39,8 @@ pub struct Options {
     /// Job text appended to the default job wherever it runs (throughput's "defaults" row,
     /// profile, latency, scaling), to try a change without editing code.
     pub job_extra: String,
+    /// The MySQL section's own options (`--mysql-…`).
+    pub mysql: crate::mysql::Options,
 }
 
 /// One scenario of the benchmark.
@@ -50,6 +52,9 @@ pub enum Section {
     Bloat,
     Latency,
     Profile,
+    /// MySQL and MariaDB (issue 18): not in the default set, as it needs both servers' programs
+    /// and a quarter of an hour; `--only mysql`, or `mysql` alone.
+    Mysql,
 }
 
 impl Section {
@@ -62,6 +67,17 @@ impl Section {
         Section::Profile,
     ];
 
+    /// Every section `--only` takes: the default set and the MySQL section.
+    const KNOWN: [Section; 7] = [
+        Section::Throughput,
+        Section::Scaling,
+        Section::Ddl,
+        Section::Bloat,
+        Section::Latency,
+        Section::Profile,
+        Section::Mysql,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Section::Throughput => "throughput",
@@ -70,15 +86,16 @@ impl Section {
             Section::Bloat => "bloat",
             Section::Latency => "latency",
             Section::Profile => "profile",
+            Section::Mysql => "mysql",
         }
     }
 
     fn parse(text: &str) -> Result<Section, String> {
-        Section::ALL
+        Section::KNOWN
             .into_iter()
             .find(|section| section.name() == text)
             .ok_or_else(|| {
-                let names: Vec<_> = Section::ALL.iter().map(|s| s.name()).collect();
+                let names: Vec<_> = Section::KNOWN.iter().map(|s| s.name()).collect();
                 format!(
                     "unknown section {text:?}; expected one of {}",
                     names.join(",")
@@ -105,6 +122,7 @@ impl Default for Options {
             guard_toml: "[guard]\nenabled = true\n".into(),
             settings: Vec::new(),
             job_extra: String::new(),
+            mysql: crate::mysql::Options::default(),
         }
     }
 }
@@ -118,14 +136,20 @@ cargo bench --bench backfill -- [options]
   --workers A,B,…          extra runs with run --workers N (default 2,4; '' for none)
   --scaling-workers A,B,…  worker counts of the scaling runs (default 1,2)
   --json PATH              JSON report (default target/bench/backfill.json; .md beside it)
-  --only S,…               throughput,scaling,ddl,bloat,latency,profile (default all)
+  --only S,…               throughput,scaling,ddl,bloat,latency,profile,mysql (default all but mysql)
+  mysql                    the MySQL/MariaDB section alone (same as --only mysql)
   --latency-rate N         pgbench -R (default 200)
   --latency-seconds N      idle latency window (default 10)
   --latency-rounds N       rounds of the interleaved latency windows (default 3)
   --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")
   --guard-toml TEXT        job text of the latency scenario's guarded run (default \"[guard]\\nenabled = true\\n\")
   --set NAME=VALUE,…       server settings over the benchmark's own (e.g. fsync=off)
-  --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")";
+  --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")
+  --mysql-rounds N         rounds of the MySQL section's interleaved windows (default 3)
+  --mysql-flavors F,…      mariadb,mysql (default both)
+  --mysql-loop-batches N   guides' loop statements timed at each of 4 depths (default 10; 0: the whole loop)
+  --mysql-set NAME=VALUE,… global variables over the MySQL section's own
+  --mysql-job-extra TEXT   appended to the MySQL section's job";
 
 impl Options {
     /// Reads `--name value` and `--name=value` pairs; ignores what it does not know.
@@ -133,6 +157,10 @@ impl Options {
         let mut options = Options::default();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
+            if arg == "mysql" {
+                options.only = vec![Section::Mysql];
+                continue;
+            }
             let (name, inline) = match arg.split_once('=') {
                 Some((name, value)) => (name.to_string(), Some(value.to_string())),
                 None => (arg, None),
@@ -165,6 +193,11 @@ impl Options {
             "--guard-toml",
             "--set",
             "--job-extra",
+            "--mysql-rounds",
+            "--mysql-flavors",
+            "--mysql-loop-batches",
+            "--mysql-set",
+            "--mysql-job-extra",
         ];
         names.contains(&name)
     }
@@ -191,6 +224,16 @@ impl Options {
             "--guard-toml" => self.guard_toml = value.replace("\\n", "\n"),
             "--set" => self.settings.extend(list(value, setting)?),
             "--job-extra" => self.job_extra = value.replace("\\n", "\n"),
+            "--mysql-rounds" => {
+                self.mysql.rounds = number(name, value)?;
+                if self.mysql.rounds == 0 {
+                    return Err(format!("{name} takes at least 1, not {value:?}"));
+                }
+            }
+            "--mysql-flavors" => self.mysql.flavors = list(value, flavor)?,
+            "--mysql-loop-batches" => self.mysql.loop_batches = number(name, value)?,
+            "--mysql-set" => self.mysql.settings.extend(list(value, setting)?),
+            "--mysql-job-extra" => self.mysql.job_extra = value.replace("\\n", "\n"),
             _ => unreachable!("`knows` lists every name"),
         }
         Ok(())
@@ -240,6 +283,18 @@ fn setting(value: &str) -> Result<(String, String), String> {
         .split_once('=')
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .ok_or_else(|| format!("--set takes NAME=VALUE pairs, not {value:?}"))
+}
+
+/// `"mariadb"` → MariaDB.
+fn flavor(value: &str) -> Result<backfill::mysql::throwaway::Flavor, String> {
+    use backfill::mysql::throwaway::Flavor;
+    match value {
+        "mariadb" => Ok(Flavor::MariaDb),
+        "mysql" => Ok(Flavor::MySql),
+        _ => Err(format!(
+            "--mysql-flavors takes mariadb,mysql, not {value:?}"
+        )),
+    }
 }
 
 /// `"5000-20000"` → `(5000, 20000)`.

@@ -1,18 +1,20 @@
 //! `cargo bench --bench backfill [-- options]`: how `backfill run` compares with one `UPDATE`
 //! and with the migration guides' loop, how it scales (also with several workers), how long
 //! DDL waits behind it, what it does to the table's disk, and what it does to the
-//! application's latency (issues 5, 10, 11 and 12). See BENCHMARKS.md for what each scenario
-//! does and for the latest results.
+//! application's latency (issues 5, 10, 11 and 12); and on MySQL and MariaDB (issue 18,
+//! `-- mysql`). See BENCHMARKS.md for what each scenario does and for the latest results.
 //!
-//! Everything runs on one throwaway cluster started here; every scenario gets a fresh copy of
-//! the same table, so that ratios within one run are comparable. No timing is asserted: the
-//! report states which targets were met.
+//! The PostgreSQL scenarios run on one throwaway cluster started here, the MySQL section on
+//! throwaway servers of its own; every scenario gets a fresh copy of the same table, so that
+//! ratios within one run are comparable. No timing is asserted: the report states which
+//! targets were met.
 
 mod args;
 mod bloat;
 mod ddl;
 mod fixture;
 mod latency;
+mod mysql;
 mod pgbench;
 mod profile;
 mod report;
@@ -34,6 +36,10 @@ use fixture::Server;
 use report::{Machine, Report};
 
 fn main() -> ExitCode {
+    if std::env::args().any(|arg| arg == "--help" || arg == "-h") {
+        println!("{}", args::USAGE);
+        return ExitCode::SUCCESS;
+    }
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
@@ -56,33 +62,43 @@ fn main() -> ExitCode {
 
 async fn run(options: &Options) -> Result<()> {
     let started = Instant::now();
-    eprintln!("starting a throwaway PostgreSQL cluster");
-    let mut server = Server::start(&options.settings).await?;
     let mut report = Report {
-        machine: Machine::describe(&mut server, &options.settings).await?,
+        machine: Machine::local(),
         command: command_line(),
         rows: options.rows,
         ..Report::default()
     };
-    for section in [
+    let on_postgres: Vec<Section> = [
         Section::Throughput,
         Section::Profile,
         Section::Ddl,
         Section::Bloat,
         Section::Latency,
         Section::Scaling,
-    ] {
-        if !options.runs(section) {
-            continue;
+    ]
+    .into_iter()
+    .filter(|section| options.runs(*section))
+    .collect();
+    if !on_postgres.is_empty() {
+        eprintln!("starting a throwaway PostgreSQL cluster");
+        let mut server = Server::start(&options.settings).await?;
+        report.machine = Machine::describe(&mut server, &options.settings).await?;
+        for section in on_postgres {
+            if let Err(error) = run_section(section, &mut server, options, &mut report).await {
+                eprintln!("  {section:?} failed: {error:#}");
+                report.errors.push(format!("{section:?}: {error:#}"));
+            }
+            report.duration_s = started.elapsed().as_secs_f64();
+            report.targets = targets::check(&report);
+            // After each scenario, so that a late failure keeps the rest.
+            write(&report, &options.json, Some(&server.log_path()))?;
         }
-        if let Err(error) = run_section(section, &mut server, options, &mut report).await {
-            eprintln!("  {section:?} failed: {error:#}");
-            report.errors.push(format!("{section:?}: {error:#}"));
-        }
+    }
+    if options.runs(Section::Mysql) {
+        report.mysql = Some(mysql::run(options.rows, &options.mysql, &options.json).await);
         report.duration_s = started.elapsed().as_secs_f64();
         report.targets = targets::check(&report);
-        // After each scenario, so that a late failure keeps the rest.
-        write(&report, &options.json, &server.log_path())?;
+        write(&report, &options.json, None)?;
     }
     print!("{}", report::markdown(&report));
     eprintln!("report written to {}", options.json.display());
@@ -138,6 +154,7 @@ async fn run_section(
             report.growth = scaling::growth(&points, rows);
             report.scaling = Some(points);
         }
+        Section::Mysql => unreachable!("the MySQL section runs on servers of its own"),
     }
     Ok(())
 }
@@ -155,15 +172,17 @@ fn command_line() -> String {
     }
 }
 
-/// Writes the JSON report, its Markdown beside it, and a copy of the server's log (checkpoints
-/// and autovacuum runs are logged: they explain outliers).
-fn write(report: &Report, json: &Path, server_log: &Path) -> Result<()> {
+/// Writes the JSON report, its Markdown beside it, and a copy of the PostgreSQL server's log
+/// while it runs (checkpoints and autovacuum runs are logged: they explain outliers).
+fn write(report: &Report, json: &Path, server_log: Option<&Path>) -> Result<()> {
     if let Some(dir) = json.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     std::fs::write(json, serde_json::to_string_pretty(report)?)
         .with_context(|| format!("write {}", json.display()))?;
     std::fs::write(json.with_extension("md"), report::markdown(report))?;
-    std::fs::copy(server_log, json.with_extension("postgres.log"))?;
+    if let Some(log) = server_log {
+        std::fs::copy(log, json.with_extension("postgres.log"))?;
+    }
     Ok(())
 }

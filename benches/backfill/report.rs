@@ -29,6 +29,8 @@ pub struct Report {
     pub latency: Option<Latency>,
     pub scaling: Option<Vec<Point>>,
     pub growth: Vec<Growth>,
+    /// MySQL and MariaDB (issue 18).
+    pub mysql: Option<crate::mysql::Results>,
     pub targets: Vec<Target>,
     /// Scenarios that failed, with their error.
     pub errors: Vec<String>,
@@ -48,8 +50,6 @@ pub struct Machine {
 impl Machine {
     /// Reads the machine from `/proc` and the server's version and settings.
     pub async fn describe(server: &mut Server, overrides: &[(String, String)]) -> Result<Machine> {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mut settings = Vec::new();
         let mut names: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
         names.extend(["wal_level", "autovacuum", "max_connections", "wal_buffers"]);
@@ -60,6 +60,17 @@ impl Machine {
             }
         }
         Ok(Machine {
+            postgres: server.show("server_version").await?,
+            settings,
+            ..Machine::local()
+        })
+    }
+
+    /// Reads the machine from `/proc` (no PostgreSQL: the MySQL section alone).
+    pub fn local() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Machine {
             cpus: std::thread::available_parallelism().map_or(0, usize::from),
             cpu_model: field(&cpuinfo, "model name").unwrap_or_default(),
             memory_gib: field(&meminfo, "MemTotal")
@@ -69,9 +80,9 @@ impl Machine {
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
-            postgres: server.show("server_version").await?,
-            settings,
-        })
+            postgres: String::new(),
+            settings: Vec::new(),
+        }
     }
 }
 
@@ -102,13 +113,20 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let m = &report.machine;
     let _ = writeln!(out, "Command: `{}`  ", report.command);
+    let postgres = if m.postgres.is_empty() {
+        String::new()
+    } else {
+        format!(", PostgreSQL {}", m.postgres)
+    };
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), {:.0} GiB RAM, Linux {}, PostgreSQL {}; whole run {:.0} s\n",
-        m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.postgres, report.duration_s
+        "Machine: {} CPUs ({}), {:.0} GiB RAM, Linux {}{postgres}; whole run {:.0} s\n",
+        m.cpus, m.cpu_model, m.memory_gib, m.kernel, report.duration_s
     );
-    let settings: Vec<String> = m.settings.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    let _ = writeln!(out, "Server settings: {}\n", settings.join(", "));
+    if !m.settings.is_empty() {
+        let settings: Vec<String> = m.settings.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let _ = writeln!(out, "Server settings: {}\n", settings.join(", "));
+    }
     if let Some(rows) = &report.throughput {
         throughput_table(&mut out, rows);
     }
@@ -126,6 +144,9 @@ pub fn markdown(report: &Report) -> String {
     }
     if let Some(points) = &report.scaling {
         scaling_table(&mut out, points, &report.growth);
+    }
+    if let Some(mysql) = &report.mysql {
+        crate::mysql::report::markdown(&mut out, mysql);
     }
     targets_table(&mut out, &report.targets);
     for error in &report.errors {

@@ -2,7 +2,7 @@
 //! its peak resident memory.
 //!
 //! Peak RSS is the kernel's high-water mark `VmHWM` from `/proc/PID/status`, read every
-//! [`RSS_POLL`] while the process lives. The mark only grows, so polling loses at most what
+//! [`RSS_POLL`] while the process lives (with `VmRSS` and the CPU time, as of the last look). The mark only grows, so polling loses at most what
 //! the process gained in its last interval (its exit path, which allocates nothing big).
 //! `getrusage(RUSAGE_CHILDREN)` or `wait4` would be exact, but std has neither and `libc` is
 //! not a dependency; `/usr/bin/time` is not on every machine.
@@ -37,6 +37,10 @@ pub struct Outcome {
     /// Process start to exit, as a user waits for it.
     pub wall_s: f64,
     pub peak_rss_kb: u64,
+    /// Resident memory at the last look before the exit (`VmRSS`): what the run settled at.
+    pub last_rss_kb: u64,
+    /// The process's CPU time (user and system) at the last look before the exit.
+    pub cpu_s: f64,
     pub exit_code: Option<i32>,
     /// Rows changed, from the last `batch` event.
     pub rows_done: u64,
@@ -133,6 +137,8 @@ pub struct Running {
     child: Child,
     started: Instant,
     peak_rss_kb: u64,
+    last_rss_kb: u64,
+    cpu_s: f64,
     stdout: PathBuf,
     stderr: PathBuf,
 }
@@ -160,6 +166,8 @@ impl Running {
             child,
             started: Instant::now(),
             peak_rss_kb: 0,
+            last_rss_kb: 0,
+            cpu_s: 0.0,
             stdout,
             stderr,
         })
@@ -169,7 +177,15 @@ impl Running {
     pub async fn finish(mut self) -> Result<Outcome> {
         let status = loop {
             if let Some(pid) = self.child.id() {
-                self.peak_rss_kb = self.peak_rss_kb.max(high_water_kb(pid));
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                self.peak_rss_kb = self.peak_rss_kb.max(kb(&status, "VmHWM:"));
+                // An exiting process has no `VmRSS` line left: keep the last one it had.
+                let rss = kb(&status, "VmRSS:");
+                if rss > 0 {
+                    self.last_rss_kb = rss;
+                }
+                self.cpu_s = self.cpu_s.max(process_cpu_s(pid));
             }
             tokio::select! {
                 status = self.child.wait() => break status?,
@@ -210,6 +226,8 @@ impl Running {
         Ok(Outcome {
             wall_s: wall.as_secs_f64(),
             peak_rss_kb: self.peak_rss_kb,
+            last_rss_kb: self.last_rss_kb,
+            cpu_s: self.cpu_s,
             exit_code: status.code(),
             rows_done: batches.last().map_or(0, |b| b.rows_done),
             retries: events.iter().filter(|e| e["event"] == "retry").count(),
@@ -230,14 +248,31 @@ pub async fn run_to_end(copy: &Copy, job: &str, args: &[String]) -> Result<Outco
     Ok(outcome)
 }
 
-/// `VmHWM` of a live process in kB (0 when it is gone or not readable).
-fn high_water_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// A `/proc/PID/status` field in kB (`VmHWM:`, `VmRSS:`); 0 when the process is gone.
+fn kb(status: &str, field: &str) -> u64 {
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// User and system CPU time of process `pid` from `/proc/PID/stat`, in seconds (clock ticks
+/// of 1/100 s, Linux's `USER_HZ` on every architecture it ships); 0 when it is gone.
+pub fn process_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count the fields after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the line's fields 14 and 15: 12th and 13th after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// The events of an NDJSON stream (lines that are not JSON are skipped).

@@ -38,6 +38,11 @@ pub fn check(report: &Report) -> Vec<Target> {
     if let Some(latency) = &report.latency {
         foreground(&mut targets, latency);
     }
+    if let Some(mysql) = &report.mysql {
+        for flavored in &mysql.flavors {
+            on_mysql(&mut targets, flavored);
+        }
+    }
     if let Some(points) = &report.scaling {
         let peak = points.iter().map(|p| p.peak_rss_kb).max().unwrap_or(0);
         let mb = peak as f64 / 1024.0;
@@ -80,6 +85,32 @@ fn beats_loop(
         let speedup = run.rows_per_s / guides.rows_per_s;
         let name = format!("{who} ≥ {times}× the guides' loop");
         targets.push(Target::at_least(issue, &name, speedup, times, "×"));
+    }
+}
+
+/// Issue 18, per flavor: 1 worker against the single `UPDATE` and the guides' loop, 2 workers
+/// against 1, and the process's peak memory; medians of the rounds' ratios (peak RSS: the
+/// largest of any round).
+fn on_mysql(targets: &mut Vec<Target>, flavored: &crate::mysql::Flavored) {
+    use crate::mysql::{ONE_WORKER, TWO_WORKERS};
+    let find = |label: &str| flavored.methods.iter().find(|m| m.method == label);
+    let flavor = &flavored.flavor;
+    if let Some(one) = find(ONE_WORKER) {
+        let name = format!("{flavor}: 1 worker ≥ 0.8× single UPDATE");
+        targets.push(Target::at_least(18, &name, one.vs_update, 0.8, "×"));
+        if let Some(vs_loop) = one.vs_loop {
+            let name = format!("{flavor}: 1 worker ≥ 10× the guides' loop");
+            targets.push(Target::at_least(18, &name, vs_loop, 10.0, "×"));
+        }
+    }
+    if let Some(vs_one) = find(TWO_WORKERS).and_then(|two| two.vs_one_worker) {
+        let name = format!("{flavor}: 2 workers ≥ 1.3× 1 worker");
+        targets.push(Target::at_least(18, &name, vs_one, 1.3, "×"));
+    }
+    let peak = flavored.methods.iter().filter_map(|m| m.peak_rss_kb).max();
+    if let Some(kb) = peak {
+        let name = format!("{flavor}: peak RSS ≤ 30 MB");
+        targets.push(Target::at_most(18, &name, kb as f64 / 1024.0, 30.0, " MB"));
     }
 }
 
