@@ -13,7 +13,8 @@
 //! the tests that cannot run on it ([`server_version`], [`runs_on`]), the `items` table that
 //! several files fill ([`create_items`], [`count_updates`], [`items_job`], [`wrong_items`]), the
 //! `--json` events ([`events`]) and a seeded generator ([`XorShift`]). Every other table and job
-//! is the test's own. [`watched`] has what the tests of the monitor's signals check of a run.
+//! is the test's own. [`watched`] has what the tests of the monitor's signals check of a run;
+//! [`node`] runs the Drizzle examples with their npm dependencies.
 
 // Every test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -21,6 +22,7 @@
 pub mod browser;
 pub mod kills;
 pub mod mysql;
+pub mod node;
 pub mod orders;
 mod runner;
 pub mod served;
