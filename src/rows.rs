@@ -55,7 +55,18 @@ pub trait Fields:
 
 /// A row of text columns as a key.
 pub fn key(row: &impl Fields) -> Result<Key, sqlx::Error> {
-    (0..row.len()).map(|i| row.field(i)).collect()
+    leading_key(row, row.len())
+}
+
+/// The row's first `n` columns, text, as a key, allocated at its length: collecting an
+/// iterator of `Result`s reserves room for four parts, and a layout's sample holds tens of
+/// thousands of keys.
+pub fn leading_key(row: &impl Fields, n: usize) -> Result<Key, sqlx::Error> {
+    let mut key = Vec::with_capacity(n);
+    for i in 0..n {
+        key.push(row.field(i)?);
+    }
+    Ok(key)
 }
 
 /// Binds `values` (key parts as text, cast back by the statement; `None` as NULL) as the next

@@ -2,13 +2,14 @@
 //! `crate::mysql::plan` wrote them: each key value bound as text, as often and in the order
 //! its comparison takes it ([`bind_compared`]), and cast back by the statement.
 
+use futures_util::TryStreamExt as _;
 use sqlx::mysql::MySqlArguments;
 use sqlx::{MySql, MySqlConnection, Row as _};
 
 use crate::mysql::session::statement;
 use crate::mysql::sql::Compare;
 use crate::plan::{Key, RelationSize, Sampled, Walk};
-use crate::rows::{bind_keys, key};
+use crate::rows::{bind_keys, key, leading_key};
 
 type Query = sqlx::query::Query<'static, MySql, MySqlArguments>;
 
@@ -138,6 +139,11 @@ pub async fn relation_size(
 /// A sample (`percent` of the rows, `RAND(0)`; MySQL has no block sample) of the keys in
 /// `(lower, upper]`, in key order, each with whether its row still matches `where`. It reads
 /// every row of the range.
+///
+/// Each row is decoded into its key as it arrives, not collected first (`fetch_all`): a
+/// layout's sample is tens of thousands of rows (its share is worked out from 16 KB pages,
+/// each holding a few hundred of a narrow table's rows), and the driver's rows held all at
+/// once would take twice the memory of the keys kept.
 pub async fn sample(
     conn: &mut MySqlConnection,
     walk: &Walk,
@@ -146,19 +152,16 @@ pub async fn sample(
     percent: f64,
 ) -> Result<Vec<Sampled>, sqlx::Error> {
     let query = statement(walk.sample.pick(lower.is_some()));
-    let rows = bind_range(query, lower, upper)
-        .bind(percent)
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let n = row.len() - 1;
-            Ok(Sampled {
-                key: (0..n).map(|i| row.try_get(i)).collect::<Result<_, _>>()?,
-                pending: row.try_get::<i64, _>(n)? != 0,
-            })
-        })
-        .collect()
+    let mut rows = bind_range(query, lower, upper).bind(percent).fetch(conn);
+    let mut sample = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        let n = row.len() - 1;
+        sample.push(Sampled {
+            key: leading_key(&row, n)?,
+            pending: row.try_get::<i64, _>(n)? != 0,
+        });
+    }
+    Ok(sample)
 }
 
 /// `` `db`.`t` `` → `("db", "t")`: the inverse of `crate::mysql::sql::Qualified`.

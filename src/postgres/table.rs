@@ -1,12 +1,13 @@
 //! The batch's statements about the target table, run as the plan wrote them: key values bound
 //! as text and cast back by the statement, one unnamed statement each.
 
+use futures_util::TryStreamExt as _;
 use sqlx::{PgConnection, Row as _};
 
 use crate::plan::{Key, RelationSize, Sampled, Walk};
 
 use super::{fetch_key, fetch_keys, statement};
-use crate::rows::bind_keys;
+use crate::rows::{bind_keys, leading_key};
 
 /// The `n`-th key after `lower` (from the relation's first key without it), at most `upper`;
 /// `None` when fewer keys are left.
@@ -95,7 +96,9 @@ pub async fn relation_size(
 }
 
 /// A block sample (`percent` of the relation's blocks) of the keys in `(lower, upper]`, in key
-/// order, each with whether its row still matches `where`.
+/// order, each with whether its row still matches `where`. Each row is decoded into its key as
+/// it arrives, not collected first: a layout's sample is tens of thousands of rows, and the
+/// driver's rows held all at once would take about as much memory as the keys kept.
 pub async fn sample(
     conn: &mut PgConnection,
     walk: &Walk,
@@ -104,17 +107,16 @@ pub async fn sample(
     percent: f64,
 ) -> Result<Vec<Sampled>, sqlx::Error> {
     let keys = lower.into_iter().flatten().chain(upper).map(Some);
-    let rows = bind_keys(statement(walk.sample.pick(lower.is_some())), keys)
+    let mut rows = bind_keys(statement(walk.sample.pick(lower.is_some())), keys)
         .bind(percent)
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let n = row.len() - 1;
-            Ok(Sampled {
-                key: (0..n).map(|i| row.try_get(i)).collect::<Result<_, _>>()?,
-                pending: row.try_get(n)?,
-            })
-        })
-        .collect()
+        .fetch(conn);
+    let mut sample = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        let n = row.len() - 1;
+        sample.push(Sampled {
+            key: leading_key(&row, n)?,
+            pending: row.try_get(n)?,
+        });
+    }
+    Ok(sample)
 }
