@@ -104,6 +104,9 @@ impl Section {
     }
 }
 
+/// The job text that turns the monitor's yield off, on both databases.
+pub const YIELD_OFF_TOML: &str = "[throttle]\nenabled = false\n";
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -118,7 +121,7 @@ impl Default for Options {
             latency_rate: 200,
             latency_seconds: 10,
             latency_rounds: 3,
-            yield_off_toml: "[throttle]\nenabled = false\n".into(),
+            yield_off_toml: YIELD_OFF_TOML.into(),
             guard_toml: "[guard]\nenabled = true\n".into(),
             settings: Vec::new(),
             job_extra: String::new(),
@@ -141,12 +144,13 @@ cargo bench --bench backfill -- [options]
   --latency-rate N         pgbench -R (default 200)
   --latency-seconds N      idle latency window (default 10)
   --latency-rounds N       rounds of the interleaved latency windows (default 3)
-  --yield-off-toml TEXT    job text that turns the yield off (default \"[throttle]\\nenabled = false\\n\")
+  --yield-off-toml TEXT    job text that turns the yield off, on both databases (default \"[throttle]\\nenabled = false\\n\")
   --guard-toml TEXT        job text of the latency scenario's guarded run (default \"[guard]\\nenabled = true\\n\")
   --set NAME=VALUE,…       server settings over the benchmark's own (e.g. fsync=off)
   --job-extra TEXT         appended to the default job (e.g. \"[batch]\\npause = \\\"10ms\\\"\")
-  --mysql-rounds N         rounds of the MySQL section's interleaved windows (default 3)
+  --mysql-rounds N         rounds of the MySQL section's interleaved windows, in each part (default 3)
   --mysql-flavors F,…      mariadb,mysql (default both)
+  --mysql-only P,…         throughput,ddl: the MySQL section's parts (default both)
   --mysql-loop-batches N   guides' loop statements timed at each of 4 depths (default 10; 0: the whole loop)
   --mysql-set NAME=VALUE,… global variables over the MySQL section's own
   --mysql-job-extra TEXT   appended to the MySQL section's job";
@@ -195,6 +199,7 @@ impl Options {
             "--job-extra",
             "--mysql-rounds",
             "--mysql-flavors",
+            "--mysql-only",
             "--mysql-loop-batches",
             "--mysql-set",
             "--mysql-job-extra",
@@ -220,7 +225,10 @@ impl Options {
                     return Err(format!("{name} takes at least 1, not {value:?}"));
                 }
             }
-            "--yield-off-toml" => self.yield_off_toml = value.replace("\\n", "\n"),
+            "--yield-off-toml" => {
+                self.yield_off_toml = value.replace("\\n", "\n");
+                self.mysql.yield_off_toml = self.yield_off_toml.clone();
+            }
             "--guard-toml" => self.guard_toml = value.replace("\\n", "\n"),
             "--set" => self.settings.extend(list(value, setting)?),
             "--job-extra" => self.job_extra = value.replace("\\n", "\n"),
@@ -231,6 +239,7 @@ impl Options {
                 }
             }
             "--mysql-flavors" => self.mysql.flavors = list(value, flavor)?,
+            "--mysql-only" => self.mysql.parts = list(value, crate::mysql::Part::parse)?,
             "--mysql-loop-batches" => self.mysql.loop_batches = number(name, value)?,
             "--mysql-set" => self.mysql.settings.extend(list(value, setting)?),
             "--mysql-job-extra" => self.mysql.job_extra = value.replace("\\n", "\n"),

@@ -1,7 +1,7 @@
 //! `cargo bench --bench backfill [-- options]`: how `backfill run` compares with one `UPDATE`
 //! and with the migration guides' loop, how it scales (also with several workers), how long
 //! DDL waits behind it, what it does to the table's disk, and what it does to the
-//! application's latency (issues 5, 10, 11 and 12); and on MySQL and MariaDB (issue 18,
+//! application's latency (issues 5, 10, 11 and 12); and on MySQL and MariaDB (issues 18 and 19,
 //! `-- mysql`). See BENCHMARKS.md for what each scenario does and for the latest results.
 //!
 //! The PostgreSQL scenarios run on one throwaway cluster started here, the MySQL section on
@@ -118,16 +118,7 @@ async fn run_section(
             report.profile = Some(profile::run(server, &options.job(), rows).await?)
         }
         Section::Ddl => {
-            let modes = [
-                ddl::Mode {
-                    label: "yield on (throttle defaults)",
-                    extra_toml: String::new(),
-                },
-                ddl::Mode {
-                    label: "yield off",
-                    extra_toml: options.yield_off_toml.clone(),
-                },
-            ];
+            let modes = ddl::modes(&options.yield_off_toml);
             report.ddl = Some(ddl::run(server, rows, &modes).await?);
         }
         Section::Bloat => {

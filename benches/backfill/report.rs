@@ -207,16 +207,21 @@ fn ddl_table(out: &mut String, modes: &[Waits]) {
         out,
         "### DDL wait (`ALTER TABLE … ADD COLUMN` ×10 during ~2 s batches)\n"
     );
+    ddl_rows(out, modes);
+}
+
+/// The DDL wait's table, one row per mode (also the MySQL section's).
+pub fn ddl_rows(out: &mut String, modes: &[Waits]) {
     let _ = writeln!(
         out,
-        "| mode | p50 ms | p99 ms | max ms | batch p50 ms | batches | retries | waits ms |"
+        "| mode | n | p50 ms | p99 ms | max ms | batch p50 ms | batches | retries | yields | waits ms |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|---|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
     for w in modes {
         if let Some(error) = &w.error {
             let _ = writeln!(
                 out,
-                "| {} | not measured: {} |||||||",
+                "| {} | not measured: {} |||||||||",
                 w.mode,
                 error.replace('\n', " ")
             );
@@ -225,14 +230,16 @@ fn ddl_table(out: &mut String, modes: &[Waits]) {
         let waits: Vec<String> = w.waits_ms.iter().map(|ms| format!("{ms:.0}")).collect();
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
             w.mode,
+            w.summary.count,
             w.summary.p50,
             w.summary.p99,
             w.summary.max,
             w.batch_ms_p50,
             w.batches,
             w.retries,
+            w.yields,
             waits.join(" ")
         );
     }

@@ -90,7 +90,8 @@ fn beats_loop(
 
 /// Issue 18, per flavor: 1 worker against the single `UPDATE` and the guides' loop, 2 workers
 /// against 1, and the process's peak memory; medians of the rounds' ratios (peak RSS: the
-/// largest of any round).
+/// largest of any round). Issue 19: the `ALTER`'s wait with the yield on, at the p99 of every
+/// round's waits pooled.
 fn on_mysql(targets: &mut Vec<Target>, flavored: &crate::mysql::Flavored) {
     use crate::mysql::{ONE_WORKER, TWO_WORKERS};
     let find = |label: &str| flavored.methods.iter().find(|m| m.method == label);
@@ -111,6 +112,13 @@ fn on_mysql(targets: &mut Vec<Target>, flavored: &crate::mysql::Flavored) {
     if let Some(kb) = peak {
         let name = format!("{flavor}: peak RSS ≤ 30 MB");
         targets.push(Target::at_most(18, &name, kb as f64 / 1024.0, 30.0, " MB"));
+    }
+    if let Some(on) = flavored.ddl.as_ref().and_then(|ddl| ddl.modes.first()) {
+        let name = format!("{flavor}: ALTER wait p99 ≤ 200 ms ({})", on.mode);
+        targets.push(match &on.error {
+            None => Target::at_most(19, &name, on.summary.p99, 200.0, " ms"),
+            Some(error) => Target::failed(19, &name, error),
+        });
     }
 }
 

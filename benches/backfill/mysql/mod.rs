@@ -1,15 +1,17 @@
-//! MySQL and MariaDB (issue 18): one `UPDATE` of the whole table, the migration guides' loop
-//! in its MySQL form, and `backfill run` with 1 and with 2 workers, on a throwaway MariaDB and
-//! then a throwaway MySQL. Every window gets a fresh, settled copy of the same table; the
+//! MySQL and MariaDB (issues 18 and 19): one `UPDATE` of the whole table, the migration guides'
+//! loop in its MySQL form, and `backfill run` with 1 and with 2 workers, on a throwaway MariaDB
+//! and then a throwaway MySQL. Every window gets a fresh, settled copy of the same table; the
 //! methods run in rounds, interleaved in the same order every round (single `UPDATE`, 1 worker,
 //! 2 workers, the loop), so that a burst of someone else's work on this shared machine hits
 //! one window of every method rather than every window of one; the report gives medians, and
 //! ratios taken within a round before their median. After the rounds, one profiled run per
-//! worker count (`slowlog`).
+//! worker count (`slowlog`). Then the DDL wait (`ddl`, issue 19): yield on and off in turn,
+//! for as many rounds. `--mysql-only` runs either part alone.
 //!
 //! Owns the section's options, its rounds and its figures. The server and the table are
 //! `server`'s, the loop `guides`'s, the Markdown `report`'s; the targets are `crate::targets`'s.
 
+mod ddl;
 mod guides;
 pub mod report;
 mod server;
@@ -33,12 +35,35 @@ pub const LOOP: &str = "guides' loop (ORDER BY id LIMIT 5000)";
 pub const ONE_WORKER: &str = "backfill run (1 worker)";
 pub const TWO_WORKERS: &str = "backfill run (2 workers)";
 
+/// One part of the section, as `--mysql-only` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The four methods' rounds and the profiled runs (issue 18).
+    Throughput,
+    /// The `ALTER`'s wait behind slow batches, yield on and off (issue 19).
+    Ddl,
+}
+
+impl Part {
+    /// `"ddl"` → [`Part::Ddl`].
+    pub fn parse(text: &str) -> std::result::Result<Part, String> {
+        match text {
+            "throughput" => Ok(Part::Throughput),
+            "ddl" => Ok(Part::Ddl),
+            _ => Err(format!("--mysql-only takes throughput,ddl, not {text:?}")),
+        }
+    }
+}
+
 /// The section's own options (`--mysql-…`; the table's size is `--rows`).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Rounds of the interleaved windows.
+    /// Rounds of the interleaved windows (of each part).
     pub rounds: u32,
     pub flavors: Vec<Flavor>,
+    pub parts: Vec<Part>,
+    /// The job text that turns the monitor's yield off (`--yield-off-toml`, as on PostgreSQL).
+    pub yield_off_toml: String,
     /// Statements of the guides' loop timed at each depth; 0 runs the whole loop.
     pub loop_batches: u32,
     /// Global variables over the section's own (`innodb_flush_log_at_trx_commit=2`).
@@ -52,6 +77,8 @@ impl Default for Options {
         Options {
             rounds: 3,
             flavors: vec![Flavor::MariaDb, Flavor::MySql],
+            parts: vec![Part::Throughput, Part::Ddl],
+            yield_off_toml: crate::args::YIELD_OFF_TOML.to_string(),
             loop_batches: 10,
             settings: Vec::new(),
             job_extra: String::new(),
@@ -82,6 +109,8 @@ pub struct Flavored {
     /// Per method, medians over the rounds.
     pub methods: Vec<Method>,
     pub profiles: Vec<slowlog::Profile>,
+    /// The DDL wait, when it ran.
+    pub ddl: Option<ddl::DdlWait>,
 }
 
 /// One method in one round.
@@ -178,6 +207,24 @@ async fn run_flavor(
     out.settings = bench.settings.clone();
     eprintln!("  {flavor} {} on port {}", bench.version, bench.port());
     warm_up(&mut bench, options).await?;
+    if options.parts.contains(&Part::Throughput) {
+        throughput(&mut bench, options, json, out).await?;
+    }
+    if options.parts.contains(&Part::Ddl) {
+        let modes = crate::ddl::modes(&options.yield_off_toml);
+        out.ddl = Some(ddl::run(&mut bench, options.rounds, &modes).await?);
+    }
+    Ok(())
+}
+
+/// The methods' interleaved rounds, then one profiled run per worker count.
+async fn throughput(
+    bench: &mut Bench,
+    options: &Options,
+    json: &std::path::Path,
+    out: &mut Flavored,
+) -> Result<()> {
+    let flavor = bench.flavor;
     for round in 1..=options.rounds {
         for method in [SINGLE, ONE_WORKER, TWO_WORKERS, LOOP] {
             bench.fresh().await?;
@@ -185,7 +232,7 @@ async fn run_flavor(
                 out.table_mb = bench.table_mb().await?;
             }
             eprintln!("  {flavor} round {round}: {method}");
-            let window = measure(&mut bench, options, round, method).await?;
+            let window = measure(bench, options, round, method).await?;
             eprintln!(
                 "    {:.1} s, {:.0} rows/s",
                 window.wall_s, window.rows_per_s
@@ -197,9 +244,9 @@ async fn run_flavor(
     for (method, workers) in [(ONE_WORKER, 1), (TWO_WORKERS, 2)] {
         bench.fresh().await?;
         eprintln!("  {flavor}: profile of {method} (slow query log on)");
-        let offset = slowlog::start(&mut bench, &log).await?;
-        let outcome = run_job(&mut bench, options, &format!("profile_{workers}"), workers).await;
-        let logged = slowlog::finish(&mut bench, &log, offset).await?;
+        let offset = slowlog::start(bench, &log).await?;
+        let outcome = run_job(bench, options, &format!("profile_{workers}"), workers).await;
+        let logged = slowlog::finish(bench, &log, offset).await?;
         let outcome = outcome?;
         let costs = slowlog::costs(&logged, outcome.batches.len());
         out.profiles.push(slowlog::profile(method, &outcome, costs));

@@ -1,6 +1,7 @@
 //! The MySQL section as Markdown: per flavor, the server and its settings, the medians of
-//! every method with their ratios, the guides' loop's sampled statements, and the profiled
-//! runs. The targets are `crate::targets`'s, printed with the others.
+//! every method with their ratios, the guides' loop's sampled statements, the profiled runs,
+//! and the DDL wait (in PostgreSQL's table). The targets are `crate::targets`'s, printed with
+//! the others.
 
 use std::fmt::Write as _;
 
@@ -10,7 +11,8 @@ use super::{Flavored, LOOP, Results};
 pub fn markdown(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
-        "### MySQL and MariaDB ({} rows; medians of {} interleaved rounds)\n",
+        "### MySQL and MariaDB ({} rows; {} interleaved rounds: throughput as medians, DDL \
+         waits pooled)\n",
         results.rows, results.rounds
     );
     for flavored in &results.flavors {
@@ -23,21 +25,46 @@ fn flavor(out: &mut String, f: &Flavored) {
     if let Some(why) = &f.skipped {
         let _ = writeln!(out, "**Not measured:** {}\n", why.replace('\n', " "));
     }
-    if f.windows.is_empty() {
-        return;
+    if !f.settings.is_empty() {
+        let settings: Vec<String> = f.settings.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let table = Some(f.table_mb)
+            .filter(|mb| *mb > 0.0)
+            .map_or(String::new(), |mb| format!(" Table: {mb:.0} MB."));
+        let _ = writeln!(out, "Global variables: {}.{table}\n", settings.join(", "));
     }
-    let settings: Vec<String> = f.settings.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    let _ = writeln!(
-        out,
-        "Global variables: {}. Table: {:.0} MB.\n",
-        settings.join(", "),
-        f.table_mb
-    );
-    methods(out, f);
-    depths(out, f);
+    if !f.windows.is_empty() {
+        methods(out, f);
+        depths(out, f);
+    }
     for p in &f.profiles {
         profile(out, p);
     }
+    if let Some(ddl) = &f.ddl {
+        ddl_wait(out, ddl);
+    }
+}
+
+/// The DDL wait: each mode's waits pooled over the rounds, then every window's p99.
+fn ddl_wait(out: &mut String, ddl: &super::ddl::DdlWait) {
+    let _ = writeln!(
+        out,
+        "DDL wait (`ALTER TABLE … ADD COLUMN` ×{} per window, each inside a ~2 s batch; {} \
+         rounds, waits pooled):\n",
+        crate::ddl::ALTERS,
+        ddl.rounds
+    );
+    crate::report::ddl_rows(out, &ddl.modes);
+    let by_round: Vec<String> = ddl
+        .windows
+        .iter()
+        .map(|w| {
+            format!(
+                "round {} {}: {:.0}",
+                w.round, w.waits.mode, w.waits.summary.p99
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "p99 ms by window: {}.\n", by_round.join("; "));
 }
 
 fn methods(out: &mut String, f: &Flavored) {
