@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use sqlx::{MySqlConnection, PgConnection};
 
+use crate::monitor::policy::Replica;
 use crate::monitor::sample::{Request, Sampled};
 use crate::{mysql, postgres};
 
@@ -190,6 +191,18 @@ impl Session {
         }
     }
 
+    /// The lag of the replica this session reached (`--replica-url`), which reasons call
+    /// `name`. MySQL and MariaDB only: a PostgreSQL primary's replicas are read on the primary,
+    /// in [`Session::sample`].
+    pub async fn replica_lag(&mut self, name: &str) -> Result<Replica, sqlx::Error> {
+        match self {
+            Session::Postgres(_) => Err(sqlx::Error::Configuration(
+                "a PostgreSQL replica's lag is read on its primary".into(),
+            )),
+            Session::Mysql(s) => mysql::monitor::replicas::read(s, name).await,
+        }
+    }
+
     /// Cancels the statements our `batches` run (those whose transaction still runs) and our
     /// `statements` (by the comment their text starts with); how many were signalled.
     pub async fn cancel(
@@ -268,7 +281,7 @@ impl Session {
                     batch_superuser: false,
                     // KILL QUERY needs only the same account, or CONNECTION_ADMIN.
                     may_signal: role == batch_role,
-                    mysql: true,
+                    mysql: Some(mysql::monitor::sight(s).await?),
                     batch_role: batch_role.to_owned(),
                     role,
                 })
@@ -297,6 +310,9 @@ impl Session {
     }
 }
 
+/// How long [`Tx::abandon`] waits for the server to confirm its rollback.
+const ABANDON_WITHIN: Duration = Duration::from_secs(5);
+
 impl Tx<'_> {
     /// Runs statements inside the transaction.
     pub fn conn(&mut self) -> Conn<'_> {
@@ -318,6 +334,16 @@ impl Tx<'_> {
             Tx::Postgres(tx) => tx.rollback().await,
             Tx::Mysql(tx) => tx.tx.rollback().await,
         }
+    }
+
+    /// Rolls back now a transaction whose statement failed, instead of leaving the rollback to
+    /// the driver's next use of the connection, which may come only after a pause: a statement
+    /// killed on MySQL (`KILL QUERY`, error 1317) leaves its transaction open, holding its row
+    /// and metadata locks. Errors are ignored (a connection that is gone has ended the
+    /// transaction too), and the wait is bounded, so that a server that does not answer cannot
+    /// hold the worker.
+    pub async fn abandon(self) {
+        let _ = tokio::time::timeout(ABANDON_WITHIN, self.rollback()).await;
     }
 
     /// A savepoint inside the transaction: committed, it keeps its statements; rolled back,

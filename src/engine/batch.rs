@@ -49,11 +49,13 @@ pub async fn run(
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
     let mut tx = begin(session, crew, worker, Some(started)).await?;
-    let upper = upper_bound(tx.conn(), walk, range, size).await?;
-    let rows = tx
-        .conn()
-        .update(walk, range.cursor.as_deref(), &upper)
-        .await?;
+    let (upper, rows) = match update(&mut tx, walk, range, size).await {
+        Ok(updated) => updated,
+        Err(e) => {
+            tx.abandon().await;
+            return Err(e.into());
+        }
+    };
     let done = Committed {
         upper,
         rows,
@@ -103,7 +105,7 @@ pub(super) async fn commit(
     started: Instant,
 ) -> Result<Committed, BatchError> {
     let holder = crew.holder(worker);
-    done.job = crew
+    let checkpoint = crew
         .r
         .store
         .checkpoint(
@@ -115,7 +117,14 @@ pub(super) async fn commit(
             done.rows,
             done.keys,
         )
-        .await?;
+        .await;
+    done.job = match checkpoint {
+        Ok(job) => job,
+        Err(e) => {
+            tx.abandon().await;
+            return Err(e.into());
+        }
+    };
     if crew.brakes.has_wal_budget() {
         let lsn = tx.conn().wal_position().await?;
         done.wal = Some(crew.brakes.wal_ended(worker, lsn));
@@ -123,6 +132,22 @@ pub(super) async fn commit(
     tx.commit().await?;
     done.elapsed = started.elapsed();
     Ok(done)
+}
+
+/// Updates the rows of a batch of `size` keys after `range`'s cursor: the batch's upper key
+/// and how many rows changed.
+async fn update(
+    tx: &mut Tx<'_>,
+    walk: &Walk,
+    range: &RangeRow,
+    size: u32,
+) -> Result<(Key, u64), sqlx::Error> {
+    let upper = upper_bound(tx.conn(), walk, range, size).await?;
+    let rows = tx
+        .conn()
+        .update(walk, range.cursor.as_deref(), &upper)
+        .await?;
+    Ok((upper, rows))
 }
 
 /// The inclusive upper key of a batch of `size` keys after `range`'s cursor: the `size`-th

@@ -12,10 +12,12 @@
 //! request, a statement its owner withdraws ([`Monitor::withdraw`]). While a batch waits for a
 //! lock the monitor counts that time, so that its worker's adaptive sizer can leave it out. A
 //! lost connection is retried on every tick; after `fail_closed_after` without a sample the
-//! decision is a pause.
+//! decision is a pause. MySQL's replicas (`--replica-url`) are read on connections of their own
+//! ([`replicas`]).
 
 mod once;
 pub mod policy;
+mod replicas;
 pub mod sample;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +34,7 @@ use once::MIN_SAMPLE_TIMEOUT;
 pub use once::{table_lock, wal_retention};
 pub use policy::{Action, Decision, Signal};
 use policy::{History, Reading, Snapshot};
+use replicas::Replicas;
 
 /// The monitor's connection, made on first use and after a failure.
 async fn connection<'c>(
@@ -62,6 +65,8 @@ pub struct Watch {
     /// The application names of the job's own sessions (batches, heartbeat, monitor), whose
     /// waits are never a reason to yield or pause.
     pub ours: Vec<String>,
+    /// Replicas whose lag is read on each one (`--replica-url`; MySQL and MariaDB).
+    pub replicas: Vec<Target>,
 }
 
 /// What the monitor saw of one batch while it ran.
@@ -117,9 +122,11 @@ impl Monitor {
         let (batches, batches_rx) = watch::channel(Batches::new());
         let seen = Seen::default();
         let stop_within = sample_timeout(&watch.policy);
+        let replicas = Replicas::new(&watch.replicas);
         let task = tokio::spawn(
             Task {
                 watch,
+                replicas,
                 decision: decision_tx,
                 batches: batches_rx,
                 seen: Arc::clone(&seen),
@@ -221,6 +228,7 @@ struct Task {
     batches: watch::Receiver<Batches>,
     seen: Seen,
     conn: Option<Session>,
+    replicas: Replicas,
     /// The last full sample's load, WAL retention, `throttle_query` and `throttle_file`, reused
     /// by the lock-only samples taken in between.
     last_full: Option<Reading>,
@@ -236,6 +244,7 @@ impl Task {
         if let Some(conn) = self.conn.take() {
             conn.hang_up().await;
         }
+        self.replicas.hang_up().await;
     }
 
     async fn watch_until_gone(&mut self) {
@@ -345,6 +354,9 @@ impl Task {
         reading.locks = sampled.locks;
         if full {
             (reading.load, reading.wal) = sampled.load.unwrap_or_default();
+            let timeout = sample_timeout(policy);
+            let replicas = self.replicas.read(&self.watch.application_name, timeout);
+            reading.load.replicas.extend(replicas.await);
             reading.throttle_query = sampled.throttle_query;
             reading.throttle_file = policy
                 .throttle_file
@@ -365,8 +377,8 @@ impl Task {
     fn account(
         &self,
         batches: &Batches,
-        pids: &BTreeMap<u32, i32>,
-        waiting: &[i32],
+        pids: &BTreeMap<u32, i64>,
+        waiting: &[i64],
         since_last: Duration,
     ) {
         let running = self.batches.borrow();
@@ -433,15 +445,15 @@ fn split<'a>(running: impl Iterator<Item = &'a Running>) -> (Vec<Backend>, Vec<S
 /// themselves, and which backend runs each of our statements.
 #[derive(Debug, Default)]
 struct Ours {
-    in_the_way: Vec<i32>,
-    waiting: Vec<i32>,
-    statements: Vec<(String, i32)>,
+    in_the_way: Vec<i64>,
+    waiting: Vec<i64>,
+    statements: Vec<(String, i64)>,
 }
 
 impl Ours {
     /// The backend (pid) of each of `batches` as this sample saw it: a batch's own, a
     /// statement's if the sample found it running.
-    fn pids(&self, batches: &Batches) -> BTreeMap<u32, i32> {
+    fn pids(&self, batches: &Batches) -> BTreeMap<u32, i64> {
         batches
             .iter()
             .filter_map(|(id, tracked)| {

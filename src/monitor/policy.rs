@@ -8,7 +8,7 @@
 //! flap. Knows nothing of SQL or clocks: the caller passes the time inside the snapshot.
 //!
 //! Layout: one module per family of signals turns its part of the reading into signals
-//! (`locks`, `load`, `wal`); this one ranks them and keeps the history.
+//! (`locks`, `load`, `wal`, `purge`); this one ranks them and keeps the history.
 
 use std::fmt;
 use std::path::Path;
@@ -18,10 +18,12 @@ use crate::job::ThrottlePolicy;
 
 mod load;
 mod locks;
+mod purge;
 mod wal;
 
 pub use load::{Autovacuum, Load, Replica};
 pub use locks::{Locks, TableLock, table_lock};
+pub use purge::{Holder, OpenTransaction, Purge};
 pub use wal::{Archiver, Slot, Wal};
 
 /// What the monitor read at one moment, or why it could not.
@@ -48,7 +50,7 @@ pub struct Reading {
 /// Another session, for a reason: its pid and the start of its query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub pid: i32,
+    pub pid: i64,
     pub query: String,
 }
 
@@ -84,6 +86,7 @@ pub enum Signal {
     MonitorLost,
     ReplicationSlot,
     Archiver,
+    HistoryLength,
     ActiveSessions,
     Autovacuum,
 }
@@ -238,14 +241,25 @@ fn signals(policy: &ThrottlePolicy, r: &Reading) -> Vec<Found> {
         out.push((Signal::ThrottleFile, Action::Pause, reason));
     }
     out.extend(wal::signals(policy, &r.wal));
+    out.extend(purge::signal(policy, r.load.purge.as_ref()));
     out
 }
 
 /// `pid 42 waits` or `pid 42 and 2 more wait`.
-fn others(pid: i32, count: usize, one: &str, many: &str) -> String {
+fn others(pid: i64, count: usize, one: &str, many: &str) -> String {
     match count {
-        0 | 1 => format!("pid {pid} {one}"),
-        n => format!("pid {pid} and {} more {many}", n - 1),
+        0 | 1 => format!("{} {one}", who(pid)),
+        n => format!("{} and {} more {many}", who(pid), n - 1),
+    }
+}
+
+/// `pid 42`, or `a session` for pid 0: one the server does not name (a prepared transaction
+/// on PostgreSQL, the holder of `LOCK TABLES` on MariaDB).
+fn who(pid: i64) -> String {
+    if pid == 0 {
+        "a session".to_owned()
+    } else {
+        format!("pid {pid}")
     }
 }
 

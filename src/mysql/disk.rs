@@ -15,7 +15,7 @@ async fn stats(
     conn: &mut MySqlConnection,
     table: &str,
 ) -> Result<Option<(u64, Option<u64>)>, sqlx::Error> {
-    let Some((schema, name)) = unquote(table) else {
+    let Some((schema, name)) = super::sql::unquoted(table) else {
         return Ok(None);
     };
     let row = statement(
@@ -28,15 +28,6 @@ async fn stats(
     .await?;
     row.map(|r| Ok((r.try_get::<Option<u64>, _>(0)?.unwrap_or(0), r.try_get(1)?)))
         .transpose()
-}
-
-/// The database and name of `` `a`.`b` ``, unquoted.
-fn unquote(table: &str) -> Option<(String, String)> {
-    let part = |s: &str| -> Option<String> {
-        Some(s.strip_prefix('`')?.strip_suffix('`')?.replace("``", "`"))
-    };
-    let split = table.find("`.`")?;
-    Some((part(&table[..=split])?, part(&table[split + 2..])?))
 }
 
 /// The heap of `table` in bytes now.
@@ -72,7 +63,7 @@ pub async fn table_costs(
     plan: &Plan,
     rows: u64,
 ) -> Result<Table, sqlx::Error> {
-    let (schema, name) = unquote(&plan.table).unwrap_or_default();
+    let (schema, name) = super::sql::unquoted(&plan.table).unwrap_or_default();
     let mut tx = begin_reading(conn, START_LOCK_TIMEOUT, true).await?;
     let sizes = statement(
         "SELECT CAST(DATA_LENGTH AS UNSIGNED), CAST(INDEX_LENGTH AS UNSIGNED), \
@@ -129,18 +120,4 @@ pub async fn upkeep(conn: &mut MySqlConnection) -> Result<Upkeep, sqlx::Error> {
         maintain: false,
         purges: true,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoted_names_unquote() {
-        assert_eq!(
-            unquote("`shop`.`Order``Items`"),
-            Some(("shop".into(), "Order`Items".into()))
-        );
-        assert_eq!(unquote("orders"), None);
-    }
 }

@@ -33,6 +33,8 @@ pub struct Server {
     pub version: String,
     /// The session's `CONNECTION_ID()`: what `KILL QUERY` and the processlist name it by.
     pub connection_id: u64,
+    /// `@@performance_schema`: on by default on MySQL, off on MariaDB.
+    pub performance_schema: bool,
 }
 
 impl Server {
@@ -42,7 +44,7 @@ impl Server {
     pub(super) async fn learn(conn: &mut MySqlConnection) -> Result<Server, sqlx::Error> {
         let sql = format!(
             "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), '{}'); \
-             SELECT CAST(VERSION() AS CHAR), CONNECTION_ID()",
+             SELECT CAST(VERSION() AS CHAR), CONNECTION_ID(), @@performance_schema = 1",
             super::target::SQL_MODES
         );
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
@@ -67,6 +69,7 @@ impl Server {
             flavor,
             version,
             connection_id: row.try_get(1)?,
+            performance_schema: row.try_get(2)?,
         })
     }
 }
@@ -160,7 +163,7 @@ impl Session {
                 )
             });
         let backend = Backend {
-            pid: i32::try_from(self.server.connection_id).unwrap_or(i32::MAX),
+            pid: i64::try_from(self.server.connection_id).unwrap_or(i64::MAX),
             xact_start_us: now_us(),
         };
         let tx = self.conn.begin_with(AssertSqlSafe(begin)).await?;

@@ -42,6 +42,36 @@ pub fn quoted(schema: &str, name: &str) -> String {
     Qualified { schema, name }.to_string()
 }
 
+/// `` `db`.`t` `` → `("db", "t")`: the inverse of `crate::mysql::sql::Qualified`.
+pub fn unquoted(relation: &str) -> Option<(String, String)> {
+    let mut parts = Vec::new();
+    let mut rest = relation;
+    loop {
+        rest = rest.strip_prefix('`')?;
+        let mut part = String::new();
+        loop {
+            let at = rest.find('`')?;
+            part.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            match rest.strip_prefix('`') {
+                Some(after) => {
+                    part.push('`');
+                    rest = after;
+                }
+                None => break,
+            }
+        }
+        parts.push(part);
+        match rest.strip_prefix('.') {
+            Some(after) => rest = after,
+            None if rest.is_empty() => break,
+            None => return None,
+        }
+    }
+    let [schema, name] = <[String; 2]>::try_from(parts).ok()?;
+    Some((schema, name))
+}
+
 /// `expr` (text) as a key column's value, through the column's cast template.
 pub fn typed(cast: &str, expr: &str) -> String {
     cast.replacen("{}", expr, 1)
@@ -105,6 +135,23 @@ impl Compare {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relations_unquote_as_they_were_quoted() {
+        let written = Qualified {
+            schema: "sh.op",
+            name: "we`ird",
+        }
+        .to_string();
+        assert_eq!(unquoted(&written), Some(("sh.op".into(), "we`ird".into())));
+        assert_eq!(
+            unquoted("`shop`.`Order``Items`"),
+            Some(("shop".into(), "Order`Items".into()))
+        );
+        assert_eq!(unquoted("`users`"), None);
+        assert_eq!(unquoted("shop.users"), None);
+        assert_eq!(unquoted("`a`.`b`.`c`"), None);
+    }
 
     #[test]
     fn idents_are_backquoted_with_backquotes_doubled() {

@@ -114,7 +114,7 @@ pub async fn relation_size(
     conn: &mut MySqlConnection,
     relation: &str,
 ) -> Result<RelationSize, sqlx::Error> {
-    let (schema, name) = unquote(relation).ok_or_else(|| {
+    let (schema, name) = super::sql::unquoted(relation).ok_or_else(|| {
         sqlx::Error::Protocol(format!("{relation} is not a table as `db`.`table`"))
     })?;
     let row = statement(
@@ -162,53 +162,4 @@ pub async fn sample(
         });
     }
     Ok(sample)
-}
-
-/// `` `db`.`t` `` → `("db", "t")`: the inverse of `crate::mysql::sql::Qualified`.
-fn unquote(relation: &str) -> Option<(String, String)> {
-    let mut parts = Vec::new();
-    let mut rest = relation;
-    loop {
-        rest = rest.strip_prefix('`')?;
-        let mut part = String::new();
-        loop {
-            let at = rest.find('`')?;
-            part.push_str(&rest[..at]);
-            rest = &rest[at + 1..];
-            match rest.strip_prefix('`') {
-                Some(after) => {
-                    part.push('`');
-                    rest = after;
-                }
-                None => break,
-            }
-        }
-        parts.push(part);
-        match rest.strip_prefix('.') {
-            Some(after) => rest = after,
-            None if rest.is_empty() => break,
-            None => return None,
-        }
-    }
-    let [schema, name] = <[String; 2]>::try_from(parts).ok()?;
-    Some((schema, name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mysql::sql::Qualified;
-
-    #[test]
-    fn relations_unquote_as_they_were_quoted() {
-        let written = Qualified {
-            schema: "sh.op",
-            name: "we`ird",
-        }
-        .to_string();
-        assert_eq!(unquote(&written), Some(("sh.op".into(), "we`ird".into())));
-        assert_eq!(unquote("`users`"), None);
-        assert_eq!(unquote("shop.users"), None);
-        assert_eq!(unquote("`a`.`b`.`c`"), None);
-    }
 }

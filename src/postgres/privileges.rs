@@ -28,9 +28,20 @@ pub struct Privileges {
     pub batch_superuser: bool,
     /// The monitor's role has the privileges of the batches' role or of `pg_signal_backend`.
     pub may_signal: bool,
-    /// The server is MySQL or MariaDB, where `sees_all` is the `PROCESS` privilege and the
-    /// monitor so far reads only `throttle_query` and the throttle file.
-    pub mysql: bool,
+    /// The server is MySQL or MariaDB, where `sees_all` is the `PROCESS` privilege and
+    /// `may_signal` is `KILL QUERY` on the batches' account: what else the monitor sees there.
+    pub mysql: Option<MysqlSight>,
+}
+
+/// What the monitor sees of metadata locks on MySQL or MariaDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MysqlSight {
+    /// The server is MariaDB: waiters and DDL come from the processlist, and a holder of `LOCK
+    /// TABLES` is found by a probe that does not wait.
+    pub mariadb: bool,
+    /// MySQL: `performance_schema` is on and the account may read `metadata_locks`, which shows
+    /// holders and waiters alike.
+    pub metadata_locks: bool,
 }
 
 /// The role a connection runs as. One simple-protocol message, so that behind PgBouncer it
@@ -63,7 +74,7 @@ pub async fn read(monitor: &mut PgConnection, batch_role: &str) -> Result<Privil
         superuser: row.try_get(2)?,
         batch_superuser: row.try_get(3)?,
         may_signal: row.try_get(4)?,
-        mysql: false,
+        mysql: None,
     })
 }
 
@@ -77,12 +88,20 @@ impl Privileges {
 
     /// One line for `plan`: what the monitor works with.
     pub fn describe(&self) -> String {
-        if self.mysql {
-            let sees = if self.sees_all {
+        if let Some(mysql) = self.mysql {
+            let sessions = if self.sees_all {
                 "sees every session (PROCESS)"
             } else {
                 "sees only its own account's sessions (no PROCESS privilege)"
             };
+            let locks = if mysql.mariadb {
+                "metadata locks from the processlist"
+            } else if mysql.metadata_locks {
+                "metadata locks from performance_schema.metadata_locks"
+            } else {
+                "metadata-lock waiters from the processlist, not their holders (performance_schema unreadable)"
+            };
+            let sees = format!("{sessions}, {locks}");
             let kills = if self.may_signal {
                 "may KILL QUERY the batches (the same account)"
             } else {
@@ -108,14 +127,8 @@ impl Privileges {
         if !policy.enabled {
             return Vec::new();
         }
-        if self.mysql {
-            return vec![
-                "on MySQL and MariaDB the monitor reads only throttle_query and throttle_file so \
-                 far: it does not yet see DDL waiting behind a batch, the server's load or the \
-                 replicas' lag; keep batches short (`[timeouts] statement`) and watch the server \
-                 yourself"
-                    .to_owned(),
-            ];
+        if let Some(mysql) = self.mysql {
+            return self.mysql_warnings(mysql, policy);
         }
         let role = crate::postgres::sql::Ident(&self.role);
         let mut warnings = Vec::new();
@@ -143,6 +156,42 @@ impl Privileges {
                  session waiting on a batch waits until the batch commits or reaches its lock \
                  timeout; {fix}",
                 self.role, self.batch_role
+            ));
+        }
+        warnings
+    }
+}
+
+impl Privileges {
+    /// What the account cannot do on MySQL or MariaDB that `policy` relies on, each with the
+    /// `GRANT` that fixes it.
+    fn mysql_warnings(&self, mysql: MysqlSight, policy: &ThrottlePolicy) -> Vec<String> {
+        let account = &self.role;
+        let mut warnings = Vec::new();
+        if !self.sees_all {
+            warnings.push(format!(
+                "the monitor's account {account} lacks PROCESS, so it sees only its own \
+                 account's sessions: another account's DDL waiting behind a batch, its active \
+                 sessions and its open transactions (the purge backlog's cause) go unseen and \
+                 those signals never fire; run `GRANT PROCESS ON *.* TO {account};`"
+            ));
+        }
+        if !mysql.mariadb && !mysql.metadata_locks {
+            warnings.push(format!(
+                "performance_schema is off or {account} may not read it, so the monitor sees \
+                 sessions waiting for the table's metadata lock in the processlist but not who \
+                 holds one (LOCK TABLES, an ALTER in progress): the run starts behind such a \
+                 lock and its batches time out there; turn performance_schema on, and run \
+                 `GRANT SELECT ON performance_schema.* TO {account};`"
+            ));
+        }
+        if policy.yield_to_waiters && !self.may_signal {
+            warnings.push(format!(
+                "the monitor's account {account} may not KILL QUERY the batches of {}, so it \
+                 cannot yield: DDL waiting on a batch waits until the batch commits or reaches \
+                 its lock timeout; connect the monitor as {}, or run `GRANT CONNECTION_ADMIN ON \
+                 *.* TO {account};` (SUPER on MariaDB)",
+                self.batch_role, self.batch_role
             ));
         }
         warnings
@@ -192,7 +241,7 @@ mod tests {
             superuser: false,
             batch_superuser: false,
             may_signal,
-            mysql: false,
+            mysql: None,
         }
     }
 
@@ -314,5 +363,39 @@ mod tests {
             ..ThrottlePolicy::default()
         };
         assert!(sight(false, false, "watcher").warnings(&off).is_empty());
+    }
+
+    #[test]
+    fn a_mysql_account_is_told_what_it_cannot_see_in_mysql_terms() {
+        let blind = Privileges {
+            mysql: Some(MysqlSight {
+                mariadb: false,
+                metadata_locks: false,
+            }),
+            ..sight(false, false, "watcher@%")
+        };
+        let warnings = blind.warnings(&ThrottlePolicy::default()).join("\n");
+        for said in [
+            "watcher@% lacks PROCESS",
+            "GRANT PROCESS ON *.* TO watcher@%;",
+            "GRANT SELECT ON performance_schema.* TO watcher@%;",
+            "may not KILL QUERY the batches of app",
+            "CONNECTION_ADMIN",
+        ] {
+            assert!(warnings.contains(said), "{said:?} not in {warnings}");
+        }
+        let mariadb = Privileges {
+            mysql: Some(MysqlSight {
+                mariadb: true,
+                metadata_locks: false,
+            }),
+            ..sight(true, true, "app@%")
+        };
+        assert!(mariadb.warnings(&ThrottlePolicy::default()).is_empty());
+        assert_eq!(
+            mariadb.describe(),
+            "monitor as account app@%: sees every session (PROCESS), metadata locks from the \
+             processlist, may KILL QUERY the batches (the same account)"
+        );
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sqlx::{PgConnection, Row as _};
 
 use crate::monitor::sample::Backend;
-use crate::monitor::sample::{Request, Sampled};
+use crate::monitor::sample::{Request, Sampled, shorten};
 use crate::postgres::{OUR_BACKENDS, begin_bounded, statement};
 
 use crate::monitor::policy::{
@@ -18,9 +18,6 @@ use crate::monitor::policy::{
 /// The longest a sample may wait for a lock: `throttle_query` may read a table that DDL is
 /// waiting for, and the monitor must not join that queue.
 const SAMPLE_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// Longest query text kept for a reason.
-const QUERY_CHARS: usize = 120;
 
 /// Lock contention: `$1`/`$2` our running batches' [`Backend`]s (pids and transaction
 /// starts, as arrays), `$3` the relations batches update (the table and its leaf partitions),
@@ -210,14 +207,14 @@ pub async fn take(conn: &mut PgConnection, probe: &Request<'_>) -> Result<Sample
     for row in rows {
         let kind: String = row.try_get(0)?;
         if kind == "statement" {
-            statements.push((row.try_get(4)?, row.try_get(1)?));
+            statements.push((row.try_get(4)?, i64::from(row.try_get::<i32, _>(1)?)));
             continue;
         }
         let session = Session {
-            pid: row.try_get(1)?,
+            pid: i64::from(row.try_get::<i32, _>(1)?),
             query: shorten(&row.try_get::<String, _>(4)?),
         };
-        let blocker: i32 = row.try_get(5)?;
+        let blocker = i64::from(row.try_get::<i32, _>(5)?);
         match kind.as_str() {
             "batch_waits" => {
                 locks.batch_waiting = true;
@@ -307,7 +304,7 @@ async fn load(conn: &mut PgConnection, probe: &Request<'_>) -> Result<(Load, Wal
         max_connections: u32::try_from(max_connections).unwrap_or(0),
         idle_in_transaction: idle_pid.zip(idle_ms).map(|(pid, ms)| {
             let session = Session {
-                pid,
+                pid: i64::from(pid),
                 query: shorten(&idle_query.unwrap_or_default()),
             };
             (session, millis(ms))
@@ -318,18 +315,20 @@ async fn load(conn: &mut PgConnection, probe: &Request<'_>) -> Result<(Load, Wal
                 name: r.name,
                 lag: r.lag_ms.map(millis),
                 lag_bytes: r.lag_bytes.map(bytes),
+                unknown: None,
             })
             .collect(),
         active_sessions: u64::try_from(active_sessions).unwrap_or(0),
         autovacuum: autovacuum
             .into_iter()
             .map(|a| Autovacuum {
-                pid: a.pid,
+                pid: i64::from(a.pid),
                 relation: a.relation,
                 phase: a.phase,
                 wraparound: a.wraparound,
             })
             .collect(),
+        purge: None,
     };
     Ok((load, wal))
 }
@@ -389,46 +388,9 @@ fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// A query on one line without its closing semicolons (the reason goes on after it), cut to
-/// at most [`QUERY_CHARS`] characters at a space, so that no name or number is cut in two.
-fn shorten(query: &str) -> String {
-    let one_line = query.split_whitespace().collect::<Vec<_>>().join(" ");
-    let one_line = one_line.trim_end_matches([';', ' ']);
-    match one_line.char_indices().nth(QUERY_CHARS) {
-        Some((cut, _)) => {
-            let head = &one_line[..cut];
-            // A single word longer than the limit is all there is to cut.
-            let head = head.rfind(' ').map_or(head, |space| &head[..space]);
-            format!("{}…", head.trim_end_matches([',', ';']))
-        }
-        None => one_line.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queries_are_put_on_one_line_and_cut() {
-        assert_eq!(
-            shorten("ALTER TABLE items\n   ADD COLUMN x int"),
-            "ALTER TABLE items ADD COLUMN x int"
-        );
-        assert_eq!(
-            shorten("BEGIN; LOCK TABLE items; ;\n"),
-            "BEGIN; LOCK TABLE items"
-        );
-        let long = "x".repeat(200);
-        assert_eq!(shorten(&long).chars().count(), QUERY_CHARS + 1);
-        let words = format!(
-            "UPDATE items SET note = 'x' WHERE id IN ({})",
-            "12345, ".repeat(30)
-        );
-        let short = shorten(&words);
-        assert!(short.chars().count() <= QUERY_CHARS + 1, "{short}");
-        assert!(short.ends_with("12345…"), "{short}");
-    }
 
     #[test]
     fn throttle_query_is_wrapped_as_a_number() {

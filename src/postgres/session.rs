@@ -24,9 +24,9 @@ pub fn statement(sql: &str) -> sqlx::query::Query<'static, Postgres, PgArguments
 }
 
 /// A join that keeps, of `pg_stat_activity` (or the function behind it) aliased `a`, exactly
-/// the [`Backend`]s bound as `$1` (pids, `int4[]`) and `$2` (transaction starts, `int8[]`):
+/// the [`Backend`]s bound as `$1` (pids, `int8[]`) and `$2` (transaction starts, `int8[]`):
 /// behind PgBouncer a pid alone may be running another client's transaction by now.
-pub const OUR_BACKENDS: &str = "JOIN unnest($1::int4[], $2::int8[]) AS ours(pid, xact_start_us) \
+pub const OUR_BACKENDS: &str = "JOIN unnest($1::int8[], $2::int8[]) AS ours(pid, xact_start_us) \
     ON a.pid = ours.pid AND (extract(epoch FROM a.xact_start) * 1000000)::int8 = ours.xact_start_us";
 
 /// Opens a transaction whose statements are bounded by `statement_timeout` and `lock_timeout`
@@ -165,7 +165,7 @@ async fn begin_limited<'c>(
         .fetch_one(&mut *tx)
         .await?;
     let backend = Backend {
-        pid: row.try_get("pid")?,
+        pid: i64::from(row.try_get::<i32, _>("pid")?),
         xact_start_us: row.try_get("xact_start_us")?,
     };
     let wal = if limits.wal {

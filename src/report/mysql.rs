@@ -114,12 +114,30 @@ pub(super) fn throttle(
             d(p.cooldown),
             d(p.fail_closed_after)
         ));
-        lines.push(
-            "watches throttle_query and throttle_file only: on MySQL and MariaDB the monitor \
-             does not yet see sessions waiting behind a batch, table locks, connections in use, \
-             active sessions or replica lag, and their settings have no effect"
-                .to_owned(),
-        );
+        if p.yield_to_waiters {
+            lines.push(format!(
+                "yield (KILL QUERY our batch, roll it back) when a session waits for a metadata \
+                 lock on the table, then pause until none has waited for {}",
+                d(p.cooldown)
+            ));
+        }
+        if p.pause_on_table_locks {
+            lines.push(
+                "pause while another session holds a metadata lock our UPDATE would wait for \
+                 (LOCK TABLES, DDL in progress)"
+                    .to_owned(),
+            );
+        }
+        lines.push(format!(
+            "throttle above {:.0}% of max_connections in use (Threads_connected)",
+            p.max_connection_use * 100.0
+        ));
+        if p.max_active_sessions > 0 {
+            lines.push(format!(
+                "throttle above {} other sessions running (Threads_running)",
+                p.max_active_sessions
+            ));
+        }
         if let Some(q) = &p.throttle_query {
             let now = query_now.map_or(String::new(), |v| format!(" (returns {v} now)"));
             lines.push(format!("throttle while throttle_query > 0: {q}{now}"));
@@ -263,6 +281,7 @@ mod tests {
             flavor: Flavor::MariaDb,
             version: "10.11.19-MariaDB-0+deb12u1".into(),
             connection_id: 7,
+            performance_schema: false,
         }
     }
 
@@ -276,6 +295,7 @@ mod tests {
             flavor: Flavor::MySql,
             version: "8.4.4".into(),
             connection_id: 7,
+            performance_schema: false,
         };
         assert_eq!(server(&mysql), "MySQL 8.4.4");
     }

@@ -1,9 +1,10 @@
 //! Load signals: connections in use, a session idle in transaction, replica lag, other
 //! sessions at work, autovacuum on the table. Pure: the full sample's numbers in, signals out.
+//! (InnoDB's purge backlog is read with the load, and judged in `purge`.)
 
 use std::time::Duration;
 
-use super::{Action, Bytes, Found, Session, Signal, human, query};
+use super::{Action, Bytes, Found, Purge, Session, Signal, human, query};
 use crate::job::ThrottlePolicy;
 
 /// How busy the server, its replicas and the table are.
@@ -21,13 +22,16 @@ pub struct Load {
     pub active_sessions: u64,
     /// Autovacuum workers vacuuming the table (or its TOAST table).
     pub autovacuum: Vec<Autovacuum>,
+    /// InnoDB's purge backlog (MySQL and MariaDB); `None` on PostgreSQL, or where the monitor
+    /// may not read it.
+    pub purge: Option<Purge>,
 }
 
 /// An autovacuum worker at work on the table, from `pg_stat_progress_vacuum`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Autovacuum {
     /// The worker's pid, for the reason (and for `pg_cancel_backend`, if the operator must).
-    pub pid: i32,
+    pub pid: i64,
     /// The relation it vacuums, as SQL (`items`, `pg_toast.pg_toast_16384`).
     pub relation: String,
     /// `phase`, e.g. `scanning heap`, `vacuuming indexes`.
@@ -37,15 +41,22 @@ pub struct Autovacuum {
     pub wraparound: bool,
 }
 
-/// One row of `pg_stat_replication`.
+/// A replica: one row of `pg_stat_replication`, or a MySQL replica's `SHOW REPLICA STATUS`
+/// (`--replica-url`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replica {
-    /// `application_name`, or the client address when that is empty.
+    /// `application_name`, or the client address when that is empty; a MySQL replica's
+    /// `host:port`.
     pub name: String,
-    /// `replay_lag`: NULL once an idle replica has caught up, which is not lag.
+    /// `replay_lag`: NULL once an idle replica has caught up, which is not lag. On MySQL,
+    /// `Seconds_Behind_Source`.
     pub lag: Option<Duration>,
     /// WAL bytes sent but not yet replayed (NULL without the privilege to see it).
     pub lag_bytes: Option<u64>,
+    /// Why its lag is not known when that must hold the run back, as a sentence after the
+    /// replica's name: a MySQL replica whose replication is stopped (`Seconds_Behind_Source`
+    /// is NULL then) or that cannot be read. `None` on PostgreSQL.
+    pub unknown: Option<String>,
 }
 
 /// The load signals `load` shows.
@@ -111,9 +122,15 @@ fn autovacuum(workers: &[Autovacuum]) -> Option<Found> {
     Some((Signal::Autovacuum, action, reason))
 }
 
-/// Why `replica` is too far behind, if it is.
+/// Why `replica` is too far behind, if it is. One whose lag is not known is as far behind as
+/// can be (fail closed), unless `max_replica_lag` is off.
 fn replica_lag(policy: &ThrottlePolicy, replica: &Replica) -> Option<String> {
     let limit = policy.max_replica_lag;
+    if let Some(why) = &replica.unknown
+        && !limit.is_zero()
+    {
+        return Some(format!("replica {}: {why}", replica.name));
+    }
     if let Some(lag) = replica.lag
         && !limit.is_zero()
         && lag > limit

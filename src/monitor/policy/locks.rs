@@ -3,7 +3,7 @@
 //! holding or waiting for a conflicting lock on the target table (pause, or yield when our
 //! batch is queued behind it). Pure: the sample's rows in, signals out.
 
-use super::{Action, Found, Session, Signal, others, query};
+use super::{Action, Found, Session, Signal, others, query, who};
 use crate::job::ThrottlePolicy;
 
 /// Lock contention around our batch and the target table.
@@ -72,8 +72,8 @@ pub fn table_lock(locks: &Locks) -> Option<String> {
         .or(locks.table.first())?;
     let verb = if first.granted { "holds" } else { "waits for" };
     Some(format!(
-        "pid {} {verb} {} on the table{}",
-        first.session.pid,
+        "{} {verb} {} on the table{}",
+        who(first.session.pid),
         first.mode,
         query(&first.session)
     ))

@@ -10,7 +10,7 @@ pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-pub(super) fn session(pid: i32, query: &str) -> Session {
+pub(super) fn session(pid: i64, query: &str) -> Session {
     Session {
         pid,
         query: query.into(),
@@ -47,6 +47,7 @@ fn replica(lag: Option<Duration>, lag_bytes: Option<u64>) -> Replica {
         name: "standby1".into(),
         lag,
         lag_bytes,
+        unknown: None,
     }
 }
 
@@ -198,6 +199,18 @@ fn each_signal_gives_its_action_and_reason() {
             "",
         ),
         (
+            "a MySQL replica whose lag is not known",
+            with(|r| {
+                r.load.replicas = vec![Replica {
+                    unknown: Some("its SQL thread is stopped".into()),
+                    ..replica(None, None)
+                }]
+            }),
+            Action::Pause,
+            Some(Signal::ReplicaLag),
+            "replica standby1: its SQL thread is stopped",
+        ),
+        (
             "throttle_query above zero",
             with(|r| r.throttle_query = Some(3.0)),
             Action::Throttle,
@@ -243,7 +256,13 @@ fn switched_off_signals_stay_quiet() {
         r.locks.table = vec![alter()];
         r.load.connections = 100;
         r.load.idle_in_transaction = Some((session(9, ""), Duration::from_secs(3600)));
-        r.load.replicas = vec![replica(Some(Duration::from_secs(99)), Some(1 << 40))];
+        r.load.replicas = vec![
+            replica(Some(Duration::from_secs(99)), Some(1 << 40)),
+            Replica {
+                unknown: Some("cannot be reached".into()),
+                ..replica(None, None)
+            },
+        ];
     });
     assert_eq!(one(&off, busy), Decision::go());
 }

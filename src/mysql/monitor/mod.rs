@@ -1,19 +1,24 @@
 //! What the monitor and the latency guard ask of MySQL and MariaDB: the role, what it may see,
 //! a sample, cancelling our own batches, and the guard's timed probe.
 //!
-//! So far a sample reads only the job's `throttle_query`: the signals of the server's own
-//! state (sessions waiting for a metadata lock behind a batch, `Threads_running`, replica lag,
-//! InnoDB's purge backlog) are read on PostgreSQL only, and `plan` and `run` say so.
+//! A sample reads the metadata locks on the table every time (`locks`), and on a full sample
+//! the server's load and InnoDB's purge backlog (`load`) and the job's `throttle_query`.
 
 use std::time::{Duration, Instant};
 
 use sqlx::{MySqlConnection, Row as _};
 
+use super::Flavor;
 use super::errors::ends_in_time;
 use super::session::{Session, statement};
-use crate::monitor::policy::Locks;
+use crate::monitor::policy::Wal;
 use crate::monitor::sample::{Backend, Request, Sampled};
+use crate::postgres::privileges::MysqlSight;
 use crate::rows::bind_keys;
+
+mod load;
+mod locks;
+pub mod replicas;
 
 /// `CURRENT_USER()`: the account (`user@host`) whose privileges the session has.
 pub async fn role(conn: &mut MySqlConnection) -> Result<String, sqlx::Error> {
@@ -35,7 +40,18 @@ pub async fn sees_all(conn: &mut MySqlConnection) -> Result<bool, sqlx::Error> {
     }))
 }
 
-/// One sample: the job's `throttle_query`, on a full sample.
+/// What the monitor sees of metadata locks on this server (see `locks`).
+pub async fn sight(session: &mut Session) -> Result<MysqlSight, sqlx::Error> {
+    let mariadb = session.server.flavor == Flavor::MariaDb;
+    let metadata_locks =
+        !mariadb && session.server.performance_schema && locks::readable(&mut session.conn).await?;
+    Ok(MysqlSight {
+        mariadb,
+        metadata_locks,
+    })
+}
+
+/// One sample: on a full sample, the job's `throttle_query` and the server's load.
 pub async fn sample(session: &mut Session, request: &Request<'_>) -> Result<Sampled, sqlx::Error> {
     let throttle_query = match (request.full, request.throttle_query) {
         (true, Some(query)) => {
@@ -51,12 +67,18 @@ pub async fn sample(session: &mut Session, request: &Request<'_>) -> Result<Samp
         }
         _ => None,
     };
+    let load = if request.full {
+        Some((load::read(session, request).await?, Wal::default()))
+    } else {
+        None
+    };
+    let found = locks::read(session, request).await?;
     Ok(Sampled {
-        locks: Locks::default(),
-        in_the_way: vec![],
-        waiting: vec![],
+        locks: found.locks,
+        in_the_way: found.in_the_way,
+        waiting: found.waiting,
         statements: vec![],
-        load: None,
+        load,
         throttle_query,
     })
 }

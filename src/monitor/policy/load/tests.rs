@@ -5,7 +5,7 @@ use super::super::tests::{actions, one, quiet, run, with};
 use super::*;
 use crate::monitor::policy::{Decision, Reading};
 
-fn autovacuum(pid: i32, relation: &str, wraparound: bool) -> Autovacuum {
+fn autovacuum(pid: i64, relation: &str, wraparound: bool) -> Autovacuum {
     Autovacuum {
         pid,
         relation: relation.into(),

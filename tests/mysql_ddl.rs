@@ -1,0 +1,188 @@
+//! Stepping aside for DDL on real MySQL and MariaDB: an `ALTER TABLE` that queues for its
+//! metadata lock behind a slow batch goes ahead at once (the monitor kills our batch's query and
+//! the batch rolls back, so that its transaction's metadata lock goes too), and a run started
+//! under `LOCK TABLES … WRITE` waits paused and starts once the lock is gone, with no error and
+//! no retry; `plan` behind the lock gives up after `--lock-wait`. Every row exactly once.
+
+mod common;
+
+use std::io::Write as _;
+
+use common::mysql::{
+    FLAVORS, Served, assert_all_done_once, create_items, exec, items_job, number, start, wait_for,
+};
+use common::{Finished, Runner, events, path_str, run_backfill, write_job};
+use serde_json::Value;
+use sqlx::{Connection as _, MySqlConnection};
+use tempfile::TempDir;
+
+/// The reasons of `kind` events.
+fn reasons(events: &[Value], kind: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Exit 0, and neither an `error` nor a `retry` event; the events.
+fn clean(out: &Finished, what: &str) -> Vec<Value> {
+    out.expect_code(0, what);
+    let events = events(&out.stdout);
+    let bad: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "error" || e["event"] == "retry")
+        .collect();
+    assert!(bad.is_empty(), "{what}: {bad:?}\n{}", out.stdout);
+    events
+}
+
+/// A session of the test's own, on `db`'s database.
+async fn session(db: &Served) -> MySqlConnection {
+    MySqlConnection::connect(&db.url).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alter_table_behind_a_slow_batch_goes_ahead_at_once() {
+    const ROWS: i64 = 1_000;
+    for flavor in FLAVORS {
+        let Some(db) = start(flavor).await else {
+            continue;
+        };
+        create_items(&db.pool, ROWS).await;
+        // 500 rows × 20 ms: a 10 s batch, until the knob is turned down.
+        exec(&db.pool, "CREATE TABLE knob (per_row DOUBLE)").await;
+        exec(&db.pool, "INSERT INTO knob VALUES (0.02)").await;
+        let dir = TempDir::new().unwrap();
+        let batch = "size = 500\nmin = 500\nmax = 500\ntarget = \"10s\"\n\n\
+                     [timeouts]\nstatement = \"60s\"";
+        let job = write_job(
+            &dir,
+            "items_total",
+            &items_job(batch, "(SELECT per_row FROM knob)"),
+        );
+        let run = Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)]);
+        wait_for(
+            &db.pool,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+              WHERE INFO LIKE 'UPDATE `db`.`items`%' AND TIME >= 1",
+        )
+        .await;
+        let mut ddl = session(&db).await;
+        sqlx::raw_sql("SET SESSION lock_wait_timeout = 60; ALTER TABLE items ADD COLUMN note TEXT")
+            .execute(&mut ddl)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: the ALTER TABLE: {e}"));
+        // The batch it queued behind did not commit first: it was cancelled for the ALTER.
+        let done_then = number(
+            &db.pool,
+            "SELECT rows_done FROM backfill.jobs WHERE name = 'items_total'",
+        )
+        .await;
+        exec(&db.pool, "UPDATE knob SET per_row = 0").await;
+        let out = run.finish().await;
+        let events = clean(&out, &format!("{flavor}: a run that yielded to DDL"));
+        assert_eq!(done_then, 0, "{flavor}: a batch committed before the ALTER");
+        let yielded = reasons(&events, "yielded");
+        let _ = writeln!(std::io::stderr(), "{flavor}: yielded: {yielded:?}");
+        assert!(
+            yielded
+                .iter()
+                .any(|r| r.contains("ALTER TABLE items ADD COLUMN note TEXT")),
+            "{flavor}: no yield naming the ALTER: {yielded:?}\n{}",
+            out.stdout
+        );
+        assert!(
+            !reasons(&events, "paused").is_empty(),
+            "{flavor}: no pause after the yield\n{}",
+            out.stdout
+        );
+        assert_all_done_once(&db.pool, ROWS).await;
+        assert_eq!(
+            number(
+                &db.pool,
+                "SELECT COUNT(*) FROM information_schema.COLUMNS \
+                  WHERE TABLE_SCHEMA = 'db' AND TABLE_NAME = 'items' AND COLUMN_NAME = 'note'"
+            )
+            .await,
+            1,
+            "{flavor}: the ALTER's column"
+        );
+    }
+}
+
+/// `LOCK TABLES items WRITE` on a session of the test's own.
+async fn lock_tables(db: &Served) -> MySqlConnection {
+    let mut holder = session(db).await;
+    sqlx::raw_sql("LOCK TABLES items WRITE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
+async fn unlock(mut holder: MySqlConnection) {
+    sqlx::raw_sql("UNLOCK TABLES")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_started_under_lock_tables_write_waits_paused_and_finishes() {
+    const ROWS: i64 = 2_000;
+    for flavor in FLAVORS {
+        let Some(db) = start(flavor).await else {
+            continue;
+        };
+        create_items(&db.pool, ROWS).await;
+        let dir = TempDir::new().unwrap();
+        let job = write_job(
+            &dir,
+            "items_total",
+            &items_job("size = 500\nmin = 500\nmax = 500", "0"),
+        );
+        let holder = lock_tables(&db).await;
+        let run = Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)]);
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        unlock(holder).await;
+        let out = run.finish().await;
+        let events = clean(&out, &format!("{flavor}: a run started under LOCK TABLES"));
+        let paused = reasons(&events, "paused");
+        let _ = writeln!(std::io::stderr(), "{flavor}: paused: {paused:?}");
+        assert!(
+            paused.iter().any(|r| r.contains("metadata lock")),
+            "{flavor}: no pause for the lock: {paused:?}\n{}",
+            out.stdout
+        );
+        assert_all_done_once(&db.pool, ROWS).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_behind_lock_tables_gives_up_after_lock_wait() {
+    for flavor in FLAVORS {
+        let Some(db) = start(flavor).await else {
+            continue;
+        };
+        create_items(&db.pool, 100).await;
+        let dir = TempDir::new().unwrap();
+        let job = write_job(
+            &dir,
+            "items_total",
+            &items_job("size = 50\nmin = 50\nmax = 50", "0"),
+        );
+        let holder = lock_tables(&db).await;
+        let out = run_backfill(&db.url, &["plan", "--lock-wait", "1s", path_str(&job)]);
+        unlock(holder).await;
+        out.expect_code(1, &format!("{flavor}: plan behind LOCK TABLES"));
+        let _ = writeln!(std::io::stderr(), "{flavor}: plan said:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains("metadata lock") && out.stderr.contains("--lock-wait"),
+            "{flavor}: {}",
+            out.stderr
+        );
+        run_backfill(&db.url, &["plan", "--lock-wait", "1s", path_str(&job)])
+            .expect_code(0, &format!("{flavor}: plan once the lock is gone"));
+    }
+}
