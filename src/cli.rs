@@ -180,6 +180,12 @@ pub struct RunArgs {
     pub lease_timeout: std::time::Duration,
     #[command(flatten)]
     pub monitor: MonitorArg,
+    /// A MySQL or MariaDB replica to watch, e.g. mysql://watcher:secret@replica1:3306/
+    /// (repeat for each): the monitor reads its SHOW REPLICA STATUS and pauses the run while
+    /// it lags more than [throttle] max_replica_lag, while its replication is stopped, and while
+    /// it cannot be read. PostgreSQL's replicas are read on the primary, without it.
+    #[arg(long = "replica-url", value_name = "URL")]
+    pub replica_urls: Vec<String>,
     /// How long to keep reconnecting when the database goes away (a restart, a failover)
     /// before giving up with exit code 1; the checkpoint stays intact either way.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]

@@ -84,6 +84,15 @@ fn monitor_target(arg: &MonitorArg) -> Result<Option<Target>, TargetError> {
         .transpose()
 }
 
+/// The replicas `--replica-url` names: MySQL or MariaDB URLs, for a job on MySQL or MariaDB.
+fn replica_targets(global: &GlobalArgs, urls: &[String]) -> Result<Vec<Target>, TargetError> {
+    if urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let primary = Target::new(global.database_url.as_deref())?;
+    urls.iter().map(|url| primary.replica(url)).collect()
+}
+
 /// What the monitor's role may see and do to the batches of `conn`'s role, read on its own
 /// connection when `monitor` is given (which must then be reachable), else on `conn`. `None`
 /// when no policy has the monitor on.
@@ -154,6 +163,7 @@ pub async fn run(
         exact_count: args.exact_count,
         reconnect_timeout: args.reconnect_timeout,
         monitor: monitor_target(&args.monitor)?,
+        replicas: replica_targets(global, &args.replica_urls)?,
         workers: args.workers,
         join: args.join,
         lease_timeout: args.lease_timeout,

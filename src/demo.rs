@@ -178,6 +178,7 @@ async fn story(
         exact_count: false,
         reconnect_timeout: std::time::Duration::from_secs(60),
         monitor: None,
+        replicas: Vec::new(),
         workers: None,
         join: false,
         lease_timeout: LEASE_TIMEOUT,

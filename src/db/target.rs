@@ -23,6 +23,18 @@ pub enum TargetError {
     Postgres(#[from] postgres::TargetError),
     #[error(transparent)]
     Mysql(#[from] mysql::target::TargetError),
+    /// `--replica-url` for a job on PostgreSQL.
+    #[error(
+        "--replica-url is for MySQL and MariaDB: PostgreSQL's replicas are read from \
+         pg_stat_replication on the primary; leave --replica-url out"
+    )]
+    ReplicaOnPostgres,
+    /// `--replica-url` with a URL that is not MySQL's (shown with its password hidden).
+    #[error(
+        "--replica-url {0} is not a MySQL or MariaDB URL; write it as \
+         mysql://user:password@replica:3306/"
+    )]
+    ReplicaNotMysql(String),
 }
 
 impl Target {
@@ -33,6 +45,18 @@ impl Target {
                 Ok(Target::Mysql(mysql::target::Target::new(url)?))
             }
             _ => Ok(Target::Postgres(Box::new(postgres::Target::new(url)?))),
+        }
+    }
+
+    /// A replica of this target's server whose lag the monitor reads there (`--replica-url`):
+    /// a MySQL or MariaDB URL, for a MySQL or MariaDB target only.
+    pub fn replica(&self, url: &str) -> Result<Target, TargetError> {
+        match self {
+            Target::Postgres(_) => Err(TargetError::ReplicaOnPostgres),
+            Target::Mysql(_) if !mysql::target::is_mysql_url(url) => Err(
+                TargetError::ReplicaNotMysql(mysql::target::redact(url.trim())),
+            ),
+            Target::Mysql(_) => Ok(Target::Mysql(mysql::target::Target::new(url)?)),
         }
     }
 
@@ -80,5 +104,30 @@ impl Target {
             Target::Postgres(t) => t.describe(),
             Target::Mysql(t) => t.describe(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_is_a_mysql_url_beside_a_mysql_target() {
+        let primary = Target::new(Some("mysql://app@db1:3306/shop")).unwrap();
+        let replica = primary.replica("mariadb://watcher:pw@db2:3307/").unwrap();
+        assert_eq!(replica.describe(), "db2:3307/");
+        let error = primary
+            .replica("postgres://watcher:s3cret@db2/shop")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--replica-url postgres://watcher:***@db2/shop is not a MySQL"),
+            "{error}"
+        );
+        let postgres = Target::new(Some("postgres://app@db1/shop")).unwrap();
+        assert!(matches!(
+            postgres.replica("mysql://watcher@db2/"),
+            Err(TargetError::ReplicaOnPostgres)
+        ));
     }
 }

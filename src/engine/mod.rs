@@ -82,6 +82,8 @@ pub struct Options {
     pub reconnect_timeout: Duration,
     /// Where the monitor connects (`--monitor-url`); `None`: the job's own database URL.
     pub monitor: Option<Target>,
+    /// Replicas whose lag the monitor reads on each (`--replica-url`; MySQL and MariaDB).
+    pub replicas: Vec<Target>,
     /// Batch loops in this process (`--workers`); `None`: the job's `[batch] workers`.
     pub workers: Option<u32>,
     /// Add workers to a job another process runs, instead of refusing (`--join`).

@@ -119,6 +119,7 @@ impl Lead<'_, '_> {
             application_name: monitor_application_name(&r.job.name),
             relations: r.plan.relations(),
             ours: own_sessions(&r.job.name),
+            replicas: r.options.replicas.clone(),
         })
     }
 

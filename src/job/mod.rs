@@ -89,6 +89,14 @@ pub mod defaults {
         /// Throttle while more other sessions are active than this; 0 is off, because how
         /// many active sessions a healthy server has depends on its cores and its workload.
         pub const MAX_ACTIVE_SESSIONS: u64 = 0;
+        /// Throttle while InnoDB's history list is longer than this (MySQL and MariaDB), and
+        /// pause while it is longer than twice this. An entry is one committed transaction's
+        /// undo log, not a row: where purge keeps up, a busy OLTP server's list stays in the
+        /// thousands to tens of thousands, and a million means purge is badly behind (an open
+        /// snapshot holds it back, or the writes outrun it), every consistent read walks long
+        /// version chains, and the undo tablespace grows. High enough never to hold a healthy
+        /// server's run back; the run's own batches add one entry each.
+        pub const MAX_HISTORY_LENGTH: u64 = 1_000_000;
         /// Pause when the monitor has had no successful sample for this long.
         pub const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(5);
         /// The longest sleep between batches while throttled.
@@ -239,7 +247,7 @@ pub struct Timeouts {
 /// Invariant: `10ms <= batch_poll <= poll < fail_closed_after`, `0 < max_connection_use <= 1`,
 /// and every name in `ignore_slots` is one a replication slot can have. A zero
 /// `max_idle_in_transaction`, `max_replica_lag`, `max_replica_lag_bytes`, `max_slot_lag_bytes`,
-/// `max_archive_lag` or `max_active_sessions` turns that signal off.
+/// `max_archive_lag`, `max_active_sessions` or `max_history_length` turns that signal off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThrottlePolicy {
     /// `false`: no monitor runs; the run never throttles, pauses or yields on its own.
@@ -273,6 +281,9 @@ pub struct ThrottlePolicy {
     pub max_archive_lag: u64,
     /// Throttle while more than this many sessions other than the job's are active.
     pub max_active_sessions: u64,
+    /// Throttle while InnoDB's history list (the undo logs purge has yet to remove) is longer
+    /// than this; pause while it is longer than twice this. MySQL and MariaDB only.
+    pub max_history_length: u64,
     /// Throttle while autovacuum works on the table; pause while it does so to prevent
     /// wraparound, which must never be competed with.
     pub watch_autovacuum: bool,
@@ -308,6 +319,7 @@ impl Default for ThrottlePolicy {
             ignore_slots: Vec::new(),
             max_archive_lag: MAX_ARCHIVE_LAG,
             max_active_sessions: MAX_ACTIVE_SESSIONS,
+            max_history_length: MAX_HISTORY_LENGTH,
             watch_autovacuum: true,
             throttle_query: None,
             throttle_file: None,

@@ -110,6 +110,9 @@ pub struct RawThrottle {
     pub max_archive_lag: Option<Spanned<i64>>,
     /// Throttle while more other sessions are active; 0 turns it off.
     pub max_active_sessions: Option<Spanned<i64>>,
+    /// Throttle while InnoDB's history list is longer, pause over twice that (MySQL and
+    /// MariaDB); 0 turns it off.
+    pub max_history_length: Option<Spanned<i64>>,
     /// Throttle while autovacuum works on the table; pause while it does so to prevent
     /// wraparound.
     pub watch_autovacuum: Option<bool>,

@@ -55,6 +55,7 @@ impl Checker<'_> {
             ignore_slots: self.slot_names(raw.ignore_slots)?,
             max_archive_lag: self.limit(raw.max_archive_lag, &ARCHIVE_LAG)?,
             max_active_sessions: self.limit(raw.max_active_sessions, &ACTIVE_SESSIONS)?,
+            max_history_length: self.limit(raw.max_history_length, &HISTORY_LENGTH)?,
             watch_autovacuum: raw.watch_autovacuum.unwrap_or(true),
             throttle_query: self.throttle_query(raw.throttle_query)?,
             throttle_file: self.throttle_file(raw.throttle_file)?,
@@ -219,6 +220,13 @@ const ACTIVE_SESSIONS: Limit = Limit {
     example: "16 (about twice the server's CPU cores)",
 };
 
+const HISTORY_LENGTH: Limit = Limit {
+    key: "max_history_length",
+    default: default::MAX_HISTORY_LENGTH,
+    what: "a number of InnoDB history list entries",
+    example: "1000000",
+};
+
 /// What PostgreSQL accepts as a replication slot's name (`ReplicationSlotValidateName`):
 /// lower-case letters, digits and underscores, at most 63 bytes.
 fn is_slot_name(name: &str) -> bool {
@@ -258,7 +266,7 @@ mod tests {
              max_idle_in_transaction = \"0s\"\nmax_replica_lag = \"1s\"\n\
              max_replica_lag_bytes = 1024\nmax_slot_lag_bytes = 0\n\
              ignore_slots = [\"debezium_2\", \"old_standby\"]\nmax_archive_lag = 8\n\
-             max_active_sessions = 16\nwatch_autovacuum = false\n\
+             max_active_sessions = 16\nmax_history_length = 5000\nwatch_autovacuum = false\n\
              throttle_query = \" SELECT 1 ; \"\n\
              throttle_file = \"/tmp/brake\"\nfail_closed_after = \"1s\"\nmax_pause = \"5s\"\n\
              max_wal_rate = \"32MiB/s\"\n",
@@ -281,6 +289,7 @@ mod tests {
                 ignore_slots: vec!["debezium_2".into(), "old_standby".into()],
                 max_archive_lag: 8,
                 max_active_sessions: 16,
+                max_history_length: 5000,
                 watch_autovacuum: false,
                 throttle_query: Some("SELECT 1".into()),
                 throttle_file: Some(Path::new("/tmp/brake").to_path_buf()),
@@ -369,6 +378,10 @@ mod tests {
             ),
             ("max_archive_lag", "a number of WAL segments, e.g. 64"),
             ("max_active_sessions", "a number of sessions, e.g. 16"),
+            (
+                "max_history_length",
+                "a number of InnoDB history list entries, e.g. 1000000",
+            ),
         ] {
             assert_has(
                 &problem(&format!("{key} = -3\n")),

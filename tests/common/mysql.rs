@@ -21,7 +21,12 @@ pub struct Served {
 /// Starts a `flavor` server; `None`, saying why past the harness's capture, when its programs
 /// are missing. Any other failure fails the test.
 pub async fn start(flavor: Flavor) -> Option<Served> {
-    let server = match Server::start(flavor) {
+    start_with(flavor, &[]).await
+}
+
+/// [`start`] with server `options` added to the harness's (see `Server::start_with`).
+pub async fn start_with(flavor: Flavor, options: &[&str]) -> Option<Served> {
+    let server = match Server::start_with(flavor, options) {
         Ok(server) => server,
         Err(error @ Error::NotFound { .. }) => {
             let _ = writeln!(std::io::stderr(), "skipping {flavor}: {error}");

@@ -119,6 +119,8 @@ impl Error {
 pub struct Server {
     flavor: Flavor,
     programs: Programs,
+    /// Server options added to every start, after ours ([`Server::start_with`]).
+    options: Vec<OsString>,
     port: u16,
     version: String,
     /// The server process while it runs, `None` while stopped. Behind a lock so that `stop`
@@ -133,6 +135,12 @@ impl Server {
     /// login works. On two busy cores MariaDB takes 2.5-6 s and MySQL 6-10 s, most of it
     /// creating the data directory (`mariadb-install-db`'s fsyncs, `mysqld --initialize`).
     pub fn start(flavor: Flavor) -> Result<Server, Error> {
+        Server::start_with(flavor, &[])
+    }
+
+    /// Like [`Server::start`], with server `options` added to ours on every start (a later
+    /// option wins): `--log-bin --server-id=2` for a primary or a replica, say.
+    pub fn start_with(flavor: Flavor, options: &[&str]) -> Result<Server, Error> {
         let started = Instant::now();
         let programs = Programs::find(flavor)?;
         let scratch = Scratch::create(|dir| {
@@ -147,6 +155,7 @@ impl Server {
         let mut server = Server {
             flavor,
             programs,
+            options: options.iter().map(OsString::from).collect(),
             port: 0,
             version: String::new(),
             process: Mutex::new(None),
@@ -233,7 +242,8 @@ impl Server {
         let dir = self.scratch.path();
         let log = dir.join(LOG);
         let from = end_of_file(&log);
-        let mut start = quiet_command(&self.programs.start(dir, self.port));
+        let argv = [self.programs.start(dir, self.port), self.options.clone()].concat();
+        let mut start = quiet_command(&argv);
         // What the server prints before it opens its log goes to the log too.
         let console = fs::File::options()
             .create(true)
