@@ -186,3 +186,53 @@ async fn plan_behind_lock_tables_gives_up_after_lock_wait() {
             .expect_code(0, &format!("{flavor}: plan once the lock is gone"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_says_what_a_monitor_account_without_process_cannot_see() {
+    for flavor in FLAVORS {
+        let Some(db) = start(flavor).await else {
+            continue;
+        };
+        create_items(&db.pool, 100).await;
+        exec(
+            &db.pool,
+            "CREATE USER 'watcher'@'%' IDENTIFIED BY 'seen-not-shown'",
+        )
+        .await;
+        exec(&db.pool, "GRANT SELECT ON db.* TO 'watcher'@'%'").await;
+        let dir = TempDir::new().unwrap();
+        let job = write_job(
+            &dir,
+            "items_total",
+            &items_job("size = 50\nmin = 50\nmax = 50", "0"),
+        );
+        let monitor = format!(
+            "mysql://watcher:seen-not-shown@127.0.0.1:{}/db",
+            db.server.port()
+        );
+        let out = run_backfill(
+            &db.url,
+            &["plan", "--monitor-url", &monitor, path_str(&job)],
+        );
+        out.expect_code(0, &format!("{flavor}: plan with a watcher account"));
+        let said = format!("{}{}", out.stdout, out.stderr);
+        let _ = writeln!(std::io::stderr(), "{flavor}: plan said:\n{said}");
+        for line in [
+            "monitor as account watcher@%: sees only its own account's sessions (no PROCESS privilege)",
+            "warning: the monitor's account watcher@% lacks PROCESS",
+            "run `GRANT PROCESS ON *.* TO 'watcher'@'%';`",
+            "may not KILL QUERY the batches of root@",
+        ] {
+            assert!(said.contains(line), "{flavor}: {line:?} not in:\n{said}");
+        }
+        assert_eq!(
+            said.contains("GRANT SELECT ON performance_schema.*"),
+            flavor == backfill::mysql::throwaway::Flavor::MySql,
+            "{flavor}: the performance_schema warning:\n{said}"
+        );
+        assert!(
+            !said.contains("seen-not-shown"),
+            "{flavor}: the password was printed"
+        );
+    }
+}

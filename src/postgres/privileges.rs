@@ -167,13 +167,14 @@ impl Privileges {
     /// `GRANT` that fixes it.
     fn mysql_warnings(&self, mysql: MysqlSight, policy: &ThrottlePolicy) -> Vec<String> {
         let account = &self.role;
+        let grantee = grantee(account);
         let mut warnings = Vec::new();
         if !self.sees_all {
             warnings.push(format!(
                 "the monitor's account {account} lacks PROCESS, so it sees only its own \
                  account's sessions: another account's DDL waiting behind a batch, its active \
                  sessions and its open transactions (the purge backlog's cause) go unseen and \
-                 those signals never fire; run `GRANT PROCESS ON *.* TO {account};`"
+                 those signals never fire; run `GRANT PROCESS ON *.* TO {grantee};`"
             ));
         }
         if !mysql.mariadb && !mysql.metadata_locks {
@@ -182,7 +183,7 @@ impl Privileges {
                  sessions waiting for the table's metadata lock in the processlist but not who \
                  holds one (LOCK TABLES, an ALTER in progress): the run starts behind such a \
                  lock and its batches time out there; turn performance_schema on, and run \
-                 `GRANT SELECT ON performance_schema.* TO {account};`"
+                 `GRANT SELECT ON performance_schema.* TO {grantee};`"
             ));
         }
         if policy.yield_to_waiters && !self.may_signal {
@@ -190,11 +191,20 @@ impl Privileges {
                 "the monitor's account {account} may not KILL QUERY the batches of {}, so it \
                  cannot yield: DDL waiting on a batch waits until the batch commits or reaches \
                  its lock timeout; connect the monitor as {}, or run `GRANT CONNECTION_ADMIN ON \
-                 *.* TO {account};` (SUPER on MariaDB)",
+                 *.* TO {grantee};` (SUPER on MariaDB)",
                 self.batch_role, self.batch_role
             ));
         }
         warnings
+    }
+}
+
+/// `CURRENT_USER()`'s `user@host` as a `GRANT` names it: `'user'@'host'`.
+fn grantee(account: &str) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    match account.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{}", quote(user), quote(host)),
+        None => quote(account),
     }
 }
 
@@ -377,8 +387,8 @@ mod tests {
         let warnings = blind.warnings(&ThrottlePolicy::default()).join("\n");
         for said in [
             "watcher@% lacks PROCESS",
-            "GRANT PROCESS ON *.* TO watcher@%;",
-            "GRANT SELECT ON performance_schema.* TO watcher@%;",
+            "GRANT PROCESS ON *.* TO 'watcher'@'%';",
+            "GRANT SELECT ON performance_schema.* TO 'watcher'@'%';",
             "may not KILL QUERY the batches of app",
             "CONNECTION_ADMIN",
         ] {
