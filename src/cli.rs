@@ -208,7 +208,7 @@ pub struct RunArgs {
 /// Where the monitor connects, for `run` and for `plan` (which checks its privileges).
 #[derive(Debug, Args)]
 pub struct MonitorArg {
-    /// PostgreSQL URL for the monitor that watches locks, load and replicas (default: the
+    /// Database URL for the monitor that watches locks, load and replicas (default: the
     /// database URL). Point it straight at the primary when the job goes through PgBouncer.
     #[arg(long, env = "BACKFILL_MONITOR_URL", hide_env_values = true)]
     pub monitor_url: Option<String>,

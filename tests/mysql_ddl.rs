@@ -11,31 +11,10 @@ use std::io::Write as _;
 use common::mysql::{
     FLAVORS, Served, assert_all_done_once, create_items, exec, items_job, number, start, wait_for,
 };
-use common::{Finished, Runner, events, path_str, run_backfill, write_job};
-use serde_json::Value;
+use common::watched::{assert_clean, reasons};
+use common::{Runner, path_str, run_backfill, write_job};
 use sqlx::{Connection as _, MySqlConnection};
 use tempfile::TempDir;
-
-/// The reasons of `kind` events.
-fn reasons(events: &[Value], kind: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == kind)
-        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// Exit 0, and neither an `error` nor a `retry` event; the events.
-fn clean(out: &Finished, what: &str) -> Vec<Value> {
-    out.expect_code(0, what);
-    let events = events(&out.stdout);
-    let bad: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "error" || e["event"] == "retry")
-        .collect();
-    assert!(bad.is_empty(), "{what}: {bad:?}\n{}", out.stdout);
-    events
-}
 
 /// A session of the test's own, on `db`'s database.
 async fn session(db: &Served) -> MySqlConnection {
@@ -81,7 +60,7 @@ async fn an_alter_table_behind_a_slow_batch_goes_ahead_at_once() {
         .await;
         exec(&db.pool, "UPDATE knob SET per_row = 0").await;
         let out = run.finish().await;
-        let events = clean(&out, &format!("{flavor}: a run that yielded to DDL"));
+        let events = assert_clean(&out, &format!("{flavor}: a run that yielded to DDL"));
         assert_eq!(done_then, 0, "{flavor}: a batch committed before the ALTER");
         let yielded = reasons(&events, "yielded");
         let _ = writeln!(std::io::stderr(), "{flavor}: yielded: {yielded:?}");
@@ -147,7 +126,7 @@ async fn a_run_started_under_lock_tables_write_waits_paused_and_finishes() {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         unlock(holder).await;
         let out = run.finish().await;
-        let events = clean(&out, &format!("{flavor}: a run started under LOCK TABLES"));
+        let events = assert_clean(&out, &format!("{flavor}: a run started under LOCK TABLES"));
         let paused = reasons(&events, "paused");
         let _ = writeln!(std::io::stderr(), "{flavor}: paused: {paused:?}");
         assert!(

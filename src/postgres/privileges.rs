@@ -170,11 +170,16 @@ impl Privileges {
         let grantee = grantee(account);
         let mut warnings = Vec::new();
         if !self.sees_all {
+            let purge = if mysql.mariadb {
+                "as does which of them holds InnoDB's purge back"
+            } else {
+                "as does InnoDB's history list itself (INNODB_METRICS)"
+            };
             warnings.push(format!(
                 "the monitor's account {account} lacks PROCESS, so it sees only its own \
                  account's sessions: another account's DDL waiting behind a batch, its active \
-                 sessions and its open transactions (the purge backlog's cause) go unseen and \
-                 those signals never fire; run `GRANT PROCESS ON *.* TO {grantee};`"
+                 sessions and its open transactions go unseen, {purge}, \
+                 and those signals never fire; run `GRANT PROCESS ON *.* TO {grantee};`"
             ));
         }
         if !mysql.mariadb && !mysql.metadata_locks {

@@ -138,6 +138,21 @@ pub(super) fn throttle(
                 p.max_active_sessions
             ));
         }
+        if p.max_history_length > 0 {
+            lines.push(format!(
+                "throttle while InnoDB's history list is over {}, pause over {} (naming the \
+                 oldest open transaction)",
+                p.max_history_length,
+                p.max_history_length.saturating_mul(2)
+            ));
+        }
+        if !p.max_replica_lag.is_zero() {
+            lines.push(format!(
+                "pause while a --replica-url replica is over {} behind, or its lag is unknown \
+                 (SQL thread stopped, unreachable)",
+                d(p.max_replica_lag)
+            ));
+        }
         if let Some(q) = &p.throttle_query {
             let now = query_now.map_or(String::new(), |v| format!(" (returns {v} now)"));
             lines.push(format!("throttle while throttle_query > 0: {q}{now}"));
