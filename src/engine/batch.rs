@@ -49,23 +49,46 @@ pub async fn run(
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
     let mut tx = begin(session, crew, worker, Some(started)).await?;
-    let (upper, rows) = match update(&mut tx, walk, range, size).await {
-        Ok(updated) => updated,
+    let done = update(&mut tx, walk, range, size)
+        .await
+        .map(|(upper, rows)| Committed {
+            upper,
+            rows,
+            elapsed: Duration::ZERO,
+            keys: size,
+            failed: None,
+            wal: None,
+            job: Progress::default(),
+        });
+    finish(
+        tx,
+        crew,
+        worker,
+        range.id,
+        done.map_err(BatchError::from),
+        started,
+    )
+    .await
+}
+
+/// Ends a batch whose work in `tx` gave `done`: commits it with range `range`'s checkpoint, or,
+/// when the work failed, rolls `tx` back at once ([`Tx::abandon`]), so that a batch the monitor
+/// cancelled lets go of its locks before the run pauses.
+pub(super) async fn finish(
+    tx: Tx<'_>,
+    crew: &Crew<'_, '_>,
+    worker: u32,
+    range: u32,
+    done: Result<Committed, BatchError>,
+    started: Instant,
+) -> Result<Committed, BatchError> {
+    match done {
+        Ok(done) => commit(tx, crew, worker, range, done, started).await,
         Err(e) => {
             tx.abandon().await;
-            return Err(e.into());
+            Err(e)
         }
-    };
-    let done = Committed {
-        upper,
-        rows,
-        elapsed: Duration::ZERO,
-        keys: size,
-        failed: None,
-        wal: None,
-        job: Progress::default(),
-    };
-    commit(tx, crew, worker, range.id, done, started).await
+    }
 }
 
 /// Opens worker `worker`'s batch transaction, bounded by the job's timeouts; tells the monitor

@@ -17,7 +17,7 @@ mod bisect;
 
 use std::time::{Duration, Instant};
 
-use crate::db::{ServerError, Session, is_row_error};
+use crate::db::{ServerError, Session, Tx, is_row_error};
 use crate::event::Event;
 use crate::job::OnError;
 use crate::plan::Walk;
@@ -49,6 +49,20 @@ pub(super) async fn run(
 ) -> Result<Committed, BatchError> {
     let started = Instant::now();
     let mut tx = batch::begin(session, crew, worker, Some(started)).await?;
+    let done = bisect(&mut tx, crew, walk, range, size).await;
+    batch::finish(tx, crew, worker, range.id, done, started).await
+}
+
+/// Inside the batch's transaction `tx`: the batch's keys, their `UPDATE` over halves of them
+/// until the first failing row is found, and, with `on_error = "skip"`, that row recorded;
+/// what comes before it, for the checkpoint.
+async fn bisect(
+    tx: &mut Tx<'_>,
+    crew: &Crew<'_, '_>,
+    walk: &Walk,
+    range: &RangeRow,
+    size: u32,
+) -> Result<Committed, BatchError> {
     let upper = batch::upper_bound(tx.conn(), walk, range, size).await?;
     let keys = tx
         .conn()
@@ -114,7 +128,7 @@ pub(super) async fn run(
             }
         }
     };
-    let done = Committed {
+    Ok(Committed {
         upper: cursor,
         rows: changed,
         elapsed: Duration::ZERO,
@@ -122,8 +136,7 @@ pub(super) async fn run(
         failed: failed.map(Box::new),
         wal: None,
         job: Progress::default(),
-    };
-    batch::commit(tx, crew, worker, range.id, done, started).await
+    })
 }
 
 /// How the search ended: no row failing, rows `0..upto` applied; or row `at` failing.
