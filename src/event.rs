@@ -158,7 +158,8 @@ pub enum Event {
     Yielded {
         job: String,
         worker: u32,
-        range: u32,
+        /// The batch's range; `None` under `run --retry-failures`, whose rows have none.
+        range: Option<u32>,
         reason: String,
     },
     /// The latency guard measured its probe's baseline, before the first batch of this

@@ -215,3 +215,77 @@ async fn plan_says_what_a_monitor_account_without_process_cannot_see() {
         );
     }
 }
+
+/// `run --retry-failures` tries a row set aside again in a transaction of its own; an
+/// `ALTER TABLE` that queues behind that transaction goes ahead at once too (its statement is
+/// killed and its transaction rolled back before the worker pauses), and the row is filled
+/// afterwards, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alter_table_behind_a_retried_row_goes_ahead_at_once() {
+    const ROWS: i64 = 10;
+    for flavor in FLAVORS {
+        let Some(db) = start(flavor).await else {
+            continue;
+        };
+        create_items(&db.pool, ROWS).await;
+        // Row 5 first overflows `done INT` (set aside), then takes 30 s when it is retried.
+        exec(&db.pool, "CREATE TABLE knob (extra BIGINT, per_row DOUBLE)").await;
+        exec(&db.pool, "INSERT INTO knob VALUES (3000000000, 0)").await;
+        let dir = TempDir::new().unwrap();
+        let job = write_job(
+            &dir,
+            "items_total",
+            "name = \"items_total\"\ntable = \"items\"\nwhere = \"done IS NULL\"\n\n\
+             [set]\ndone = \"v * 2 + IF(id = 5, (SELECT extra FROM knob), 0) \
+             + SLEEP(IF(id = 5, (SELECT per_row FROM knob), 0))\"\n\n\
+             [batch]\nsize = 5\nmin = 5\nmax = 5\non_error = \"skip\"\n\n\
+             [timeouts]\nstatement = \"60s\"\n",
+        );
+        run_backfill(&db.url, &["run", path_str(&job)])
+            .expect_code(0, &format!("{flavor}: the run that sets row 5 aside"));
+        exec(&db.pool, "UPDATE knob SET extra = 0, per_row = 30").await;
+        let retry = Runner::spawn(
+            &db.url,
+            &dir,
+            "retry",
+            &["run", "--json", "--retry-failures", path_str(&job)],
+        );
+        wait_for(
+            &db.pool,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+              WHERE INFO LIKE 'UPDATE `db`.`items`%' AND TIME >= 1",
+        )
+        .await;
+        let mut ddl = session(&db).await;
+        sqlx::raw_sql("SET SESSION lock_wait_timeout = 60; ALTER TABLE items ADD COLUMN note TEXT")
+            .execute(&mut ddl)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor}: the ALTER TABLE behind the retry: {e}"));
+        let filled_then = number(
+            &db.pool,
+            "SELECT COUNT(*) FROM items WHERE done IS NOT NULL",
+        )
+        .await;
+        exec(&db.pool, "UPDATE knob SET per_row = 0").await;
+        let out = retry.finish().await;
+        let events = assert_clean(&out, &format!("{flavor}: a retry that yielded to DDL"));
+        assert_eq!(
+            filled_then,
+            ROWS - 1,
+            "{flavor}: the retry committed before the ALTER"
+        );
+        let yielded = reasons(&events, "yielded");
+        let _ = writeln!(
+            std::io::stderr(),
+            "{flavor}: the retry yielded: {yielded:?}"
+        );
+        assert!(
+            yielded
+                .iter()
+                .any(|r| r.contains("ALTER TABLE items ADD COLUMN note TEXT")),
+            "{flavor}: no yield naming the ALTER: {yielded:?}\n{}",
+            out.stdout
+        );
+        assert_all_done_once(&db.pool, ROWS).await;
+    }
+}

@@ -9,13 +9,14 @@
 //! one more attempt. A transient error (a lock timeout, a lost connection, the monitor's yield)
 //! is retried as a batch's would be. One worker does it all: a few failed rows need no more.
 
-use crate::db::{ServerError, is_row_error};
+use crate::db::{ServerError, Tx, is_row_error};
 use crate::event::Event;
 use crate::state::FailedRow;
 
 use super::BatchError;
 use super::EngineError;
 use super::batch;
+use super::crew::Crew;
 use super::end::End;
 use super::streak::Streak;
 use super::worker::{Step, Worker};
@@ -124,7 +125,12 @@ impl Worker<'_, '_, '_> {
                 }
                 Err(_) if seen.yielded => {
                     let reason = self.crew.watchers.reason();
-                    tracing::debug!("retry of row {} yielded: {reason}", row.row());
+                    self.crew.send(|job| Event::Yielded {
+                        job,
+                        worker,
+                        range: None,
+                        reason,
+                    });
                 }
                 Err(e) => {
                     let at = format!("retry of row {}", row.row());
@@ -137,39 +143,57 @@ impl Worker<'_, '_, '_> {
     }
 
     /// One transaction: the row's `UPDATE` in a savepoint, then its record forgotten (filled)
-    /// or brought up to date (failed again).
+    /// or brought up to date (failed again). A transaction that fails (a yield, a lock
+    /// timeout) is rolled back at once, as a batch's is, so that it holds no lock while the
+    /// worker pauses or retries.
     async fn fill(&mut self, row: &FailedRow) -> Result<Retried, BatchError> {
         let crew = self.crew;
-        let (store, job, plan) = (crew.r.store, crew.job(), crew.r.plan);
-        let walk = plan.walk_of(&row.relation).unwrap_or(&plan.walk);
         let mut tx = batch::begin(&mut self.link.session, crew, self.id, None).await?;
-        let mut savepoint = tx.savepoint().await?;
-        let update = savepoint.conn().update_key(walk, &row.key).await;
-        let retried = match update {
-            Ok(rows) => {
-                savepoint.commit().await?;
-                store
-                    .failure_filled(tx.conn(), job, crew.r.owner, &row.key, rows)
-                    .await?;
-                Retried::Filled { rows }
+        match fill_in(crew, &mut tx, row).await {
+            Ok(retried) => {
+                tx.commit().await?;
+                Ok(retried)
             }
-            Err(e) => match ServerError::of(&e).filter(|_| is_row_error(&e)) {
-                Some(server) => {
-                    savepoint.rollback().await?;
-                    let again = FailedRow {
-                        sqlstate: server.code.unwrap_or_default(),
-                        message: server.message,
-                        notes: server.notes,
-                        attempts: row.attempts + 1,
-                        ..row.clone()
-                    };
-                    store.record_failure(tx.conn(), job, &again).await?;
-                    Retried::Again(Box::new(again))
-                }
-                None => return Err(e.into()),
-            },
-        };
-        tx.commit().await?;
-        Ok(retried)
+            Err(e) => {
+                tx.abandon().await;
+                Err(e)
+            }
+        }
     }
+}
+
+/// [`Worker::fill`]'s statements, inside its transaction `tx`.
+async fn fill_in(
+    crew: &Crew<'_, '_>,
+    tx: &mut Tx<'_>,
+    row: &FailedRow,
+) -> Result<Retried, BatchError> {
+    let (store, job, plan) = (crew.r.store, crew.job(), crew.r.plan);
+    let walk = plan.walk_of(&row.relation).unwrap_or(&plan.walk);
+    let mut savepoint = tx.savepoint().await?;
+    let update = savepoint.conn().update_key(walk, &row.key).await;
+    Ok(match update {
+        Ok(rows) => {
+            savepoint.commit().await?;
+            store
+                .failure_filled(tx.conn(), job, crew.r.owner, &row.key, rows)
+                .await?;
+            Retried::Filled { rows }
+        }
+        Err(e) => match ServerError::of(&e).filter(|_| is_row_error(&e)) {
+            Some(server) => {
+                savepoint.rollback().await?;
+                let again = FailedRow {
+                    sqlstate: server.code.unwrap_or_default(),
+                    message: server.message,
+                    notes: server.notes,
+                    attempts: row.attempts + 1,
+                    ..row.clone()
+                };
+                store.record_failure(tx.conn(), job, &again).await?;
+                Retried::Again(Box::new(again))
+            }
+            None => return Err(e.into()),
+        },
+    })
 }

@@ -284,7 +284,7 @@ impl<'c, 'r, 'a> Worker<'c, 'r, 'a> {
                 self.crew.send(|job| Event::Yielded {
                     job,
                     worker,
-                    range: id,
+                    range: Some(id),
                     reason,
                 });
                 Ok(self.reload(range).await?.lost().map(Walked::Lost))

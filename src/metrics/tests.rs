@@ -110,7 +110,7 @@ fn retries_and_yields_are_counted() {
     m.record(&Event::Yielded {
         job: JOB.into(),
         worker: 0,
-        range: 1,
+        range: Some(1),
         reason: "ALTER TABLE waits".into(),
     });
     assert_eq!(
