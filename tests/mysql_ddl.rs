@@ -21,6 +21,35 @@ async fn session(db: &Served) -> MySqlConnection {
     MySqlConnection::connect(&db.url).await.unwrap()
 }
 
+/// Once an `UPDATE` of ours (of `what`) has run on `db`'s `items` for a second, runs
+/// `ALTER TABLE items ADD COLUMN note TEXT` behind it, willing to wait a minute for its
+/// metadata lock; returns when the `ALTER` is done.
+async fn alter_behind_a_running_update(db: &Served, what: &str) {
+    wait_for(
+        &db.pool,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+          WHERE INFO LIKE 'UPDATE `db`.`items`%' AND TIME >= 1",
+    )
+    .await;
+    let mut ddl = session(db).await;
+    sqlx::raw_sql("SET SESSION lock_wait_timeout = 60; ALTER TABLE items ADD COLUMN note TEXT")
+        .execute(&mut ddl)
+        .await
+        .unwrap_or_else(|e| panic!("the ALTER TABLE behind {what}: {e}"));
+}
+
+/// `events` has a `yielded` event that names the `ALTER` of [`alter_behind_a_running_update`].
+fn assert_yielded_to_the_alter(events: &[serde_json::Value], what: &str, stdout: &str) {
+    let yielded = reasons(events, "yielded");
+    let _ = writeln!(std::io::stderr(), "{what}: yielded: {yielded:?}");
+    assert!(
+        yielded
+            .iter()
+            .any(|r| r.contains("ALTER TABLE items ADD COLUMN note TEXT")),
+        "{what}: no yield naming the ALTER: {yielded:?}\n{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alter_table_behind_a_slow_batch_goes_ahead_at_once() {
     const ROWS: i64 = 1_000;
@@ -41,17 +70,7 @@ async fn an_alter_table_behind_a_slow_batch_goes_ahead_at_once() {
             &items_job(batch, "(SELECT per_row FROM knob)"),
         );
         let run = Runner::spawn(&db.url, &dir, "run", &["run", "--json", path_str(&job)]);
-        wait_for(
-            &db.pool,
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-              WHERE INFO LIKE 'UPDATE `db`.`items`%' AND TIME >= 1",
-        )
-        .await;
-        let mut ddl = session(&db).await;
-        sqlx::raw_sql("SET SESSION lock_wait_timeout = 60; ALTER TABLE items ADD COLUMN note TEXT")
-            .execute(&mut ddl)
-            .await
-            .unwrap_or_else(|e| panic!("{flavor}: the ALTER TABLE: {e}"));
+        alter_behind_a_running_update(&db, &format!("{flavor}: a batch")).await;
         // The batch it queued behind did not commit first: it was cancelled for the ALTER.
         let done_then = number(
             &db.pool,
@@ -62,15 +81,7 @@ async fn an_alter_table_behind_a_slow_batch_goes_ahead_at_once() {
         let out = run.finish().await;
         let events = assert_clean(&out, &format!("{flavor}: a run that yielded to DDL"));
         assert_eq!(done_then, 0, "{flavor}: a batch committed before the ALTER");
-        let yielded = reasons(&events, "yielded");
-        let _ = writeln!(std::io::stderr(), "{flavor}: yielded: {yielded:?}");
-        assert!(
-            yielded
-                .iter()
-                .any(|r| r.contains("ALTER TABLE items ADD COLUMN note TEXT")),
-            "{flavor}: no yield naming the ALTER: {yielded:?}\n{}",
-            out.stdout
-        );
+        assert_yielded_to_the_alter(&events, &format!("{flavor}"), &out.stdout);
         assert!(
             !reasons(&events, "paused").is_empty(),
             "{flavor}: no pause after the yield\n{}",
@@ -250,17 +261,7 @@ async fn an_alter_table_behind_a_retried_row_goes_ahead_at_once() {
             "retry",
             &["run", "--json", "--retry-failures", path_str(&job)],
         );
-        wait_for(
-            &db.pool,
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-              WHERE INFO LIKE 'UPDATE `db`.`items`%' AND TIME >= 1",
-        )
-        .await;
-        let mut ddl = session(&db).await;
-        sqlx::raw_sql("SET SESSION lock_wait_timeout = 60; ALTER TABLE items ADD COLUMN note TEXT")
-            .execute(&mut ddl)
-            .await
-            .unwrap_or_else(|e| panic!("{flavor}: the ALTER TABLE behind the retry: {e}"));
+        alter_behind_a_running_update(&db, &format!("{flavor}: a retried row")).await;
         let filled_then = number(
             &db.pool,
             "SELECT COUNT(*) FROM items WHERE done IS NOT NULL",
@@ -274,18 +275,7 @@ async fn an_alter_table_behind_a_retried_row_goes_ahead_at_once() {
             ROWS - 1,
             "{flavor}: the retry committed before the ALTER"
         );
-        let yielded = reasons(&events, "yielded");
-        let _ = writeln!(
-            std::io::stderr(),
-            "{flavor}: the retry yielded: {yielded:?}"
-        );
-        assert!(
-            yielded
-                .iter()
-                .any(|r| r.contains("ALTER TABLE items ADD COLUMN note TEXT")),
-            "{flavor}: no yield naming the ALTER: {yielded:?}\n{}",
-            out.stdout
-        );
+        assert_yielded_to_the_alter(&events, &format!("{flavor}: the retry"), &out.stdout);
         assert_all_done_once(&db.pool, ROWS).await;
     }
 }

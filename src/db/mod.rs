@@ -346,6 +346,21 @@ impl Tx<'_> {
         let _ = tokio::time::timeout(ABANDON_WITHIN, self.rollback()).await;
     }
 
+    /// Ends the transaction by the outcome of the work done in it: commits it when `done` is
+    /// `Ok`, else rolls it back at once ([`Tx::abandon`]) and hands the error on.
+    pub async fn settle<T, E: From<sqlx::Error>>(self, done: Result<T, E>) -> Result<T, E> {
+        match done {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.abandon().await;
+                Err(e)
+            }
+        }
+    }
+
     /// A savepoint inside the transaction: committed, it keeps its statements; rolled back,
     /// it undoes them and the transaction goes on.
     pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {

@@ -31,7 +31,7 @@ pub struct Committed {
     /// Under a WAL budget: the WAL charged to the batch, and how long the budget asks to wait
     /// before the next one.
     pub wal: Option<(u64, Duration)>,
-    /// Where the job stands with the batch, as its checkpoint read it ([`commit`] fills it in).
+    /// Where the job stands with the batch, as its checkpoint read it ([`finish`] fills it in).
     pub job: Progress,
 }
 
@@ -71,24 +71,25 @@ pub async fn run(
     .await
 }
 
-/// Ends a batch whose work in `tx` gave `done`: commits it with range `range`'s checkpoint, or,
-/// when the work failed, rolls `tx` back at once ([`Tx::abandon`]), so that a batch the monitor
-/// cancelled lets go of its locks before the run pauses.
+/// Ends a batch whose work in `tx` gave `done`: commits it with range `range`'s checkpoint,
+/// with its wall time since `started`; or, when the work or the checkpoint failed, rolls `tx`
+/// back at once ([`Tx::settle`]), so that a batch the monitor cancelled lets go of its locks
+/// before the run pauses.
 pub(super) async fn finish(
-    tx: Tx<'_>,
+    mut tx: Tx<'_>,
     crew: &Crew<'_, '_>,
     worker: u32,
     range: u32,
     done: Result<Committed, BatchError>,
     started: Instant,
 ) -> Result<Committed, BatchError> {
-    match done {
-        Ok(done) => commit(tx, crew, worker, range, done, started).await,
-        Err(e) => {
-            tx.abandon().await;
-            Err(e)
-        }
-    }
+    let done = match done {
+        Ok(done) => checkpoint(&mut tx, crew, worker, range, done).await,
+        Err(e) => Err(e),
+    };
+    let mut done = tx.settle(done).await?;
+    done.elapsed = started.elapsed();
+    Ok(done)
 }
 
 /// Opens worker `worker`'s batch transaction, bounded by the job's timeouts; tells the monitor
@@ -116,19 +117,18 @@ pub(super) async fn begin<'c>(
     Ok(tx)
 }
 
-/// Writes range `range`'s checkpoint for `done` (its `upper` the new cursor, its `rows` and
-/// `keys` added to the counters) and commits; under a WAL budget, charges the batch's WAL
-/// first. `done` comes back with its wall time since `started` and its WAL.
-pub(super) async fn commit(
-    mut tx: Tx<'_>,
+/// Writes range `range`'s checkpoint for `done` in `tx` (its `upper` the new cursor, its `rows`
+/// and `keys` added to the counters); under a WAL budget, charges the batch's WAL. `done`
+/// comes back with where the job stands and its WAL.
+async fn checkpoint(
+    tx: &mut Tx<'_>,
     crew: &Crew<'_, '_>,
     worker: u32,
     range: u32,
     mut done: Committed,
-    started: Instant,
 ) -> Result<Committed, BatchError> {
     let holder = crew.holder(worker);
-    let checkpoint = crew
+    done.job = crew
         .r
         .store
         .checkpoint(
@@ -140,20 +140,11 @@ pub(super) async fn commit(
             done.rows,
             done.keys,
         )
-        .await;
-    done.job = match checkpoint {
-        Ok(job) => job,
-        Err(e) => {
-            tx.abandon().await;
-            return Err(e.into());
-        }
-    };
+        .await?;
     if crew.brakes.has_wal_budget() {
         let lsn = tx.conn().wal_position().await?;
         done.wal = Some(crew.brakes.wal_ended(worker, lsn));
     }
-    tx.commit().await?;
-    done.elapsed = started.elapsed();
     Ok(done)
 }
 

@@ -149,16 +149,8 @@ impl Worker<'_, '_, '_> {
     async fn fill(&mut self, row: &FailedRow) -> Result<Retried, BatchError> {
         let crew = self.crew;
         let mut tx = batch::begin(&mut self.link.session, crew, self.id, None).await?;
-        match fill_in(crew, &mut tx, row).await {
-            Ok(retried) => {
-                tx.commit().await?;
-                Ok(retried)
-            }
-            Err(e) => {
-                tx.abandon().await;
-                Err(e)
-            }
-        }
+        let retried = fill_in(crew, &mut tx, row).await;
+        tx.settle(retried).await
     }
 }
 
