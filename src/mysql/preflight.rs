@@ -85,13 +85,7 @@ pub async fn check(
     };
     let throttle_query = match &job.throttle.throttle_query {
         Some(query) => {
-            let sql = format!(
-                "SELECT CAST(COALESCE((SELECT t.v FROM ({query}) AS t LIMIT 1), 0) AS DOUBLE)"
-            );
-            let value = statement(&sql)
-                .fetch_one(&mut *conn)
-                .await
-                .and_then(|row| row.try_get::<f64, _>(0));
+            let value = super::monitor::throttle_value(conn, query).await;
             Some(value.map_err(|source| PreflightError::ThrottleQuery {
                 sql: query.clone(),
                 source,

@@ -2,7 +2,8 @@
 //! and reasons as on PostgreSQL: sessions at work (`Threads_running`) throttle a run
 //! (`active.rs`), a replica whose SQL thread is stopped pauses it (`replica.rs`), and a
 //! snapshot that holds InnoDB's purge back while the run grows the history list throttles or
-//! pauses it, naming that session (`history.rs`). Each run then finishes once the cause is gone,
+//! pauses it, naming that session (`history.rs`); the operator's `throttle_query` throttles it
+//! and `throttle_file` pauses it (`operator.rs`). Each run then finishes once the cause is gone,
 //! every row filled exactly once.
 //!
 //! Each test prints the reasons the run gave past the harness's capture, so that a reader sees
@@ -13,6 +14,7 @@ mod common;
 
 mod active;
 mod history;
+mod operator;
 mod replica;
 
 use std::io::Write as _;

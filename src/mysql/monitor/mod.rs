@@ -51,6 +51,32 @@ pub async fn sight(session: &mut Session) -> Result<MysqlSight, sqlx::Error> {
     })
 }
 
+/// The job's `throttle_query` as a number: the first column of its first row, 0 for no row or
+/// NULL. It runs as written, as one prepared statement (so one statement only), and its column
+/// is read in the type the server sends: a float, an integer, or a `DECIMAL` or text number,
+/// which travel as text. (PostgreSQL names the column by wrapping the query, `AS t(v)`; MariaDB
+/// has no column list for a derived table, and MySQL's must name every column.)
+pub async fn throttle_value(conn: &mut MySqlConnection, query: &str) -> Result<f64, sqlx::Error> {
+    let Some(row) = statement(query).fetch_optional(conn).await? else {
+        return Ok(0.0);
+    };
+    if let Ok(value) = row.try_get::<Option<f64>, _>(0) {
+        return Ok(value.unwrap_or(0.0));
+    }
+    if let Ok(value) = row.try_get::<Option<i64>, _>(0) {
+        return Ok(value.map_or(0.0, |v| v as f64));
+    }
+    if let Ok(value) = row.try_get::<Option<u64>, _>(0) {
+        return Ok(value.map_or(0.0, |v| v as f64));
+    }
+    let Some(text) = row.try_get_unchecked::<Option<String>, _>(0)? else {
+        return Ok(0.0);
+    };
+    text.trim().parse().map_err(|_| {
+        sqlx::Error::Decode(format!("its first column, {text:?}, is not a number").into())
+    })
+}
+
 /// One sample: on a full sample, the job's `throttle_query` and the server's load.
 pub async fn sample(session: &mut Session, request: &Request<'_>) -> Result<Sampled, sqlx::Error> {
     let throttle_query = match (request.full, request.throttle_query) {
@@ -58,10 +84,7 @@ pub async fn sample(session: &mut Session, request: &Request<'_>) -> Result<Samp
             let (mut tx, _) = session
                 .begin_bounded(request.timeout, request.timeout, true)
                 .await?;
-            let sql = format!(
-                "SELECT CAST(COALESCE((SELECT t.v FROM ({query}) AS t LIMIT 1), 0) AS DOUBLE)"
-            );
-            let value: f64 = statement(&sql).fetch_one(&mut *tx.tx).await?.try_get(0)?;
+            let value = throttle_value(&mut tx.tx, query).await?;
             tx.commit().await?;
             Some(value)
         }
