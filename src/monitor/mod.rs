@@ -104,12 +104,18 @@ type Batches = BTreeMap<u32, Tracked>;
 /// What the monitor saw of each running batch, by worker.
 type Seen = Arc<Mutex<HashMap<u32, BatchWatch>>>;
 
+/// The session (pid) each worker ran its last batch on, kept between its batches: on MySQL,
+/// whose sessions carry no application name, how the sample knows a transaction begun since
+/// it took its list of running batches as ours.
+type Sessions = Arc<Mutex<BTreeMap<u32, i64>>>;
+
 /// The running monitor task.
 pub struct Monitor {
     task: JoinHandle<()>,
     decision: watch::Receiver<Option<Decision>>,
     batches: watch::Sender<Batches>,
     seen: Seen,
+    sessions: Sessions,
     /// How long [`Monitor::stop`] waits for the task to end by itself.
     stop_within: Duration,
 }
@@ -121,6 +127,7 @@ impl Monitor {
         let (decision_tx, decision) = watch::channel(None);
         let (batches, batches_rx) = watch::channel(Batches::new());
         let seen = Seen::default();
+        let sessions = Sessions::default();
         let stop_within = sample_timeout(&watch.policy);
         let replicas = Replicas::new(&watch.replicas);
         let task = tokio::spawn(
@@ -130,6 +137,7 @@ impl Monitor {
                 decision: decision_tx,
                 batches: batches_rx,
                 seen: Arc::clone(&seen),
+                sessions: Arc::clone(&sessions),
                 conn: None,
                 last_full: None,
                 full_tried: None,
@@ -141,6 +149,7 @@ impl Monitor {
             decision,
             batches,
             seen,
+            sessions,
             stop_within,
         }
     }
@@ -165,6 +174,9 @@ impl Monitor {
     fn started(&self, id: u32, running: Running) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(id, BatchWatch::default());
+        }
+        if let (Running::Batch(backend), Ok(mut sessions)) = (&running, self.sessions.lock()) {
+            sessions.insert(id, backend.pid);
         }
         self.batches.send_modify(|b| {
             b.insert(
@@ -227,6 +239,7 @@ struct Task {
     decision: watch::Sender<Option<Decision>>,
     batches: watch::Receiver<Batches>,
     seen: Seen,
+    sessions: Sessions,
     conn: Option<Session>,
     replicas: Replicas,
     /// The last full sample's load, WAL retention, `throttle_query` and `throttle_file`, reused
@@ -328,9 +341,14 @@ impl Task {
             self.full_tried = Some(at);
         }
         let (backends, statements) = split(batches.values().map(|t| &t.running));
+        let sessions: Vec<i64> = match self.sessions.lock() {
+            Ok(sessions) => sessions.values().copied().collect(),
+            Err(_) => Vec::new(),
+        };
         let probe = sample::Request {
             relations: &self.watch.relations,
             ours: &self.watch.ours,
+            sessions: &sessions,
             batches: &backends,
             statements: &statements,
             full,

@@ -21,6 +21,7 @@ pub async fn wal_retention(
     let probe = super::sample::Request {
         relations,
         ours: &[],
+        sessions: &[],
         batches: &[],
         statements: &[],
         full: true,
@@ -44,6 +45,7 @@ pub async fn table_lock(
     let probe = super::sample::Request {
         relations,
         ours,
+        sessions: &[],
         batches: &[],
         statements: &[],
         full: false,

@@ -39,6 +39,9 @@ pub struct Request<'a> {
     pub relations: &'a [String],
     /// The job's own sessions' application names.
     pub ours: &'a [String],
+    /// The sessions (pids) of this process's workers, each as of its last batch, whether it
+    /// runs one now or not; a superset of `batches`' pids.
+    pub sessions: &'a [i64],
     /// Our running batches.
     pub batches: &'a [Backend],
     /// The markers of our running statements (the comment their text starts with).

@@ -59,7 +59,7 @@ pub async fn read(session: &mut Session, request: &Request<'_>) -> Result<Load, 
         Some(length) => Some(length),
         None => permitted(history_length(conn, flavor).await)?.flatten(),
     };
-    let (holder, idle) = match permitted(transactions(conn, request.batches).await)? {
+    let (holder, idle) = match permitted(transactions(conn, request.sessions).await)? {
         Some((oldest, idle)) => (oldest.map_or(Holder::Nobody, Holder::Oldest), idle),
         None => (Holder::Unseen, None),
     };
@@ -186,13 +186,16 @@ fn history_in(status: &str) -> Option<u64> {
 }
 
 /// The open transactions the policy names: the oldest, and the longest idle one (its session
-/// asleep between statements), each with how long; neither the monitor's nor our batches'.
-/// `INNODB_TRX` shows other accounts' transactions only with `PROCESS`.
+/// asleep between statements), each with how long; neither the monitor's nor one on our
+/// workers' `sessions`. All of those, not only the batches running when the sample began: a
+/// worker's next batch may begin while the sample runs, and `trx_started` has whole seconds,
+/// so a batch begun in the same second as the transaction that holds purge back would tie
+/// with it. `INNODB_TRX` shows other accounts' transactions only with `PROCESS`.
 async fn transactions(
     conn: &mut MySqlConnection,
-    batches: &[Backend],
+    sessions: &[i64],
 ) -> Result<(Option<OpenTransaction>, Option<(policy::Session, Duration)>), sqlx::Error> {
-    let rows = transactions_query(batches).fetch_all(conn).await?;
+    let rows = transactions_query(sessions).fetch_all(conn).await?;
     let mut oldest = None;
     let mut idle = None;
     for row in &rows {
@@ -209,7 +212,7 @@ async fn transactions(
 
 /// Two rows at most: `kind` 0 the oldest open transaction, 1 the one idle for longest.
 fn transactions_query(
-    batches: &[Backend],
+    sessions: &[i64],
 ) -> sqlx::query::Query<'static, sqlx::MySql, sqlx::mysql::MySqlArguments> {
     let one = |kind: u8, filter: &str, order: &str| {
         format!(
@@ -224,7 +227,7 @@ fn transactions_query(
                WHERE t.trx_mysql_thread_id <> CONNECTION_ID() \
                  AND t.trx_mysql_thread_id NOT IN ({}){filter} \
                ORDER BY {order} LIMIT 1)",
-            placeholders(batches.len())
+            placeholders(sessions.len())
         )
     };
     let sql = format!(
@@ -234,8 +237,8 @@ fn transactions_query(
     );
     let mut query = statement(&sql);
     for _ in 0..2 {
-        for batch in batches {
-            query = query.bind(batch.pid);
+        for pid in sessions {
+            query = query.bind(*pid);
         }
     }
     query
@@ -267,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_list_of_batches_matches_no_thread() {
+    fn an_empty_list_of_threads_matches_none() {
         assert_eq!(placeholders(0), "-1");
         assert_eq!(placeholders(3), "?, ?, ?");
     }
