@@ -4,6 +4,8 @@
 //! snapshot's session; once that session commits, purge catches up and the run finishes,
 //! every row filled once.
 
+use std::time::Duration;
+
 use sqlx::{Connection as _, MySqlConnection};
 use tempfile::TempDir;
 
@@ -32,6 +34,9 @@ async fn a_snapshot_that_holds_purge_back_throttles_the_run_until_it_commits() {
             .execute(&mut snapshot)
             .await
             .unwrap();
+        // `trx_started` has whole seconds: begun in an earlier second than any of the run's
+        // own transactions, the snapshot is the oldest beyond doubt.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let dir = TempDir::new().unwrap();
         // Its idle time is not what this test is about.
         let throttle = "max_history_length = 100\nmax_idle_in_transaction = \"0s\"\n\
