@@ -10,7 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::mysql::{
-    FLAVORS, assert_all_done_once, create_items, exec, items_job, number, start, wait_for,
+    FLAVORS, INNODB_TRX_REFRESH, assert_all_done_once, create_items, exec, items_job, number,
+    start, wait_for,
 };
 use common::{Runner, events, path_str, write_job};
 use sqlx::Connection as _;
@@ -143,11 +144,8 @@ async fn a_batch_past_the_statement_timeout_is_stopped_and_retried() {
             "{flavor}: {error}"
         );
         assert_all_done_once(&db.pool, ROWS).await;
-        // The killed statement left no transaction behind holding locks. INNODB_TRX is a
-        // snapshot that the server refreshes only when it has not been read for 0.1 s, and the
-        // run's monitor read it until the end: wait that long, or this reads the run's last
-        // batch from the snapshot.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The killed statement left no transaction behind holding locks.
+        tokio::time::sleep(INNODB_TRX_REFRESH).await;
         let open = number(
             &db.pool,
             "SELECT COUNT(*) FROM information_schema.INNODB_TRX",
@@ -198,8 +196,7 @@ async fn a_frozen_process_does_not_hold_its_transaction_open() {
                 std::time::Instant::now() < deadline,
                 "{flavor}: the frozen batch's transaction is still open: {open:?}"
             );
-            // Past the 0.1 s for which the server serves INNODB_TRX from its last snapshot.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(INNODB_TRX_REFRESH).await;
         }
         run.signal("CONT");
         run.finish()

@@ -3,6 +3,7 @@
 //! per-row update counter that the MySQL tests fill.
 
 use std::io::Write as _;
+use std::time::Duration;
 
 use backfill::mysql::throwaway::{Error, Flavor, Server};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
@@ -10,6 +11,12 @@ use sqlx::{AssertSqlSafe, Connection as _};
 
 /// Both flavors, in the order the tests run them.
 pub const FLAVORS: [Flavor; 2] = [Flavor::MariaDb, Flavor::MySql];
+
+/// How long a test waits before it reads `information_schema.INNODB_TRX`, and between two
+/// reads. The server answers it from a snapshot that it refreshes only once nobody has read it
+/// for 0.1 s, and a run's monitor reads it on every full sample: read sooner, it can show a
+/// batch that has already ended.
+pub const INNODB_TRX_REFRESH: Duration = Duration::from_millis(300);
 
 /// A started server with a pool on its new `db` database.
 pub struct Served {

@@ -1,7 +1,7 @@
 //! The operator's own brakes, as on PostgreSQL: a `throttle_query` that reads a row of the
 //! operator's table throttles the run while its first column is more than 0 (here an unnamed
-//! `DECIMAL` beside a second column), and a `throttle_file` that
-//! exists pauses it; with both released the run finishes, every row filled once.
+//! `DECIMAL` beside a second column), and a `throttle_file` that exists pauses it; with both
+//! released the run finishes, every row filled once.
 
 use tempfile::TempDir;
 
